@@ -1,0 +1,241 @@
+//! The subcommands other than `serve`.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use tokio::task::JoinSet;
+
+use crate::config::{Config, GitHubAuth, Host};
+use crate::logs::{self, Logs};
+use crate::runner::{Connector, duration};
+use crate::store::{DeploymentId, Store, now_ms};
+
+/// A failure already reported to the user; main only sets the exit status.
+#[derive(Debug)]
+pub struct Failed;
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("failed")
+    }
+}
+
+impl std::error::Error for Failed {}
+
+/// Human-readable logs on stderr; `RUST_LOG` picks what is shown.
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+pub fn check_config(c: &Config) -> anyhow::Result<()> {
+    let hosts: usize = c.targets.iter().map(|t| t.hosts.len()).sum();
+    let steps: usize = c.targets.iter().map(|t| t.steps.len()).sum();
+    println!(
+        "{}: ok: {} target{}, {hosts} host{}, {steps} step{}",
+        c.path.display(),
+        c.targets.len(),
+        if c.targets.len() == 1 { "" } else { "s" },
+        if hosts == 1 { "" } else { "s" },
+        if steps == 1 { "" } else { "s" },
+    );
+    println!(
+        "  listen {}, public_url {}",
+        c.server.listen, c.server.public_url
+    );
+    let auth = match &c.github.auth {
+        GitHubAuth::Token(_) => "token".to_string(),
+        GitHubAuth::App { app_id, .. } => format!("GitHub App {app_id}"),
+    };
+    println!(
+        "  github {} ({auth}), {} webhook secret{}",
+        c.github.api_url,
+        c.github.webhook_secrets.len(),
+        if c.github.webhook_secrets.len() == 1 {
+            ""
+        } else {
+            "s"
+        }
+    );
+    println!("  storage {}", c.storage.dir.display());
+    for t in &c.targets {
+        let parallel = t.parallel.map_or("all".to_string(), |p| p.to_string());
+        let names: Vec<&str> = t.steps.iter().map(|s| s.name.as_str()).collect();
+        println!(
+            "  target {} {} (task {}): {} host{} ({parallel} at a time), steps: {}, timeout {}",
+            t.repository,
+            t.environment,
+            t.task,
+            t.hosts.len(),
+            if t.hosts.len() == 1 { "" } else { "s" },
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            },
+            duration(t.timeout),
+        );
+    }
+    for w in &c.warnings {
+        println!("warning: {}", w.at(&c.path));
+    }
+    Ok(())
+}
+
+pub async fn check_hosts(c: &Config, only: Option<&str>) -> anyhow::Result<()> {
+    let mut hosts: Vec<(String, Host)> = Vec::new();
+    for t in &c.targets {
+        let label = format!("{}:{}", t.repository, t.environment);
+        if only.is_some_and(|o| o != label) {
+            continue;
+        }
+        for h in &t.hosts {
+            if !hosts.iter().any(|(_, seen)| seen == h) {
+                hosts.push((label.clone(), h.clone()));
+            }
+        }
+    }
+    if hosts.is_empty() {
+        bail!(
+            "no target {} (targets are named REPO:ENV as in the config)",
+            only.unwrap_or_default()
+        );
+    }
+    let connector = Arc::new(Connector::new(&c.ssh)?);
+    let mut checks = JoinSet::new();
+    for (i, (_, host)) in hosts.iter().enumerate() {
+        let connector = connector.clone();
+        let host = host.clone();
+        // The connector bounds concurrent handshakes.
+        checks.spawn(async move {
+            let result = match connector.connect(&host).await {
+                Ok((session, took)) => {
+                    let ran = session.command("true").status().await;
+                    let _ = session.close().await;
+                    match ran {
+                        Ok(s) if s.success() => Ok(took),
+                        Ok(s) => Err(format!("`true` exited with {s}")),
+                        Err(e) => Err(format!("connected, but cannot run a command: {e}")),
+                    }
+                }
+                Err(cause) => Err(cause),
+            };
+            (i, result)
+        });
+    }
+    let mut results = vec![None; hosts.len()];
+    while let Some(joined) = checks.join_next().await {
+        let (i, r) = joined.context("a host check panicked")?;
+        results[i] = Some(r);
+    }
+    let width = hosts
+        .iter()
+        .map(|(_, h)| display_host(h).len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "{:<width$}  {:<6}  {:>8}  TARGET / CAUSE",
+        "HOST", "RESULT", "CONNECT"
+    );
+    let mut failed = 0;
+    for ((label, host), r) in hosts.iter().zip(results) {
+        match r.expect("every check reports") {
+            Ok(took) => println!(
+                "{:<width$}  {:<6}  {:>6}ms  {label}",
+                display_host(host),
+                "ok",
+                took.as_millis()
+            ),
+            Err(cause) => {
+                failed += 1;
+                println!(
+                    "{:<width$}  {:<6}  {:>8}  {label}: {cause}",
+                    display_host(host),
+                    "FAILED",
+                    "-"
+                );
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("error: {failed} of {} hosts failed", hosts.len());
+        return Err(Failed.into());
+    }
+    Ok(())
+}
+
+fn display_host(h: &Host) -> String {
+    match &h.user {
+        Some(u) => format!("{u}@{h}"),
+        None => h.to_string(),
+    }
+}
+
+async fn open_store(c: &Config) -> anyhow::Result<Store> {
+    if !c.db_path().exists() {
+        bail!(
+            "no deployments yet: {} does not exist (is storage.dir right, and has `ferry serve` run?)",
+            c.db_path().display()
+        );
+    }
+    Store::open(&c.storage.dir).await
+}
+
+fn clock(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+pub async fn deployments(c: &Config, limit: u32) -> anyhow::Result<()> {
+    let store = open_store(c).await?;
+    let list = store.recent(i64::from(limit)).await?;
+    println!(
+        "{:<12}  {:<28}  {:<14}  {:<20}  {:<9}  {:<20}  DURATION",
+        "ID", "REPOSITORY", "ENVIRONMENT", "REF", "STATE", "STARTED"
+    );
+    for d in list {
+        let started = d.started_at.map_or("-".to_string(), clock);
+        let took = match (d.started_at, d.finished_at) {
+            (Some(s), Some(f)) => duration(Duration::from_millis((f - s).max(0) as u64)),
+            (Some(s), None) => format!(
+                "{} so far",
+                duration(Duration::from_millis((now_ms() - s).max(0) as u64))
+            ),
+            _ => "-".to_string(),
+        };
+        println!(
+            "{:<12}  {:<28}  {:<14}  {:<20}  {:<9}  {:<20}  {took}",
+            d.id, d.repository, d.environment, d.git_ref, d.state, started
+        );
+    }
+    Ok(())
+}
+
+pub async fn logs(c: &Config, id: i64, follow: bool) -> anyhow::Result<()> {
+    let id = DeploymentId(id);
+    let store = open_store(c).await?;
+    let Some(d) = store.get(id).await? else {
+        bail!("no deployment {id} in {}", c.db_path().display());
+    };
+    let reader = Logs::reader(&c.storage.dir);
+    print!("{}", logs::page::header_text(&d));
+    let mut offset = 0;
+    loop {
+        // Read the state before the log: once final, one more read has it all.
+        let done = !follow || store.get(id).await?.is_none_or(|d| d.state.is_final());
+        if let Some((lines, next)) = reader.read_from(id, offset)? {
+            print!("{}", logs::text(&lines));
+            offset = next;
+        }
+        if done {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

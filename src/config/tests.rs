@@ -1,0 +1,241 @@
+use super::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+/// A valid config whose files exist in `dir`, with `extra` appended.
+fn write_config(dir: &Path, body: &str) -> PathBuf {
+    std::fs::write(dir.join("secret"), "s3cret\n\nold-secret\n").unwrap();
+    std::fs::write(dir.join("token"), "ghp_x\n").unwrap();
+    std::fs::write(dir.join("known_hosts"), "").unwrap();
+    let path = dir.join("ferry.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+const BASE: &str = r#"
+[server]
+public_url = "https://deploy.example.com/"
+
+[github]
+webhook_secret_file = "secret"
+token_file = "token"
+
+[ssh]
+known_hosts_file = "known_hosts"
+
+[[target]]
+repository = "octo-org/web"
+environment = "production"
+hosts = ["deploy@web1.internal", "deploy@web2.internal:2222", "[::1]:22"]
+
+[[target.steps]]
+name = "restart"
+run = "true"
+"#;
+
+fn parse(body: &str) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), body);
+    Config::parse(body, &path, &no_env)
+}
+
+#[test]
+fn defaults_as_spec_says() {
+    let c = parse(BASE).unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.server.public_url, "https://deploy.example.com");
+    assert_eq!(c.github.api_url, "https://api.github.com");
+    assert_eq!(
+        c.github.webhook_secrets.len(),
+        2,
+        "one secret per line, blank lines skipped"
+    );
+    assert!(matches!(&c.github.auth, GitHubAuth::Token(t) if t.expose() == b"ghp_x"));
+    assert_eq!(c.storage.dir, PathBuf::from("/var/lib/ferry"));
+    assert_eq!(c.storage.log_retention, Duration::from_secs(30 * 86400));
+    assert_eq!(c.runner.max_concurrent.get(), 8);
+    assert_eq!(c.runner.shutdown_grace, Duration::from_secs(60));
+    assert_eq!(c.ssh.connect_timeout, Duration::from_secs(10));
+    let t = &c.targets[0];
+    assert_eq!(t.task, "deploy");
+    assert_eq!(t.parallel, None);
+    assert_eq!(t.timeout, Duration::from_secs(30 * 60));
+    assert!(t.supersede && t.auto_inactive);
+    assert_eq!(
+        t.hosts[1],
+        Host {
+            user: Some("deploy".into()),
+            name: "web2.internal".into(),
+            port: Some(2222)
+        }
+    );
+    assert_eq!(t.hosts[2].name, "::1");
+    assert_eq!(t.hosts[2].to_string(), "[::1]:22");
+    assert_eq!(t.hosts[0].to_string(), "web1.internal");
+}
+
+#[test]
+fn misspelt_key_is_named_with_line_and_suggestion() {
+    let body = BASE.replace(
+        "environment = \"production\"",
+        "enviroment = \"production\"",
+    );
+    let err = parse(&body).unwrap_err();
+    let p = &err.problems[0];
+    assert_eq!(p.key, "target[0].enviroment");
+    assert_eq!(p.line, Some(14));
+    assert!(
+        p.message.contains("did you mean 'environment'"),
+        "{}",
+        p.message
+    );
+    assert!(
+        err.to_string()
+            .contains("ferry.toml:14: target[0].enviroment: unknown key"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let body = BASE
+        .replace("[server]\n", "[server]\nlisten = \"nowhere\"\nport = 1\n")
+        .replace(
+            "hosts = [",
+            "parallel = 0\ntimeout = \"soon\"\nhosts = [\"-oProxyCommand=x\", ",
+        )
+        + "[[target.steps]]\nname = \"restart\"\nrun = \"again\"\nsudo = true\n[runner]\nmax_concurent = 2\n";
+    let err = parse(&body).unwrap_err();
+    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    assert!(keys.contains(&"server.port"), "{keys:?}");
+    assert!(keys.contains(&"runner.max_concurent"), "{keys:?}");
+    assert!(keys.contains(&"target[0].steps[1].sudo"), "{keys:?}");
+    assert!(err.problems.iter().all(|p| p.line.is_some()), "{err}");
+    // Beside an unknown key, the section's values are still checked.
+    let body = BASE
+        .replace("[server]\n", "[server]\nlisten = \"nowhere\"\nport = 1\n")
+        .replace("hosts = [", "parallel = 0\nhosts = [\"-oProxyCommand=x\", ");
+    let err = parse(&body).unwrap_err();
+    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "server.port",
+            "server.listen",
+            "target[0].hosts[0]",
+            "target[0].parallel"
+        ],
+        "{err}"
+    );
+}
+
+#[test]
+fn type_errors_name_the_line() {
+    let body = BASE.replace("hosts = [", "timeout = \"soon\"\nhosts = [");
+    let err = parse(&body).unwrap_err();
+    assert_eq!(err.problems.len(), 1, "{err}");
+    assert_eq!(err.problems[0].line, Some(15), "{err}");
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let err = parse("[server]\npublic_url = \n").unwrap_err();
+    assert_eq!(err.problems[0].key, "(syntax)");
+    assert_eq!(err.problems[0].line, Some(2));
+}
+
+#[test]
+fn environment_variables_win_over_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), BASE);
+    let env = |k: &str| match k {
+        ENV_WEBHOOK_SECRET => Some("from-env".to_string()),
+        ENV_GITHUB_TOKEN => Some("tok-env".to_string()),
+        _ => None,
+    };
+    let c = Config::parse(BASE, &path, &env).unwrap();
+    assert_eq!(c.github.webhook_secrets, vec![Secret::new("from-env")]);
+    assert!(matches!(&c.github.auth, GitHubAuth::Token(t) if t.expose() == b"tok-env"));
+    // And the files are then not needed at all.
+    std::fs::remove_file(dir.path().join("secret")).unwrap();
+    assert!(Config::parse(BASE, &path, &env).is_ok());
+    let err = Config::parse(BASE, &path, &no_env).unwrap_err();
+    assert_eq!(err.problems[0].key, "github.webhook_secret_file");
+}
+
+#[test]
+fn missing_required_keys_say_what_to_set() {
+    let err = parse("[ssh]\nknown_hosts_file = \"known_hosts\"\n").unwrap_err();
+    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "server.public_url",
+            "github.webhook_secret_file",
+            "github.token_file",
+            "target"
+        ]
+    );
+}
+
+#[test]
+fn first_matching_target_owns_a_deployment() {
+    let body = BASE.to_string()
+        + "[[target]]\nrepository = \"octo-org/web\"\nenvironment = \"review-*\"\nhosts = [\"h\"]\n[[target.steps]]\nname = \"a\"\nrun = \"b\"\n";
+    let c = parse(&body).unwrap();
+    assert_eq!(
+        c.target_for("octo-org/web", "review-42", "deploy")
+            .unwrap()
+            .environment,
+        "review-*"
+    );
+    assert_eq!(
+        c.target_for("octo-org/web", "production", "deploy")
+            .unwrap()
+            .environment,
+        "production"
+    );
+    assert!(
+        c.target_for("octo-org/web", "production", "migrate")
+            .is_none()
+    );
+    assert!(
+        c.target_for("octo-org/other", "production", "deploy")
+            .is_none()
+    );
+}
+
+#[test]
+fn a_target_without_steps_is_a_warning() {
+    let body = BASE.replace("[[target.steps]]\nname = \"restart\"\nrun = \"true\"\n", "");
+    let c = parse(&body).unwrap();
+    assert!(c.targets[0].steps.is_empty());
+    assert_eq!(c.warnings.len(), 1);
+}
+
+#[test]
+fn shipped_example_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ferry.example.toml");
+    let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!c.targets.is_empty());
+}
+
+#[test]
+fn host_forms() {
+    assert_eq!(
+        Host::parse("h").unwrap(),
+        Host {
+            user: None,
+            name: "h".into(),
+            port: None
+        }
+    );
+    assert!(Host::parse("u@h:0").is_err());
+    assert!(Host::parse("u@h:x").is_err());
+    assert!(Host::parse("@h").is_err());
+    assert!(Host::parse("h h").is_err());
+    assert!(Host::parse("[::1").is_err());
+    assert!(Host::parse("-oProxyCommand=evil").is_err());
+}

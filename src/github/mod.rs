@@ -1,0 +1,264 @@
+//! Talking to GitHub: deployment statuses, authenticated by a token or as a
+//! GitHub App installation. Every call goes through [`GitHub::send`], which
+//! sorts GitHub's answers into "done", "try again later" and "never".
+
+pub mod app;
+pub mod outbox;
+
+use std::time::Duration;
+
+use reqwest::{Response, StatusCode};
+use serde::Serialize;
+
+use crate::config::{self, GitHubAuth, Secret};
+use crate::store::OutboxItem;
+
+pub const USER_AGENT: &str = concat!("ferry/", env!("CARGO_PKG_VERSION"));
+pub const API_VERSION: &str = "2022-11-28";
+/// GitHub's limit on a status description, in characters.
+pub const DESCRIPTION_MAX: usize = 140;
+
+/// Why a call to GitHub did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// Worth retrying: 5xx, 429, a rate-limit 403, or the network.
+    Retry {
+        after: Option<Duration>,
+        reason: String,
+    },
+    /// GitHub will not accept this, however often we ask.
+    Permanent { reason: String },
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Retry { reason, .. } | CallError::Permanent { reason } => {
+                f.write_str(reason)
+            }
+        }
+    }
+}
+
+enum Auth {
+    Token(Secret),
+    App(app::AppAuth),
+}
+
+pub struct GitHub {
+    http: reqwest::Client,
+    api_url: String,
+    auth: Auth,
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+struct StatusBody<'a> {
+    state: &'a str,
+    description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    environment_url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auto_inactive: Option<bool>,
+}
+
+impl GitHub {
+    pub fn new(config: &config::GitHub) -> anyhow::Result<GitHub> {
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        let auth = match &config.auth {
+            GitHubAuth::Token(t) => Auth::Token(t.clone()),
+            GitHubAuth::App {
+                app_id,
+                private_key_pem,
+            } => Auth::App(app::AppAuth::new(*app_id, private_key_pem)?),
+        };
+        Ok(GitHub {
+            http,
+            api_url: config.api_url.clone(),
+            auth,
+        })
+    }
+
+    /// Posts one deployment status.
+    pub async fn post_status(&self, item: &OutboxItem) -> Result<(), CallError> {
+        let s = &item.status;
+        let body = StatusBody {
+            state: s.state.as_str(),
+            description: fit_description(&s.description),
+            log_url: s.log_url.as_deref(),
+            environment_url: s.environment_url.as_deref(),
+            auto_inactive: s.auto_inactive,
+        };
+        let url = format!(
+            "{}/repos/{}/deployments/{}/statuses",
+            self.api_url, item.repository, item.deployment_id
+        );
+        // An installation token GitHub no longer accepts is dropped and
+        // fetched anew once; a second 401 is GitHub's final word.
+        for attempt in 0..2 {
+            let token = self.token(item.installation_id).await?;
+            let request = self
+                .http
+                .post(&url)
+                .bearer_auth(token.expose_str())
+                .json(&body);
+            match self.send(request).await {
+                Err(CallError::Permanent { reason })
+                    if attempt == 0
+                        && reason.starts_with("401")
+                        && self.forget(item.installation_id) => {}
+                other => return other.map(drop),
+            }
+        }
+        unreachable!("the second attempt always returns")
+    }
+
+    async fn token(&self, installation: Option<i64>) -> Result<Secret, CallError> {
+        match &self.auth {
+            Auth::Token(t) => Ok(t.clone()),
+            Auth::App(app) => app.installation_token(self, installation).await,
+        }
+    }
+
+    /// Drops a cached installation token; true if there was one to drop.
+    fn forget(&self, installation: Option<i64>) -> bool {
+        match (&self.auth, installation) {
+            (Auth::App(app), Some(id)) => app.forget(id),
+            _ => false,
+        }
+    }
+
+    /// Sends a request with GitHub's headers and classifies the answer.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Response, CallError> {
+        let response = request
+            .header("Accept", "application/vnd.github+json")
+            .header("X-GitHub-Api-Version", API_VERSION)
+            .send()
+            .await
+            .map_err(|e| CallError::Retry {
+                after: None,
+                reason: format!("cannot reach GitHub: {}", error_chain(&e)),
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let after = retry_after(&response);
+        let rate_limited = response
+            .headers()
+            .get("x-ratelimit-remaining")
+            .is_some_and(|v| v.as_bytes() == b"0");
+        let body = response.text().await.unwrap_or_default();
+        let reason = format!("{} {}", status.as_u16(), github_message(&body));
+        let retry = status.is_server_error()
+            || status == StatusCode::TOO_MANY_REQUESTS
+            || (status == StatusCode::FORBIDDEN
+                && (rate_limited
+                    || after.is_some()
+                    || body.to_ascii_lowercase().contains("rate limit")));
+        Err(if retry {
+            CallError::Retry { after, reason }
+        } else {
+            CallError::Permanent { reason }
+        })
+    }
+}
+
+/// How long GitHub asks us to wait: `Retry-After` seconds, else the
+/// rate-limit window's reset time.
+fn retry_after(response: &Response) -> Option<Duration> {
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    if let Some(secs) = header("retry-after") {
+        return Some(Duration::from_secs(secs));
+    }
+    let remaining_zero = response
+        .headers()
+        .get("x-ratelimit-remaining")
+        .is_some_and(|v| v.as_bytes() == b"0");
+    let reset = header("x-ratelimit-reset").filter(|_| remaining_zero)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some(Duration::from_secs(reset.saturating_sub(now) + 1))
+}
+
+/// GitHub's `message` from an error body, else the body itself, shortened.
+fn github_message(body: &str) -> String {
+    let msg = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| body.trim().to_string());
+    truncate_chars(&msg, 300)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}
+
+fn truncate_chars(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}
+
+/// A description GitHub accepts: one line, at most 140 characters, cut on a
+/// character boundary with an ellipsis.
+pub fn fit_description(s: &str) -> String {
+    let one_line = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    truncate_chars(&one_line, DESCRIPTION_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_fit_140_characters_on_char_boundaries() {
+        assert_eq!(
+            fit_description("Deployed f95f852 to 2 hosts in 14s"),
+            "Deployed f95f852 to 2 hosts in 14s"
+        );
+        let long = "é".repeat(300);
+        let fitted = fit_description(&long);
+        assert_eq!(fitted.chars().count(), 140);
+        assert!(fitted.ends_with('…'));
+        assert_eq!(fit_description("a\nb\t c"), "a b c");
+        let exact = "x".repeat(140);
+        assert_eq!(fit_description(&exact), exact);
+    }
+
+    #[test]
+    fn github_messages_are_extracted() {
+        assert_eq!(
+            github_message(r#"{"message":"Not Found","documentation_url":"x"}"#),
+            "Not Found"
+        );
+        assert_eq!(github_message(" oops "), "oops");
+    }
+}

@@ -1,0 +1,258 @@
+//! Per-deployment logs: one JSON-lines file per deployment under
+//! `storage.dir/logs`, the tokens that guard their URLs, and rendering.
+
+pub mod page;
+mod render;
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::sign;
+use crate::store::{DeploymentId, now_ms};
+
+pub use render::text;
+
+const TOKEN_KEY_FILE: &str = "log-token.key";
+
+/// Which stream a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Out,
+    Err,
+    /// ferry's own account of what it did.
+    Ferry,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Unix milliseconds.
+    pub t: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    pub stream: Stream,
+    pub text: String,
+}
+
+#[derive(Clone)]
+pub struct Logs {
+    dir: PathBuf,
+    public_url: String,
+    key: Arc<Vec<u8>>,
+}
+
+impl Logs {
+    /// Opens the log directory in `storage_dir`, creating the token key on
+    /// first use. The key never leaves the state directory.
+    pub fn open(storage_dir: &Path, public_url: &str) -> anyhow::Result<Logs> {
+        let dir = storage_dir.join("logs");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create log directory {}", dir.display()))?;
+        let key = load_or_create_key(&storage_dir.join(TOKEN_KEY_FILE))?;
+        Ok(Logs {
+            dir,
+            public_url: public_url.to_string(),
+            key: Arc::new(key),
+        })
+    }
+
+    /// For read-only users (the CLI): no key needed, none created.
+    pub fn reader(storage_dir: &Path) -> Logs {
+        Logs {
+            dir: storage_dir.join("logs"),
+            public_url: String::new(),
+            key: Arc::new(Vec::new()),
+        }
+    }
+
+    fn message(id: DeploymentId) -> String {
+        format!("ferry log {id}")
+    }
+
+    pub fn token(&self, id: DeploymentId) -> String {
+        hex::encode(sign::sign(&self.key, Self::message(id).as_bytes()))
+    }
+
+    pub fn token_valid(&self, id: DeploymentId, token: &str) -> bool {
+        match hex::decode(token) {
+            Ok(tag) => {
+                !self.key.is_empty() && sign::verify(&self.key, Self::message(id).as_bytes(), &tag)
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub fn url(&self, id: DeploymentId) -> String {
+        format!(
+            "{}/deployments/{id}/log?token={}",
+            self.public_url,
+            self.token(id)
+        )
+    }
+
+    fn path(&self, id: DeploymentId) -> PathBuf {
+        self.dir.join(format!("{id}.jsonl"))
+    }
+
+    pub fn writer(&self, id: DeploymentId) -> io::Result<LogWriter> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(self.path(id))?;
+        Ok(LogWriter {
+            file: Arc::new(Mutex::new(file)),
+        })
+    }
+
+    /// All lines of a deployment's log; `None` when it has none (yet, or any more).
+    pub fn read(&self, id: DeploymentId) -> io::Result<Option<Vec<LogLine>>> {
+        self.read_from(id, 0).map(|r| r.map(|(lines, _)| lines))
+    }
+
+    /// Lines starting at byte `offset`, and the offset after the last whole
+    /// line read, for followers that poll.
+    pub fn read_from(
+        &self,
+        id: DeploymentId,
+        offset: u64,
+    ) -> io::Result<Option<(Vec<LogLine>, u64)>> {
+        let file = match File::open(self.path(id)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut reader = BufReader::new(file);
+        io::copy(&mut (&mut reader).take(offset), &mut io::sink())?;
+        let mut lines = Vec::new();
+        let mut pos = offset;
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            let n = reader.read_until(b'\n', &mut buf)?;
+            // A line without its newline is still being written.
+            if n == 0 || buf.last() != Some(&b'\n') {
+                break;
+            }
+            pos += n as u64;
+            if let Ok(line) = serde_json::from_slice::<LogLine>(&buf) {
+                lines.push(line);
+            }
+        }
+        Ok(Some((lines, pos)))
+    }
+}
+
+/// Appends lines to one deployment's log; cheap to clone across host tasks.
+#[derive(Clone)]
+pub struct LogWriter {
+    file: Arc<Mutex<File>>,
+}
+
+impl LogWriter {
+    pub fn line(&self, host: Option<&str>, step: Option<&str>, stream: Stream, text: &str) {
+        let line = LogLine {
+            t: now_ms(),
+            host: host.map(str::to_string),
+            step: step.map(str::to_string),
+            stream,
+            text: text.to_string(),
+        };
+        let mut json = serde_json::to_vec(&line).expect("log lines serialize");
+        json.push(b'\n');
+        // One write per line on an O_APPEND file: readers never see half a line
+        // from two writers interleaved.
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = file.write_all(&json) {
+            tracing::warn!(error = %e, "cannot write deployment log line");
+        }
+    }
+
+    pub fn ferry(&self, host: Option<&str>, step: Option<&str>, text: &str) {
+        self.line(host, step, Stream::Ferry, text);
+    }
+}
+
+fn load_or_create_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(key) if key.len() >= 32 => return Ok(key),
+        Ok(_) => anyhow::bail!(
+            "{} is shorter than 32 bytes; remove it and ferry makes a new one (old log links stop working)",
+            path.display()
+        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let mut key = vec![0u8; 32];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut key))
+        .context("cannot read /dev/urandom")?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(&key)?;
+    file.sync_all()?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_per_deployment_and_per_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = Logs::open(dir.path(), "https://d.example").unwrap();
+        let t1 = logs.token(DeploymentId(1));
+        assert_eq!(t1.len(), 64);
+        assert!(logs.token_valid(DeploymentId(1), &t1));
+        assert!(!logs.token_valid(DeploymentId(2), &t1));
+        assert!(!logs.token_valid(DeploymentId(1), &t1[..32]));
+        assert!(!logs.token_valid(DeploymentId(1), "zz"));
+        assert!(!logs.token_valid(DeploymentId(1), ""));
+        // The key persists: a restart keeps old links working.
+        let again = Logs::open(dir.path(), "https://d.example").unwrap();
+        assert!(again.token_valid(DeploymentId(1), &t1));
+        let other = tempfile::tempdir().unwrap();
+        let stranger = Logs::open(other.path(), "https://d.example").unwrap();
+        assert!(!stranger.token_valid(DeploymentId(1), &t1));
+        assert_eq!(
+            logs.url(DeploymentId(7)),
+            format!(
+                "https://d.example/deployments/7/log?token={}",
+                logs.token(DeploymentId(7))
+            )
+        );
+    }
+
+    #[test]
+    fn lines_round_trip_and_partial_lines_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = Logs::open(dir.path(), "http://x").unwrap();
+        let id = DeploymentId(5);
+        assert!(logs.read(id).unwrap().is_none());
+        let w = logs.writer(id).unwrap();
+        w.line(Some("web1"), Some("build"), Stream::Out, "hello <b>");
+        w.ferry(None, None, "done");
+        let (lines, end) = logs.read_from(id, 0).unwrap().unwrap();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].text, "hello <b>");
+        assert_eq!(lines[0].host.as_deref(), Some("web1"));
+        let mut f = OpenOptions::new().append(true).open(logs.path(id)).unwrap();
+        f.write_all(b"{\"t\":1,\"stream\":\"out\",\"te").unwrap();
+        let (more, end2) = logs.read_from(id, end).unwrap().unwrap();
+        assert!(more.is_empty());
+        assert_eq!(end2, end);
+    }
+}

@@ -1,0 +1,101 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use ferry::cli;
+use ferry::config::{self, Config};
+
+/// Turns GitHub Deployments into SSH deploys.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// Config file [default: $FERRY_CONFIG, else /etc/ferry/ferry.toml]
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Serve(ConfigArg),
+    /// Validate the config and print a summary.
+    CheckConfig(ConfigArg),
+    /// Connect to every configured host and run `true`.
+    CheckHosts {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this target's hosts.
+        #[arg(long, value_name = "REPO:ENV")]
+        target: Option<String>,
+    },
+    /// List recent deployments.
+    Deployments {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        limit: u32,
+    },
+    /// Print a deployment's log.
+    Logs {
+        /// Deployment id.
+        id: i64,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Keep printing until the deployment ends.
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+fn load(arg: ConfigArg) -> Result<Config, cli::Failed> {
+    let path = config::resolve_path(arg.config);
+    Config::load(&path).map_err(|e| {
+        eprintln!("error: {e}");
+        cli::Failed
+    })
+}
+
+async fn try_main(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Command::Serve(c) => {
+            let config = load(c)?;
+            for w in &config.warnings {
+                tracing::warn!("{}", w.at(&config.path));
+            }
+            ferry::daemon::serve(config).await
+        }
+        Command::CheckConfig(c) => cli::check_config(&load(c)?),
+        Command::CheckHosts { config, target } => {
+            cli::check_hosts(&load(config)?, target.as_deref()).await
+        }
+        Command::Deployments { config, limit } => cli::deployments(&load(config)?, limit).await,
+        Command::Logs { id, config, follow } => cli::logs(&load(config)?, id, follow).await,
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    ferry::cli::init_tracing();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(try_main(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<cli::Failed>() => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

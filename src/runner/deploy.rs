@@ -1,0 +1,428 @@
+//! One deployment: hosts `parallel` at a time, steps in order, the first
+//! failure stops every host, and one final status that says what happened.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OnceCell, watch};
+use tokio::task::JoinSet;
+
+use super::remote;
+use super::ssh::{Connector, StepEnd, Stop, run_step};
+use crate::config::{Host, Target};
+use crate::daemon::Shared;
+use crate::logs::{LogWriter, Stream};
+use crate::store::{Deployment, NewStatus, State, StatusState};
+use crate::webhook::short_sha;
+
+/// How a deployment ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Success {
+        hosts: usize,
+        elapsed: Duration,
+    },
+    StepFailed {
+        step: String,
+        host: String,
+        code: i32,
+    },
+    TimedOut {
+        after: Duration,
+        at: Option<(String, String)>,
+    },
+    ConnectFailed {
+        host: String,
+        cause: String,
+    },
+    Lost {
+        step: String,
+        host: String,
+        cause: String,
+    },
+    NoTarget,
+    NoSteps,
+    Shutdown,
+    Internal(String),
+}
+
+fn plural(n: usize, one: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
+pub fn duration(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs_f64().round() as u64)).to_string()
+}
+
+impl Outcome {
+    pub fn state(&self) -> State {
+        match self {
+            Outcome::Success { .. } => State::Success,
+            Outcome::StepFailed { .. } | Outcome::TimedOut { .. } => State::Failure,
+            _ => State::Error,
+        }
+    }
+
+    pub fn describe(&self, d: &Deployment) -> String {
+        match self {
+            Outcome::Success { hosts, elapsed } => format!(
+                "Deployed {} to {} in {}",
+                short_sha(&d.sha),
+                plural(*hosts, "host"),
+                duration(*elapsed)
+            ),
+            Outcome::StepFailed { step, host, code } => {
+                format!("Step '{step}' failed on {host} (exit {code})")
+            }
+            Outcome::TimedOut {
+                after,
+                at: Some((step, host)),
+            } => {
+                format!(
+                    "Timed out after {} in step '{step}' on {host}",
+                    duration(*after)
+                )
+            }
+            Outcome::TimedOut { after, at: None } => {
+                format!("Timed out after {}", duration(*after))
+            }
+            Outcome::ConnectFailed { host, cause } => format!("Cannot connect to {host}: {cause}"),
+            Outcome::Lost { step, host, cause } => {
+                format!("Lost step '{step}' on {host}: {cause}")
+            }
+            Outcome::NoTarget => format!(
+                "No target in ferry's config owns {} {} (task {}) any more",
+                d.repository, d.environment, d.task
+            ),
+            Outcome::NoSteps => format!(
+                "No steps configured for task '{}' of {}",
+                d.task, d.repository
+            ),
+            Outcome::Shutdown => "Cancelled: ferry is shutting down".into(),
+            Outcome::Internal(why) => format!("ferry could not run it: {why}"),
+        }
+    }
+}
+
+/// What every host task of one deployment shares.
+struct Run {
+    shared: Shared,
+    connector: Arc<Connector>,
+    deployment: Deployment,
+    target: Target,
+    log: LogWriter,
+    log_url: String,
+    stop: watch::Sender<Stop>,
+    first_failure: Mutex<Option<Outcome>>,
+    in_progress: OnceCell<()>,
+    /// host → the step it is running, for the timeout message.
+    current: Mutex<BTreeMap<String, String>>,
+}
+
+/// Runs a claimed deployment to its end and records the final status.
+pub async fn deploy(
+    shared: Shared,
+    connector: Arc<Connector>,
+    deployment: Deployment,
+    cancel: watch::Receiver<bool>,
+) {
+    let id = deployment.id;
+    let log_url = shared.logs.url(id);
+    let outcome = execute(&shared, connector, &deployment, &log_url, cancel).await;
+    let state = outcome.state();
+    let description = outcome.describe(&deployment);
+    let mut status =
+        NewStatus::new(state.final_status(), description.clone()).with_log_url(&log_url);
+    if let Outcome::Success { .. } = outcome {
+        let config = shared.config();
+        let target = config.target_for(
+            &deployment.repository,
+            &deployment.environment,
+            &deployment.task,
+        );
+        status.environment_url = target.and_then(|t| t.environment_url.clone());
+        status.auto_inactive = target.map(|t| t.auto_inactive);
+    }
+    if let Ok(w) = shared.logs.writer(id) {
+        w.ferry(None, None, &format!("{state}: {description}"));
+    }
+    tracing::info!(deployment = %id, repository = %deployment.repository,
+        environment = %deployment.environment, state = %state, "{description}");
+    // The final state must not be lost to a passing storage hiccup: a
+    // deployment left "running" would only be settled at the next restart.
+    let mut delay = Duration::from_millis(200);
+    for attempt in 1.. {
+        match shared.store.finish(id, state, &status).await {
+            Ok(()) => break,
+            Err(e) if attempt < 20 => {
+                tracing::warn!(deployment = %id, error = %e, "cannot record the final state, retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                tracing::error!(deployment = %id, error = %e, "cannot record the final state; it is settled at the next start");
+                break;
+            }
+        }
+    }
+    shared.outbox_wake.notify_one();
+}
+
+async fn execute(
+    shared: &Shared,
+    connector: Arc<Connector>,
+    d: &Deployment,
+    log_url: &str,
+    mut cancel: watch::Receiver<bool>,
+) -> Outcome {
+    let log = match shared.logs.writer(d.id) {
+        Ok(w) => w,
+        Err(e) => return Outcome::Internal(format!("cannot write its log: {e}")),
+    };
+    let config = shared.config();
+    let Some(target) = config.target_for(&d.repository, &d.environment, &d.task) else {
+        return Outcome::NoTarget;
+    };
+    if target.steps.is_empty() {
+        return Outcome::NoSteps;
+    }
+    let hosts: Vec<String> = target.hosts.iter().map(Host::to_string).collect();
+    log.ferry(
+        None,
+        None,
+        &format!(
+            "deploying {} ({}) of {} to {} on {}: {}",
+            short_sha(&d.sha),
+            d.git_ref,
+            d.repository,
+            d.environment,
+            plural(hosts.len(), "host"),
+            hosts.join(", ")
+        ),
+    );
+    let started = Instant::now();
+    let (stop, _) = watch::channel(Stop::Run);
+    let run = Arc::new(Run {
+        shared: shared.clone(),
+        connector,
+        deployment: d.clone(),
+        target: target.clone(),
+        log,
+        log_url: log_url.to_string(),
+        stop,
+        first_failure: Mutex::new(None),
+        in_progress: OnceCell::new(),
+        current: Mutex::new(BTreeMap::new()),
+    });
+
+    let hosts_done = run_hosts(run.clone());
+    tokio::pin!(hosts_done);
+    let deadline = tokio::time::sleep(target.timeout);
+    tokio::pin!(deadline);
+    let mut timed_out = None;
+    loop {
+        tokio::select! {
+            _ = &mut hosts_done => break,
+            _ = &mut deadline, if timed_out.is_none() => {
+                let at = run.current.lock().unwrap_or_else(|p| p.into_inner())
+                    .iter().next().map(|(h, s)| (s.clone(), h.clone()));
+                timed_out = Some(Outcome::TimedOut { after: target.timeout, at });
+                run.log.ferry(None, None, &format!("timed out after {}: stopping every host", duration(target.timeout)));
+                run.stop.send_replace(Stop::TimedOut);
+            }
+            _ = cancel.wait_for(|c| *c), if *run.stop.borrow() == Stop::Run => {
+                run.log.ferry(None, None, "ferry is shutting down: stopping every host");
+                run.stop.send_replace(Stop::Shutdown);
+            }
+        }
+    }
+    if let Some(t) = timed_out {
+        return t;
+    }
+    if let Some(f) = run
+        .first_failure
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
+        return f;
+    }
+    if *run.stop.borrow() == Stop::Shutdown {
+        return Outcome::Shutdown;
+    }
+    Outcome::Success {
+        hosts: target.hosts.len(),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Starts hosts as slots free up, at most `parallel` at once; none start
+/// after the deployment was stopped.
+async fn run_hosts(run: Arc<Run>) {
+    let window = run
+        .target
+        .parallel
+        .map_or(run.target.hosts.len(), |p| p.get());
+    let mut tasks = JoinSet::new();
+    for host in run.target.hosts.clone() {
+        while tasks.len() >= window {
+            tasks.join_next().await;
+        }
+        if *run.stop.borrow() != Stop::Run {
+            break;
+        }
+        let run = run.clone();
+        tasks.spawn(async move { run.host(host).await });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+impl Run {
+    fn fail(&self, outcome: Outcome) {
+        let mut first = self.first_failure.lock().unwrap_or_else(|p| p.into_inner());
+        if first.is_none() && *self.stop.borrow() == Stop::Run {
+            *first = Some(outcome);
+            self.stop.send_replace(Stop::Halt);
+        }
+    }
+
+    fn vars(&self, host: &str) -> Vec<(&'static str, String)> {
+        let d = &self.deployment;
+        vec![
+            ("FERRY_DEPLOYMENT_ID", d.id.to_string()),
+            ("FERRY_REPOSITORY", d.repository.clone()),
+            ("FERRY_ENVIRONMENT", d.environment.clone()),
+            ("FERRY_TASK", d.task.clone()),
+            ("FERRY_REF", d.git_ref.clone()),
+            ("FERRY_SHA", d.sha.clone()),
+            ("FERRY_HOST", host.to_string()),
+            ("FERRY_PAYLOAD", d.payload.clone()),
+            ("FERRY_CREATOR", d.creator.clone()),
+            ("FERRY_LOG_URL", self.log_url.clone()),
+            ("FERRY_PRODUCTION", d.production.to_string()),
+            ("FERRY_TRANSIENT", d.transient.to_string()),
+        ]
+    }
+
+    /// `in_progress` goes out once, when the first step starts anywhere.
+    async fn mark_in_progress(&self) {
+        self.in_progress
+            .get_or_init(|| async {
+                let d = &self.deployment;
+                let status = NewStatus::new(
+                    StatusState::InProgress,
+                    format!(
+                        "Deploying {} to {}",
+                        short_sha(&d.sha),
+                        plural(self.target.hosts.len(), "host")
+                    ),
+                )
+                .with_log_url(&self.log_url);
+                if let Err(e) = self.shared.store.add_status(d.id, &status).await {
+                    tracing::error!(deployment = %d.id, error = %e, "cannot queue the in_progress status");
+                }
+                self.shared.outbox_wake.notify_one();
+            })
+            .await;
+    }
+
+    async fn host(self: Arc<Self>, host: Host) {
+        let name = host.to_string();
+        let log = &self.log;
+        log.ferry(Some(&name), None, "connecting");
+        let session = match self.connector.connect(&host).await {
+            Ok((s, took)) => {
+                log.ferry(
+                    Some(&name),
+                    None,
+                    &format!("connected in {} ms", took.as_millis()),
+                );
+                s
+            }
+            Err(cause) => {
+                log.ferry(Some(&name), None, &format!("cannot connect: {cause}"));
+                self.fail(Outcome::ConnectFailed { host: name, cause });
+                return;
+            }
+        };
+        let vars = self.vars(&name);
+        let mut stop = self.stop.subscribe();
+        for step in &self.target.steps {
+            if *stop.borrow() != Stop::Run {
+                break;
+            }
+            self.mark_in_progress().await;
+            self.current
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.clone(), step.name.clone());
+            log.ferry(Some(&name), Some(&step.name), "step started");
+            let started = Instant::now();
+            let emit =
+                |stream: Stream, text: &str| log.line(Some(&name), Some(&step.name), stream, text);
+            let end = run_step(
+                &session,
+                remote::stdin_for(&vars, &step.run),
+                &mut stop,
+                &emit,
+            )
+            .await;
+            self.current
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&name);
+            let took = duration(started.elapsed());
+            match end {
+                StepEnd::Exited(0) => {
+                    log.ferry(
+                        Some(&name),
+                        Some(&step.name),
+                        &format!("step finished in {took} (exit 0)"),
+                    );
+                }
+                StepEnd::Exited(code) => {
+                    log.ferry(
+                        Some(&name),
+                        Some(&step.name),
+                        &format!("step failed after {took} (exit {code})"),
+                    );
+                    self.fail(Outcome::StepFailed {
+                        step: step.name.clone(),
+                        host: name.clone(),
+                        code,
+                    });
+                    break;
+                }
+                StepEnd::Lost(cause) => {
+                    log.ferry(
+                        Some(&name),
+                        Some(&step.name),
+                        &format!("step lost after {took}: {cause}"),
+                    );
+                    self.fail(Outcome::Lost {
+                        step: step.name.clone(),
+                        host: name.clone(),
+                        cause,
+                    });
+                    break;
+                }
+                StepEnd::Stopped => {
+                    log.ferry(
+                        Some(&name),
+                        Some(&step.name),
+                        &format!("step stopped after {took}"),
+                    );
+                    break;
+                }
+            }
+        }
+        if let Err(e) = session.close().await {
+            tracing::debug!(host = %name, error = %e, "closing the SSH connection");
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The scheduler: claims queued deployments from the store, one per
+//! repository and environment at a time, at most `runner.max_concurrent` in
+//! all, and runs each over SSH.
+
+mod deploy;
+pub mod remote;
+pub mod ssh;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::daemon::Shared;
+use crate::store::{NewStatus, State, StatusState};
+pub use deploy::duration;
+pub use ssh::Connector;
+
+pub const INTERRUPTED: &str = "Interrupted: ferry restarted during the deployment";
+
+pub struct Runner {
+    shared: Shared,
+    connector: Arc<Connector>,
+}
+
+impl Runner {
+    pub fn new(shared: Shared, connector: Connector) -> Runner {
+        Runner {
+            shared,
+            connector: Arc::new(connector),
+        }
+    }
+
+    /// Settles deployments a previous process left running: it died, so
+    /// nobody watches them any more. Each gets a final `error`.
+    pub async fn recover(&self) -> anyhow::Result<usize> {
+        let running = self.shared.store.running().await?;
+        for d in &running {
+            let status = NewStatus::new(StatusState::Error, INTERRUPTED)
+                .with_log_url(self.shared.logs.url(d.id));
+            if let Ok(w) = self.shared.logs.writer(d.id) {
+                w.ferry(None, None, &format!("error: {INTERRUPTED}"));
+            }
+            self.shared
+                .store
+                .finish(d.id, State::Error, &status)
+                .await?;
+            tracing::warn!(deployment = %d.id, repository = %d.repository, environment = %d.environment, "{INTERRUPTED}");
+        }
+        Ok(running.len())
+    }
+
+    /// Runs until `shutdown`; then gives running deployments
+    /// `runner.shutdown_grace` to finish and cancels the rest.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let (cancel, _) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        loop {
+            let max = self.shared.config().runner.max_concurrent.get();
+            while tasks.len() < max && !*shutdown.borrow() {
+                match self.shared.store.claim_next().await {
+                    Ok(Some(d)) => {
+                        tracing::info!(deployment = %d.id, repository = %d.repository, environment = %d.environment, "deployment started");
+                        tasks.spawn(deploy::deploy(
+                            self.shared.clone(),
+                            self.connector.clone(),
+                            d,
+                            cancel.subscribe(),
+                        ));
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot claim a queued deployment; retrying");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = self.shared.runner_wake.notified() => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = shutdown.wait_for(|s| *s) => break,
+                // Also a retry after a store error.
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+        let grace = self.shared.config().runner.shutdown_grace;
+        if !tasks.is_empty() {
+            tracing::info!(
+                running = tasks.len(),
+                "waiting up to {} for running deployments",
+                duration(grace)
+            );
+        }
+        let deadline = tokio::time::sleep(grace);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                joined = tasks.join_next() => if joined.is_none() { break },
+                _ = &mut deadline, if !*cancel.borrow() => {
+                    tracing::warn!(running = tasks.len(), "shutdown grace is over: cancelling running deployments");
+                    cancel.send_replace(true);
+                }
+            }
+        }
+    }
+}

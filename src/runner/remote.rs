@@ -1,0 +1,129 @@
+//! What ferry sends to a host to run one step.
+//!
+//! The command line is a constant: no configured or webhook value is ever
+//! part of it. The step's variables and script travel on stdin; the wrapper
+//! reads all of stdin before running anything, so a step that reads stdin
+//! gets end-of-file instead of eating its own script. Variable values are
+//! single-quoted, which POSIX sh takes literally: `$(…)`, backticks, `;` and
+//! `${IFS}` in a ref are just characters.
+//!
+//! The wrapper first reports its process group on stderr. sshd starts every
+//! session in a new session (`setsid`), so that group holds the step and
+//! everything it started; killing it on timeout or cancel leaves nothing
+//! behind (short of a process that calls `setsid` itself).
+
+/// First stderr line of every step, before any output of the step.
+pub const PGID_MARKER: &str = "ferry-pgid:";
+
+pub const WRAPPER: &str = concat!(
+    "exec sh -c '",
+    "read -r _ _ _ _ __ferry_g _ 2>/dev/null </proc/$$/stat || __ferry_g=$(ps -o pgid= -p $$ 2>/dev/null); ",
+    "echo \"ferry-pgid:$__ferry_g\" >&2; ",
+    "__ferry_s=$(cat) || exit 125; unset __ferry_g; ",
+    "set -e; eval \"$__ferry_s\"'"
+);
+
+/// Ends every process of the step's group: TERM, a moment to clean up, KILL.
+pub fn kill_command(pgid: u32) -> String {
+    format!("kill -TERM -- -{pgid} 2>/dev/null; sleep 2; kill -KILL -- -{pgid} 2>/dev/null; exit 0")
+}
+
+/// A value as a single-quoted sh word.
+pub fn quote(value: &str) -> String {
+    // sh strings end at NUL; a payload escaping one is mangled, not truncated.
+    let value = value.replace('\0', "\u{FFFD}");
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+/// stdin for the wrapper: `export NAME='value'` lines, then the script.
+pub fn stdin_for(vars: &[(&str, String)], script: &str) -> Vec<u8> {
+    let mut s = String::new();
+    for (name, value) in vars {
+        debug_assert!(name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'));
+        s.push_str("export ");
+        s.push_str(name);
+        s.push('=');
+        s.push_str(&quote(value));
+        s.push('\n');
+    }
+    s.push_str(script);
+    s.push('\n');
+    s.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    /// The wrapper run by the local sh exactly as sshd's shell would run it.
+    fn run_locally(vars: &[(&str, String)], script: &str) -> (String, String, i32) {
+        use std::io::Write;
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(WRAPPER)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&stdin_for(vars, script))
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            out.status.code().unwrap_or(-1),
+        )
+    }
+
+    #[test]
+    fn hostile_values_arrive_verbatim_and_run_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("pwned");
+        let evil = [
+            format!("x;touch${{IFS}}{}", marker.display()),
+            format!("$(touch {})", marker.display()),
+            format!("`touch {}`", marker.display()),
+            format!("'; touch {} ; '", marker.display()),
+            "\"double\" and \\ backslash\nnew line".to_string(),
+        ];
+        for value in evil {
+            let (out, _, code) = run_locally(
+                &[("FERRY_REF", value.clone())],
+                "printf '%s' \"$FERRY_REF\"",
+            );
+            assert_eq!(code, 0);
+            assert_eq!(out, value);
+            assert!(!marker.exists(), "{value:?} ran a command");
+        }
+    }
+
+    #[test]
+    fn reports_its_process_group_first_and_fails_like_sh_e() {
+        let (out, err, code) = run_locally(&[], "echo one\nfalse\necho never");
+        assert_eq!(out, "one\n");
+        assert_eq!(code, 1);
+        let first = err.lines().next().unwrap();
+        let pgid: u32 = first
+            .strip_prefix(PGID_MARKER)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(pgid > 1);
+        let (_, _, code) = run_locally(&[], "exit 3");
+        assert_eq!(code, 3);
+    }
+
+    #[test]
+    fn a_step_reading_stdin_gets_eof_not_its_script() {
+        let (out, _, code) = run_locally(&[], "cat\necho after");
+        assert_eq!(code, 0);
+        assert_eq!(out, "after\n");
+    }
+}

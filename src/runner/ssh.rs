@@ -1,0 +1,368 @@
+//! SSH connections (the system `ssh`, multiplexed through a control socket)
+//! and running one step on one of them.
+
+use std::num::NonZeroUsize;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{Semaphore, watch};
+
+use super::remote;
+use crate::config::{Host, Ssh};
+use crate::logs::Stream;
+
+/// Handshakes at once, below sshd's default `MaxStartups 10:30:100`, so a
+/// large fleet behind one bastion does not get connections dropped.
+const MAX_HANDSHAKES: usize = 8;
+/// Longest line kept whole; longer output is split into pieces this long.
+pub const MAX_LINE: usize = 16 * 1024;
+
+pub struct Connector {
+    ssh: Ssh,
+    control_dir: PathBuf,
+    handshakes: Semaphore,
+}
+
+/// Why a running step was interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Run,
+    /// Another host failed: the deployment is over.
+    Halt,
+    TimedOut,
+    Shutdown,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum StepEnd {
+    Exited(i32),
+    /// The remote process ended without an exit status (a signal), or the
+    /// connection dropped; the multiplexer cannot tell the two apart.
+    Lost(String),
+    Stopped,
+}
+
+/// A short, ferry-owned directory for control sockets: Unix socket paths
+/// are limited to about 100 bytes, so `storage.dir` may be too long.
+pub fn control_dir() -> anyhow::Result<PathBuf> {
+    let dir = if let Some(d) = std::env::var_os("RUNTIME_DIRECTORY") {
+        // systemd may list several, colon-separated; ours is the first.
+        let first = d
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        PathBuf::from(first)
+    } else if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
+        PathBuf::from(d).join("ferry")
+    } else {
+        let uid = std::fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(0);
+        PathBuf::from(format!("/tmp/ferry-{uid}"))
+    };
+    ensure_private_dir(&dir)?;
+    Ok(dir)
+}
+
+fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create SSH control directory {}", dir.display()))?;
+    let meta = std::fs::metadata(dir)?;
+    let me = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(meta.uid());
+    if meta.uid() != me {
+        anyhow::bail!(
+            "SSH control directory {} belongs to uid {}, not to ferry (uid {me}); remove it or set RUNTIME_DIRECTORY",
+            dir.display(),
+            meta.uid()
+        );
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+impl Connector {
+    pub fn new(ssh: &Ssh) -> anyhow::Result<Connector> {
+        Ok(Connector {
+            ssh: ssh.clone(),
+            control_dir: control_dir()?,
+            handshakes: Semaphore::new(MAX_HANDSHAKES),
+        })
+    }
+
+    /// Opens a connection; the error is a cause an operator can act on.
+    pub async fn connect(&self, host: &Host) -> Result<(Session, Duration), String> {
+        let _slot = self
+            .handshakes
+            .acquire()
+            .await
+            .map_err(|_| "ferry is shutting down".to_string())?;
+        let mut b = SessionBuilder::default();
+        b.known_hosts_check(KnownHosts::Strict)
+            .user_known_hosts_file(&self.ssh.known_hosts_file)
+            .connect_timeout(self.ssh.connect_timeout)
+            .server_alive_interval(Duration::from_secs(15))
+            .control_directory(&self.control_dir)
+            // If ferry dies, masters exit once idle instead of living forever.
+            .control_persist(ControlPersist::IdleFor(
+                NonZeroUsize::new(60).expect("60 > 0"),
+            ));
+        if let Some(k) = &self.ssh.identity_file {
+            b.keyfile(k);
+        }
+        if let Some(c) = &self.ssh.config_file {
+            b.config_file(c);
+        }
+        if let Some(u) = &host.user {
+            b.user(u.clone());
+        }
+        if let Some(p) = host.port {
+            b.port(p);
+        }
+        let started = Instant::now();
+        // ssh's ConnectTimeout covers the TCP connect only; this bounds the
+        // whole handshake too.
+        let limit = self.ssh.connect_timeout + Duration::from_secs(5);
+        match tokio::time::timeout(limit, b.connect_mux(&host.name)).await {
+            Ok(Ok(session)) => Ok((session, started.elapsed())),
+            Ok(Err(e)) => Err(connect_cause(&e, self.ssh.connect_timeout)),
+            Err(_) => Err(format!(
+                "timed out after {}",
+                humantime::format_duration(limit)
+            )),
+        }
+    }
+}
+
+/// Turns ssh's diagnostics into a cause in an operator's words.
+pub fn connect_cause(e: &openssh::Error, timeout: Duration) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    let t = text.to_ascii_lowercase();
+    if t.contains("remote host identification has changed")
+        || t.contains("host key for") && t.contains("has changed")
+    {
+        "host key mismatch: the host presented a different key than ssh.known_hosts_file holds"
+            .to_string()
+    } else if t.contains("host key is known")
+        || t.contains("no matching host key")
+        || (t.contains("host key verification failed") && !t.contains("changed"))
+    {
+        "unknown host key: add the host to ssh.known_hosts_file (ssh-keyscan, then check the fingerprint)".to_string()
+    } else if t.contains("permission denied") {
+        "authentication refused: check ssh.identity_file and the user's authorized_keys".to_string()
+    } else if t.contains("connection refused") {
+        "connection refused: nothing listens on the SSH port".to_string()
+    } else if t.contains("timed out") {
+        format!(
+            "connection timed out after {}",
+            humantime::format_duration(timeout)
+        )
+    } else if t.contains("could not resolve") || t.contains("name or service not known") {
+        "cannot resolve the host name".to_string()
+    } else if t.contains("no route to host") || t.contains("network is unreachable") {
+        "host unreachable".to_string()
+    } else if t.contains("connection closed")
+        || t.contains("connection reset")
+        || t.contains("kex_exchange_identification")
+    {
+        "the host closed the connection during the handshake (sshd MaxStartups or a firewall?)"
+            .to_string()
+    } else {
+        // The last line of ssh's output is usually the one that matters.
+        text.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or(&text)
+            .trim()
+            .to_string()
+    }
+}
+
+/// Runs one step's input through the wrapper; every output line goes to
+/// `emit`. Returns when the step ends or `stop` says to stop (after killing
+/// the step's process group on the host).
+pub async fn run_step(
+    session: &Session,
+    input: Vec<u8>,
+    stop: &mut watch::Receiver<Stop>,
+    emit: &(dyn Fn(Stream, &str) + Sync),
+) -> StepEnd {
+    let mut child = match session
+        .raw_command(remote::WRAPPER)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return StepEnd::Lost(format!("cannot start the step: {e}")),
+    };
+    let (Some(mut stdin), Some(stdout), Some(stderr)) = (
+        child.stdin().take(),
+        child.stdout().take(),
+        child.stderr().take(),
+    ) else {
+        return StepEnd::Lost("ssh gave no stdio for the step".into());
+    };
+    let pgid = OnceLock::new();
+    let feed = async move {
+        // A write error means the step already ended; its status says why.
+        let _ = stdin.write_all(&input).await;
+        let _ = stdin.shutdown().await;
+        drop(stdin);
+    };
+    let io = async {
+        tokio::join!(
+            feed,
+            pump(stdout, Stream::Out, emit, None),
+            pump(stderr, Stream::Err, emit, Some(&pgid)),
+        )
+    };
+    tokio::pin!(io);
+    let stopped = async {
+        // A closed channel means the deployment was dropped: also stop.
+        let _ = stop.wait_for(|s| *s != Stop::Run).await;
+    };
+    tokio::select! {
+        _ = &mut io => {}
+        _ = stopped => {
+            kill_group(session, pgid.get().copied(), emit).await;
+            // Give the streams a moment to deliver the last lines.
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut io).await;
+            return StepEnd::Stopped;
+        }
+    }
+    match child.wait().await {
+        Ok(status) => match status.code() {
+            Some(code) => StepEnd::Exited(code),
+            None => {
+                StepEnd::Lost("the step ended without an exit status (killed by a signal?)".into())
+            }
+        },
+        Err(e) => StepEnd::Lost(format!("{e}")),
+    }
+}
+
+async fn kill_group(session: &Session, pgid: Option<u32>, emit: &(dyn Fn(Stream, &str) + Sync)) {
+    let Some(pgid) = pgid.filter(|&g| g > 1) else {
+        emit(
+            Stream::Ferry,
+            "cannot stop the step: its process group is unknown",
+        );
+        return;
+    };
+    let mut kill = session.raw_command(remote::kill_command(pgid));
+    match tokio::time::timeout(Duration::from_secs(15), kill.status()).await {
+        Ok(Ok(_)) => emit(
+            Stream::Ferry,
+            &format!("stopped the step (process group {pgid})"),
+        ),
+        Ok(Err(e)) => emit(
+            Stream::Ferry,
+            &format!("cannot stop the step (process group {pgid}): {e}"),
+        ),
+        Err(_) => emit(
+            Stream::Ferry,
+            &format!("stopping the step (process group {pgid}) timed out"),
+        ),
+    }
+}
+
+/// Reads a stream to its end, emitting lines: invalid UTF-8 replaced, very
+/// long lines split. With `pgid`, the wrapper's first line is taken from it.
+async fn pump(
+    mut r: impl AsyncRead + Unpin,
+    stream: Stream,
+    emit: &(dyn Fn(Stream, &str) + Sync),
+    pgid: Option<&OnceLock<u32>>,
+) {
+    let mut marker_pending = pgid.is_some();
+    let mut line: Vec<u8> = Vec::with_capacity(256);
+    let mut buf = vec![0u8; 16 * 1024];
+    let flush = |line: &mut Vec<u8>, marker_pending: &mut bool| {
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        let text = String::from_utf8_lossy(line);
+        if std::mem::take(marker_pending)
+            && let Some(g) = text.strip_prefix(remote::PGID_MARKER)
+        {
+            if let (Some(cell), Ok(g)) = (pgid, g.trim().parse()) {
+                let _ = cell.set(g);
+            }
+        } else {
+            emit(stream, &text);
+        }
+        line.clear();
+    };
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                flush(&mut line, &mut marker_pending);
+            } else {
+                line.push(b);
+                if line.len() >= MAX_LINE {
+                    flush(&mut line, &mut marker_pending);
+                }
+            }
+        }
+    }
+    if !line.is_empty() {
+        flush(&mut line, &mut marker_pending);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    async fn pumped(input: &[u8], with_marker: bool) -> (Vec<String>, Option<u32>) {
+        let seen = Mutex::new(Vec::new());
+        let pgid = OnceLock::new();
+        let emit = |_: Stream, t: &str| seen.lock().unwrap().push(t.to_string());
+        pump(input, Stream::Err, &emit, with_marker.then_some(&pgid)).await;
+        (seen.into_inner().unwrap(), pgid.get().copied())
+    }
+
+    #[tokio::test]
+    async fn lines_are_split_decoded_and_the_marker_taken() {
+        let (lines, g) = pumped(b"ferry-pgid:4242\nhello\r\nbad \xff byte\nlast", true).await;
+        assert_eq!(g, Some(4242));
+        assert_eq!(lines, vec!["hello", "bad \u{FFFD} byte", "last"]);
+        let long = vec![b'x'; MAX_LINE * 2 + 10];
+        let (lines, _) = pumped(&long, false).await;
+        assert_eq!(
+            lines.iter().map(|l| l.len()).collect::<Vec<_>>(),
+            vec![MAX_LINE, MAX_LINE, 10]
+        );
+        // Only the first line can be the marker.
+        let (lines, g) = pumped(b"x\nferry-pgid:1\n", true).await;
+        assert_eq!(g, None);
+        assert_eq!(lines, vec!["x", "ferry-pgid:1"]);
+    }
+}

@@ -1,0 +1,392 @@
+//! The durable queue: deployments, deliveries seen, and the status outbox.
+//!
+//! SQLite in WAL mode with `synchronous = FULL`: a transaction that returned
+//! has reached the disk, so a `202` survives `kill -9` and power loss. Every
+//! write is one `BEGIN IMMEDIATE` transaction, so writers queue on SQLite's
+//! lock instead of failing half-way with `SQLITE_BUSY` on upgrade.
+
+mod types;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+pub use types::*;
+
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+const DEPLOYMENT_COLUMNS: &str = "id, repository, environment, task, git_ref, sha, payload, \
+     creator, production, transient, installation_id, state, description, created_at, \
+     started_at, finished_at";
+
+fn deployment_from_row(row: &SqliteRow) -> Result<Deployment, sqlx::Error> {
+    let state: String = row.try_get("state")?;
+    Ok(Deployment {
+        spec: NewDeployment {
+            id: DeploymentId(row.try_get("id")?),
+            repository: row.try_get("repository")?,
+            environment: row.try_get("environment")?,
+            task: row.try_get("task")?,
+            git_ref: row.try_get("git_ref")?,
+            sha: row.try_get("sha")?,
+            payload: row.try_get("payload")?,
+            creator: row.try_get("creator")?,
+            production: row.try_get("production")?,
+            transient: row.try_get("transient")?,
+            installation_id: row.try_get("installation_id")?,
+        },
+        state: State::parse(&state).ok_or_else(|| sqlx::Error::ColumnDecode {
+            index: "state".into(),
+            source: format!("unknown state {state:?}").into(),
+        })?,
+        description: row.try_get("description")?,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `dir`.
+    pub async fn open(dir: &Path) -> anyhow::Result<Store> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create storage.dir {}", dir.display()))?;
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(dir.join("ferry.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot open database in {}", dir.display()))?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .context("cannot migrate the database")?;
+        Ok(Store { pool })
+    }
+
+    async fn write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    /// Records a delivery and its deployment, with its `queued` status, in
+    /// one transaction. Duplicates (by delivery or by deployment id) change
+    /// nothing but the record of the delivery.
+    pub async fn accept(
+        &self,
+        delivery: &DeliveryKey,
+        deployment: &NewDeployment,
+        queued: &NewStatus,
+    ) -> Result<Accepted, sqlx::Error> {
+        let now = now_ms();
+        let mut tx = self.write().await?;
+        let seen = sqlx::query(
+            "INSERT INTO deliveries (hook_id, delivery_id, received_at, deployment_id)
+             VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&delivery.hook_id)
+        .bind(&delivery.delivery_id)
+        .bind(now)
+        .bind(deployment.id.0)
+        .execute(&mut *tx)
+        .await?;
+        if seen.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(Accepted::DuplicateDelivery);
+        }
+        let d = deployment;
+        let inserted = sqlx::query(
+            "INSERT INTO deployments (id, seq, repository, environment, task, git_ref, sha,
+                 payload, creator, production, transient, installation_id, state, description,
+                 created_at)
+             VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM deployments),
+                     ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(d.id.0)
+        .bind(&d.repository)
+        .bind(&d.environment)
+        .bind(&d.task)
+        .bind(&d.git_ref)
+        .bind(&d.sha)
+        .bind(&d.payload)
+        .bind(&d.creator)
+        .bind(d.production)
+        .bind(d.transient)
+        .bind(d.installation_id)
+        .bind(&queued.description)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            tx.commit().await?;
+            return Ok(Accepted::DuplicateDeployment);
+        }
+        insert_status(&mut tx, d.id, queued, now).await?;
+        tx.commit().await?;
+        Ok(Accepted::New)
+    }
+
+    /// Marks the oldest runnable queued deployment as running and returns it.
+    /// Runnable: no other deployment of its repository and environment runs.
+    pub async fn claim_next(&self) -> Result<Option<Deployment>, sqlx::Error> {
+        let mut tx = self.write().await?;
+        let sql = format!(
+            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments d
+             WHERE d.state = 'queued' AND NOT EXISTS (
+                 SELECT 1 FROM deployments r WHERE r.state = 'running'
+                 AND r.repository = d.repository AND r.environment = d.environment)
+             ORDER BY d.seq LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let mut d = deployment_from_row(&row)?;
+        let now = now_ms();
+        sqlx::query("UPDATE deployments SET state = 'running', started_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(d.id.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        d.state = State::Running;
+        d.started_at = Some(now);
+        Ok(Some(d))
+    }
+
+    /// Queues a status that does not change the deployment's state.
+    pub async fn add_status(
+        &self,
+        id: DeploymentId,
+        status: &NewStatus,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.write().await?;
+        insert_status(&mut tx, id, status, now_ms()).await?;
+        tx.commit().await
+    }
+
+    /// Gives a deployment its final state and queues the status announcing it.
+    pub async fn finish(
+        &self,
+        id: DeploymentId,
+        state: State,
+        status: &NewStatus,
+    ) -> Result<(), sqlx::Error> {
+        debug_assert!(state.is_final());
+        let now = now_ms();
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE deployments SET state = ?, description = ?, finished_at = ? WHERE id = ?",
+        )
+        .bind(state.as_str())
+        .bind(&status.description)
+        .bind(now)
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+        insert_status(&mut tx, id, status, now).await?;
+        tx.commit().await
+    }
+
+    /// Deployments left `running` by a previous process that died.
+    pub async fn running(&self) -> Result<Vec<Deployment>, sqlx::Error> {
+        self.by_state(State::Running).await
+    }
+
+    async fn by_state(&self, state: State) -> Result<Vec<Deployment>, sqlx::Error> {
+        let sql =
+            format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE state = ? ORDER BY seq");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(state.as_str())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(deployment_from_row)
+            .collect()
+    }
+
+    pub async fn get(&self, id: DeploymentId) -> Result<Option<Deployment>, sqlx::Error> {
+        let sql = format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(deployment_from_row)
+            .transpose()
+    }
+
+    /// The most recent deployments, newest first.
+    pub async fn recent(&self, limit: i64) -> Result<Vec<Deployment>, sqlx::Error> {
+        let sql = format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments ORDER BY seq DESC LIMIT ?");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(deployment_from_row)
+            .collect()
+    }
+
+    pub async fn count_by_state(&self, state: State) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM deployments WHERE state = ?")
+            .bind(state.as_str())
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    // ---- status outbox ----
+
+    /// The first pending status of each deployment that is due by `now`,
+    /// oldest first. Later statuses of a deployment wait for its head.
+    pub async fn due_statuses(&self, now: i64, limit: i64) -> Result<Vec<OutboxItem>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT o.seq, o.deployment_id, o.state, o.description, o.log_url, o.environment_url,
+                    o.auto_inactive, o.attempts, d.repository, d.installation_id
+             FROM status_outbox o JOIN deployments d ON d.id = o.deployment_id
+             WHERE o.seq IN (SELECT MIN(seq) FROM status_outbox
+                             WHERE sent_at IS NULL AND failed_at IS NULL
+                             GROUP BY deployment_id)
+               AND o.next_attempt_at <= ?
+             ORDER BY o.seq LIMIT ?",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get("state")?;
+                Ok(OutboxItem {
+                    seq: r.try_get("seq")?,
+                    deployment_id: DeploymentId(r.try_get("deployment_id")?),
+                    repository: r.try_get("repository")?,
+                    installation_id: r.try_get("installation_id")?,
+                    attempts: r.try_get("attempts")?,
+                    status: NewStatus {
+                        state: StatusState::parse(&state).ok_or_else(|| {
+                            sqlx::Error::ColumnDecode {
+                                index: "state".into(),
+                                source: format!("unknown status {state:?}").into(),
+                            }
+                        })?,
+                        description: r.try_get("description")?,
+                        log_url: r.try_get("log_url")?,
+                        environment_url: r.try_get("environment_url")?,
+                        auto_inactive: r.try_get("auto_inactive")?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// When the next pending status becomes due, if any is pending.
+    pub async fn next_status_due(&self) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM status_outbox
+             WHERE sent_at IS NULL AND failed_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    pub async fn pending_statuses(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM status_outbox WHERE sent_at IS NULL AND failed_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    pub async fn status_sent(&self, seq: i64) -> Result<(), sqlx::Error> {
+        self.outbox_update(
+            "UPDATE status_outbox SET sent_at = ?, attempts = attempts + 1 WHERE seq = ?",
+            seq,
+            now_ms(),
+            None,
+        )
+        .await
+    }
+
+    pub async fn status_retry_at(&self, seq: i64, at: i64, error: &str) -> Result<(), sqlx::Error> {
+        self.outbox_update(
+            "UPDATE status_outbox SET next_attempt_at = ?, attempts = attempts + 1, last_error = ? WHERE seq = ?",
+            seq,
+            at,
+            Some(error),
+        )
+        .await
+    }
+
+    pub async fn status_failed(&self, seq: i64, error: &str) -> Result<(), sqlx::Error> {
+        self.outbox_update(
+            "UPDATE status_outbox SET failed_at = ?, attempts = attempts + 1, last_error = ? WHERE seq = ?",
+            seq,
+            now_ms(),
+            Some(error),
+        )
+        .await
+    }
+
+    async fn outbox_update(
+        &self,
+        sql: &'static str,
+        seq: i64,
+        at: i64,
+        error: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.write().await?;
+        let mut q = sqlx::query(sql).bind(at);
+        if let Some(e) = error {
+            q = q.bind(e);
+        }
+        q.bind(seq).execute(&mut *tx).await?;
+        tx.commit().await
+    }
+}
+
+async fn insert_status(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: DeploymentId,
+    s: &NewStatus,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO status_outbox (deployment_id, state, description, log_url, environment_url,
+             auto_inactive, created_at, next_attempt_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id.0)
+    .bind(s.state.as_str())
+    .bind(&s.description)
+    .bind(&s.log_url)
+    .bind(&s.environment_url)
+    .bind(s.auto_inactive)
+    .bind(now)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

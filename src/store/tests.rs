@@ -1,0 +1,134 @@
+use super::*;
+
+fn deployment(id: i64, env: &str) -> NewDeployment {
+    NewDeployment {
+        id: DeploymentId(id),
+        repository: "o/r".into(),
+        environment: env.into(),
+        task: "deploy".into(),
+        git_ref: "main".into(),
+        sha: "abc".into(),
+        payload: "{}".into(),
+        creator: "me".into(),
+        production: true,
+        transient: false,
+        installation_id: None,
+    }
+}
+
+fn key(d: &str) -> DeliveryKey {
+    DeliveryKey {
+        hook_id: "1".into(),
+        delivery_id: d.into(),
+    }
+}
+
+fn queued() -> NewStatus {
+    NewStatus::new(StatusState::Queued, "queued")
+}
+
+#[tokio::test]
+async fn duplicates_never_make_a_second_deployment() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    assert_eq!(
+        store
+            .accept(&key("a"), &deployment(1, "p"), &queued())
+            .await
+            .unwrap(),
+        Accepted::New
+    );
+    assert_eq!(
+        store
+            .accept(&key("a"), &deployment(1, "p"), &queued())
+            .await
+            .unwrap(),
+        Accepted::DuplicateDelivery
+    );
+    assert_eq!(
+        store
+            .accept(&key("b"), &deployment(1, "p"), &queued())
+            .await
+            .unwrap(),
+        Accepted::DuplicateDeployment
+    );
+    assert_eq!(store.count_by_state(State::Queued).await.unwrap(), 1);
+    assert_eq!(store.pending_statuses().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn one_deployment_per_environment_runs_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    for (id, env) in [(1, "p"), (2, "p"), (3, "s")] {
+        store
+            .accept(&key(&id.to_string()), &deployment(id, env), &queued())
+            .await
+            .unwrap();
+    }
+    let first = store.claim_next().await.unwrap().unwrap();
+    assert_eq!(first.id, DeploymentId(1));
+    let second = store.claim_next().await.unwrap().unwrap();
+    assert_eq!(
+        second.id,
+        DeploymentId(3),
+        "2 waits for 1 in the same environment"
+    );
+    assert!(store.claim_next().await.unwrap().is_none());
+    store
+        .finish(
+            first.id,
+            State::Success,
+            &NewStatus::new(StatusState::Success, "ok"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim_next().await.unwrap().unwrap().id,
+        DeploymentId(2)
+    );
+}
+
+#[tokio::test]
+async fn outbox_sends_in_order_per_deployment_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    store
+        .accept(&key("a"), &deployment(1, "p"), &queued())
+        .await
+        .unwrap();
+    store
+        .accept(&key("b"), &deployment(2, "s"), &queued())
+        .await
+        .unwrap();
+    store
+        .add_status(
+            DeploymentId(1),
+            &NewStatus::new(StatusState::InProgress, "go"),
+        )
+        .await
+        .unwrap();
+    let due = store.due_statuses(now_ms(), 10).await.unwrap();
+    assert_eq!(due.len(), 2, "one head per deployment");
+    assert!(due.iter().all(|i| i.status.state == StatusState::Queued));
+    // Deployment 1's head is postponed: its in_progress must wait behind it.
+    store
+        .status_retry_at(due[0].seq, now_ms() + 60_000, "503")
+        .await
+        .unwrap();
+    store.status_sent(due[1].seq).await.unwrap();
+    drop(store);
+    let store = Store::open(dir.path()).await.unwrap();
+    assert!(store.due_statuses(now_ms(), 10).await.unwrap().is_empty());
+    let later = store.due_statuses(now_ms() + 61_000, 10).await.unwrap();
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].status.state, StatusState::Queued);
+    assert_eq!(later[0].attempts, 1);
+    store.status_failed(later[0].seq, "422").await.unwrap();
+    let next = store.due_statuses(now_ms() + 61_000, 10).await.unwrap();
+    assert_eq!(
+        next[0].status.state,
+        StatusState::InProgress,
+        "a refused status does not block the next"
+    );
+}

@@ -1,0 +1,207 @@
+//! The records the store keeps, as the rest of ferry sees them.
+
+use std::fmt;
+
+/// GitHub's id of a deployment; also ferry's primary key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeploymentId(pub i64);
+
+impl fmt::Display for DeploymentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for DeploymentId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(DeploymentId)
+    }
+}
+
+/// Where a deployment is in ferry's life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Queued,
+    Running,
+    Success,
+    Failure,
+    Error,
+    Inactive,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Running => "running",
+            State::Success => "success",
+            State::Failure => "failure",
+            State::Error => "error",
+            State::Inactive => "inactive",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<State> {
+        Some(match s {
+            "queued" => State::Queued,
+            "running" => State::Running,
+            "success" => State::Success,
+            "failure" => State::Failure,
+            "error" => State::Error,
+            "inactive" => State::Inactive,
+            _ => return None,
+        })
+    }
+
+    pub fn is_final(self) -> bool {
+        !matches!(self, State::Queued | State::Running)
+    }
+
+    /// The GitHub status that announces this final state.
+    pub fn final_status(self) -> StatusState {
+        match self {
+            State::Success => StatusState::Success,
+            State::Failure => StatusState::Failure,
+            State::Inactive => StatusState::Inactive,
+            _ => StatusState::Error,
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A deployment status as GitHub names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusState {
+    Queued,
+    InProgress,
+    Success,
+    Failure,
+    Error,
+    Inactive,
+}
+
+impl StatusState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusState::Queued => "queued",
+            StatusState::InProgress => "in_progress",
+            StatusState::Success => "success",
+            StatusState::Failure => "failure",
+            StatusState::Error => "error",
+            StatusState::Inactive => "inactive",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StatusState> {
+        Some(match s {
+            "queued" => StatusState::Queued,
+            "in_progress" => StatusState::InProgress,
+            "success" => StatusState::Success,
+            "failure" => StatusState::Failure,
+            "error" => StatusState::Error,
+            "inactive" => StatusState::Inactive,
+            _ => return None,
+        })
+    }
+}
+
+/// A deployment as accepted from a webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDeployment {
+    pub id: DeploymentId,
+    pub repository: String,
+    pub environment: String,
+    pub task: String,
+    pub git_ref: String,
+    pub sha: String,
+    /// The deployment's `payload`, as compact JSON.
+    pub payload: String,
+    pub creator: String,
+    pub production: bool,
+    pub transient: bool,
+    pub installation_id: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub spec: NewDeployment,
+    pub state: State,
+    pub description: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+impl std::ops::Deref for Deployment {
+    type Target = NewDeployment;
+    fn deref(&self) -> &NewDeployment {
+        &self.spec
+    }
+}
+
+/// A status to post, as written to the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewStatus {
+    pub state: StatusState,
+    pub description: String,
+    pub log_url: Option<String>,
+    pub environment_url: Option<String>,
+    pub auto_inactive: Option<bool>,
+}
+
+impl NewStatus {
+    pub fn new(state: StatusState, description: impl Into<String>) -> NewStatus {
+        NewStatus {
+            state,
+            description: description.into(),
+            log_url: None,
+            environment_url: None,
+            auto_inactive: None,
+        }
+    }
+
+    pub fn with_log_url(mut self, url: impl Into<String>) -> NewStatus {
+        self.log_url = Some(url.into());
+        self
+    }
+}
+
+/// A pending status at the head of its deployment's queue.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    pub seq: i64,
+    pub deployment_id: DeploymentId,
+    pub repository: String,
+    pub installation_id: Option<i64>,
+    pub status: NewStatus,
+    pub attempts: i64,
+}
+
+/// What intake did with a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    New,
+    DuplicateDelivery,
+    DuplicateDeployment,
+}
+
+/// Where a webhook delivery came from, for de-duplication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryKey {
+    pub hook_id: String,
+    pub delivery_id: String,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,151 @@
+//! The parts of GitHub's webhook payloads ferry reads.
+
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
+
+use crate::store::{DeploymentId, NewDeployment};
+
+/// The JSON document of a delivery: the body itself, or the `payload` field
+/// of a form-encoded body.
+pub fn decode<T: DeserializeOwned>(content_type: Option<&str>, body: &[u8]) -> Result<T, String> {
+    let form = content_type.is_some_and(|ct| {
+        ct.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/x-www-form-urlencoded")
+    });
+    if form {
+        let payload = form_urlencoded::parse(body)
+            .find(|(k, _)| k == "payload")
+            .map(|(_, v)| v.into_owned())
+            .ok_or("form-encoded body without a payload field")?;
+        serde_json::from_str(&payload)
+            .map_err(|e| format!("payload field is not the expected JSON: {e}"))
+    } else {
+        serde_json::from_slice(body).map_err(|e| format!("body is not the expected JSON: {e}"))
+    }
+}
+
+/// Checks that a body is JSON without keeping any of it.
+pub fn check_json(content_type: Option<&str>, body: &[u8]) -> Result<(), String> {
+    decode::<IgnoredAny>(content_type, body).map(drop)
+}
+
+#[derive(Deserialize)]
+pub struct DeploymentEvent {
+    pub action: Option<String>,
+    pub deployment: RawDeployment,
+    pub repository: Repository,
+    pub installation: Option<Installation>,
+}
+
+#[derive(Deserialize)]
+pub struct RawDeployment {
+    pub id: i64,
+    pub sha: String,
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    #[serde(default = "default_task")]
+    pub task: String,
+    #[serde(default)]
+    pub payload: serde_json::Value,
+    pub environment: String,
+    pub creator: Option<User>,
+    pub production_environment: Option<bool>,
+    pub transient_environment: Option<bool>,
+}
+
+fn default_task() -> String {
+    "deploy".into()
+}
+
+#[derive(Deserialize)]
+pub struct Repository {
+    pub full_name: String,
+}
+
+#[derive(Deserialize)]
+pub struct Installation {
+    pub id: i64,
+}
+
+#[derive(Deserialize)]
+pub struct User {
+    pub login: String,
+}
+
+impl DeploymentEvent {
+    /// Old GitHub Enterprise servers send deployments without an action.
+    pub fn is_created(&self) -> bool {
+        self.action.as_deref().is_none_or(|a| a == "created")
+    }
+
+    pub fn into_new(self) -> NewDeployment {
+        let d = self.deployment;
+        NewDeployment {
+            id: DeploymentId(d.id),
+            production: d
+                .production_environment
+                .unwrap_or(d.environment == "production"),
+            transient: d.transient_environment.unwrap_or(false),
+            repository: self.repository.full_name,
+            environment: d.environment,
+            task: d.task,
+            git_ref: d.git_ref,
+            sha: d.sha,
+            payload: d.payload.to_string(),
+            creator: d.creator.map(|u| u.login).unwrap_or_default(),
+            installation_id: self.installation.map(|i| i.id),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/../shared/fixtures/github/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn reads_octokit_deployment_examples() {
+        let e: DeploymentEvent = decode(None, &fixture("deployment/payload.json")).unwrap();
+        assert!(e.is_created());
+        let d = e.into_new();
+        assert_eq!(d.id, DeploymentId(145988746));
+        assert_eq!(d.repository, "Codertocat/Hello-World");
+        assert_eq!(d.environment, "production");
+        assert_eq!(d.task, "deploy");
+        assert_eq!(d.git_ref, "master");
+        assert_eq!(d.sha, "f95f852bd8fca8fcc58a9a2d6c842781e32a215e");
+        assert_eq!(d.payload, "{}");
+        assert_eq!(d.creator, "Codertocat");
+        assert!(d.production);
+        assert!(!d.transient);
+        assert_eq!(d.installation_id, None);
+
+        let e: DeploymentEvent =
+            decode(None, &fixture("deployment/with-installation.payload.json")).unwrap();
+        assert!(e.into_new().installation_id.is_some());
+        let _: DeploymentEvent =
+            decode(None, &fixture("deployment/gh-pages.payload.json")).unwrap();
+    }
+
+    #[test]
+    fn reads_form_encoded_deliveries() {
+        let json = fixture("deployment/payload.json");
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("payload", std::str::from_utf8(&json).unwrap())
+            .finish();
+        let e: DeploymentEvent =
+            decode(Some("application/x-www-form-urlencoded"), body.as_bytes()).unwrap();
+        assert_eq!(e.into_new().id, DeploymentId(145988746));
+        assert!(check_json(Some("application/x-www-form-urlencoded"), b"other=1").is_err());
+        assert!(check_json(Some("application/json"), b"not json").is_err());
+        assert!(check_json(None, &fixture("ping/payload.json")).is_ok());
+    }
+}

@@ -1,0 +1,129 @@
+//! `POST /webhook`: verify, parse, store, and only then answer.
+
+mod event;
+mod signature;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::daemon::Shared;
+use crate::store::{Accepted, DeliveryKey, NewStatus, StatusState};
+use event::DeploymentEvent;
+pub use signature::SignedDelivery;
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn answer(code: StatusCode, text: impl Into<String>) -> Response {
+    let mut text = text.into();
+    text.push('\n');
+    (code, text).into_response()
+}
+
+pub async fn receive(State(app): State<Shared>, delivery: SignedDelivery) -> Response {
+    let headers = &delivery.headers;
+    let Some(event) = header(headers, "x-github-event") else {
+        return answer(StatusCode::BAD_REQUEST, "missing X-GitHub-Event header");
+    };
+    let content_type = header(headers, "content-type");
+    let delivery_id = header(headers, "x-github-delivery").unwrap_or_default();
+    if event != "deployment" {
+        if let Err(e) = event::check_json(content_type, &delivery.body) {
+            return answer(StatusCode::BAD_REQUEST, e);
+        }
+        return match event {
+            "ping" => answer(StatusCode::OK, "pong"),
+            other => {
+                tracing::debug!(event = other, delivery = delivery_id, "ignored event");
+                answer(
+                    StatusCode::OK,
+                    format!("ignored: ferry does not act on {other:?} events"),
+                )
+            }
+        };
+    }
+    let parsed: DeploymentEvent = match event::decode(content_type, &delivery.body) {
+        Ok(e) => e,
+        Err(e) => return answer(StatusCode::BAD_REQUEST, e),
+    };
+    if !parsed.is_created() {
+        return answer(
+            StatusCode::OK,
+            "ignored: only action \"created\" starts a deployment",
+        );
+    }
+    let deployment = parsed.into_new();
+    let config = app.config();
+    let Some(target) = config.target_for(
+        &deployment.repository,
+        &deployment.environment,
+        &deployment.task,
+    ) else {
+        tracing::info!(
+            repository = %deployment.repository, environment = %deployment.environment,
+            task = %deployment.task, deployment = %deployment.id, delivery = delivery_id,
+            "no target owns this deployment; left for other agents"
+        );
+        return answer(
+            StatusCode::OK,
+            format!(
+                "ignored: no target owns {} {} (task {})",
+                deployment.repository, deployment.environment, deployment.task
+            ),
+        );
+    };
+    let hosts = target.hosts.len();
+    let queued = NewStatus::new(
+        StatusState::Queued,
+        format!(
+            "Queued {} for {} on {hosts} host{}",
+            short_sha(&deployment.sha),
+            deployment.environment,
+            if hosts == 1 { "" } else { "s" }
+        ),
+    );
+    let key = DeliveryKey {
+        hook_id: header(headers, "x-github-hook-id")
+            .unwrap_or_default()
+            .to_string(),
+        delivery_id: delivery_id.to_string(),
+    };
+    match app.store.accept(&key, &deployment, &queued).await {
+        Ok(Accepted::New) => {
+            tracing::info!(
+                deployment = %deployment.id, repository = %deployment.repository,
+                environment = %deployment.environment, delivery = delivery_id,
+                "deployment accepted"
+            );
+            app.runner_wake.notify_one();
+            app.outbox_wake.notify_one();
+            answer(
+                StatusCode::ACCEPTED,
+                format!("accepted deployment {}", deployment.id),
+            )
+        }
+        Ok(Accepted::DuplicateDelivery) => {
+            answer(StatusCode::OK, "duplicate delivery: already accepted")
+        }
+        Ok(Accepted::DuplicateDeployment) => answer(
+            StatusCode::OK,
+            format!(
+                "duplicate: deployment {} was already accepted",
+                deployment.id
+            ),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, deployment = %deployment.id, delivery = delivery_id, "cannot store deployment");
+            answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable; GitHub may redeliver later",
+            )
+        }
+    }
+}
+
+pub fn short_sha(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
