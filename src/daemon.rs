@@ -51,6 +51,26 @@ impl Shared {
     }
 }
 
+/// Applies `storage.log_retention` at start and every hour.
+async fn prune_logs(shared: Shared, mut stop: watch::Receiver<bool>) {
+    loop {
+        let retention = shared.config().storage.log_retention;
+        let logs = shared.logs.clone();
+        match tokio::task::spawn_blocking(move || logs.prune(retention)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => {
+                tracing::info!(removed = n, "removed logs older than storage.log_retention")
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot prune old logs"),
+            Err(e) => tracing::warn!(error = %e, "log pruning panicked"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let store = Store::open(&config.storage.dir).await?;
@@ -90,6 +110,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .run(outbox_stop_rx, OUTBOX_DRAIN),
     );
     let runner = tokio::spawn(runner.run(stop_rx.clone()));
+    tokio::spawn(prune_logs(shared.clone(), stop_rx.clone()));
     let mut http_stop = stop_rx.clone();
     let http = tokio::spawn(
         axum::serve(listener, crate::http::router(shared.clone()))

@@ -151,6 +151,28 @@ impl Logs {
     }
 }
 
+impl Logs {
+    /// Deletes logs last written more than `retention` ago; returns how many.
+    pub fn prune(&self, retention: std::time::Duration) -> io::Result<usize> {
+        let Some(cutoff) = std::time::SystemTime::now().checked_sub(retention) else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "jsonl") {
+                continue;
+            }
+            if entry.metadata()?.modified()? < cutoff {
+                std::fs::remove_file(&path)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
 /// Appends lines to one deployment's log; cheap to clone across host tasks.
 #[derive(Clone)]
 pub struct LogWriter {
@@ -233,6 +255,35 @@ mod tests {
                 "https://d.example/deployments/7/log?token={}",
                 logs.token(DeploymentId(7))
             )
+        );
+    }
+
+    #[test]
+    fn prune_removes_only_old_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = Logs::open(dir.path(), "http://x").unwrap();
+        logs.writer(DeploymentId(1))
+            .unwrap()
+            .ferry(None, None, "old");
+        logs.writer(DeploymentId(2))
+            .unwrap()
+            .ferry(None, None, "new");
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 86400);
+        File::options()
+            .write(true)
+            .open(logs.path(DeploymentId(1)))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(
+            logs.prune(std::time::Duration::from_secs(86400)).unwrap(),
+            1
+        );
+        assert!(logs.read(DeploymentId(1)).unwrap().is_none());
+        assert!(logs.read(DeploymentId(2)).unwrap().is_some());
+        assert!(
+            dir.path().join(TOKEN_KEY_FILE).exists(),
+            "only logs are pruned"
         );
     }
 

@@ -55,7 +55,11 @@ fn plural(n: usize, one: &str) -> String {
     }
 }
 
+/// `148ms`, `14s`, `2m 5s`: precise when short, rounded when long.
 pub fn duration(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        return format!("{}ms", d.as_millis());
+    }
     humantime::format_duration(Duration::from_secs(d.as_secs_f64().round() as u64)).to_string()
 }
 

@@ -1,0 +1,266 @@
+//! The test world: a real sshd, a fake GitHub and the real `ferry` binary.
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+pub mod github;
+pub mod sshd;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub use github::FakeGitHub;
+pub use sshd::Sshd;
+
+pub const SECRET: &str = "test-webhook-secret";
+
+pub fn fixture(name: &str) -> Value {
+    let path = format!(
+        "{}/../shared/fixtures/github/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
+        .unwrap()
+}
+
+/// The octokit `deployment` example, with its id, repository and environment set.
+pub fn deployment_event(id: i64, repo: &str, env: &str) -> Value {
+    let mut v = fixture("deployment/payload.json");
+    v["deployment"]["id"] = id.into();
+    v["deployment"]["environment"] = env.into();
+    v["repository"]["full_name"] = repo.into();
+    v
+}
+
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    format!(
+        "sha256={}",
+        hex::encode(ferry::sign::sign(secret.as_bytes(), body))
+    )
+}
+
+/// A `[[target]]` with its steps, as TOML.
+pub fn target(
+    repo: &str,
+    env: &str,
+    hosts: &[String],
+    steps: &[(&str, &str)],
+    extra: &str,
+) -> String {
+    let hosts: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
+    let mut s = format!(
+        "\n[[target]]\nrepository = {repo:?}\nenvironment = {env:?}\nhosts = [{}]\n{extra}\n",
+        hosts.join(", ")
+    );
+    for (name, run) in steps {
+        s.push_str(&format!(
+            "[[target.steps]]\nname = {name:?}\nrun = '''\n{run}\n'''\n"
+        ));
+    }
+    s
+}
+
+pub struct Ferry {
+    child: Option<Child>,
+    pub url: String,
+    pub config: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Ferry {
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub async fn start(config: PathBuf, port: u16, stderr: PathBuf) -> Ferry {
+        let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info,ferry=debug")
+            .env_remove("FERRY_WEBHOOK_SECRET")
+            .env_remove("FERRY_GITHUB_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&stderr)
+                    .unwrap(),
+            )
+            .spawn()
+            .expect("start ferry");
+        let mut ferry = Ferry {
+            child: Some(child),
+            url: format!("http://127.0.0.1:{port}"),
+            config,
+            stderr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{}/healthz", ferry.url)).await
+                && r.status() == 200
+            {
+                return ferry;
+            }
+            if let Some(status) = ferry.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("ferry exited with {status}:\n{}", ferry.output());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ferry did not serve:\n{}",
+                ferry.output()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            Command::new("kill")
+                .args([&format!("-{sig}"), &c.id().to_string()])
+                .status()
+                .unwrap();
+        }
+    }
+
+    /// Waits for ferry to exit; its status.
+    pub fn wait(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        let child = self.child.as_mut().expect("running");
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                self.child = None;
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ferry did not exit:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Ferry {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- ferry's output ----\n{}", self.output());
+        }
+    }
+}
+
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub sshd: Sshd,
+    pub github: FakeGitHub,
+    pub ferry: Ferry,
+    pub http: reqwest::Client,
+    port: u16,
+}
+
+static DELIVERY: AtomicU64 = AtomicU64::new(1);
+
+impl World {
+    /// Starts everything; `targets` writes the `[[target]]` tables given the
+    /// sshd and a scratch directory the steps may write to.
+    pub async fn start(targets: impl FnOnce(&Sshd, &Path) -> String) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        sshd::keygen(&d.join("id_ed25519"));
+        let sshd = Sshd::start(&d.join("sshd"), &d.join("id_ed25519.pub"));
+        std::fs::write(
+            d.join("known_hosts"),
+            format!("{}\n", sshd.known_hosts_line),
+        )
+        .unwrap();
+        std::fs::write(d.join("secret"), format!("{SECRET}\n")).unwrap();
+        std::fs::write(d.join("token"), format!("{}\n", github::TOKEN)).unwrap();
+        std::fs::create_dir_all(d.join("scratch")).unwrap();
+        let github = FakeGitHub::start("").await;
+        let port = sshd::free_port();
+        let config = format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\
+             [github]\napi_url = \"{api}\"\nwebhook_secret_file = \"secret\"\ntoken_file = \"token\"\n\
+             [storage]\ndir = \"state\"\n\
+             [runner]\nshutdown_grace = \"5s\"\n\
+             [ssh]\nidentity_file = \"id_ed25519\"\nknown_hosts_file = \"known_hosts\"\nconnect_timeout = \"5s\"\n{targets}",
+            api = github.url,
+            targets = targets(&sshd, &d.join("scratch")),
+        );
+        let path = d.join("ferry.toml");
+        std::fs::write(&path, config).unwrap();
+        let ferry = Ferry::start(path, port, d.join("ferry.log")).await;
+        World {
+            sshd,
+            github,
+            ferry,
+            http: reqwest::Client::new(),
+            port,
+            dir,
+        }
+    }
+
+    pub fn scratch(&self) -> PathBuf {
+        self.dir.path().join("scratch")
+    }
+
+    /// Sends `body` as event `event` with the given headers added; returns
+    /// status and answer text.
+    pub async fn post(&self, headers: &[(&str, String)], body: Vec<u8>) -> (u16, String) {
+        let mut req = self
+            .http
+            .post(format!("{}/webhook", self.ferry.url))
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let r = req.send().await.expect("ferry answers");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    }
+
+    /// A correctly signed JSON delivery with a fresh delivery id.
+    pub async fn deliver(&self, event: &str, body: &Value) -> (u16, String) {
+        let id = format!("test-{}", DELIVERY.fetch_add(1, Ordering::Relaxed));
+        self.deliver_as(event, body, &id).await
+    }
+
+    pub async fn deliver_as(&self, event: &str, body: &Value, delivery: &str) -> (u16, String) {
+        let bytes = serde_json::to_vec(body).unwrap();
+        self.post(
+            &[
+                ("content-type", "application/json".into()),
+                ("x-github-event", event.into()),
+                ("x-github-delivery", delivery.into()),
+                ("x-github-hook-id", "4242".into()),
+                ("x-hub-signature-256", signature(SECRET, &bytes)),
+            ],
+            bytes,
+        )
+        .await
+    }
+
+    /// Runs a ferry subcommand against this world's config.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.ferry.config)
+            .output()
+            .unwrap()
+    }
+
+    /// Restarts ferry on the same config and state.
+    pub async fn restart(&mut self) {
+        let config = self.ferry.config.clone();
+        let log = self.dir.path().join("ferry.log");
+        self.ferry = Ferry::start(config, self.port, log).await;
+    }
+}
