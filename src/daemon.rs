@@ -139,6 +139,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             "statuses not yet posted; they are sent at the next start"
         );
     }
+    shared.store.close().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -454,3 +454,66 @@ fn check_config_and_serve_name_a_misspelt_key() {
         assert!(stderr.contains(&expected), "{command}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_key_problems_are_errors_naming_the_host_and_cause() {
+    let w = World::start(|sshd, scratch| {
+        target(
+            REPO,
+            "production",
+            &[sshd.host()],
+            &[("mark", &format!("touch {}/ran", scratch.display()))],
+            "",
+        )
+    })
+    .await;
+    let known_hosts = w.dir.path().join("known_hosts");
+    // Another key for the same host and port: a man in the middle, to ssh.
+    let other = w.dir.path().join("other_key");
+    common::sshd::keygen(&other);
+    let other_pub = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    std::fs::write(
+        &known_hosts,
+        format!("[127.0.0.1]:{} {}", w.sshd.port, other_pub),
+    )
+    .unwrap();
+    assert_eq!(
+        w.deliver("deployment", &deployment_event(51, REPO, "production"))
+            .await
+            .0,
+        202
+    );
+    let statuses = w.github.wait_final(51, WAIT).await;
+    assert_eq!(states(&statuses), ["queued", "error"], "no step started");
+    let host = w.sshd.display();
+    assert!(
+        statuses[1]
+            .description()
+            .starts_with(&format!("Cannot connect to {host}: host key mismatch")),
+        "{}",
+        statuses[1].description()
+    );
+    assert!(statuses[1].log_url().is_some());
+
+    std::fs::write(&known_hosts, "").unwrap();
+    assert_eq!(
+        w.deliver("deployment", &deployment_event(52, REPO, "production"))
+            .await
+            .0,
+        202
+    );
+    let statuses = w.github.wait_final(52, WAIT).await;
+    assert!(
+        statuses[1]
+            .description()
+            .starts_with(&format!("Cannot connect to {host}: unknown host key")),
+        "{}",
+        statuses[1].description()
+    );
+    assert!(!w.scratch().join("ran").exists());
+    assert!(
+        w.github.violations().is_empty(),
+        "{:?}",
+        w.github.violations()
+    );
+}

@@ -80,6 +80,11 @@ impl Store {
         Ok(Store { pool })
     }
 
+    /// Closes every connection; later calls fail (the webhook answers 503).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
     async fn write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
