@@ -17,13 +17,27 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
+use tokio::sync::{mpsc, oneshot};
 
 pub use types::*;
 
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    intake: mpsc::Sender<Intake>,
 }
+
+/// One delivery waiting for the intake writer.
+struct Intake {
+    delivery: DeliveryKey,
+    deployment: NewDeployment,
+    queued: NewStatus,
+    supersede: bool,
+    reply: oneshot::Sender<Result<Accepted, sqlx::Error>>,
+}
+
+/// Deliveries committed together at most; more wait for the next commit.
+const INTAKE_BATCH: usize = 256;
 
 const DEPLOYMENT_COLUMNS: &str = "id, repository, environment, task, git_ref, sha, payload, \
      creator, production, transient, installation_id, state, description, created_at, \
@@ -77,7 +91,9 @@ impl Store {
             .run(&pool)
             .await
             .context("cannot migrate the database")?;
-        Ok(Store { pool })
+        let (intake, queue) = mpsc::channel(4 * INTAKE_BATCH);
+        tokio::spawn(intake_writer(pool.clone(), queue));
+        Ok(Store { pool, intake })
     }
 
     /// Closes every connection; later calls fail (the webhook answers 503).
@@ -89,62 +105,33 @@ impl Store {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 
-    /// Records a delivery and its deployment, with its `queued` status, in
-    /// one transaction. Duplicates (by delivery or by deployment id) change
-    /// nothing but the record of the delivery.
+    /// Records a delivery and its deployment, with its `queued` status.
+    /// Duplicates (by delivery or by deployment id) change nothing but the
+    /// record of the delivery. With `supersede`, deployments of the same
+    /// repository and environment still waiting become `inactive`.
+    ///
+    /// Returns once the transaction holding it is on disk. Deliveries that
+    /// arrive together share that transaction: one fsync for all of them.
     pub async fn accept(
         &self,
         delivery: &DeliveryKey,
         deployment: &NewDeployment,
         queued: &NewStatus,
+        supersede: bool,
     ) -> Result<Accepted, sqlx::Error> {
-        let now = now_ms();
-        let mut tx = self.write().await?;
-        let seen = sqlx::query(
-            "INSERT INTO deliveries (hook_id, delivery_id, received_at, deployment_id)
-             VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(&delivery.hook_id)
-        .bind(&delivery.delivery_id)
-        .bind(now)
-        .bind(deployment.id.0)
-        .execute(&mut *tx)
-        .await?;
-        if seen.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Ok(Accepted::DuplicateDelivery);
-        }
-        let d = deployment;
-        let inserted = sqlx::query(
-            "INSERT INTO deployments (id, seq, repository, environment, task, git_ref, sha,
-                 payload, creator, production, transient, installation_id, state, description,
-                 created_at)
-             VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM deployments),
-                     ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(d.id.0)
-        .bind(&d.repository)
-        .bind(&d.environment)
-        .bind(&d.task)
-        .bind(&d.git_ref)
-        .bind(&d.sha)
-        .bind(&d.payload)
-        .bind(&d.creator)
-        .bind(d.production)
-        .bind(d.transient)
-        .bind(d.installation_id)
-        .bind(&queued.description)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            tx.commit().await?;
-            return Ok(Accepted::DuplicateDeployment);
-        }
-        insert_status(&mut tx, d.id, queued, now).await?;
-        tx.commit().await?;
-        Ok(Accepted::New)
+        let (reply, answer) = oneshot::channel();
+        let request = Intake {
+            delivery: delivery.clone(),
+            deployment: deployment.clone(),
+            queued: queued.clone(),
+            supersede,
+            reply,
+        };
+        self.intake
+            .send(request)
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        answer.await.map_err(|_| sqlx::Error::WorkerCrashed)?
     }
 
     /// Marks the oldest runnable queued deployment as running and returns it.
@@ -367,6 +354,119 @@ impl Store {
         q.bind(seq).execute(&mut *tx).await?;
         tx.commit().await
     }
+}
+
+/// Commits waiting deliveries in batches, one transaction per batch.
+async fn intake_writer(pool: SqlitePool, mut queue: mpsc::Receiver<Intake>) {
+    let mut batch = Vec::with_capacity(INTAKE_BATCH);
+    while queue.recv_many(&mut batch, INTAKE_BATCH).await > 0 {
+        let outcome = accept_batch(&pool, &batch).await;
+        match outcome {
+            Ok(results) => {
+                for (request, result) in batch.drain(..).zip(results) {
+                    let _ = request.reply.send(Ok(result));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for request in batch.drain(..) {
+                    let _ = request
+                        .reply
+                        .send(Err(sqlx::Error::Protocol(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+async fn accept_batch(pool: &SqlitePool, batch: &[Intake]) -> Result<Vec<Accepted>, sqlx::Error> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut results = Vec::with_capacity(batch.len());
+    for r in batch {
+        results.push(accept_in(&mut tx, &r.delivery, &r.deployment, &r.queued, r.supersede).await?);
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+async fn accept_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    delivery: &DeliveryKey,
+    d: &NewDeployment,
+    queued: &NewStatus,
+    supersede: bool,
+) -> Result<Accepted, sqlx::Error> {
+    let now = now_ms();
+    let seen = sqlx::query(
+        "INSERT INTO deliveries (hook_id, delivery_id, received_at, deployment_id)
+         VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(&delivery.hook_id)
+    .bind(&delivery.delivery_id)
+    .bind(now)
+    .bind(d.id.0)
+    .execute(&mut **tx)
+    .await?;
+    if seen.rows_affected() == 0 {
+        return Ok(Accepted::DuplicateDelivery);
+    }
+    let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM deployments")
+        .fetch_one(&mut **tx)
+        .await?;
+    let inserted = sqlx::query(
+        "INSERT INTO deployments (id, seq, repository, environment, task, git_ref, sha,
+             payload, creator, production, transient, installation_id, state, description,
+             created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(d.id.0)
+    .bind(seq)
+    .bind(&d.repository)
+    .bind(&d.environment)
+    .bind(&d.task)
+    .bind(&d.git_ref)
+    .bind(&d.sha)
+    .bind(&d.payload)
+    .bind(&d.creator)
+    .bind(d.production)
+    .bind(d.transient)
+    .bind(d.installation_id)
+    .bind(&queued.description)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Ok(Accepted::DuplicateDeployment);
+    }
+    insert_status(tx, d.id, queued, now).await?;
+    let mut superseded = Vec::new();
+    if supersede {
+        let older: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM deployments WHERE repository = ? AND environment = ?
+             AND state = 'queued' AND seq < ? ORDER BY seq",
+        )
+        .bind(&d.repository)
+        .bind(&d.environment)
+        .bind(seq)
+        .fetch_all(&mut **tx)
+        .await?;
+        let description = format!("Superseded by deployment {}", d.id);
+        for id in older {
+            sqlx::query(
+                "UPDATE deployments SET state = 'inactive', description = ?, finished_at = ? WHERE id = ?",
+            )
+            .bind(&description)
+            .bind(now)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+            let status = NewStatus::new(StatusState::Inactive, description.clone());
+            insert_status(tx, DeploymentId(id), &status, now).await?;
+            superseded.push(DeploymentId(id));
+        }
+    }
+    Ok(Accepted::New { superseded })
 }
 
 async fn insert_status(

@@ -33,21 +33,21 @@ async fn duplicates_never_make_a_second_deployment() {
     let store = Store::open(dir.path()).await.unwrap();
     assert_eq!(
         store
-            .accept(&key("a"), &deployment(1, "p"), &queued())
+            .accept(&key("a"), &deployment(1, "p"), &queued(), false)
             .await
             .unwrap(),
-        Accepted::New
+        Accepted::New { superseded: vec![] }
     );
     assert_eq!(
         store
-            .accept(&key("a"), &deployment(1, "p"), &queued())
+            .accept(&key("a"), &deployment(1, "p"), &queued(), false)
             .await
             .unwrap(),
         Accepted::DuplicateDelivery
     );
     assert_eq!(
         store
-            .accept(&key("b"), &deployment(1, "p"), &queued())
+            .accept(&key("b"), &deployment(1, "p"), &queued(), false)
             .await
             .unwrap(),
         Accepted::DuplicateDeployment
@@ -62,7 +62,12 @@ async fn one_deployment_per_environment_runs_at_a_time() {
     let store = Store::open(dir.path()).await.unwrap();
     for (id, env) in [(1, "p"), (2, "p"), (3, "s")] {
         store
-            .accept(&key(&id.to_string()), &deployment(id, env), &queued())
+            .accept(
+                &key(&id.to_string()),
+                &deployment(id, env),
+                &queued(),
+                false,
+            )
             .await
             .unwrap();
     }
@@ -94,11 +99,11 @@ async fn outbox_sends_in_order_per_deployment_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).await.unwrap();
     store
-        .accept(&key("a"), &deployment(1, "p"), &queued())
+        .accept(&key("a"), &deployment(1, "p"), &queued(), false)
         .await
         .unwrap();
     store
-        .accept(&key("b"), &deployment(2, "s"), &queued())
+        .accept(&key("b"), &deployment(2, "s"), &queued(), false)
         .await
         .unwrap();
     store
@@ -131,4 +136,87 @@ async fn outbox_sends_in_order_per_deployment_and_survives_reopen() {
         StatusState::InProgress,
         "a refused status does not block the next"
     );
+}
+
+#[tokio::test]
+async fn a_newer_deployment_supersedes_waiting_ones_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    store
+        .accept(&key("1"), &deployment(1, "p"), &queued(), true)
+        .await
+        .unwrap();
+    let running = store.claim_next().await.unwrap().unwrap();
+    assert_eq!(running.id, DeploymentId(1));
+    store
+        .accept(&key("2"), &deployment(2, "p"), &queued(), true)
+        .await
+        .unwrap();
+    store
+        .accept(&key("9"), &deployment(9, "other"), &queued(), true)
+        .await
+        .unwrap();
+    let third = store
+        .accept(&key("3"), &deployment(3, "p"), &queued(), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        third,
+        Accepted::New {
+            superseded: vec![DeploymentId(2)]
+        },
+        "1 runs, 9 is elsewhere"
+    );
+    let two = store.get(DeploymentId(2)).await.unwrap().unwrap();
+    assert_eq!(two.state, State::Inactive);
+    assert_eq!(two.description, "Superseded by deployment 3");
+    assert_eq!(
+        store.get(DeploymentId(1)).await.unwrap().unwrap().state,
+        State::Running
+    );
+    // Without supersede, everything waits its turn.
+    let kept = store
+        .accept(&key("4"), &deployment(4, "p"), &queued(), false)
+        .await
+        .unwrap();
+    assert_eq!(kept, Accepted::New { superseded: vec![] });
+    assert_eq!(
+        store.get(DeploymentId(3)).await.unwrap().unwrap().state,
+        State::Queued
+    );
+}
+
+#[tokio::test]
+async fn concurrent_deliveries_are_each_answered_correctly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    // 300 deliveries of 100 deployments: every deployment three times.
+    for i in 0..300 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let id = i % 100;
+            let r = store
+                .accept(
+                    &key(&format!("d{i}")),
+                    &deployment(id, &format!("e{}", id % 7)),
+                    &queued(),
+                    false,
+                )
+                .await
+                .unwrap();
+            (id, r)
+        });
+    }
+    let mut new = std::collections::HashMap::new();
+    while let Some(r) = tasks.join_next().await {
+        let (id, r) = r.unwrap();
+        if matches!(r, Accepted::New { .. }) {
+            *new.entry(id).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(new.len(), 100);
+    assert!(new.values().all(|&n| n == 1));
+    assert_eq!(store.count_by_state(State::Queued).await.unwrap(), 100);
+    assert_eq!(store.pending_statuses().await.unwrap(), 100);
 }

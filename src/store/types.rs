@@ -185,9 +185,12 @@ pub struct OutboxItem {
 }
 
 /// What intake did with a delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Accepted {
-    New,
+    /// Queued; these older ones waiting in its environment became inactive.
+    New {
+        superseded: Vec<DeploymentId>,
+    },
     DuplicateDelivery,
     DuplicateDeployment,
 }

@@ -90,13 +90,20 @@ pub async fn receive(State(app): State<Shared>, delivery: SignedDelivery) -> Res
             .to_string(),
         delivery_id: delivery_id.to_string(),
     };
-    match app.store.accept(&key, &deployment, &queued).await {
-        Ok(Accepted::New) => {
+    match app
+        .store
+        .accept(&key, &deployment, &queued, target.supersede)
+        .await
+    {
+        Ok(Accepted::New { superseded }) => {
             tracing::info!(
                 deployment = %deployment.id, repository = %deployment.repository,
                 environment = %deployment.environment, delivery = delivery_id,
                 "deployment accepted"
             );
+            for old in superseded {
+                tracing::info!(deployment = %old, by = %deployment.id, "superseded while waiting");
+            }
             app.runner_wake.notify_one();
             app.outbox_wake.notify_one();
             answer(

@@ -203,6 +203,19 @@ impl FakeGitHub {
         self.inner.lock().unwrap().violations.clone()
     }
 
+    /// Waits until deployment `id` has had status `state`.
+    pub async fn wait_state(&self, id: i64, state: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.statuses_of(id).iter().any(|p| p.state() == state) {
+            assert!(
+                Instant::now() < deadline,
+                "deployment {id} never got {state}: {:?}",
+                self.statuses_of(id)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until deployment `id` has a final status; returns all of its statuses.
     pub async fn wait_final(&self, id: i64, within: Duration) -> Vec<Posted> {
         let deadline = Instant::now() + within;

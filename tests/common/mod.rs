@@ -126,6 +126,14 @@ impl Ferry {
         }
     }
 
+    /// `kill -9`: no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Waits for ferry to exit; its status.
     pub fn wait(&mut self, within: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + within;
@@ -172,6 +180,11 @@ impl World {
     /// Starts everything; `targets` writes the `[[target]]` tables given the
     /// sshd and a scratch directory the steps may write to.
     pub async fn start(targets: impl FnOnce(&Sshd, &Path) -> String) -> World {
+        World::start_with("shutdown_grace = \"5s\"", targets).await
+    }
+
+    /// As [`World::start`], with `runner` as the body of `[runner]`.
+    pub async fn start_with(runner: &str, targets: impl FnOnce(&Sshd, &Path) -> String) -> World {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         sshd::keygen(&d.join("id_ed25519"));
@@ -190,7 +203,7 @@ impl World {
             "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\
              [github]\napi_url = \"{api}\"\nwebhook_secret_file = \"secret\"\ntoken_file = \"token\"\n\
              [storage]\ndir = \"state\"\n\
-             [runner]\nshutdown_grace = \"5s\"\n\
+             [runner]\n{runner}\n\
              [ssh]\nidentity_file = \"id_ed25519\"\nknown_hosts_file = \"known_hosts\"\nconnect_timeout = \"5s\"\n{targets}",
             api = github.url,
             targets = targets(&sshd, &d.join("scratch")),
@@ -257,8 +270,9 @@ impl World {
             .unwrap()
     }
 
-    /// Restarts ferry on the same config and state.
+    /// Starts ferry again on the same config and state (after it stopped).
     pub async fn restart(&mut self) {
+        self.ferry.kill9();
         let config = self.ferry.config.clone();
         let log = self.dir.path().join("ferry.log");
         self.ferry = Ferry::start(config, self.port, log).await;

@@ -1,0 +1,400 @@
+//! Queue semantics: never lose, never double, never overlap a deployment.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use common::{World, deployment_event, target};
+
+const REPO: &str = "octo-org/web";
+const WAIT: Duration = Duration::from_secs(90);
+
+fn states(w: &World, id: i64) -> Vec<String> {
+    w.github
+        .statuses_of(id)
+        .iter()
+        .map(|p| p.state().to_string())
+        .collect()
+}
+
+/// A step that records when it ran, per environment, and sleeps `secs`.
+fn timed_step(scratch: &Path, secs: &str) -> String {
+    let t = scratch.join("timeline").display().to_string();
+    format!(
+        "echo \"$FERRY_ENVIRONMENT $FERRY_DEPLOYMENT_ID start $(date +%s%N)\" >> {t}\n\
+         sleep {secs}\n\
+         echo \"$FERRY_ENVIRONMENT $FERRY_DEPLOYMENT_ID end $(date +%s%N)\" >> {t}"
+    )
+}
+
+/// environment → [(deployment, start, end)] in start order, from the timeline.
+fn runs(scratch: &Path) -> BTreeMap<String, Vec<(i64, u128, u128)>> {
+    let text = std::fs::read_to_string(scratch.join("timeline")).unwrap_or_default();
+    let mut open: HashMap<(String, i64), u128> = HashMap::new();
+    let mut runs: BTreeMap<String, Vec<(i64, u128, u128)>> = BTreeMap::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (env, id, what, at) = (
+            f[0].to_string(),
+            f[1].parse().unwrap(),
+            f[2],
+            f[3].parse().unwrap(),
+        );
+        if what == "start" {
+            assert!(
+                open.insert((env, id), at).is_none(),
+                "deployment {id} started twice"
+            );
+        } else {
+            let start = open.remove(&(env.clone(), id)).expect("end without start");
+            runs.entry(env).or_default().push((id, start, at));
+        }
+    }
+    for r in runs.values_mut() {
+        r.sort_by_key(|&(_, s, _)| s);
+    }
+    runs
+}
+
+fn assert_serialized(runs: &BTreeMap<String, Vec<(i64, u128, u128)>>) {
+    for (env, list) in runs {
+        for pair in list.windows(2) {
+            assert!(
+                pair[1].1 >= pair[0].2,
+                "{env}: {} started before {} ended: {list:?}",
+                pair[1].0,
+                pair[0].0
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_environment_never_overlaps_and_a_waiting_deployment_is_superseded() {
+    let w = World::start(|sshd, scratch| {
+        target(
+            REPO,
+            "production",
+            &[sshd.host()],
+            &[("run", &timed_step(scratch, "1"))],
+            "",
+        ) + &target(
+            REPO,
+            "staging",
+            &[sshd.host()],
+            &[("run", &timed_step(scratch, "0.3"))],
+            "supersede = false",
+        )
+    })
+    .await;
+    assert_eq!(
+        w.deliver("deployment", &deployment_event(101, REPO, "production"))
+            .await
+            .0,
+        202
+    );
+    w.github.wait_state(101, "in_progress", WAIT).await;
+    assert_eq!(
+        w.deliver("deployment", &deployment_event(102, REPO, "production"))
+            .await
+            .0,
+        202
+    );
+    assert_eq!(
+        w.deliver("deployment", &deployment_event(103, REPO, "production"))
+            .await
+            .0,
+        202
+    );
+    for id in [201, 202, 203] {
+        assert_eq!(
+            w.deliver("deployment", &deployment_event(id, REPO, "staging"))
+                .await
+                .0,
+            202
+        );
+    }
+    for id in [101, 103, 201, 202, 203] {
+        w.github.wait_final(id, WAIT).await;
+        assert_eq!(
+            states(&w, id),
+            ["queued", "in_progress", "success"],
+            "deployment {id}"
+        );
+    }
+    let superseded = w.github.wait_final(102, WAIT).await;
+    assert_eq!(
+        superseded.iter().map(|p| p.state()).collect::<Vec<_>>(),
+        ["queued", "inactive"]
+    );
+    assert_eq!(superseded[1].description(), "Superseded by deployment 103");
+
+    let runs = runs(&w.scratch());
+    assert_serialized(&runs);
+    let order = |env: &str| runs[env].iter().map(|r| r.0).collect::<Vec<_>>();
+    assert_eq!(order("production"), [101, 103], "102 never ran");
+    assert_eq!(
+        order("staging"),
+        [201, 202, 203],
+        "supersede = false keeps them all, in order"
+    );
+    assert!(
+        w.github.violations().is_empty(),
+        "{:?}",
+        w.github.violations()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_kill_9_the_running_deployment_errors_and_queued_ones_run() {
+    let mut w = World::start(|sshd, scratch| {
+        let done = scratch.join("done").display().to_string();
+        target(
+            REPO,
+            "production",
+            &[sshd.host()],
+            &[("run", &format!("if [ \"$FERRY_DEPLOYMENT_ID\" = 301 ]; then sleep 30; fi\necho \"$FERRY_DEPLOYMENT_ID\" >> {done}"))],
+            "supersede = false",
+        )
+    })
+    .await;
+    assert_eq!(
+        w.deliver("deployment", &deployment_event(301, REPO, "production"))
+            .await
+            .0,
+        202
+    );
+    w.github.wait_state(301, "in_progress", WAIT).await;
+    assert_eq!(
+        w.deliver("deployment", &deployment_event(302, REPO, "production"))
+            .await
+            .0,
+        202
+    );
+    assert_eq!(
+        w.deliver("deployment", &deployment_event(303, REPO, "production"))
+            .await
+            .0,
+        202
+    );
+    w.github.wait_state(303, "queued", WAIT).await;
+
+    w.ferry.kill9();
+    w.restart().await;
+
+    let interrupted = w.github.wait_final(301, WAIT).await;
+    assert_eq!(
+        interrupted.iter().map(|p| p.state()).collect::<Vec<_>>(),
+        ["queued", "in_progress", "error"]
+    );
+    assert_eq!(
+        interrupted[2].description(),
+        "Interrupted: ferry restarted during the deployment"
+    );
+    assert!(interrupted[2].log_url().is_some());
+    for id in [302, 303] {
+        w.github.wait_final(id, WAIT).await;
+        assert_eq!(
+            states(&w, id),
+            ["queued", "in_progress", "success"],
+            "deployment {id}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(w.scratch().join("done")).unwrap(),
+        "302\n303\n",
+        "in order, once each"
+    );
+    assert!(
+        w.github.violations().is_empty(),
+        "{:?}",
+        w.github.violations()
+    );
+}
+
+fn alive(pid_file: &Path) -> bool {
+    let pid = std::fs::read_to_string(pid_file).unwrap();
+    Path::new(&format!("/proc/{}", pid.trim())).exists()
+}
+
+/// A step that leaves a shell and a background child running, recording both pids.
+fn hanging_step(scratch: &Path) -> String {
+    let s = scratch.display();
+    format!("echo $$ > {s}/shell.pid\nsleep 300 &\necho $! > {s}/child.pid\necho waiting\nwait")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timed_out_step_fails_and_leaves_no_remote_process() {
+    let w = World::start(|sshd, scratch| {
+        target(
+            REPO,
+            "production",
+            &[sshd.host()],
+            &[("hang", &hanging_step(scratch))],
+            "timeout = \"2s\"",
+        )
+    })
+    .await;
+    assert_eq!(
+        w.deliver("deployment", &deployment_event(401, REPO, "production"))
+            .await
+            .0,
+        202
+    );
+    let statuses = w.github.wait_final(401, WAIT).await;
+    let last = statuses.last().unwrap();
+    assert_eq!(last.state(), "failure");
+    assert_eq!(
+        last.description(),
+        format!("Timed out after 2s in step 'hang' on {}", w.sshd.display())
+    );
+    assert!(
+        !alive(&w.scratch().join("shell.pid")),
+        "the step's shell survived"
+    );
+    assert!(
+        !alive(&w.scratch().join("child.pid")),
+        "the step's child survived"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finishes_what_fits_in_the_grace_cancels_the_rest_and_exits_0() {
+    let mut w = World::start_with("shutdown_grace = \"2s\"", |sshd, scratch| {
+        target(
+            REPO,
+            "production",
+            &[sshd.host()],
+            &[("hang", &hanging_step(scratch))],
+            "",
+        ) + &target(
+            REPO,
+            "staging",
+            &[sshd.host()],
+            &[("quick", "sleep 1; echo done")],
+            "",
+        )
+    })
+    .await;
+    assert_eq!(
+        w.deliver("deployment", &deployment_event(501, REPO, "production"))
+            .await
+            .0,
+        202
+    );
+    w.github.wait_state(501, "in_progress", WAIT).await;
+    assert_eq!(
+        w.deliver("deployment", &deployment_event(502, REPO, "staging"))
+            .await
+            .0,
+        202
+    );
+    w.github.wait_state(502, "in_progress", WAIT).await;
+
+    w.ferry.signal("TERM");
+    let status = w.ferry.wait(Duration::from_secs(30));
+    assert!(status.success(), "{status}");
+    assert_eq!(
+        states(&w, 502),
+        ["queued", "in_progress", "success"],
+        "finished within the grace"
+    );
+    let cancelled = w.github.statuses_of(501);
+    assert_eq!(
+        cancelled.iter().map(|p| p.state()).collect::<Vec<_>>(),
+        ["queued", "in_progress", "error"]
+    );
+    assert_eq!(
+        cancelled[2].description(),
+        "Cancelled: ferry is shutting down"
+    );
+    assert!(
+        !alive(&w.scratch().join("shell.pid")),
+        "the cancelled step's shell survived"
+    );
+    assert!(
+        !alive(&w.scratch().join("child.pid")),
+        "the cancelled step's child survived"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_200_deliveries_loses_nothing_and_serializes_each_environment() {
+    let w = World::start(|sshd, scratch| {
+        target(
+            REPO,
+            "env-*",
+            &[sshd.host()],
+            &[("run", &timed_step(scratch, "0.05"))],
+            "",
+        )
+    })
+    .await;
+    let w = std::sync::Arc::new(w);
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..200i64 {
+        let id = 1000 + i;
+        let event = deployment_event(id, REPO, &format!("env-{}", i % 10));
+        let w = w.clone();
+        sends.spawn(async move {
+            let first = w
+                .deliver_as("deployment", &event, &format!("burst-{id}"))
+                .await
+                .0;
+            // Every fourth is redelivered, every fifth sent again as a new delivery.
+            let again = match i % 20 {
+                0 | 4 | 8 | 12 | 16 => Some(
+                    w.deliver_as("deployment", &event, &format!("burst-{id}"))
+                        .await
+                        .0,
+                ),
+                5 | 10 | 15 => Some(
+                    w.deliver_as("deployment", &event, &format!("burst-{id}-bis"))
+                        .await
+                        .0,
+                ),
+                _ => None,
+            };
+            (first, again)
+        });
+    }
+    while let Some(r) = sends.join_next().await {
+        let (first, again) = r.unwrap();
+        assert_eq!(first, 202);
+        assert!(
+            again.is_none_or(|c| c == 200),
+            "a duplicate was not answered 200: {again:?}"
+        );
+    }
+    let mut ran = 0;
+    for id in 1000..1200 {
+        let statuses = w.github.wait_final(id, WAIT).await;
+        let states: Vec<&str> = statuses.iter().map(|p| p.state()).collect();
+        let finals = states
+            .iter()
+            .filter(|s| matches!(**s, "success" | "failure" | "error" | "inactive"))
+            .count();
+        assert_eq!(finals, 1, "deployment {id}: {states:?}");
+        assert!(
+            states == ["queued", "inactive"] || states == ["queued", "in_progress", "success"],
+            "deployment {id}: {states:?}"
+        );
+        ran += usize::from(states.len() == 3);
+    }
+    let runs = runs(&w.scratch());
+    assert_serialized(&runs);
+    assert_eq!(
+        runs.values().map(Vec::len).sum::<usize>(),
+        ran,
+        "every success ran exactly once"
+    );
+    // Whatever was superseded, every environment ran its newest arrival.
+    assert_eq!(runs.len(), 10, "{runs:?}");
+    assert!(
+        w.github.violations().is_empty(),
+        "{:?}",
+        w.github.violations()
+    );
+}
