@@ -239,3 +239,35 @@ fn host_forms() {
     assert!(Host::parse("[::1").is_err());
     assert!(Host::parse("-oProxyCommand=evil").is_err());
 }
+
+#[test]
+fn app_mode_needs_a_usable_private_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("app.pem"),
+        "-----BEGIN RSA PRIVATE KEY-----\nnot a key\n-----END RSA PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let body = BASE.replace(
+        "token_file = \"token\"",
+        "app_id = 12\napp_private_key_file = \"app.pem\"",
+    );
+    let path = write_config(dir.path(), &body);
+    let err = Config::parse(&body, &path, &no_env).unwrap_err();
+    assert_eq!(err.problems.len(), 1, "{err}");
+    assert_eq!(err.problems[0].key, "github.app_private_key_file");
+    assert!(
+        err.problems[0].message.contains("not an RSA private key"),
+        "{err}"
+    );
+
+    let body = BASE.replace("token_file = \"token\"", "app_id = 12");
+    let err = Config::parse(&body, &path, &no_env).unwrap_err();
+    assert_eq!(err.problems[0].key, "github.app_private_key_file");
+    let body = BASE.replace(
+        "token_file = \"token\"",
+        "token_file = \"token\"\napp_id = 12",
+    );
+    let err = Config::parse(&body, &path, &no_env).unwrap_err();
+    assert!(err.problems[0].message.contains("not both"), "{err}");
+}

@@ -35,12 +35,58 @@ impl Posted {
     }
 }
 
+/// An answer the fake gives instead of accepting.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub code: u16,
+    pub headers: Vec<(String, String)>,
+    pub message: String,
+}
+
+impl Fault {
+    pub fn new(code: u16) -> Fault {
+        Fault {
+            code,
+            headers: Vec::new(),
+            message: "injected fault".into(),
+        }
+    }
+    pub fn header(mut self, k: &str, v: &str) -> Fault {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+    pub fn message(mut self, m: &str) -> Fault {
+        self.message = m.into();
+        self
+    }
+}
+
+/// A GitHub App as the fake knows it.
+pub struct App {
+    pub id: u64,
+    pub public_key_pem: Vec<u8>,
+    /// How long installation tokens live.
+    pub token_ttl: Duration,
+    /// repository → installation id the statuses must be posted with.
+    pub installations: Vec<(String, i64)>,
+}
+
 #[derive(Default)]
 struct Inner {
     statuses: Vec<Posted>,
     violations: Vec<String>,
-    /// Answers to give before accepting, for fault injection.
-    faults: VecDeque<(StatusCode, Vec<(String, String)>)>,
+    /// deployment id → answers to give, in order, before accepting.
+    faults: std::collections::HashMap<i64, VecDeque<Fault>>,
+    /// deployment id → answer given to every status, forever.
+    refuse: std::collections::HashMap<i64, Fault>,
+    /// Every status request gets a 500 while set.
+    down: bool,
+    /// Status requests seen, answered or not.
+    attempts: Vec<(i64, Instant)>,
+    app: Option<App>,
+    /// token → (installation, expires)
+    tokens: std::collections::HashMap<String, (i64, Instant)>,
+    tokens_issued: Vec<i64>,
 }
 
 #[derive(Clone)]
@@ -123,8 +169,42 @@ async fn create_status(
     if header("user-agent").is_empty() {
         problems.push("no User-Agent".into());
     }
-    if header("authorization") != format!("Bearer {TOKEN}") {
-        problems.push(format!("Authorization is {:?}", header("authorization")));
+    let auth = header("authorization");
+    {
+        let inner = fake.inner.lock().unwrap();
+        match &inner.app {
+            None if auth != format!("Bearer {TOKEN}") => {
+                problems.push(format!("Authorization is {auth:?}"))
+            }
+            None => {}
+            Some(app) => {
+                let repo = format!("{owner}/{repo}");
+                let expected = app
+                    .installations
+                    .iter()
+                    .find(|(r, _)| *r == repo)
+                    .map(|(_, i)| *i);
+                match inner
+                    .tokens
+                    .get(auth.strip_prefix("Bearer ").unwrap_or_default())
+                {
+                    None => problems.push(format!("unknown token {auth:?}")),
+                    Some((installation, _)) if Some(*installation) != expected => problems.push(
+                        format!("token of installation {installation} used for {repo}"),
+                    ),
+                    Some((_, expires)) if *expires <= Instant::now() => {
+                        // GitHub answers 401 for an expired token; so do we.
+                        drop(inner);
+                        return (
+                            StatusCode::UNAUTHORIZED,
+                            "{\"message\":\"Bad credentials\"}",
+                        )
+                            .into_response();
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
     }
     if !header("content-type").starts_with("application/json") {
         problems.push(format!("Content-Type is {:?}", header("content-type")));
@@ -138,6 +218,7 @@ async fn create_status(
     };
     problems.extend(check_body(&fake.schema, &value));
     let mut inner = fake.inner.lock().unwrap();
+    inner.attempts.push((id, Instant::now()));
     if !problems.is_empty() {
         inner
             .violations
@@ -148,9 +229,17 @@ async fn create_status(
         )
             .into_response();
     }
-    if let Some((code, headers)) = inner.faults.pop_front() {
-        let mut r = (code, "{\"message\":\"injected fault\"}").into_response();
-        for (k, v) in headers {
+    let fault = if inner.down {
+        Some(Fault::new(500))
+    } else if let Some(f) = inner.refuse.get(&id) {
+        Some(f.clone())
+    } else {
+        inner.faults.get_mut(&id).and_then(VecDeque::pop_front)
+    };
+    if let Some(f) = fault {
+        let body = serde_json::json!({"message": f.message}).to_string();
+        let mut r = (StatusCode::from_u16(f.code).unwrap(), body).into_response();
+        for (k, v) in f.headers {
             r.headers_mut().insert(
                 axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
                 v.parse().unwrap(),
@@ -170,6 +259,71 @@ async fn create_status(
         .into_response()
 }
 
+#[derive(serde::Deserialize)]
+struct Claims {
+    iss: String,
+    iat: u64,
+    exp: u64,
+}
+
+async fn access_token(
+    State(fake): State<FakeGitHub>,
+    Path(installation): Path<i64>,
+    headers: HeaderMap,
+) -> Response {
+    let mut inner = fake.inner.lock().unwrap();
+    let Some(app) = &inner.app else {
+        return (StatusCode::NOT_FOUND, "{}").into_response();
+    };
+    let jwt = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(&app.public_key_pem).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_issuer(&[app.id.to_string()]);
+    validation.leeway = 0;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let problem = match jsonwebtoken::decode::<Claims>(jwt, &key, &validation) {
+        Err(e) => Some(format!("JWT rejected: {e}")),
+        Ok(t) if t.claims.iss != app.id.to_string() => Some("wrong iss".to_string()),
+        Ok(t) if t.claims.iat > now => Some(format!("iat {} is in the future", t.claims.iat)),
+        Ok(t) if t.claims.exp > now + 600 => Some(format!(
+            "exp {} is more than 10 minutes ahead",
+            t.claims.exp
+        )),
+        Ok(_) => None,
+    };
+    if let Some(p) = problem {
+        inner.violations.push(p);
+        return (
+            StatusCode::UNAUTHORIZED,
+            "{\"message\":\"A JSON web token could not be decoded\"}",
+        )
+            .into_response();
+    }
+    let ttl = app.token_ttl;
+    let n = inner.tokens_issued.len();
+    let token = format!("ghs_inst{installation}_{n}");
+    inner
+        .tokens
+        .insert(token.clone(), (installation, Instant::now() + ttl));
+    inner.tokens_issued.push(installation);
+    let expires = std::time::SystemTime::now() + ttl;
+    (
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({
+            "token": token,
+            "expires_at": humantime::format_rfc3339_seconds(expires).to_string(),
+        })),
+    )
+        .into_response()
+}
+
 impl FakeGitHub {
     /// Serves on a random loopback port; `prefix` is a GHES-style path such as `/api/v3`.
     pub async fn start(prefix: &str) -> FakeGitHub {
@@ -183,9 +337,61 @@ impl FakeGitHub {
         let route = format!("{prefix}/repos/{{owner}}/{{repo}}/deployments/{{id}}/statuses");
         let app = Router::new()
             .route(&route, post(create_status))
+            .route(
+                &format!("{prefix}/app/installations/{{id}}/access_tokens"),
+                post(access_token),
+            )
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         fake
+    }
+
+    /// The next answers to statuses of deployment `id`.
+    pub fn fail(&self, id: i64, faults: Vec<Fault>) {
+        self.inner
+            .lock()
+            .unwrap()
+            .faults
+            .entry(id)
+            .or_default()
+            .extend(faults);
+    }
+
+    /// Every status of deployment `id` gets this answer.
+    pub fn refuse(&self, id: i64, fault: Fault) {
+        self.inner.lock().unwrap().refuse.insert(id, fault);
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.inner.lock().unwrap().down = down;
+    }
+
+    /// Status requests for deployment `id`, answered or not, with their times.
+    pub fn attempts(&self, id: i64) -> Vec<Instant> {
+        self.inner
+            .lock()
+            .unwrap()
+            .attempts
+            .iter()
+            .filter(|(d, _)| *d == id)
+            .map(|(_, t)| *t)
+            .collect()
+    }
+
+    pub fn set_app(&self, app: App) {
+        self.inner.lock().unwrap().app = Some(app);
+    }
+
+    /// Installations tokens were issued for, in order.
+    pub fn tokens_issued(&self) -> Vec<i64> {
+        self.inner.lock().unwrap().tokens_issued.clone()
+    }
+
+    /// Makes every token issued so far expired, as if time passed.
+    pub fn expire_tokens(&self) {
+        for (_, expires) in self.inner.lock().unwrap().tokens.values_mut() {
+            *expires = Instant::now();
+        }
     }
 
     pub fn statuses(&self) -> Vec<Posted> {

@@ -165,26 +165,81 @@ impl Drop for Ferry {
     }
 }
 
+/// Fields drop in order: ferry first (it prints its log if the test
+/// failed), the directory holding everything last.
 pub struct World {
-    pub dir: tempfile::TempDir,
+    pub ferry: Ferry,
     pub sshd: Sshd,
     pub github: FakeGitHub,
-    pub ferry: Ferry,
     pub http: reqwest::Client,
     port: u16,
+    pub dir: tempfile::TempDir,
 }
 
 static DELIVERY: AtomicU64 = AtomicU64::new(1);
+
+/// GitHub App mode: ferry signs JWTs with a key made for the test.
+#[derive(Clone)]
+pub struct AppSetup {
+    pub id: u64,
+    /// repository → installation id
+    pub installations: Vec<(String, i64)>,
+    pub token_ttl: Duration,
+}
+
+/// How the world is set up beyond its targets.
+#[derive(Clone)]
+pub struct Setup {
+    /// The body of `[runner]`.
+    pub runner: String,
+    /// A GitHub Enterprise style path before the API routes, e.g. `/api/v3`.
+    pub api_prefix: String,
+    pub app: Option<AppSetup>,
+}
+
+impl Default for Setup {
+    fn default() -> Setup {
+        Setup {
+            runner: "shutdown_grace = \"5s\"".into(),
+            api_prefix: String::new(),
+            app: None,
+        }
+    }
+}
+
+fn openssl(args: &[&str], dir: &Path) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (bash .ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 impl World {
     /// Starts everything; `targets` writes the `[[target]]` tables given the
     /// sshd and a scratch directory the steps may write to.
     pub async fn start(targets: impl FnOnce(&Sshd, &Path) -> String) -> World {
-        World::start_with("shutdown_grace = \"5s\"", targets).await
+        World::build(Setup::default(), targets).await
     }
 
     /// As [`World::start`], with `runner` as the body of `[runner]`.
     pub async fn start_with(runner: &str, targets: impl FnOnce(&Sshd, &Path) -> String) -> World {
+        World::build(
+            Setup {
+                runner: runner.into(),
+                ..Setup::default()
+            },
+            targets,
+        )
+        .await
+    }
+
+    pub async fn build(setup: Setup, targets: impl FnOnce(&Sshd, &Path) -> String) -> World {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         sshd::keygen(&d.join("id_ed25519"));
@@ -197,11 +252,29 @@ impl World {
         std::fs::write(d.join("secret"), format!("{SECRET}\n")).unwrap();
         std::fs::write(d.join("token"), format!("{}\n", github::TOKEN)).unwrap();
         std::fs::create_dir_all(d.join("scratch")).unwrap();
-        let github = FakeGitHub::start("").await;
+        let github = FakeGitHub::start(&setup.api_prefix).await;
+        let auth = match &setup.app {
+            None => "token_file = \"token\"".to_string(),
+            Some(app) => {
+                openssl(&["genrsa", "-traditional", "-out", "app.pem", "2048"], d);
+                openssl(
+                    &["rsa", "-in", "app.pem", "-pubout", "-out", "app.pub.pem"],
+                    d,
+                );
+                github.set_app(github::App {
+                    id: app.id,
+                    public_key_pem: std::fs::read(d.join("app.pub.pem")).unwrap(),
+                    token_ttl: app.token_ttl,
+                    installations: app.installations.clone(),
+                });
+                format!("app_id = {}\napp_private_key_file = \"app.pem\"", app.id)
+            }
+        };
+        let runner = &setup.runner;
         let port = sshd::free_port();
         let config = format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\
-             [github]\napi_url = \"{api}\"\nwebhook_secret_file = \"secret\"\ntoken_file = \"token\"\n\
+             [github]\napi_url = \"{api}\"\nwebhook_secret_file = \"secret\"\n{auth}\n\
              [storage]\ndir = \"state\"\n\
              [runner]\n{runner}\n\
              [ssh]\nidentity_file = \"id_ed25519\"\nknown_hosts_file = \"known_hosts\"\nconnect_timeout = \"5s\"\n{targets}",

@@ -1,0 +1,272 @@
+//! Status delivery: retries, restarts, refusals, GitHub App auth, GHES.
+
+mod common;
+
+use std::time::Duration;
+
+use common::github::Fault;
+use common::{AppSetup, Setup, World, deployment_event, target};
+use serde_json::json;
+
+const REPO: &str = "octo-org/web";
+const WAIT: Duration = Duration::from_secs(90);
+
+fn states(w: &World, id: i64) -> Vec<String> {
+    w.github
+        .statuses_of(id)
+        .iter()
+        .map(|p| p.state().to_string())
+        .collect()
+}
+
+fn simple(sshd: &common::Sshd, repo: &str, env: &str) -> String {
+    target(repo, env, &[sshd.host()], &[("noop", "echo ok")], "")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_errors_and_a_secondary_rate_limit_are_retried_and_order_kept() {
+    let w = World::start(|sshd, _| simple(sshd, REPO, "production")).await;
+    w.github.fail(
+        61,
+        vec![
+            Fault::new(500),
+            Fault::new(502),
+            Fault::new(500),
+            Fault::new(403)
+                .header("retry-after", "1")
+                .message("You have exceeded a secondary rate limit. Please wait a few minutes before you try again."),
+        ],
+    );
+    assert_eq!(
+        w.deliver("deployment", &deployment_event(61, REPO, "production"))
+            .await
+            .0,
+        202
+    );
+    w.github.wait_final(61, WAIT).await;
+    assert_eq!(states(&w, 61), ["queued", "in_progress", "success"]);
+    let attempts = w.github.attempts(61);
+    assert_eq!(
+        attempts.len(),
+        4 + 3,
+        "four refusals, then three statuses: {attempts:?}"
+    );
+    assert!(
+        attempts[4] - attempts[3] >= Duration::from_secs(1),
+        "Retry-After: 1 was not honoured"
+    );
+    assert!(
+        w.github.violations().is_empty(),
+        "{:?}",
+        w.github.violations()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn statuses_pending_when_ferry_is_killed_land_after_the_restart() {
+    let mut w = World::start(|sshd, scratch| {
+        target(
+            REPO,
+            "production",
+            &[sshd.host()],
+            &[("mark", &format!("touch {}/done", scratch.display()))],
+            "",
+        )
+    })
+    .await;
+    w.github.set_down(true);
+    assert_eq!(
+        w.deliver("deployment", &deployment_event(71, REPO, "production"))
+            .await
+            .0,
+        202
+    );
+    let done = w.scratch().join("done");
+    let deadline = std::time::Instant::now() + WAIT;
+    while !done.exists() {
+        assert!(std::time::Instant::now() < deadline, "the step never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let the final status reach the outbox, then die with all three pending.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(w.github.statuses_of(71).is_empty());
+    w.ferry.kill9();
+    w.github.set_down(false);
+    w.restart().await;
+    w.github.wait_final(71, WAIT).await;
+    assert_eq!(states(&w, 71), ["queued", "in_progress", "success"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_status_is_not_retried_and_does_not_block_other_deployments() {
+    let w =
+        World::start(|sshd, _| simple(sshd, REPO, "production") + &simple(sshd, REPO, "staging"))
+            .await;
+    w.github
+        .refuse(81, Fault::new(422).message("Validation Failed"));
+    assert_eq!(
+        w.deliver("deployment", &deployment_event(81, REPO, "production"))
+            .await
+            .0,
+        202
+    );
+    assert_eq!(
+        w.deliver("deployment", &deployment_event(82, REPO, "staging"))
+            .await
+            .0,
+        202
+    );
+    w.github.wait_final(82, WAIT).await;
+    assert_eq!(states(&w, 82), ["queued", "in_progress", "success"]);
+    // 81 ran all the same; each of its statuses was tried once and given up.
+    let deadline = std::time::Instant::now() + WAIT;
+    while w.github.attempts(81).len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "81's statuses: {:?}",
+            w.github.attempts(81)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(w.github.attempts(81).len(), 3, "a 422 was retried");
+    assert!(w.github.statuses_of(81).is_empty());
+    let log = w.ferry.output();
+    assert!(
+        log.contains("GitHub refused the status") && log.contains("422 Validation Failed"),
+        "{log}"
+    );
+}
+
+fn with_installation(id: i64, repo: &str, installation: i64) -> serde_json::Value {
+    let mut e = deployment_event(id, repo, "production");
+    e["installation"] =
+        json!({"id": installation, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uMQ=="});
+    e
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn app_mode_uses_each_installations_token_and_refreshes_it() {
+    let setup = Setup {
+        app: Some(AppSetup {
+            id: 4242,
+            installations: vec![(REPO.into(), 11), ("octo-org/api".into(), 22)],
+            token_ttl: Duration::from_secs(3600),
+        }),
+        ..Setup::default()
+    };
+    let w = World::build(setup, |sshd, _| {
+        simple(sshd, REPO, "production") + &simple(sshd, "octo-org/api", "production")
+    })
+    .await;
+    assert_eq!(
+        w.deliver("deployment", &with_installation(91, REPO, 11))
+            .await
+            .0,
+        202
+    );
+    assert_eq!(
+        w.deliver("deployment", &with_installation(92, "octo-org/api", 22))
+            .await
+            .0,
+        202
+    );
+    for id in [91, 92] {
+        w.github.wait_final(id, WAIT).await;
+        assert_eq!(
+            states(&w, id),
+            ["queued", "in_progress", "success"],
+            "deployment {id}"
+        );
+    }
+    let mut issued = w.github.tokens_issued();
+    issued.sort();
+    assert_eq!(
+        issued,
+        [11, 22],
+        "one token per installation, cached across statuses"
+    );
+
+    // GitHub now says the cached token expired: ferry fetches a new one once.
+    w.github.expire_tokens();
+    assert_eq!(
+        w.deliver("deployment", &with_installation(93, REPO, 11))
+            .await
+            .0,
+        202
+    );
+    w.github.wait_final(93, WAIT).await;
+    assert_eq!(states(&w, 93), ["queued", "in_progress", "success"]);
+    assert_eq!(w.github.tokens_issued().len(), 3);
+    assert_eq!(w.github.tokens_issued()[2], 11);
+    assert!(
+        w.github.violations().is_empty(),
+        "{:?}",
+        w.github.violations()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn app_tokens_are_renewed_before_they_expire() {
+    // GitHub's tokens live an hour; ferry renews 5 minutes early. A token
+    // that lives 5 minutes and 2 seconds is stale for ferry after 2s.
+    let setup = Setup {
+        app: Some(AppSetup {
+            id: 7,
+            installations: vec![(REPO.into(), 5)],
+            token_ttl: Duration::from_secs(302),
+        }),
+        ..Setup::default()
+    };
+    let w = World::build(setup, |sshd, _| simple(sshd, REPO, "production")).await;
+    assert_eq!(
+        w.deliver("deployment", &with_installation(95, REPO, 5))
+            .await
+            .0,
+        202
+    );
+    w.github.wait_final(95, WAIT).await;
+    assert_eq!(w.github.tokens_issued(), [5]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        w.deliver("deployment", &with_installation(96, REPO, 5))
+            .await
+            .0,
+        202
+    );
+    w.github.wait_final(96, WAIT).await;
+    assert_eq!(states(&w, 96), ["queued", "in_progress", "success"]);
+    assert_eq!(
+        w.github.tokens_issued(),
+        [5, 5],
+        "renewed ahead of expiry, without a 401"
+    );
+    assert!(
+        w.github.violations().is_empty(),
+        "{:?}",
+        w.github.violations()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ghes_api_url_with_a_path_prefix() {
+    let setup = Setup {
+        api_prefix: "/api/v3".into(),
+        ..Setup::default()
+    };
+    let w = World::build(setup, |sshd, _| simple(sshd, REPO, "production")).await;
+    assert!(w.github.url.ends_with("/api/v3"));
+    assert_eq!(
+        w.deliver("deployment", &deployment_event(97, REPO, "production"))
+            .await
+            .0,
+        202
+    );
+    w.github.wait_final(97, WAIT).await;
+    assert_eq!(states(&w, 97), ["queued", "in_progress", "success"]);
+    assert!(
+        w.github.violations().is_empty(),
+        "{:?}",
+        w.github.violations()
+    );
+}
