@@ -9,6 +9,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
+
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch};
 
@@ -29,6 +31,8 @@ pub struct Shared {
     pub logs: Logs,
     pub runner_wake: Arc<Notify>,
     pub outbox_wake: Arc<Notify>,
+    /// None where no recorder is installed (in-process tests, benchmarks).
+    pub metrics: Option<PrometheusHandle>,
 }
 
 impl Shared {
@@ -39,6 +43,7 @@ impl Shared {
             logs,
             runner_wake: Arc::new(Notify::new()),
             outbox_wake: Arc::new(Notify::new()),
+            metrics: None,
         }
     }
 
@@ -77,7 +82,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let logs = Logs::open(&config.storage.dir, &config.server.public_url)?;
     let github = Arc::new(GitHub::new(&config.github)?);
     let connector = Connector::new(&config.ssh)?;
-    let shared = Shared::new(config.clone(), store.clone(), logs);
+    let mut shared = Shared::new(config.clone(), store.clone(), logs);
+    shared.metrics = Some(crate::metrics::install()?);
     let runner = Runner::new(shared.clone(), connector);
     let interrupted = runner
         .recover()

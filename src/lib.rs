@@ -11,6 +11,7 @@
 //! - [`daemon`]: `ferry serve`: wiring and orderly shutdown.
 //! - [`cli`]: the other subcommands.
 //! - [`http`]: the routes.
+//! - [`metrics`]: Prometheus metric names and the exporter.
 
 pub mod cli;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod github;
 pub mod glob;
 pub mod http;
 pub mod logs;
+pub mod metrics;
 pub mod runner;
 pub mod sign;
 pub mod store;

@@ -100,10 +100,12 @@ impl Outbox {
         match result {
             Ok(()) => {
                 tracing::info!(deployment = %item.deployment_id, status = state, "status posted");
+                metrics::counter!(crate::metrics::STATUS_POSTS, "result" => "sent").increment(1);
                 self.store.status_sent(item.seq).await
             }
             Err(CallError::Retry { after, reason }) => {
                 let wait = after.unwrap_or_else(|| backoff(item.attempts));
+                metrics::counter!(crate::metrics::STATUS_POSTS, "result" => "retried").increment(1);
                 tracing::warn!(
                     deployment = %item.deployment_id, status = state, attempt = item.attempts + 1,
                     retry_in = %humantime::format_duration(Duration::from_secs(wait.as_secs().max(1))),
@@ -114,6 +116,7 @@ impl Outbox {
                     .await
             }
             Err(CallError::Permanent { reason }) => {
+                metrics::counter!(crate::metrics::STATUS_POSTS, "result" => "failed").increment(1);
                 tracing::error!(
                     deployment = %item.deployment_id, repository = %item.repository, status = state,
                     "GitHub refused the status, giving up on it: {reason}"

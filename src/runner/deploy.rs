@@ -157,6 +157,12 @@ pub async fn deploy(
     }
     tracing::info!(deployment = %id, repository = %deployment.repository,
         environment = %deployment.environment, state = %state, "{description}");
+    metrics::counter!(crate::metrics::DEPLOYMENTS, "state" => state.as_str()).increment(1);
+    if let Some(started) = deployment.started_at {
+        let seconds = (crate::store::now_ms() - started).max(0) as f64 / 1000.0;
+        metrics::histogram!(crate::metrics::DEPLOYMENT_SECONDS, "state" => state.as_str())
+            .record(seconds);
+    }
     // The final state must not be lost to a passing storage hiccup: a
     // deployment left "running" would only be settled at the next restart.
     let mut delay = Duration::from_millis(200);

@@ -76,6 +76,10 @@ impl Runner {
                     }
                 }
             }
+            metrics::gauge!(crate::metrics::RUNNING).set(tasks.len() as f64);
+            if let Ok(queued) = self.shared.store.count_by_state(State::Queued).await {
+                metrics::gauge!(crate::metrics::QUEUED).set(queued as f64);
+            }
             tokio::select! {
                 _ = self.shared.runner_wake.notified() => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}

@@ -137,12 +137,22 @@ impl Connector {
         // whole handshake too.
         let limit = self.ssh.connect_timeout + Duration::from_secs(5);
         match tokio::time::timeout(limit, b.connect_mux(&host.name)).await {
-            Ok(Ok(session)) => Ok((session, started.elapsed())),
-            Ok(Err(e)) => Err(connect_cause(&e, self.ssh.connect_timeout)),
-            Err(_) => Err(format!(
-                "timed out after {}",
-                humantime::format_duration(limit)
-            )),
+            Ok(Ok(session)) => {
+                let took = started.elapsed();
+                metrics::histogram!(crate::metrics::SSH_CONNECT_SECONDS).record(took.as_secs_f64());
+                Ok((session, took))
+            }
+            Ok(Err(e)) => {
+                metrics::counter!(crate::metrics::SSH_CONNECT_FAILURES).increment(1);
+                Err(connect_cause(&e, self.ssh.connect_timeout))
+            }
+            Err(_) => {
+                metrics::counter!(crate::metrics::SSH_CONNECT_FAILURES).increment(1);
+                Err(format!(
+                    "timed out after {}",
+                    humantime::format_duration(limit)
+                ))
+            }
         }
     }
 }

@@ -8,6 +8,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::daemon::Shared;
+use crate::metrics;
+
 use crate::store::{Accepted, DeliveryKey, NewStatus, StatusState};
 use event::DeploymentEvent;
 pub use signature::SignedDelivery;
@@ -25,14 +27,17 @@ fn answer(code: StatusCode, text: impl Into<String>) -> Response {
 pub async fn receive(State(app): State<Shared>, delivery: SignedDelivery) -> Response {
     let headers = &delivery.headers;
     let Some(event) = header(headers, "x-github-event") else {
+        metrics::delivery("", "bad_request");
         return answer(StatusCode::BAD_REQUEST, "missing X-GitHub-Event header");
     };
     let content_type = header(headers, "content-type");
     let delivery_id = header(headers, "x-github-delivery").unwrap_or_default();
     if event != "deployment" {
         if let Err(e) = event::check_json(content_type, &delivery.body) {
+            metrics::delivery(event, "bad_request");
             return answer(StatusCode::BAD_REQUEST, e);
         }
+        metrics::delivery(event, "ignored");
         return match event {
             "ping" => answer(StatusCode::OK, "pong"),
             other => {
@@ -46,9 +51,13 @@ pub async fn receive(State(app): State<Shared>, delivery: SignedDelivery) -> Res
     }
     let parsed: DeploymentEvent = match event::decode(content_type, &delivery.body) {
         Ok(e) => e,
-        Err(e) => return answer(StatusCode::BAD_REQUEST, e),
+        Err(e) => {
+            metrics::delivery(event, "bad_request");
+            return answer(StatusCode::BAD_REQUEST, e);
+        }
     };
     if !parsed.is_created() {
+        metrics::delivery(event, "ignored");
         return answer(
             StatusCode::OK,
             "ignored: only action \"created\" starts a deployment",
@@ -61,6 +70,7 @@ pub async fn receive(State(app): State<Shared>, delivery: SignedDelivery) -> Res
         &deployment.environment,
         &deployment.task,
     ) else {
+        metrics::delivery(event, "ignored");
         tracing::info!(
             repository = %deployment.repository, environment = %deployment.environment,
             task = %deployment.task, deployment = %deployment.id, delivery = delivery_id,
@@ -90,11 +100,19 @@ pub async fn receive(State(app): State<Shared>, delivery: SignedDelivery) -> Res
             .to_string(),
         delivery_id: delivery_id.to_string(),
     };
-    match app
+    let result = app
         .store
         .accept(&key, &deployment, &queued, target.supersede)
-        .await
-    {
+        .await;
+    metrics::delivery(
+        event,
+        match &result {
+            Ok(Accepted::New { .. }) => "accepted",
+            Ok(_) => "duplicate",
+            Err(_) => "unavailable",
+        },
+    );
+    match result {
         Ok(Accepted::New { superseded }) => {
             tracing::info!(
                 deployment = %deployment.id, repository = %deployment.repository,

@@ -46,6 +46,11 @@ impl FromRequest<Shared> for SignedDelivery {
             } else {
                 "X-Hub-Signature-256 does not match any configured webhook secret"
             };
+            let event = headers
+                .get("x-github-event")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            crate::metrics::delivery(event, "unauthorized");
             tracing::warn!(
                 delivery = ?headers.get("x-github-delivery"),
                 "rejected webhook delivery: {why}"

@@ -1,0 +1,75 @@
+//! Prometheus metrics: names in one place, rendered at `GET /metrics`.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Webhook deliveries, by `event` and `result`.
+pub const DELIVERIES: &str = "ferry_webhook_deliveries_total";
+/// Deployments that reached a final state, by `state`.
+pub const DEPLOYMENTS: &str = "ferry_deployments_total";
+/// Wall time of deployments that ran, by final `state`.
+pub const DEPLOYMENT_SECONDS: &str = "ferry_deployment_duration_seconds";
+pub const QUEUED: &str = "ferry_deployments_queued";
+pub const RUNNING: &str = "ferry_deployments_running";
+/// Status posts to GitHub, by `result`: sent, retried, failed.
+pub const STATUS_POSTS: &str = "ferry_status_posts_total";
+pub const SSH_CONNECT_SECONDS: &str = "ferry_ssh_connect_seconds";
+pub const SSH_CONNECT_FAILURES: &str = "ferry_ssh_connect_failures_total";
+
+/// Installs the process-wide recorder; `serve` calls it once.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(DEPLOYMENT_SECONDS.into()),
+            &[
+                1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+            ],
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(SSH_CONNECT_SECONDS.into()),
+            &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+        )?
+        .install_recorder()?;
+    describe();
+    Ok(handle)
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        DELIVERIES,
+        "Webhook deliveries received, by event and result."
+    );
+    describe_counter!(
+        DEPLOYMENTS,
+        "Deployments that reached a final state, by state."
+    );
+    describe_histogram!(
+        DEPLOYMENT_SECONDS,
+        metrics::Unit::Seconds,
+        "Duration of deployments that ran."
+    );
+    describe_gauge!(QUEUED, "Deployments waiting to run.");
+    describe_gauge!(RUNNING, "Deployments running now.");
+    describe_counter!(
+        STATUS_POSTS,
+        "Deployment status posts to GitHub, by result."
+    );
+    describe_histogram!(
+        SSH_CONNECT_SECONDS,
+        metrics::Unit::Seconds,
+        "Time to open an SSH connection."
+    );
+    describe_counter!(
+        SSH_CONNECT_FAILURES,
+        "SSH connections that could not be opened."
+    );
+}
+
+pub fn delivery(event: &str, result: &'static str) {
+    // Unknown event names are folded so a sender cannot grow the label set.
+    let event = match event {
+        "ping" | "deployment" | "deployment_status" => event.to_string(),
+        _ => "other".to_string(),
+    };
+    metrics::counter!(DELIVERIES, "event" => event, "result" => result).increment(1);
+}
