@@ -11,14 +11,6 @@ use common::{World, deployment_event, target};
 const REPO: &str = "octo-org/web";
 const WAIT: Duration = Duration::from_secs(90);
 
-fn states(w: &World, id: i64) -> Vec<String> {
-    w.github
-        .statuses_of(id)
-        .iter()
-        .map(|p| p.state().to_string())
-        .collect()
-}
-
 /// A step that records when it ran, per environment, and sleeps `secs`.
 fn timed_step(scratch: &Path, secs: &str) -> String {
     let t = scratch.join("timeline").display().to_string();
@@ -89,37 +81,17 @@ async fn one_environment_never_overlaps_and_a_waiting_deployment_is_superseded()
         )
     })
     .await;
-    assert_eq!(
-        w.deliver("deployment", &deployment_event(101, REPO, "production"))
-            .await
-            .0,
-        202
-    );
+    w.deploy(101, REPO, "production").await;
     w.github.wait_state(101, "in_progress", WAIT).await;
-    assert_eq!(
-        w.deliver("deployment", &deployment_event(102, REPO, "production"))
-            .await
-            .0,
-        202
-    );
-    assert_eq!(
-        w.deliver("deployment", &deployment_event(103, REPO, "production"))
-            .await
-            .0,
-        202
-    );
+    w.deploy(102, REPO, "production").await;
+    w.deploy(103, REPO, "production").await;
     for id in [201, 202, 203] {
-        assert_eq!(
-            w.deliver("deployment", &deployment_event(id, REPO, "staging"))
-                .await
-                .0,
-            202
-        );
+        w.deploy(id, REPO, "staging").await;
     }
     for id in [101, 103, 201, 202, 203] {
         w.github.wait_final(id, WAIT).await;
         assert_eq!(
-            states(&w, id),
+            w.states(id),
             ["queued", "in_progress", "success"],
             "deployment {id}"
         );
@@ -140,11 +112,7 @@ async fn one_environment_never_overlaps_and_a_waiting_deployment_is_superseded()
         [201, 202, 203],
         "supersede = false keeps them all, in order"
     );
-    assert!(
-        w.github.violations().is_empty(),
-        "{:?}",
-        w.github.violations()
-    );
+    w.assert_no_violations();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -160,25 +128,10 @@ async fn after_kill_9_the_running_deployment_errors_and_queued_ones_run() {
         )
     })
     .await;
-    assert_eq!(
-        w.deliver("deployment", &deployment_event(301, REPO, "production"))
-            .await
-            .0,
-        202
-    );
+    w.deploy(301, REPO, "production").await;
     w.github.wait_state(301, "in_progress", WAIT).await;
-    assert_eq!(
-        w.deliver("deployment", &deployment_event(302, REPO, "production"))
-            .await
-            .0,
-        202
-    );
-    assert_eq!(
-        w.deliver("deployment", &deployment_event(303, REPO, "production"))
-            .await
-            .0,
-        202
-    );
+    w.deploy(302, REPO, "production").await;
+    w.deploy(303, REPO, "production").await;
     w.github.wait_state(303, "queued", WAIT).await;
 
     w.ferry.kill9();
@@ -197,7 +150,7 @@ async fn after_kill_9_the_running_deployment_errors_and_queued_ones_run() {
     for id in [302, 303] {
         w.github.wait_final(id, WAIT).await;
         assert_eq!(
-            states(&w, id),
+            w.states(id),
             ["queued", "in_progress", "success"],
             "deployment {id}"
         );
@@ -207,11 +160,7 @@ async fn after_kill_9_the_running_deployment_errors_and_queued_ones_run() {
         "302\n303\n",
         "in order, once each"
     );
-    assert!(
-        w.github.violations().is_empty(),
-        "{:?}",
-        w.github.violations()
-    );
+    w.assert_no_violations();
 }
 
 fn alive(pid_file: &Path) -> bool {
@@ -237,12 +186,7 @@ async fn a_timed_out_step_fails_and_leaves_no_remote_process() {
         )
     })
     .await;
-    assert_eq!(
-        w.deliver("deployment", &deployment_event(401, REPO, "production"))
-            .await
-            .0,
-        202
-    );
+    w.deploy(401, REPO, "production").await;
     let statuses = w.github.wait_final(401, WAIT).await;
     let last = statuses.last().unwrap();
     assert_eq!(last.state(), "failure");
@@ -278,26 +222,16 @@ async fn sigterm_finishes_what_fits_in_the_grace_cancels_the_rest_and_exits_0() 
         )
     })
     .await;
-    assert_eq!(
-        w.deliver("deployment", &deployment_event(501, REPO, "production"))
-            .await
-            .0,
-        202
-    );
+    w.deploy(501, REPO, "production").await;
     w.github.wait_state(501, "in_progress", WAIT).await;
-    assert_eq!(
-        w.deliver("deployment", &deployment_event(502, REPO, "staging"))
-            .await
-            .0,
-        202
-    );
+    w.deploy(502, REPO, "staging").await;
     w.github.wait_state(502, "in_progress", WAIT).await;
 
     w.ferry.signal("TERM");
     let status = w.ferry.wait(Duration::from_secs(30));
     assert!(status.success(), "{status}");
     assert_eq!(
-        states(&w, 502),
+        w.states(502),
         ["queued", "in_progress", "success"],
         "finished within the grace"
     );
@@ -392,9 +326,5 @@ async fn a_burst_of_200_deliveries_loses_nothing_and_serializes_each_environment
     );
     // Whatever was superseded, every environment ran its newest arrival.
     assert_eq!(runs.len(), 10, "{runs:?}");
-    assert!(
-        w.github.violations().is_empty(),
-        "{:?}",
-        w.github.violations()
-    );
+    w.assert_no_violations();
 }

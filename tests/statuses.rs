@@ -11,14 +11,6 @@ use serde_json::json;
 const REPO: &str = "octo-org/web";
 const WAIT: Duration = Duration::from_secs(90);
 
-fn states(w: &World, id: i64) -> Vec<String> {
-    w.github
-        .statuses_of(id)
-        .iter()
-        .map(|p| p.state().to_string())
-        .collect()
-}
-
 fn simple(sshd: &common::Sshd, repo: &str, env: &str) -> String {
     target(repo, env, &[sshd.host()], &[("noop", "echo ok")], "")
 }
@@ -37,14 +29,9 @@ async fn server_errors_and_a_secondary_rate_limit_are_retried_and_order_kept() {
                 .message("You have exceeded a secondary rate limit. Please wait a few minutes before you try again."),
         ],
     );
-    assert_eq!(
-        w.deliver("deployment", &deployment_event(61, REPO, "production"))
-            .await
-            .0,
-        202
-    );
+    w.deploy(61, REPO, "production").await;
     w.github.wait_final(61, WAIT).await;
-    assert_eq!(states(&w, 61), ["queued", "in_progress", "success"]);
+    assert_eq!(w.states(61), ["queued", "in_progress", "success"]);
     let attempts = w.github.attempts(61);
     assert_eq!(
         attempts.len(),
@@ -55,11 +42,7 @@ async fn server_errors_and_a_secondary_rate_limit_are_retried_and_order_kept() {
         attempts[4] - attempts[3] >= Duration::from_secs(1),
         "Retry-After: 1 was not honoured"
     );
-    assert!(
-        w.github.violations().is_empty(),
-        "{:?}",
-        w.github.violations()
-    );
+    w.assert_no_violations();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -75,12 +58,7 @@ async fn statuses_pending_when_ferry_is_killed_land_after_the_restart() {
     })
     .await;
     w.github.set_down(true);
-    assert_eq!(
-        w.deliver("deployment", &deployment_event(71, REPO, "production"))
-            .await
-            .0,
-        202
-    );
+    w.deploy(71, REPO, "production").await;
     let done = w.scratch().join("done");
     let deadline = std::time::Instant::now() + WAIT;
     while !done.exists() {
@@ -94,7 +72,7 @@ async fn statuses_pending_when_ferry_is_killed_land_after_the_restart() {
     w.github.set_down(false);
     w.restart().await;
     w.github.wait_final(71, WAIT).await;
-    assert_eq!(states(&w, 71), ["queued", "in_progress", "success"]);
+    assert_eq!(w.states(71), ["queued", "in_progress", "success"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -104,20 +82,10 @@ async fn a_refused_status_is_not_retried_and_does_not_block_other_deployments() 
             .await;
     w.github
         .refuse(81, Fault::new(422).message("Validation Failed"));
-    assert_eq!(
-        w.deliver("deployment", &deployment_event(81, REPO, "production"))
-            .await
-            .0,
-        202
-    );
-    assert_eq!(
-        w.deliver("deployment", &deployment_event(82, REPO, "staging"))
-            .await
-            .0,
-        202
-    );
+    w.deploy(81, REPO, "production").await;
+    w.deploy(82, REPO, "staging").await;
     w.github.wait_final(82, WAIT).await;
-    assert_eq!(states(&w, 82), ["queued", "in_progress", "success"]);
+    assert_eq!(w.states(82), ["queued", "in_progress", "success"]);
     // 81 ran all the same; each of its statuses was tried once and given up.
     let deadline = std::time::Instant::now() + WAIT;
     while w.github.attempts(81).len() < 3 {
@@ -174,7 +142,7 @@ async fn app_mode_uses_each_installations_token_and_refreshes_it() {
     for id in [91, 92] {
         w.github.wait_final(id, WAIT).await;
         assert_eq!(
-            states(&w, id),
+            w.states(id),
             ["queued", "in_progress", "success"],
             "deployment {id}"
         );
@@ -196,14 +164,10 @@ async fn app_mode_uses_each_installations_token_and_refreshes_it() {
         202
     );
     w.github.wait_final(93, WAIT).await;
-    assert_eq!(states(&w, 93), ["queued", "in_progress", "success"]);
+    assert_eq!(w.states(93), ["queued", "in_progress", "success"]);
     assert_eq!(w.github.tokens_issued().len(), 3);
     assert_eq!(w.github.tokens_issued()[2], 11);
-    assert!(
-        w.github.violations().is_empty(),
-        "{:?}",
-        w.github.violations()
-    );
+    w.assert_no_violations();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -235,17 +199,13 @@ async fn app_tokens_are_renewed_before_they_expire() {
         202
     );
     w.github.wait_final(96, WAIT).await;
-    assert_eq!(states(&w, 96), ["queued", "in_progress", "success"]);
+    assert_eq!(w.states(96), ["queued", "in_progress", "success"]);
     assert_eq!(
         w.github.tokens_issued(),
         [5, 5],
         "renewed ahead of expiry, without a 401"
     );
-    assert!(
-        w.github.violations().is_empty(),
-        "{:?}",
-        w.github.violations()
-    );
+    w.assert_no_violations();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -256,17 +216,8 @@ async fn ghes_api_url_with_a_path_prefix() {
     };
     let w = World::build(setup, |sshd, _| simple(sshd, REPO, "production")).await;
     assert!(w.github.url.ends_with("/api/v3"));
-    assert_eq!(
-        w.deliver("deployment", &deployment_event(97, REPO, "production"))
-            .await
-            .0,
-        202
-    );
+    w.deploy(97, REPO, "production").await;
     w.github.wait_final(97, WAIT).await;
-    assert_eq!(states(&w, 97), ["queued", "in_progress", "success"]);
-    assert!(
-        w.github.violations().is_empty(),
-        "{:?}",
-        w.github.violations()
-    );
+    assert_eq!(w.states(97), ["queued", "in_progress", "success"]);
+    w.assert_no_violations();
 }

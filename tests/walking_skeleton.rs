@@ -49,11 +49,7 @@ async fn happy_path_with_an_octokit_payload() {
         ["queued", "in_progress", "success"],
         "{statuses:?}"
     );
-    assert!(
-        w.github.violations().is_empty(),
-        "{:?}",
-        w.github.violations()
-    );
+    w.assert_no_violations();
     assert!(statuses.iter().all(|s| s.repo == REPO));
     let success = &statuses[2];
     assert!(
@@ -153,11 +149,7 @@ async fn a_failing_step_stops_the_deployment_and_names_step_and_host() {
         log.contains("migrate stderr: relation users does not exist"),
         "{log}"
     );
-    assert!(
-        w.github.violations().is_empty(),
-        "{:?}",
-        w.github.violations()
-    );
+    w.assert_no_violations();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -477,12 +469,7 @@ async fn host_key_problems_are_errors_naming_the_host_and_cause() {
         format!("[127.0.0.1]:{} {}", w.sshd.port, other_pub),
     )
     .unwrap();
-    assert_eq!(
-        w.deliver("deployment", &deployment_event(51, REPO, "production"))
-            .await
-            .0,
-        202
-    );
+    w.deploy(51, REPO, "production").await;
     let statuses = w.github.wait_final(51, WAIT).await;
     assert_eq!(states(&statuses), ["queued", "error"], "no step started");
     let host = w.sshd.display();
@@ -496,12 +483,7 @@ async fn host_key_problems_are_errors_naming_the_host_and_cause() {
     assert!(statuses[1].log_url().is_some());
 
     std::fs::write(&known_hosts, "").unwrap();
-    assert_eq!(
-        w.deliver("deployment", &deployment_event(52, REPO, "production"))
-            .await
-            .0,
-        202
-    );
+    w.deploy(52, REPO, "production").await;
     let statuses = w.github.wait_final(52, WAIT).await;
     assert!(
         statuses[1]
@@ -511,9 +493,5 @@ async fn host_key_problems_are_errors_naming_the_host_and_cause() {
         statuses[1].description()
     );
     assert!(!w.scratch().join("ran").exists());
-    assert!(
-        w.github.violations().is_empty(),
-        "{:?}",
-        w.github.violations()
-    );
+    w.assert_no_violations();
 }

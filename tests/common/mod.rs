@@ -333,6 +333,30 @@ impl World {
         .await
     }
 
+    /// Delivers a deployment event (the octokit example, with this id,
+    /// repository and environment) and expects it accepted.
+    pub async fn deploy(&self, id: i64, repo: &str, env: &str) {
+        let (code, text) = self
+            .deliver("deployment", &deployment_event(id, repo, env))
+            .await;
+        assert_eq!(code, 202, "deployment {id}: {text}");
+    }
+
+    /// The states GitHub got for deployment `id`, in order.
+    pub fn states(&self, id: i64) -> Vec<String> {
+        self.github
+            .statuses_of(id)
+            .iter()
+            .map(|p| p.state().to_string())
+            .collect()
+    }
+
+    /// Every request to the fake GitHub matched the fixtures.
+    pub fn assert_no_violations(&self) {
+        let v = self.github.violations();
+        assert!(v.is_empty(), "requests GitHub would refuse: {v:?}");
+    }
+
     /// Runs a ferry subcommand against this world's config.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(env!("CARGO_BIN_EXE_ferry"))
