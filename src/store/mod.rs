@@ -397,6 +397,11 @@ async fn accept_in(
     supersede: bool,
 ) -> Result<Accepted, sqlx::Error> {
     let now = now_ms();
+    // Without a delivery id there is nothing to recognise a redelivery by;
+    // the deployment id still keeps it from running twice.
+    if delivery.delivery_id.is_empty() {
+        return accept_deployment(tx, d, queued, supersede, now).await;
+    }
     let seen = sqlx::query(
         "INSERT INTO deliveries (hook_id, delivery_id, received_at, deployment_id)
          VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -410,6 +415,16 @@ async fn accept_in(
     if seen.rows_affected() == 0 {
         return Ok(Accepted::DuplicateDelivery);
     }
+    accept_deployment(tx, d, queued, supersede, now).await
+}
+
+async fn accept_deployment(
+    tx: &mut Transaction<'static, Sqlite>,
+    d: &NewDeployment,
+    queued: &NewStatus,
+    supersede: bool,
+    now: i64,
+) -> Result<Accepted, sqlx::Error> {
     let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM deployments")
         .fetch_one(&mut **tx)
         .await?;

@@ -220,3 +220,35 @@ async fn concurrent_deliveries_are_each_answered_correctly() {
     assert_eq!(store.count_by_state(State::Queued).await.unwrap(), 100);
     assert_eq!(store.pending_statuses().await.unwrap(), 100);
 }
+
+#[tokio::test]
+async fn deliveries_without_an_id_are_told_apart_by_deployment_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    let anonymous = DeliveryKey {
+        hook_id: String::new(),
+        delivery_id: String::new(),
+    };
+    let new = Accepted::New { superseded: vec![] };
+    assert_eq!(
+        store
+            .accept(&anonymous, &deployment(1, "p"), &queued(), false)
+            .await
+            .unwrap(),
+        new
+    );
+    assert_eq!(
+        store
+            .accept(&anonymous, &deployment(2, "p"), &queued(), false)
+            .await
+            .unwrap(),
+        new
+    );
+    assert_eq!(
+        store
+            .accept(&anonymous, &deployment(2, "p"), &queued(), false)
+            .await
+            .unwrap(),
+        Accepted::DuplicateDeployment
+    );
+}
