@@ -79,6 +79,8 @@ pub struct Ssh {
     pub known_hosts_file: PathBuf,
     pub connect_timeout: Duration,
     pub config_file: Option<PathBuf>,
+    /// SSH handshakes in flight at once, across all deployments.
+    pub max_connections: NonZeroUsize,
 }
 
 #[derive(Debug, Clone)]
@@ -337,7 +339,12 @@ const SSH_KEYS: &[&str] = &[
     "known_hosts_file",
     "connect_timeout",
     "config_file",
+    "max_connections",
 ];
+
+/// Below sshd's default `MaxStartups 10:30:100`, where it starts dropping
+/// connections that have not authenticated yet.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 8;
 const TARGET_KEYS: &[&str] = &[
     "repository",
     "environment",
@@ -393,6 +400,7 @@ struct RawSsh {
     #[serde(default, with = "humantime_serde")]
     connect_timeout: Option<Duration>,
     config_file: Option<PathBuf>,
+    max_connections: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -900,6 +908,17 @@ impl<'a> Checker<'a> {
                 None
             }
         };
+        let max = raw
+            .max_connections
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS as i64);
+        let max_connections = usize::try_from(max).ok().and_then(NonZeroUsize::new);
+        if max_connections.is_none() {
+            self.problem(
+                &at("max_connections"),
+                format!("{max} is not a positive number"),
+            );
+            ok = false;
+        }
         let connect_timeout = raw.connect_timeout.unwrap_or(Duration::from_secs(10));
         if connect_timeout < Duration::from_secs(1) {
             self.problem(&at("connect_timeout"), "must be at least 1s");
@@ -913,6 +932,7 @@ impl<'a> Checker<'a> {
             known_hosts_file: known_hosts_file?,
             connect_timeout,
             config_file,
+            max_connections: max_connections?,
         })
     }
 

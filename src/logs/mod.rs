@@ -20,6 +20,10 @@ pub use render::text;
 
 const TOKEN_KEY_FILE: &str = "log-token.key";
 
+/// Step output kept per deployment. Past it the log says so once and the
+/// rest is read from the hosts and dropped: the deployment carries on.
+pub const MAX_OUTPUT_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Which stream a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -108,8 +112,13 @@ impl Logs {
             .append(true)
             .mode(0o640)
             .open(self.path(id))?;
+        let written = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(LogWriter {
-            file: Arc::new(Mutex::new(file)),
+            file: Arc::new(Mutex::new(LogFile {
+                file,
+                written,
+                truncated: false,
+            })),
         })
     }
 
@@ -176,7 +185,13 @@ impl Logs {
 /// Appends lines to one deployment's log; cheap to clone across host tasks.
 #[derive(Clone)]
 pub struct LogWriter {
-    file: Arc<Mutex<File>>,
+    file: Arc<Mutex<LogFile>>,
+}
+
+struct LogFile {
+    file: File,
+    written: u64,
+    truncated: bool,
 }
 
 impl LogWriter {
@@ -188,18 +203,39 @@ impl LogWriter {
             stream,
             text: text.to_string(),
         };
-        let mut json = serde_json::to_vec(&line).expect("log lines serialize");
-        json.push(b'\n');
-        // One write per line on an O_APPEND file: readers never see half a line
-        // from two writers interleaved.
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = file.write_all(&json) {
-            tracing::warn!(error = %e, "cannot write deployment log line");
+        let mut log = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if stream != Stream::Ferry && log.written >= MAX_OUTPUT_BYTES {
+            if log.truncated {
+                return;
+            }
+            log.truncated = true;
+            let note = LogLine {
+                stream: Stream::Ferry,
+                text: format!(
+                    "output truncated: a deployment log keeps {} MiB of output; the rest is discarded",
+                    MAX_OUTPUT_BYTES >> 20
+                ),
+                ..line
+            };
+            return log.append(&note);
         }
+        log.append(&line);
     }
 
     pub fn ferry(&self, host: Option<&str>, step: Option<&str>, text: &str) {
         self.line(host, step, Stream::Ferry, text);
+    }
+}
+
+impl LogFile {
+    fn append(&mut self, line: &LogLine) {
+        let mut json = serde_json::to_vec(line).expect("log lines serialize");
+        json.push(b'\n');
+        // One write per line on an O_APPEND file: readers never see half a line.
+        match self.file.write_all(&json) {
+            Ok(()) => self.written += json.len() as u64,
+            Err(e) => tracing::warn!(error = %e, "cannot write deployment log line"),
+        }
     }
 }
 

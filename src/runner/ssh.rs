@@ -16,16 +16,63 @@ use super::remote;
 use crate::config::{Host, Ssh};
 use crate::logs::Stream;
 
-/// Handshakes at once, below sshd's default `MaxStartups 10:30:100`, so a
-/// large fleet behind one bastion does not get connections dropped.
-const MAX_HANDSHAKES: usize = 8;
 /// Longest line kept whole; longer output is split into pieces this long.
 pub const MAX_LINE: usize = 16 * 1024;
 
 pub struct Connector {
     ssh: Ssh,
     control_dir: PathBuf,
+    /// ssh_config written by ferry; see [`ssh_config`].
+    config_file: PathBuf,
     handshakes: Semaphore,
+}
+
+impl Drop for Connector {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.config_file);
+    }
+}
+
+/// Quotes a path for ssh_config.
+fn config_path(p: &Path) -> anyhow::Result<String> {
+    let s = p
+        .to_str()
+        .ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", p.display()))?;
+    if s.contains('"') || s.contains('\n') {
+        anyhow::bail!("{s:?}: ssh_config cannot name a path with '\"' or a newline");
+    }
+    Ok(format!("\"{s}\""))
+}
+
+/// The ssh_config every connection uses. ssh takes the first value it finds
+/// for an option, so ferry's strict settings come first and hold for every
+/// hop, ProxyJump hosts included (a jump `ssh` gets `-F` but not `-o`); the
+/// operator's `ssh.config_file` is included after them for everything else:
+/// host names, users, ports, ProxyJump.
+pub fn ssh_config(ssh: &Ssh) -> anyhow::Result<String> {
+    let mut c = String::from(
+        "# Written by ferry at start; edit ssh.config_file instead.\nHost *\n    StrictHostKeyChecking yes\n    GlobalKnownHostsFile /dev/null\n    BatchMode yes\n    ServerAliveInterval 15\n",
+    );
+    c.push_str(&format!(
+        "    UserKnownHostsFile {}\n",
+        config_path(&ssh.known_hosts_file)?
+    ));
+    c.push_str(&format!(
+        "    ConnectTimeout {}\n",
+        ssh.connect_timeout.as_secs().max(1)
+    ));
+    if let Some(id) = &ssh.identity_file {
+        c.push_str(&format!(
+            "    IdentityFile {}\n    IdentitiesOnly yes\n",
+            config_path(id)?
+        ));
+    }
+    if let Some(extra) = &ssh.config_file {
+        let extra = std::fs::canonicalize(extra)
+            .map_err(|e| anyhow::anyhow!("ssh.config_file {}: {e}", extra.display()))?;
+        c.push_str(&format!("Include {}\n", config_path(&extra)?));
+    }
+    Ok(c)
 }
 
 /// Why a running step was interrupted.
@@ -96,10 +143,16 @@ fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
 
 impl Connector {
     pub fn new(ssh: &Ssh) -> anyhow::Result<Connector> {
+        let control_dir = control_dir()?;
+        // One file per process: several ferry processes may share the directory.
+        let config_file = control_dir.join(format!("ssh_config.{}", std::process::id()));
+        std::fs::write(&config_file, ssh_config(ssh)?)
+            .with_context(|| format!("cannot write {}", config_file.display()))?;
         Ok(Connector {
             ssh: ssh.clone(),
-            control_dir: control_dir()?,
-            handshakes: Semaphore::new(MAX_HANDSHAKES),
+            control_dir,
+            config_file,
+            handshakes: Semaphore::new(ssh.max_connections.get()),
         })
     }
 
@@ -123,9 +176,7 @@ impl Connector {
         if let Some(k) = &self.ssh.identity_file {
             b.keyfile(k);
         }
-        if let Some(c) = &self.ssh.config_file {
-            b.config_file(c);
-        }
+        b.config_file(&self.config_file);
         if let Some(u) = &host.user {
             b.user(u.clone());
         }
@@ -357,6 +408,45 @@ mod tests {
         let emit = |_: Stream, t: &str| seen.lock().unwrap().push(t.to_string());
         pump(input, Stream::Err, &emit, with_marker.then_some(&pgid)).await;
         (seen.into_inner().unwrap(), pgid.get().copied())
+    }
+
+    #[test]
+    fn ferrys_strict_options_come_before_the_operators_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let extra = dir.path().join("extra.conf");
+        std::fs::write(&extra, "Host *\n    StrictHostKeyChecking no\n").unwrap();
+        let ssh = Ssh {
+            identity_file: Some(dir.path().join("id")),
+            known_hosts_file: dir.path().join("known hosts"),
+            connect_timeout: Duration::from_secs(7),
+            config_file: Some(extra.clone()),
+            max_connections: NonZeroUsize::new(8).unwrap(),
+        };
+        let c = ssh_config(&ssh).unwrap();
+        let strict = c.find("StrictHostKeyChecking yes").unwrap();
+        let include = c.find("Include ").unwrap();
+        assert!(strict < include, "{c}");
+        assert!(
+            c.contains(&format!(
+                "UserKnownHostsFile \"{}\"",
+                dir.path().join("known hosts").display()
+            )),
+            "{c}"
+        );
+        assert!(c.contains("ConnectTimeout 7"), "{c}");
+        assert!(c.contains("IdentitiesOnly yes"), "{c}");
+        assert!(
+            c.trim_end().ends_with(&format!(
+                "Include \"{}\"",
+                extra.canonicalize().unwrap().display()
+            )),
+            "{c}"
+        );
+        let bad = Ssh {
+            known_hosts_file: dir.path().join("a\"b"),
+            ..ssh
+        };
+        assert!(ssh_config(&bad).is_err());
     }
 
     #[tokio::test]

@@ -126,6 +126,10 @@ impl Ferry {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// `kill -9`: no chance to clean up.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -170,6 +174,8 @@ impl Drop for Ferry {
 pub struct World {
     pub ferry: Ferry,
     pub sshd: Sshd,
+    /// The sshds after the first, when `Setup::sshds` asks for more.
+    pub fleet: Vec<Sshd>,
     pub github: FakeGitHub,
     pub http: reqwest::Client,
     port: u16,
@@ -195,6 +201,22 @@ pub struct Setup {
     /// A GitHub Enterprise style path before the API routes, e.g. `/api/v3`.
     pub api_prefix: String,
     pub app: Option<AppSetup>,
+    /// One sshd per entry, listening on these loopback addresses; the first is `World::sshd`.
+    pub sshds: Vec<Vec<String>>,
+    /// sshd's LogLevel.
+    pub sshd_log_level: String,
+    /// Lines added to `[ssh]`.
+    pub ssh: String,
+    pub connect_timeout: String,
+    /// Hash the known_hosts file (`ssh-keygen -H`).
+    pub hashed_known_hosts: bool,
+}
+
+/// `count` loopback addresses from 127.0.0.`first` on.
+pub fn loopback(first: u8, count: u8) -> Vec<String> {
+    (first..first + count)
+        .map(|i| format!("127.0.0.{i}"))
+        .collect()
 }
 
 impl Default for Setup {
@@ -203,6 +225,11 @@ impl Default for Setup {
             runner: "shutdown_grace = \"5s\"".into(),
             api_prefix: String::new(),
             app: None,
+            sshds: vec![loopback(1, 1)],
+            sshd_log_level: "ERROR".into(),
+            ssh: String::new(),
+            connect_timeout: "5s".into(),
+            hashed_known_hosts: false,
         }
     }
 }
@@ -240,15 +267,42 @@ impl World {
     }
 
     pub async fn build(setup: Setup, targets: impl FnOnce(&Sshd, &Path) -> String) -> World {
+        World::build_fleet(setup, |sshds, scratch| targets(sshds[0], scratch)).await
+    }
+
+    /// As [`World::build`], with every sshd of `Setup::sshds` given to `targets`.
+    pub async fn build_fleet(
+        setup: Setup,
+        targets: impl FnOnce(&[&Sshd], &Path) -> String,
+    ) -> World {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         sshd::keygen(&d.join("id_ed25519"));
-        let sshd = Sshd::start(&d.join("sshd"), &d.join("id_ed25519.pub"));
-        std::fs::write(
-            d.join("known_hosts"),
-            format!("{}\n", sshd.known_hosts_line),
-        )
-        .unwrap();
+        let mut sshds: Vec<Sshd> = setup
+            .sshds
+            .iter()
+            .enumerate()
+            .map(|(i, addresses)| {
+                Sshd::start_on(
+                    &d.join(format!("sshd{i}")),
+                    &d.join("id_ed25519.pub"),
+                    addresses,
+                    &setup.sshd_log_level,
+                )
+            })
+            .collect();
+        let known: Vec<&str> = sshds.iter().map(|s| s.known_hosts_line.as_str()).collect();
+        std::fs::write(d.join("known_hosts"), format!("{}\n", known.join("\n"))).unwrap();
+        if setup.hashed_known_hosts {
+            let out = Command::new("ssh-keygen")
+                .args(["-H", "-f"])
+                .arg(d.join("known_hosts"))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            let hashed = std::fs::read_to_string(d.join("known_hosts")).unwrap();
+            assert!(!hashed.contains("127.0.0."), "not hashed: {hashed}");
+        }
         std::fs::write(d.join("secret"), format!("{SECRET}\n")).unwrap();
         std::fs::write(d.join("token"), format!("{}\n", github::TOKEN)).unwrap();
         std::fs::create_dir_all(d.join("scratch")).unwrap();
@@ -277,15 +331,19 @@ impl World {
              [github]\napi_url = \"{api}\"\nwebhook_secret_file = \"secret\"\n{auth}\n\
              [storage]\ndir = \"state\"\n\
              [runner]\n{runner}\n\
-             [ssh]\nidentity_file = \"id_ed25519\"\nknown_hosts_file = \"known_hosts\"\nconnect_timeout = \"5s\"\n{targets}",
+                          [ssh]\nidentity_file = \"id_ed25519\"\nknown_hosts_file = \"known_hosts\"\nconnect_timeout = \"{timeout}\"\n{ssh}\n{targets}",
+            timeout = setup.connect_timeout,
+            ssh = setup.ssh,
             api = github.url,
-            targets = targets(&sshd, &d.join("scratch")),
+            targets = targets(&sshds.iter().collect::<Vec<_>>(), &d.join("scratch")),
         );
         let path = d.join("ferry.toml");
         std::fs::write(&path, config).unwrap();
         let ferry = Ferry::start(path, port, d.join("ferry.log")).await;
+        let sshd = sshds.remove(0);
         World {
             sshd,
+            fleet: sshds,
             github,
             ferry,
             http: reqwest::Client::new(),

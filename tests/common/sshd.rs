@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 pub struct Sshd {
     pub port: u16,
     pub dir: PathBuf,
-    /// `[127.0.0.1]:port key`: what `known_hosts_file` must hold.
+    /// The loopback addresses it listens on.
+    pub addresses: Vec<String>,
+    /// `[127.0.0.1]:port key`, one line per address: what `known_hosts_file` must hold.
     pub known_hosts_line: String,
     pub user: String,
     child: Child,
@@ -47,8 +49,14 @@ fn sshd_binary() -> PathBuf {
 }
 
 impl Sshd {
-    /// Starts sshd in `dir`, trusting the client key `client_pub`.
+    /// Starts sshd on 127.0.0.1 in `dir`, trusting the client key `client_pub`.
     pub fn start(dir: &Path, client_pub: &Path) -> Sshd {
+        Sshd::start_on(dir, client_pub, &["127.0.0.1".to_string()], "ERROR")
+    }
+
+    /// Starts one sshd listening on each of `addresses` (sshd takes 16 at most).
+    pub fn start_on(dir: &Path, client_pub: &Path, addresses: &[String], log_level: &str) -> Sshd {
+        assert!(!addresses.is_empty() && addresses.len() <= 16);
         std::fs::create_dir_all(dir).unwrap();
         // sshd refuses to start without its privilege separation directory.
         let _ = std::fs::create_dir_all("/run/sshd");
@@ -64,10 +72,11 @@ impl Sshd {
         std::fs::write(
             &config,
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {d}/sshd.pid\n\
+                                "Port {port}\n{listen}HostKey {hk}\nPidFile {d}/sshd.pid\n\
                  AuthorizedKeysFile {d}/authorized_keys\nUsePAM no\nStrictModes no\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
-                 PermitRootLogin prohibit-password\nLogLevel ERROR\n",
+                 PermitRootLogin prohibit-password\nLogLevel {log_level}\n",
+                listen = addresses.iter().map(|a| format!("ListenAddress {a}\n")).collect::<String>(),
                 hk = host_key.display(),
                 d = dir.display()
             ),
@@ -82,16 +91,21 @@ impl Sshd {
             .spawn()
             .expect("start sshd");
         let pub_key = std::fs::read_to_string(host_key.with_extension("pub")).unwrap();
-        let known_hosts_line = format!("[127.0.0.1]:{port} {}", pub_key.trim());
+        let known_hosts_line = addresses
+            .iter()
+            .map(|a| format!("[{a}]:{port} {}", pub_key.trim()))
+            .collect::<Vec<_>>()
+            .join("\n");
         let sshd = Sshd {
             port,
             dir: dir.to_path_buf(),
+            addresses: addresses.to_vec(),
             known_hosts_line,
             user,
             child,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect((addresses[0].as_str(), port)).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "sshd did not listen: {}",
@@ -102,14 +116,22 @@ impl Sshd {
         sshd
     }
 
-    /// The host as a target lists it.
+    /// The (first) host as a target lists it.
     pub fn host(&self) -> String {
-        format!("{}@127.0.0.1:{}", self.user, self.port)
+        self.hosts()[0].clone()
     }
 
-    /// How ferry names the host in descriptions and logs.
+    /// Every address as a target lists it.
+    pub fn hosts(&self) -> Vec<String> {
+        self.addresses
+            .iter()
+            .map(|a| format!("{}@{a}:{}", self.user, self.port))
+            .collect()
+    }
+
+    /// How ferry names the (first) host in descriptions and logs.
     pub fn display(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.addresses[0], self.port)
     }
 }
 
