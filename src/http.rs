@@ -30,6 +30,8 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/webhook", post(crate::webhook::receive))
         .route("/deployments/{id}/log", get(crate::logs::page::log))
+        .route("/deployments/{id}/events", get(crate::logs::page::events))
+        .route("/assets/{name}", get(crate::logs::page::asset))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

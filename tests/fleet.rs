@@ -252,15 +252,7 @@ async fn proxy_jump_through_a_bastion_from_ssh_config_file() {
     );
     let web_log = std::fs::read_to_string(w.fleet[0].dir.join("sshd.log")).unwrap();
     assert!(web_log.contains("Accepted publickey"), "{web_log}");
-    let page = w
-        .http
-        .get(last.log_url().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = w.log_text(last.log_url().unwrap()).await;
     assert!(page.contains("via the bastion on web-internal"), "{page}");
 }
 
@@ -353,15 +345,7 @@ async fn fifty_megabytes_of_output_are_truncated_in_bounded_memory() {
         size < ferry::logs::MAX_OUTPUT_BYTES + 64 * 1024,
         "log is {size} bytes"
     );
-    let page = w
-        .http
-        .get(last.log_url().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = w.log_text(last.log_url().unwrap()).await;
     assert!(page.contains("output truncated"), "no truncation note");
     assert!(
         page.contains("after: step started"),

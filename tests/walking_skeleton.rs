@@ -136,15 +136,7 @@ async fn a_failing_step_stops_the_deployment_and_names_step_and_host() {
         format!("Step 'migrate' failed on {} (exit 3)", w.sshd.display())
     );
     assert!(!w.scratch().join("restarted").exists(), "a later step ran");
-    let log = w
-        .http
-        .get(failure.log_url().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let log = w.log_text(failure.log_url().unwrap()).await;
     assert!(
         log.contains("migrate stderr: relation users does not exist"),
         "{log}"

@@ -1,6 +1,7 @@
 //! Per-deployment logs: one JSON-lines file per deployment under
 //! `storage.dir/logs`, the tokens that guard their URLs, and rendering.
 
+pub mod html;
 pub mod page;
 mod render;
 
@@ -44,6 +45,10 @@ pub struct LogLine {
     pub step: Option<String>,
     pub stream: Stream,
     pub text: String,
+    /// On the line that ends a step (or a failed connect): its exit status,
+    /// 255 when the connection failed or was lost, 143 when ferry stopped it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<i32>,
 }
 
 #[derive(Clone)]
@@ -134,6 +139,18 @@ impl Logs {
         id: DeploymentId,
         offset: u64,
     ) -> io::Result<Option<(Vec<LogLine>, u64)>> {
+        Ok(self.entries_from(id, offset)?.map(|entries| {
+            let end = entries.last().map_or(offset, |(_, end)| *end);
+            (entries.into_iter().map(|(l, _)| l).collect(), end)
+        }))
+    }
+
+    /// As [`Logs::read_from`], with the offset just after each line.
+    pub fn entries_from(
+        &self,
+        id: DeploymentId,
+        offset: u64,
+    ) -> io::Result<Option<Vec<(LogLine, u64)>>> {
         let file = match File::open(self.path(id)) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -153,10 +170,10 @@ impl Logs {
             }
             pos += n as u64;
             if let Ok(line) = serde_json::from_slice::<LogLine>(&buf) {
-                lines.push(line);
+                lines.push((line, pos));
             }
         }
-        Ok(Some((lines, pos)))
+        Ok(Some(lines))
     }
 }
 
@@ -202,6 +219,7 @@ impl LogWriter {
             step: step.map(str::to_string),
             stream,
             text: text.to_string(),
+            exit: None,
         };
         let mut log = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if stream != Stream::Ferry && log.written >= MAX_OUTPUT_BYTES {
@@ -224,6 +242,22 @@ impl LogWriter {
 
     pub fn ferry(&self, host: Option<&str>, step: Option<&str>, text: &str) {
         self.line(host, step, Stream::Ferry, text);
+    }
+
+    /// ferry's line that ends a step (or a connection attempt) with `exit`.
+    pub fn ended(&self, host: &str, step: Option<&str>, text: &str, exit: i32) {
+        let line = LogLine {
+            t: now_ms(),
+            host: Some(host.to_string()),
+            step: step.map(str::to_string),
+            stream: Stream::Ferry,
+            text: text.to_string(),
+            exit: Some(exit),
+        };
+        self.file
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .append(&line);
     }
 }
 

@@ -1,70 +1,125 @@
-//! `GET /deployments/{id}/log?token=T`.
+//! `GET /deployments/{id}/log?token=T` (HTML, or text), its live event
+//! stream `GET /deployments/{id}/events?token=T`, and the page's assets.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use serde_json::json;
 
+use super::html;
 use crate::daemon::Shared;
 use crate::store::{Deployment, DeploymentId};
+
+/// How often a live stream looks for new lines: well inside a second.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Scripts and styles only from ferry itself; no inline code, no other site.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                   connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 #[derive(Deserialize)]
 pub struct LogQuery {
     token: Option<String>,
+    format: Option<String>,
 }
 
 fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "not found\n").into_response()
 }
 
+fn unavailable(e: impl std::fmt::Display, id: DeploymentId) -> Response {
+    tracing::error!(error = %e, deployment = %id, "cannot read deployment or its log");
+    (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable\n").into_response()
+}
+
+/// The deployment, if `id` and `token` name one; a wrong id and a wrong
+/// token look the same, so there is nothing to probe.
+async fn authorized(app: &Shared, id: &str, token: Option<&str>) -> Result<Deployment, Response> {
+    let Ok(id) = id.parse::<DeploymentId>() else {
+        return Err(not_found());
+    };
+    if !token.is_some_and(|t| app.logs.token_valid(id, t)) {
+        return Err(not_found());
+    }
+    match app.store.get(id).await {
+        Ok(Some(d)) => Ok(d),
+        Ok(None) => Err(not_found()),
+        Err(e) => Err(unavailable(e, id)),
+    }
+}
+
+/// Plain text for `?format=text` and for clients that ask for text and not HTML.
+fn wants_text(q: &LogQuery, headers: &HeaderMap) -> bool {
+    if let Some(f) = &q.format {
+        return f == "text";
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    accept.contains("text/plain") && !accept.contains("text/html")
+}
+
 pub async fn log(
     State(app): State<Shared>,
     Path(id): Path<String>,
     Query(q): Query<LogQuery>,
+    headers: HeaderMap,
 ) -> Response {
-    // A wrong id and a wrong token look the same: nothing to probe.
-    let Ok(id) = id.parse::<DeploymentId>() else {
-        return not_found();
+    let d = match authorized(&app, &id, q.token.as_deref()).await {
+        Ok(d) => d,
+        Err(r) => return r,
     };
-    if !q
-        .token
-        .as_deref()
-        .is_some_and(|t| app.logs.token_valid(id, t))
-    {
-        return not_found();
-    }
-    let deployment = match app.store.get(id).await {
-        Ok(Some(d)) => d,
-        Ok(None) => return not_found(),
-        Err(e) => {
-            tracing::error!(error = %e, deployment = %id, "cannot read deployment");
-            return (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable\n").into_response();
+    let read = match app.logs.read_from(d.id, 0) {
+        Ok(r) => r,
+        Err(e) => return unavailable(e, d.id),
+    };
+    let common = [
+        (header::CACHE_CONTROL, "no-store"),
+        // The token is in the URL: never hand it to another site.
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ];
+    if wants_text(&q, &headers) {
+        let mut body = header_text(&d);
+        match &read {
+            Some((lines, _)) => body.push_str(&super::text(lines)),
+            None if d.state.is_final() && d.started_at.is_some() => body.push_str(
+                "(the log of this deployment is gone: removed after storage.log_retention)\n",
+            ),
+            None => body.push_str("(no output yet)\n"),
         }
-    };
-    let lines = match app.logs.read(id) {
-        Ok(lines) => lines,
-        Err(e) => {
-            tracing::error!(error = %e, deployment = %id, "cannot read deployment log");
-            return (StatusCode::INTERNAL_SERVER_ERROR, "cannot read the log\n").into_response();
-        }
-    };
-    let mut body = header_text(&deployment);
-    match lines {
-        Some(lines) => body.push_str(&super::text(&lines)),
-        None if deployment.state.is_final() && deployment.started_at.is_some() => body.push_str(
-            "(the log of this deployment is gone: removed after storage.log_retention)\n",
-        ),
-        None => body.push_str("(no output yet)\n"),
+        return (
+            common,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            body,
+        )
+            .into_response();
     }
+    let config = app.config();
+    let hosts: Vec<String> = config
+        .target_for(&d.repository, &d.environment, &d.task)
+        .map(|t| t.hosts.iter().map(ToString::to_string).collect())
+        .unwrap_or_default();
+    let (lines, offset) = match &read {
+        Some((lines, offset)) => (Some(lines.as_slice()), *offset),
+        None => (None, 0),
+    };
+    let token = q.token.as_deref().unwrap_or_default();
+    let page = html::page(&d, lines, offset, token, &hosts);
     (
+        common,
         [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-            // The token is in the URL: never hand it to another site.
-            (header::REFERRER_POLICY, "no-referrer"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, CSP),
         ],
-        body,
+        page,
     )
         .into_response()
 }
@@ -80,4 +135,149 @@ pub fn header_text(d: &Deployment) -> String {
     }
     s.push_str("\n\n");
     s
+}
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    token: Option<String>,
+    #[serde(default)]
+    from: u64,
+    #[serde(default)]
+    line: usize,
+}
+
+struct Follow {
+    app: Shared,
+    id: DeploymentId,
+    offset: u64,
+    line: usize,
+    pending: VecDeque<Event>,
+    done: bool,
+}
+
+impl Follow {
+    /// Queues the lines written since the last look; false if there were none.
+    fn read_new(&mut self) -> bool {
+        let Ok(Some(entries)) = self.app.logs.entries_from(self.id, self.offset) else {
+            return false;
+        };
+        let any = !entries.is_empty();
+        for (l, end) in entries {
+            self.line += 1;
+            self.offset = end;
+            let data = json!({
+                "n": self.line,
+                "host": l.host,
+                "step": l.step,
+                "title": html::group_title(l.host.as_deref(), l.step.as_deref()),
+                "exit": l.exit,
+                "html": html::line_html(self.line, &l),
+            });
+            self.pending.push_back(
+                Event::default()
+                    .event("line")
+                    .id(format!("{}-{}", self.offset, self.line))
+                    .data(data.to_string()),
+            );
+        }
+        any
+    }
+
+    async fn next(mut self) -> Option<(Result<Event, Infallible>, Follow)> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                return Some((Ok(e), self));
+            }
+            if self.done {
+                return None;
+            }
+            if self.read_new() {
+                continue;
+            }
+            let d = match self.app.store.get(self.id).await {
+                Ok(Some(d)) => d,
+                // Storage trouble or a vanished row: end the stream; the
+                // browser reconnects from the last line it has.
+                _ => return None,
+            };
+            if d.state.is_final() {
+                // Lines written just before the state changed come first.
+                self.read_new();
+                let took = match (d.started_at, d.finished_at) {
+                    (Some(s), Some(f)) => {
+                        crate::runner::duration(Duration::from_millis((f - s).max(0) as u64))
+                    }
+                    _ => "-".into(),
+                };
+                let class = match d.state {
+                    crate::store::State::Success => "success",
+                    crate::store::State::Inactive => "inactive",
+                    _ => "failure",
+                };
+                let data = json!({"state": d.state.as_str(), "class": class, "description": d.description, "duration": took});
+                self.pending
+                    .push_back(Event::default().event("end").data(data.to_string()));
+                self.done = true;
+                continue;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+pub async fn events(
+    State(app): State<Shared>,
+    Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let d = match authorized(&app, &id, q.token.as_deref()).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    // A reconnecting EventSource says where it got to.
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once('-'))
+        .and_then(|(o, n)| Some((o.parse().ok()?, n.parse().ok()?)));
+    let (offset, line) = resume.unwrap_or((q.from, q.line));
+    let follow = Follow {
+        app,
+        id: d.id,
+        offset,
+        line,
+        pending: VecDeque::new(),
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(follow, Follow::next);
+    (
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            // Proxies such as nginx would otherwise hold events back.
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        Sse::new(stream).keep_alive(KeepAlive::default()),
+    )
+        .into_response()
+}
+
+pub async fn asset(Path(name): Path<String>) -> Response {
+    let (body, content_type) = match name.as_str() {
+        "log.js" => (
+            include_str!("assets/log.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "log.css" => (include_str!("assets/log.css"), "text/css; charset=utf-8"),
+        _ => return not_found(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
 }

@@ -41,6 +41,7 @@ mod tests {
             step: step.map(Into::into),
             stream,
             text: text.into(),
+            exit: None,
         };
         let t = text(&[
             line(None, None, Stream::Ferry, "starting"),

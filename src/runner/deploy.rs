@@ -16,6 +16,11 @@ use crate::logs::{LogWriter, Stream};
 use crate::store::{Deployment, NewStatus, State, StatusState};
 use crate::webhook::short_sha;
 
+/// Exit statuses in the log for steps that did not exit on their own, as
+/// ssh and shells report them: a lost connection, a SIGTERM.
+const EXIT_LOST: i32 = 255;
+const EXIT_STOPPED: i32 = 143;
+
 /// How a deployment ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -355,7 +360,7 @@ impl Run {
                 s
             }
             Err(cause) => {
-                log.ferry(Some(&name), None, &format!("cannot connect: {cause}"));
+                log.ended(&name, None, &format!("cannot connect: {cause}"), EXIT_LOST);
                 self.fail(Outcome::ConnectFailed { host: name, cause });
                 return;
             }
@@ -389,17 +394,19 @@ impl Run {
             let took = duration(started.elapsed());
             match end {
                 StepEnd::Exited(0) => {
-                    log.ferry(
-                        Some(&name),
+                    log.ended(
+                        &name,
                         Some(&step.name),
                         &format!("step finished in {took} (exit 0)"),
+                        0,
                     );
                 }
                 StepEnd::Exited(code) => {
-                    log.ferry(
-                        Some(&name),
+                    log.ended(
+                        &name,
                         Some(&step.name),
                         &format!("step failed after {took} (exit {code})"),
+                        code,
                     );
                     self.fail(Outcome::StepFailed {
                         step: step.name.clone(),
@@ -409,10 +416,11 @@ impl Run {
                     break;
                 }
                 StepEnd::Lost(cause) => {
-                    log.ferry(
-                        Some(&name),
+                    log.ended(
+                        &name,
                         Some(&step.name),
                         &format!("step lost after {took}: {cause}"),
+                        EXIT_LOST,
                     );
                     self.fail(Outcome::Lost {
                         step: step.name.clone(),
@@ -422,10 +430,11 @@ impl Run {
                     break;
                 }
                 StepEnd::Stopped => {
-                    log.ferry(
-                        Some(&name),
+                    log.ended(
+                        &name,
                         Some(&step.name),
                         &format!("step stopped after {took}"),
+                        EXIT_STOPPED,
                     );
                     break;
                 }

@@ -415,6 +415,19 @@ impl World {
         assert!(v.is_empty(), "requests GitHub would refuse: {v:?}");
     }
 
+    /// The plain-text log behind a `log_url`.
+    pub async fn log_text(&self, log_url: &str) -> String {
+        let r = self
+            .http
+            .get(log_url)
+            .header("accept", "text/plain")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{log_url}");
+        r.text().await.unwrap()
+    }
+
     /// Runs a ferry subcommand against this world's config.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(env!("CARGO_BIN_EXE_ferry"))

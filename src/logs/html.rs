@@ -1,0 +1,390 @@
+//! The HTML log page. Complete without JavaScript: the whole log is in the
+//! page as served; `assets/log.js` only appends what comes after. Every byte
+//! of remote output goes through [`escape`].
+
+use std::fmt::Write;
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::{LogLine, Stream};
+use crate::store::{Deployment, State};
+use crate::webhook::short_sha;
+
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Text with ANSI SGR colours as `<span class="…">`, escaped; other escape
+/// sequences are dropped.
+pub fn ansi_to_html(text: &str) -> String {
+    #[derive(Default, Clone, Copy, PartialEq)]
+    struct Style {
+        fg: Option<u8>,
+        bg: Option<u8>,
+        bold: bool,
+        italic: bool,
+        underline: bool,
+    }
+    impl Style {
+        fn classes(&self) -> String {
+            let mut c = Vec::new();
+            if let Some(f) = self.fg {
+                c.push(format!("f{f}"));
+            }
+            if let Some(b) = self.bg {
+                c.push(format!("g{b}"));
+            }
+            if self.bold {
+                c.push("b".into());
+            }
+            if self.italic {
+                c.push("i".into());
+            }
+            if self.underline {
+                c.push("u".into());
+            }
+            c.join(" ")
+        }
+    }
+    let mut out = String::new();
+    let mut style = Style::default();
+    let mut open = false;
+    let mut chars = text.chars().peekable();
+    let mut run = String::new();
+    let flush = |out: &mut String, run: &mut String, style: &Style, open: &mut bool| {
+        if run.is_empty() {
+            return;
+        }
+        if !*open && *style != Style::default() {
+            let _ = write!(out, "<span class=\"{}\">", style.classes());
+            *open = true;
+        }
+        out.push_str(&escape(run));
+        run.clear();
+    };
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            if c.is_control() && c != '\t' {
+                continue;
+            }
+            run.push(c);
+            continue;
+        }
+        if chars.peek() != Some(&'[') {
+            chars.next();
+            continue;
+        }
+        chars.next();
+        let mut params = String::new();
+        let mut end = None;
+        for p in chars.by_ref() {
+            if ('\x40'..='\x7e').contains(&p) {
+                end = Some(p);
+                break;
+            }
+            params.push(p);
+        }
+        if end != Some('m') {
+            continue;
+        }
+        flush(&mut out, &mut run, &style, &mut open);
+        let mut codes = params.split(';').map(|p| p.parse::<u16>().unwrap_or(0));
+        let mut next = style;
+        while let Some(code) = codes.next() {
+            match code {
+                0 => next = Style::default(),
+                1 => next.bold = true,
+                3 => next.italic = true,
+                4 => next.underline = true,
+                22 => next.bold = false,
+                23 => next.italic = false,
+                24 => next.underline = false,
+                30..=37 => next.fg = Some((code - 30) as u8),
+                39 => next.fg = None,
+                40..=47 => next.bg = Some((code - 40) as u8),
+                49 => next.bg = None,
+                90..=97 => next.fg = Some((code - 90 + 8) as u8),
+                100..=107 => next.bg = Some((code - 100 + 8) as u8),
+                38 | 48 => {
+                    // 256-colour: the 16 basic ones map; others and 24-bit are skipped.
+                    let colour = match codes.next() {
+                        Some(5) => codes.next().filter(|n| *n < 16).map(|n| n as u8),
+                        Some(2) => {
+                            codes.next();
+                            codes.next();
+                            codes.next();
+                            None
+                        }
+                        _ => None,
+                    };
+                    if code == 38 {
+                        next.fg = colour;
+                    } else {
+                        next.bg = colour;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if next != style && open {
+            out.push_str("</span>");
+            open = false;
+        }
+        style = next;
+    }
+    flush(&mut out, &mut run, &style, &mut open);
+    if open {
+        out.push_str("</span>");
+    }
+    out
+}
+
+fn clock(ms: i64) -> (String, String) {
+    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    let full = humantime::format_rfc3339_millis(t).to_string();
+    let short = full.get(11..23).unwrap_or(&full).to_string();
+    (full, short)
+}
+
+/// One log line as HTML; `n` is its 1-based number in the whole log.
+pub fn line_html(n: usize, l: &LogLine) -> String {
+    let (full, short) = clock(l.t);
+    let class = match l.stream {
+        Stream::Out => "out",
+        Stream::Err => "err",
+        Stream::Ferry => "fy",
+    };
+    format!(
+        "<div class=\"l {class}\" id=\"L{n}\"><a class=n href=\"#L{n}\">{n}</a><time datetime=\"{full}\">{short}</time><span class=t>{}</span></div>",
+        ansi_to_html(&l.text)
+    )
+}
+
+/// A run of lines from one host and step (or from ferry itself).
+struct Group<'a> {
+    host: Option<&'a str>,
+    step: Option<&'a str>,
+    first: i64,
+    last: i64,
+    exit: Option<i32>,
+    lines: Vec<(usize, &'a LogLine)>,
+}
+
+pub fn group_title(host: Option<&str>, step: Option<&str>) -> String {
+    match (host, step) {
+        (Some(h), Some(s)) => format!("{h} · {s}"),
+        (Some(h), None) => format!("{h} · connect"),
+        _ => "ferry".to_string(),
+    }
+}
+
+fn groups(lines: &[LogLine]) -> Vec<Group<'_>> {
+    let mut groups: Vec<Group> = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let key = (l.host.as_deref(), l.step.as_deref());
+        let g = match groups.iter_mut().position(|g| (g.host, g.step) == key) {
+            Some(p) => &mut groups[p],
+            None => {
+                groups.push(Group {
+                    host: key.0,
+                    step: key.1,
+                    first: l.t,
+                    last: l.t,
+                    exit: None,
+                    lines: Vec::new(),
+                });
+                groups.last_mut().expect("just pushed")
+            }
+        };
+        g.last = l.t;
+        if l.exit.is_some() {
+            g.exit = l.exit;
+        }
+        g.lines.push((i + 1, l));
+    }
+    groups
+}
+
+fn duration(ms: i64) -> String {
+    crate::runner::duration(Duration::from_millis(ms.max(0) as u64))
+}
+
+fn state_class(s: State) -> &'static str {
+    match s {
+        State::Queued | State::Running => "running",
+        State::Success => "success",
+        State::Failure | State::Error => "failure",
+        State::Inactive => "inactive",
+    }
+}
+
+/// The page. `next_offset` is where the event stream picks up.
+pub fn page(
+    d: &Deployment,
+    lines: Option<&[LogLine]>,
+    next_offset: u64,
+    token: &str,
+    hosts: &[String],
+) -> String {
+    let e = escape;
+    let mut h = String::with_capacity(4096);
+    let live = !d.state.is_final();
+    let n_lines = lines.map_or(0, <[LogLine]>::len);
+    let _ = write!(
+        h,
+        "<!doctype html><html lang=en><head><meta charset=utf-8>\
+         <meta name=viewport content=\"width=device-width, initial-scale=1\">\
+         <title>{state} · {repo} → {env} · deployment {id}</title>\
+         <link rel=stylesheet href=\"../../assets/log.css\"></head>\
+         <body data-events=\"events?token={token}&amp;from={next_offset}&amp;line={n_lines}\" data-live=\"{live}\">",
+        state = d.state,
+        repo = e(&d.repository),
+        env = e(&d.environment),
+        id = d.id,
+        token = e(token),
+    );
+    let started = d.started_at.map(|t| clock(t).0);
+    let took = match (d.started_at, d.finished_at) {
+        (Some(s), Some(f)) => duration(f - s),
+        (Some(s), None) => format!("{} so far", duration(crate::store::now_ms() - s)),
+        _ => "not started".into(),
+    };
+    let _ = write!(
+        h,
+        "<header><h1><span class=repo>{repo}</span> → <span class=env>{env}</span> \
+         <span id=state class=\"badge {class}\">{state}</span></h1>\
+         <p id=description>{desc}</p><dl>\
+         <dt>deployment</dt><dd>{id}</dd><dt>task</dt><dd>{task}</dd>\
+         <dt>ref</dt><dd>{git_ref}</dd><dt>sha</dt><dd title=\"{sha}\">{short}</dd>\
+         <dt>by</dt><dd>{creator}</dd><dt>started</dt><dd>{started}</dd>\
+         <dt>duration</dt><dd id=duration>{took}</dd><dt>hosts</dt><dd>{hosts}</dd></dl></header><main id=log>",
+        repo = e(&d.repository),
+        env = e(&d.environment),
+        class = state_class(d.state),
+        state = d.state,
+        desc = e(&d.description),
+        id = d.id,
+        task = e(&d.task),
+        git_ref = e(&d.git_ref),
+        sha = e(&d.sha),
+        short = e(short_sha(&d.sha)),
+        creator = e(&d.creator),
+        started = started.map_or("-".to_string(), |s| e(&s)),
+        hosts = e(&hosts.join(", ")),
+    );
+    match lines {
+        None if d.state.is_final() && d.started_at.is_some() => h.push_str(
+            "<p class=gone>The log of this deployment is gone: it was removed after storage.log_retention.</p>",
+        ),
+        None | Some([]) => h.push_str("<p class=empty>No output yet.</p>"),
+        Some(lines) => {
+            for g in groups(lines) {
+                let failed = g.exit.is_some_and(|c| c != 0);
+                let exit = match g.exit {
+                    Some(c) => format!("exit {c}"),
+                    None if live => "running".into(),
+                    None => String::new(),
+                };
+                let _ = write!(
+                    h,
+                    "<details class=\"group{f}\" data-host=\"{host}\" data-step=\"{step}\"{open}>\
+                     <summary><span class=title>{title}</span><span class=took>{took}</span>\
+                     <span class=exit>{exit}</span></summary>",
+                    f = if failed { " failed" } else { "" },
+                    host = e(g.host.unwrap_or_default()),
+                    step = e(g.step.unwrap_or_default()),
+                    open = if failed || live || g.host.is_none() { " open" } else { "" },
+                    title = e(&group_title(g.host, g.step)),
+                    took = duration(g.last - g.first),
+                );
+                for (n, l) in g.lines {
+                    h.push_str(&line_html(n, l));
+                }
+                h.push_str("</details>");
+            }
+        }
+    }
+    h.push_str("</main><script src=\"../../assets/log.js\"></script></body></html>");
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn everything_from_the_host_is_escaped() {
+        assert_eq!(
+            ansi_to_html("<script>alert('x')</script> & \"q\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
+        );
+        assert_eq!(
+            ansi_to_html("\x1b[31m<b>\x1b[0m"),
+            "<span class=\"f1\">&lt;b&gt;</span>"
+        );
+    }
+
+    #[test]
+    fn ansi_colours_become_classes() {
+        assert_eq!(
+            ansi_to_html("\x1b[1;32mok\x1b[0m done"),
+            "<span class=\"f2 b\">ok</span> done"
+        );
+        assert_eq!(
+            ansi_to_html("\x1b[91mred\x1b[39m plain"),
+            "<span class=\"f9\">red</span> plain"
+        );
+        assert_eq!(
+            ansi_to_html("\x1b[38;5;4mblue\x1b[m"),
+            "<span class=\"f4\">blue</span>"
+        );
+        assert_eq!(ansi_to_html("\x1b[38;2;1;2;3mrgb\x1b[0m"), "rgb");
+        // Cursor movement and other sequences are dropped, not shown.
+        assert_eq!(ansi_to_html("a\x1b[2Kb\x1b[1Ac\rd"), "abcd");
+        assert_eq!(ansi_to_html("unterminated \x1b[31"), "unterminated ");
+    }
+
+    fn line(host: Option<&str>, step: Option<&str>, text: &str, exit: Option<i32>) -> LogLine {
+        LogLine {
+            t: 1_700_000_000_000,
+            host: host.map(Into::into),
+            step: step.map(Into::into),
+            stream: Stream::Out,
+            text: text.into(),
+            exit,
+        }
+    }
+
+    #[test]
+    fn lines_are_grouped_by_host_and_step_with_global_numbers() {
+        let lines = vec![
+            line(None, None, "deploying", None),
+            line(Some("web1"), Some("build"), "a", None),
+            line(Some("web2"), Some("build"), "b", None),
+            line(Some("web1"), Some("build"), "done", Some(0)),
+            line(Some("web2"), Some("build"), "failed", Some(3)),
+        ];
+        let g = groups(&lines);
+        assert_eq!(g.len(), 3);
+        assert_eq!(
+            g[1].lines.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            [2, 4]
+        );
+        assert_eq!(g[2].exit, Some(3));
+        let html = line_html(4, &lines[3]);
+        assert!(
+            html.contains("id=\"L4\"") && html.contains("href=\"#L4\""),
+            "{html}"
+        );
+    }
+}
