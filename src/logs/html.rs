@@ -292,7 +292,7 @@ pub fn page(
                 let failed = g.exit.is_some_and(|c| c != 0);
                 let exit = match g.exit {
                     Some(c) => format!("exit {c}"),
-                    None if live => "running".into(),
+                                        None if live && g.step.is_some() => "running".into(),
                     None => String::new(),
                 };
                 let _ = write!(

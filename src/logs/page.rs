@@ -170,7 +170,8 @@ impl Follow {
                 "host": l.host,
                 "step": l.step,
                 "title": html::group_title(l.host.as_deref(), l.step.as_deref()),
-                "exit": l.exit,
+                                "exit": l.exit,
+                "t": l.t,
                 "html": html::line_html(self.line, &l),
             });
             self.pending.push_back(

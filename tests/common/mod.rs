@@ -1,6 +1,7 @@
 //! The test world: a real sshd, a fake GitHub and the real `ferry` binary.
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod browser;
 pub mod github;
 pub mod sshd;
 

@@ -7,6 +7,17 @@
   var log = document.getElementById("log");
   var events = new EventSource(body.dataset.events);
 
+    // As ferry writes durations: 148ms, 14s, 2m 5s.
+  function took(ms) {
+    if (!(ms >= 0)) return "";
+    if (ms < 1000) return Math.round(ms) + "ms";
+    var s = Math.round(ms / 1000), parts = [];
+    [[3600, "h"], [60, "m"], [1, "s"]].forEach(function (u) {
+      if (s >= u[0]) { parts.push(Math.floor(s / u[0]) + u[1]); s %= u[0]; }
+    });
+    return parts.join(" ");
+  }
+
   function group(host, step, title) {
     var groups = log.querySelectorAll("details.group");
     for (var i = 0; i < groups.length; i++) {
@@ -20,7 +31,7 @@
     details.dataset.host = host;
     details.dataset.step = step;
     var summary = document.createElement("summary");
-    [["title", title], ["took", ""], ["exit", "running"]].forEach(function (part) {
+        [["title", title], ["took", ""], ["exit", step ? "running" : ""]].forEach(function (part) {
       var span = document.createElement("span");
       span.className = part[0];
       span.textContent = part[1];
@@ -36,7 +47,9 @@
     var atBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
     var g = group(line.host || "", line.step || "", line.title);
     // line.html is rendered and escaped by ferry, like the rest of the page.
-    g.insertAdjacentHTML("beforeend", line.html);
+        g.insertAdjacentHTML("beforeend", line.html);
+    var first = g.querySelector("time");
+    if (first) g.querySelector(".took").textContent = took(line.t - Date.parse(first.getAttribute("datetime")));
     if (line.exit !== null && line.exit !== undefined) {
       g.querySelector(".exit").textContent = "exit " + line.exit;
       if (line.exit !== 0) {
@@ -55,6 +68,10 @@
     document.getElementById("description").textContent = end.description;
     document.getElementById("duration").textContent = end.duration;
     document.title = document.title.replace(/^\S+/, end.state);
+        var labels = log.querySelectorAll(".exit");
+    for (var i = 0; i < labels.length; i++) {
+      if (labels[i].textContent === "running") labels[i].textContent = "";
+    }
     body.dataset.live = "false";
     events.close();
   });

@@ -1,0 +1,113 @@
+//! The live log page in a real browser (Debian's headless Chromium).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::browser::Browser;
+use common::{World, target};
+
+const REPO: &str = "octo-org/web";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_log_page_updates_live_and_runs_no_injected_script() {
+    let w = World::start(|sshd, scratch| {
+        let go = scratch.join("go").display().to_string();
+        target(
+            REPO,
+            "production",
+            &[sshd.host()],
+            &[
+                (
+                    "build",
+                    "printf '\\033[1;32m✔ compiled\\033[0m 42 files\\n'\n\
+                     printf '\\033[33mwarning:\\033[0m unused variable\\n' >&2\n\
+                     echo '<script>window.__xss = 1</script>'\n\
+                     echo '<img src=x onerror=\"window.__xss = 2\">'",
+                ),
+                ("deploy", &format!("echo before\nwhile [ ! -e {go} ]; do sleep 0.1; done\necho after-the-page-loaded\necho restarted web")),
+            ],
+            "",
+        )
+    })
+    .await;
+    w.deploy(99, REPO, "production").await;
+    w.github
+        .wait_state(99, "in_progress", Duration::from_secs(60))
+        .await;
+    let url = w.github.statuses_of(99)[1].log_url().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !w.log_text(&url).await.contains("deploy: before") {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut b = Browser::start().await;
+    b.navigate(&url).await;
+    let text = "document.body.innerText";
+    assert_eq!(b.eval(&format!("{text}.includes('before')")).await, true);
+    assert_eq!(
+        b.eval(&format!("{text}.includes('after-the-page-loaded')"))
+            .await,
+        false
+    );
+    assert_eq!(
+        b.eval("document.getElementById('state').textContent").await,
+        "running"
+    );
+    b.eval("window.__samePage = 42").await;
+    let took = "document.querySelectorAll('.took')[3].textContent";
+    let took_at_load = b.eval(took).await;
+
+    // A line printed after the page loaded appears without a reload.
+    std::fs::write(w.scratch().join("go"), "").unwrap();
+    b.wait_for(
+        &format!("{text}.includes('after-the-page-loaded')"),
+        Duration::from_secs(5),
+    )
+    .await;
+    b.wait_for(
+        "document.getElementById('state').textContent === 'success'",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(b.eval("window.__samePage").await, 42, "the page reloaded");
+    assert_eq!(
+        b.eval("document.getElementById('state').className").await,
+        "badge success"
+    );
+    let labels = "Array.from(document.querySelectorAll('.exit')).map(e => e.textContent).join(',')";
+    assert_eq!(
+        b.eval(labels).await,
+        ",,exit 0,exit 0",
+        "ferry, connect, build, deploy"
+    );
+    assert_ne!(
+        b.eval(took).await,
+        took_at_load,
+        "the deploy group's duration follows its lines"
+    );
+
+    // The injected markup is shown as text and never ran.
+    assert_eq!(b.eval("typeof window.__xss").await, "undefined");
+    assert_eq!(
+        b.eval(&format!(
+            "{text}.includes('<script>window.__xss = 1</script>')"
+        ))
+        .await,
+        true
+    );
+    assert_eq!(
+        b.eval("document.querySelectorAll('#log img, #log script').length")
+            .await,
+        0
+    );
+    // Colours rendered.
+    assert_eq!(b.eval("getComputedStyle(document.querySelector('.f2')).fontWeight >= 600 || !!document.querySelector('.f2.b')").await, true);
+
+    let png = b.screenshot().await;
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("log-page.png");
+    std::fs::write(&path, &png).unwrap();
+    eprintln!("screenshot of the finished page: {}", path.display());
+    assert!(png.starts_with(b"\x89PNG"));
+}
