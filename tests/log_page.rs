@@ -234,3 +234,41 @@ async fn the_event_stream_follows_a_running_deployment_to_its_end() {
     );
     assert!(seen.contains("\"state\":\"success\""), "{seen}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ferry_logs_follow_tails_until_the_deployment_ends() {
+    let w = World::start(|sshd, scratch| {
+        let go = scratch.join("go").display().to_string();
+        target(
+            REPO,
+            "production",
+            &[sshd.host()],
+            &[("wait", &format!("echo before\nwhile [ ! -e {go} ]; do sleep 0.1; done\necho after-follow-started"))],
+            "",
+        )
+    })
+    .await;
+    w.deploy(66, REPO, "production").await;
+    w.github.wait_state(66, "in_progress", WAIT).await;
+    let follower = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["logs", "66", "--follow", "--config"])
+        .arg(&w.ferry.config)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    std::fs::write(w.scratch().join("go"), "").unwrap();
+    let out = tokio::task::spawn_blocking(move || follower.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.contains("wait: before"), "{text}");
+    assert!(text.contains("wait: after-follow-started"), "{text}");
+    assert!(text.contains("ferry: success: Deployed"), "{text}");
+    assert_eq!(
+        text.matches("wait: before").count(),
+        1,
+        "a line printed twice: {text}"
+    );
+}
