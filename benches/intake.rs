@@ -129,7 +129,7 @@ async fn main() {
     let config = config(dir.path());
     let store = Store::open(&config.storage.dir).await.unwrap();
     let logs = Logs::open(&config.storage.dir, "http://bench").unwrap();
-    let shared = Shared::new(Arc::new(config), store, logs);
+    let shared = Shared::new(config, store, logs).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/webhook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, ferry::http::router(shared)).await });

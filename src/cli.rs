@@ -23,10 +23,23 @@ impl std::fmt::Display for Failed {
 
 impl std::error::Error for Failed {}
 
-/// Human-readable logs on stderr; `RUST_LOG` picks what is shown.
+/// Structured logs to the journal when systemd started us (fields such as
+/// DEPLOYMENT, REPOSITORY, ENVIRONMENT, DELIVERY), else human-readable on
+/// stderr. `RUST_LOG` picks what is shown either way.
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if std::env::var_os("JOURNAL_STREAM").is_some()
+        && let Ok(journald) = tracing_journald::layer()
+    {
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(journald)
+            .init();
+        return;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -22,6 +22,7 @@ pub mod http;
 pub mod logs;
 pub mod metrics;
 pub mod runner;
+pub mod service;
 pub mod sign;
 pub mod store;
 pub mod webhook;

@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use ferry::config::Config;
 use ferry::daemon::Shared;
 use ferry::logs::Logs;
@@ -30,7 +28,7 @@ async fn storage_unavailable_is_503_and_nothing_is_accepted() {
     let config = Config::parse(&text, &d.join("ferry.toml"), &|_| None).unwrap();
     let store = Store::open(&config.storage.dir).await.unwrap();
     let logs = Logs::open(&config.storage.dir, "http://x").unwrap();
-    let shared = Shared::new(Arc::new(config), store.clone(), logs);
+    let shared = Shared::new(config, store.clone(), logs).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/webhook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, ferry::http::router(shared)).await });

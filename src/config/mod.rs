@@ -298,6 +298,7 @@ impl Config {
             problems: Vec::new(),
             warnings: Vec::new(),
             suggested: HashSet::new(),
+            credentials: env(ENV_CREDENTIALS),
         };
         let config = cx.check(path, env);
         match config {
@@ -443,7 +444,11 @@ struct Checker<'a> {
     warnings: Vec<Problem>,
     /// Keys offered as "did you mean": their absence is not reported again.
     suggested: HashSet<String>,
+    /// Where systemd put the LoadCredential= files, if it did.
+    credentials: Option<String>,
 }
+
+pub const ENV_CREDENTIALS: &str = "CREDENTIALS_DIRECTORY";
 
 fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
@@ -659,12 +664,31 @@ impl<'a> Checker<'a> {
         value
     }
 
+    /// A path from the config: `$CREDENTIALS_DIRECTORY` (or `${…}`) at its
+    /// start expanded, relative paths taken from the config file's directory.
     fn path(&self, p: PathBuf) -> PathBuf {
+        let s = p.to_string_lossy();
+        let rest = s
+            .strip_prefix("${CREDENTIALS_DIRECTORY}")
+            .or_else(|| s.strip_prefix("$CREDENTIALS_DIRECTORY"));
+        let p = match (rest, &self.credentials) {
+            (Some(rest), Some(dir)) => PathBuf::from(format!("{dir}{rest}")),
+            _ => p,
+        };
         if p.is_absolute() {
             p
         } else {
             self.base.join(p)
         }
+    }
+
+    /// "cannot read", with a hint when a credential path was not expanded.
+    fn unreadable(&self, file: &Path, e: &std::io::Error) -> String {
+        let mut m = format!("cannot read {}: {e}", file.display());
+        if file.to_string_lossy().contains("CREDENTIALS_DIRECTORY") && self.credentials.is_none() {
+            m.push_str(" ($CREDENTIALS_DIRECTORY is only set under systemd with LoadCredential=)");
+        }
+        m
     }
 
     fn check(&mut self, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Option<Config> {
@@ -750,7 +774,8 @@ impl<'a> Checker<'a> {
         match std::fs::read(file) {
             Ok(b) => Some(b),
             Err(e) => {
-                self.problem(path, format!("cannot read {}: {e}", file.display()));
+                let m = self.unreadable(file, &e);
+                self.problem(path, m);
                 None
             }
         }
@@ -890,7 +915,8 @@ impl<'a> Checker<'a> {
             if let Some(f) = &p
                 && let Err(e) = std::fs::metadata(f)
             {
-                cx.problem(&at(key), format!("cannot read {}: {e}", f.display()));
+                let m = cx.unreadable(f, &e);
+                cx.problem(&at(key), m);
                 ok = false;
             }
             p

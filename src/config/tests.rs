@@ -224,6 +224,28 @@ fn shipped_example_is_valid() {
 }
 
 #[test]
+fn credential_paths_come_from_systemd() {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::write(creds.join("webhook-secret"), "from-systemd\n").unwrap();
+    let body = BASE.replace(
+        "webhook_secret_file = \"secret\"",
+        "webhook_secret_file = \"${CREDENTIALS_DIRECTORY}/webhook-secret\"",
+    );
+    let path = write_config(dir.path(), &body);
+    let dir_s = creds.display().to_string();
+    let env = move |k: &str| (k == ENV_CREDENTIALS).then(|| dir_s.clone());
+    let c = Config::parse(&body, &path, &env).unwrap();
+    assert_eq!(c.github.webhook_secrets, vec![Secret::new("from-systemd")]);
+    let err = Config::parse(&body, &path, &no_env).unwrap_err();
+    assert!(
+        err.problems[0].message.contains("only set under systemd"),
+        "{err}"
+    );
+}
+
+#[test]
 fn host_forms() {
     assert_eq!(
         Host::parse("h").unwrap(),

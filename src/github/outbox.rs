@@ -8,7 +8,8 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use super::{CallError, GitHub};
+use super::CallError;
+use crate::daemon::Shared;
 use crate::store::{OutboxItem, Store, now_ms};
 
 const BATCH: i64 = 16;
@@ -17,9 +18,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
 pub struct Outbox {
-    pub store: Store,
-    pub github: Arc<GitHub>,
-    pub wake: Arc<Notify>,
+    store: Store,
+    shared: Shared,
+    wake: Arc<Notify>,
 }
 
 /// Exponential backoff from 1s, capped, with ±25% jitter so that many
@@ -31,6 +32,14 @@ pub fn backoff(attempts: i64) -> Duration {
 }
 
 impl Outbox {
+    pub fn new(shared: Shared) -> Outbox {
+        Outbox {
+            store: shared.store.clone(),
+            wake: shared.outbox_wake.clone(),
+            shared,
+        }
+    }
+
     /// Runs until `shutdown` fires, then keeps sending whatever is due for
     /// at most `drain` before returning; the rest waits in the store.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>, drain: Duration) {
@@ -78,7 +87,8 @@ impl Outbox {
         let n = due.len();
         let mut sends = JoinSet::new();
         for item in due {
-            let github = self.github.clone();
+            // The client in force now: a reload may have changed the token.
+            let github = self.shared.live().github.clone();
             sends.spawn(async move {
                 let result = github.post_status(&item).await;
                 (item, result)

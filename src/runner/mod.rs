@@ -6,7 +6,6 @@ mod deploy;
 pub mod remote;
 pub mod ssh;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -21,15 +20,11 @@ pub const INTERRUPTED: &str = "Interrupted: ferry restarted during the deploymen
 
 pub struct Runner {
     shared: Shared,
-    connector: Arc<Connector>,
 }
 
 impl Runner {
-    pub fn new(shared: Shared, connector: Connector) -> Runner {
-        Runner {
-            shared,
-            connector: Arc::new(connector),
-        }
+    pub fn new(shared: Shared) -> Runner {
+        Runner { shared }
     }
 
     /// Settles deployments a previous process left running: it died, so
@@ -56,6 +51,7 @@ impl Runner {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let (cancel, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        let mut status = String::new();
         loop {
             let max = self.shared.config().runner.max_concurrent.get();
             while tasks.len() < max && !*shutdown.borrow() {
@@ -64,7 +60,7 @@ impl Runner {
                         tracing::info!(deployment = %d.id, repository = %d.repository, environment = %d.environment, "deployment started");
                         tasks.spawn(deploy::deploy(
                             self.shared.clone(),
-                            self.connector.clone(),
+                            self.shared.live().connector.clone(),
                             d,
                             cancel.subscribe(),
                         ));
@@ -76,9 +72,15 @@ impl Runner {
                     }
                 }
             }
+            self.shared.heartbeat.beat();
             metrics::gauge!(crate::metrics::RUNNING).set(tasks.len() as f64);
             if let Ok(queued) = self.shared.store.count_by_state(State::Queued).await {
                 metrics::gauge!(crate::metrics::QUEUED).set(queued as f64);
+                let now = format!("{} running, {queued} queued", tasks.len());
+                if now != status {
+                    crate::service::status(&now);
+                    status = now;
+                }
             }
             tokio::select! {
                 _ = self.shared.runner_wake.notified() => {}

@@ -144,8 +144,11 @@ fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
 impl Connector {
     pub fn new(ssh: &Ssh) -> anyhow::Result<Connector> {
         let control_dir = control_dir()?;
-        // One file per process: several ferry processes may share the directory.
-        let config_file = control_dir.join(format!("ssh_config.{}", std::process::id()));
+        // One file per connector: processes may share the directory, and a
+        // reload makes a new connector while running deployments keep the old.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let config_file = control_dir.join(format!("ssh_config.{}.{n}", std::process::id()));
         std::fs::write(&config_file, ssh_config(ssh)?)
             .with_context(|| format!("cannot write {}", config_file.display()))?;
         Ok(Connector {

@@ -76,7 +76,17 @@ impl Ferry {
     }
 
     pub async fn start(config: PathBuf, port: u16, stderr: PathBuf) -> Ferry {
+        Ferry::start_with_env(config, port, stderr, &[]).await
+    }
+
+    pub async fn start_with_env(
+        config: PathBuf,
+        port: u16,
+        stderr: PathBuf,
+        env: &[(String, String)],
+    ) -> Ferry {
         let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["serve", "--config"])
             .arg(&config)
             .env("RUST_LOG", "info,ferry=debug")
@@ -211,6 +221,8 @@ pub struct Setup {
     pub connect_timeout: String,
     /// Hash the known_hosts file (`ssh-keygen -H`).
     pub hashed_known_hosts: bool,
+    /// Environment for the ferry process.
+    pub env: Vec<(String, String)>,
 }
 
 /// `count` loopback addresses from 127.0.0.`first` on.
@@ -231,6 +243,7 @@ impl Default for Setup {
             ssh: String::new(),
             connect_timeout: "5s".into(),
             hashed_known_hosts: false,
+            env: Vec::new(),
         }
     }
 }
@@ -340,7 +353,7 @@ impl World {
         );
         let path = d.join("ferry.toml");
         std::fs::write(&path, config).unwrap();
-        let ferry = Ferry::start(path, port, d.join("ferry.log")).await;
+        let ferry = Ferry::start_with_env(path, port, d.join("ferry.log"), &setup.env).await;
         let sshd = sshds.remove(0);
         World {
             sshd,

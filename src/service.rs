@@ -1,0 +1,99 @@
+//! The systemd side: readiness, status lines, reloads, stopping, and a
+//! watchdog that only pets systemd while the runner is alive.
+//!
+//! Every call is a no-op outside systemd (no `NOTIFY_SOCKET`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+use tokio::sync::watch;
+
+use crate::store::now_ms;
+
+fn send(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::debug!(error = %e, "cannot notify systemd");
+    }
+}
+
+pub fn ready(status: &str) {
+    send(&[NotifyState::Ready, NotifyState::Status(status)]);
+}
+
+pub fn status(status: &str) {
+    send(&[NotifyState::Status(status)]);
+}
+
+pub fn stopping() {
+    send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+}
+
+/// `RELOADING=1` must carry the time on systemd ≥ 253.
+pub fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => send(&[NotifyState::Reloading, now]),
+        Err(_) => send(&[NotifyState::Reloading]),
+    }
+}
+
+/// When the runner last went round its loop, for the watchdog.
+#[derive(Default)]
+pub struct Heartbeat(AtomicI64);
+
+impl Heartbeat {
+    pub fn beat(&self) {
+        self.0.store(now_ms(), Ordering::Relaxed);
+    }
+
+    fn age(&self) -> Duration {
+        Duration::from_millis((now_ms() - self.0.load(Ordering::Relaxed)).max(0) as u64)
+    }
+}
+
+fn runner_alive(age: Duration, interval: Duration) -> bool {
+    age < interval.max(Duration::from_secs(10))
+}
+
+/// Pets systemd's watchdog at half its interval, but only while the runner
+/// moved within the interval (or 10s, as its loop may idle a few seconds):
+/// a wedged runner gets ferry restarted instead of holding its deployments.
+pub async fn watchdog(heartbeat: Arc<Heartbeat>, mut stop: watch::Receiver<bool>) {
+    let Some(interval) = sd_notify::watchdog_enabled() else {
+        return;
+    };
+    let mut warned = false;
+    loop {
+        if runner_alive(heartbeat.age(), interval) {
+            send(&[NotifyState::Watchdog]);
+            warned = false;
+        } else if !warned {
+            tracing::error!(
+                "the runner has not moved for {}s; not petting the watchdog, so systemd restarts ferry",
+                heartbeat.age().as_secs()
+            );
+            warned = true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval / 2) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runner_alive;
+    use std::time::Duration;
+
+    #[test]
+    fn a_runner_that_stopped_moving_is_not_vouched_for() {
+        let s = Duration::from_secs;
+        assert!(runner_alive(s(2), s(60)));
+        assert!(!runner_alive(s(61), s(60)));
+        // Short intervals still allow the loop's idle seconds.
+        assert!(runner_alive(s(2), Duration::from_millis(400)));
+        assert!(!runner_alive(s(11), Duration::from_millis(400)));
+    }
+}

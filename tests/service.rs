@@ -1,0 +1,163 @@
+//! ferry under a service manager: readiness, status, watchdog, stopping,
+//! and SIGHUP reloads that never leave a bad config in force.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+use common::{Setup, World, deployment_event, target};
+
+const REPO: &str = "octo-org/web";
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Datagrams on the socket until `until` has been seen (or time runs out).
+fn messages_until(socket: &UnixDatagram, until: &str, within: Duration, seen: &mut Vec<String>) {
+    let deadline = Instant::now() + within;
+    let mut buf = vec![0u8; 4096];
+    while !seen.iter().any(|m| m.lines().any(|l| l == until)) {
+        assert!(Instant::now() < deadline, "never got {until}: {seen:?}");
+        if let Ok(n) = socket.recv(&mut buf) {
+            seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_status_watchdog_and_stopping_reach_the_notify_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let setup = Setup {
+        env: vec![
+            ("NOTIFY_SOCKET".into(), path.display().to_string()),
+            ("WATCHDOG_USEC".into(), "400000".into()),
+        ],
+        ..Setup::default()
+    };
+    let mut w = World::build(setup, |sshd, _| {
+        target(REPO, "production", &[sshd.host()], &[("s", "true")], "")
+    })
+    .await;
+    let mut seen = Vec::new();
+    messages_until(&socket, "READY=1", WAIT, &mut seen);
+    // READY came after the socket listened: World::build saw /healthz answer.
+    assert!(
+        seen.iter().any(|m| m.contains("STATUS=serving")),
+        "{seen:?}"
+    );
+    messages_until(&socket, "STATUS=0 running, 0 queued", WAIT, &mut seen);
+    let before = seen.iter().filter(|m| m.contains("WATCHDOG=1")).count();
+    std::thread::sleep(Duration::from_millis(900));
+    messages_until(&socket, "WATCHDOG=1", WAIT, &mut seen);
+    let mut buf = vec![0u8; 4096];
+    while let Ok(n) = socket.recv(&mut buf) {
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let after = seen.iter().filter(|m| m.contains("WATCHDOG=1")).count();
+    assert!(
+        after >= before + 3,
+        "the watchdog is petted every 200ms: {before} then {after}"
+    );
+
+    w.deploy(1, REPO, "production").await;
+    w.github.wait_final(1, WAIT).await;
+    w.ferry.signal("TERM");
+    messages_until(&socket, "STOPPING=1", WAIT, &mut seen);
+    assert!(w.ferry.wait(WAIT).success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_applies_a_valid_config_and_refuses_a_bad_one() {
+    let w = World::start(|sshd, scratch| {
+        let go = scratch.join("go").display().to_string();
+        target(
+            REPO,
+            "production",
+            &[sshd.host()],
+            &[("wait", &format!("while [ ! -e {go} ]; do sleep 0.1; done"))],
+            "",
+        )
+    })
+    .await;
+    // A deployment runs across both reloads and is not disturbed by them.
+    w.deploy(10, REPO, "production").await;
+    w.github.wait_state(10, "in_progress", WAIT).await;
+    assert_eq!(
+        w.deliver("deployment", &deployment_event(11, REPO, "staging"))
+            .await
+            .0,
+        200,
+        "no target yet"
+    );
+
+    let config = w.ferry.config.clone();
+    let original = std::fs::read_to_string(&config).unwrap();
+    let with_staging = original.clone()
+        + &target(
+            REPO,
+            "staging",
+            &[w.sshd.host()],
+            &[("s", "echo staged")],
+            "",
+        );
+    std::fs::write(&config, &with_staging).unwrap();
+    w.ferry.signal("HUP");
+    let deadline = Instant::now() + WAIT;
+    let mut id = 12;
+    loop {
+        let (code, _) = w
+            .deliver("deployment", &deployment_event(id, REPO, "staging"))
+            .await;
+        if code == 202 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new target never took effect:\n{}",
+            w.ferry.output()
+        );
+        id += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        w.github.wait_final(id, WAIT).await.last().unwrap().state(),
+        "success"
+    );
+
+    std::fs::write(
+        &config,
+        with_staging.replace("[runner]", "[runner]\nmax_concurent = 3"),
+    )
+    .unwrap();
+    w.ferry.signal("HUP");
+    let deadline = Instant::now() + WAIT;
+    while !w.ferry.output().contains("reload refused") {
+        assert!(
+            Instant::now() < deadline,
+            "no refusal logged:\n{}",
+            w.ferry.output()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        w.ferry.output().contains("max_concurent"),
+        "the refusal names the key"
+    );
+    // The config in force is still the last good one.
+    w.deploy(100, REPO, "staging").await;
+    assert_eq!(
+        w.github.wait_final(100, WAIT).await.last().unwrap().state(),
+        "success"
+    );
+
+    std::fs::write(w.scratch().join("go"), "").unwrap();
+    let running = w.github.wait_final(10, WAIT).await;
+    assert_eq!(
+        running.iter().map(|p| p.state()).collect::<Vec<_>>(),
+        ["queued", "in_progress", "success"]
+    );
+}
