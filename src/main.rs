@@ -90,7 +90,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(try_main(args)) {
+    let result = runtime.block_on(try_main(args));
+    // Blocking threads (a DNS lookup that hangs) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<cli::Failed>() => ExitCode::FAILURE,
         Err(e) => {

@@ -1,18 +1,21 @@
 //! Sends the statuses the store has queued, oldest first within each
 //! deployment, retrying what GitHub asks us to retry, across restarts.
 
+use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use super::CallError;
 use crate::daemon::Shared;
-use crate::store::{OutboxItem, Store, now_ms};
+use crate::store::{DeploymentId, OutboxItem, PostOutcome, Store, now_ms};
 
-const BATCH: i64 = 16;
+/// Status posts in flight at once.
+const IN_FLIGHT: usize = 16;
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 /// How often the store is polled when nothing wakes us.
 const IDLE_POLL: Duration = Duration::from_secs(5);
@@ -42,32 +45,63 @@ impl Outbox {
 
     /// Runs until `shutdown` fires, then keeps sending whatever is due for
     /// at most `drain` before returning; the rest waits in the store.
+    ///
+    /// Sends run side by side, at most one per deployment (its statuses go
+    /// in order) and [`IN_FLIGHT`] in all: one slow answer from GitHub holds
+    /// up only its own deployment.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>, drain: Duration) {
-        let mut deadline = None;
+        let mut in_flight: JoinSet<(OutboxItem, Result<(), CallError>)> = JoinSet::new();
+        let mut busy: HashSet<DeploymentId> = HashSet::new();
+        let mut deadline: Option<Instant> = None;
         loop {
-            let sent_any = match self.send_due().await {
-                Ok(n) => n > 0,
+            let started = match self.start_due(&mut in_flight, &mut busy).await {
+                Ok(n) => n,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the status outbox");
-                    false
+                    0
                 }
             };
-            if let Some(deadline) = deadline {
-                if !sent_any || tokio::time::Instant::now() >= deadline {
-                    return;
+            if deadline.is_some() && in_flight.is_empty() && started == 0 {
+                return;
+            }
+            let idle = if in_flight.is_empty() {
+                self.until_next_due().await
+            } else {
+                IDLE_POLL
+            };
+            let drained = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
                 }
-                continue;
-            }
-            if sent_any {
-                continue;
-            }
-            let sleep = self.until_next_due().await;
+            };
             tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(sleep) => {}
-                _ = shutdown.wait_for(|stop| *stop) => {
-                    deadline = Some(tokio::time::Instant::now() + drain);
+                Some(first) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    // Whatever else has finished is recorded in the same transaction.
+                    let mut done = vec![first];
+                    while let Some(more) = in_flight.try_join_next() {
+                        done.push(more);
+                    }
+                    let posts: Vec<(i64, PostOutcome)> = done
+                        .into_iter()
+                        .flatten()
+                        .map(|(item, result)| {
+                            busy.remove(&item.deployment_id);
+                            (item.seq, Self::outcome(&item, result))
+                        })
+                        .collect();
+                    if let Err(e) = self.store.record_posts(&posts).await {
+                        tracing::error!(error = %e, "cannot record status posts; they are sent again");
+                    }
                 }
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(idle) => {}
+                                _ = async { let _ = shutdown.wait_for(|stop| *stop).await; }, if deadline.is_none() => {
+                    deadline = Some(Instant::now() + drain);
+                }
+                // Posts still in flight stay pending in the store: the next
+                // start sends them again.
+                _ = drained => return,
             }
         }
     }
@@ -81,37 +115,45 @@ impl Outbox {
         }
     }
 
-    /// Sends every status due now; returns how many were attempted.
-    async fn send_due(&self) -> Result<usize, sqlx::Error> {
-        let due = self.store.due_statuses(now_ms(), BATCH).await?;
-        let n = due.len();
-        let mut sends = JoinSet::new();
+    /// Starts sending the statuses now due whose deployment has none in
+    /// flight; returns how many it started.
+    async fn start_due(
+        &self,
+        in_flight: &mut JoinSet<(OutboxItem, Result<(), CallError>)>,
+        busy: &mut HashSet<DeploymentId>,
+    ) -> Result<usize, sqlx::Error> {
+        let room = IN_FLIGHT.saturating_sub(in_flight.len());
+        if room == 0 {
+            return Ok(0);
+        }
+        let due = self
+            .store
+            .due_statuses(now_ms(), (room + busy.len()) as i64)
+            .await?;
+        let mut started = 0;
         for item in due {
+            if started == room || !busy.insert(item.deployment_id) {
+                continue;
+            }
             // The client in force now: a reload may have changed the token.
             let github = self.shared.live().github.clone();
-            sends.spawn(async move {
+            in_flight.spawn(async move {
                 let result = github.post_status(&item).await;
                 (item, result)
             });
+            started += 1;
         }
-        while let Some(joined) = sends.join_next().await {
-            let Ok((item, result)) = joined else { continue };
-            self.record(&item, result).await?;
-        }
-        Ok(n)
+        Ok(started)
     }
 
-    async fn record(
-        &self,
-        item: &OutboxItem,
-        result: Result<(), CallError>,
-    ) -> Result<(), sqlx::Error> {
+    /// What to record for a post, with its log line and metric.
+    fn outcome(item: &OutboxItem, result: Result<(), CallError>) -> PostOutcome {
         let state = item.status.state.as_str();
         match result {
             Ok(()) => {
-                tracing::info!(deployment = %item.deployment_id, status = state, "status posted");
+                tracing::debug!(deployment = %item.deployment_id, status = state, "status posted");
                 metrics::counter!(crate::metrics::STATUS_POSTS, "result" => "sent").increment(1);
-                self.store.status_sent(item.seq).await
+                PostOutcome::Sent
             }
             Err(CallError::Retry { after, reason }) => {
                 let wait = after.unwrap_or_else(|| backoff(item.attempts));
@@ -121,9 +163,10 @@ impl Outbox {
                     retry_in = %humantime::format_duration(Duration::from_secs(wait.as_secs().max(1))),
                     "status not posted, will retry: {reason}"
                 );
-                self.store
-                    .status_retry_at(item.seq, now_ms() + wait.as_millis() as i64, &reason)
-                    .await
+                PostOutcome::RetryAt {
+                    at: now_ms() + wait.as_millis() as i64,
+                    error: reason,
+                }
             }
             Err(CallError::Permanent { reason }) => {
                 metrics::counter!(crate::metrics::STATUS_POSTS, "result" => "failed").increment(1);
@@ -131,7 +174,7 @@ impl Outbox {
                     deployment = %item.deployment_id, repository = %item.repository, status = state,
                     "GitHub refused the status, giving up on it: {reason}"
                 );
-                self.store.status_failed(item.seq, &reason).await
+                PostOutcome::Failed { error: reason }
             }
         }
     }

@@ -350,7 +350,16 @@ impl Run {
         let name = host.to_string();
         let log = &self.log;
         log.ferry(Some(&name), None, "connecting");
-        let session = match self.connector.connect(&host).await {
+        let mut stop = self.stop.subscribe();
+        // A timeout, a failure elsewhere or a shutdown also ends a handshake.
+        let connected = tokio::select! {
+            c = self.connector.connect(&host) => c,
+            _ = stop.wait_for(|s| *s != Stop::Run) => {
+                log.ended(&name, None, "stopped while connecting", EXIT_STOPPED);
+                return;
+            }
+        };
+        let session = match connected {
             Ok((s, took)) => {
                 log.ferry(
                     Some(&name),
@@ -366,7 +375,6 @@ impl Run {
             }
         };
         let vars = self.vars(&name);
-        let mut stop = self.stop.subscribe();
         for step in &self.target.steps {
             if *stop.borrow() != Stop::Run {
                 break;

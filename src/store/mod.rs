@@ -5,6 +5,7 @@
 //! write is one `BEGIN IMMEDIATE` transaction, so writers queue on SQLite's
 //! lock instead of failing half-way with `SQLITE_BUSY` on upgrade.
 
+mod intake;
 mod types;
 
 use std::path::Path;
@@ -24,20 +25,8 @@ pub use types::*;
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
-    intake: mpsc::Sender<Intake>,
+    intake: mpsc::Sender<intake::Intake>,
 }
-
-/// One delivery waiting for the intake writer.
-struct Intake {
-    delivery: DeliveryKey,
-    deployment: NewDeployment,
-    queued: NewStatus,
-    supersede: bool,
-    reply: oneshot::Sender<Result<Accepted, sqlx::Error>>,
-}
-
-/// Deliveries committed together at most; more wait for the next commit.
-const INTAKE_BATCH: usize = 256;
 
 const DEPLOYMENT_COLUMNS: &str = "id, repository, environment, task, git_ref, sha, payload, \
      creator, production, transient, installation_id, state, description, created_at, \
@@ -91,8 +80,8 @@ impl Store {
             .run(&pool)
             .await
             .context("cannot migrate the database")?;
-        let (intake, queue) = mpsc::channel(4 * INTAKE_BATCH);
-        tokio::spawn(intake_writer(pool.clone(), queue));
+        let (intake, queue) = mpsc::channel(4 * intake::BATCH);
+        tokio::spawn(intake::writer(pool.clone(), queue));
         Ok(Store { pool, intake })
     }
 
@@ -120,7 +109,7 @@ impl Store {
         supersede: bool,
     ) -> Result<Accepted, sqlx::Error> {
         let (reply, answer) = oneshot::channel();
-        let request = Intake {
+        let request = intake::Intake {
             delivery: delivery.clone(),
             deployment: deployment.clone(),
             queued: queued.clone(),
@@ -137,32 +126,24 @@ impl Store {
     /// Marks the oldest runnable queued deployment as running and returns it.
     /// Runnable: no other deployment of its repository and environment runs.
     pub async fn claim_next(&self) -> Result<Option<Deployment>, sqlx::Error> {
-        let mut tx = self.write().await?;
+        // One statement: atomic on its own, one round trip.
         let sql = format!(
-            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments d
-             WHERE d.state = 'queued' AND NOT EXISTS (
-                 SELECT 1 FROM deployments r WHERE r.state = 'running'
-                 AND r.repository = d.repository AND r.environment = d.environment)
-             ORDER BY d.seq LIMIT 1"
+            "UPDATE deployments SET state = 'running', started_at = ?
+             WHERE id = (
+                 SELECT d.id FROM deployments d
+                 WHERE d.state = 'queued' AND NOT EXISTS (
+                     SELECT 1 FROM deployments r WHERE r.state = 'running'
+                     AND r.repository = d.repository AND r.environment = d.environment)
+                 ORDER BY d.seq LIMIT 1)
+             RETURNING {DEPLOYMENT_COLUMNS}"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
-            tx.rollback().await?;
-            return Ok(None);
-        };
-        let mut d = deployment_from_row(&row)?;
-        let now = now_ms();
-        sqlx::query("UPDATE deployments SET state = 'running', started_at = ? WHERE id = ?")
-            .bind(now)
-            .bind(d.id.0)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        d.state = State::Running;
-        d.started_at = Some(now);
-        Ok(Some(d))
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now_ms())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(deployment_from_row)
+            .transpose()
     }
 
     /// Queues a status that does not change the deployment's state.
@@ -172,7 +153,7 @@ impl Store {
         status: &NewStatus,
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.write().await?;
-        insert_status(&mut tx, id, status, now_ms()).await?;
+        intake::insert_statuses(&mut tx, &[(id, status)], now_ms()).await?;
         tx.commit().await
     }
 
@@ -195,7 +176,7 @@ impl Store {
         .bind(id.0)
         .execute(&mut *tx)
         .await?;
-        insert_status(&mut tx, id, status, now).await?;
+        intake::insert_statuses(&mut tx, &[(id, status)], now).await?;
         tx.commit().await
     }
 
@@ -254,11 +235,13 @@ impl Store {
         let rows = sqlx::query(
             "SELECT o.seq, o.deployment_id, o.state, o.description, o.log_url, o.environment_url,
                     o.auto_inactive, o.attempts, d.repository, d.installation_id
-             FROM status_outbox o JOIN deployments d ON d.id = o.deployment_id
-             WHERE o.seq IN (SELECT MIN(seq) FROM status_outbox
-                             WHERE sent_at IS NULL AND failed_at IS NULL
-                             GROUP BY deployment_id)
-               AND o.next_attempt_at <= ?
+             FROM status_outbox o INDEXED BY status_outbox_pending_seq
+             JOIN deployments d ON d.id = o.deployment_id
+             WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= ?
+               AND NOT EXISTS (
+                   SELECT 1 FROM status_outbox p INDEXED BY status_outbox_pending
+                   WHERE p.deployment_id = o.deployment_id AND p.seq < o.seq
+                     AND p.sent_at IS NULL AND p.failed_at IS NULL)
              ORDER BY o.seq LIMIT ?",
         )
         .bind(now)
@@ -309,203 +292,53 @@ impl Store {
         .await
     }
 
-    pub async fn status_sent(&self, seq: i64) -> Result<(), sqlx::Error> {
-        self.outbox_update(
-            "UPDATE status_outbox SET sent_at = ?, attempts = attempts + 1 WHERE seq = ?",
-            seq,
-            now_ms(),
-            None,
-        )
-        .await
-    }
-
-    pub async fn status_retry_at(&self, seq: i64, at: i64, error: &str) -> Result<(), sqlx::Error> {
-        self.outbox_update(
-            "UPDATE status_outbox SET next_attempt_at = ?, attempts = attempts + 1, last_error = ? WHERE seq = ?",
-            seq,
-            at,
-            Some(error),
-        )
-        .await
-    }
-
-    pub async fn status_failed(&self, seq: i64, error: &str) -> Result<(), sqlx::Error> {
-        self.outbox_update(
-            "UPDATE status_outbox SET failed_at = ?, attempts = attempts + 1, last_error = ? WHERE seq = ?",
-            seq,
-            now_ms(),
-            Some(error),
-        )
-        .await
-    }
-
-    async fn outbox_update(
-        &self,
-        sql: &'static str,
-        seq: i64,
-        at: i64,
-        error: Option<&str>,
-    ) -> Result<(), sqlx::Error> {
-        let mut tx = self.write().await?;
-        let mut q = sqlx::query(sql).bind(at);
-        if let Some(e) = error {
-            q = q.bind(e);
+    /// Records what became of status posts, all in one transaction (one
+    /// fsync, however many statuses GitHub just answered).
+    pub async fn record_posts(&self, posts: &[(i64, PostOutcome)]) -> Result<(), sqlx::Error> {
+        if posts.is_empty() {
+            return Ok(());
         }
-        q.bind(seq).execute(&mut *tx).await?;
+        let now = now_ms();
+        let mut tx = self.write().await?;
+        let sent: Vec<i64> = posts
+            .iter()
+            .filter(|(_, o)| matches!(o, PostOutcome::Sent))
+            .map(|(seq, _)| *seq)
+            .collect();
+        if !sent.is_empty() {
+            let mut q = sqlx::QueryBuilder::<Sqlite>::new("UPDATE status_outbox SET sent_at = ");
+            q.push_bind(now)
+                .push(", attempts = attempts + 1 WHERE seq IN (");
+            let mut list = q.separated(", ");
+            for seq in &sent {
+                list.push_bind(*seq);
+            }
+            q.push(")");
+            q.build().execute(&mut *tx).await?;
+        }
+        for (seq, outcome) in posts {
+            let (sql, at, error) = match outcome {
+                PostOutcome::Sent => continue,
+                PostOutcome::RetryAt { at, error } => (
+                    "UPDATE status_outbox SET next_attempt_at = ?, attempts = attempts + 1, last_error = ? WHERE seq = ?",
+                    *at,
+                    error,
+                ),
+                PostOutcome::Failed { error } => (
+                    "UPDATE status_outbox SET failed_at = ?, attempts = attempts + 1, last_error = ? WHERE seq = ?",
+                    now,
+                    error,
+                ),
+            };
+            sqlx::query(sql)
+                .bind(at)
+                .bind(error)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await
     }
-}
-
-/// Commits waiting deliveries in batches, one transaction per batch.
-async fn intake_writer(pool: SqlitePool, mut queue: mpsc::Receiver<Intake>) {
-    let mut batch = Vec::with_capacity(INTAKE_BATCH);
-    while queue.recv_many(&mut batch, INTAKE_BATCH).await > 0 {
-        let outcome = accept_batch(&pool, &batch).await;
-        match outcome {
-            Ok(results) => {
-                for (request, result) in batch.drain(..).zip(results) {
-                    let _ = request.reply.send(Ok(result));
-                }
-            }
-            Err(e) => {
-                let message = e.to_string();
-                for request in batch.drain(..) {
-                    let _ = request
-                        .reply
-                        .send(Err(sqlx::Error::Protocol(message.clone())));
-                }
-            }
-        }
-    }
-}
-
-async fn accept_batch(pool: &SqlitePool, batch: &[Intake]) -> Result<Vec<Accepted>, sqlx::Error> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let mut results = Vec::with_capacity(batch.len());
-    for r in batch {
-        results.push(accept_in(&mut tx, &r.delivery, &r.deployment, &r.queued, r.supersede).await?);
-    }
-    tx.commit().await?;
-    Ok(results)
-}
-
-async fn accept_in(
-    tx: &mut Transaction<'static, Sqlite>,
-    delivery: &DeliveryKey,
-    d: &NewDeployment,
-    queued: &NewStatus,
-    supersede: bool,
-) -> Result<Accepted, sqlx::Error> {
-    let now = now_ms();
-    // Without a delivery id there is nothing to recognise a redelivery by;
-    // the deployment id still keeps it from running twice.
-    if delivery.delivery_id.is_empty() {
-        return accept_deployment(tx, d, queued, supersede, now).await;
-    }
-    let seen = sqlx::query(
-        "INSERT INTO deliveries (hook_id, delivery_id, received_at, deployment_id)
-         VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-    )
-    .bind(&delivery.hook_id)
-    .bind(&delivery.delivery_id)
-    .bind(now)
-    .bind(d.id.0)
-    .execute(&mut **tx)
-    .await?;
-    if seen.rows_affected() == 0 {
-        return Ok(Accepted::DuplicateDelivery);
-    }
-    accept_deployment(tx, d, queued, supersede, now).await
-}
-
-async fn accept_deployment(
-    tx: &mut Transaction<'static, Sqlite>,
-    d: &NewDeployment,
-    queued: &NewStatus,
-    supersede: bool,
-    now: i64,
-) -> Result<Accepted, sqlx::Error> {
-    let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM deployments")
-        .fetch_one(&mut **tx)
-        .await?;
-    let inserted = sqlx::query(
-        "INSERT INTO deployments (id, seq, repository, environment, task, git_ref, sha,
-             payload, creator, production, transient, installation_id, state, description,
-             created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(d.id.0)
-    .bind(seq)
-    .bind(&d.repository)
-    .bind(&d.environment)
-    .bind(&d.task)
-    .bind(&d.git_ref)
-    .bind(&d.sha)
-    .bind(&d.payload)
-    .bind(&d.creator)
-    .bind(d.production)
-    .bind(d.transient)
-    .bind(d.installation_id)
-    .bind(&queued.description)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        return Ok(Accepted::DuplicateDeployment);
-    }
-    insert_status(tx, d.id, queued, now).await?;
-    let mut superseded = Vec::new();
-    if supersede {
-        let older: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM deployments WHERE repository = ? AND environment = ?
-             AND state = 'queued' AND seq < ? ORDER BY seq",
-        )
-        .bind(&d.repository)
-        .bind(&d.environment)
-        .bind(seq)
-        .fetch_all(&mut **tx)
-        .await?;
-        let description = format!("Superseded by deployment {}", d.id);
-        for id in older {
-            sqlx::query(
-                "UPDATE deployments SET state = 'inactive', description = ?, finished_at = ? WHERE id = ?",
-            )
-            .bind(&description)
-            .bind(now)
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
-            let status = NewStatus::new(StatusState::Inactive, description.clone());
-            insert_status(tx, DeploymentId(id), &status, now).await?;
-            superseded.push(DeploymentId(id));
-        }
-    }
-    Ok(Accepted::New { superseded })
-}
-
-async fn insert_status(
-    tx: &mut Transaction<'static, Sqlite>,
-    id: DeploymentId,
-    s: &NewStatus,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO status_outbox (deployment_id, state, description, log_url, environment_url,
-             auto_inactive, created_at, next_attempt_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(id.0)
-    .bind(s.state.as_str())
-    .bind(&s.description)
-    .bind(&s.log_url)
-    .bind(&s.environment_url)
-    .bind(s.auto_inactive)
-    .bind(now)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -118,10 +118,18 @@ async fn outbox_sends_in_order_per_deployment_and_survives_reopen() {
     assert!(due.iter().all(|i| i.status.state == StatusState::Queued));
     // Deployment 1's head is postponed: its in_progress must wait behind it.
     store
-        .status_retry_at(due[0].seq, now_ms() + 60_000, "503")
+        .record_posts(&[
+            (
+                due[0].seq,
+                PostOutcome::RetryAt {
+                    at: now_ms() + 60_000,
+                    error: "503".into(),
+                },
+            ),
+            (due[1].seq, PostOutcome::Sent),
+        ])
         .await
         .unwrap();
-    store.status_sent(due[1].seq).await.unwrap();
     drop(store);
     let store = Store::open(dir.path()).await.unwrap();
     assert!(store.due_statuses(now_ms(), 10).await.unwrap().is_empty());
@@ -129,7 +137,15 @@ async fn outbox_sends_in_order_per_deployment_and_survives_reopen() {
     assert_eq!(later.len(), 1);
     assert_eq!(later[0].status.state, StatusState::Queued);
     assert_eq!(later[0].attempts, 1);
-    store.status_failed(later[0].seq, "422").await.unwrap();
+    store
+        .record_posts(&[(
+            later[0].seq,
+            PostOutcome::Failed {
+                error: "422".into(),
+            },
+        )])
+        .await
+        .unwrap();
     let next = store.due_statuses(now_ms() + 61_000, 10).await.unwrap();
     assert_eq!(
         next[0].status.state,

@@ -184,6 +184,21 @@ pub struct OutboxItem {
     pub attempts: i64,
 }
 
+/// What became of one attempt to post a status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostOutcome {
+    Sent,
+    /// Try again at this time (unix ms).
+    RetryAt {
+        at: i64,
+        error: String,
+    },
+    /// GitHub refused it for good.
+    Failed {
+        error: String,
+    },
+}
+
 /// What intake did with a delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Accepted {

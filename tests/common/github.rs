@@ -21,6 +21,8 @@ pub struct Posted {
     pub repo: String,
     pub deployment: i64,
     pub body: Value,
+    /// When the fake received it.
+    pub at: Instant,
 }
 
 impl Posted {
@@ -251,6 +253,7 @@ async fn create_status(
         repo: format!("{owner}/{repo}"),
         deployment: id,
         body: value.clone(),
+        at: Instant::now(),
     });
     (
         StatusCode::CREATED,

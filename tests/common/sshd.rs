@@ -51,11 +51,17 @@ fn sshd_binary() -> PathBuf {
 impl Sshd {
     /// Starts sshd on 127.0.0.1 in `dir`, trusting the client key `client_pub`.
     pub fn start(dir: &Path, client_pub: &Path) -> Sshd {
-        Sshd::start_on(dir, client_pub, &["127.0.0.1".to_string()], "ERROR")
+        Sshd::start_on(dir, client_pub, &["127.0.0.1".to_string()], "ERROR", None)
     }
 
     /// Starts one sshd listening on each of `addresses` (sshd takes 16 at most).
-    pub fn start_on(dir: &Path, client_pub: &Path, addresses: &[String], log_level: &str) -> Sshd {
+    pub fn start_on(
+        dir: &Path,
+        client_pub: &Path,
+        addresses: &[String],
+        log_level: &str,
+        max_startups: Option<u32>,
+    ) -> Sshd {
         assert!(!addresses.is_empty() && addresses.len() <= 16);
         std::fs::create_dir_all(dir).unwrap();
         // sshd refuses to start without its privilege separation directory.
@@ -75,7 +81,8 @@ impl Sshd {
                                 "Port {port}\n{listen}HostKey {hk}\nPidFile {d}/sshd.pid\n\
                  AuthorizedKeysFile {d}/authorized_keys\nUsePAM no\nStrictModes no\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
-                 PermitRootLogin prohibit-password\nLogLevel {log_level}\n",
+                                  PermitRootLogin prohibit-password\nLogLevel {log_level}\n{startups}",
+                startups = max_startups.map(|n| format!("MaxStartups {n}\n")).unwrap_or_default(),
                 listen = addresses.iter().map(|a| format!("ListenAddress {a}\n")).collect::<String>(),
                 hk = host_key.display(),
                 d = dir.display()

@@ -1,0 +1,672 @@
+//! ferry against the tools operators use today, measured side by side in
+//! one run on this machine. `bash bench/run` installs the peers and runs it.
+//!
+//! Every figure is reported with its ratio to a peer (or baseline) measured
+//! in the same run: the machines are shared and noisy, ratios travel better
+//! than absolute numbers. Nothing here passes or fails a build.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Setup, Sshd, World, loopback, target};
+
+const REPO: &str = "octo-org/web";
+const SECRET: &str = common::SECRET;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn mb(kib: u64) -> String {
+    format!("{:.1} MB", kib as f64 / 1024.0)
+}
+
+fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+// ---- intake ------------------------------------------------------------
+
+/// A small signed deployment delivery per line: `delivery \t signature \t body`.
+fn write_deliveries(path: &Path, n: usize, first_id: i64) {
+    let mut out = String::with_capacity(n * 400);
+    for i in 0..n {
+        let id = first_id + i as i64;
+        let body = serde_json::json!({
+            "action": "created",
+            "deployment": {
+                "id": id, "sha": "f95f852bd8fca8fcc58a9a2d6c842781e32a215e", "ref": "main",
+                "task": "deploy", "payload": {}, "environment": format!("env-{}", i % 10),
+                "creator": {"login": "octocat"}
+            },
+            "repository": {"full_name": REPO}
+        })
+        .to_string();
+        let _ = writeln!(
+            out,
+            "bench-{id}\t{}\t{body}",
+            common::signature(SECRET, body.as_bytes())
+        );
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+const WRK_SCRIPT: &str = r#"
+local counter = 0
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+end
+function init(args)
+  local threads, n = tonumber(args[2]), 0
+  path = args[3]
+  requests = {}
+  for line in io.lines(args[1]) do
+    if n % threads == id then
+      local d, sig, body = line:match("([^\t]*)\t([^\t]*)\t(.*)")
+      requests[#requests + 1] = wrk.format("POST", path, {
+        ["Content-Type"] = "application/json", ["X-GitHub-Event"] = "deployment",
+        ["X-GitHub-Delivery"] = d, ["X-Hub-Signature-256"] = sig }, body)
+    end
+    n = n + 1
+  end
+  i = 0
+end
+function request()
+  i = i + 1
+  if i > #requests then i = 1 end
+  return requests[i]
+end
+"#;
+
+struct Load {
+    per_second: f64,
+    p50: String,
+    p99: String,
+    non_2xx: u64,
+    requests: u64,
+}
+
+/// wrk with 2 threads and `connections` connections for `seconds` against `url`.
+fn wrk(url: &str, path: &str, data: &Path, dir: &Path, seconds: u32, connections: u32) -> Load {
+    let script = dir.join("deliveries.lua");
+    std::fs::write(&script, WRK_SCRIPT).unwrap();
+    let (ok, out) = run(Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-s",
+        ])
+        .arg(&script)
+        .arg(url)
+        .arg("--")
+        .arg(data)
+        .args(["2", path]));
+    assert!(ok, "wrk: {out}");
+    let find = |prefix: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(prefix))
+            .map(|l| l.split_whitespace().nth(1).unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    let requests = out
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let non_2xx = out
+        .lines()
+        .find(|l| l.contains("Non-2xx"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    Load {
+        per_second: find("Requests/sec:").parse().unwrap_or(0.0),
+        p50: find("50%"),
+        p99: find("99%"),
+        non_2xx,
+        requests,
+    }
+}
+
+/// A ferry whose ten environments each have a deployment running, so that
+/// deliveries arriving now are stored, supersede the one waiting before them
+/// and get their statuses posted: the work of a burst.
+async fn busy_ferry() -> World {
+    let setup = Setup {
+        runner: "max_concurrent = 16\nshutdown_grace = \"5s\"".into(),
+        ..Setup::default()
+    };
+    let w = World::build(setup, |sshd, scratch| {
+        let go = scratch.join("go").display().to_string();
+        target(
+            REPO,
+            "env-*",
+            &[sshd.host()],
+            &[("hold", &format!("while [ ! -e {go} ]; do sleep 0.2; done"))],
+            "",
+        )
+    })
+    .await;
+    for env in 0..10 {
+        w.deploy(900_000 + env, REPO, &format!("env-{env}")).await;
+    }
+    for env in 0..10 {
+        w.github
+            .wait_state(900_000 + env, "in_progress", Duration::from_secs(60))
+            .await;
+    }
+    w
+}
+
+async fn intake(report: &mut Vec<[String; 5]>) {
+    let seconds = 6;
+    for connections in [32, 128] {
+        let w = busy_ferry().await;
+        // Every request a distinct delivery and deployment.
+        let data = w.dir.path().join("deliveries.tsv");
+        write_deliveries(&data, 120_000, 1);
+
+        // adnanh/webhook: the same deliveries, an HMAC-SHA256 rule, /bin/true.
+        let hooks = w.dir.path().join("hooks.json");
+        std::fs::write(
+            &hooks,
+            serde_json::json!([{
+                "id": "deploy",
+                "execute-command": "/bin/true",
+                "trigger-rule": {"match": {"type": "payload-hmac-sha256", "secret": SECRET,
+                    "parameter": {"source": "header", "name": "X-Hub-Signature-256"}}}
+            }])
+            .to_string(),
+        )
+        .unwrap();
+        let port = common::sshd::free_port();
+        let mut webhook = Command::new("webhook")
+            .args(["-hooks"])
+            .arg(&hooks)
+            .args(["-ip", "127.0.0.1", "-port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("webhook (Debian package 'webhook')");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "webhook did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let ferry = wrk(
+            &w.ferry.url,
+            "/webhook",
+            &data,
+            w.dir.path(),
+            seconds,
+            connections,
+        );
+        let peer = wrk(
+            &format!("http://127.0.0.1:{port}"),
+            "/hooks/deploy",
+            &data,
+            w.dir.path(),
+            seconds,
+            connections,
+        );
+        let _ = webhook.kill();
+        let _ = webhook.wait();
+        std::fs::write(w.scratch().join("go"), "").unwrap();
+        assert!(
+            ferry.requests < 120_000,
+            "more requests than distinct deliveries: raise the count"
+        );
+        if ferry.non_2xx + peer.non_2xx > 0 {
+            eprintln!(
+                "note: non-2xx answers: ferry {}, webhook {}",
+                ferry.non_2xx, peer.non_2xx
+            );
+        }
+        report.push([
+            format!("Intake: signed deliveries/s, wrk -t2 -c{connections}"),
+            format!("{:.0}/s (durable)", ferry.per_second),
+            format!("webhook {:.0}/s (not durable)", peer.per_second),
+            format!("{:.2}x", ferry.per_second / peer.per_second),
+            ">= 3x".into(),
+        ]);
+        report.push([
+            format!("Intake latency p50 / p99, -c{connections}"),
+            format!("{} / {}", ferry.p50, ferry.p99),
+            format!("webhook {} / {}", peer.p50, peer.p99),
+            String::new(),
+            "p99 < 10 ms".into(),
+        ]);
+    }
+}
+
+// ---- reaction time ----------------------------------------------------
+
+fn plain_ssh(w: &World, sshd: &Sshd, address: &str) -> Command {
+    let d = w.dir.path();
+    let mut c = Command::new("ssh");
+    c.args([
+        "-F",
+        "none",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+    ])
+    .arg(format!(
+        "UserKnownHostsFile={}",
+        d.join("known_hosts").display()
+    ))
+    .arg("-i")
+    .arg(d.join("id_ed25519"))
+    .args([
+        "-p",
+        &sshd.port.to_string(),
+        &format!("{}@{address}", sshd.user),
+        "true",
+    ]);
+    c
+}
+
+async fn reaction(report: &mut Vec<[String; 5]>) {
+    let w = World::build(Setup::default(), |sshd, _| {
+        target(REPO, "production", &[sshd.host()], &[("noop", "true")], "")
+    })
+    .await;
+    let rounds = 15;
+    let (mut started, mut done, mut ssh) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..rounds {
+        let id = 1000 + i;
+        let sent = Instant::now();
+        w.deploy(id, REPO, "production").await;
+        let accepted = Instant::now();
+        let statuses = w.github.wait_final(id, Duration::from_secs(60)).await;
+        let at = |state: &str| {
+            statuses
+                .iter()
+                .find(|p| p.state() == state)
+                .map(|p| p.at)
+                .unwrap()
+        };
+        started.push(at("in_progress") - accepted);
+        done.push(at("success") - accepted);
+        let _ = sent;
+        let t = Instant::now();
+        let (ok, out) = run(&mut plain_ssh(&w, &w.sshd, "127.0.0.1"));
+        assert!(ok, "ssh: {out}");
+        ssh.push(t.elapsed());
+    }
+    let (started, done, ssh) = (median(started), median(done), median(ssh));
+    report.push([
+        "Reaction: 202 -> in_progress, median".into(),
+        ms(started),
+        format!("ssh handshake + exec {}", ms(ssh)),
+        format!("{:.2}x", started.as_secs_f64() / ssh.as_secs_f64()),
+        "<= 20 ms".into(),
+    ]);
+    report.push([
+        "Reaction: 202 -> success (1 host, `true`)".into(),
+        ms(done),
+        format!("`ssh host true` {}", ms(ssh)),
+        format!("{:.2}x", done.as_secs_f64() / ssh.as_secs_f64()),
+        "<= 1.5x".into(),
+    ]);
+}
+
+// ---- fan-out ------------------------------------------------------------
+
+fn fleet_setup(max_connections: usize) -> Setup {
+    Setup {
+        // 50 hosts: sshd listens on 16 addresses at most.
+        sshds: vec![
+            loopback(2, 16),
+            loopback(18, 16),
+            loopback(34, 16),
+            loopback(50, 2),
+        ],
+        // Room for every tool to open all 50 at once.
+        sshd_max_startups: Some(100),
+        ssh: format!("max_connections = {max_connections}"),
+        ..Setup::default()
+    }
+}
+
+fn fleet_hosts(sshds: &[&Sshd]) -> Vec<String> {
+    sshds.iter().flat_map(|s| s.hosts()).collect()
+}
+
+/// Runs one 50-host deployment of `true` three times; median wall time from
+/// the 202 to `success`, and ferry's peak RSS.
+async fn ferry_fanout(max_connections: usize) -> (Duration, u64, World) {
+    let w = World::build_fleet(fleet_setup(max_connections), |sshds, _| {
+        target(
+            REPO,
+            "production",
+            &fleet_hosts(sshds),
+            &[("noop", "true")],
+            "",
+        )
+    })
+    .await;
+    let mut times = Vec::new();
+    for i in 0..3 {
+        w.deploy(2000 + i, REPO, "production").await;
+        let t = Instant::now();
+        let statuses = w
+            .github
+            .wait_final(2000 + i, Duration::from_secs(120))
+            .await;
+        let last = statuses.last().unwrap();
+        assert_eq!(last.state(), "success", "{}", last.description());
+        times.push(last.at - t);
+    }
+    let peak = kib(w.ferry.pid(), "VmHWM:");
+    (median(times), peak, w)
+}
+
+fn timed(mut cmd: Command) -> Duration {
+    let t = Instant::now();
+    let (ok, out) = run(&mut cmd);
+    let took = t.elapsed();
+    assert!(ok, "{cmd:?}: {out}");
+    took
+}
+
+async fn fanout(report: &mut Vec<[String; 5]>, rss: &mut Vec<[String; 5]>) {
+    let (default_cap, _, _) = ferry_fanout(ferry::config::DEFAULT_MAX_CONNECTIONS).await;
+    let (ferry, peak, w) = ferry_fanout(50).await;
+    let d = w.dir.path();
+    let sshds: Vec<&Sshd> = std::iter::once(&w.sshd).chain(w.fleet.iter()).collect();
+
+    let hosts_file = d.join("pssh-hosts");
+    let lines: Vec<String> = sshds
+        .iter()
+        .flat_map(|s| {
+            s.addresses
+                .iter()
+                .map(move |a| format!("{}@{a}:{}", s.user, s.port))
+        })
+        .collect();
+    std::fs::write(&hosts_file, lines.join("\n")).unwrap();
+    let pssh = median(
+        (0..3)
+            .map(|_| {
+                let mut c = Command::new("parallel-ssh");
+                c.arg("-h")
+                    .arg(&hosts_file)
+                    .args(["-p", "50", "-t", "60"])
+                    .args([
+                        "-O",
+                        "BatchMode=yes",
+                        "-O",
+                        "StrictHostKeyChecking=yes",
+                        "-O",
+                    ])
+                    .arg(format!(
+                        "UserKnownHostsFile={}",
+                        d.join("known_hosts").display()
+                    ))
+                    .arg("-x")
+                    .arg(format!("-F none -i {}", d.join("id_ed25519").display()))
+                    .arg("true");
+                timed(c)
+            })
+            .collect(),
+    );
+
+    let inventory = d.join("inventory.ini");
+    let mut inv = String::from("[fleet]\n");
+    for s in &sshds {
+        for a in &s.addresses {
+            let _ = writeln!(
+                inv,
+                "{a}-{} ansible_host={a} ansible_port={}",
+                s.port, s.port
+            );
+        }
+    }
+    let _ = write!(
+        inv,
+        "[fleet:vars]\nansible_user={}\nansible_ssh_private_key_file={}\n\
+         ansible_ssh_common_args='-F none -o StrictHostKeyChecking=yes -o UserKnownHostsFile={}'\n\
+         ansible_python_interpreter=/usr/bin/python3\n",
+        w.sshd.user,
+        d.join("id_ed25519").display(),
+        d.join("known_hosts").display()
+    );
+    std::fs::write(&inventory, inv).unwrap();
+    let cp = tempfile::tempdir_in("/tmp").unwrap();
+    let ansible = median(
+        (0..3)
+            .map(|_| {
+                let mut c = Command::new("ansible");
+                c.args(["fleet", "-i"])
+                    .arg(&inventory)
+                    .args(["-m", "command", "-a", "true", "-f", "50"])
+                    .env("ANSIBLE_HOST_KEY_CHECKING", "True")
+                    .env("ANSIBLE_SSH_CONTROL_PATH_DIR", cp.path())
+                    .env("ANSIBLE_LOCAL_TEMP", cp.path())
+                    .env("ANSIBLE_NOCOLOR", "1");
+                timed(c)
+            })
+            .collect(),
+    );
+
+    report.push([
+        "Fan-out: `true` on 50 hosts, wall time".into(),
+        format!("{} (all at once)", secs(ferry)),
+        format!("parallel-ssh -p 50 {}", secs(pssh)),
+        format!("{:.2}x", ferry.as_secs_f64() / pssh.as_secs_f64()),
+        "<= 1.1x".into(),
+    ]);
+    report.push([
+        "Fan-out, same run".into(),
+        secs(ferry),
+        format!("ansible -m command -f 50 {}", secs(ansible)),
+        format!("{:.1}x faster", ansible.as_secs_f64() / ferry.as_secs_f64()),
+        ">= 5x faster".into(),
+    ]);
+    report.push([
+        "Fan-out with the default ssh.max_connections = 8".into(),
+        secs(default_cap),
+        format!("parallel-ssh -p 50 {}", secs(pssh)),
+        format!("{:.2}x", default_cap.as_secs_f64() / pssh.as_secs_f64()),
+        "(safe for sshd's MaxStartups)".into(),
+    ]);
+    rss.push([
+        "Peak RSS during the 50-host fan-out".into(),
+        mb(peak),
+        String::new(),
+        String::new(),
+        String::new(),
+    ]);
+}
+
+// ---- footprint ----------------------------------------------------------
+
+async fn footprint(rss: &mut Vec<[String; 5]>) {
+    let w = World::build(Setup::default(), |sshd, scratch| {
+        let go = scratch.join("go").display().to_string();
+        target(
+            REPO,
+            "production",
+            &[sshd.host()],
+            &[("hold", &format!("while [ ! -e {go} ]; do sleep 0.2; done"))],
+            "supersede = false",
+        )
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pid = w.ferry.pid();
+    let idle = kib(pid, "VmHWM:");
+    // The first deployment holds the environment; 10,000 more wait behind it.
+    let data = w.dir.path().join("queued.tsv");
+    let mut lines = String::new();
+    for i in 0..10_001i64 {
+        let body = serde_json::to_string(&common::deployment_event(50_000 + i, REPO, "production"))
+            .unwrap();
+        let _ = writeln!(
+            lines,
+            "q-{i}\t{}\t{body}",
+            common::signature(SECRET, body.as_bytes())
+        );
+    }
+    std::fs::write(&data, lines).unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("{}/webhook", w.ferry.url);
+    let text = std::fs::read_to_string(&data).unwrap();
+    let mut pending = tokio::task::JoinSet::new();
+    for chunk in text.lines().collect::<Vec<_>>().chunks(400) {
+        let chunk: Vec<String> = chunk.iter().map(|s| s.to_string()).collect();
+        let (client, url) = (client.clone(), url.clone());
+        pending.spawn(async move {
+            for line in chunk {
+                let mut f = line.splitn(3, '\t');
+                let (d, sig, body) = (
+                    f.next().unwrap(),
+                    f.next().unwrap(),
+                    f.next().unwrap().to_string(),
+                );
+                let r = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("x-github-event", "deployment")
+                    .header("x-github-delivery", d)
+                    .header("x-hub-signature-256", sig)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 202);
+            }
+        });
+    }
+    while pending.join_next().await.is_some() {}
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let queued_now = kib(pid, "VmRSS:");
+    let queued_peak = kib(pid, "VmHWM:");
+    rss.insert(
+        0,
+        [
+            "Idle RSS after start".into(),
+            mb(idle),
+            String::new(),
+            String::new(),
+            "< 20 MB".into(),
+        ],
+    );
+    rss.insert(
+        1,
+        [
+            "RSS with 10,000 deployments queued (peak while they arrived)".into(),
+            format!("{} ({} peak)", mb(queued_now), mb(queued_peak)),
+            String::new(),
+            String::new(),
+            String::new(),
+        ],
+    );
+    std::fs::write(w.scratch().join("go"), "").unwrap();
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("unknown")
+        .trim()
+        .to_string();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|k| k.parse::<u64>().ok())
+        .map_or("?".to_string(), |k| format!("{} GiB", k / 1024 / 1024));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cores} cores ({cpu}), {mem}, Linux {}", kernel.trim())
+}
+
+fn table(rows: &[[String; 5]]) -> String {
+    let mut s = String::from(
+        "| measure | ferry | peer / baseline (same run) | ratio | goal |\n|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            r[0], r[1], r[2], r[3], r[4]
+        );
+    }
+    s
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    // `cargo bench --bench peers -- intake fanout` runs only those parts.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |part: &str| only.is_empty() || only.iter().any(|o| o == part);
+    let mut report = Vec::new();
+    let mut rss = Vec::new();
+    if wanted("intake") {
+        eprintln!("intake ...");
+        intake(&mut report).await;
+    }
+    if wanted("reaction") {
+        eprintln!("reaction time ...");
+        reaction(&mut report).await;
+    }
+    if wanted("fanout") {
+        eprintln!("fan-out ...");
+        fanout(&mut report, &mut rss).await;
+    }
+    if wanted("footprint") {
+        eprintln!("footprint ...");
+        footprint(&mut rss).await;
+    }
+    report.extend(rss);
+    println!("\nferry {} on {}\n", env!("CARGO_PKG_VERSION"), machine());
+    print!("{}", table(&report));
+}
