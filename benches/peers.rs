@@ -169,14 +169,8 @@ async fn busy_ferry() -> World {
         ..Setup::default()
     };
     let w = World::build(setup, |sshd, scratch| {
-        let go = scratch.join("go").display().to_string();
-        target(
-            REPO,
-            "env-*",
-            &[sshd.host()],
-            &[("hold", &format!("while [ ! -e {go} ]; do sleep 0.2; done"))],
-            "",
-        )
+        let hold = common::hold(scratch);
+        target(REPO, "env-*", &[sshd.host()], &[("hold", &hold)], "")
     })
     .await;
     for env in 0..10 {
@@ -243,7 +237,7 @@ async fn intake(report: &mut Vec<[String; 5]>) {
         );
         let _ = webhook.kill();
         let _ = webhook.wait();
-        std::fs::write(w.scratch().join("go"), "").unwrap();
+        w.release();
         assert!(
             ferry.requests < 120_000,
             "more requests than distinct deliveries: raise the count"
@@ -518,12 +512,12 @@ async fn fanout(report: &mut Vec<[String; 5]>, rss: &mut Vec<[String; 5]>) {
 
 async fn footprint(rss: &mut Vec<[String; 5]>) {
     let w = World::build(Setup::default(), |sshd, scratch| {
-        let go = scratch.join("go").display().to_string();
+        let hold = common::hold(scratch);
         target(
             REPO,
             "production",
             &[sshd.host()],
-            &[("hold", &format!("while [ ! -e {go} ]; do sleep 0.2; done"))],
+            &[("hold", &hold)],
             "supersede = false",
         )
     })
@@ -597,7 +591,7 @@ async fn footprint(rss: &mut Vec<[String; 5]>) {
             String::new(),
         ],
     );
-    std::fs::write(w.scratch().join("go"), "").unwrap();
+    w.release();
 }
 
 fn machine() -> String {

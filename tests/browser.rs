@@ -12,7 +12,7 @@ const REPO: &str = "octo-org/web";
 #[tokio::test(flavor = "multi_thread")]
 async fn the_log_page_updates_live_and_runs_no_injected_script() {
     let w = World::start(|sshd, scratch| {
-        let go = scratch.join("go").display().to_string();
+        let hold = common::hold(scratch);
         target(
             REPO,
             "production",
@@ -25,7 +25,10 @@ async fn the_log_page_updates_live_and_runs_no_injected_script() {
                      echo '<script>window.__xss = 1</script>'\n\
                      echo '<img src=x onerror=\"window.__xss = 2\">'",
                 ),
-                ("deploy", &format!("echo before\nwhile [ ! -e {go} ]; do sleep 0.1; done\necho after-the-page-loaded\necho restarted web")),
+                (
+                    "deploy",
+                    &format!("echo before\n{hold}\necho after-the-page-loaded\necho restarted web"),
+                ),
             ],
             "",
         )
@@ -60,7 +63,7 @@ async fn the_log_page_updates_live_and_runs_no_injected_script() {
     let took_at_load = b.eval(took).await;
 
     // A line printed after the page loaded appears without a reload.
-    std::fs::write(w.scratch().join("go"), "").unwrap();
+    w.release();
     b.wait_for(
         &format!("{text}.includes('after-the-page-loaded')"),
         Duration::from_secs(5),

@@ -177,12 +177,15 @@ async fn text_on_request_tokens_and_retention() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_event_stream_follows_a_running_deployment_to_its_end() {
     let w = World::start(|sshd, scratch| {
-        let go = scratch.join("go").display().to_string();
+        let hold = common::hold(scratch);
         target(
             REPO,
             "production",
             &[sshd.host()],
-            &[("wait", &format!("echo before\nwhile [ ! -e {go} ]; do sleep 0.1; done\necho after-the-page-loaded"))],
+            &[(
+                "wait",
+                &format!("echo before\n{hold}\necho after-the-page-loaded"),
+            )],
             "",
         )
     })
@@ -215,7 +218,7 @@ async fn the_event_stream_follows_a_running_deployment_to_its_end() {
             .unwrap()
             .starts_with("text/event-stream")
     );
-    std::fs::write(w.scratch().join("go"), "").unwrap();
+    w.release();
     let mut seen = String::new();
     let deadline = tokio::time::Instant::now() + WAIT;
     while !seen.contains("event: end") {
@@ -238,12 +241,15 @@ async fn the_event_stream_follows_a_running_deployment_to_its_end() {
 #[tokio::test(flavor = "multi_thread")]
 async fn ferry_logs_follow_tails_until_the_deployment_ends() {
     let w = World::start(|sshd, scratch| {
-        let go = scratch.join("go").display().to_string();
+        let hold = common::hold(scratch);
         target(
             REPO,
             "production",
             &[sshd.host()],
-            &[("wait", &format!("echo before\nwhile [ ! -e {go} ]; do sleep 0.1; done\necho after-follow-started"))],
+            &[(
+                "wait",
+                &format!("echo before\n{hold}\necho after-follow-started"),
+            )],
             "",
         )
     })
@@ -257,7 +263,7 @@ async fn ferry_logs_follow_tails_until_the_deployment_ends() {
         .spawn()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
-    std::fs::write(w.scratch().join("go"), "").unwrap();
+    w.release();
     let out = tokio::task::spawn_blocking(move || follower.wait_with_output().unwrap())
         .await
         .unwrap();

@@ -73,14 +73,8 @@ async fn readiness_status_watchdog_and_stopping_reach_the_notify_socket() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_applies_a_valid_config_and_refuses_a_bad_one() {
     let w = World::start(|sshd, scratch| {
-        let go = scratch.join("go").display().to_string();
-        target(
-            REPO,
-            "production",
-            &[sshd.host()],
-            &[("wait", &format!("while [ ! -e {go} ]; do sleep 0.1; done"))],
-            "",
-        )
+        let hold = common::hold(scratch);
+        target(REPO, "production", &[sshd.host()], &[("wait", &hold)], "")
     })
     .await;
     // A deployment runs across both reloads and is not disturbed by them.
@@ -154,7 +148,7 @@ async fn sighup_applies_a_valid_config_and_refuses_a_bad_one() {
         "success"
     );
 
-    std::fs::write(w.scratch().join("go"), "").unwrap();
+    w.release();
     let running = w.github.wait_final(10, WAIT).await;
     assert_eq!(
         running.iter().map(|p| p.state()).collect::<Vec<_>>(),

@@ -42,6 +42,14 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     )
 }
 
+/// A step line that waits until the test calls [`World::release`].
+pub fn hold(scratch: &Path) -> String {
+    format!(
+        "while [ ! -e {} ]; do sleep 0.1; done",
+        scratch.join("go").display()
+    )
+}
+
 /// A `[[target]]` with its steps, as TOML.
 pub fn target(
     repo: &str,
@@ -407,6 +415,11 @@ impl World {
             bytes,
         )
         .await
+    }
+
+    /// Lets steps waiting in [`hold`] go on.
+    pub fn release(&self) {
+        std::fs::write(self.scratch().join("go"), "").unwrap();
     }
 
     /// Delivers a deployment event (the octokit example, with this id,
