@@ -328,3 +328,53 @@ async fn a_burst_of_200_deliveries_loses_nothing_and_serializes_each_environment
     assert_eq!(runs.len(), 10, "{runs:?}");
     w.assert_no_violations();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_kill_9_the_interrupted_step_is_ended_on_the_host() {
+    let mut w = World::start(|sshd, scratch| {
+        target(
+            REPO,
+            "production",
+            &[sshd.host()],
+            &[("hang", &hanging_step(scratch))],
+            "",
+        )
+    })
+    .await;
+    w.deploy(601, REPO, "production").await;
+    let child = w.scratch().join("child.pid");
+    let deadline = std::time::Instant::now() + WAIT;
+    while !child.exists() || std::fs::read_to_string(&child).unwrap().trim().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(alive(&w.scratch().join("shell.pid")) && alive(&child));
+    w.ferry.kill9();
+    // A dead ferry's step runs on: nothing has ended it yet.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(alive(&child), "the step died with ferry");
+    w.restart().await;
+    let statuses = w.github.wait_final(601, WAIT).await;
+    assert_eq!(
+        statuses.last().unwrap().description(),
+        "Interrupted: ferry restarted during the deployment"
+    );
+    assert!(
+        !alive(&w.scratch().join("shell.pid")),
+        "the interrupted step's shell survived the restart"
+    );
+    assert!(
+        !alive(&child),
+        "the interrupted step's child survived the restart"
+    );
+    let log = w
+        .log_text(statuses.last().unwrap().log_url().unwrap())
+        .await;
+    assert!(
+        log.contains("ended the interrupted step (process group"),
+        "{log}"
+    );
+}

@@ -169,6 +169,23 @@ impl Host {
     }
 }
 
+impl Host {
+    /// The host as a config writes it, for [`Host::parse`] to read back.
+    pub fn spec(&self) -> String {
+        let mut s = self
+            .user
+            .as_ref()
+            .map(|u| format!("{u}@"))
+            .unwrap_or_default();
+        match (self.port, self.name.contains(':')) {
+            (Some(p), true) => s.push_str(&format!("[{}]:{p}", self.name)),
+            (Some(p), false) => s.push_str(&format!("{}:{p}", self.name)),
+            (None, _) => s.push_str(&self.name),
+        }
+        s
+    }
+}
+
 /// How a host is named in logs and descriptions: no user, port only when set.
 impl fmt::Display for Host {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -261,6 +261,9 @@ fn host_forms() {
     assert!(Host::parse("h h").is_err());
     assert!(Host::parse("[::1").is_err());
     assert!(Host::parse("-oProxyCommand=evil").is_err());
+    for spec in ["h", "u@h", "u@h:2222", "[::1]:22", "u@[fe80::1]:2"] {
+        assert_eq!(Host::parse(spec).unwrap().spec(), spec);
+    }
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OnceCell, watch};
 use tokio::task::JoinSet;
 
-use super::remote;
+use super::remote::{self, RemoteGroup};
 use super::ssh::{Connector, StepEnd, Stop, run_step};
 use crate::config::{Host, Target};
 use crate::daemon::Shared;
@@ -388,13 +388,38 @@ impl Run {
             let started = Instant::now();
             let emit =
                 |stream: Stream, text: &str| log.line(Some(&name), Some(&step.name), stream, text);
+            // While the step runs, the store knows its process group, so a
+            // ferry killed meanwhile can end it at the next start.
+            let (groups, mut announced) = tokio::sync::mpsc::unbounded_channel::<RemoteGroup>();
+            let (store, id, spec) = (self.shared.store.clone(), self.deployment.id, host.spec());
+            let remember = tokio::spawn(async move {
+                while let Some(g) = announced.recv().await {
+                    if let Err(e) = store.remember_step(id, &spec, g.pgid, &g.boot_id).await {
+                        tracing::warn!(deployment = %id, error = %e, "cannot record a running step");
+                    }
+                }
+            });
+            let announce = move |g: &RemoteGroup| {
+                let _ = groups.send(g.clone());
+            };
             let end = run_step(
                 &session,
                 remote::stdin_for(&vars, &step.run),
                 &mut stop,
                 &emit,
+                &announce,
             )
             .await;
+            drop(announce);
+            let _ = remember.await;
+            if let Err(e) = self
+                .shared
+                .store
+                .forget_step(self.deployment.id, &host.spec())
+                .await
+            {
+                tracing::warn!(deployment = %self.deployment.id, error = %e, "cannot clear a finished step");
+            }
             self.current
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

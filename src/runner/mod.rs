@@ -32,6 +32,7 @@ impl Runner {
     pub async fn recover(&self) -> anyhow::Result<usize> {
         let running = self.shared.store.running().await?;
         for d in &running {
+            self.end_leftover_steps(d.id).await;
             let status = NewStatus::new(StatusState::Error, INTERRUPTED)
                 .with_log_url(self.shared.logs.url(d.id));
             if let Ok(w) = self.shared.logs.writer(d.id) {
@@ -44,6 +45,70 @@ impl Runner {
             tracing::warn!(deployment = %d.id, repository = %d.repository, environment = %d.environment, "{INTERRUPTED}");
         }
         Ok(running.len())
+    }
+
+    /// Kills, on each host, the step a dead ferry left running there, so
+    /// that it cannot overlap the environment's next deployment.
+    async fn end_leftover_steps(&self, id: crate::store::DeploymentId) {
+        let steps = match self.shared.store.remote_steps(id).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(deployment = %id, error = %e, "cannot read the steps left running");
+                return;
+            }
+        };
+        let log = self.shared.logs.writer(id).ok();
+        let note = |host: &str, text: &str| {
+            if let Some(w) = &log {
+                w.ferry(Some(host), None, text);
+            }
+        };
+        let connector = self.shared.live().connector.clone();
+        let mut kills = JoinSet::new();
+        for (spec, pgid, boot_id) in steps {
+            let group = remote::RemoteGroup {
+                pgid: u32::try_from(pgid).unwrap_or(0),
+                boot_id,
+            };
+            let (Ok(host), Some(command)) = (
+                crate::config::Host::parse(&spec),
+                remote::kill_leftover_command(&group),
+            ) else {
+                // No boot id to check against: leave the process alone.
+                let _ = self.shared.store.forget_step(id, &spec).await;
+                continue;
+            };
+            let connector = connector.clone();
+            kills.spawn(async move {
+                let outcome = match connector.connect(&host).await {
+                    Ok((session, _)) => {
+                        let ran = session.raw_command(&command).status().await;
+                        let _ = session.close().await;
+                        match ran {
+                            Ok(_) => {
+                                format!("ended the interrupted step (process group {})", group.pgid)
+                            }
+                            Err(e) => format!(
+                                "cannot end the interrupted step (process group {}): {e}",
+                                group.pgid
+                            ),
+                        }
+                    }
+                    Err(cause) => format!(
+                        "cannot end the interrupted step (process group {}): {cause}",
+                        group.pgid
+                    ),
+                };
+                (host.to_string(), spec, outcome)
+            });
+        }
+        while let Some(done) = kills.join_next().await {
+            if let Ok((host, spec, outcome)) = done {
+                tracing::warn!(deployment = %id, host = %host, "{outcome}");
+                note(&host, &outcome);
+                let _ = self.shared.store.forget_step(id, &spec).await;
+            }
+        }
     }
 
     /// Runs until `shutdown`; then gives running deployments

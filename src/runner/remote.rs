@@ -18,7 +18,7 @@ pub const PGID_MARKER: &str = "ferry-pgid:";
 pub const WRAPPER: &str = concat!(
     "exec sh -c '",
     "read -r _ _ _ _ __ferry_g _ 2>/dev/null </proc/$$/stat || __ferry_g=$(ps -o pgid= -p $$ 2>/dev/null); ",
-    "echo \"ferry-pgid:$__ferry_g\" >&2; ",
+    "echo \"ferry-pgid:$__ferry_g $(cat /proc/sys/kernel/random/boot_id 2>/dev/null)\" >&2; ",
     "__ferry_s=$(cat) || exit 125; unset __ferry_g; ",
     "set -e; eval \"$__ferry_s\"'"
 );
@@ -26,6 +26,40 @@ pub const WRAPPER: &str = concat!(
 /// Ends every process of the step's group: TERM, a moment to clean up, KILL.
 pub fn kill_command(pgid: u32) -> String {
     format!("kill -TERM -- -{pgid} 2>/dev/null; sleep 2; kill -KILL -- -{pgid} 2>/dev/null; exit 0")
+}
+
+/// The process group a step runs in, and the boot of the host it runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteGroup {
+    pub pgid: u32,
+    pub boot_id: String,
+}
+
+impl RemoteGroup {
+    /// Reads the wrapper's first line: `<pgid> [<boot id>]`.
+    pub fn parse(marker: &str) -> Option<RemoteGroup> {
+        let mut words = marker.split_whitespace();
+        let pgid = words.next()?.parse().ok().filter(|&g: &u32| g > 1)?;
+        let boot_id = words
+            .next()
+            .filter(|b| b.len() <= 64 && b.bytes().all(|c| c.is_ascii_hexdigit() || c == b'-'))
+            .unwrap_or_default()
+            .to_string();
+        Some(RemoteGroup { pgid, boot_id })
+    }
+}
+
+/// Ends a group left by a dead ferry, but only if the host has not rebooted
+/// since: after a reboot the number may belong to anything.
+pub fn kill_leftover_command(group: &RemoteGroup) -> Option<String> {
+    if group.boot_id.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "[ \"$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)\" = {boot} ] || exit 0; {kill}",
+        boot = quote(&group.boot_id),
+        kill = kill_command(group.pgid)
+    ))
 }
 
 /// A value as a single-quoted sh word.
@@ -109,13 +143,16 @@ mod tests {
         assert_eq!(out, "one\n");
         assert_eq!(code, 1);
         let first = err.lines().next().unwrap();
-        let pgid: u32 = first
-            .strip_prefix(PGID_MARKER)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        assert!(pgid > 1);
+        let group = RemoteGroup::parse(first.strip_prefix(PGID_MARKER).unwrap()).unwrap();
+        assert!(group.pgid > 1);
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+        assert_eq!(group.boot_id, boot.trim());
+        assert!(RemoteGroup::parse("1 abc").is_none(), "never group 1");
+        assert_eq!(
+            RemoteGroup::parse("77 $(reboot)").unwrap().boot_id,
+            "",
+            "only hex and dashes"
+        );
         let (_, _, code) = run_locally(&[], "exit 3");
         assert_eq!(code, 3);
     }

@@ -12,7 +12,7 @@ use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, watch};
 
-use super::remote;
+use super::remote::{self, RemoteGroup};
 use crate::config::{Host, Ssh};
 use crate::logs::Stream;
 
@@ -269,6 +269,7 @@ pub async fn run_step(
     input: Vec<u8>,
     stop: &mut watch::Receiver<Stop>,
     emit: &(dyn Fn(Stream, &str) + Sync),
+    started: &(dyn Fn(&RemoteGroup) + Sync),
 ) -> StepEnd {
     let mut child = match session
         .raw_command(remote::WRAPPER)
@@ -299,7 +300,7 @@ pub async fn run_step(
         tokio::join!(
             feed,
             pump(stdout, Stream::Out, emit, None),
-            pump(stderr, Stream::Err, emit, Some(&pgid)),
+            pump(stderr, Stream::Err, emit, Some((&pgid, started))),
         )
     };
     tokio::pin!(io);
@@ -310,7 +311,7 @@ pub async fn run_step(
     tokio::select! {
         _ = &mut io => {}
         _ = stopped => {
-            kill_group(session, pgid.get().copied(), emit).await;
+                        kill_group(session, pgid.get().map(|g: &RemoteGroup| g.pgid), emit).await;
             // Give the streams a moment to deliver the last lines.
             let _ = tokio::time::timeout(Duration::from_secs(5), &mut io).await;
             return StepEnd::Stopped;
@@ -353,12 +354,15 @@ async fn kill_group(session: &Session, pgid: Option<u32>, emit: &(dyn Fn(Stream,
 }
 
 /// Reads a stream to its end, emitting lines: invalid UTF-8 replaced, very
-/// long lines split. With `pgid`, the wrapper's first line is taken from it.
+/// long lines split. With `group`, the wrapper's first line is taken from
+/// it, and announced.
+type GroupSink<'a> = (&'a OnceLock<RemoteGroup>, &'a (dyn Fn(&RemoteGroup) + Sync));
+
 async fn pump(
     mut r: impl AsyncRead + Unpin,
     stream: Stream,
     emit: &(dyn Fn(Stream, &str) + Sync),
-    pgid: Option<&OnceLock<u32>>,
+    pgid: Option<GroupSink<'_>>,
 ) {
     let mut marker_pending = pgid.is_some();
     let mut line: Vec<u8> = Vec::with_capacity(256);
@@ -371,7 +375,8 @@ async fn pump(
         if std::mem::take(marker_pending)
             && let Some(g) = text.strip_prefix(remote::PGID_MARKER)
         {
-            if let (Some(cell), Ok(g)) = (pgid, g.trim().parse()) {
+            if let (Some((cell, started)), Some(g)) = (pgid, RemoteGroup::parse(g)) {
+                started(&g);
                 let _ = cell.set(g);
             }
         } else {
@@ -409,8 +414,18 @@ mod tests {
         let seen = Mutex::new(Vec::new());
         let pgid = OnceLock::new();
         let emit = |_: Stream, t: &str| seen.lock().unwrap().push(t.to_string());
-        pump(input, Stream::Err, &emit, with_marker.then_some(&pgid)).await;
-        (seen.into_inner().unwrap(), pgid.get().copied())
+        let started = |_: &RemoteGroup| {};
+        pump(
+            input,
+            Stream::Err,
+            &emit,
+            with_marker.then_some((&pgid, &started)),
+        )
+        .await;
+        (
+            seen.into_inner().unwrap(),
+            pgid.get().map(|g: &RemoteGroup| g.pgid),
+        )
     }
 
     #[test]

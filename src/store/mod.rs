@@ -292,6 +292,47 @@ impl Store {
         .await
     }
 
+    /// Remembers a step's process group on a host while it runs.
+    pub async fn remember_step(
+        &self,
+        id: DeploymentId,
+        host: &str,
+        pgid: u32,
+        boot_id: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO remote_steps (deployment_id, host, pgid, boot_id) VALUES (?, ?, ?, ?)
+             ON CONFLICT (deployment_id, host) DO UPDATE SET pgid = excluded.pgid, boot_id = excluded.boot_id",
+        )
+        .bind(id.0)
+        .bind(host)
+        .bind(i64::from(pgid))
+        .bind(boot_id)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+    }
+
+    pub async fn forget_step(&self, id: DeploymentId, host: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM remote_steps WHERE deployment_id = ? AND host = ?")
+            .bind(id.0)
+            .bind(host)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+    }
+
+    /// Steps a dead process left running: (host, pgid, boot id).
+    pub async fn remote_steps(
+        &self,
+        id: DeploymentId,
+    ) -> Result<Vec<(String, i64, String)>, sqlx::Error> {
+        sqlx::query_as("SELECT host, pgid, boot_id FROM remote_steps WHERE deployment_id = ?")
+            .bind(id.0)
+            .fetch_all(&self.pool)
+            .await
+    }
+
     /// Records what became of status posts, all in one transaction (one
     /// fsync, however many statuses GitHub just answered).
     pub async fn record_posts(&self, posts: &[(i64, PostOutcome)]) -> Result<(), sqlx::Error> {
