@@ -149,7 +149,7 @@ pub async fn check_hosts(c: &Config, only: Option<&str>) -> anyhow::Result<()> {
     }
     let width = hosts
         .iter()
-        .map(|(_, h)| display_host(h).len())
+        .map(|(_, h)| h.spec().len())
         .max()
         .unwrap_or(4)
         .max(4);
@@ -162,7 +162,7 @@ pub async fn check_hosts(c: &Config, only: Option<&str>) -> anyhow::Result<()> {
         match r.expect("every check reports") {
             Ok(took) => println!(
                 "{:<width$}  {:<6}  {:>6}ms  {label}",
-                display_host(host),
+                host.spec(),
                 "ok",
                 took.as_millis()
             ),
@@ -170,7 +170,7 @@ pub async fn check_hosts(c: &Config, only: Option<&str>) -> anyhow::Result<()> {
                 failed += 1;
                 println!(
                     "{:<width$}  {:<6}  {:>8}  {label}: {cause}",
-                    display_host(host),
+                    host.spec(),
                     "FAILED",
                     "-"
                 );
@@ -182,13 +182,6 @@ pub async fn check_hosts(c: &Config, only: Option<&str>) -> anyhow::Result<()> {
         return Err(Failed.into());
     }
     Ok(())
-}
-
-fn display_host(h: &Host) -> String {
-    match &h.user {
-        Some(u) => format!("{u}@{h}"),
-        None => h.to_string(),
-    }
 }
 
 async fn open_store(c: &Config) -> anyhow::Result<Store> {

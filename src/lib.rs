@@ -11,11 +11,13 @@
 //! - [`daemon`]: `ferry serve`: wiring and orderly shutdown.
 //! - [`cli`]: the other subcommands.
 //! - [`http`]: the routes.
+//! - [`error`]: errors as one line.
 //! - [`metrics`]: Prometheus metric names and the exporter.
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod error;
 pub mod github;
 pub mod glob;
 pub mod http;

@@ -172,17 +172,10 @@ impl Host {
 impl Host {
     /// The host as a config writes it, for [`Host::parse`] to read back.
     pub fn spec(&self) -> String {
-        let mut s = self
-            .user
-            .as_ref()
-            .map(|u| format!("{u}@"))
-            .unwrap_or_default();
-        match (self.port, self.name.contains(':')) {
-            (Some(p), true) => s.push_str(&format!("[{}]:{p}", self.name)),
-            (Some(p), false) => s.push_str(&format!("{}:{p}", self.name)),
-            (None, _) => s.push_str(&self.name),
+        match &self.user {
+            Some(u) => format!("{u}@{self}"),
+            None => self.to_string(),
         }
-        s
     }
 }
 

@@ -11,6 +11,7 @@ use reqwest::{Response, StatusCode};
 use serde::Serialize;
 
 use crate::config::{self, GitHubAuth, Secret};
+use crate::error::error_chain;
 use crate::store::OutboxItem;
 
 pub const USER_AGENT: &str = concat!("ferry/", env!("CARGO_PKG_VERSION"));
@@ -205,17 +206,6 @@ fn github_message(body: &str) -> String {
         })
         .unwrap_or_else(|| body.trim().to_string());
     truncate_chars(&msg, 300)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }
 
 fn truncate_chars(s: &str, max: usize) -> String {

@@ -215,11 +215,12 @@ fn groups(lines: &[LogLine]) -> Vec<Group<'_>> {
     groups
 }
 
-fn duration(ms: i64) -> String {
+pub fn duration(ms: i64) -> String {
     crate::runner::duration(Duration::from_millis(ms.max(0) as u64))
 }
 
-fn state_class(s: State) -> &'static str {
+/// The badge's class for a state.
+pub fn state_class(s: State) -> &'static str {
     match s {
         State::Queued | State::Running => "running",
         State::Success => "success",

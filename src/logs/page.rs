@@ -205,16 +205,10 @@ impl Follow {
                 // Lines written just before the state changed come first.
                 self.read_new();
                 let took = match (d.started_at, d.finished_at) {
-                    (Some(s), Some(f)) => {
-                        crate::runner::duration(Duration::from_millis((f - s).max(0) as u64))
-                    }
+                    (Some(s), Some(f)) => html::duration(f - s),
                     _ => "-".into(),
                 };
-                let class = match d.state {
-                    crate::store::State::Success => "success",
-                    crate::store::State::Inactive => "inactive",
-                    _ => "failure",
-                };
+                let class = html::state_class(d.state);
                 let data = json!({"state": d.state.as_str(), "class": class, "description": d.description, "duration": took});
                 self.pending
                     .push_back(Event::default().event("end").data(data.to_string()));

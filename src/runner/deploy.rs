@@ -391,10 +391,15 @@ impl Run {
             // While the step runs, the store knows its process group, so a
             // ferry killed meanwhile can end it at the next start.
             let (groups, mut announced) = tokio::sync::mpsc::unbounded_channel::<RemoteGroup>();
-            let (store, id, spec) = (self.shared.store.clone(), self.deployment.id, host.spec());
+            let spec = host.spec();
+            let (store, id, remembered) =
+                (self.shared.store.clone(), self.deployment.id, spec.clone());
             let remember = tokio::spawn(async move {
                 while let Some(g) = announced.recv().await {
-                    if let Err(e) = store.remember_step(id, &spec, g.pgid, &g.boot_id).await {
+                    if let Err(e) = store
+                        .remember_step(id, &remembered, g.pgid, &g.boot_id)
+                        .await
+                    {
                         tracing::warn!(deployment = %id, error = %e, "cannot record a running step");
                     }
                 }
@@ -415,7 +420,7 @@ impl Run {
             if let Err(e) = self
                 .shared
                 .store
-                .forget_step(self.deployment.id, &host.spec())
+                .forget_step(self.deployment.id, &spec)
                 .await
             {
                 tracing::warn!(deployment = %self.deployment.id, error = %e, "cannot clear a finished step");

@@ -213,13 +213,7 @@ impl Connector {
 
 /// Turns ssh's diagnostics into a cause in an operator's words.
 pub fn connect_cause(e: &openssh::Error, timeout: Duration) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
+    let text = crate::error::error_chain(e);
     let t = text.to_ascii_lowercase();
     if t.contains("remote host identification has changed")
         || t.contains("host key for") && t.contains("has changed")

@@ -39,8 +39,7 @@ impl FromRequest<Shared> for SignedDelivery {
             .await
             .map_err(IntoResponse::into_response)?;
         let header = headers.get("x-hub-signature-256").map(|v| v.as_bytes());
-        let secrets = state.config().github.webhook_secrets.clone();
-        if !verify(&secrets, header, &body) {
+        if !verify(&state.config().github.webhook_secrets, header, &body) {
             let why = if header.is_none() {
                 "missing X-Hub-Signature-256 (set a secret on the webhook; SHA-1 signatures are not accepted)"
             } else {
