@@ -4,6 +4,12 @@
 //! has reached the disk, so a `202` survives `kill -9` and power loss. Every
 //! write is one `BEGIN IMMEDIATE` transaction, so writers queue on SQLite's
 //! lock instead of failing half-way with `SQLITE_BUSY` on upgrade.
+//!
+//! Writers in this process first take turns on an in-process lock
+//! ([`Store::turn`]): waiting on SQLite's own lock means its busy handler,
+//! which sleeps 1, 2, 5, 10… up to 100 ms between tries without being woken
+//! when the lock frees, and under a burst of deliveries those sleeps were
+//! the webhook's tail latency.
 
 mod intake;
 mod types;
@@ -17,16 +23,22 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
+use std::sync::Arc;
+
 use sqlx::{Row, Sqlite, Transaction};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, OwnedMutexGuard, mpsc, oneshot};
 
 pub use types::*;
 
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
-    intake: mpsc::Sender<intake::Intake>,
+    intake: mpsc::Sender<intake::Message>,
+    writers: Arc<Mutex<()>>,
 }
+
+/// This process's turn to write; see the module's notes.
+type Turn = OwnedMutexGuard<()>;
 
 const DEPLOYMENT_COLUMNS: &str = "id, repository, environment, task, git_ref, sha, payload, \
      creator, production, transient, installation_id, state, description, created_at, \
@@ -81,17 +93,30 @@ impl Store {
             .await
             .context("cannot migrate the database")?;
         let (intake, queue) = mpsc::channel(4 * intake::BATCH);
-        tokio::spawn(intake::writer(pool.clone(), queue));
-        Ok(Store { pool, intake })
+        let writers = Arc::new(Mutex::new(()));
+        intake::start(&dir.join("ferry.db"), writers.clone(), queue)
+            .with_context(|| format!("cannot open database in {}", dir.display()))?;
+        Ok(Store {
+            pool,
+            intake,
+            writers,
+        })
     }
 
     /// Closes every connection; later calls fail (the webhook answers 503).
     pub async fn close(&self) {
+        let _ = self.intake.send(intake::Message::Close).await;
         self.pool.close().await;
     }
 
-    async fn write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+    async fn turn(&self) -> Turn {
+        self.writers.clone().lock_owned().await
+    }
+
+    /// A write transaction, and the turn that must outlive it.
+    async fn write(&self) -> Result<(Turn, Transaction<'static, Sqlite>), sqlx::Error> {
+        let turn = self.turn().await;
+        Ok((turn, self.pool.begin_with("BEGIN IMMEDIATE").await?))
     }
 
     /// Records a delivery and its deployment, with its `queued` status.
@@ -117,7 +142,7 @@ impl Store {
             reply,
         };
         self.intake
-            .send(request)
+            .send(intake::Message::Deliver(Box::new(request)))
             .await
             .map_err(|_| sqlx::Error::PoolClosed)?;
         answer.await.map_err(|_| sqlx::Error::WorkerCrashed)?
@@ -126,17 +151,25 @@ impl Store {
     /// Marks the oldest runnable queued deployment as running and returns it.
     /// Runnable: no other deployment of its repository and environment runs.
     pub async fn claim_next(&self) -> Result<Option<Deployment>, sqlx::Error> {
-        // One statement: atomic on its own, one round trip.
+        const RUNNABLE: &str = "SELECT d.id FROM deployments d
+             WHERE d.state = 'queued' AND NOT EXISTS (
+                 SELECT 1 FROM deployments r WHERE r.state = 'running'
+                 AND r.repository = d.repository AND r.environment = d.environment)
+             ORDER BY d.seq LIMIT 1";
+        // The runner asks after every delivery; during a burst the answer is
+        // mostly "nothing", and a read finds that out without a write turn.
+        let any: Option<i64> = sqlx::query_scalar(RUNNABLE)
+            .fetch_optional(&self.pool)
+            .await?;
+        if any.is_none() {
+            return Ok(None);
+        }
+        // One statement under the turn: atomic on its own, one round trip.
         let sql = format!(
             "UPDATE deployments SET state = 'running', started_at = ?
-             WHERE id = (
-                 SELECT d.id FROM deployments d
-                 WHERE d.state = 'queued' AND NOT EXISTS (
-                     SELECT 1 FROM deployments r WHERE r.state = 'running'
-                     AND r.repository = d.repository AND r.environment = d.environment)
-                 ORDER BY d.seq LIMIT 1)
-             RETURNING {DEPLOYMENT_COLUMNS}"
+             WHERE id = ({RUNNABLE}) RETURNING {DEPLOYMENT_COLUMNS}"
         );
+        let _turn = self.turn().await;
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now_ms())
             .fetch_optional(&self.pool)
@@ -152,8 +185,8 @@ impl Store {
         id: DeploymentId,
         status: &NewStatus,
     ) -> Result<(), sqlx::Error> {
-        let mut tx = self.write().await?;
-        intake::insert_statuses(&mut tx, &[(id, status)], now_ms()).await?;
+        let (_turn, mut tx) = self.write().await?;
+        insert_status(&mut tx, id, status, now_ms()).await?;
         tx.commit().await
     }
 
@@ -166,7 +199,7 @@ impl Store {
     ) -> Result<(), sqlx::Error> {
         debug_assert!(state.is_final());
         let now = now_ms();
-        let mut tx = self.write().await?;
+        let (_turn, mut tx) = self.write().await?;
         sqlx::query(
             "UPDATE deployments SET state = ?, description = ?, finished_at = ? WHERE id = ?",
         )
@@ -176,7 +209,7 @@ impl Store {
         .bind(id.0)
         .execute(&mut *tx)
         .await?;
-        intake::insert_statuses(&mut tx, &[(id, status)], now).await?;
+        insert_status(&mut tx, id, status, now).await?;
         tx.commit().await
     }
 
@@ -300,6 +333,7 @@ impl Store {
         pgid: u32,
         boot_id: &str,
     ) -> Result<(), sqlx::Error> {
+        let _turn = self.turn().await;
         sqlx::query(
             "INSERT INTO remote_steps (deployment_id, host, pgid, boot_id) VALUES (?, ?, ?, ?)
              ON CONFLICT (deployment_id, host) DO UPDATE SET pgid = excluded.pgid, boot_id = excluded.boot_id",
@@ -314,6 +348,7 @@ impl Store {
     }
 
     pub async fn forget_step(&self, id: DeploymentId, host: &str) -> Result<(), sqlx::Error> {
+        let _turn = self.turn().await;
         sqlx::query("DELETE FROM remote_steps WHERE deployment_id = ? AND host = ?")
             .bind(id.0)
             .bind(host)
@@ -333,53 +368,42 @@ impl Store {
             .await
     }
 
-    /// Records what became of status posts, all in one transaction (one
-    /// fsync, however many statuses GitHub just answered).
+    /// Records what became of status posts, in the next commit of the
+    /// intake writer: one fsync shared with the deliveries arriving now.
     pub async fn record_posts(&self, posts: &[(i64, PostOutcome)]) -> Result<(), sqlx::Error> {
         if posts.is_empty() {
             return Ok(());
         }
-        let now = now_ms();
-        let mut tx = self.write().await?;
-        let sent: Vec<i64> = posts
-            .iter()
-            .filter(|(_, o)| matches!(o, PostOutcome::Sent))
-            .map(|(seq, _)| *seq)
-            .collect();
-        if !sent.is_empty() {
-            let mut q = sqlx::QueryBuilder::<Sqlite>::new("UPDATE status_outbox SET sent_at = ");
-            q.push_bind(now)
-                .push(", attempts = attempts + 1 WHERE seq IN (");
-            let mut list = q.separated(", ");
-            for seq in &sent {
-                list.push_bind(*seq);
-            }
-            q.push(")");
-            q.build().execute(&mut *tx).await?;
-        }
-        for (seq, outcome) in posts {
-            let (sql, at, error) = match outcome {
-                PostOutcome::Sent => continue,
-                PostOutcome::RetryAt { at, error } => (
-                    "UPDATE status_outbox SET next_attempt_at = ?, attempts = attempts + 1, last_error = ? WHERE seq = ?",
-                    *at,
-                    error,
-                ),
-                PostOutcome::Failed { error } => (
-                    "UPDATE status_outbox SET failed_at = ?, attempts = attempts + 1, last_error = ? WHERE seq = ?",
-                    now,
-                    error,
-                ),
-            };
-            sqlx::query(sql)
-                .bind(at)
-                .bind(error)
-                .bind(seq)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await
+        let (reply, answer) = oneshot::channel();
+        self.intake
+            .send(intake::Message::Record {
+                posts: posts.to_vec(),
+                reply,
+            })
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        answer.await.map_err(|_| sqlx::Error::WorkerCrashed)?
     }
+}
+
+async fn insert_status(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: DeploymentId,
+    s: &NewStatus,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(intake::INSERT_STATUS)
+        .bind(id.0)
+        .bind(s.state.as_str())
+        .bind(&s.description)
+        .bind(&s.log_url)
+        .bind(&s.environment_url)
+        .bind(s.auto_inactive)
+        .bind(now)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map(drop)
 }
 
 #[cfg(test)]
