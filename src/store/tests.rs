@@ -202,6 +202,36 @@ async fn a_newer_deployment_supersedes_waiting_ones_only() {
     );
 }
 
+/// Deliveries of one environment committed in the same batch used to all
+/// say they were superseded by the newest of the batch.
+#[tokio::test]
+async fn each_superseded_deployment_names_the_one_that_replaced_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    let (k, d, q) = (
+        [key("a"), key("b"), key("c")],
+        [deployment(1, "p"), deployment(2, "p"), deployment(3, "p")],
+        queued(),
+    );
+    let (a, b, c) = tokio::join!(
+        store.accept(&k[0], &d[0], &q, true),
+        store.accept(&k[1], &d[1], &q, true),
+        store.accept(&k[2], &d[2], &q, true),
+    );
+    let superseded = |r: Result<Accepted, sqlx::Error>| match r.unwrap() {
+        Accepted::New { superseded } => superseded,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(superseded(a), vec![]);
+    assert_eq!(superseded(b), vec![DeploymentId(1)]);
+    assert_eq!(superseded(c), vec![DeploymentId(2)]);
+    for (id, by) in [(1, 2), (2, 3)] {
+        let gone = store.get(DeploymentId(id)).await.unwrap().unwrap();
+        assert_eq!(gone.state, State::Inactive);
+        assert_eq!(gone.description, format!("Superseded by deployment {by}"));
+    }
+}
+
 #[tokio::test]
 async fn concurrent_deliveries_are_each_answered_correctly() {
     let dir = tempfile::tempdir().unwrap();
