@@ -220,6 +220,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     outbox.await.context("the outbox panicked")?;
     // Open connections (a log being read) must not hold the exit hostage.
     let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
+    shared.live().connector.close_idle().await;
     let pending = shared.store.pending_statuses().await.unwrap_or(0);
     if pending > 0 {
         tracing::warn!(

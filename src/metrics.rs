@@ -14,6 +14,7 @@ pub const RUNNING: &str = "ferry_deployments_running";
 pub const STATUS_POSTS: &str = "ferry_status_posts_total";
 pub const SSH_CONNECT_SECONDS: &str = "ferry_ssh_connect_seconds";
 pub const SSH_CONNECT_FAILURES: &str = "ferry_ssh_connect_failures_total";
+pub const SSH_CONNECTIONS_REUSED: &str = "ferry_ssh_connections_reused_total";
 
 /// Installs the process-wide recorder; `serve` calls it once.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
@@ -62,6 +63,10 @@ fn describe() {
     describe_counter!(
         SSH_CONNECT_FAILURES,
         "SSH connections that could not be opened."
+    );
+    describe_counter!(
+        SSH_CONNECTIONS_REUSED,
+        "Deployments that started on a connection left open by an earlier one (ssh.idle_timeout)."
     );
 }
 

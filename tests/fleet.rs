@@ -394,3 +394,57 @@ async fn check_hosts_prints_a_table_and_fails_if_any_host_fails() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// The log of a finished deployment.
+async fn log_of(w: &World, id: i64) -> String {
+    let statuses = w.github.wait_final(id, WAIT).await;
+    let last = statuses.last().unwrap();
+    assert_eq!(last.state(), "success", "{statuses:?}");
+    w.log_text(last.log_url().unwrap()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_next_deployment_reuses_the_open_connection_unless_it_died() {
+    let w =
+        World::start(|sshd, _| target(REPO, "production", &[sshd.host()], &[("noop", "true")], ""))
+            .await;
+    w.deploy(1, REPO, "production").await;
+    let first = log_of(&w, 1).await;
+    assert!(first.contains("connected in"), "{first}");
+    assert_eq!(w.sshd.connections(), 1, "kept open for the next deployment");
+    w.deploy(2, REPO, "production").await;
+    let second = log_of(&w, 2).await;
+    assert!(
+        second.contains("reusing the connection left open"),
+        "{second}"
+    );
+    assert_eq!(w.sshd.connections(), 1);
+    // The host ends the connection while it is idle: the next deployment
+    // finds it dead and opens a new one instead of failing.
+    w.sshd.drop_connections();
+    w.deploy(3, REPO, "production").await;
+    let third = log_of(&w, 3).await;
+    assert!(third.contains("connected in"), "{third}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_connections_close_after_idle_timeout() {
+    let setup = Setup {
+        ssh: "idle_timeout = \"1s\"".into(),
+        ..Setup::default()
+    };
+    let w = World::build(setup, |sshd, _| {
+        target(REPO, "production", &[sshd.host()], &[("noop", "true")], "")
+    })
+    .await;
+    w.deploy(1, REPO, "production").await;
+    log_of(&w, 1).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while w.sshd.connections() > 0 {
+        assert!(Instant::now() < deadline, "the idle connection stayed open");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    w.deploy(2, REPO, "production").await;
+    let second = log_of(&w, 2).await;
+    assert!(second.contains("connected in"), "{second}");
+}

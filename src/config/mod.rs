@@ -81,6 +81,9 @@ pub struct Ssh {
     pub config_file: Option<PathBuf>,
     /// SSH handshakes in flight at once, across all deployments.
     pub max_connections: NonZeroUsize,
+    /// How long a connection left idle by a deployment stays open for the
+    /// next one to the same host; zero closes it with its deployment.
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -351,11 +354,15 @@ const SSH_KEYS: &[&str] = &[
     "connect_timeout",
     "config_file",
     "max_connections",
+    "idle_timeout",
 ];
 
 /// Below sshd's default `MaxStartups 10:30:100`, where it starts dropping
 /// connections that have not authenticated yet.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 8;
+/// As long as ssh's masters already linger after ferry lets go of them
+/// (`ControlPersist`), and Ansible's default.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const TARGET_KEYS: &[&str] = &[
     "repository",
     "environment",
@@ -412,6 +419,8 @@ struct RawSsh {
     connect_timeout: Option<Duration>,
     config_file: Option<PathBuf>,
     max_connections: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    idle_timeout: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -969,6 +978,7 @@ impl<'a> Checker<'a> {
             connect_timeout,
             config_file,
             max_connections: max_connections?,
+            idle_timeout: raw.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
         })
     }
 

@@ -59,6 +59,7 @@ fn defaults_as_spec_says() {
     assert_eq!(c.runner.shutdown_grace, Duration::from_secs(60));
     assert_eq!(c.ssh.connect_timeout, Duration::from_secs(10));
     assert_eq!(c.ssh.max_connections.get(), DEFAULT_MAX_CONNECTIONS);
+    assert_eq!(c.ssh.idle_timeout, DEFAULT_IDLE_TIMEOUT);
     let t = &c.targets[0];
     assert_eq!(t.task, "deploy");
     assert_eq!(t.parallel, None);

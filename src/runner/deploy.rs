@@ -9,7 +9,7 @@ use tokio::sync::{OnceCell, watch};
 use tokio::task::JoinSet;
 
 use super::remote::{self, RemoteGroup};
-use super::ssh::{Connector, StepEnd, Stop, run_step};
+use super::ssh::{Connected, Connector, StepEnd, Stop, run_step};
 use crate::config::{Host, Target};
 use crate::daemon::Shared;
 use crate::logs::{LogWriter, Stream};
@@ -353,19 +353,21 @@ impl Run {
         let mut stop = self.stop.subscribe();
         // A timeout, a failure elsewhere or a shutdown also ends a handshake.
         let connected = tokio::select! {
-            c = self.connector.connect(&host) => c,
+            c = self.connector.checkout(&host) => c,
             _ = stop.wait_for(|s| *s != Stop::Run) => {
                 log.ended(&name, None, "stopped while connecting", EXIT_STOPPED);
                 return;
             }
         };
         let session = match connected {
-            Ok((s, took)) => {
-                log.ferry(
-                    Some(&name),
-                    None,
-                    &format!("connected in {} ms", took.as_millis()),
-                );
+            Ok((s, how)) => {
+                let text = match how {
+                    Connected::Opened(took) => format!("connected in {} ms", took.as_millis()),
+                    Connected::Reused(idle) => {
+                        format!("reusing the connection left open {} ago", duration(idle))
+                    }
+                };
+                log.ferry(Some(&name), None, &text);
                 s
             }
             Err(cause) => {
@@ -375,6 +377,9 @@ impl Run {
             }
         };
         let vars = self.vars(&name);
+        // After a lost step the connection is not trusted with another
+        // deployment; a failed or stopped step leaves it sound.
+        let mut reusable = true;
         for step in &self.target.steps {
             if *stop.borrow() != Stop::Run {
                 break;
@@ -454,6 +459,7 @@ impl Run {
                     break;
                 }
                 StepEnd::Lost(cause) => {
+                    reusable = false;
                     log.ended(
                         &name,
                         Some(&step.name),
@@ -478,8 +484,6 @@ impl Run {
                 }
             }
         }
-        if let Err(e) = session.close().await {
-            tracing::debug!(host = %name, error = %e, "closing the SSH connection");
-        }
+        self.connector.release(&host, session, reusable).await;
     }
 }

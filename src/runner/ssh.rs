@@ -1,10 +1,11 @@
 //! SSH connections (the system `ssh`, multiplexed through a control socket)
 //! and running one step on one of them.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -25,12 +26,69 @@ pub struct Connector {
     /// ssh_config written by ferry; see [`ssh_config`].
     config_file: PathBuf,
     handshakes: Semaphore,
+    idle: Arc<Idle>,
+}
+
+/// Connections deployments have finished with, by host spec, newest last,
+/// with when each was handed back. One deployment at a time uses a
+/// connection, so its sessions stay within sshd's `MaxSessions` as before.
+type Idle = Mutex<HashMap<String, Vec<(Session, Instant)>>>;
+
+/// How a deployment got its connection to a host.
+pub enum Connected {
+    Opened(Duration),
+    /// Left open by an earlier deployment this long ago, and alive.
+    Reused(Duration),
 }
 
 impl Drop for Connector {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.config_file);
+        // A reload replaced this connector: what it kept open goes now.
+        let idle = self.take_idle();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(close_all(idle));
+        }
     }
+}
+
+fn lock(idle: &Idle) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(Session, Instant)>>> {
+    idle.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn close_all(sessions: Vec<Session>) {
+    futures_util::future::join_all(sessions.into_iter().map(|s| async {
+        if let Err(e) = s.close().await {
+            tracing::debug!(error = %e, "closing an idle SSH connection");
+        }
+    }))
+    .await;
+}
+
+/// Closes connections idle longer than `timeout` until the connector goes.
+async fn reap(idle: Weak<Idle>, timeout: Duration) {
+    let tick = timeout.clamp(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        tokio::time::sleep(tick).await;
+        let Some(idle) = idle.upgrade() else { return };
+        let expired = take_expired(&idle, timeout);
+        drop(idle);
+        close_all(expired).await;
+    }
+}
+
+fn take_expired(idle: &Idle, timeout: Duration) -> Vec<Session> {
+    let mut expired = Vec::new();
+    let mut idle = lock(idle);
+    for sessions in idle.values_mut() {
+        let (old, fresh): (Vec<_>, Vec<_>) = sessions
+            .drain(..)
+            .partition(|(_, since)| since.elapsed() >= timeout);
+        *sessions = fresh;
+        expired.extend(old.into_iter().map(|(s, _)| s));
+    }
+    idle.retain(|_, v| !v.is_empty());
+    expired
 }
 
 /// Quotes a path for ssh_config.
@@ -151,12 +209,70 @@ impl Connector {
         let config_file = control_dir.join(format!("ssh_config.{}.{n}", std::process::id()));
         std::fs::write(&config_file, ssh_config(ssh)?)
             .with_context(|| format!("cannot write {}", config_file.display()))?;
+        let idle = Arc::new(Mutex::new(HashMap::new()));
+        if !ssh.idle_timeout.is_zero()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(reap(Arc::downgrade(&idle), ssh.idle_timeout));
+        }
         Ok(Connector {
             ssh: ssh.clone(),
             control_dir,
             config_file,
             handshakes: Semaphore::new(ssh.max_connections.get()),
+            idle,
         })
+    }
+
+    /// A connection for one deployment: one left idle for this host if it
+    /// is still alive, else a new one. Give it back with [`Self::release`].
+    pub async fn checkout(&self, host: &Host) -> Result<(Session, Connected), String> {
+        let spec = host.spec();
+        loop {
+            let Some((session, since)) = lock(&self.idle).get_mut(&spec).and_then(Vec::pop) else {
+                break;
+            };
+            let idle_for = since.elapsed();
+            // The master may have died meanwhile (host rebooted, network).
+            let alive = idle_for < self.ssh.idle_timeout
+                && matches!(
+                    tokio::time::timeout(Duration::from_secs(2), session.check()).await,
+                    Ok(Ok(()))
+                );
+            if alive {
+                metrics::counter!(crate::metrics::SSH_CONNECTIONS_REUSED).increment(1);
+                return Ok((session, Connected::Reused(idle_for)));
+            }
+            tokio::spawn(close_all(vec![session]));
+        }
+        let (session, took) = self.connect(host).await?;
+        Ok((session, Connected::Opened(took)))
+    }
+
+    /// Takes back a connection from [`Self::checkout`]: kept for the next
+    /// deployment to `host` when `reusable` and idle_timeout allows, else
+    /// closed.
+    pub async fn release(&self, host: &Host, session: Session, reusable: bool) {
+        if !reusable || self.ssh.idle_timeout.is_zero() {
+            close_all(vec![session]).await;
+            return;
+        }
+        lock(&self.idle)
+            .entry(host.spec())
+            .or_default()
+            .push((session, Instant::now()));
+    }
+
+    /// Closes every idle connection, for a clean exit.
+    pub async fn close_idle(&self) {
+        close_all(self.take_idle()).await;
+    }
+
+    fn take_idle(&self) -> Vec<Session> {
+        lock(&self.idle)
+            .drain()
+            .flat_map(|(_, kept)| kept.into_iter().map(|(s, _)| s))
+            .collect()
     }
 
     /// Opens a connection; the error is a cause an operator can act on.
@@ -172,9 +288,11 @@ impl Connector {
             .connect_timeout(self.ssh.connect_timeout)
             .server_alive_interval(Duration::from_secs(15))
             .control_directory(&self.control_dir)
-            // If ferry dies, masters exit once idle instead of living forever.
+            // If ferry dies, masters exit once idle instead of living
+            // forever; while it lives, they outlast ssh.idle_timeout.
             .control_persist(ControlPersist::IdleFor(
-                NonZeroUsize::new(60).expect("60 > 0"),
+                NonZeroUsize::new(60.max(self.ssh.idle_timeout.as_secs() as usize + 10))
+                    .expect("at least 60"),
             ));
         if let Some(k) = &self.ssh.identity_file {
             b.keyfile(k);
@@ -433,6 +551,7 @@ mod tests {
             connect_timeout: Duration::from_secs(7),
             config_file: Some(extra.clone()),
             max_connections: NonZeroUsize::new(8).unwrap(),
+            idle_timeout: Duration::ZERO,
         };
         let c = ssh_config(&ssh).unwrap();
         let strict = c.find("StrictHostKeyChecking yes").unwrap();

@@ -123,6 +123,22 @@ impl Sshd {
         sshd
     }
 
+    /// Connections open to this sshd: its per-connection processes.
+    pub fn connections(&self) -> usize {
+        let out = Command::new("pgrep")
+            .args(["-P", &self.child.id().to_string()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+
+    /// Ends every connection from the server's side, as a reboot would.
+    pub fn drop_connections(&self) {
+        let _ = Command::new("pkill")
+            .args(["-P", &self.child.id().to_string()])
+            .status();
+    }
+
     /// The (first) host as a target lists it.
     pub fn host(&self) -> String {
         self.hosts()[0].clone()
