@@ -133,6 +133,9 @@ async fn after_kill_9_the_running_deployment_errors_and_queued_ones_run() {
     w.deploy(302, REPO, "production").await;
     w.deploy(303, REPO, "production").await;
     w.github.wait_state(303, "queued", WAIT).await;
+    // Statuses GitHub got but ferry had not yet recorded would rightly be
+    // sent again after the crash; this test is about the deployments.
+    w.wait_posts_recorded(4.0).await;
 
     w.ferry.kill9();
     w.restart().await;

@@ -90,8 +90,10 @@ impl Outbox {
                             (item.seq, Self::outcome(&item, result))
                         })
                         .collect();
-                    if let Err(e) = self.store.record_posts(&posts).await {
-                        tracing::error!(error = %e, "cannot record status posts; they are sent again");
+                    match self.store.record_posts(&posts).await {
+                        // Counted once on disk: a post not recorded is sent again.
+                        Ok(()) => Self::count(&posts),
+                        Err(e) => tracing::error!(error = %e, "cannot record status posts; they are sent again"),
                     }
                 }
                 _ = self.wake.notified() => {}
@@ -146,18 +148,27 @@ impl Outbox {
         Ok(started)
     }
 
-    /// What to record for a post, with its log line and metric.
+    fn count(posts: &[(i64, PostOutcome)]) {
+        for (_, outcome) in posts {
+            let result = match outcome {
+                PostOutcome::Sent => "sent",
+                PostOutcome::RetryAt { .. } => "retried",
+                PostOutcome::Failed { .. } => "failed",
+            };
+            metrics::counter!(crate::metrics::STATUS_POSTS, "result" => result).increment(1);
+        }
+    }
+
+    /// What to record for a post, with its log line.
     fn outcome(item: &OutboxItem, result: Result<(), CallError>) -> PostOutcome {
         let state = item.status.state.as_str();
         match result {
             Ok(()) => {
                 tracing::debug!(deployment = %item.deployment_id, status = state, "status posted");
-                metrics::counter!(crate::metrics::STATUS_POSTS, "result" => "sent").increment(1);
                 PostOutcome::Sent
             }
             Err(CallError::Retry { after, reason }) => {
                 let wait = after.unwrap_or_else(|| backoff(item.attempts));
-                metrics::counter!(crate::metrics::STATUS_POSTS, "result" => "retried").increment(1);
                 tracing::warn!(
                     deployment = %item.deployment_id, status = state, attempt = item.attempts + 1,
                     retry_in = %humantime::format_duration(Duration::from_secs(wait.as_secs().max(1))),
@@ -169,7 +180,6 @@ impl Outbox {
                 }
             }
             Err(CallError::Permanent { reason }) => {
-                metrics::counter!(crate::metrics::STATUS_POSTS, "result" => "failed").increment(1);
                 tracing::error!(
                     deployment = %item.deployment_id, repository = %item.repository, status = state,
                     "GitHub refused the status, giving up on it: {reason}"

@@ -452,6 +452,40 @@ impl World {
         assert!(v.is_empty(), "requests GitHub would refuse: {v:?}");
     }
 
+    /// One series of `GET /metrics`, e.g. `ferry_status_posts_total{result="sent"}`;
+    /// 0 while it does not exist yet.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.ferry.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0.0, |v| v.parse().unwrap())
+    }
+
+    /// Waits until ferry has recorded `n` statuses as posted, so that a
+    /// crash now does not send them again.
+    pub async fn wait_posts_recorded(&self, n: f64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self
+            .metric("ferry_status_posts_total{result=\"sent\"}")
+            .await
+            < n
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "statuses not recorded as sent"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The plain-text log behind a `log_url`.
     pub async fn log_text(&self, log_url: &str) -> String {
         let r = self
