@@ -392,7 +392,7 @@ fn fleet_setup(max_connections: usize) -> Setup {
             loopback(50, 2),
         ],
         // Room for every tool to open all 50 at once.
-        sshd_max_startups: Some(100),
+        sshd_config: "MaxStartups 100".into(),
         ssh: format!("max_connections = {max_connections}"),
         ..Setup::default()
     }

@@ -422,6 +422,12 @@ async fn the_next_deployment_reuses_the_open_connection_unless_it_died() {
     // The host ends the connection while it is idle: the next deployment
     // finds it dead and opens a new one instead of failing.
     w.sshd.drop_connections();
+    while w.sshd.connections() > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The master hears of it a moment later; a deployment then is not
+    // what this test is about.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     w.deploy(3, REPO, "production").await;
     let third = log_of(&w, 3).await;
     assert!(third.contains("connected in"), "{third}");
@@ -447,4 +453,80 @@ async fn idle_connections_close_after_idle_timeout() {
     w.deploy(2, REPO, "production").await;
     let second = log_of(&w, 2).await;
     assert!(second.contains("connected in"), "{second}");
+}
+
+/// A connection left open that can no longer start a session (here: sshd's
+/// MaxSessions is taken by another session on it; in life, a host that
+/// rebooted before the master noticed) must not fail the deployment: nothing
+/// ran, so ferry starts over on a new connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_that_cannot_start_on_a_kept_connection_starts_on_a_new_one() {
+    let runtime = tempfile::tempdir().unwrap();
+    let setup = Setup {
+        sshd_config: "MaxSessions 1".into(),
+        env: vec![(
+            "RUNTIME_DIRECTORY".into(),
+            runtime.path().display().to_string(),
+        )],
+        ..Setup::default()
+    };
+    let w = World::build(setup, |sshd, scratch| {
+        let mark = scratch.join("ran").display().to_string();
+        target(
+            REPO,
+            "production",
+            &[sshd.host()],
+            &[("mark", &format!("echo \"$FERRY_DEPLOYMENT_ID\" >> {mark}"))],
+            "",
+        )
+    })
+    .await;
+    w.deploy(1, REPO, "production").await;
+    log_of(&w, 1).await;
+    // Take the one session the kept connection may have.
+    let master = std::fs::read_dir(runtime.path())
+        .unwrap()
+        .filter_map(|e| Some(e.ok()?.path().join("master")))
+        .find(|p| p.exists())
+        .expect("the kept connection's control socket");
+    // Its own name, so that no other sleep is taken for it.
+    let sleep = format!("sleep 60.{}", std::process::id());
+    let mut holder = std::process::Command::new("ssh")
+        .arg("-S")
+        .arg(&master)
+        .args(["-o", "BatchMode=yes", "-T", "none", &sleep])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::process::Command::new("pgrep")
+        .args(["-f", &format!("^{sleep}$")])
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the holding session never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    w.deploy(2, REPO, "production").await;
+    let second = log_of(&w, 2).await;
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(
+        second.contains("reusing the connection left open"),
+        "{second}"
+    );
+    assert!(
+        second.contains("the connection left open is gone"),
+        "{second}"
+    );
+    assert!(second.contains("connected in"), "{second}");
+    assert_eq!(
+        std::fs::read_to_string(w.scratch().join("ran")).unwrap(),
+        "1\n2\n",
+        "each deployment ran its step once"
+    );
 }

@@ -347,20 +347,38 @@ impl Run {
     }
 
     async fn host(self: Arc<Self>, host: Host) {
+        // A connection left open may have died unnoticed (a host rebooted
+        // while it idled). If the first step could not even start on it,
+        // nothing ran: start again on a new connection.
+        if let OnHost::Again = self.on_host(&host, true).await {
+            self.on_host(&host, false).await;
+        }
+    }
+
+    async fn on_host(&self, host: &Host, reuse: bool) -> OnHost {
         let name = host.to_string();
         let log = &self.log;
         log.ferry(Some(&name), None, "connecting");
         let mut stop = self.stop.subscribe();
-        // A timeout, a failure elsewhere or a shutdown also ends a handshake.
-        let connected = tokio::select! {
-            c = self.connector.checkout(&host) => c,
-            _ = stop.wait_for(|s| *s != Stop::Run) => {
-                log.ended(&name, None, "stopped while connecting", EXIT_STOPPED);
-                return;
+        let open = async {
+            if reuse {
+                self.connector.checkout(host).await
+            } else {
+                let (session, took) = self.connector.connect(host).await?;
+                Ok((session, Connected::Opened(took)))
             }
         };
-        let session = match connected {
+        // A timeout, a failure elsewhere or a shutdown also ends a handshake.
+        let connected = tokio::select! {
+            c = open => c,
+            _ = stop.wait_for(|s| *s != Stop::Run) => {
+                log.ended(&name, None, "stopped while connecting", EXIT_STOPPED);
+                return OnHost::Done;
+            }
+        };
+        let (session, reused) = match connected {
             Ok((s, how)) => {
+                let reused = matches!(how, Connected::Reused(_));
                 let text = match how {
                     Connected::Opened(took) => format!("connected in {} ms", took.as_millis()),
                     Connected::Reused(idle) => {
@@ -368,19 +386,19 @@ impl Run {
                     }
                 };
                 log.ferry(Some(&name), None, &text);
-                s
+                (s, reused)
             }
             Err(cause) => {
                 log.ended(&name, None, &format!("cannot connect: {cause}"), EXIT_LOST);
                 self.fail(Outcome::ConnectFailed { host: name, cause });
-                return;
+                return OnHost::Done;
             }
         };
         let vars = self.vars(&name);
         // After a lost step the connection is not trusted with another
         // deployment; a failed or stopped step leaves it sound.
         let mut reusable = true;
-        for step in &self.target.steps {
+        for (i, step) in self.target.steps.iter().enumerate() {
             if *stop.borrow() != Stop::Run {
                 break;
             }
@@ -458,7 +476,16 @@ impl Run {
                     });
                     break;
                 }
-                StepEnd::Lost(cause) => {
+                StepEnd::NotStarted(cause) if reused && i == 0 => {
+                    log.ferry(
+                        Some(&name),
+                        Some(&step.name),
+                        &format!("the connection left open is gone ({cause}); opening a new one"),
+                    );
+                    self.connector.release(host, session, false).await;
+                    return OnHost::Again;
+                }
+                StepEnd::Lost(cause) | StepEnd::NotStarted(cause) => {
                     reusable = false;
                     log.ended(
                         &name,
@@ -484,6 +511,14 @@ impl Run {
                 }
             }
         }
-        self.connector.release(&host, session, reusable).await;
+        self.connector.release(host, session, reusable).await;
+        OnHost::Done
     }
+}
+
+/// How one attempt at a host's steps ended.
+enum OnHost {
+    Done,
+    /// Nothing ran: try again on a new connection.
+    Again,
 }

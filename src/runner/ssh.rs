@@ -149,6 +149,8 @@ pub enum StepEnd {
     /// The remote process ended without an exit status (a signal), or the
     /// connection dropped; the multiplexer cannot tell the two apart.
     Lost(String),
+    /// The connection could not start the step: nothing ran.
+    NotStarted(String),
     Stopped,
 }
 
@@ -392,7 +394,7 @@ pub async fn run_step(
         .await
     {
         Ok(c) => c,
-        Err(e) => return StepEnd::Lost(format!("cannot start the step: {e}")),
+        Err(e) => return StepEnd::NotStarted(format!("cannot start the step: {e}")),
     };
     let (Some(mut stdin), Some(stdout), Some(stderr)) = (
         child.stdin().take(),

@@ -227,8 +227,8 @@ pub struct Setup {
     pub sshds: Vec<Vec<String>>,
     /// sshd's LogLevel.
     pub sshd_log_level: String,
-    /// sshd's MaxStartups; None keeps sshd's default (10:30:100).
-    pub sshd_max_startups: Option<u32>,
+    /// Lines added to sshd_config, e.g. `MaxStartups 100`.
+    pub sshd_config: String,
     /// Lines added to `[ssh]`.
     pub ssh: String,
     pub connect_timeout: String,
@@ -253,7 +253,7 @@ impl Default for Setup {
             app: None,
             sshds: vec![loopback(1, 1)],
             sshd_log_level: "ERROR".into(),
-            sshd_max_startups: None,
+            sshd_config: String::new(),
             ssh: String::new(),
             connect_timeout: "5s".into(),
             hashed_known_hosts: false,
@@ -316,7 +316,7 @@ impl World {
                     &d.join("id_ed25519.pub"),
                     addresses,
                     &setup.sshd_log_level,
-                    setup.sshd_max_startups,
+                    &setup.sshd_config,
                 )
             })
             .collect();

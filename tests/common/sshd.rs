@@ -51,7 +51,7 @@ fn sshd_binary() -> PathBuf {
 impl Sshd {
     /// Starts sshd on 127.0.0.1 in `dir`, trusting the client key `client_pub`.
     pub fn start(dir: &Path, client_pub: &Path) -> Sshd {
-        Sshd::start_on(dir, client_pub, &["127.0.0.1".to_string()], "ERROR", None)
+        Sshd::start_on(dir, client_pub, &["127.0.0.1".to_string()], "ERROR", "")
     }
 
     /// Starts one sshd listening on each of `addresses` (sshd takes 16 at most).
@@ -60,7 +60,7 @@ impl Sshd {
         client_pub: &Path,
         addresses: &[String],
         log_level: &str,
-        max_startups: Option<u32>,
+        extra_config: &str,
     ) -> Sshd {
         assert!(!addresses.is_empty() && addresses.len() <= 16);
         std::fs::create_dir_all(dir).unwrap();
@@ -81,8 +81,7 @@ impl Sshd {
                                 "Port {port}\n{listen}HostKey {hk}\nPidFile {d}/sshd.pid\n\
                  AuthorizedKeysFile {d}/authorized_keys\nUsePAM no\nStrictModes no\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
-                                  PermitRootLogin prohibit-password\nLogLevel {log_level}\n{startups}",
-                startups = max_startups.map(|n| format!("MaxStartups {n}\n")).unwrap_or_default(),
+                                  PermitRootLogin prohibit-password\nLogLevel {log_level}\n{extra_config}\n",
                 listen = addresses.iter().map(|a| format!("ListenAddress {a}\n")).collect::<String>(),
                 hk = host_key.display(),
                 d = dir.display()
