@@ -70,15 +70,7 @@ async fn happy_path_with_an_octokit_payload() {
     assert_eq!(written, "f95f852bd8fca8fcc58a9a2d6c842781e32a215e");
 
     // The log link serves the step output; a wrong token gets 404.
-    let page = w
-        .http
-        .get(log_url)
-        .header("accept", "text/plain")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), 200);
-    let text = page.text().await.unwrap();
+    let text = w.log_text(log_url).await;
     let host = w.sshd.display();
     assert!(
         text.contains(&format!("{host} greet: hello from {host} for Codertocat")),
