@@ -34,6 +34,9 @@ pub fn init_tracing() {
     if std::env::var_os("JOURNAL_STREAM").is_some()
         && let Ok(journald) = tracing_journald::layer()
     {
+        // Fields as operators type them: `journalctl -u ferry DEPLOYMENT=5001`
+        // (the default prefix would make that F_DEPLOYMENT).
+        let journald = journald.with_field_prefix(None);
         tracing_subscriber::registry()
             .with(filter)
             .with(journald)

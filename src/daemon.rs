@@ -121,8 +121,8 @@ async fn prune_logs(shared: Shared, mut stop: watch::Receiver<bool>) {
             Ok(Ok(n)) => {
                 tracing::info!(removed = n, "removed logs older than storage.log_retention")
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot prune old logs"),
-            Err(e) => tracing::warn!(error = %e, "log pruning panicked"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot prune old logs: {e}"),
+            Err(e) => tracing::warn!(error = %e, "log pruning panicked: {e}"),
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
@@ -193,7 +193,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let reloader = shared.clone();
     tokio::spawn(async move {
         if let Err(e) = reload_on_hangup(reloader, &path).await {
-            tracing::error!(error = %e, "cannot listen for SIGHUP; reload needs a restart");
+            tracing::error!(error = %e, "cannot listen for SIGHUP, reload needs a restart: {e}");
         }
     });
     let mut http_stop = stop_rx.clone();

@@ -39,8 +39,15 @@ pub fn reloading() {
 }
 
 /// When the runner last went round its loop, for the watchdog.
-#[derive(Default)]
 pub struct Heartbeat(AtomicI64);
+
+impl Default for Heartbeat {
+    /// Born beating: a watchdog that looks before the runner's first round
+    /// must not report a runner stalled since 1970.
+    fn default() -> Heartbeat {
+        Heartbeat(AtomicI64::new(now_ms()))
+    }
+}
 
 impl Heartbeat {
     pub fn beat(&self) {
@@ -84,8 +91,15 @@ pub async fn watchdog(heartbeat: Arc<Heartbeat>, mut stop: watch::Receiver<bool>
 
 #[cfg(test)]
 mod tests {
-    use super::runner_alive;
+    use super::{Heartbeat, runner_alive};
     use std::time::Duration;
+
+    #[test]
+    fn a_runner_that_has_not_gone_round_yet_counts_as_alive() {
+        let fresh = Heartbeat::default();
+        assert!(fresh.age() < Duration::from_secs(1), "{:?}", fresh.age());
+        assert!(runner_alive(fresh.age(), Duration::from_secs(60)));
+    }
 
     #[test]
     fn a_runner_that_stopped_moving_is_not_vouched_for() {

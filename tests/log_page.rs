@@ -131,6 +131,14 @@ async fn text_on_request_tokens_and_retention() {
             .send()
             .await
             .unwrap(),
+        // curl's default, and a script that sends no Accept at all.
+        w.http
+            .get(&url)
+            .header("accept", "*/*")
+            .send()
+            .await
+            .unwrap(),
+        w.http.get(&url).send().await.unwrap(),
     ] {
         assert!(
             text.headers()["content-type"]
@@ -198,7 +206,16 @@ async fn the_event_stream_follows_a_running_deployment_to_its_end() {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let page = w.http.get(&url).send().await.unwrap().text().await.unwrap();
+    let page = w
+        .http
+        .get(&url)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains(">before<"));
     assert!(page.contains("data-live=\"true\""));
     let events = page

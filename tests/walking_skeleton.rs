@@ -431,6 +431,32 @@ fn check_config_and_serve_name_a_misspelt_key() {
     }
 }
 
+/// A host without root certificates (no ca-certificates package) stops
+/// `serve` with one line that names the fix, not rustls's "builder error".
+#[test]
+fn serve_without_root_certificates_says_how_to_fix_it() {
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("config")
+        .join("ferry.example.toml");
+    let empty = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        // rustls-native-certs reads only these when they are set.
+        .env("SSL_CERT_FILE", empty.path().join("none.pem"))
+        .env("SSL_CERT_DIR", empty.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: no root certificates found on this system")
+            && last.contains("apt-get install ca-certificates"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn host_key_problems_are_errors_naming_the_host_and_cause() {
     let w = World::start(|sshd, scratch| {

@@ -64,13 +64,32 @@ struct StatusBody<'a> {
     auto_inactive: Option<bool>,
 }
 
+/// The client is built with the system's root certificates (the same store
+/// `curl` uses), so a GHES behind a private CA works once that CA is added
+/// there; a host without any gets one line with the fix instead of
+/// rustls's "builder error: unexpected error".
+fn client_error(e: &reqwest::Error) -> anyhow::Error {
+    let chain = error_chain(e);
+    if chain.contains("CA certificates") {
+        anyhow::anyhow!(
+            "no root certificates found on this system, so GitHub's TLS \
+             certificate cannot be checked: install them (apt-get install \
+             ca-certificates); for a private CA, add it with update-ca-certificates \
+             or point SSL_CERT_FILE at a PEM bundle"
+        )
+    } else {
+        anyhow::anyhow!("cannot build the HTTP client for GitHub: {chain}")
+    }
+}
+
 impl GitHub {
     pub fn new(config: &config::GitHub) -> anyhow::Result<GitHub> {
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30))
-            .build()?;
+            .build()
+            .map_err(|e| client_error(&e))?;
         let auth = match &config.auth {
             GitHubAuth::Token(t) => Auth::Token(t.clone()),
             GitHubAuth::App {

@@ -57,7 +57,7 @@ impl Outbox {
             let started = match self.start_due(&mut in_flight, &mut busy).await {
                 Ok(n) => n,
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot read the status outbox");
+                    tracing::error!(error = %e, "cannot read the status outbox: {e}");
                     0
                 }
             };
@@ -93,7 +93,7 @@ impl Outbox {
                     match self.store.record_posts(&posts).await {
                         // Counted once on disk: a post not recorded is sent again.
                         Ok(()) => Self::count(&posts),
-                        Err(e) => tracing::error!(error = %e, "cannot record status posts; they are sent again"),
+                        Err(e) => tracing::error!(error = %e, "cannot record status posts; they are sent again: {e}"),
                     }
                 }
                 _ = self.wake.notified() => {}
@@ -164,7 +164,7 @@ impl Outbox {
         let state = item.status.state.as_str();
         match result {
             Ok(()) => {
-                tracing::debug!(deployment = %item.deployment_id, status = state, "status posted");
+                tracing::debug!(deployment = %item.deployment_id, status = state, "deployment {}: {state} posted", item.deployment_id);
                 PostOutcome::Sent
             }
             Err(CallError::Retry { after, reason }) => {
@@ -172,7 +172,7 @@ impl Outbox {
                 tracing::warn!(
                     deployment = %item.deployment_id, status = state, attempt = item.attempts + 1,
                     retry_in = %humantime::format_duration(Duration::from_secs(wait.as_secs().max(1))),
-                    "status not posted, will retry: {reason}"
+                    "deployment {}: {state} not posted, will retry: {reason}", item.deployment_id
                 );
                 PostOutcome::RetryAt {
                     at: now_ms() + wait.as_millis() as i64,
@@ -182,7 +182,7 @@ impl Outbox {
             Err(CallError::Permanent { reason }) => {
                 tracing::error!(
                     deployment = %item.deployment_id, repository = %item.repository, status = state,
-                    "GitHub refused the status, giving up on it: {reason}"
+                    "GitHub refused the {state} status of deployment {} ({}), giving up on it: {reason}", item.deployment_id, item.repository
                 );
                 PostOutcome::Failed { error: reason }
             }

@@ -268,7 +268,7 @@ impl LogFile {
         // One write per line on an O_APPEND file: readers never see half a line.
         match self.file.write_all(&json) {
             Ok(()) => self.written += json.len() as u64,
-            Err(e) => tracing::warn!(error = %e, "cannot write deployment log line"),
+            Err(e) => tracing::warn!(error = %e, "cannot write a deployment log line: {e}"),
         }
     }
 }

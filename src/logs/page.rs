@@ -34,7 +34,7 @@ fn not_found() -> Response {
 }
 
 fn unavailable(e: impl std::fmt::Display, id: DeploymentId) -> Response {
-    tracing::error!(error = %e, deployment = %id, "cannot read deployment or its log");
+    tracing::error!(error = %e, deployment = %id, "cannot read deployment {id} or its log: {e}");
     (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable\n").into_response()
 }
 
@@ -54,16 +54,52 @@ async fn authorized(app: &Shared, id: &str, token: Option<&str>) -> Result<Deplo
     }
 }
 
-/// Plain text for `?format=text` and for clients that ask for text and not HTML.
+/// HTML only for clients that name `text/html` (browsers): `curl`'s `*/*`
+/// and scripts without an Accept header get the log verbatim, since the
+/// page's escaping would turn a `<` in the output into `&lt;`.
+/// `?format=text` / `?format=html` choose explicitly.
 fn wants_text(q: &LogQuery, headers: &HeaderMap) -> bool {
-    if let Some(f) = &q.format {
-        return f == "text";
+    match q.format.as_deref() {
+        Some("text") => return true,
+        Some("html") => return false,
+        _ => {}
     }
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    accept.contains("text/plain") && !accept.contains("text/html")
+    !accepts_html(accept)
+}
+
+/// Whether an Accept header lists `text/html` with a non-zero quality.
+fn accepts_html(accept: &str) -> bool {
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default();
+        let refused = parts.any(|p| {
+            p.strip_prefix("q=")
+                .and_then(|q| q.parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        media.eq_ignore_ascii_case("text/html") && !refused
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accepts_html;
+
+    #[test]
+    fn only_clients_that_name_html_get_html() {
+        assert!(accepts_html(
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        ));
+        assert!(accepts_html("application/json, Text/HTML;q=0.5"));
+        assert!(!accepts_html("*/*"));
+        assert!(!accepts_html(""));
+        assert!(!accepts_html("text/plain"));
+        assert!(!accepts_html("text/html;q=0"));
+    }
 }
 
 pub async fn log(

@@ -161,7 +161,8 @@ pub async fn deploy(
         w.ferry(None, None, &format!("{state}: {description}"));
     }
     tracing::info!(deployment = %id, repository = %deployment.repository,
-        environment = %deployment.environment, state = %state, "{description}");
+        environment = %deployment.environment, state = %state,
+        "deployment {id} of {} to {}: {state}: {description}", deployment.repository, deployment.environment);
     metrics::counter!(crate::metrics::DEPLOYMENTS, "state" => state.as_str()).increment(1);
     if let Some(started) = deployment.started_at {
         let seconds = (crate::store::now_ms() - started).max(0) as f64 / 1000.0;
@@ -175,12 +176,12 @@ pub async fn deploy(
         match shared.store.finish(id, state, &status).await {
             Ok(()) => break,
             Err(e) if attempt < 20 => {
-                tracing::warn!(deployment = %id, error = %e, "cannot record the final state, retrying");
+                tracing::warn!(deployment = %id, error = %e, "cannot record the final state of deployment {id}, retrying: {e}");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
             Err(e) => {
-                tracing::error!(deployment = %id, error = %e, "cannot record the final state; it is settled at the next start");
+                tracing::error!(deployment = %id, error = %e, "cannot record the final state of deployment {id}; it is settled at the next start: {e}");
                 break;
             }
         }
@@ -339,7 +340,7 @@ impl Run {
                 )
                 .with_log_url(&self.log_url);
                 if let Err(e) = self.shared.store.add_status(d.id, &status).await {
-                    tracing::error!(deployment = %d.id, error = %e, "cannot queue the in_progress status");
+                    tracing::error!(deployment = %d.id, error = %e, "cannot queue the in_progress status of deployment {}: {e}", d.id);
                 }
                 self.shared.outbox_wake.notify_one();
             })
@@ -423,7 +424,7 @@ impl Run {
                         .remember_step(id, &remembered, g.pgid, &g.boot_id)
                         .await
                     {
-                        tracing::warn!(deployment = %id, error = %e, "cannot record a running step");
+                        tracing::warn!(deployment = %id, error = %e, "cannot record a running step of deployment {id}: {e}");
                     }
                 }
             });
@@ -446,7 +447,7 @@ impl Run {
                 .forget_step(self.deployment.id, &spec)
                 .await
             {
-                tracing::warn!(deployment = %self.deployment.id, error = %e, "cannot clear a finished step");
+                tracing::warn!(deployment = %self.deployment.id, error = %e, "cannot clear a finished step of deployment {}: {e}", self.deployment.id);
             }
             self.current
                 .lock()

@@ -42,7 +42,8 @@ impl Runner {
                 .store
                 .finish(d.id, State::Error, &status)
                 .await?;
-            tracing::warn!(deployment = %d.id, repository = %d.repository, environment = %d.environment, "{INTERRUPTED}");
+            tracing::warn!(deployment = %d.id, repository = %d.repository, environment = %d.environment,
+                "deployment {} of {} to {}: {INTERRUPTED}", d.id, d.repository, d.environment);
         }
         Ok(running.len())
     }
@@ -53,7 +54,7 @@ impl Runner {
         let steps = match self.shared.store.remote_steps(id).await {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(deployment = %id, error = %e, "cannot read the steps left running");
+                tracing::warn!(deployment = %id, error = %e, "cannot read the steps deployment {id} left running: {e}");
                 return;
             }
         };
@@ -104,7 +105,7 @@ impl Runner {
         }
         while let Some(done) = kills.join_next().await {
             if let Ok((host, spec, outcome)) = done {
-                tracing::warn!(deployment = %id, host = %host, "{outcome}");
+                tracing::warn!(deployment = %id, host = %host, "deployment {id} on {host}: {outcome}");
                 note(&host, &outcome);
                 let _ = self.shared.store.forget_step(id, &spec).await;
             }
@@ -122,7 +123,8 @@ impl Runner {
             while tasks.len() < max && !*shutdown.borrow() {
                 match self.shared.store.claim_next().await {
                     Ok(Some(d)) => {
-                        tracing::info!(deployment = %d.id, repository = %d.repository, environment = %d.environment, "deployment started");
+                        tracing::info!(deployment = %d.id, repository = %d.repository, environment = %d.environment,
+                            "deployment {} started: {} to {}", d.id, d.repository, d.environment);
                         tasks.spawn(deploy::deploy(
                             self.shared.clone(),
                             self.shared.live().connector.clone(),
@@ -132,7 +134,7 @@ impl Runner {
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        tracing::error!(error = %e, "cannot claim a queued deployment; retrying");
+                        tracing::error!(error = %e, "cannot claim a queued deployment, retrying: {e}");
                         break;
                     }
                 }

@@ -74,7 +74,8 @@ pub async fn receive(State(app): State<Shared>, delivery: SignedDelivery) -> Res
         tracing::info!(
             repository = %deployment.repository, environment = %deployment.environment,
             task = %deployment.task, deployment = %deployment.id, delivery = delivery_id,
-            "no target owns this deployment; left for other agents"
+            "no target owns deployment {} ({} to {}, task {}); left for other agents",
+            deployment.id, deployment.repository, deployment.environment, deployment.task
         );
         return answer(
             StatusCode::OK,
@@ -117,10 +118,10 @@ pub async fn receive(State(app): State<Shared>, delivery: SignedDelivery) -> Res
             tracing::info!(
                 deployment = %deployment.id, repository = %deployment.repository,
                 environment = %deployment.environment, delivery = delivery_id,
-                "deployment accepted"
+                "deployment {} accepted: {} to {}", deployment.id, deployment.repository, deployment.environment
             );
             for old in superseded {
-                tracing::info!(deployment = %old, by = %deployment.id, "superseded while waiting");
+                tracing::info!(deployment = %old, by = %deployment.id, "deployment {old} superseded by {} while waiting", deployment.id);
             }
             app.runner_wake.notify_one();
             app.outbox_wake.notify_one();
@@ -140,7 +141,7 @@ pub async fn receive(State(app): State<Shared>, delivery: SignedDelivery) -> Res
             ),
         ),
         Err(e) => {
-            tracing::error!(error = %e, deployment = %deployment.id, delivery = delivery_id, "cannot store deployment");
+            tracing::error!(error = %e, deployment = %deployment.id, delivery = delivery_id, "cannot store deployment {}: {e}", deployment.id);
             answer(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage unavailable; GitHub may redeliver later",

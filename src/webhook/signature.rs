@@ -51,7 +51,10 @@ impl FromRequest<Shared> for SignedDelivery {
                 .unwrap_or_default();
             crate::metrics::delivery(event, "unauthorized");
             tracing::warn!(
-                delivery = ?headers.get("x-github-delivery"),
+                delivery = headers
+                    .get("x-github-delivery")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default(),
                 "rejected webhook delivery: {why}"
             );
             return Err((StatusCode::UNAUTHORIZED, format!("{why}\n")).into_response());
