@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
 pub mod browser;
+pub mod container;
 pub mod github;
 pub mod sshd;
 
