@@ -10,9 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry::config::Config;
-use ferry::daemon::Shared;
 use ferry::logs::Logs;
-use ferry::store::Store;
+use ferry::store::sqlite::SqliteStore;
 
 const SECRET: &str = "bench-secret";
 
@@ -127,12 +126,12 @@ async fn main() {
         .unwrap_or(2000);
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let config = config(dir.path());
-    let store = Store::open(&config.storage.dir).await.unwrap();
+    let store = std::sync::Arc::new(SqliteStore::open(&config.storage.dir).await.unwrap());
     let logs = Logs::open(&config.storage.dir, "http://bench").unwrap();
-    let shared = Shared::new(config, store, logs).unwrap();
+    let routes = ferry::daemon::routes_only(config, store, logs);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/webhook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, ferry::http::router(shared)).await });
+    tokio::spawn(async move { axum::serve(listener, routes).await });
 
     let fsync = fsyncs_per_second(dir.path(), n.min(1000));
     let sequential = load(&url, deliveries(n / 4, 1), 1).await;

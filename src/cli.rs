@@ -7,9 +7,10 @@ use anyhow::{Context, bail};
 use tokio::task::JoinSet;
 
 use crate::config::{Config, GitHubAuth, Host};
+use crate::format::duration;
 use crate::logs::{self, Logs};
-use crate::runner::{Connector, duration};
-use crate::store::{DeploymentId, Store, now_ms};
+use crate::runner::Connector;
+use crate::store::{DeploymentId, SharedStore, now_ms};
 
 /// A failure already reported to the user; main only sets the exit status.
 #[derive(Debug)]
@@ -187,14 +188,14 @@ pub async fn check_hosts(c: &Config, only: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn open_store(c: &Config) -> anyhow::Result<Store> {
-    if !c.db_path().exists() {
+async fn open_store(c: &Config) -> anyhow::Result<SharedStore> {
+    if c.storage.database_url.is_none() && !c.db_path().exists() {
         bail!(
             "no deployments yet: {} does not exist (is storage.dir right, and has `ferry serve` run?)",
             c.db_path().display()
         );
     }
-    Store::open(&c.storage.dir).await
+    crate::store::open(&c.storage).await
 }
 
 fn clock(ms: i64) -> String {

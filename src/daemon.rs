@@ -7,34 +7,47 @@
 //! store for the next start).
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch};
 
 use crate::config::Config;
+use crate::current::{Current, Publisher, current};
 use crate::github::{GitHub, outbox::Outbox};
 use crate::logs::Logs;
-use crate::runner::{Connector, Runner};
+use crate::logs::page::Pages;
+use crate::runner::{Connector, Handles, Runner};
 use crate::service::{self, Heartbeat};
-use crate::store::Store;
+use crate::store::SharedStore;
+use crate::webhook::Intake;
 
 /// How long the outbox may keep posting after the runner stopped.
 const OUTBOX_DRAIN: Duration = Duration::from_secs(10);
 
-/// The config in force and what is built from it; replaced whole on reload.
-pub struct Live {
-    pub config: Arc<Config>,
-    pub github: Arc<GitHub>,
-    pub connector: Arc<Connector>,
+/// The config in force and what is built from it; a reload replaces all
+/// three or none.
+struct Live {
+    config: Publisher<Config>,
+    github: Publisher<GitHub>,
+    connector: Publisher<Connector>,
+    /// What the publishers hold now, for the daemon's own use.
+    now: Current<Config>,
+    connector_now: Current<Connector>,
 }
 
-impl Live {
-    fn build(config: Config) -> anyhow::Result<Live> {
-        Ok(Live {
+/// Built from one config, before anything is put in force.
+struct Built {
+    config: Arc<Config>,
+    github: Arc<GitHub>,
+    connector: Arc<Connector>,
+}
+
+impl Built {
+    fn new(config: Config) -> anyhow::Result<Built> {
+        Ok(Built {
             github: Arc::new(GitHub::new(&config.github)?),
             connector: Arc::new(Connector::new(&config.ssh)?),
             config: Arc::new(config),
@@ -42,46 +55,12 @@ impl Live {
     }
 }
 
-/// What the HTTP routes, the runner and the outbox share.
-#[derive(Clone)]
-pub struct Shared {
-    live: Arc<RwLock<Arc<Live>>>,
-    pub store: Store,
-    pub logs: Logs,
-    pub runner_wake: Arc<Notify>,
-    pub outbox_wake: Arc<Notify>,
-    pub heartbeat: Arc<Heartbeat>,
-    /// None where no recorder is installed (in-process tests, benchmarks).
-    pub metrics: Option<PrometheusHandle>,
-}
-
-impl Shared {
-    pub fn new(config: Config, store: Store, logs: Logs) -> anyhow::Result<Shared> {
-        Ok(Shared {
-            live: Arc::new(RwLock::new(Arc::new(Live::build(config)?))),
-            store,
-            logs,
-            runner_wake: Arc::new(Notify::new()),
-            outbox_wake: Arc::new(Notify::new()),
-            heartbeat: Arc::new(Heartbeat::default()),
-            metrics: None,
-        })
-    }
-
-    pub fn live(&self) -> Arc<Live> {
-        self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// The config in force now.
-    pub fn config(&self) -> Arc<Config> {
-        self.live().config.clone()
-    }
-
+impl Live {
     /// Puts `new` in force, all of it or (on error) none of it. What cannot
     /// change without a restart is kept, and returned as warnings. Running
     /// deployments keep the target and connection they started with.
-    pub fn reload(&self, mut new: Config) -> anyhow::Result<Vec<String>> {
-        let old = self.config();
+    fn reload(&self, mut new: Config) -> anyhow::Result<Vec<String>> {
+        let old = self.now.get();
         let mut kept = Vec::new();
         if new.server.listen != old.server.listen {
             kept.push(format!(
@@ -101,21 +80,26 @@ impl Shared {
                 old.storage.dir.display()
             ));
         }
+        if new.storage.database_url.as_ref().map(|u| u.expose())
+            != old.storage.database_url.as_ref().map(|u| u.expose())
+        {
+            kept.push("storage.database_url stays as it was until ferry restarts".into());
+        }
         new.server = old.server.clone();
-        new.storage.dir = old.storage.dir.clone();
-        let live = Live::build(new)?;
-        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
-        self.runner_wake.notify_one();
-        self.outbox_wake.notify_one();
+        new.storage = old.storage.clone();
+        let built = Built::new(new)?;
+        self.config.publish(built.config);
+        self.github.publish(built.github);
+        self.connector.publish(built.connector);
         Ok(kept)
     }
 }
 
 /// Applies `storage.log_retention` at start and every hour.
-async fn prune_logs(shared: Shared, mut stop: watch::Receiver<bool>) {
+async fn prune_logs(logs: Logs, config: Current<Config>, mut stop: watch::Receiver<bool>) {
     loop {
-        let retention = shared.config().storage.log_retention;
-        let logs = shared.logs.clone();
+        let retention = config.get().storage.log_retention;
+        let logs = logs.clone();
         match tokio::task::spawn_blocking(move || logs.prune(retention)).await {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => {
@@ -132,18 +116,21 @@ async fn prune_logs(shared: Shared, mut stop: watch::Receiver<bool>) {
 }
 
 /// SIGHUP: read the config file again; a bad one changes nothing.
-async fn reload_on_hangup(shared: Shared, path: &Path) -> anyhow::Result<()> {
+async fn reload_on_hangup(live: Live, wake: [Arc<Notify>; 2], path: &Path) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     while hup.recv().await.is_some() {
         service::reloading();
         match Config::load(path) {
             Err(e) => tracing::error!("reload refused, the running config stays in force: {e}"),
-            Ok(new) => match shared.reload(new) {
+            Ok(new) => match live.reload(new) {
                 Ok(kept) => {
                     for k in kept {
                         tracing::warn!("reload: {k}");
                     }
-                    let c = shared.config();
+                    for w in &wake {
+                        w.notify_one();
+                    }
+                    let c = live.now.get();
                     tracing::info!(targets = c.targets.len(), "reloaded {}", path.display());
                 }
                 Err(e) => {
@@ -156,14 +143,56 @@ async fn reload_on_hangup(shared: Shared, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The HTTP routes over `store` with no runner, outbox or metrics behind
+/// them: what in-process tests and the intake benchmark drive.
+pub fn routes_only(config: Config, store: SharedStore, logs: Logs) -> axum::Router {
+    let config = Current::fixed(Arc::new(config));
+    let intake = Intake {
+        store: store.clone(),
+        config: config.clone(),
+        runner: Arc::new(Notify::new()),
+        outbox: Arc::new(Notify::new()),
+    };
+    let pages = Pages {
+        store,
+        logs,
+        config,
+    };
+    crate::http::router(intake, pages, None)
+}
+
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let path = config.path.clone();
     let listen = config.server.listen;
-    let store = Store::open(&config.storage.dir).await?;
+    let store = crate::store::open(&config.storage).await?;
     let logs = Logs::open(&config.storage.dir, &config.server.public_url)?;
-    let mut shared = Shared::new(config, store.clone(), logs)?;
-    shared.metrics = Some(crate::metrics::install()?);
-    let runner = Runner::new(shared.clone());
+    let metrics = Some(crate::metrics::install()?);
+    let built = Built::new(config)?;
+    let (config, config_now) = current(built.config);
+    let (github, github_now) = current(built.github);
+    let (connector, connector_now) = current(built.connector);
+    let live = Live {
+        config,
+        github,
+        connector,
+        now: config_now.clone(),
+        connector_now: connector_now.clone(),
+    };
+    let runner_wake = Arc::new(Notify::new());
+    let outbox_wake = Arc::new(Notify::new());
+    let heartbeat = Arc::new(Heartbeat::default());
+
+    let runner = Runner::new(
+        Handles {
+            store: store.clone(),
+            logs: logs.clone(),
+            config: config_now.clone(),
+            connector: connector_now.clone(),
+            outbox: outbox_wake.clone(),
+        },
+        runner_wake.clone(),
+        heartbeat.clone(),
+    );
     let interrupted = runner
         .recover()
         .await
@@ -180,25 +209,42 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {listen} (server.listen)"))?;
     tracing::info!(
         listen = %listen,
-        targets = shared.config().targets.len(),
+        targets = config_now.get().targets.len(),
         "ferry {} serving", env!("CARGO_PKG_VERSION")
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (outbox_stop_tx, outbox_stop_rx) = watch::channel(false);
-    let outbox = tokio::spawn(Outbox::new(shared.clone()).run(outbox_stop_rx, OUTBOX_DRAIN));
+    let outbox = Outbox::new(store.clone(), github_now, outbox_wake.clone());
+    let outbox = tokio::spawn(outbox.run(outbox_stop_rx, OUTBOX_DRAIN));
     let runner = tokio::spawn(runner.run(stop_rx.clone()));
-    tokio::spawn(prune_logs(shared.clone(), stop_rx.clone()));
-    tokio::spawn(service::watchdog(shared.heartbeat.clone(), stop_rx.clone()));
-    let reloader = shared.clone();
+    tokio::spawn(prune_logs(
+        logs.clone(),
+        config_now.clone(),
+        stop_rx.clone(),
+    ));
+    tokio::spawn(service::watchdog(heartbeat, stop_rx.clone()));
+    let wake = [runner_wake.clone(), outbox_wake.clone()];
+    let connector_now = live.connector_now.clone();
     tokio::spawn(async move {
-        if let Err(e) = reload_on_hangup(reloader, &path).await {
+        if let Err(e) = reload_on_hangup(live, wake, &path).await {
             tracing::error!(error = %e, "cannot listen for SIGHUP, reload needs a restart: {e}");
         }
     });
+    let intake = Intake {
+        store: store.clone(),
+        config: config_now.clone(),
+        runner: runner_wake,
+        outbox: outbox_wake,
+    };
+    let pages = Pages {
+        store: store.clone(),
+        logs,
+        config: config_now,
+    };
     let mut http_stop = stop_rx.clone();
     let http = tokio::spawn(
-        axum::serve(listener, crate::http::router(shared.clone()))
+        axum::serve(listener, crate::http::router(intake, pages, metrics))
             .with_graceful_shutdown(async move {
                 let _ = http_stop.wait_for(|s| *s).await;
             })
@@ -220,15 +266,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     outbox.await.context("the outbox panicked")?;
     // Open connections (a log being read) must not hold the exit hostage.
     let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
-    shared.live().connector.close_idle().await;
-    let pending = shared.store.pending_statuses().await.unwrap_or(0);
+    connector_now.get().close_idle().await;
+    let pending = store.pending_statuses().await.unwrap_or(0);
     if pending > 0 {
         tracing::warn!(
             pending,
             "statuses not yet posted; they are sent at the next start"
         );
     }
-    shared.store.close().await;
+    store.close().await;
     tracing::info!("stopped");
     Ok(())
 }

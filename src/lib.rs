@@ -4,7 +4,7 @@
 //!
 //! - [`config`]: the TOML file, validated with key and line in every error.
 //! - [`webhook`]: `POST /webhook`: signature, event parsing, intake.
-//! - [`store`]: the durable queue (SQLite): deployments, deliveries, outbox.
+//! - [`store`]: durable state behind one interface; SQLite or PostgreSQL.
 //! - [`runner`]: the scheduler and the SSH executor.
 //! - [`logs`]: per-deployment logs, their tokens and pages.
 //! - [`github`]: statuses to GitHub (token or App), sent from the outbox.
@@ -12,12 +12,16 @@
 //! - [`cli`]: the other subcommands.
 //! - [`http`]: the routes.
 //! - [`error`]: errors as one line.
+//! - [`format`]: durations, shas and counts as ferry writes them.
+//! - [`current`]: the config and what is built from it, replaced on reload.
 //! - [`metrics`]: Prometheus metric names and the exporter.
 
 pub mod cli;
 pub mod config;
+pub mod current;
 pub mod daemon;
 pub mod error;
+pub mod format;
 pub mod github;
 pub mod glob;
 pub mod http;

@@ -3,9 +3,9 @@
 mod common;
 
 use ferry::config::Config;
-use ferry::daemon::Shared;
 use ferry::logs::Logs;
 use ferry::store::Store;
+use ferry::store::sqlite::SqliteStore;
 
 #[tokio::test]
 async fn storage_unavailable_is_503_and_nothing_is_accepted() {
@@ -26,12 +26,12 @@ async fn storage_unavailable_is_503_and_nothing_is_accepted() {
         )
     );
     let config = Config::parse(&text, &d.join("ferry.toml"), &|_| None).unwrap();
-    let store = Store::open(&config.storage.dir).await.unwrap();
+    let store = SqliteStore::open(&config.storage.dir).await.unwrap();
     let logs = Logs::open(&config.storage.dir, "http://x").unwrap();
-    let shared = Shared::new(config, store.clone(), logs).unwrap();
+    let routes = ferry::daemon::routes_only(config, std::sync::Arc::new(store.clone()), logs);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/webhook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, ferry::http::router(shared)).await });
+    tokio::spawn(async move { axum::serve(listener, routes).await });
 
     store.close().await;
     let body = serde_json::to_vec(&common::fixture("deployment/payload.json")).unwrap();
@@ -50,6 +50,6 @@ async fn storage_unavailable_is_503_and_nothing_is_accepted() {
         .unwrap();
     assert_eq!(response.status(), 503);
     // A fresh store on the same files holds nothing: a 503 accepted nothing.
-    let reopened = Store::open(&d.join("state")).await.unwrap();
+    let reopened = SqliteStore::open(&d.join("state")).await.unwrap();
     assert!(reopened.recent(10).await.unwrap().is_empty());
 }

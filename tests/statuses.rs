@@ -101,7 +101,8 @@ async fn a_refused_status_is_not_retried_and_does_not_block_other_deployments() 
     assert!(w.github.statuses_of(81).is_empty());
     let log = w.ferry.output();
     assert!(
-        log.contains("GitHub refused the status") && log.contains("422 Validation Failed"),
+        log.contains("GitHub refused the queued status of deployment 81")
+            && log.contains("422 Validation Failed"),
         "{log}"
     );
 }

@@ -23,6 +23,7 @@ pub const DEFAULT_PATH: &str = "/etc/ferry/ferry.toml";
 pub const ENV_CONFIG: &str = "FERRY_CONFIG";
 pub const ENV_WEBHOOK_SECRET: &str = "FERRY_WEBHOOK_SECRET";
 pub const ENV_GITHUB_TOKEN: &str = "FERRY_GITHUB_TOKEN";
+pub const ENV_DATABASE_URL: &str = "FERRY_DATABASE_URL";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -65,6 +66,9 @@ pub enum GitHubAuth {
 pub struct Storage {
     pub dir: PathBuf,
     pub log_retention: Duration,
+    /// PostgreSQL shared by replicas; None: SQLite in `dir`. A secret, as
+    /// it may carry a password.
+    pub database_url: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -346,7 +350,7 @@ const GITHUB_KEYS: &[&str] = &[
     "app_id",
     "app_private_key_file",
 ];
-const STORAGE_KEYS: &[&str] = &["dir", "log_retention"];
+const STORAGE_KEYS: &[&str] = &["dir", "log_retention", "database_url"];
 const RUNNER_KEYS: &[&str] = &["max_concurrent", "shutdown_grace"];
 const SSH_KEYS: &[&str] = &[
     "identity_file",
@@ -400,6 +404,7 @@ struct RawStorage {
     dir: Option<PathBuf>,
     #[serde(default, with = "humantime_serde")]
     log_retention: Option<Duration>,
+    database_url: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -720,10 +725,7 @@ impl<'a> Checker<'a> {
 
         let server = server.and_then(|s| self.server(s));
         let github = github.and_then(|g| self.github(g, env));
-        let storage = storage.map(|s| Storage {
-            dir: self.path(s.dir.unwrap_or_else(|| PathBuf::from("/var/lib/ferry"))),
-            log_retention: s.log_retention.unwrap_or(Duration::from_secs(30 * 86400)),
-        });
+        let storage = storage.and_then(|s| self.storage(s, env));
         let runner = runner.and_then(|r| self.runner(r));
         let ssh = ssh.and_then(|s| self.ssh(s));
         let targets = self.targets();
@@ -737,6 +739,31 @@ impl<'a> Checker<'a> {
             ssh: ssh?,
             targets: targets?,
             warnings: Vec::new(),
+        })
+    }
+
+    fn storage(
+        &mut self,
+        raw: RawStorage,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<Storage> {
+        let from_env = env(ENV_DATABASE_URL).filter(|s| !s.trim().is_empty());
+        let at = [Seg::Key("storage"), Seg::Key("database_url")];
+        let database_url = match from_env.or(raw.database_url) {
+            None => None,
+            Some(url) => {
+                let url = url.trim().to_string();
+                if let Err(why) = check_database_url(&url) {
+                    self.problem(&at, why);
+                    return None;
+                }
+                Some(Secret::new(url.into_bytes()))
+            }
+        };
+        Some(Storage {
+            dir: self.path(raw.dir.unwrap_or_else(|| PathBuf::from("/var/lib/ferry"))),
+            log_retention: raw.log_retention.unwrap_or(Duration::from_secs(30 * 86400)),
+            database_url,
         })
     }
 
@@ -1186,3 +1213,24 @@ fn is_repository(r: &str) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// The form of a PostgreSQL URL; whether the database answers is
+/// `check-config`'s to find out.
+fn check_database_url(url: &str) -> Result<(), String> {
+    let example = "e.g. \"postgres://ferry@db.internal/ferry\"";
+    let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    else {
+        return Err(format!(
+            "not a PostgreSQL URL: it must start with postgres:// ({example}); \
+             without database_url ferry keeps its state in SQLite under storage.dir"
+        ));
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = host.rsplit('@').next().unwrap_or_default();
+    if host.is_empty() && !rest.contains("host=") {
+        return Err(format!("names no host ({example})"));
+    }
+    Ok(())
+}

@@ -10,9 +10,9 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::CallError;
-use crate::daemon::Shared;
-use crate::store::{DeploymentId, OutboxItem, PostOutcome, Store, now_ms};
+use super::{CallError, GitHub};
+use crate::current::Current;
+use crate::store::{DeploymentId, OutboxItem, PostOutcome, SharedStore, now_ms};
 
 /// Status posts in flight at once.
 const IN_FLIGHT: usize = 16;
@@ -21,8 +21,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
 pub struct Outbox {
-    store: Store,
-    shared: Shared,
+    store: SharedStore,
+    github: Current<GitHub>,
+    /// Rung when a status is queued.
     wake: Arc<Notify>,
 }
 
@@ -35,11 +36,11 @@ pub fn backoff(attempts: i64) -> Duration {
 }
 
 impl Outbox {
-    pub fn new(shared: Shared) -> Outbox {
+    pub fn new(store: SharedStore, github: Current<GitHub>, wake: Arc<Notify>) -> Outbox {
         Outbox {
-            store: shared.store.clone(),
-            wake: shared.outbox_wake.clone(),
-            shared,
+            store,
+            github,
+            wake,
         }
     }
 
@@ -123,7 +124,7 @@ impl Outbox {
         &self,
         in_flight: &mut JoinSet<(OutboxItem, Result<(), CallError>)>,
         busy: &mut HashSet<DeploymentId>,
-    ) -> Result<usize, sqlx::Error> {
+    ) -> crate::store::Result<usize> {
         let room = IN_FLIGHT.saturating_sub(in_flight.len());
         if room == 0 {
             return Ok(0);
@@ -138,7 +139,7 @@ impl Outbox {
                 continue;
             }
             // The client in force now: a reload may have changed the token.
-            let github = self.shared.live().github.clone();
+            let github = self.github.get();
             in_flight.spawn(async move {
                 let result = github.post_status(&item).await;
                 (item, result)

@@ -6,8 +6,9 @@ use std::fmt::Write;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::{LogLine, Stream};
+pub use crate::format::duration_ms as duration;
+use crate::format::short_sha;
 use crate::store::{Deployment, State};
-use crate::webhook::short_sha;
 
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -213,10 +214,6 @@ fn groups(lines: &[LogLine]) -> Vec<Group<'_>> {
         g.lines.push((i + 1, l));
     }
     groups
-}
-
-pub fn duration(ms: i64) -> String {
-    crate::runner::duration(Duration::from_millis(ms.max(0) as u64))
 }
 
 /// The badge's class for a state.

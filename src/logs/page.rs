@@ -12,9 +12,19 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::html;
-use crate::daemon::Shared;
-use crate::store::{Deployment, DeploymentId};
+use super::{Logs, html};
+use crate::config::Config;
+use crate::current::Current;
+use crate::store::{Deployment, DeploymentId, SharedStore};
+
+/// What the log pages need.
+#[derive(Clone)]
+pub struct Pages {
+    pub store: SharedStore,
+    pub logs: Logs,
+    /// For the hosts a page lists.
+    pub config: Current<Config>,
+}
 
 /// How often a live stream looks for new lines: well inside a second.
 const POLL: Duration = Duration::from_millis(200);
@@ -40,7 +50,7 @@ fn unavailable(e: impl std::fmt::Display, id: DeploymentId) -> Response {
 
 /// The deployment, if `id` and `token` name one; a wrong id and a wrong
 /// token look the same, so there is nothing to probe.
-async fn authorized(app: &Shared, id: &str, token: Option<&str>) -> Result<Deployment, Response> {
+async fn authorized(app: &Pages, id: &str, token: Option<&str>) -> Result<Deployment, Response> {
     let Ok(id) = id.parse::<DeploymentId>() else {
         return Err(not_found());
     };
@@ -103,7 +113,7 @@ mod tests {
 }
 
 pub async fn log(
-    State(app): State<Shared>,
+    State(app): State<Pages>,
     Path(id): Path<String>,
     Query(q): Query<LogQuery>,
     headers: HeaderMap,
@@ -138,7 +148,7 @@ pub async fn log(
         )
             .into_response();
     }
-    let config = app.config();
+    let config = app.config.get();
     let hosts: Vec<String> = config
         .target_for(&d.repository, &d.environment, &d.task)
         .map(|t| t.hosts.iter().map(ToString::to_string).collect())
@@ -183,7 +193,7 @@ pub struct EventsQuery {
 }
 
 struct Follow {
-    app: Shared,
+    app: Pages,
     id: DeploymentId,
     offset: u64,
     line: usize,
@@ -257,7 +267,7 @@ impl Follow {
 }
 
 pub async fn events(
-    State(app): State<Shared>,
+    State(app): State<Pages>,
     Path(id): Path<String>,
     Query(q): Query<EventsQuery>,
     headers: HeaderMap,

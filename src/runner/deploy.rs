@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OnceCell, watch};
 use tokio::task::JoinSet;
 
+use super::Handles;
 use super::remote::{self, RemoteGroup};
 use super::ssh::{Connected, Connector, StepEnd, Stop, run_step};
 use crate::config::{Host, Target};
-use crate::daemon::Shared;
+use crate::format::{duration, plural, short_sha};
 use crate::logs::{LogWriter, Stream};
 use crate::store::{Deployment, NewStatus, State, StatusState};
-use crate::webhook::short_sha;
 
 /// Exit statuses in the log for steps that did not exit on their own, as
 /// ssh and shells report them: a lost connection, a SIGTERM.
@@ -50,22 +50,6 @@ pub enum Outcome {
     NoSteps,
     Shutdown,
     Internal(String),
-}
-
-fn plural(n: usize, one: &str) -> String {
-    if n == 1 {
-        format!("1 {one}")
-    } else {
-        format!("{n} {one}s")
-    }
-}
-
-/// `148ms`, `14s`, `2m 5s`: precise when short, rounded when long.
-pub fn duration(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        return format!("{}ms", d.as_millis());
-    }
-    humantime::format_duration(Duration::from_secs(d.as_secs_f64().round() as u64)).to_string()
 }
 
 impl Outcome {
@@ -120,7 +104,7 @@ impl Outcome {
 
 /// What every host task of one deployment shares.
 struct Run {
-    shared: Shared,
+    shared: Handles,
     connector: Arc<Connector>,
     deployment: Deployment,
     target: Target,
@@ -135,7 +119,7 @@ struct Run {
 
 /// Runs a claimed deployment to its end and records the final status.
 pub async fn deploy(
-    shared: Shared,
+    shared: Handles,
     connector: Arc<Connector>,
     deployment: Deployment,
     cancel: watch::Receiver<bool>,
@@ -148,7 +132,7 @@ pub async fn deploy(
     let mut status =
         NewStatus::new(state.final_status(), description.clone()).with_log_url(&log_url);
     if let Outcome::Success { .. } = outcome {
-        let config = shared.config();
+        let config = shared.config.get();
         let target = config.target_for(
             &deployment.repository,
             &deployment.environment,
@@ -186,11 +170,11 @@ pub async fn deploy(
             }
         }
     }
-    shared.outbox_wake.notify_one();
+    shared.outbox.notify_one();
 }
 
 async fn execute(
-    shared: &Shared,
+    shared: &Handles,
     connector: Arc<Connector>,
     d: &Deployment,
     log_url: &str,
@@ -200,7 +184,7 @@ async fn execute(
         Ok(w) => w,
         Err(e) => return Outcome::Internal(format!("cannot write its log: {e}")),
     };
-    let config = shared.config();
+    let config = shared.config.get();
     let Some(target) = config.target_for(&d.repository, &d.environment, &d.task) else {
         return Outcome::NoTarget;
     };
@@ -342,7 +326,7 @@ impl Run {
                 if let Err(e) = self.shared.store.add_status(d.id, &status).await {
                     tracing::error!(deployment = %d.id, error = %e, "cannot queue the in_progress status of deployment {}: {e}", d.id);
                 }
-                self.shared.outbox_wake.notify_one();
+                self.shared.outbox.notify_one();
             })
             .await;
     }

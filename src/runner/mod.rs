@@ -6,31 +6,53 @@ mod deploy;
 pub mod remote;
 pub mod ssh;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use crate::daemon::Shared;
-use crate::store::{NewStatus, State, StatusState};
-pub use deploy::duration;
+use crate::config::Config;
+use crate::current::Current;
+use crate::format::duration;
+use crate::logs::Logs;
+use crate::service::Heartbeat;
+use crate::store::{NewStatus, SharedStore, State, StatusState};
 pub use ssh::Connector;
 
 pub const INTERRUPTED: &str = "Interrupted: ferry restarted during the deployment";
 
+/// What a deployment needs while it runs.
+#[derive(Clone)]
+pub struct Handles {
+    pub store: SharedStore,
+    pub logs: Logs,
+    pub config: Current<Config>,
+    pub connector: Current<Connector>,
+    /// Rung when a status is queued.
+    pub outbox: Arc<Notify>,
+}
+
 pub struct Runner {
-    shared: Shared,
+    shared: Handles,
+    /// Rung when there may be a deployment to claim.
+    wake: Arc<Notify>,
+    heartbeat: Arc<Heartbeat>,
 }
 
 impl Runner {
-    pub fn new(shared: Shared) -> Runner {
-        Runner { shared }
+    pub fn new(shared: Handles, wake: Arc<Notify>, heartbeat: Arc<Heartbeat>) -> Runner {
+        Runner {
+            shared,
+            wake,
+            heartbeat,
+        }
     }
 
     /// Settles deployments a previous process left running: it died, so
     /// nobody watches them any more. Each gets a final `error`.
     pub async fn recover(&self) -> anyhow::Result<usize> {
-        let running = self.shared.store.running().await?;
+        let running = self.shared.store.by_state(State::Running).await?;
         for d in &running {
             self.end_leftover_steps(d.id).await;
             let status = NewStatus::new(StatusState::Error, INTERRUPTED)
@@ -64,12 +86,13 @@ impl Runner {
                 w.ferry(Some(host), None, text);
             }
         };
-        let connector = self.shared.live().connector.clone();
+        let connector = self.shared.connector.get();
         let mut kills = JoinSet::new();
-        for (spec, pgid, boot_id) in steps {
+        for step in steps {
+            let spec = step.host;
             let group = remote::RemoteGroup {
-                pgid: u32::try_from(pgid).unwrap_or(0),
-                boot_id,
+                pgid: u32::try_from(step.pgid).unwrap_or(0),
+                boot_id: step.boot_id,
             };
             let (Ok(host), Some(command)) = (
                 crate::config::Host::parse(&spec),
@@ -119,7 +142,7 @@ impl Runner {
         let mut tasks = JoinSet::new();
         let mut status = String::new();
         loop {
-            let max = self.shared.config().runner.max_concurrent.get();
+            let max = self.shared.config.get().runner.max_concurrent.get();
             while tasks.len() < max && !*shutdown.borrow() {
                 match self.shared.store.claim_next().await {
                     Ok(Some(d)) => {
@@ -127,7 +150,7 @@ impl Runner {
                             "deployment {} started: {} to {}", d.id, d.repository, d.environment);
                         tasks.spawn(deploy::deploy(
                             self.shared.clone(),
-                            self.shared.live().connector.clone(),
+                            self.shared.connector.get(),
                             d,
                             cancel.subscribe(),
                         ));
@@ -139,7 +162,7 @@ impl Runner {
                     }
                 }
             }
-            self.shared.heartbeat.beat();
+            self.heartbeat.beat();
             metrics::gauge!(crate::metrics::RUNNING).set(tasks.len() as f64);
             if let Ok(queued) = self.shared.store.count_by_state(State::Queued).await {
                 metrics::gauge!(crate::metrics::QUEUED).set(queued as f64);
@@ -150,14 +173,14 @@ impl Runner {
                 }
             }
             tokio::select! {
-                _ = self.shared.runner_wake.notified() => {}
+                _ = self.wake.notified() => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 _ = shutdown.wait_for(|s| *s) => break,
                 // Also a retry after a store error.
                 _ = tokio::time::sleep(Duration::from_secs(2)) => {}
             }
         }
-        let grace = self.shared.config().runner.shutdown_grace;
+        let grace = self.shared.config.get().runner.shutdown_grace;
         if !tasks.is_empty() {
             tracing::info!(
                 running = tasks.len(),

@@ -223,3 +223,13 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// A step running on a host, with what it takes to end it from elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteStep {
+    /// As in the config: `[user@]name[:port]`.
+    pub host: String,
+    pub pgid: i64,
+    /// The host's boot id when the step started: a rebooted host is left alone.
+    pub boot_id: String,
+}

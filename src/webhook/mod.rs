@@ -3,16 +3,30 @@
 mod event;
 mod signature;
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use tokio::sync::Notify;
 
-use crate::daemon::Shared;
+use crate::config::Config;
+use crate::current::Current;
+use crate::format::short_sha;
 use crate::metrics;
-
-use crate::store::{Accepted, DeliveryKey, NewStatus, StatusState};
+use crate::store::{Accepted, DeliveryKey, NewStatus, SharedStore, StatusState};
 use event::DeploymentEvent;
 pub use signature::SignedDelivery;
+
+/// What `POST /webhook` needs.
+#[derive(Clone)]
+pub struct Intake {
+    pub store: SharedStore,
+    pub config: Current<Config>,
+    /// Rung when a deployment was queued, for the runner and the outbox.
+    pub runner: Arc<Notify>,
+    pub outbox: Arc<Notify>,
+}
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -24,7 +38,7 @@ fn answer(code: StatusCode, text: impl Into<String>) -> Response {
     (code, text).into_response()
 }
 
-pub async fn receive(State(app): State<Shared>, delivery: SignedDelivery) -> Response {
+pub async fn receive(State(app): State<Intake>, delivery: SignedDelivery) -> Response {
     let headers = &delivery.headers;
     let Some(event) = header(headers, "x-github-event") else {
         metrics::delivery("", "bad_request");
@@ -64,7 +78,7 @@ pub async fn receive(State(app): State<Shared>, delivery: SignedDelivery) -> Res
         );
     }
     let deployment = parsed.into_new();
-    let config = app.config();
+    let config = app.config.get();
     let Some(target) = config.target_for(
         &deployment.repository,
         &deployment.environment,
@@ -123,8 +137,8 @@ pub async fn receive(State(app): State<Shared>, delivery: SignedDelivery) -> Res
             for old in superseded {
                 tracing::info!(deployment = %old, by = %deployment.id, "deployment {old} superseded by {} while waiting", deployment.id);
             }
-            app.runner_wake.notify_one();
-            app.outbox_wake.notify_one();
+            app.runner.notify_one();
+            app.outbox.notify_one();
             answer(
                 StatusCode::ACCEPTED,
                 format!("accepted deployment {}", deployment.id),
@@ -148,8 +162,4 @@ pub async fn receive(State(app): State<Shared>, delivery: SignedDelivery) -> Res
             )
         }
     }
-}
-
-pub fn short_sha(sha: &str) -> &str {
-    sha.get(..7).unwrap_or(sha)
 }

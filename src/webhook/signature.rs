@@ -6,8 +6,8 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::Intake;
 use crate::config::Secret;
-use crate::daemon::Shared;
 use crate::sign;
 
 pub struct SignedDelivery {
@@ -29,17 +29,17 @@ pub fn verify(secrets: &[Secret], header: Option<&[u8]>, body: &[u8]) -> bool {
         .fold(false, |ok, s| sign::verify(s.expose(), body, &tag) | ok)
 }
 
-impl FromRequest<Shared> for SignedDelivery {
+impl FromRequest<Intake> for SignedDelivery {
     type Rejection = Response;
 
-    async fn from_request(req: Request, state: &Shared) -> Result<Self, Response> {
+    async fn from_request(req: Request, state: &Intake) -> Result<Self, Response> {
         let headers = req.headers().clone();
         // The body first: an oversized one is 413 whoever sent it.
         let body = Bytes::from_request(req, state)
             .await
             .map_err(IntoResponse::into_response)?;
         let header = headers.get("x-hub-signature-256").map(|v| v.as_bytes());
-        if !verify(&state.config().github.webhook_secrets, header, &body) {
+        if !verify(&state.config.get().github.webhook_secrets, header, &body) {
             let why = if header.is_none() {
                 "missing X-Hub-Signature-256 (set a secret on the webhook; SHA-1 signatures are not accepted)"
             } else {

@@ -4,6 +4,7 @@
 pub mod browser;
 pub mod container;
 pub mod github;
+pub mod postgres;
 pub mod sshd;
 
 use std::path::{Path, PathBuf};

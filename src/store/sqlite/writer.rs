@@ -1,27 +1,18 @@
-//! Group commit for the two writes that come in bursts: webhook intake and
-//! the outbox's record of status posts. One thread owns one SQLite
-//! connection, takes every write waiting and commits them together: one
+//! The writer thread: the one connection that writes. Webhook intake and
+//! the outbox's records of status posts come in bursts, so it takes every
+//! delivery and record waiting and commits them together: one
 //! `BEGIN IMMEDIATE`, one fsync. Each caller hears back only once its batch
 //! is on disk. Sharing the commit matters: as separate transactions, the
 //! outbox's records took every other turn at the disk from a burst of
-//! deliveries.
-//!
-//! Why a thread of its own, with rusqlite, when the rest of the store uses
-//! sqlx: sqlx runs each statement as a round trip to its worker thread, and
-//! under a burst those round trips (about seven a batch), not SQLite, were
-//! most of the commit cycle. Here a batch costs one hand-over in and one
-//! answer out per delivery, and each row is a cached prepared statement.
-//! The thread still takes the store's write turn, like every other writer.
-
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+//! deliveries. Other writes ([`Job`]s) each get a transaction of their own,
+//! in arrival order, between batches.
 
 use rusqlite::{Connection, TransactionBehavior, params};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
-use super::{
-    Accepted, DeliveryKey, DeploymentId, NewDeployment, NewStatus, PostOutcome, StatusState, now_ms,
+use crate::store::{
+    Accepted, DeliveryKey, DeploymentId, Error, NewDeployment, NewStatus, PostOutcome, Result,
+    StatusState, now_ms,
 };
 
 /// Deliveries committed together at most; more wait for the next commit.
@@ -33,47 +24,43 @@ pub struct Intake {
     pub deployment: NewDeployment,
     pub queued: NewStatus,
     pub supersede: bool,
-    pub reply: oneshot::Sender<Result<Accepted, sqlx::Error>>,
+    pub reply: oneshot::Sender<Result<Accepted>>,
 }
+
+/// A write of its own: runs in its transaction and says whether that may
+/// commit, and what to tell its caller once the commit's outcome is known.
+pub type Job = Box<dyn FnOnce(&rusqlite::Transaction<'_>) -> (bool, Reply) + Send>;
+pub type Reply = Box<dyn FnOnce(Result<()>) + Send>;
 
 pub enum Message {
     Deliver(Box<Intake>),
     /// What became of status posts, by outbox seq.
     Record {
         posts: Vec<(i64, PostOutcome)>,
-        reply: oneshot::Sender<Result<(), sqlx::Error>>,
+        reply: oneshot::Sender<Result<()>>,
     },
-    /// Close the connection and stop: later deliveries find no writer.
-    Close,
+    Write(Job),
+    /// Close the connection and stop: later writes find no writer.
+    Close(oneshot::Sender<()>),
 }
 
-/// Opens the writer's connection (so that a bad database fails `open`,
-/// not the first delivery) and starts its thread.
-pub fn start(
-    database: &Path,
-    writers: Arc<Mutex<()>>,
-    queue: mpsc::Receiver<Message>,
-) -> anyhow::Result<()> {
-    let conn = Connection::open(database)?;
-    // journal_mode = WAL is the database's; the rest are the connection's.
-    conn.execute_batch(
-        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL;",
-    )?;
-    conn.busy_timeout(Duration::from_secs(10))?;
+/// Starts the writer's thread on `conn`.
+pub fn start(conn: Connection, queue: mpsc::Receiver<Message>) -> std::io::Result<()> {
     std::thread::Builder::new()
-        .name("ferry-intake".into())
-        .spawn(move || writer(conn, writers, queue))?;
+        .name("ferry-store-writer".into())
+        .spawn(move || writer(conn, queue))?;
     Ok(())
 }
 
-fn writer(mut conn: Connection, writers: Arc<Mutex<()>>, mut queue: mpsc::Receiver<Message>) {
+fn writer(mut conn: Connection, mut queue: mpsc::Receiver<Message>) {
     let mut batch: Vec<Intake> = Vec::with_capacity(BATCH);
     let mut records = Vec::new();
+    let mut jobs: Vec<Job> = Vec::new();
     // Only this thread inserts deployments, so it can count arrival order
     // itself; read from the table when unknown (at start, after an error).
     let mut next_seq = None;
-    let mut closing = false;
-    while !closing {
+    let mut closing = None;
+    while closing.is_none() {
         let Some(first) = queue.blocking_recv() else {
             break;
         };
@@ -82,46 +69,62 @@ fn writer(mut conn: Connection, writers: Arc<Mutex<()>>, mut queue: mpsc::Receiv
             match message {
                 Message::Deliver(intake) => batch.push(*intake),
                 Message::Record { posts, reply } => records.push((posts, reply)),
-                Message::Close => closing = true,
+                Message::Write(job) => jobs.push(job),
+                Message::Close(done) => closing = Some(done),
             }
-            if batch.len() < BATCH && !closing {
+            if batch.len() < BATCH && closing.is_none() {
                 next = queue.try_recv().ok();
             }
         }
-        if batch.is_empty() && records.is_empty() {
-            continue;
-        }
-        let turn = writers.blocking_lock();
-        let result = commit(&mut conn, &batch, &records, &mut next_seq);
-        drop(turn);
-        match result {
-            Ok(results) => {
-                for (request, result) in batch.drain(..).zip(results) {
-                    let _ = request.reply.send(Ok(result));
+        if !batch.is_empty() || !records.is_empty() {
+            match commit(&mut conn, &batch, &records, &mut next_seq) {
+                Ok(results) => {
+                    for (request, result) in batch.drain(..).zip(results) {
+                        let _ = request.reply.send(Ok(result));
+                    }
+                    for (_, reply) in records.drain(..) {
+                        let _ = reply.send(Ok(()));
+                    }
                 }
-                for (_, reply) in records.drain(..) {
-                    let _ = reply.send(Ok(()));
-                }
-            }
-            Err(e) => {
-                next_seq = None;
-                let message = e.to_string();
-                let error = || sqlx::Error::Protocol(message.clone());
-                for request in batch.drain(..) {
-                    let _ = request.reply.send(Err(error()));
-                }
-                for (_, reply) in records.drain(..) {
-                    let _ = reply.send(Err(error()));
+                Err(e) => {
+                    next_seq = None;
+                    let message = crate::error::error_chain(&e);
+                    let error = || Error::Database(message.clone());
+                    for request in batch.drain(..) {
+                        let _ = request.reply.send(Err(error()));
+                    }
+                    for (_, reply) in records.drain(..) {
+                        let _ = reply.send(Err(error()));
+                    }
                 }
             }
         }
+        for job in jobs.drain(..) {
+            run_job(&mut conn, job);
+        }
+    }
+    drop(conn);
+    if let Some(done) = closing {
+        let _ = done.send(());
     }
 }
 
-type Records = [(
-    Vec<(i64, PostOutcome)>,
-    oneshot::Sender<Result<(), sqlx::Error>>,
-)];
+/// A job whose transaction cannot even begin is dropped: its caller hears
+/// that the store is unavailable through its closed reply channel.
+fn run_job(conn: &mut Connection, job: Job) {
+    let Ok(tx) = conn.transaction_with_behavior(TransactionBehavior::Immediate) else {
+        return;
+    };
+    let (ok, reply) = job(&tx);
+    if ok {
+        reply(tx.commit().map_err(Error::from));
+    } else {
+        drop(tx);
+        reply(Ok(()));
+    }
+}
+
+type Records = [(Vec<(i64, PostOutcome)>, oneshot::Sender<Result<()>>)];
 
 /// One transaction for all of it; what became of each delivery.
 fn commit(
@@ -222,12 +225,12 @@ fn commit(
     Ok(results)
 }
 
-/// The outbox row for a status; shared with the sqlx side of the store.
+/// The outbox row for a status.
 pub const INSERT_STATUS: &str = "INSERT INTO status_outbox (deployment_id, state, description, \
      log_url, environment_url, auto_inactive, created_at, next_attempt_at) \
      VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
 
-fn insert_status(
+pub fn insert_status(
     statement: &mut rusqlite::CachedStatement<'_>,
     id: DeploymentId,
     s: &NewStatus,

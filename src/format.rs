@@ -1,0 +1,52 @@
+//! How ferry writes durations, shas and counts, the same in statuses, logs,
+//! pages and the CLI.
+
+use std::time::Duration;
+
+/// `148ms`, `14s`, `2m 5s`: precise when short, rounded when long.
+pub fn duration(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        return format!("{}ms", d.as_millis());
+    }
+    humantime::format_duration(Duration::from_secs(d.as_secs_f64().round() as u64)).to_string()
+}
+
+/// [`duration`] of a span in milliseconds; a negative one (clocks that
+/// disagree) is none.
+pub fn duration_ms(ms: i64) -> String {
+    duration(Duration::from_millis(ms.max(0) as u64))
+}
+
+/// The first seven characters, as GitHub shows a commit.
+pub fn short_sha(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
+/// `1 host`, `3 hosts`.
+pub fn plural(n: usize, one: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_shas_and_counts() {
+        assert_eq!(duration(Duration::from_millis(148)), "148ms");
+        assert_eq!(duration(Duration::from_millis(14_400)), "14s");
+        assert_eq!(duration(Duration::from_secs(125)), "2m 5s");
+        assert_eq!(duration_ms(-5), "0ms");
+        assert_eq!(
+            short_sha("f95f852bd8fca8fcc58a9a2d6c842781e32a215e"),
+            "f95f852"
+        );
+        assert_eq!(short_sha("abc"), "abc");
+        assert_eq!(plural(1, "host"), "1 host");
+        assert_eq!(plural(3, "host"), "3 hosts");
+    }
+}

@@ -1,0 +1,488 @@
+//! The PostgreSQL backend: replicas sharing one database (`database_url`).
+//!
+//! Nothing here relies on one process's memory. Duplicates are caught by
+//! primary keys; one running deployment per environment is a partial
+//! unique index; a claim takes the oldest waiting deployment of an idle
+//! environment with `FOR UPDATE SKIP LOCKED`; intake serializes supersede
+//! per environment with a transaction-scoped advisory lock (a session lock
+//! would leak across pooled connections, and through PgBouncer).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+
+use super::{
+    Accepted, DeliveryKey, Deployment, DeploymentId, Error, NewDeployment, NewStatus, OutboxItem,
+    PostOutcome, RemoteStep, Result, State, StatusState, Store, now_ms,
+};
+
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_init.sql")];
+
+/// `pg_advisory_xact_lock` key under which migrations run: replicas that
+/// start together migrate once, one after the other.
+const MIGRATION_LOCK: i64 = 0x6665_7272_795f_6d67; // "ferry_mg"
+
+const DEPLOYMENT_COLUMNS: &str = "id, repository, environment, task, git_ref, sha, payload, \
+     creator, production, transient, installation_id, state, description, created_at, \
+     started_at, finished_at";
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+fn deployment_from_row(row: &PgRow) -> std::result::Result<Deployment, sqlx::Error> {
+    let state: String = row.try_get("state")?;
+    Ok(Deployment {
+        spec: NewDeployment {
+            id: DeploymentId(row.try_get("id")?),
+            repository: row.try_get("repository")?,
+            environment: row.try_get("environment")?,
+            task: row.try_get("task")?,
+            git_ref: row.try_get("git_ref")?,
+            sha: row.try_get("sha")?,
+            payload: row.try_get("payload")?,
+            creator: row.try_get("creator")?,
+            production: row.try_get("production")?,
+            transient: row.try_get("transient")?,
+            installation_id: row.try_get("installation_id")?,
+        },
+        state: State::parse(&state).ok_or_else(|| sqlx::Error::ColumnDecode {
+            index: "state".into(),
+            source: format!("unknown state {state:?}").into(),
+        })?,
+        description: row.try_get("description")?,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("23505"))
+}
+
+impl PgStore {
+    /// Connects and brings the schema up to date.
+    pub async fn connect(url: &str) -> anyhow::Result<PgStore> {
+        let options: PgConnectOptions = url
+            .parse()
+            .context("storage.database_url is not a PostgreSQL URL")?;
+        let options = options.application_name("ferry");
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .context("cannot connect to PostgreSQL (storage.database_url)")?;
+        migrate(&pool)
+            .await
+            .context("cannot migrate the PostgreSQL database")?;
+        Ok(PgStore { pool })
+    }
+
+    async fn deployments(&self, sql: String, bind: Bind<'_>) -> Result<Vec<Deployment>> {
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let query = match bind {
+            Bind::State(s) => query.bind(s.as_str()),
+            Bind::Limit(n) => query.bind(n),
+        };
+        Ok(query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(deployment_from_row)
+            .collect::<std::result::Result<_, _>>()?)
+    }
+}
+
+enum Bind<'a> {
+    State(&'a State),
+    Limit(i64),
+}
+
+async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS ferry_migrations (
+             version    INTEGER PRIMARY KEY,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let version: i32 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM ferry_migrations")
+        .fetch_one(&mut *tx)
+        .await?;
+    let known = MIGRATIONS.len() as i32;
+    if version > known {
+        anyhow::bail!(
+            "the database is at schema version {version}, newer than this ferry knows \
+             ({known}): every replica must run the same or a newer ferry"
+        );
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("migration {}", i + 1))?;
+        sqlx::query("INSERT INTO ferry_migrations (version) VALUES ($1)")
+            .bind(i as i32 + 1)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn insert_status(
+    tx: &mut Transaction<'static, Postgres>,
+    id: DeploymentId,
+    s: &NewStatus,
+    now: i64,
+) -> std::result::Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO status_outbox (deployment_id, state, description, log_url, \
+         environment_url, auto_inactive, created_at, next_attempt_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+    )
+    .bind(id.0)
+    .bind(s.state.as_str())
+    .bind(&s.description)
+    .bind(&s.log_url)
+    .bind(&s.environment_url)
+    .bind(s.auto_inactive)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map(drop)
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn accept(
+        &self,
+        delivery: &DeliveryKey,
+        d: &NewDeployment,
+        queued: &NewStatus,
+        supersede: bool,
+    ) -> Result<Accepted> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        // A delivery without an id is told apart by its deployment only.
+        if !delivery.delivery_id.is_empty() {
+            let new = sqlx::query(
+                "INSERT INTO deliveries (hook_id, delivery_id, received_at, deployment_id) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(&delivery.hook_id)
+            .bind(&delivery.delivery_id)
+            .bind(now)
+            .bind(d.id.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if !new {
+                return Ok(Accepted::DuplicateDelivery);
+            }
+        }
+        // Deliveries to one environment take turns, so that each sees the
+        // one before it when superseding, whichever replica took it.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || '\n' || $2, 0))")
+            .bind(&d.repository)
+            .bind(&d.environment)
+            .execute(&mut *tx)
+            .await?;
+        let seq: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO deployments (id, repository, environment, task, git_ref, sha, payload, \
+             creator, production, transient, installation_id, state, description, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', $12, $13) \
+             ON CONFLICT (id) DO NOTHING RETURNING seq",
+        )
+        .bind(d.id.0)
+        .bind(&d.repository)
+        .bind(&d.environment)
+        .bind(&d.task)
+        .bind(&d.git_ref)
+        .bind(&d.sha)
+        .bind(&d.payload)
+        .bind(&d.creator)
+        .bind(d.production)
+        .bind(d.transient)
+        .bind(d.installation_id)
+        .bind(&queued.description)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(seq) = seq else {
+            tx.commit().await?;
+            return Ok(Accepted::DuplicateDeployment);
+        };
+        insert_status(&mut tx, d.id, queued, now).await?;
+        let mut superseded = Vec::new();
+        if supersede {
+            let gone: Vec<(i64, String)> = sqlx::query_as(
+                "UPDATE deployments SET state = 'inactive', finished_at = $1, \
+                 description = 'Superseded by deployment ' || $2::bigint \
+                 WHERE repository = $3 AND environment = $4 AND state = 'queued' AND seq < $5 \
+                 RETURNING id, description",
+            )
+            .bind(now)
+            .bind(d.id.0)
+            .bind(&d.repository)
+            .bind(&d.environment)
+            .bind(seq)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (id, description) in gone {
+                let inactive = NewStatus::new(StatusState::Inactive, description);
+                insert_status(&mut tx, DeploymentId(id), &inactive, now).await?;
+                superseded.push(DeploymentId(id));
+            }
+            superseded.sort();
+        }
+        tx.commit().await?;
+        Ok(Accepted::New { superseded })
+    }
+
+    async fn claim_next(&self) -> Result<Option<Deployment>> {
+        // The oldest waiting deployment of each environment is the only
+        // candidate there, so a replica that skips a row another is
+        // claiming never runs a newer one out of turn.
+        let sql = format!(
+            "UPDATE deployments SET state = 'running', started_at = $1
+             WHERE id = (
+                 SELECT d.id FROM deployments d
+                 WHERE d.state = 'queued'
+                   AND d.seq = (SELECT MIN(q.seq) FROM deployments q WHERE q.state = 'queued'
+                                AND q.repository = d.repository AND q.environment = d.environment)
+                   AND NOT EXISTS (SELECT 1 FROM deployments r WHERE r.state = 'running'
+                                   AND r.repository = d.repository AND r.environment = d.environment)
+                 ORDER BY d.seq LIMIT 1
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING {DEPLOYMENT_COLUMNS}"
+        );
+        // Two replicas claiming in one environment at once: the unique
+        // index refuses the second, which then looks again.
+        for _ in 0..3 {
+            match sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(now_ms())
+                .fetch_optional(&self.pool)
+                .await
+            {
+                Ok(row) => return Ok(row.as_ref().map(deployment_from_row).transpose()?),
+                Err(e) if is_unique_violation(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    }
+
+    async fn add_status(&self, id: DeploymentId, status: &NewStatus) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_status(&mut tx, id, status, now_ms()).await?;
+        Ok(tx.commit().await?)
+    }
+
+    async fn finish(&self, id: DeploymentId, state: State, status: &NewStatus) -> Result<()> {
+        debug_assert!(state.is_final());
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE deployments SET state = $1, description = $2, finished_at = $3 WHERE id = $4",
+        )
+        .bind(state.as_str())
+        .bind(&status.description)
+        .bind(now)
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+        insert_status(&mut tx, id, status, now).await?;
+        Ok(tx.commit().await?)
+    }
+
+    async fn by_state(&self, state: State) -> Result<Vec<Deployment>> {
+        let sql =
+            format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE state = $1 ORDER BY seq");
+        self.deployments(sql, Bind::State(&state)).await
+    }
+
+    async fn get(&self, id: DeploymentId) -> Result<Option<Deployment>> {
+        let sql = format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = $1");
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(deployment_from_row)
+            .transpose()?)
+    }
+
+    async fn recent(&self, limit: i64) -> Result<Vec<Deployment>> {
+        let sql =
+            format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments ORDER BY seq DESC LIMIT $1");
+        self.deployments(sql, Bind::Limit(limit)).await
+    }
+
+    async fn count_by_state(&self, state: State) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM deployments WHERE state = $1")
+                .bind(state.as_str())
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn remember_step(
+        &self,
+        id: DeploymentId,
+        host: &str,
+        pgid: u32,
+        boot_id: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO remote_steps (deployment_id, host, pgid, boot_id) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (deployment_id, host) DO UPDATE
+             SET pgid = excluded.pgid, boot_id = excluded.boot_id",
+        )
+        .bind(id.0)
+        .bind(host)
+        .bind(i64::from(pgid))
+        .bind(boot_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn forget_step(&self, id: DeploymentId, host: &str) -> Result<()> {
+        sqlx::query("DELETE FROM remote_steps WHERE deployment_id = $1 AND host = $2")
+            .bind(id.0)
+            .bind(host)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn remote_steps(&self, id: DeploymentId) -> Result<Vec<RemoteStep>> {
+        let rows: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT host, pgid, boot_id FROM remote_steps WHERE deployment_id = $1 ORDER BY host",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(host, pgid, boot_id)| RemoteStep {
+                host,
+                pgid,
+                boot_id,
+            })
+            .collect())
+    }
+
+    async fn due_statuses(&self, now: i64, limit: i64) -> Result<Vec<OutboxItem>> {
+        let rows = sqlx::query(
+            "SELECT o.seq, o.deployment_id, o.state, o.description, o.log_url, o.environment_url,
+                    o.auto_inactive, o.attempts, d.repository, d.installation_id
+             FROM status_outbox o
+             JOIN deployments d ON d.id = o.deployment_id
+             WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= $1
+               AND NOT EXISTS (
+                   SELECT 1 FROM status_outbox p
+                   WHERE p.deployment_id = o.deployment_id AND p.seq < o.seq
+                     AND p.sent_at IS NULL AND p.failed_at IS NULL)
+             ORDER BY o.seq LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get("state")?;
+                let attempts: i32 = r.try_get("attempts")?;
+                Ok(OutboxItem {
+                    seq: r.try_get("seq")?,
+                    deployment_id: DeploymentId(r.try_get("deployment_id")?),
+                    repository: r.try_get("repository")?,
+                    installation_id: r.try_get("installation_id")?,
+                    attempts: i64::from(attempts),
+                    status: NewStatus {
+                        state: StatusState::parse(&state).ok_or_else(|| {
+                            sqlx::Error::ColumnDecode {
+                                index: "state".into(),
+                                source: format!("unknown status {state:?}").into(),
+                            }
+                        })?,
+                        description: r.try_get("description")?,
+                        log_url: r.try_get("log_url")?,
+                        environment_url: r.try_get("environment_url")?,
+                        auto_inactive: r.try_get("auto_inactive")?,
+                    },
+                })
+            })
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(Error::from)
+    }
+
+    async fn next_status_due(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM status_outbox
+             WHERE sent_at IS NULL AND failed_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn pending_statuses(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM status_outbox WHERE sent_at IS NULL AND failed_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn record_posts(&self, posts: &[(i64, PostOutcome)]) -> Result<()> {
+        if posts.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        for (seq, outcome) in posts {
+            let query = match outcome {
+                PostOutcome::Sent => sqlx::query(
+                    "UPDATE status_outbox SET sent_at = $1, attempts = attempts + 1 WHERE seq = $2",
+                )
+                .bind(now)
+                .bind(seq),
+                PostOutcome::RetryAt { at, error } => sqlx::query(
+                    "UPDATE status_outbox SET next_attempt_at = $1, attempts = attempts + 1, \
+                     last_error = $2 WHERE seq = $3",
+                )
+                .bind(at)
+                .bind(error)
+                .bind(seq),
+                PostOutcome::Failed { error } => sqlx::query(
+                    "UPDATE status_outbox SET failed_at = $1, attempts = attempts + 1, \
+                     last_error = $2 WHERE seq = $3",
+                )
+                .bind(now)
+                .bind(error)
+                .bind(seq),
+            };
+            query.execute(&mut *tx).await?;
+        }
+        Ok(tx.commit().await?)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

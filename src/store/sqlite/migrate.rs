@@ -1,0 +1,51 @@
+//! SQLite's migrations (`migrations/sqlite/`), applied in order, each in the
+//! transaction that records it in `PRAGMA user_version`.
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../../migrations/sqlite/0002_outbox_heads.sql"),
+    include_str!("../../../migrations/sqlite/0003_remote_steps.sql"),
+];
+
+pub fn run(conn: &mut Connection) -> anyhow::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == 0 {
+        version = legacy_version(&tx)?;
+    }
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        anyhow::bail!(
+            "the database is at schema version {version}, newer than this ferry knows \
+             ({known}): run the newer ferry, or restore a backup taken before the upgrade"
+        );
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Databases made before ferry had one SQLite driver recorded their
+/// migrations in sqlx's table; carry that version over.
+fn legacy_version(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<i64> {
+    let has_table: Option<String> = tx
+        .query_row(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if has_table.is_none() {
+        return Ok(0);
+    }
+    tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success",
+        [],
+        |r| r.get(0),
+    )
+}

@@ -1,0 +1,437 @@
+//! The SQLite backend: one box, one file (`storage.dir/ferry.db`).
+//!
+//! WAL mode with `synchronous = FULL`: a transaction that returned has
+//! reached the disk, so a `202` survives `kill -9` and power loss.
+//!
+//! One driver, rusqlite, chosen by measurement: with sqlx each statement
+//! was a round trip to a worker thread, and under a burst those round trips
+//! (about seven per batch) rather than SQLite were most of the commit cycle.
+//! Every write goes to one thread that owns the write connection
+//! ([`writer`]): it commits a burst of deliveries and status records in one
+//! transaction, and writers never meet SQLite's busy handler (which sleeps
+//! without being woken when the lock frees). Reads run on blocking threads
+//! with connections of their own, beside the writer, as WAL allows.
+
+mod migrate;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    Accepted, DeliveryKey, Deployment, DeploymentId, Error, NewDeployment, NewStatus, OutboxItem,
+    PostOutcome, RemoteStep, Result, State, StatusState, Store,
+};
+use writer::{Job, Message};
+
+/// Idle reader connections kept open.
+const READERS: usize = 4;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: mpsc::Sender<Message>,
+    readers: Arc<Readers>,
+}
+
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Readers {
+    fn open(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        Ok(conn)
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        if self.closed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::Closed);
+        }
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => self.open()?,
+        };
+        let result = f(&conn);
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < READERS {
+            idle.push(conn);
+        }
+        Ok(result?)
+    }
+}
+
+pub const DEPLOYMENT_COLUMNS: &str = "id, repository, environment, task, git_ref, sha, payload, \
+     creator, production, transient, installation_id, state, description, created_at, \
+     started_at, finished_at";
+
+fn bad_column(index: usize, what: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, what.into())
+}
+
+pub fn deployment_from_row(row: &Row<'_>) -> rusqlite::Result<Deployment> {
+    let state: String = row.get("state")?;
+    Ok(Deployment {
+        spec: NewDeployment {
+            id: DeploymentId(row.get("id")?),
+            repository: row.get("repository")?,
+            environment: row.get("environment")?,
+            task: row.get("task")?,
+            git_ref: row.get("git_ref")?,
+            sha: row.get("sha")?,
+            payload: row.get("payload")?,
+            creator: row.get("creator")?,
+            production: row.get("production")?,
+            transient: row.get("transient")?,
+            installation_id: row.get("installation_id")?,
+        },
+        state: State::parse(&state).ok_or_else(|| bad_column(11, format!("state {state:?}")))?,
+        description: row.get("description")?,
+        created_at: row.get("created_at")?,
+        started_at: row.get("started_at")?,
+        finished_at: row.get("finished_at")?,
+    })
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database in `dir`.
+    pub async fn open(dir: &Path) -> anyhow::Result<SqliteStore> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create storage.dir {}", dir.display()))?;
+        let path = dir.join("ferry.db");
+        let (tx, queue) = mpsc::channel(4 * writer::BATCH);
+        let opened = path.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let mut conn = Connection::open(&opened)?;
+            // journal_mode = WAL is the database's; the rest are the connection's.
+            conn.execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+            )?;
+            conn.busy_timeout(Duration::from_secs(10))?;
+            migrate::run(&mut conn).context("cannot migrate the database")?;
+            writer::start(conn, queue)?;
+            Ok(())
+        })
+        .await?
+        .with_context(|| format!("cannot open database {}", path.display()))?;
+        Ok(SqliteStore {
+            writer: tx,
+            readers: Arc::new(Readers {
+                path,
+                idle: Mutex::new(Vec::new()),
+                closed: Default::default(),
+            }),
+        })
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || readers.with(f))
+            .await
+            .map_err(|e| Error::Database(format!("a store read panicked: {e}")))?
+    }
+
+    /// Runs `f` in a transaction of its own on the writer thread.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |tx| {
+            let result = f(tx).map_err(Error::from);
+            let ok = result.is_ok();
+            let answer: writer::Reply = Box::new(move |committed: Result<()>| {
+                let _ = reply.send(committed.and(result));
+            });
+            (ok, answer)
+        });
+        self.writer
+            .send(Message::Write(job))
+            .await
+            .map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn deployments(
+        &self,
+        sql: String,
+        state: Option<State>,
+        limit: i64,
+    ) -> Result<Vec<Deployment>> {
+        self.read(move |c| {
+            let mut s = c.prepare_cached(&sql)?;
+            let rows = match state {
+                Some(state) => s.query_map(params![state.as_str()], deployment_from_row)?,
+                None => s.query_map(params![limit], deployment_from_row)?,
+            };
+            rows.collect()
+        })
+        .await
+    }
+}
+
+fn insert_status(
+    tx: &rusqlite::Transaction<'_>,
+    id: DeploymentId,
+    s: &NewStatus,
+    now: i64,
+) -> rusqlite::Result<()> {
+    writer::insert_status(&mut tx.prepare_cached(writer::INSERT_STATUS)?, id, s, now)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn accept(
+        &self,
+        delivery: &DeliveryKey,
+        deployment: &NewDeployment,
+        queued: &NewStatus,
+        supersede: bool,
+    ) -> Result<Accepted> {
+        let (reply, answer) = oneshot::channel();
+        let request = writer::Intake {
+            delivery: delivery.clone(),
+            deployment: deployment.clone(),
+            queued: queued.clone(),
+            supersede,
+            reply,
+        };
+        self.writer
+            .send(Message::Deliver(Box::new(request)))
+            .await
+            .map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn claim_next(&self) -> Result<Option<Deployment>> {
+        const RUNNABLE: &str = "SELECT d.id FROM deployments d
+             WHERE d.state = 'queued' AND NOT EXISTS (
+                 SELECT 1 FROM deployments r WHERE r.state = 'running'
+                 AND r.repository = d.repository AND r.environment = d.environment)
+             ORDER BY d.seq LIMIT 1";
+        // The runner asks after every delivery; during a burst the answer is
+        // mostly "nothing", and a read finds that out without the writer.
+        let any = self
+            .read(|c| {
+                c.prepare_cached(RUNNABLE)?
+                    .query_row([], |r| r.get::<_, i64>(0))
+                    .optional()
+            })
+            .await?;
+        if any.is_none() {
+            return Ok(None);
+        }
+        self.write(|tx| {
+            let sql = format!(
+                "UPDATE deployments SET state = 'running', started_at = ?
+                 WHERE id = ({RUNNABLE}) RETURNING {DEPLOYMENT_COLUMNS}"
+            );
+            tx.prepare_cached(&sql)?
+                .query_row(params![super::now_ms()], deployment_from_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn add_status(&self, id: DeploymentId, status: &NewStatus) -> Result<()> {
+        let status = status.clone();
+        self.write(move |tx| insert_status(tx, id, &status, super::now_ms()))
+            .await
+    }
+
+    async fn finish(&self, id: DeploymentId, state: State, status: &NewStatus) -> Result<()> {
+        debug_assert!(state.is_final());
+        let status = status.clone();
+        self.write(move |tx| {
+            let now = super::now_ms();
+            tx.prepare_cached(
+                "UPDATE deployments SET state = ?, description = ?, finished_at = ? WHERE id = ?",
+            )?
+            .execute(params![state.as_str(), status.description, now, id.0])?;
+            insert_status(tx, id, &status, now)
+        })
+        .await
+    }
+
+    async fn by_state(&self, state: State) -> Result<Vec<Deployment>> {
+        let sql =
+            format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE state = ? ORDER BY seq");
+        self.deployments(sql, Some(state), 0).await
+    }
+
+    async fn get(&self, id: DeploymentId) -> Result<Option<Deployment>> {
+        self.read(move |c| {
+            let sql = format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?");
+            c.prepare_cached(&sql)?
+                .query_row(params![id.0], deployment_from_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn recent(&self, limit: i64) -> Result<Vec<Deployment>> {
+        let sql = format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments ORDER BY seq DESC LIMIT ?");
+        self.deployments(sql, None, limit).await
+    }
+
+    async fn count_by_state(&self, state: State) -> Result<i64> {
+        self.read(move |c| {
+            c.prepare_cached("SELECT COUNT(*) FROM deployments WHERE state = ?")?
+                .query_row(params![state.as_str()], |r| r.get(0))
+        })
+        .await
+    }
+
+    async fn remember_step(
+        &self,
+        id: DeploymentId,
+        host: &str,
+        pgid: u32,
+        boot_id: &str,
+    ) -> Result<()> {
+        let (host, boot_id) = (host.to_string(), boot_id.to_string());
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO remote_steps (deployment_id, host, pgid, boot_id) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (deployment_id, host) DO UPDATE
+                 SET pgid = excluded.pgid, boot_id = excluded.boot_id",
+            )?
+            .execute(params![id.0, host, i64::from(pgid), boot_id])
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn forget_step(&self, id: DeploymentId, host: &str) -> Result<()> {
+        let host = host.to_string();
+        self.write(move |tx| {
+            tx.prepare_cached("DELETE FROM remote_steps WHERE deployment_id = ? AND host = ?")?
+                .execute(params![id.0, host])
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn remote_steps(&self, id: DeploymentId) -> Result<Vec<RemoteStep>> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT host, pgid, boot_id FROM remote_steps WHERE deployment_id = ? ORDER BY host",
+            )?
+            .query_map(params![id.0], |r| {
+                Ok(RemoteStep {
+                    host: r.get(0)?,
+                    pgid: r.get(1)?,
+                    boot_id: r.get(2)?,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn due_statuses(&self, now: i64, limit: i64) -> Result<Vec<OutboxItem>> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT o.seq, o.deployment_id, o.state, o.description, o.log_url,
+                        o.environment_url, o.auto_inactive, o.attempts, d.repository,
+                        d.installation_id
+                 FROM status_outbox o INDEXED BY status_outbox_pending_seq
+                 JOIN deployments d ON d.id = o.deployment_id
+                 WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= ?
+                   AND NOT EXISTS (
+                       SELECT 1 FROM status_outbox p INDEXED BY status_outbox_pending
+                       WHERE p.deployment_id = o.deployment_id AND p.seq < o.seq
+                         AND p.sent_at IS NULL AND p.failed_at IS NULL)
+                 ORDER BY o.seq LIMIT ?",
+            )?
+            .query_map(params![now, limit], |r| {
+                let state: String = r.get("state")?;
+                Ok(OutboxItem {
+                    seq: r.get("seq")?,
+                    deployment_id: DeploymentId(r.get("deployment_id")?),
+                    repository: r.get("repository")?,
+                    installation_id: r.get("installation_id")?,
+                    attempts: r.get("attempts")?,
+                    status: NewStatus {
+                        state: StatusState::parse(&state)
+                            .ok_or_else(|| bad_column(2, format!("status {state:?}")))?,
+                        description: r.get("description")?,
+                        log_url: r.get("log_url")?,
+                        environment_url: r.get("environment_url")?,
+                        auto_inactive: r.get("auto_inactive")?,
+                    },
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn next_status_due(&self) -> Result<Option<i64>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT MIN(next_attempt_at) FROM status_outbox
+                 WHERE sent_at IS NULL AND failed_at IS NULL",
+            )?
+            .query_row([], |r| r.get(0))
+        })
+        .await
+    }
+
+    async fn pending_statuses(&self) -> Result<i64> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT COUNT(*) FROM status_outbox WHERE sent_at IS NULL AND failed_at IS NULL",
+            )?
+            .query_row([], |r| r.get(0))
+        })
+        .await
+    }
+
+    /// In the writer's next commit: one fsync shared with the deliveries
+    /// arriving now.
+    async fn record_posts(&self, posts: &[(i64, PostOutcome)]) -> Result<()> {
+        if posts.is_empty() {
+            return Ok(());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(Message::Record {
+                posts: posts.to_vec(),
+                reply,
+            })
+            .await
+            .map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn close(&self) {
+        self.readers
+            .closed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.readers
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let (reply, closed) = oneshot::channel();
+        if self.writer.send(Message::Close(reply)).await.is_ok() {
+            let _ = closed.await;
+        }
+    }
+}

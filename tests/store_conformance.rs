@@ -1,0 +1,525 @@
+//! The store's contract, run against both backends: each test is written
+//! once against [`ferry::store::Store`] and instantiated for SQLite and for
+//! PostgreSQL (a real server, see `common::postgres`).
+
+mod common;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use ferry::store::postgres::PgStore;
+use ferry::store::sqlite::SqliteStore;
+use ferry::store::*;
+
+/// Opens the backend's database; again on each call, so a test can see
+/// what survives a reopen.
+type Open = Box<dyn Fn() -> Pin<Box<dyn Future<Output = SharedStore>>>>;
+
+struct Backend {
+    open: Open,
+    /// Keeps the SQLite directory alive for the test.
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    Backend {
+        open: Box::new(move || {
+            let path = path.clone();
+            Box::pin(
+                async move { Arc::new(SqliteStore::open(&path).await.unwrap()) as SharedStore },
+            )
+        }),
+        _dir: Some(dir),
+    }
+}
+
+fn postgres() -> Backend {
+    let url = common::postgres::cluster().database();
+    Backend {
+        open: Box::new(move || {
+            let url = url.clone();
+            Box::pin(async move { Arc::new(PgStore::connect(&url).await.unwrap()) as SharedStore })
+        }),
+        _dir: None,
+    }
+}
+
+/// `conformance!(name)` runs `async fn name(b: Backend)` on each backend.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    super::$name(super::sqlite()).await
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    super::$name(super::postgres()).await
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    duplicates_never_make_a_second_deployment,
+    one_deployment_per_environment_runs_at_a_time,
+    claims_follow_arrival_order_within_an_environment,
+    outbox_sends_in_order_per_deployment_and_survives_reopen,
+    a_newer_deployment_supersedes_waiting_ones_only,
+    each_superseded_deployment_names_one_that_arrived_after_it,
+    concurrent_deliveries_are_each_answered_correctly,
+    concurrent_claims_never_run_an_environment_twice,
+    deliveries_without_an_id_are_told_apart_by_deployment_only,
+    remote_steps_are_remembered_until_forgotten,
+    finished_deployments_are_listed_newest_first,
+    a_closed_store_refuses_work,
+);
+
+fn deployment(id: i64, env: &str) -> NewDeployment {
+    NewDeployment {
+        id: DeploymentId(id),
+        repository: "o/r".into(),
+        environment: env.into(),
+        task: "deploy".into(),
+        git_ref: "main".into(),
+        sha: "abc".into(),
+        payload: "{}".into(),
+        creator: "me".into(),
+        production: true,
+        transient: false,
+        installation_id: Some(7),
+    }
+}
+
+fn key(d: &str) -> DeliveryKey {
+    DeliveryKey {
+        hook_id: "1".into(),
+        delivery_id: d.into(),
+    }
+}
+
+fn queued() -> NewStatus {
+    NewStatus::new(StatusState::Queued, "queued")
+}
+
+fn new() -> Accepted {
+    Accepted::New { superseded: vec![] }
+}
+
+async fn accept(store: &SharedStore, id: i64, env: &str, supersede: bool) -> Accepted {
+    store
+        .accept(
+            &key(&format!("k{id}")),
+            &deployment(id, env),
+            &queued(),
+            supersede,
+        )
+        .await
+        .unwrap()
+}
+
+async fn succeed(store: &SharedStore, id: DeploymentId) {
+    store
+        .finish(
+            id,
+            State::Success,
+            &NewStatus::new(StatusState::Success, "ok"),
+        )
+        .await
+        .unwrap();
+}
+
+async fn duplicates_never_make_a_second_deployment(b: Backend) {
+    let store = (b.open)().await;
+    let d = deployment(1, "p");
+    assert_eq!(
+        store.accept(&key("a"), &d, &queued(), false).await.unwrap(),
+        new()
+    );
+    assert_eq!(
+        store.accept(&key("a"), &d, &queued(), false).await.unwrap(),
+        Accepted::DuplicateDelivery
+    );
+    assert_eq!(
+        store.accept(&key("b"), &d, &queued(), false).await.unwrap(),
+        Accepted::DuplicateDeployment
+    );
+    assert_eq!(store.count_by_state(State::Queued).await.unwrap(), 1);
+    assert_eq!(store.pending_statuses().await.unwrap(), 1);
+    let stored = store.get(DeploymentId(1)).await.unwrap().unwrap();
+    assert_eq!(stored.spec, d, "every field comes back as it went in");
+    assert_eq!(stored.state, State::Queued);
+    assert!(stored.started_at.is_none());
+}
+
+async fn one_deployment_per_environment_runs_at_a_time(b: Backend) {
+    let store = (b.open)().await;
+    for (id, env) in [(1, "p"), (2, "p"), (3, "s")] {
+        accept(&store, id, env, false).await;
+    }
+    let first = store.claim_next().await.unwrap().unwrap();
+    assert_eq!(first.id, DeploymentId(1));
+    assert_eq!(first.state, State::Running);
+    assert!(first.started_at.is_some());
+    let second = store.claim_next().await.unwrap().unwrap();
+    assert_eq!(
+        second.id,
+        DeploymentId(3),
+        "2 waits for 1 in its environment"
+    );
+    assert!(store.claim_next().await.unwrap().is_none());
+    succeed(&store, first.id).await;
+    assert_eq!(
+        store.claim_next().await.unwrap().unwrap().id,
+        DeploymentId(2)
+    );
+    let one = store.get(DeploymentId(1)).await.unwrap().unwrap();
+    assert_eq!(one.state, State::Success);
+    assert_eq!(one.description, "ok");
+    assert!(one.finished_at.is_some());
+}
+
+async fn claims_follow_arrival_order_within_an_environment(b: Backend) {
+    let store = (b.open)().await;
+    // Ids out of order: arrival, not the id, decides.
+    for id in [30, 10, 20] {
+        accept(&store, id, "p", false).await;
+    }
+    let mut order = Vec::new();
+    while let Some(d) = store.claim_next().await.unwrap() {
+        order.push(d.id.0);
+        succeed(&store, d.id).await;
+    }
+    assert_eq!(order, [30, 10, 20]);
+}
+
+async fn outbox_sends_in_order_per_deployment_and_survives_reopen(b: Backend) {
+    let store = (b.open)().await;
+    accept(&store, 1, "p", false).await;
+    accept(&store, 2, "s", false).await;
+    store
+        .add_status(
+            DeploymentId(1),
+            &NewStatus::new(StatusState::InProgress, "go").with_log_url("http://x/1"),
+        )
+        .await
+        .unwrap();
+    let due = store.due_statuses(now_ms(), 10).await.unwrap();
+    assert_eq!(due.len(), 2, "one head per deployment");
+    assert!(due.iter().all(|i| i.status.state == StatusState::Queued));
+    assert_eq!(due[0].deployment_id, DeploymentId(1));
+    assert_eq!(due[0].repository, "o/r");
+    assert_eq!(due[0].installation_id, Some(7));
+    // Deployment 1's head is postponed: its in_progress waits behind it.
+    store
+        .record_posts(&[
+            (
+                due[0].seq,
+                PostOutcome::RetryAt {
+                    at: now_ms() + 60_000,
+                    error: "503".into(),
+                },
+            ),
+            (due[1].seq, PostOutcome::Sent),
+        ])
+        .await
+        .unwrap();
+    store.close().await;
+    let store = (b.open)().await;
+    assert!(store.due_statuses(now_ms(), 10).await.unwrap().is_empty());
+    assert!(store.next_status_due().await.unwrap().is_some());
+    let later = store.due_statuses(now_ms() + 61_000, 10).await.unwrap();
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].status.state, StatusState::Queued);
+    assert_eq!(later[0].attempts, 1);
+    store
+        .record_posts(&[(
+            later[0].seq,
+            PostOutcome::Failed {
+                error: "422".into(),
+            },
+        )])
+        .await
+        .unwrap();
+    let next = store.due_statuses(now_ms() + 61_000, 10).await.unwrap();
+    assert_eq!(
+        next[0].status.state,
+        StatusState::InProgress,
+        "a refused status does not block the next"
+    );
+    assert_eq!(next[0].status.log_url.as_deref(), Some("http://x/1"));
+    store
+        .record_posts(&[(next[0].seq, PostOutcome::Sent)])
+        .await
+        .unwrap();
+    assert_eq!(store.pending_statuses().await.unwrap(), 0);
+    assert_eq!(store.next_status_due().await.unwrap(), None);
+}
+
+async fn a_newer_deployment_supersedes_waiting_ones_only(b: Backend) {
+    let store = (b.open)().await;
+    accept(&store, 1, "p", true).await;
+    let running = store.claim_next().await.unwrap().unwrap();
+    assert_eq!(running.id, DeploymentId(1));
+    accept(&store, 2, "p", true).await;
+    accept(&store, 9, "other", true).await;
+    assert_eq!(
+        accept(&store, 3, "p", true).await,
+        Accepted::New {
+            superseded: vec![DeploymentId(2)]
+        },
+        "1 runs, 9 is elsewhere"
+    );
+    let two = store.get(DeploymentId(2)).await.unwrap().unwrap();
+    assert_eq!(two.state, State::Inactive);
+    assert_eq!(two.description, "Superseded by deployment 3");
+    let statuses: Vec<StatusState> = store
+        .due_statuses(now_ms(), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.deployment_id == DeploymentId(2))
+        .map(|i| i.status.state)
+        .collect();
+    assert_eq!(statuses, [StatusState::Queued], "inactive waits behind it");
+    assert_eq!(
+        store.get(DeploymentId(1)).await.unwrap().unwrap().state,
+        State::Running
+    );
+    // Without supersede, everything waits its turn.
+    assert_eq!(accept(&store, 4, "p", false).await, new());
+    assert_eq!(
+        store.get(DeploymentId(3)).await.unwrap().unwrap().state,
+        State::Queued
+    );
+}
+
+/// Concurrent deliveries to one environment: whatever order they commit
+/// in, exactly one stays queued, and every other names a deployment that
+/// superseded it.
+async fn each_superseded_deployment_names_one_that_arrived_after_it(b: Backend) {
+    let store = (b.open)().await;
+    let q = queued();
+    let (k, d) = (
+        [key("a"), key("b"), key("c")],
+        [deployment(1, "p"), deployment(2, "p"), deployment(3, "p")],
+    );
+    let (x, y, z) = tokio::join!(
+        store.accept(&k[0], &d[0], &q, true),
+        store.accept(&k[1], &d[1], &q, true),
+        store.accept(&k[2], &d[2], &q, true),
+    );
+    let mut superseded_by = HashMap::new();
+    for (id, r) in [(1, x), (2, y), (3, z)] {
+        match r.unwrap() {
+            Accepted::New { superseded } => {
+                for gone in superseded {
+                    assert!(superseded_by.insert(gone.0, id).is_none());
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(superseded_by.len(), 2, "{superseded_by:?}");
+    assert_eq!(store.count_by_state(State::Queued).await.unwrap(), 1);
+    for (gone, by) in superseded_by {
+        let d = store.get(DeploymentId(gone)).await.unwrap().unwrap();
+        assert_eq!(d.state, State::Inactive);
+        assert_eq!(d.description, format!("Superseded by deployment {by}"));
+    }
+}
+
+async fn concurrent_deliveries_are_each_answered_correctly(b: Backend) {
+    let store = (b.open)().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    // 300 deliveries of 100 deployments: every deployment three times.
+    for i in 0..300 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let id = i % 100;
+            let r = store
+                .accept(
+                    &key(&format!("d{i}")),
+                    &deployment(id, &format!("e{}", id % 7)),
+                    &queued(),
+                    false,
+                )
+                .await
+                .unwrap();
+            (id, r)
+        });
+    }
+    let mut new = HashMap::new();
+    while let Some(r) = tasks.join_next().await {
+        let (id, r) = r.unwrap();
+        if matches!(r, Accepted::New { .. }) {
+            *new.entry(id).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(new.len(), 100);
+    assert!(new.values().all(|&n| n == 1));
+    assert_eq!(store.count_by_state(State::Queued).await.unwrap(), 100);
+    assert_eq!(store.pending_statuses().await.unwrap(), 100);
+}
+
+/// Many claimers at once (on PostgreSQL: as many connections as replicas
+/// would have): never two running deployments in one environment.
+async fn concurrent_claims_never_run_an_environment_twice(b: Backend) {
+    let stores = [(b.open)().await, (b.open)().await];
+    for id in 0..40 {
+        accept(&stores[0], id, &format!("e{}", id % 4), false).await;
+    }
+    let mut claimers = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let store = stores[i % 2].clone();
+        claimers.spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..10 {
+                if let Some(d) = store.claim_next().await.unwrap() {
+                    got.push(d);
+                }
+            }
+            got
+        });
+    }
+    let mut claimed = Vec::new();
+    while let Some(got) = claimers.join_next().await {
+        claimed.extend(got.unwrap());
+    }
+    let mut envs: Vec<&str> = claimed.iter().map(|d| d.environment.as_str()).collect();
+    envs.sort();
+    assert_eq!(envs, ["e0", "e1", "e2", "e3"], "one claim per environment");
+    let running = stores[1].by_state(State::Running).await.unwrap();
+    assert_eq!(running.len(), 4);
+    assert!(
+        claimed.iter().all(|d| d.id.0 < 4),
+        "each environment's oldest: {claimed:?}"
+    );
+}
+
+async fn deliveries_without_an_id_are_told_apart_by_deployment_only(b: Backend) {
+    let store = (b.open)().await;
+    let anonymous = DeliveryKey {
+        hook_id: String::new(),
+        delivery_id: String::new(),
+    };
+    let q = queued();
+    assert_eq!(
+        store
+            .accept(&anonymous, &deployment(1, "p"), &q, false)
+            .await
+            .unwrap(),
+        new()
+    );
+    assert_eq!(
+        store
+            .accept(&anonymous, &deployment(2, "p"), &q, false)
+            .await
+            .unwrap(),
+        new()
+    );
+    assert_eq!(
+        store
+            .accept(&anonymous, &deployment(2, "p"), &q, false)
+            .await
+            .unwrap(),
+        Accepted::DuplicateDeployment
+    );
+}
+
+async fn remote_steps_are_remembered_until_forgotten(b: Backend) {
+    let store = (b.open)().await;
+    accept(&store, 1, "p", false).await;
+    let id = DeploymentId(1);
+    store
+        .remember_step(id, "web1:22", 100, "boot-a")
+        .await
+        .unwrap();
+    store
+        .remember_step(id, "web2:22", 200, "boot-b")
+        .await
+        .unwrap();
+    // The next step on a host replaces the last.
+    store
+        .remember_step(id, "web1:22", 101, "boot-a")
+        .await
+        .unwrap();
+    let step = |host: &str, pgid, boot: &str| RemoteStep {
+        host: host.into(),
+        pgid,
+        boot_id: boot.into(),
+    };
+    assert_eq!(
+        store.remote_steps(id).await.unwrap(),
+        [
+            step("web1:22", 101, "boot-a"),
+            step("web2:22", 200, "boot-b")
+        ]
+    );
+    store.forget_step(id, "web1:22").await.unwrap();
+    assert_eq!(
+        store.remote_steps(id).await.unwrap(),
+        [step("web2:22", 200, "boot-b")]
+    );
+}
+
+async fn finished_deployments_are_listed_newest_first(b: Backend) {
+    let store = (b.open)().await;
+    for id in [5, 6, 7] {
+        accept(&store, id, &format!("e{id}"), false).await;
+    }
+    let d = store.claim_next().await.unwrap().unwrap();
+    store
+        .finish(
+            d.id,
+            State::Failure,
+            &NewStatus::new(StatusState::Failure, "Step 'x' failed on h (exit 3)"),
+        )
+        .await
+        .unwrap();
+    let recent: Vec<i64> = store
+        .recent(2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.id.0)
+        .collect();
+    assert_eq!(recent, [7, 6]);
+    let failed = store.by_state(State::Failure).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].description, "Step 'x' failed on h (exit 3)");
+    assert_eq!(store.count_by_state(State::Queued).await.unwrap(), 2);
+    let statuses: Vec<StatusState> = store
+        .due_statuses(now_ms(), 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.status.state)
+        .collect();
+    assert_eq!(statuses.len(), 3, "one head per deployment");
+}
+
+async fn a_closed_store_refuses_work(b: Backend) {
+    let store = (b.open)().await;
+    store.close().await;
+    assert!(matches!(
+        store
+            .accept(&key("a"), &deployment(1, "p"), &queued(), false)
+            .await,
+        Err(Error::Closed)
+    ));
+    assert!(matches!(store.recent(1).await, Err(Error::Closed)));
+    // Nothing was stored by the refused delivery.
+    let reopened = (b.open)().await;
+    assert!(reopened.recent(10).await.unwrap().is_empty());
+}
