@@ -83,6 +83,9 @@ conformance!(
     remote_steps_are_remembered_until_forgotten,
     finished_deployments_are_listed_newest_first,
     a_closed_store_refuses_work,
+    a_process_that_lost_its_claim_writes_nothing_more,
+    expired_leases_are_rescued_and_renewed_ones_are_not,
+    each_status_is_handed_to_one_replica_at_a_time,
 );
 
 fn deployment(id: i64, env: &str) -> NewDeployment {
@@ -128,10 +131,14 @@ async fn accept(store: &SharedStore, id: i64, env: &str, supersede: bool) -> Acc
         .unwrap()
 }
 
-async fn succeed(store: &SharedStore, id: DeploymentId) {
+fn me() -> Owner {
+    Owner("test (pid 1)".into())
+}
+
+async fn succeed(store: &SharedStore, claim: Claim) {
     store
         .finish(
-            id,
+            claim,
             State::Success,
             &NewStatus::new(StatusState::Success, "ok"),
         )
@@ -167,20 +174,20 @@ async fn one_deployment_per_environment_runs_at_a_time(b: Backend) {
     for (id, env) in [(1, "p"), (2, "p"), (3, "s")] {
         accept(&store, id, env, false).await;
     }
-    let first = store.claim_next().await.unwrap().unwrap();
+    let first = store.claim_next(&me()).await.unwrap().unwrap();
     assert_eq!(first.id, DeploymentId(1));
     assert_eq!(first.state, State::Running);
     assert!(first.started_at.is_some());
-    let second = store.claim_next().await.unwrap().unwrap();
+    let second = store.claim_next(&me()).await.unwrap().unwrap();
     assert_eq!(
         second.id,
         DeploymentId(3),
         "2 waits for 1 in its environment"
     );
-    assert!(store.claim_next().await.unwrap().is_none());
-    succeed(&store, first.id).await;
+    assert!(store.claim_next(&me()).await.unwrap().is_none());
+    succeed(&store, first.claim()).await;
     assert_eq!(
-        store.claim_next().await.unwrap().unwrap().id,
+        store.claim_next(&me()).await.unwrap().unwrap().id,
         DeploymentId(2)
     );
     let one = store.get(DeploymentId(1)).await.unwrap().unwrap();
@@ -196,9 +203,9 @@ async fn claims_follow_arrival_order_within_an_environment(b: Backend) {
         accept(&store, id, "p", false).await;
     }
     let mut order = Vec::new();
-    while let Some(d) = store.claim_next().await.unwrap() {
+    while let Some(d) = store.claim_next(&me()).await.unwrap() {
         order.push(d.id.0);
-        succeed(&store, d.id).await;
+        succeed(&store, d.claim()).await;
     }
     assert_eq!(order, [30, 10, 20]);
 }
@@ -207,13 +214,16 @@ async fn outbox_sends_in_order_per_deployment_and_survives_reopen(b: Backend) {
     let store = (b.open)().await;
     accept(&store, 1, "p", false).await;
     accept(&store, 2, "s", false).await;
-    store
-        .add_status(
-            DeploymentId(1),
-            &NewStatus::new(StatusState::InProgress, "go").with_log_url("http://x/1"),
-        )
-        .await
-        .unwrap();
+    let one = store.claim_next(&me()).await.unwrap().unwrap();
+    assert!(
+        store
+            .add_status(
+                one.claim(),
+                &NewStatus::new(StatusState::InProgress, "go").with_log_url("http://x/1"),
+            )
+            .await
+            .unwrap()
+    );
     let due = store.due_statuses(now_ms(), 10).await.unwrap();
     assert_eq!(due.len(), 2, "one head per deployment");
     assert!(due.iter().all(|i| i.status.state == StatusState::Queued));
@@ -269,7 +279,7 @@ async fn outbox_sends_in_order_per_deployment_and_survives_reopen(b: Backend) {
 async fn a_newer_deployment_supersedes_waiting_ones_only(b: Backend) {
     let store = (b.open)().await;
     accept(&store, 1, "p", true).await;
-    let running = store.claim_next().await.unwrap().unwrap();
+    let running = store.claim_next(&me()).await.unwrap().unwrap();
     assert_eq!(running.id, DeploymentId(1));
     accept(&store, 2, "p", true).await;
     accept(&store, 9, "other", true).await;
@@ -385,7 +395,7 @@ async fn concurrent_claims_never_run_an_environment_twice(b: Backend) {
         claimers.spawn(async move {
             let mut got = Vec::new();
             for _ in 0..10 {
-                if let Some(d) = store.claim_next().await.unwrap() {
+                if let Some(d) = store.claim_next(&me()).await.unwrap() {
                     got.push(d);
                 }
             }
@@ -478,10 +488,10 @@ async fn finished_deployments_are_listed_newest_first(b: Backend) {
     for id in [5, 6, 7] {
         accept(&store, id, &format!("e{id}"), false).await;
     }
-    let d = store.claim_next().await.unwrap().unwrap();
+    let d = store.claim_next(&me()).await.unwrap().unwrap();
     store
         .finish(
-            d.id,
+            d.claim(),
             State::Failure,
             &NewStatus::new(StatusState::Failure, "Step 'x' failed on h (exit 3)"),
         )
@@ -522,4 +532,119 @@ async fn a_closed_store_refuses_work(b: Backend) {
     // Nothing was stored by the refused delivery.
     let reopened = (b.open)().await;
     assert!(reopened.recent(10).await.unwrap().is_empty());
+}
+
+async fn a_process_that_lost_its_claim_writes_nothing_more(b: Backend) {
+    let store = (b.open)().await;
+    let (a, other) = (me(), Owner("other (pid 2)".into()));
+    accept(&store, 1, "p", false).await;
+    let d = store.claim_next(&a).await.unwrap().unwrap();
+    assert_eq!(d.owner.as_deref(), Some(a.0.as_str()));
+    assert_eq!(store.renew(&a, &[d.claim()]).await.unwrap(), [d.claim()]);
+    // A live lease is not taken, unless the caller takes everything.
+    assert!(store.rescue(&other, false).await.unwrap().is_empty());
+    let taken = store.rescue(&other, true).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].id, d.id);
+    assert_eq!(taken[0].attempt, d.attempt + 1);
+    assert_eq!(taken[0].owner.as_deref(), Some(a.0.as_str()), "who had it");
+    // The old claim is fenced out: no renewal, no status, no final state.
+    assert!(store.renew(&a, &[d.claim()]).await.unwrap().is_empty());
+    let in_progress = NewStatus::new(StatusState::InProgress, "late");
+    assert!(!store.add_status(d.claim(), &in_progress).await.unwrap());
+    let late = NewStatus::new(StatusState::Success, "late");
+    assert!(
+        !store
+            .finish(d.claim(), State::Success, &late)
+            .await
+            .unwrap()
+    );
+    let interrupted = NewStatus::new(StatusState::Error, "Interrupted");
+    assert!(
+        store
+            .finish(taken[0].claim(), State::Error, &interrupted)
+            .await
+            .unwrap()
+    );
+    // A settled deployment cannot be finished twice, whoever asks.
+    assert!(
+        !store
+            .finish(taken[0].claim(), State::Success, &late)
+            .await
+            .unwrap()
+    );
+    let settled = store.get(d.id).await.unwrap().unwrap();
+    assert_eq!(settled.state, State::Error);
+    let statuses: Vec<String> = store
+        .due_statuses(now_ms(), 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.status.description.clone())
+        .collect();
+    assert_eq!(statuses, ["queued"], "only the head is due; nothing late");
+    assert_eq!(
+        store.pending_statuses().await.unwrap(),
+        2,
+        "queued, Interrupted"
+    );
+}
+
+/// The lease's own length: this test waits it out once.
+async fn expired_leases_are_rescued_and_renewed_ones_are_not(b: Backend) {
+    let store = (b.open)().await;
+    let (dead, alive, rescuer) = (
+        Owner("dead (pid 1)".into()),
+        Owner("alive (pid 2)".into()),
+        Owner("rescuer (pid 3)".into()),
+    );
+    accept(&store, 1, "p", false).await;
+    accept(&store, 2, "s", false).await;
+    let d1 = store.claim_next(&dead).await.unwrap().unwrap();
+    let d2 = store.claim_next(&alive).await.unwrap().unwrap();
+    let deadline = std::time::Instant::now() + LEASE + RENEW_EVERY;
+    let mut rescued = Vec::new();
+    while rescued.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "nothing rescued");
+        assert_eq!(
+            store.renew(&alive, &[d2.claim()]).await.unwrap(),
+            [d2.claim()]
+        );
+        rescued = store.rescue(&rescuer, false).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(rescued.len(), 1);
+    assert_eq!(rescued[0].id, d1.id);
+    assert_eq!(rescued[0].owner.as_deref(), Some("dead (pid 1)"));
+    assert!(
+        store.rescue(&rescuer, false).await.unwrap().is_empty(),
+        "once"
+    );
+}
+
+async fn each_status_is_handed_to_one_replica_at_a_time(b: Backend) {
+    let (one, two) = ((b.open)().await, (b.open)().await);
+    if !one.replicas() {
+        // One process: its outbox keeps track of what it has in flight.
+        return;
+    }
+    accept(&one, 1, "p", false).await;
+    let first = one.due_statuses(now_ms(), 10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(
+        two.due_statuses(now_ms(), 10).await.unwrap().is_empty(),
+        "the other replica is sending it"
+    );
+    one.record_posts(&[(
+        first[0].seq,
+        PostOutcome::RetryAt {
+            at: now_ms(),
+            error: "503".into(),
+        },
+    )])
+    .await
+    .unwrap();
+    let again = two.due_statuses(now_ms(), 10).await.unwrap();
+    assert_eq!(again.len(), 1, "released for whoever comes next");
+    assert_eq!(again[0].seq, first[0].seq);
 }

@@ -28,7 +28,13 @@ CREATE TABLE deployments (
     description     TEXT    NOT NULL DEFAULT '',
     created_at      BIGINT  NOT NULL,         -- unix ms
     started_at      BIGINT,
-    finished_at     BIGINT
+    finished_at     BIGINT,
+    -- A running deployment is leased to one replica under an attempt
+    -- number: the lease (on the database's clock) says who runs it and
+    -- until when; the attempt fences writes from a replica that lost it.
+    attempt         INTEGER NOT NULL DEFAULT 0,
+    owner           TEXT,
+    lease_until     BIGINT
 );
 -- One running deployment per environment, across every replica: the
 -- database refuses a second claim, whatever the replicas believe.
@@ -52,7 +58,10 @@ CREATE TABLE status_outbox (
     next_attempt_at BIGINT  NOT NULL,
     sent_at         BIGINT,
     failed_at       BIGINT,
-    last_error      TEXT
+    last_error      TEXT,
+    -- A replica sending this status holds it until then (database clock),
+    -- so each status goes out from one replica at a time, in order.
+    claimed_until   BIGINT
 );
 CREATE INDEX status_outbox_pending ON status_outbox (deployment_id, seq)
     WHERE sent_at IS NULL AND failed_at IS NULL;

@@ -49,7 +49,18 @@ pub enum Outcome {
     NoTarget,
     NoSteps,
     Shutdown,
+    /// This process lost its claim: another one settles the deployment,
+    /// so this outcome is never reported.
+    LeaseLost,
     Internal(String),
+}
+
+/// Why a running deployment is told to stop before it ends by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    None,
+    Shutdown,
+    LeaseLost,
 }
 
 impl Outcome {
@@ -97,6 +108,7 @@ impl Outcome {
                 d.task, d.repository
             ),
             Outcome::Shutdown => "Cancelled: ferry is shutting down".into(),
+            Outcome::LeaseLost => "Taken over by another replica".into(),
             Outcome::Internal(why) => format!("ferry could not run it: {why}"),
         }
     }
@@ -122,11 +134,15 @@ pub async fn deploy(
     shared: Handles,
     connector: Arc<Connector>,
     deployment: Deployment,
-    cancel: watch::Receiver<bool>,
+    interrupt: watch::Receiver<Interrupt>,
 ) {
     let id = deployment.id;
     let log_url = shared.logs.url(id);
-    let outcome = execute(&shared, connector, &deployment, &log_url, cancel).await;
+    let outcome = execute(&shared, connector, &deployment, &log_url, interrupt).await;
+    if outcome == Outcome::LeaseLost {
+        lost(&shared, &deployment);
+        return;
+    }
     let state = outcome.state();
     let description = outcome.describe(&deployment);
     let mut status =
@@ -157,8 +173,16 @@ pub async fn deploy(
     // deployment left "running" would only be settled at the next restart.
     let mut delay = Duration::from_millis(200);
     for attempt in 1.. {
-        match shared.store.finish(id, state, &status).await {
-            Ok(()) => break,
+        match shared
+            .store
+            .finish(deployment.claim(), state, &status)
+            .await
+        {
+            Ok(true) => break,
+            Ok(false) => {
+                lost(&shared, &deployment);
+                break;
+            }
             Err(e) if attempt < 20 => {
                 tracing::warn!(deployment = %id, error = %e, "cannot record the final state of deployment {id}, retrying: {e}");
                 tokio::time::sleep(delay).await;
@@ -173,12 +197,24 @@ pub async fn deploy(
     shared.outbox.notify_one();
 }
 
+/// Another process settled the deployment: say so where people look, and
+/// write nothing more about it.
+fn lost(shared: &Handles, d: &Deployment) {
+    let text = "this ferry lost its claim on the deployment: another replica settled it, \
+                and this one reports nothing more";
+    if let Ok(w) = shared.logs.writer(d.id) {
+        w.ferry(None, None, text);
+    }
+    tracing::warn!(deployment = %d.id, repository = %d.repository, environment = %d.environment,
+        "deployment {} of {} to {}: {text}", d.id, d.repository, d.environment);
+}
+
 async fn execute(
     shared: &Handles,
     connector: Arc<Connector>,
     d: &Deployment,
     log_url: &str,
-    mut cancel: watch::Receiver<bool>,
+    mut interrupt: watch::Receiver<Interrupt>,
 ) -> Outcome {
     let log = match shared.logs.writer(d.id) {
         Ok(w) => w,
@@ -235,9 +271,17 @@ async fn execute(
                 run.log.ferry(None, None, &format!("timed out after {}: stopping every host", duration(target.timeout)));
                 run.stop.send_replace(Stop::TimedOut);
             }
-            _ = cancel.wait_for(|c| *c), if *run.stop.borrow() == Stop::Run => {
-                run.log.ferry(None, None, "ferry is shutting down: stopping every host");
-                run.stop.send_replace(Stop::Shutdown);
+            why = interrupt.wait_for(|i| *i != Interrupt::None), if *run.stop.borrow() == Stop::Run => {
+                let why = why.map(|w| *w).unwrap_or(Interrupt::Shutdown);
+                let (text, stop) = match why {
+                    Interrupt::LeaseLost => (
+                        "this ferry lost its claim on the deployment (another replica settles it): stopping every host",
+                        Stop::LeaseLost,
+                    ),
+                    _ => ("ferry is shutting down: stopping every host", Stop::Shutdown),
+                };
+                run.log.ferry(None, None, text);
+                run.stop.send_replace(stop);
             }
         }
     }
@@ -252,8 +296,10 @@ async fn execute(
     {
         return f;
     }
-    if *run.stop.borrow() == Stop::Shutdown {
-        return Outcome::Shutdown;
+    match *run.stop.borrow() {
+        Stop::Shutdown => return Outcome::Shutdown,
+        Stop::LeaseLost => return Outcome::LeaseLost,
+        _ => {}
     }
     Outcome::Success {
         hosts: target.hosts.len(),
@@ -323,8 +369,11 @@ impl Run {
                     ),
                 )
                 .with_log_url(&self.log_url);
-                if let Err(e) = self.shared.store.add_status(d.id, &status).await {
-                    tracing::error!(deployment = %d.id, error = %e, "cannot queue the in_progress status of deployment {}: {e}", d.id);
+                match self.shared.store.add_status(d.claim(), &status).await {
+                    Ok(true) => {}
+                    // The runner hears of it at its next renewal and stops us.
+                    Ok(false) => tracing::warn!(deployment = %d.id, "deployment {} was taken over before it started; not posting in_progress", d.id),
+                    Err(e) => tracing::error!(deployment = %d.id, error = %e, "cannot queue the in_progress status of deployment {}: {e}", d.id),
                 }
                 self.shared.outbox.notify_one();
             })

@@ -1,13 +1,15 @@
 //! The scheduler: claims queued deployments from the store, one per
 //! repository and environment at a time, at most `runner.max_concurrent` in
-//! all, and runs each over SSH.
+//! all, runs each over SSH, and keeps the leases on them alive.
 
 mod deploy;
 pub mod remote;
+mod rescue;
 pub mod ssh;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -17,10 +19,10 @@ use crate::current::Current;
 use crate::format::duration;
 use crate::logs::Logs;
 use crate::service::Heartbeat;
-use crate::store::{NewStatus, SharedStore, State, StatusState};
+use crate::store::{Claim, DeploymentId, Owner, RENEW_EVERY, SharedStore, State};
+use deploy::Interrupt;
+pub use rescue::RESTARTED as INTERRUPTED;
 pub use ssh::Connector;
-
-pub const INTERRUPTED: &str = "Interrupted: ferry restarted during the deployment";
 
 /// What a deployment needs while it runs.
 #[derive(Clone)]
@@ -33,11 +35,37 @@ pub struct Handles {
     pub outbox: Arc<Notify>,
 }
 
+/// The deployments this process runs: their claims, and how to stop each.
+#[derive(Clone, Default)]
+struct Running(Arc<Mutex<ByDeployment>>);
+
+type ByDeployment = HashMap<DeploymentId, (Claim, watch::Sender<Interrupt>)>;
+
+impl Running {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ByDeployment> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn claims(&self) -> Vec<Claim> {
+        self.lock().values().map(|(c, _)| *c).collect()
+    }
+
+    fn interrupt(&self, id: Option<DeploymentId>, why: Interrupt) {
+        for (d, (_, tx)) in self.lock().iter() {
+            if id.is_none_or(|id| id == *d) {
+                tx.send_replace(why);
+            }
+        }
+    }
+}
+
 pub struct Runner {
     shared: Handles,
     /// Rung when there may be a deployment to claim.
     wake: Arc<Notify>,
     heartbeat: Arc<Heartbeat>,
+    owner: Owner,
+    running: Running,
 }
 
 impl Runner {
@@ -46,114 +74,122 @@ impl Runner {
             shared,
             wake,
             heartbeat,
+            owner: Owner::this_process(),
+            running: Running::default(),
         }
     }
 
-    /// Settles deployments a previous process left running: it died, so
-    /// nobody watches them any more. Each gets a final `error`.
+    /// At start: settles what a previous process left running. On a store
+    /// this process uses alone that is every running deployment; with
+    /// replicas, those whose lease ran out (the others are alive, or will
+    /// be settled by the rescuer once their lease runs out).
     pub async fn recover(&self) -> anyhow::Result<usize> {
-        let running = self.shared.store.by_state(State::Running).await?;
-        for d in &running {
-            self.end_leftover_steps(d.id).await;
-            let status = NewStatus::new(StatusState::Error, INTERRUPTED)
-                .with_log_url(self.shared.logs.url(d.id));
-            if let Ok(w) = self.shared.logs.writer(d.id) {
-                w.ferry(None, None, &format!("error: {INTERRUPTED}"));
-            }
-            self.shared
-                .store
-                .finish(d.id, State::Error, &status)
-                .await?;
-            tracing::warn!(deployment = %d.id, repository = %d.repository, environment = %d.environment,
-                "deployment {} of {} to {}: {INTERRUPTED}", d.id, d.repository, d.environment);
-        }
-        Ok(running.len())
+        let all = !self.shared.store.replicas();
+        Ok(rescue::rescue(&self.shared, &self.owner, all).await?)
     }
 
-    /// Kills, on each host, the step a dead ferry left running there, so
-    /// that it cannot overlap the environment's next deployment.
-    async fn end_leftover_steps(&self, id: crate::store::DeploymentId) {
-        let steps = match self.shared.store.remote_steps(id).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(deployment = %id, error = %e, "cannot read the steps deployment {id} left running: {e}");
-                return;
+    /// Renews this process's leases every [`RENEW_EVERY`] and, with
+    /// replicas, settles deployments whose process is gone. A deployment
+    /// whose lease another process took is stopped here; when the store
+    /// cannot be reached long enough for the leases to run out, every
+    /// deployment here is stopped, since another replica will settle them.
+    async fn keep_leases(
+        shared: Handles,
+        owner: Owner,
+        running: Running,
+        mut done: watch::Receiver<bool>,
+    ) {
+        let replicas = shared.store.replicas();
+        let mut renewed = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(RENEW_EVERY) => {}
+                _ = done.wait_for(|d| *d) => return,
             }
-        };
-        let log = self.shared.logs.writer(id).ok();
-        let note = |host: &str, text: &str| {
-            if let Some(w) = &log {
-                w.ferry(Some(host), None, text);
-            }
-        };
-        let connector = self.shared.connector.get();
-        let mut kills = JoinSet::new();
-        for step in steps {
-            let spec = step.host;
-            let group = remote::RemoteGroup {
-                pgid: u32::try_from(step.pgid).unwrap_or(0),
-                boot_id: step.boot_id,
-            };
-            let (Ok(host), Some(command)) = (
-                crate::config::Host::parse(&spec),
-                remote::kill_leftover_command(&group),
-            ) else {
-                // No boot id to check against: leave the process alone.
-                let _ = self.shared.store.forget_step(id, &spec).await;
-                continue;
-            };
-            let connector = connector.clone();
-            kills.spawn(async move {
-                let outcome = match connector.connect(&host).await {
-                    Ok((session, _)) => {
-                        let ran = session.raw_command(&command).status().await;
-                        let _ = session.close().await;
-                        match ran {
-                            Ok(_) => {
-                                format!("ended the interrupted step (process group {})", group.pgid)
-                            }
-                            Err(e) => format!(
-                                "cannot end the interrupted step (process group {}): {e}",
-                                group.pgid
-                            ),
-                        }
+            let claims = running.claims();
+            match shared.store.renew(&owner, &claims).await {
+                Ok(held) => {
+                    renewed = Instant::now();
+                    for lost in claims.iter().filter(|c| !held.contains(c)) {
+                        tracing::warn!(deployment = %lost.id, "deployment {}: lease lost to another replica; stopping it here", lost.id);
+                        running.interrupt(Some(lost.id), Interrupt::LeaseLost);
                     }
-                    Err(cause) => format!(
-                        "cannot end the interrupted step (process group {}): {cause}",
-                        group.pgid
-                    ),
-                };
-                (host.to_string(), spec, outcome)
-            });
-        }
-        while let Some(done) = kills.join_next().await {
-            if let Ok((host, spec, outcome)) = done {
-                tracing::warn!(deployment = %id, host = %host, "deployment {id} on {host}: {outcome}");
-                note(&host, &outcome);
-                let _ = self.shared.store.forget_step(id, &spec).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot renew leases: {e}");
+                    if replicas
+                        && renewed.elapsed() + RENEW_EVERY >= crate::store::LEASE
+                        && !claims.is_empty()
+                    {
+                        tracing::error!(
+                            "leases not renewed for {}: stopping every deployment here, another replica settles them",
+                            duration(renewed.elapsed())
+                        );
+                        running.interrupt(None, Interrupt::LeaseLost);
+                    }
+                }
             }
+            if replicas {
+                match rescue::rescue(&shared, &owner, false).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(
+                        count = n,
+                        "settled {n} deployments of a replica that stopped"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot look for deployments to settle: {e}")
+                    }
+                }
+            }
+        }
+    }
+
+    fn ended(
+        &self,
+        by_task: &mut HashMap<tokio::task::Id, DeploymentId>,
+        ended: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
+    ) {
+        let task = match &ended {
+            Ok((task, ())) => *task,
+            Err(e) => e.id(),
+        };
+        if let Some(id) = by_task.remove(&task) {
+            if let Err(e) = ended {
+                tracing::error!(deployment = %id, "deployment {id} stopped unexpectedly: {e}");
+            }
+            self.running.lock().remove(&id);
         }
     }
 
     /// Runs until `shutdown`; then gives running deployments
     /// `runner.shutdown_grace` to finish and cancels the rest.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let (cancel, _) = watch::channel(false);
+        let (done, done_rx) = watch::channel(false);
+        let leases = tokio::spawn(Self::keep_leases(
+            self.shared.clone(),
+            self.owner.clone(),
+            self.running.clone(),
+            done_rx,
+        ));
         let mut tasks = JoinSet::new();
+        // A deployment task that panicked still gives its id back here, so
+        // its lease is no longer renewed and it gets settled.
+        let mut by_task: HashMap<tokio::task::Id, DeploymentId> = HashMap::new();
         let mut status = String::new();
         loop {
             let max = self.shared.config.get().runner.max_concurrent.get();
             while tasks.len() < max && !*shutdown.borrow() {
-                match self.shared.store.claim_next().await {
+                match self.shared.store.claim_next(&self.owner).await {
                     Ok(Some(d)) => {
                         tracing::info!(deployment = %d.id, repository = %d.repository, environment = %d.environment,
                             "deployment {} started: {} to {}", d.id, d.repository, d.environment);
-                        tasks.spawn(deploy::deploy(
-                            self.shared.clone(),
-                            self.shared.connector.get(),
-                            d,
-                            cancel.subscribe(),
-                        ));
+                        let (tx, rx) = watch::channel(Interrupt::None);
+                        let id = d.id;
+                        self.running.lock().insert(id, (d.claim(), tx));
+                        let run =
+                            deploy::deploy(self.shared.clone(), self.shared.connector.get(), d, rx);
+                        let task = tasks.spawn(run);
+                        by_task.insert(task.id(), id);
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -174,9 +210,12 @@ impl Runner {
             }
             tokio::select! {
                 _ = self.wake.notified() => {}
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                Some(ended) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    self.ended(&mut by_task, ended);
+                }
                 _ = shutdown.wait_for(|s| *s) => break,
-                // Also a retry after a store error.
+                // Also a retry after a store error, and how work queued by
+                // another replica is found.
                 _ = tokio::time::sleep(Duration::from_secs(2)) => {}
             }
         }
@@ -190,14 +229,21 @@ impl Runner {
         }
         let deadline = tokio::time::sleep(grace);
         tokio::pin!(deadline);
+        let mut cancelled = false;
         loop {
             tokio::select! {
-                joined = tasks.join_next() => if joined.is_none() { break },
-                _ = &mut deadline, if !*cancel.borrow() => {
+                joined = tasks.join_next_with_id() => match joined {
+                    None => break,
+                    Some(ended) => self.ended(&mut by_task, ended),
+                },
+                _ = &mut deadline, if !cancelled => {
                     tracing::warn!(running = tasks.len(), "shutdown grace is over: cancelling running deployments");
-                    cancel.send_replace(true);
+                    self.running.interrupt(None, Interrupt::Shutdown);
+                    cancelled = true;
                 }
             }
         }
+        done.send_replace(true);
+        let _ = leases.await;
     }
 }

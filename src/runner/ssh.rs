@@ -141,6 +141,8 @@ pub enum Stop {
     Halt,
     TimedOut,
     Shutdown,
+    /// Another process took the deployment over (this one lost its lease).
+    LeaseLost,
 }
 
 #[derive(Debug, PartialEq, Eq)]

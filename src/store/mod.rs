@@ -14,6 +14,7 @@ pub mod sqlite;
 mod types;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -45,6 +46,15 @@ impl From<sqlx::Error> for Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// How long a claim on a running deployment lasts without renewal. A
+/// replica that dies is found out this long after its last renewal, and
+/// another settles what it ran; see [`RENEW_EVERY`].
+pub const LEASE: Duration = Duration::from_secs(15);
+/// How often a runner renews its leases and looks for expired ones: three
+/// tries per lease, so one slow round trip loses nothing, and a dead
+/// replica's deployments are settled within `LEASE + RENEW_EVERY`.
+pub const RENEW_EVERY: Duration = Duration::from_secs(5);
+
 /// Everything ferry keeps: deliveries seen, deployments and their queue,
 /// steps running on hosts, and the outbox of statuses for GitHub.
 #[async_trait]
@@ -62,16 +72,34 @@ pub trait Store: Send + Sync + 'static {
         supersede: bool,
     ) -> Result<Accepted>;
 
-    /// Marks the oldest runnable queued deployment as running and returns
-    /// it. Runnable: no other deployment of its repository and environment
-    /// runs.
-    async fn claim_next(&self) -> Result<Option<Deployment>>;
+    /// Marks the oldest runnable queued deployment as running, leased to
+    /// `owner` for [`LEASE`] under a new attempt, and returns it. Runnable:
+    /// no other deployment of its repository and environment runs.
+    async fn claim_next(&self, owner: &Owner) -> Result<Option<Deployment>>;
 
-    /// Queues a status that does not change the deployment's state.
-    async fn add_status(&self, id: DeploymentId, status: &NewStatus) -> Result<()>;
+    /// Extends `owner`'s leases on `claims`; returns the claims it still
+    /// holds. One missing was taken over: its process must stop it and
+    /// write nothing more about it.
+    async fn renew(&self, owner: &Owner, claims: &[Claim]) -> Result<Vec<Claim>>;
 
-    /// Gives a deployment its final state and queues the status announcing it.
-    async fn finish(&self, id: DeploymentId, state: State, status: &NewStatus) -> Result<()>;
+    /// Takes over running deployments whose lease ran out (their process
+    /// died, froze or lost the database), or with `all` every running one
+    /// (at the start of a process that uses the store alone). Each comes
+    /// back leased to `owner` under a new attempt, with `owner` set to the
+    /// process that had it; the old attempt's writes are refused from now on.
+    async fn rescue(&self, owner: &Owner, all: bool) -> Result<Vec<Deployment>>;
+
+    /// Whether several processes share this store (and leases matter
+    /// between them).
+    fn replicas(&self) -> bool;
+
+    /// Queues a status that does not change the deployment's state, if
+    /// `claim` still holds; false if it was taken over.
+    async fn add_status(&self, claim: Claim, status: &NewStatus) -> Result<bool>;
+
+    /// Gives a deployment its final state and queues the status announcing
+    /// it, if `claim` still holds; false (and nothing written) if not.
+    async fn finish(&self, claim: Claim, state: State, status: &NewStatus) -> Result<bool>;
 
     /// Deployments in `state`, oldest first.
     async fn by_state(&self, state: State) -> Result<Vec<Deployment>>;
@@ -99,6 +127,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The first pending status of each deployment that is due by `now`,
     /// oldest first. Later statuses of a deployment wait for its head.
+    /// Where replicas share the store, the heads returned are claimed for a
+    /// while (until [`Store::record_posts`] says what became of them), so
+    /// each status is sent by one replica at a time.
     async fn due_statuses(&self, now: i64, limit: i64) -> Result<Vec<OutboxItem>>;
 
     /// When the next pending status becomes due, if any is pending.

@@ -15,9 +15,22 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
 use super::{
-    Accepted, DeliveryKey, Deployment, DeploymentId, Error, NewDeployment, NewStatus, OutboxItem,
-    PostOutcome, RemoteStep, Result, State, StatusState, Store, now_ms,
+    Accepted, Claim, DeliveryKey, Deployment, DeploymentId, Error, LEASE, NewDeployment, NewStatus,
+    OutboxItem, Owner, PostOutcome, RemoteStep, Result, State, StatusState, Store, now_ms,
 };
+
+/// Leases run on the database's clock, which every replica shares, in
+/// unix milliseconds like the other times.
+const DB_NOW: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
+
+/// How long a replica holds a status it is sending: past GitHub's answer
+/// or the request's timeout, so a replica that dies mid-post lets another
+/// take the status after this.
+const OUTBOX_CLAIM: Duration = Duration::from_secs(60);
+
+fn lease_ms() -> i64 {
+    LEASE.as_millis() as i64
+}
 
 const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_init.sql")];
 
@@ -27,7 +40,7 @@ const MIGRATION_LOCK: i64 = 0x6665_7272_795f_6d67; // "ferry_mg"
 
 const DEPLOYMENT_COLUMNS: &str = "id, repository, environment, task, git_ref, sha, payload, \
      creator, production, transient, installation_id, state, description, created_at, \
-     started_at, finished_at";
+     started_at, finished_at, attempt, owner";
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -58,6 +71,8 @@ fn deployment_from_row(row: &PgRow) -> std::result::Result<Deployment, sqlx::Err
         created_at: row.try_get("created_at")?,
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
+        attempt: i64::from(row.try_get::<i32, _>("attempt")?),
+        owner: row.try_get("owner")?,
     })
 }
 
@@ -252,12 +267,13 @@ impl Store for PgStore {
         Ok(Accepted::New { superseded })
     }
 
-    async fn claim_next(&self) -> Result<Option<Deployment>> {
+    async fn claim_next(&self, owner: &Owner) -> Result<Option<Deployment>> {
         // The oldest waiting deployment of each environment is the only
         // candidate there, so a replica that skips a row another is
         // claiming never runs a newer one out of turn.
         let sql = format!(
-            "UPDATE deployments SET state = 'running', started_at = $1
+            "UPDATE deployments SET state = 'running', started_at = $1,
+                 attempt = attempt + 1, owner = $2, lease_until = {DB_NOW} + $3
              WHERE id = (
                  SELECT d.id FROM deployments d
                  WHERE d.state = 'queued'
@@ -274,6 +290,8 @@ impl Store for PgStore {
         for _ in 0..3 {
             match sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(now_ms())
+                .bind(&owner.0)
+                .bind(lease_ms())
                 .fetch_optional(&self.pool)
                 .await
             {
@@ -285,27 +303,115 @@ impl Store for PgStore {
         Ok(None)
     }
 
-    async fn add_status(&self, id: DeploymentId, status: &NewStatus) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        insert_status(&mut tx, id, status, now_ms()).await?;
-        Ok(tx.commit().await?)
+    async fn renew(&self, owner: &Owner, claims: &[Claim]) -> Result<Vec<Claim>> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = claims.iter().map(|c| c.id.0).collect();
+        let attempts: Vec<i32> = claims.iter().map(|c| c.attempt as i32).collect();
+        let held: Vec<(i64, i32)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE deployments d SET lease_until = {DB_NOW} + $1
+             FROM UNNEST($2::bigint[], $3::int[]) AS c (id, attempt)
+             WHERE d.id = c.id AND d.attempt = c.attempt AND d.owner = $4
+               AND d.state = 'running'
+             RETURNING d.id, d.attempt"
+        )))
+        .bind(lease_ms())
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(&owner.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(held
+            .into_iter()
+            .map(|(id, attempt)| Claim {
+                id: DeploymentId(id),
+                attempt: i64::from(attempt),
+            })
+            .collect())
     }
 
-    async fn finish(&self, id: DeploymentId, state: State, status: &NewStatus) -> Result<()> {
+    async fn rescue(&self, owner: &Owner, all: bool) -> Result<Vec<Deployment>> {
+        // SKIP LOCKED: two replicas rescuing at once split the work; the
+        // old owner comes back from the row as it was before the update.
+        let sql = format!(
+            "WITH expired AS (
+                 SELECT id, owner FROM deployments
+                 WHERE state = 'running' AND ($1 OR lease_until IS NULL OR lease_until < {DB_NOW})
+                 ORDER BY seq FOR UPDATE SKIP LOCKED)
+             UPDATE deployments d SET attempt = d.attempt + 1, owner = $2,
+                 lease_until = {DB_NOW} + $3
+             FROM expired e WHERE d.id = e.id
+             RETURNING {cols}, e.owner AS previous_owner",
+            cols = DEPLOYMENT_COLUMNS
+                .split(", ")
+                .map(|c| format!("d.{}", c.trim()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(all)
+            .bind(&owner.0)
+            .bind(lease_ms())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut taken = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut d = deployment_from_row(row)?;
+            d.owner = row.try_get("previous_owner")?;
+            taken.push(d);
+        }
+        taken.sort_by_key(|d| d.id);
+        Ok(taken)
+    }
+
+    fn replicas(&self) -> bool {
+        true
+    }
+
+    async fn add_status(&self, claim: Claim, status: &NewStatus) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        // FOR SHARE: a rescue cannot take the deployment over between this
+        // check and the insert.
+        let holds: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM deployments WHERE id = $1 AND attempt = $2 AND state = 'running'
+             FOR SHARE",
+        )
+        .bind(claim.id.0)
+        .bind(claim.attempt as i32)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if holds.is_none() {
+            return Ok(false);
+        }
+        insert_status(&mut tx, claim.id, status, now_ms()).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn finish(&self, claim: Claim, state: State, status: &NewStatus) -> Result<bool> {
         debug_assert!(state.is_final());
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE deployments SET state = $1, description = $2, finished_at = $3 WHERE id = $4",
+        let changed = sqlx::query(
+            "UPDATE deployments SET state = $1, description = $2, finished_at = $3,
+                 lease_until = NULL
+             WHERE id = $4 AND attempt = $5 AND state = 'running'",
         )
         .bind(state.as_str())
         .bind(&status.description)
         .bind(now)
-        .bind(id.0)
+        .bind(claim.id.0)
+        .bind(claim.attempt as i32)
         .execute(&mut *tx)
-        .await?;
-        insert_status(&mut tx, id, status, now).await?;
-        Ok(tx.commit().await?)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(false);
+        }
+        insert_status(&mut tx, claim.id, status, now).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn by_state(&self, state: State) -> Result<Vec<Deployment>> {
@@ -387,23 +493,33 @@ impl Store for PgStore {
             .collect())
     }
 
+    /// Claims the heads it returns for [`OUTBOX_CLAIM`]: another replica
+    /// skips them, and the deployment's next status waits behind them.
     async fn due_statuses(&self, now: i64, limit: i64) -> Result<Vec<OutboxItem>> {
-        let rows = sqlx::query(
-            "SELECT o.seq, o.deployment_id, o.state, o.description, o.log_url, o.environment_url,
-                    o.auto_inactive, o.attempts, d.repository, d.installation_id
-             FROM status_outbox o
-             JOIN deployments d ON d.id = o.deployment_id
-             WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= $1
-               AND NOT EXISTS (
-                   SELECT 1 FROM status_outbox p
-                   WHERE p.deployment_id = o.deployment_id AND p.seq < o.seq
-                     AND p.sent_at IS NULL AND p.failed_at IS NULL)
-             ORDER BY o.seq LIMIT $2",
-        )
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "WITH heads AS (
+                 SELECT o.seq FROM status_outbox o
+                 WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= $1
+                   AND (o.claimed_until IS NULL OR o.claimed_until < {DB_NOW})
+                   AND NOT EXISTS (
+                       SELECT 1 FROM status_outbox p
+                       WHERE p.deployment_id = o.deployment_id AND p.seq < o.seq
+                         AND p.sent_at IS NULL AND p.failed_at IS NULL)
+                 ORDER BY o.seq LIMIT $2
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE status_outbox o SET claimed_until = {DB_NOW} + $3
+             FROM heads h, deployments d
+             WHERE o.seq = h.seq AND d.id = o.deployment_id
+             RETURNING o.seq, o.deployment_id, o.state, o.description, o.log_url,
+                       o.environment_url, o.auto_inactive, o.attempts, d.repository,
+                       d.installation_id"
+        )))
         .bind(now)
         .bind(limit)
+        .bind(OUTBOX_CLAIM.as_millis() as i64)
         .fetch_all(&self.pool)
         .await?;
+        rows.sort_by_key(|r| r.try_get::<i64, _>("seq").unwrap_or_default());
         rows.iter()
             .map(|r| {
                 let state: String = r.try_get("state")?;
@@ -458,20 +574,21 @@ impl Store for PgStore {
         for (seq, outcome) in posts {
             let query = match outcome {
                 PostOutcome::Sent => sqlx::query(
-                    "UPDATE status_outbox SET sent_at = $1, attempts = attempts + 1 WHERE seq = $2",
+                    "UPDATE status_outbox SET sent_at = $1, attempts = attempts + 1,
+                         claimed_until = NULL WHERE seq = $2",
                 )
                 .bind(now)
                 .bind(seq),
                 PostOutcome::RetryAt { at, error } => sqlx::query(
                     "UPDATE status_outbox SET next_attempt_at = $1, attempts = attempts + 1, \
-                     last_error = $2 WHERE seq = $3",
+                     last_error = $2, claimed_until = NULL WHERE seq = $3",
                 )
                 .bind(at)
                 .bind(error)
                 .bind(seq),
                 PostOutcome::Failed { error } => sqlx::query(
                     "UPDATE status_outbox SET failed_at = $1, attempts = attempts + 1, \
-                     last_error = $2 WHERE seq = $3",
+                     last_error = $2, claimed_until = NULL WHERE seq = $3",
                 )
                 .bind(now)
                 .bind(error)

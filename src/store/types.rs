@@ -137,6 +137,48 @@ pub struct Deployment {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// How many times it was claimed: the fencing token of the claim that
+    /// returned it. A write that names an older attempt changes nothing.
+    pub attempt: i64,
+    /// The process holding its lease while it runs, as [`Owner`] names it.
+    pub owner: Option<String>,
+}
+
+impl Deployment {
+    /// The claim under which this copy was handed out.
+    pub fn claim(&self) -> Claim {
+        Claim {
+            id: self.id,
+            attempt: self.attempt,
+        }
+    }
+}
+
+/// A running deployment as one process holds it: writes about it go
+/// through only while `attempt` is still the deployment's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Claim {
+    pub id: DeploymentId,
+    pub attempt: i64,
+}
+
+/// This process, as leases name it: `host (pid N)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner(pub String);
+
+impl Owner {
+    pub fn this_process() -> Owner {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        Owner(format!("{host} (pid {})", std::process::id()))
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 impl std::ops::Deref for Deployment {

@@ -7,6 +7,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_outbox_heads.sql"),
     include_str!("../../../migrations/sqlite/0003_remote_steps.sql"),
+    include_str!("../../../migrations/sqlite/0004_leases.sql"),
 ];
 
 pub fn run(conn: &mut Connection) -> anyhow::Result<()> {

@@ -25,8 +25,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Accepted, DeliveryKey, Deployment, DeploymentId, Error, NewDeployment, NewStatus, OutboxItem,
-    PostOutcome, RemoteStep, Result, State, StatusState, Store,
+    Accepted, Claim, DeliveryKey, Deployment, DeploymentId, Error, LEASE, NewDeployment, NewStatus,
+    OutboxItem, Owner, PostOutcome, RemoteStep, Result, State, StatusState, Store, now_ms,
 };
 use writer::{Job, Message};
 
@@ -75,7 +75,7 @@ impl Readers {
 
 pub const DEPLOYMENT_COLUMNS: &str = "id, repository, environment, task, git_ref, sha, payload, \
      creator, production, transient, installation_id, state, description, created_at, \
-     started_at, finished_at";
+     started_at, finished_at, attempt, owner";
 
 fn bad_column(index: usize, what: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, what.into())
@@ -102,6 +102,8 @@ pub fn deployment_from_row(row: &Row<'_>) -> rusqlite::Result<Deployment> {
         created_at: row.get("created_at")?,
         started_at: row.get("started_at")?,
         finished_at: row.get("finished_at")?,
+        attempt: row.get("attempt")?,
+        owner: row.get("owner")?,
     })
 }
 
@@ -185,6 +187,20 @@ impl SqliteStore {
     }
 }
 
+fn lease_ms() -> i64 {
+    LEASE.as_millis() as i64
+}
+
+/// Whether `claim` is still the running deployment's.
+fn holds(tx: &rusqlite::Transaction<'_>, claim: Claim) -> rusqlite::Result<bool> {
+    tx.prepare_cached(
+        "SELECT 1 FROM deployments WHERE id = ? AND attempt = ? AND state = 'running'",
+    )?
+    .query_row(params![claim.id.0, claim.attempt], |_| Ok(()))
+    .optional()
+    .map(|r| r.is_some())
+}
+
 fn insert_status(
     tx: &rusqlite::Transaction<'_>,
     id: DeploymentId,
@@ -218,7 +234,7 @@ impl Store for SqliteStore {
         answer.await.map_err(|_| Error::Closed)?
     }
 
-    async fn claim_next(&self) -> Result<Option<Deployment>> {
+    async fn claim_next(&self, owner: &Owner) -> Result<Option<Deployment>> {
         const RUNNABLE: &str = "SELECT d.id FROM deployments d
              WHERE d.state = 'queued' AND NOT EXISTS (
                  SELECT 1 FROM deployments r WHERE r.state = 'running'
@@ -236,34 +252,104 @@ impl Store for SqliteStore {
         if any.is_none() {
             return Ok(None);
         }
-        self.write(|tx| {
+        let owner = owner.0.clone();
+        self.write(move |tx| {
             let sql = format!(
-                "UPDATE deployments SET state = 'running', started_at = ?
+                "UPDATE deployments SET state = 'running', started_at = ?1,
+                     attempt = attempt + 1, owner = ?2, lease_until = ?1 + ?3
                  WHERE id = ({RUNNABLE}) RETURNING {DEPLOYMENT_COLUMNS}"
             );
             tx.prepare_cached(&sql)?
-                .query_row(params![super::now_ms()], deployment_from_row)
+                .query_row(params![now_ms(), owner, lease_ms()], deployment_from_row)
                 .optional()
         })
         .await
     }
 
-    async fn add_status(&self, id: DeploymentId, status: &NewStatus) -> Result<()> {
-        let status = status.clone();
-        self.write(move |tx| insert_status(tx, id, &status, super::now_ms()))
-            .await
+    async fn renew(&self, owner: &Owner, claims: &[Claim]) -> Result<Vec<Claim>> {
+        let (owner, claims) = (owner.0.clone(), claims.to_vec());
+        self.write(move |tx| {
+            let mut renew = tx.prepare_cached(
+                "UPDATE deployments SET lease_until = ? + ?
+                 WHERE id = ? AND attempt = ? AND owner = ? AND state = 'running'",
+            )?;
+            let mut held = Vec::with_capacity(claims.len());
+            for c in claims {
+                if renew.execute(params![now_ms(), lease_ms(), c.id.0, c.attempt, owner])? == 1 {
+                    held.push(c);
+                }
+            }
+            Ok(held)
+        })
+        .await
     }
 
-    async fn finish(&self, id: DeploymentId, state: State, status: &NewStatus) -> Result<()> {
+    async fn rescue(&self, owner: &Owner, all: bool) -> Result<Vec<Deployment>> {
+        let owner = owner.0.clone();
+        self.write(move |tx| {
+            let now = now_ms();
+            let sql = format!(
+                "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE state = 'running'
+                 AND (?1 OR lease_until IS NULL OR lease_until < ?2) ORDER BY seq"
+            );
+            let expired: Vec<Deployment> = tx
+                .prepare_cached(&sql)?
+                .query_map(params![all, now], deployment_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut take = tx.prepare_cached(
+                "UPDATE deployments SET attempt = attempt + 1, owner = ?, lease_until = ? + ?
+                 WHERE id = ?",
+            )?;
+            let mut taken = Vec::with_capacity(expired.len());
+            for mut d in expired {
+                take.execute(params![owner, now, lease_ms(), d.id.0])?;
+                d.attempt += 1;
+                taken.push(d);
+            }
+            Ok(taken)
+        })
+        .await
+    }
+
+    fn replicas(&self) -> bool {
+        false
+    }
+
+    async fn add_status(&self, claim: Claim, status: &NewStatus) -> Result<bool> {
+        let status = status.clone();
+        self.write(move |tx| {
+            if !holds(tx, claim)? {
+                return Ok(false);
+            }
+            insert_status(tx, claim.id, &status, now_ms())?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn finish(&self, claim: Claim, state: State, status: &NewStatus) -> Result<bool> {
         debug_assert!(state.is_final());
         let status = status.clone();
         self.write(move |tx| {
-            let now = super::now_ms();
-            tx.prepare_cached(
-                "UPDATE deployments SET state = ?, description = ?, finished_at = ? WHERE id = ?",
-            )?
-            .execute(params![state.as_str(), status.description, now, id.0])?;
-            insert_status(tx, id, &status, now)
+            let now = now_ms();
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE deployments SET state = ?, description = ?, finished_at = ?,
+                         lease_until = NULL
+                     WHERE id = ? AND attempt = ? AND state = 'running'",
+                )?
+                .execute(params![
+                    state.as_str(),
+                    status.description,
+                    now,
+                    claim.id.0,
+                    claim.attempt
+                ])?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            insert_status(tx, claim.id, &status, now)?;
+            Ok(true)
         })
         .await
     }
