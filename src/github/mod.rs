@@ -87,7 +87,9 @@ impl GitHub {
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
+            // Shorter than a replica's claim on a status it sends
+            // (store::postgres), so no other replica sends it meanwhile.
+            .timeout(Duration::from_secs(15))
             .build()
             .map_err(|e| client_error(&e))?;
         let auth = match &config.auth {

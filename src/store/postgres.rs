@@ -23,10 +23,11 @@ use super::{
 /// unix milliseconds like the other times.
 const DB_NOW: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
 
-/// How long a replica holds a status it is sending: past GitHub's answer
-/// or the request's timeout, so a replica that dies mid-post lets another
-/// take the status after this.
-const OUTBOX_CLAIM: Duration = Duration::from_secs(60);
+/// How long a replica holds a status it is sending: past the request's
+/// timeout (15 s, in `github`), and short enough that a replica that dies
+/// mid-post holds up its deployments' statuses well inside the 30 seconds
+/// in which another settles them.
+const OUTBOX_CLAIM: Duration = Duration::from_secs(20);
 
 fn lease_ms() -> i64 {
     LEASE.as_millis() as i64
@@ -125,13 +126,20 @@ async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
         .bind(MIGRATION_LOCK)
         .execute(&mut *tx)
         .await?;
-    sqlx::raw_sql(
-        "CREATE TABLE IF NOT EXISTS ferry_migrations (
-             version    INTEGER PRIMARY KEY,
-             applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-    )
-    .execute(&mut *tx)
-    .await?;
+    // Not CREATE ... IF NOT EXISTS: its notice would reach the journal at
+    // every start.
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('ferry_migrations') IS NOT NULL")
+        .fetch_one(&mut *tx)
+        .await?;
+    if !exists {
+        sqlx::raw_sql(
+            "CREATE TABLE ferry_migrations (
+                 version    INTEGER PRIMARY KEY,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
     let version: i32 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM ferry_migrations")
         .fetch_one(&mut *tx)
         .await?;

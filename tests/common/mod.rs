@@ -238,6 +238,8 @@ pub struct Setup {
     pub hashed_known_hosts: bool,
     /// Environment for the ferry process.
     pub env: Vec<(String, String)>,
+    /// `storage.database_url`: PostgreSQL instead of SQLite.
+    pub database_url: Option<String>,
 }
 
 /// `count` loopback addresses from 127.0.0.`first` on.
@@ -260,6 +262,7 @@ impl Default for Setup {
             connect_timeout: "5s".into(),
             hashed_known_hosts: false,
             env: Vec::new(),
+            database_url: None,
         }
     }
 }
@@ -358,11 +361,16 @@ impl World {
             }
         };
         let runner = &setup.runner;
+        let database = setup
+            .database_url
+            .as_ref()
+            .map(|u| format!("database_url = \"{u}\"\n"))
+            .unwrap_or_default();
         let port = sshd::free_port();
         let config = format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\
              [github]\napi_url = \"{api}\"\nwebhook_secret_file = \"secret\"\n{auth}\n\
-             [storage]\ndir = \"state\"\n\
+             [storage]\ndir = \"state\"\n{database}\
              [runner]\n{runner}\n\
                           [ssh]\nidentity_file = \"id_ed25519\"\nknown_hosts_file = \"known_hosts\"\nconnect_timeout = \"{timeout}\"\n{ssh}\n{targets}",
             timeout = setup.connect_timeout,
@@ -509,6 +517,24 @@ impl World {
             .arg(&self.ferry.config)
             .output()
             .unwrap()
+    }
+
+    /// Another `ferry serve` on the same config but its own port and
+    /// state directory: a replica on another box, sharing the database.
+    pub async fn replica(&self, n: usize) -> Ferry {
+        let port = sshd::free_port();
+        let config = std::fs::read_to_string(&self.ferry.config)
+            .unwrap()
+            .replacen(
+                &format!("listen = \"127.0.0.1:{}\"", self.port),
+                &format!("listen = \"127.0.0.1:{port}\""),
+                1,
+            )
+            .replacen("dir = \"state\"", &format!("dir = \"state-{n}\""), 1);
+        let path = self.dir.path().join(format!("ferry-{n}.toml"));
+        std::fs::write(&path, config).unwrap();
+        let log = self.dir.path().join(format!("ferry-{n}.log"));
+        Ferry::start(path, port, log).await
     }
 
     /// Starts ferry again on the same config and state (after it stopped).

@@ -52,11 +52,18 @@ impl Cluster {
         }
     }
 
-    fn start() -> Cluster {
+    /// A cluster of its own, for a test that stops and starts it; it stops
+    /// when dropped.
+    pub fn start() -> Cluster {
         let bin = server_bin();
         let user = is_root().then(|| "postgres".to_string());
         // Not under the test's own temp dir: that goes when a test ends.
-        let dir = std::env::temp_dir().join(format!("ferry-pg-{}", std::process::id()));
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ferry-pg-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let port = super::sshd::free_port();
@@ -184,6 +191,17 @@ fn run(cmd: &mut Command) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D"])
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
 }
 
 /// This test binary's cluster, started on first use.

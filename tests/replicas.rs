@@ -1,0 +1,352 @@
+//! Several replicas on one PostgreSQL: real `ferry serve` processes, a real
+//! PostgreSQL cluster (`common::postgres`), a real sshd and the fake GitHub.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Ferry, SECRET, Setup, World, deployment_event, signature, target};
+use ferry::store::postgres::PgStore;
+use ferry::store::{DeploymentId, Store};
+
+const REPO: &str = "octo-org/web";
+const WAIT: Duration = Duration::from_secs(60);
+/// SPEC: a dead replica's deployments are settled within 30 seconds.
+const SETTLED_WITHIN: Duration = Duration::from_secs(30);
+
+async fn world(targets: impl FnOnce(&common::Sshd, &Path) -> String) -> (World, String) {
+    let url = common::postgres::cluster().database();
+    let w = World::build(
+        Setup {
+            database_url: Some(url.clone()),
+            ..Setup::default()
+        },
+        targets,
+    )
+    .await;
+    (w, url)
+}
+
+async fn deliver(w: &World, to: &Ferry, id: i64, env: &str, delivery: &str) -> u16 {
+    let body = serde_json::to_vec(&deployment_event(id, REPO, env)).unwrap();
+    w.http
+        .post(format!("{}/webhook", to.url))
+        .header("content-type", "application/json")
+        .header("x-github-event", "deployment")
+        .header("x-github-delivery", delivery)
+        .header("x-github-hook-id", "4242")
+        .header("x-hub-signature-256", signature(SECRET, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Lines `ENV ID start|end NANOS` appended by the step on the host.
+fn timed_step(scratch: &Path, secs: &str) -> String {
+    let t = scratch.join("timeline").display().to_string();
+    format!(
+        "echo \"$FERRY_ENVIRONMENT $FERRY_DEPLOYMENT_ID start $(date +%s%N)\" >> {t}\n\
+         sleep {secs}\n\
+         echo \"$FERRY_ENVIRONMENT $FERRY_DEPLOYMENT_ID end $(date +%s%N)\" >> {t}"
+    )
+}
+
+/// Which replica holds deployment `id` now, by its process id.
+async fn holder(url: &str, id: i64) -> Option<u32> {
+    let store = PgStore::connect(url).await.unwrap();
+    let owner = store.get(DeploymentId(id)).await.unwrap()?.owner?;
+    store.close().await;
+    owner
+        .rsplit("pid ")
+        .next()?
+        .trim_end_matches(')')
+        .parse()
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_share_the_work_run_each_deployment_once_and_serialize_environments() {
+    let (w, _) = world(|sshd, scratch| {
+        target(
+            REPO,
+            "production",
+            &[sshd.host()],
+            &[("run", &timed_step(scratch, "0.2"))],
+            "supersede = false",
+        ) + &target(
+            REPO,
+            "staging",
+            &[sshd.host()],
+            &[("run", &timed_step(scratch, "0.1"))],
+            "supersede = false",
+        )
+    })
+    .await;
+    let b = w.replica(2).await;
+    let replicas = [&w.ferry, &b];
+    // Twelve deployments over two environments, each delivered to both
+    // replicas (GitHub's redelivery, or two hooks), alternating.
+    let mut accepted = HashMap::new();
+    for i in 0..12i64 {
+        let id = 700 + i;
+        let env = if i % 2 == 0 { "production" } else { "staging" };
+        // The first replica to hear of it wakes its own runner: half start
+        // at each, as behind a load balancer.
+        let order = if i % 4 < 2 { [0, 1] } else { [1, 0] };
+        for n in order {
+            let code = deliver(&w, replicas[n], id, env, &format!("d-{id}-{n}")).await;
+            assert!(code == 202 || code == 200, "{code}");
+            *accepted.entry(code).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(
+        accepted[&202], 12,
+        "each deployment accepted once: {accepted:?}"
+    );
+    assert_eq!(accepted[&200], 12, "and recognised as a duplicate once");
+    for i in 0..12 {
+        let states = w.github.wait_final(700 + i, WAIT).await;
+        let states: Vec<&str> = states.iter().map(|s| s.state()).collect();
+        assert_eq!(states, ["queued", "in_progress", "success"], "{}", 700 + i);
+    }
+    // Ran once each, one at a time per environment, in arrival order.
+    let text = std::fs::read_to_string(w.scratch().join("timeline")).unwrap();
+    let mut by_env: HashMap<&str, Vec<(i64, u128, u128)>> = HashMap::new();
+    let mut starts: HashMap<i64, u128> = HashMap::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (id, at): (i64, u128) = (f[1].parse().unwrap(), f[3].parse().unwrap());
+        if f[2] == "start" {
+            assert!(starts.insert(id, at).is_none(), "{id} ran twice");
+        } else {
+            by_env.entry(f[0]).or_default().push((id, starts[&id], at));
+        }
+    }
+    for (env, mut runs) in by_env {
+        assert_eq!(runs.len(), 6, "{env}");
+        runs.sort_by_key(|r| r.1);
+        for pair in runs.windows(2) {
+            assert!(pair[1].1 >= pair[0].2, "{env} overlapped: {runs:?}");
+            assert!(pair[1].0 > pair[0].0, "{env} out of order: {runs:?}");
+        }
+    }
+    // Both replicas took deliveries.
+    for (n, r) in replicas.iter().enumerate() {
+        let log = r.output();
+        assert_eq!(
+            log.matches(" accepted: octo-org/web").count(),
+            6,
+            "replica {n}:\n{log}"
+        );
+    }
+    w.assert_no_violations();
+}
+
+/// A step that records its shell's and its child's pids, then waits.
+fn hanging_step(scratch: &Path) -> String {
+    let s = scratch.display();
+    format!(
+        "if [ \"$FERRY_DEPLOYMENT_ID\" = 801 ]; then\n\
+           echo $$ > {s}/shell.pid\nsleep 300 &\necho $! > {s}/child.pid\necho waiting\nwait\n\
+         fi\necho \"$FERRY_DEPLOYMENT_ID\" >> {s}/done"
+    )
+}
+
+fn alive(pid_file: &Path) -> bool {
+    let pid = std::fs::read_to_string(pid_file).unwrap();
+    Path::new(&format!("/proc/{}", pid.trim())).exists()
+}
+
+async fn wait_for_file(path: &Path) {
+    let deadline = Instant::now() + WAIT;
+    while std::fs::read_to_string(path).map_or(true, |s| s.trim().is_empty()) {
+        assert!(
+            Instant::now() < deadline,
+            "{} never written",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_replicas_deployment_is_settled_by_the_other_and_the_queue_moves_on() {
+    let (mut w, url) = world(|sshd, scratch| {
+        target(
+            REPO,
+            "production",
+            &[sshd.host()],
+            &[("hang", &hanging_step(scratch))],
+            "supersede = false",
+        )
+    })
+    .await;
+    let mut b = w.replica(2).await;
+    w.deploy(801, REPO, "production").await;
+    wait_for_file(&w.scratch().join("child.pid")).await;
+    w.deploy(802, REPO, "production").await;
+    w.github.wait_state(802, "queued", WAIT).await;
+    let pid = holder(&url, 801).await.expect("801 is held");
+    let (dead, survivor) = if pid == w.ferry.pid() {
+        (&mut w.ferry, &b)
+    } else {
+        assert_eq!(pid, b.pid());
+        (&mut b, &w.ferry)
+    };
+    let survivor_log = survivor.output();
+    dead.kill9();
+    let killed = Instant::now();
+    let statuses = w
+        .github
+        .wait_final(801, SETTLED_WITHIN + Duration::from_secs(5))
+        .await;
+    let took = killed.elapsed();
+    let states: Vec<&str> = statuses.iter().map(|s| s.state()).collect();
+    assert_eq!(states, ["queued", "in_progress", "error"]);
+    assert!(took <= SETTLED_WITHIN, "settled after {took:?}");
+    let description = statuses[2].description();
+    assert!(
+        description.starts_with("Interrupted: replica ")
+            && description.ends_with(" stopped during the deployment"),
+        "{description}"
+    );
+    assert!(
+        description.contains(&format!("(pid {pid})")),
+        "{description}"
+    );
+    // The step the dead replica left on the host was ended first.
+    let scratch = w.scratch();
+    assert!(
+        !alive(&scratch.join("shell.pid")),
+        "the step's shell survived"
+    );
+    assert!(
+        !alive(&scratch.join("child.pid")),
+        "the step's child survived"
+    );
+    let states: Vec<String> = w
+        .github
+        .wait_final(802, WAIT)
+        .await
+        .iter()
+        .map(|s| s.state().to_string())
+        .collect();
+    assert_eq!(states, ["queued", "in_progress", "success"]);
+    assert_eq!(
+        std::fs::read_to_string(scratch.join("done")).unwrap(),
+        "802\n"
+    );
+    assert!(survivor_log.len() <= survivor.output().len());
+    eprintln!("settled {took:?} after kill -9");
+    w.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_replica_that_wakes_after_its_lease_posts_nothing_more() {
+    let (mut w, url) = world(|sshd, scratch| {
+        target(
+            REPO,
+            "production",
+            &[sshd.host()],
+            &[("hang", &hanging_step(scratch))],
+            "supersede = false",
+        )
+    })
+    .await;
+    let mut b = w.replica(2).await;
+    w.deploy(801, REPO, "production").await;
+    wait_for_file(&w.scratch().join("child.pid")).await;
+    w.deploy(802, REPO, "production").await;
+    w.github.wait_state(802, "queued", WAIT).await;
+    w.github.wait_state(801, "in_progress", WAIT).await;
+    // Let the replicas record what they posted before one of them freezes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = holder(&url, 801).await.expect("801 is held");
+    let frozen = if pid == w.ferry.pid() {
+        &mut w.ferry
+    } else {
+        &mut b
+    };
+    frozen.signal("STOP");
+    let statuses = w
+        .github
+        .wait_final(801, SETTLED_WITHIN + Duration::from_secs(5))
+        .await;
+    assert_eq!(statuses.last().unwrap().state(), "error");
+    frozen.signal("CONT");
+    w.github.wait_final(802, WAIT).await;
+    // Time for the woken replica to notice, and to post anything it would.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let states: Vec<String> = w.states(801);
+    assert_eq!(
+        states,
+        ["queued", "in_progress", "error"],
+        "exactly one final status"
+    );
+    assert_eq!(w.states(802), ["queued", "in_progress", "success"]);
+    assert!(!alive(&w.scratch().join("child.pid")));
+    let woken = if pid == w.ferry.pid() {
+        w.ferry.output()
+    } else {
+        b.output()
+    };
+    assert!(woken.contains("lost its claim"), "{woken}");
+    w.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgresql_going_away_gets_503s_and_loses_nothing_accepted() {
+    // A cluster of its own: the others' tests go on meanwhile.
+    let cluster = common::postgres::Cluster::start();
+    let w = World::build(
+        Setup {
+            database_url: Some(cluster.database()),
+            ..Setup::default()
+        },
+        |sshd, scratch| {
+            target(
+                REPO,
+                "production",
+                &[sshd.host()],
+                &[("run", &timed_step(scratch, "4"))],
+                "supersede = false",
+            )
+        },
+    )
+    .await;
+    w.deploy(901, REPO, "production").await;
+    w.github.wait_state(901, "in_progress", WAIT).await;
+    cluster.stop();
+    let body = serde_json::to_vec(&deployment_event(902, REPO, "production")).unwrap();
+    let refused = w
+        .post(
+            &[
+                ("content-type", "application/json".into()),
+                ("x-github-event", "deployment".into()),
+                ("x-github-delivery", "while-down".into()),
+                ("x-hub-signature-256", signature(SECRET, &body)),
+            ],
+            body,
+        )
+        .await;
+    assert_eq!(refused.0, 503, "{}", refused.1);
+    cluster.start_again();
+    // GitHub's "Redeliver": the same delivery, now accepted.
+    w.deploy(902, REPO, "production").await;
+    for id in [901, 902] {
+        let states: Vec<String> = w
+            .github
+            .wait_final(id, WAIT)
+            .await
+            .iter()
+            .map(|s| s.state().to_string())
+            .collect();
+        assert_eq!(states, ["queued", "in_progress", "success"], "{id}");
+    }
+    w.assert_no_violations();
+}
