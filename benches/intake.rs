@@ -127,7 +127,9 @@ async fn main() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let config = config(dir.path());
     let store = std::sync::Arc::new(SqliteStore::open(&config.storage.dir).await.unwrap());
-    let logs = Logs::open(&config.storage.dir, "http://bench").unwrap();
+    let logs = Logs::open(&config.storage.dir, "http://bench", None)
+        .await
+        .unwrap();
     let routes = ferry::daemon::routes_only(config, store, logs);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/webhook", listener.local_addr().unwrap());

@@ -10,7 +10,7 @@ use crate::config::{Config, GitHubAuth, Host};
 use crate::format::duration;
 use crate::logs::{self, Logs};
 use crate::runner::Connector;
-use crate::store::{DeploymentId, SharedStore, now_ms};
+use crate::store::{DeploymentId, now_ms};
 
 /// A failure already reported to the user; main only sets the exit status.
 #[derive(Debug)]
@@ -51,7 +51,22 @@ pub fn init_tracing() {
         .init();
 }
 
-pub fn check_config(c: &Config) -> anyhow::Result<()> {
+pub async fn check_config(c: &Config) -> anyhow::Result<()> {
+    // Everything but the database was checked while loading; the database
+    // is checked by asking it.
+    let database = match &c.storage.database_url {
+        None => None,
+        Some(url) => match crate::store::postgres::ping(url.expose_str()).await {
+            Ok(about) => Some(about),
+            Err(e) => {
+                eprintln!(
+                    "{}: storage.database_url: PostgreSQL does not answer: {e:#}",
+                    c.path.display()
+                );
+                return Err(Failed.into());
+            }
+        },
+    };
     let hosts: usize = c.targets.iter().map(|t| t.hosts.len()).sum();
     let steps: usize = c.targets.iter().map(|t| t.steps.len()).sum();
     println!(
@@ -80,7 +95,10 @@ pub fn check_config(c: &Config) -> anyhow::Result<()> {
             "s"
         }
     );
-    println!("  storage {}", c.storage.dir.display());
+    match database {
+        Some(about) => println!("  storage PostgreSQL {about}"),
+        None => println!("  storage {}", c.storage.dir.display()),
+    }
     for t in &c.targets {
         let parallel = t.parallel.map_or("all".to_string(), |p| p.to_string());
         let names: Vec<&str> = t.steps.iter().map(|s| s.name.as_str()).collect();
@@ -188,7 +206,7 @@ pub async fn check_hosts(c: &Config, only: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn open_store(c: &Config) -> anyhow::Result<SharedStore> {
+async fn open_store(c: &Config) -> anyhow::Result<crate::store::Opened> {
     if c.storage.database_url.is_none() && !c.db_path().exists() {
         bail!(
             "no deployments yet: {} does not exist (is storage.dir right, and has `ferry serve` run?)",
@@ -198,13 +216,21 @@ async fn open_store(c: &Config) -> anyhow::Result<SharedStore> {
     crate::store::open(&c.storage).await
 }
 
+/// Where the deployments are, for messages.
+fn where_stored(c: &Config) -> String {
+    match &c.storage.database_url {
+        Some(_) => "the PostgreSQL database (storage.database_url)".into(),
+        None => c.db_path().display().to_string(),
+    }
+}
+
 fn clock(ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
 pub async fn deployments(c: &Config, limit: u32) -> anyhow::Result<()> {
-    let store = open_store(c).await?;
+    let store = open_store(c).await?.store;
     let list = store.recent(i64::from(limit)).await?;
     println!(
         "{:<12}  {:<28}  {:<14}  {:<20}  {:<9}  {:<20}  DURATION",
@@ -230,17 +256,18 @@ pub async fn deployments(c: &Config, limit: u32) -> anyhow::Result<()> {
 
 pub async fn logs(c: &Config, id: i64, follow: bool) -> anyhow::Result<()> {
     let id = DeploymentId(id);
-    let store = open_store(c).await?;
+    let opened = open_store(c).await?;
+    let store = opened.store;
     let Some(d) = store.get(id).await? else {
-        bail!("no deployment {id} in {}", c.db_path().display());
+        bail!("no deployment {id} in {}", where_stored(c));
     };
-    let reader = Logs::reader(&c.storage.dir);
+    let reader = Logs::reader(&c.storage.dir, opened.postgres);
     print!("{}", logs::page::header_text(&d));
     let mut offset = 0;
     loop {
         // Read the state before the log: once final, one more read has it all.
         let done = !follow || store.get(id).await?.is_none_or(|d| d.state.is_final());
-        if let Some((lines, next)) = reader.read_from(id, offset)? {
+        if let Some((lines, next)) = reader.read_from(id, offset).await? {
             print!("{}", logs::text(&lines));
             offset = next;
         }

@@ -99,20 +99,42 @@ impl Live {
 async fn prune_logs(logs: Logs, config: Current<Config>, mut stop: watch::Receiver<bool>) {
     loop {
         let retention = config.get().storage.log_retention;
-        let logs = logs.clone();
-        match tokio::task::spawn_blocking(move || logs.prune(retention)).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => {
-                tracing::info!(removed = n, "removed logs older than storage.log_retention")
+        match logs.prune(retention).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(
+                    removed = n,
+                    "removed {n} logs older than storage.log_retention"
+                )
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot prune old logs: {e}"),
-            Err(e) => tracing::warn!(error = %e, "log pruning panicked: {e}"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune old logs: {e}"),
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
     }
+}
+
+/// What other replicas did, as PostgreSQL announces it: new work for the
+/// runner and outbox, new lines for live log pages.
+async fn listen_to_replicas(pool: sqlx::PgPool, wake: [Arc<Notify>; 2], logs: Logs) {
+    let channels = vec![
+        crate::store::postgres::WORK_CHANNEL,
+        crate::logs::NOTIFY_CHANNEL,
+    ];
+    crate::store::postgres::listen(pool, channels, |channel, payload| {
+        if channel == crate::logs::NOTIFY_CHANNEL {
+            if let Ok(id) = payload.parse() {
+                logs.changed_elsewhere(id);
+            }
+        } else {
+            for w in &wake {
+                w.notify_one();
+            }
+        }
+    })
+    .await
 }
 
 /// SIGHUP: read the config file again; a bad one changes nothing.
@@ -164,8 +186,14 @@ pub fn routes_only(config: Config, store: SharedStore, logs: Logs) -> axum::Rout
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let path = config.path.clone();
     let listen = config.server.listen;
-    let store = crate::store::open(&config.storage).await?;
-    let logs = Logs::open(&config.storage.dir, &config.server.public_url)?;
+    let opened = crate::store::open(&config.storage).await?;
+    let store = opened.store;
+    let logs = Logs::open(
+        &config.storage.dir,
+        &config.server.public_url,
+        opened.postgres.clone(),
+    )
+    .await?;
     let metrics = Some(crate::metrics::install()?);
     let built = Built::new(config)?;
     let (config, config_now) = current(built.config);
@@ -224,6 +252,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         stop_rx.clone(),
     ));
     tokio::spawn(service::watchdog(heartbeat, stop_rx.clone()));
+    if let Some(pool) = opened.postgres {
+        tokio::spawn(listen_to_replicas(
+            pool,
+            [runner_wake.clone(), outbox_wake.clone()],
+            logs.clone(),
+        ));
+    }
     let wake = [runner_wake.clone(), outbox_wake.clone()];
     let connector_now = live.connector_now.clone();
     tokio::spawn(async move {

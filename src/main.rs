@@ -71,7 +71,7 @@ async fn try_main(args: Args) -> anyhow::Result<()> {
             }
             ferry::daemon::serve(config).await
         }
-        Command::CheckConfig(c) => cli::check_config(&load(c)?),
+        Command::CheckConfig(c) => cli::check_config(&load(c)?).await,
         Command::CheckHosts { config, target } => {
             cli::check_hosts(&load(config)?, target.as_deref()).await
         }

@@ -27,7 +27,9 @@ async fn storage_unavailable_is_503_and_nothing_is_accepted() {
     );
     let config = Config::parse(&text, &d.join("ferry.toml"), &|_| None).unwrap();
     let store = SqliteStore::open(&config.storage.dir).await.unwrap();
-    let logs = Logs::open(&config.storage.dir, "http://x").unwrap();
+    let logs = Logs::open(&config.storage.dir, "http://x", None)
+        .await
+        .unwrap();
     let routes = ferry::daemon::routes_only(config, std::sync::Arc::new(store.clone()), logs);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/webhook", listener.local_addr().unwrap());

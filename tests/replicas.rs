@@ -350,3 +350,129 @@ async fn postgresql_going_away_gets_503s_and_loses_nothing_accepted() {
     }
     w.assert_no_violations();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_replica_serves_every_log_live() {
+    let (w, _) = world(|sshd, scratch| {
+        let hold = common::hold(scratch);
+        target(
+            REPO,
+            "production",
+            &[sshd.host()],
+            &[("say", &format!("echo before\n{hold}\necho after"))],
+            "",
+        )
+    })
+    .await;
+    let b = w.replica(2).await;
+    w.deploy(951, REPO, "production").await;
+    w.github.wait_state(951, "in_progress", WAIT).await;
+    let log_url = w.github.statuses_of(951)[1].log_url().unwrap().to_string();
+    // The link names the shared public URL; ask each replica directly.
+    let path = log_url.split_once("/deployments/").unwrap().1.to_string();
+    let on = |r: &Ferry| format!("{}/deployments/{path}", r.url);
+    let text = |url: String| {
+        let http = w.http.clone();
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    for r in [&w.ferry, &b] {
+        let deadline = Instant::now() + WAIT;
+        while !text(on(r)).await.contains("say: before") {
+            assert!(
+                Instant::now() < deadline,
+                "{} never showed the running step",
+                r.url
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // The live event stream, from each replica.
+    for r in [&w.ferry, &b] {
+        let events = on(r).replace("/log?", "/events?");
+        let mut stream = w.http.get(events).send().await.unwrap();
+        assert_eq!(stream.status(), 200);
+        let chunk = tokio::time::timeout(WAIT, stream.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let chunk = String::from_utf8_lossy(&chunk);
+        assert!(chunk.contains("event: line"), "{chunk}");
+    }
+    w.release();
+    w.github.wait_final(951, WAIT).await;
+    for r in [&w.ferry, &b] {
+        let log = text(on(r)).await;
+        assert!(log.contains("say: after"), "{log}");
+        assert!(log.contains("state: success"), "{log}");
+    }
+    w.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_config_deployments_and_logs_work_against_postgresql() {
+    let (w, url) = world(|sshd, _| {
+        target(
+            REPO,
+            "production",
+            &[sshd.host()],
+            &[("say", "echo hello from the host")],
+            "",
+        )
+    })
+    .await;
+    w.deploy(961, REPO, "production").await;
+    w.github.wait_final(961, WAIT).await;
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .arg("--config")
+            .arg(&w.ferry.config)
+            .env_remove("FERRY_DATABASE_URL")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let (code, text) = run(&["check-config"], &[]);
+    assert_eq!(code, Some(0), "{text}");
+    let place = url.trim_start_matches("postgres://");
+    assert!(
+        text.contains(&format!("storage PostgreSQL {place} (server ")),
+        "{text}"
+    );
+    // FERRY_DATABASE_URL wins over the file, and a database that does not
+    // answer is an error naming the key.
+    let nowhere = format!("postgres://ferry@127.0.0.1:{}/x", common::sshd::free_port());
+    let (code, text) = run(&["check-config"], &[("FERRY_DATABASE_URL", &nowhere)]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("storage.database_url: PostgreSQL does not answer"),
+        "{text}"
+    );
+    let (code, text) = run(
+        &["check-config"],
+        &[("FERRY_DATABASE_URL", "mysql://db/ferry")],
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("storage.database_url: not a PostgreSQL URL"),
+        "{text}"
+    );
+
+    let (code, text) = run(&["deployments"], &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("961") && text.contains("success"), "{text}");
+    let (code, text) = run(&["logs", "961"], &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("hello from the host"), "{text}");
+}

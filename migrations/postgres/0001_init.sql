@@ -70,6 +70,37 @@ CREATE INDEX status_outbox_pending_seq ON status_outbox (seq)
 CREATE INDEX status_outbox_pending_due ON status_outbox (next_attempt_at)
     WHERE sent_at IS NULL AND failed_at IS NULL;
 
+-- Wake-ups for every replica: new deployments, a deployment's state
+-- changing (an environment freed) and new statuses are announced on
+-- 'ferry_work'. A hint only: replicas also poll, since a listener that
+-- reconnects misses what was sent meanwhile.
+CREATE FUNCTION ferry_notify_work() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('ferry_work', '');
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER deployments_work AFTER INSERT OR UPDATE OF state ON deployments
+    FOR EACH STATEMENT EXECUTE FUNCTION ferry_notify_work();
+CREATE TRIGGER status_outbox_work AFTER INSERT ON status_outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION ferry_notify_work();
+
+-- Deployment logs: JSON lines in chunks of whole lines, each keyed by the
+-- byte offset just past it, so readers resume at an offset as in a file.
+CREATE TABLE log_chunks (
+    deployment_id BIGINT NOT NULL,
+    end_offset    BIGINT NOT NULL,
+    body          BYTEA  NOT NULL,
+    created_at    BIGINT NOT NULL,  -- unix ms, for storage.log_retention
+    PRIMARY KEY (deployment_id, end_offset)
+);
+
+-- Keys every replica shares: the one that signs log links.
+CREATE TABLE ferry_keys (
+    name  TEXT  PRIMARY KEY,
+    value BYTEA NOT NULL
+);
+
 -- Steps running now, with what it takes to end them from elsewhere: the
 -- process group on the host, and the host's boot id (a rebooted host's
 -- process ids mean nothing any more).

@@ -1,22 +1,28 @@
-//! Per-deployment logs: one JSON-lines file per deployment under
-//! `storage.dir/logs`, the tokens that guard their URLs, and rendering.
+//! Per-deployment logs as JSON lines: one file per deployment under
+//! `storage.dir/logs`, or chunks in PostgreSQL ([`db`]) where replicas
+//! share it; the tokens that guard their URLs; and rendering.
 
+mod db;
+mod files;
 pub mod html;
 pub mod page;
 mod render;
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 
 use crate::sign;
 use crate::store::{DeploymentId, now_ms};
 
+pub use db::CHANNEL as NOTIFY_CHANNEL;
 pub use render::text;
 
 const TOKEN_KEY_FILE: &str = "log-token.key";
@@ -51,35 +57,71 @@ pub struct LogLine {
     pub exit: Option<i32>,
 }
 
+/// Where logs are kept: files beside the SQLite database, or PostgreSQL
+/// where replicas share it.
+#[derive(Clone)]
+enum Storage {
+    Files(PathBuf),
+    Database(sqlx::PgPool),
+}
+
 #[derive(Clone)]
 pub struct Logs {
-    dir: PathBuf,
+    storage: Storage,
     public_url: String,
     key: Arc<Vec<u8>>,
+    /// A deployment's writers share one state, so that lines from the
+    /// runner, the rescuer and the final status land in order.
+    writers: Arc<Mutex<HashMap<DeploymentId, Weak<Mutex<Sink>>>>>,
+    /// Rung with a deployment's id when lines were added to its log (by
+    /// this process, or by another replica as PostgreSQL tells).
+    changed: broadcast::Sender<DeploymentId>,
 }
 
 impl Logs {
-    /// Opens the log directory in `storage_dir`, creating the token key on
-    /// first use. The key never leaves the state directory.
-    pub fn open(storage_dir: &Path, public_url: &str) -> anyhow::Result<Logs> {
-        let dir = storage_dir.join("logs");
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create log directory {}", dir.display()))?;
-        let key = load_or_create_key(&storage_dir.join(TOKEN_KEY_FILE))?;
-        Ok(Logs {
-            dir,
+    /// Opens the logs: files in `storage_dir/logs`, or the PostgreSQL
+    /// database `db`. The key that signs log links is made on first use and
+    /// kept where the logs are.
+    pub async fn open(
+        storage_dir: &Path,
+        public_url: &str,
+        db: Option<sqlx::PgPool>,
+    ) -> anyhow::Result<Logs> {
+        let (storage, key) = match db {
+            Some(pool) => {
+                let key = db::key(&pool)
+                    .await
+                    .context("cannot read the log-link key from PostgreSQL")?;
+                (Storage::Database(pool), key)
+            }
+            None => {
+                let dir = storage_dir.join("logs");
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("cannot create log directory {}", dir.display()))?;
+                let key = load_or_create_key(&storage_dir.join(TOKEN_KEY_FILE))?;
+                (Storage::Files(dir), key)
+            }
+        };
+        Ok(Logs::with(storage, public_url, key))
+    }
+
+    fn with(storage: Storage, public_url: &str, key: Vec<u8>) -> Logs {
+        Logs {
+            storage,
             public_url: public_url.to_string(),
             key: Arc::new(key),
-        })
+            writers: Arc::default(),
+            changed: broadcast::channel(256).0,
+        }
     }
 
     /// For read-only users (the CLI): no key needed, none created.
-    pub fn reader(storage_dir: &Path) -> Logs {
-        Logs {
-            dir: storage_dir.join("logs"),
-            public_url: String::new(),
-            key: Arc::new(Vec::new()),
-        }
+    pub fn reader(storage_dir: &Path, db: Option<sqlx::PgPool>) -> Logs {
+        let storage = match db {
+            Some(pool) => Storage::Database(pool),
+            None => Storage::Files(storage_dir.join("logs")),
+        };
+        Logs::with(storage, "", Vec::new())
     }
 
     fn message(id: DeploymentId) -> String {
@@ -107,111 +149,142 @@ impl Logs {
         )
     }
 
-    fn path(&self, id: DeploymentId) -> PathBuf {
-        self.dir.join(format!("{id}.jsonl"))
+    /// Wakes on new lines in any log; a hint, as some are missed (a lagging
+    /// reader, a replica's notice lost while reconnecting).
+    pub fn changes(&self) -> broadcast::Receiver<DeploymentId> {
+        self.changed.subscribe()
     }
 
-    pub fn writer(&self, id: DeploymentId) -> io::Result<LogWriter> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o640)
-            .open(self.path(id))?;
-        let written = file.metadata().map(|m| m.len()).unwrap_or(0);
-        Ok(LogWriter {
-            file: Arc::new(Mutex::new(LogFile {
-                file,
-                written,
-                truncated: false,
-            })),
-        })
+    /// Another replica added lines to `id`'s log.
+    pub fn changed_elsewhere(&self, id: DeploymentId) {
+        let _ = self.changed.send(id);
+    }
+
+    /// A writer for `id`'s log, sharing its state with any other writer of
+    /// it open in this process.
+    pub async fn writer(&self, id: DeploymentId) -> io::Result<LogWriter> {
+        if let Some(open) = self
+            .writers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .and_then(Weak::upgrade)
+        {
+            return Ok(LogWriter { sink: open });
+        }
+        let (target, written) = match &self.storage {
+            Storage::Files(dir) => {
+                let file = files::append(dir, id)?;
+                let written = file.metadata().map(|m| m.len()).unwrap_or(0);
+                (Target::File(file, self.changed.clone(), id), written)
+            }
+            Storage::Database(pool) => {
+                let written = db::length(pool, id).await?;
+                let buffer = db::Buffer::new(pool.clone(), id, self.changed.clone());
+                (Target::Database(buffer), written)
+            }
+        };
+        let sink = Arc::new(Mutex::new(Sink {
+            target,
+            written,
+            truncated: false,
+        }));
+        let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
+        writers.retain(|_, w| w.strong_count() > 0);
+        // Another task may have opened one meanwhile: use that one.
+        if let Some(open) = writers.get(&id).and_then(Weak::upgrade) {
+            return Ok(LogWriter { sink: open });
+        }
+        writers.insert(id, Arc::downgrade(&sink));
+        Ok(LogWriter { sink })
     }
 
     /// All lines of a deployment's log; `None` when it has none (yet, or any more).
-    pub fn read(&self, id: DeploymentId) -> io::Result<Option<Vec<LogLine>>> {
-        self.read_from(id, 0).map(|r| r.map(|(lines, _)| lines))
+    pub async fn read(&self, id: DeploymentId) -> io::Result<Option<Vec<LogLine>>> {
+        Ok(self.read_from(id, 0).await?.map(|(lines, _)| lines))
     }
 
     /// Lines starting at byte `offset`, and the offset after the last whole
     /// line read, for followers that poll.
-    pub fn read_from(
+    pub async fn read_from(
         &self,
         id: DeploymentId,
         offset: u64,
     ) -> io::Result<Option<(Vec<LogLine>, u64)>> {
-        Ok(self.entries_from(id, offset)?.map(|entries| {
+        Ok(self.entries_from(id, offset).await?.map(|entries| {
             let end = entries.last().map_or(offset, |(_, end)| *end);
             (entries.into_iter().map(|(l, _)| l).collect(), end)
         }))
     }
 
     /// As [`Logs::read_from`], with the offset just after each line.
-    pub fn entries_from(
+    pub async fn entries_from(
         &self,
         id: DeploymentId,
         offset: u64,
     ) -> io::Result<Option<Vec<(LogLine, u64)>>> {
-        let file = match File::open(self.path(id)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+        let bytes = match &self.storage {
+            Storage::Files(dir) => files::bytes_from(dir, id, offset)?,
+            Storage::Database(pool) => db::bytes_from(pool, id, offset).await?,
         };
-        let mut reader = BufReader::new(file);
-        io::copy(&mut (&mut reader).take(offset), &mut io::sink())?;
-        let mut lines = Vec::new();
-        let mut pos = offset;
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            let n = reader.read_until(b'\n', &mut buf)?;
-            // A line without its newline is still being written.
-            if n == 0 || buf.last() != Some(&b'\n') {
-                break;
+        Ok(bytes.map(|b| parse(&b, offset)))
+    }
+
+    /// Deletes logs last written more than `retention` ago; returns how many.
+    pub async fn prune(&self, retention: std::time::Duration) -> io::Result<usize> {
+        match &self.storage {
+            Storage::Files(dir) => {
+                let dir = dir.clone();
+                tokio::task::spawn_blocking(move || files::prune(&dir, retention))
+                    .await
+                    .map_err(io::Error::other)?
             }
-            pos += n as u64;
-            if let Ok(line) = serde_json::from_slice::<LogLine>(&buf) {
-                lines.push((line, pos));
+            Storage::Database(pool) => {
+                db::prune(pool, now_ms() - retention.as_millis() as i64).await
             }
         }
-        Ok(Some(lines))
     }
 }
 
-impl Logs {
-    /// Deletes logs last written more than `retention` ago; returns how many.
-    pub fn prune(&self, retention: std::time::Duration) -> io::Result<usize> {
-        let Some(cutoff) = std::time::SystemTime::now().checked_sub(retention) else {
-            return Ok(0);
-        };
-        let mut removed = 0;
-        for entry in std::fs::read_dir(&self.dir)? {
-            let entry = entry?;
-            let path = entry.path();
-            if path.extension().is_none_or(|e| e != "jsonl") {
-                continue;
-            }
-            if entry.metadata()?.modified()? < cutoff {
-                std::fs::remove_file(&path)?;
-                removed += 1;
-            }
+/// Whole lines from `bytes`, which start at `offset`, each with the offset
+/// just after it. A line without its newline is still being written.
+fn parse(bytes: &[u8], offset: u64) -> Vec<(LogLine, u64)> {
+    let mut lines = Vec::new();
+    let mut pos = offset;
+    for raw in bytes.split_inclusive(|b| *b == b'\n') {
+        if raw.last() != Some(&b'\n') {
+            break;
         }
-        Ok(removed)
+        pos += raw.len() as u64;
+        if let Ok(line) = serde_json::from_slice::<LogLine>(raw) {
+            lines.push((line, pos));
+        }
     }
+    lines
 }
 
 /// Appends lines to one deployment's log; cheap to clone across host tasks.
 #[derive(Clone)]
 pub struct LogWriter {
-    file: Arc<Mutex<LogFile>>,
+    sink: Arc<Mutex<Sink>>,
 }
 
-struct LogFile {
-    file: File,
+struct Sink {
+    target: Target,
     written: u64,
     truncated: bool,
 }
 
+enum Target {
+    File(File, broadcast::Sender<DeploymentId>, DeploymentId),
+    Database(db::Buffer),
+}
+
 impl LogWriter {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sink> {
+        self.sink.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn line(&self, host: Option<&str>, step: Option<&str>, stream: Stream, text: &str) {
         let line = LogLine {
             t: now_ms(),
@@ -221,7 +294,7 @@ impl LogWriter {
             text: text.to_string(),
             exit: None,
         };
-        let mut log = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let mut log = self.lock();
         if stream != Stream::Ferry && log.written >= MAX_OUTPUT_BYTES {
             if log.truncated {
                 return;
@@ -254,22 +327,38 @@ impl LogWriter {
             text: text.to_string(),
             exit: Some(exit),
         };
-        self.file
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .append(&line);
+        self.lock().append(&line);
+    }
+
+    /// Returns once every line written so far can be read back: before a
+    /// final status announces the log complete.
+    pub async fn flush(&self) -> io::Result<()> {
+        let buffer = match &self.lock().target {
+            Target::File(..) => return Ok(()),
+            Target::Database(b) => b.handle(),
+        };
+        buffer.flush().await
     }
 }
 
-impl LogFile {
+impl Sink {
     fn append(&mut self, line: &LogLine) {
         let mut json = serde_json::to_vec(line).expect("log lines serialize");
         json.push(b'\n');
-        // One write per line on an O_APPEND file: readers never see half a line.
-        match self.file.write_all(&json) {
-            Ok(()) => self.written += json.len() as u64,
-            Err(e) => tracing::warn!(error = %e, "cannot write a deployment log line: {e}"),
+        match &mut self.target {
+            // One write per line on an O_APPEND file: readers never see half a line.
+            Target::File(file, changed, id) => match file.write_all(&json) {
+                Ok(()) => {
+                    let _ = changed.send(*id);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot write a deployment log line: {e}");
+                    return;
+                }
+            },
+            Target::Database(buffer) => buffer.push(&json),
         }
+        self.written += json.len() as u64;
     }
 }
 
@@ -302,10 +391,14 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<Vec<u8>> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn tokens_are_per_deployment_and_per_key() {
+    async fn open(dir: &Path, url: &str) -> Logs {
+        Logs::open(dir, url, None).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn tokens_are_per_deployment_and_per_key() {
         let dir = tempfile::tempdir().unwrap();
-        let logs = Logs::open(dir.path(), "https://d.example").unwrap();
+        let logs = open(dir.path(), "https://d.example").await;
         let t1 = logs.token(DeploymentId(1));
         assert_eq!(t1.len(), 64);
         assert!(logs.token_valid(DeploymentId(1), &t1));
@@ -314,10 +407,10 @@ mod tests {
         assert!(!logs.token_valid(DeploymentId(1), "zz"));
         assert!(!logs.token_valid(DeploymentId(1), ""));
         // The key persists: a restart keeps old links working.
-        let again = Logs::open(dir.path(), "https://d.example").unwrap();
+        let again = open(dir.path(), "https://d.example").await;
         assert!(again.token_valid(DeploymentId(1), &t1));
         let other = tempfile::tempdir().unwrap();
-        let stranger = Logs::open(other.path(), "https://d.example").unwrap();
+        let stranger = open(other.path(), "https://d.example").await;
         assert!(!stranger.token_valid(DeploymentId(1), &t1));
         assert_eq!(
             logs.url(DeploymentId(7)),
@@ -328,51 +421,47 @@ mod tests {
         );
     }
 
-    #[test]
-    fn prune_removes_only_old_logs() {
+    #[tokio::test]
+    async fn prune_removes_only_old_logs() {
         let dir = tempfile::tempdir().unwrap();
-        let logs = Logs::open(dir.path(), "http://x").unwrap();
-        logs.writer(DeploymentId(1))
-            .unwrap()
-            .ferry(None, None, "old");
-        logs.writer(DeploymentId(2))
-            .unwrap()
-            .ferry(None, None, "new");
+        let logs = open(dir.path(), "http://x").await;
+        for (id, text) in [(1, "old"), (2, "new")] {
+            logs.writer(DeploymentId(id))
+                .await
+                .unwrap()
+                .ferry(None, None, text);
+        }
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 86400);
         File::options()
             .write(true)
-            .open(logs.path(DeploymentId(1)))
+            .open(dir.path().join("logs/1.jsonl"))
             .unwrap()
             .set_modified(old)
             .unwrap();
-        assert_eq!(
-            logs.prune(std::time::Duration::from_secs(86400)).unwrap(),
-            1
-        );
-        assert!(logs.read(DeploymentId(1)).unwrap().is_none());
-        assert!(logs.read(DeploymentId(2)).unwrap().is_some());
+        let day = std::time::Duration::from_secs(86400);
+        assert_eq!(logs.prune(day).await.unwrap(), 1);
+        assert!(logs.read(DeploymentId(1)).await.unwrap().is_none());
+        assert!(logs.read(DeploymentId(2)).await.unwrap().is_some());
         assert!(
             dir.path().join(TOKEN_KEY_FILE).exists(),
             "only logs are pruned"
         );
     }
 
-    #[test]
-    fn lines_round_trip_and_partial_lines_wait() {
+    #[tokio::test]
+    async fn partial_lines_wait_for_their_end() {
         let dir = tempfile::tempdir().unwrap();
-        let logs = Logs::open(dir.path(), "http://x").unwrap();
+        let logs = open(dir.path(), "http://x").await;
         let id = DeploymentId(5);
-        assert!(logs.read(id).unwrap().is_none());
-        let w = logs.writer(id).unwrap();
-        w.line(Some("web1"), Some("build"), Stream::Out, "hello <b>");
+        let w = logs.writer(id).await.unwrap();
         w.ferry(None, None, "done");
-        let (lines, end) = logs.read_from(id, 0).unwrap().unwrap();
-        assert_eq!(lines.len(), 2);
-        assert_eq!(lines[0].text, "hello <b>");
-        assert_eq!(lines[0].host.as_deref(), Some("web1"));
-        let mut f = OpenOptions::new().append(true).open(logs.path(id)).unwrap();
+        let (_, end) = logs.read_from(id, 0).await.unwrap().unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("logs/5.jsonl"))
+            .unwrap();
         f.write_all(b"{\"t\":1,\"stream\":\"out\",\"te").unwrap();
-        let (more, end2) = logs.read_from(id, end).unwrap().unwrap();
+        let (more, end2) = logs.read_from(id, end).await.unwrap().unwrap();
         assert!(more.is_empty());
         assert_eq!(end2, end);
     }

@@ -26,8 +26,10 @@ pub struct Pages {
     pub config: Current<Config>,
 }
 
-/// How often a live stream looks for new lines: well inside a second.
-const POLL: Duration = Duration::from_millis(200);
+/// A live stream wakes when its log changes (in this process, or in
+/// another replica as PostgreSQL tells); it also looks this often, since
+/// such notices can be missed.
+const POLL: Duration = Duration::from_secs(1);
 
 /// Scripts and styles only from ferry itself; no inline code, no other site.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
@@ -122,7 +124,7 @@ pub async fn log(
         Ok(d) => d,
         Err(r) => return r,
     };
-    let read = match app.logs.read_from(d.id, 0) {
+    let read = match app.logs.read_from(d.id, 0).await {
         Ok(r) => r,
         Err(e) => return unavailable(e, d.id),
     };
@@ -194,6 +196,7 @@ pub struct EventsQuery {
 
 struct Follow {
     app: Pages,
+    changes: tokio::sync::broadcast::Receiver<DeploymentId>,
     id: DeploymentId,
     offset: u64,
     line: usize,
@@ -203,8 +206,8 @@ struct Follow {
 
 impl Follow {
     /// Queues the lines written since the last look; false if there were none.
-    fn read_new(&mut self) -> bool {
-        let Ok(Some(entries)) = self.app.logs.entries_from(self.id, self.offset) else {
+    async fn read_new(&mut self) -> bool {
+        let Ok(Some(entries)) = self.app.logs.entries_from(self.id, self.offset).await else {
             return false;
         };
         let any = !entries.is_empty();
@@ -238,7 +241,7 @@ impl Follow {
             if self.done {
                 return None;
             }
-            if self.read_new() {
+            if self.read_new().await {
                 continue;
             }
             let d = match self.app.store.get(self.id).await {
@@ -249,7 +252,7 @@ impl Follow {
             };
             if d.state.is_final() {
                 // Lines written just before the state changed come first.
-                self.read_new();
+                self.read_new().await;
                 let took = match (d.started_at, d.finished_at) {
                     (Some(s), Some(f)) => html::duration(f - s),
                     _ => "-".into(),
@@ -261,8 +264,26 @@ impl Follow {
                 self.done = true;
                 continue;
             }
-            tokio::time::sleep(POLL).await;
+            self.changed().await;
         }
+    }
+
+    /// Until this log may have new lines.
+    async fn changed(&mut self) {
+        use tokio::sync::broadcast::error::RecvError;
+        let id = self.id;
+        let changes = &mut self.changes;
+        let wait = async {
+            loop {
+                match changes.recv().await {
+                    Ok(changed) if changed != id => continue,
+                    // Lagged: some notices were dropped, perhaps ours.
+                    Ok(_) | Err(RecvError::Lagged(_)) => return,
+                    Err(RecvError::Closed) => std::future::pending::<()>().await,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(POLL, wait).await;
     }
 }
 
@@ -284,6 +305,7 @@ pub async fn events(
         .and_then(|(o, n)| Some((o.parse().ok()?, n.parse().ok()?)));
     let (offset, line) = resume.unwrap_or((q.from, q.line));
     let follow = Follow {
+        changes: app.logs.changes(),
         app,
         id: d.id,
         offset,

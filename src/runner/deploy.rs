@@ -140,7 +140,7 @@ pub async fn deploy(
     let log_url = shared.logs.url(id);
     let outcome = execute(&shared, connector, &deployment, &log_url, interrupt).await;
     if outcome == Outcome::LeaseLost {
-        lost(&shared, &deployment);
+        lost(&shared, &deployment).await;
         return;
     }
     let state = outcome.state();
@@ -157,8 +157,12 @@ pub async fn deploy(
         status.environment_url = target.and_then(|t| t.environment_url.clone());
         status.auto_inactive = target.map(|t| t.auto_inactive);
     }
-    if let Ok(w) = shared.logs.writer(id) {
+    if let Ok(w) = shared.logs.writer(id).await {
         w.ferry(None, None, &format!("{state}: {description}"));
+        // The final status says the log is complete: make it so first.
+        if let Err(e) = w.flush().await {
+            tracing::warn!(deployment = %id, "the end of deployment {id}'s log is not stored yet: {e}");
+        }
     }
     tracing::info!(deployment = %id, repository = %deployment.repository,
         environment = %deployment.environment, state = %state,
@@ -180,7 +184,7 @@ pub async fn deploy(
         {
             Ok(true) => break,
             Ok(false) => {
-                lost(&shared, &deployment);
+                lost(&shared, &deployment).await;
                 break;
             }
             Err(e) if attempt < 20 => {
@@ -199,10 +203,10 @@ pub async fn deploy(
 
 /// Another process settled the deployment: say so where people look, and
 /// write nothing more about it.
-fn lost(shared: &Handles, d: &Deployment) {
+async fn lost(shared: &Handles, d: &Deployment) {
     let text = "this ferry lost its claim on the deployment: another replica settled it, \
                 and this one reports nothing more";
-    if let Ok(w) = shared.logs.writer(d.id) {
+    if let Ok(w) = shared.logs.writer(d.id).await {
         w.ferry(None, None, text);
     }
     tracing::warn!(deployment = %d.id, repository = %d.repository, environment = %d.environment,
@@ -216,7 +220,7 @@ async fn execute(
     log_url: &str,
     mut interrupt: watch::Receiver<Interrupt>,
 ) -> Outcome {
-    let log = match shared.logs.writer(d.id) {
+    let log = match shared.logs.writer(d.id).await {
         Ok(w) => w,
         Err(e) => return Outcome::Internal(format!("cannot write its log: {e}")),
     };

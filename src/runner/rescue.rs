@@ -37,8 +37,11 @@ async fn settle(shared: &Handles, d: Deployment) -> crate::store::Result<()> {
     };
     let status =
         NewStatus::new(StatusState::Error, why.clone()).with_log_url(shared.logs.url(d.id));
-    if let Ok(w) = shared.logs.writer(d.id) {
+    if let Ok(w) = shared.logs.writer(d.id).await {
         w.ferry(None, None, &format!("error: {why}"));
+        if let Err(e) = w.flush().await {
+            tracing::warn!(deployment = %d.id, "the end of deployment {}'s log is not stored yet: {e}", d.id);
+        }
     }
     // false: yet another process took it over meanwhile, and settles it.
     if shared
@@ -63,7 +66,7 @@ async fn end_leftover_steps(shared: &Handles, id: DeploymentId) {
             return;
         }
     };
-    let log = shared.logs.writer(id).ok();
+    let log = shared.logs.writer(id).await.ok();
     let note = |host: &str, text: &str| {
         if let Some(w) = &log {
             w.ferry(Some(host), None, text);

@@ -147,13 +147,26 @@ pub trait Store: Send + Sync + 'static {
 /// The store every part is handed.
 pub type SharedStore = Arc<dyn Store>;
 
-/// Opens the backend the config names: PostgreSQL with `database_url`,
+/// The backend the config names, opened: PostgreSQL with `database_url`,
 /// else SQLite in `storage.dir`.
-pub async fn open(storage: &crate::config::Storage) -> anyhow::Result<SharedStore> {
-    match &storage.database_url {
-        Some(url) => Ok(Arc::new(
-            postgres::PgStore::connect(url.expose_str()).await?,
-        )),
-        None => Ok(Arc::new(sqlite::SqliteStore::open(&storage.dir).await?)),
-    }
+pub struct Opened {
+    pub store: SharedStore,
+    /// The database, where logs and wake-ups go through it too.
+    pub postgres: Option<sqlx::PgPool>,
+}
+
+pub async fn open(storage: &crate::config::Storage) -> anyhow::Result<Opened> {
+    Ok(match &storage.database_url {
+        Some(url) => {
+            let pg = postgres::PgStore::connect(url.expose_str()).await?;
+            Opened {
+                postgres: Some(pg.pool()),
+                store: Arc::new(pg),
+            }
+        }
+        None => Opened {
+            store: Arc::new(sqlite::SqliteStore::open(&storage.dir).await?),
+            postgres: None,
+        },
+    })
 }

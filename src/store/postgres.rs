@@ -100,6 +100,10 @@ impl PgStore {
         Ok(PgStore { pool })
     }
 
+    pub fn pool(&self) -> PgPool {
+        self.pool.clone()
+    }
+
     async fn deployments(&self, sql: String, bind: Bind<'_>) -> Result<Vec<Deployment>> {
         let query = sqlx::query(sqlx::AssertSqlSafe(sql));
         let query = match bind {
@@ -185,6 +189,86 @@ async fn insert_status(
     .execute(&mut **tx)
     .await
     .map(drop)
+}
+
+/// Connects once and asks the server's version, for `check-config`: where
+/// the database is and that it answers, without changing anything. The
+/// password never appears in what it returns.
+pub async fn ping(url: &str) -> anyhow::Result<String> {
+    use sqlx::ConnectOptions;
+    let options: PgConnectOptions = url.parse().context("not a PostgreSQL URL")?;
+    let place = format!(
+        "{}@{}:{}/{}",
+        options.get_username(),
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or(options.get_username())
+    );
+    let mut conn = tokio::time::timeout(Duration::from_secs(10), options.connect())
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer from {place} within 10s"))?
+        .with_context(|| format!("cannot connect to {place}"))?;
+    let version: String = sqlx::query_scalar("SHOW server_version")
+        .fetch_one(&mut conn)
+        .await?;
+    let major: u32 = version
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    if major < 13 {
+        anyhow::bail!("{place} runs PostgreSQL {version}; ferry needs 13 or later");
+    }
+    Ok(format!("{place} (server {version})"))
+}
+
+/// The channel the database announces new work on (see the migration).
+pub const WORK_CHANNEL: &str = "ferry_work";
+
+/// Listens on `channels` for as long as it runs, calling `on` with each
+/// notification's channel and payload. A lost connection is opened again;
+/// notifications sent meanwhile are lost, so `on` is then called with an
+/// empty channel: look at everything.
+pub async fn listen(pool: PgPool, channels: Vec<&'static str>, on: impl Fn(&str, &str)) {
+    let mut failing = false;
+    loop {
+        let listener = async {
+            let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            l.listen_all(channels.iter().copied()).await?;
+            Ok::<_, sqlx::Error>(l)
+        };
+        let mut listener = match listener.await {
+            Ok(l) => l,
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(
+                        "cannot listen for other replicas' work, polling meanwhile: {e}"
+                    );
+                    failing = true;
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+        };
+        if failing {
+            tracing::info!("listening for other replicas' work again");
+            failing = false;
+        }
+        on("", "");
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) => on(n.channel(), n.payload()),
+                // The connection dropped; the next call reconnects.
+                Ok(None) => on("", ""),
+                Err(e) => {
+                    tracing::warn!(
+                        "lost the connection that listens for other replicas' work: {e}"
+                    );
+                    break;
+                }
+            }
+        }
+    }
 }
 
 #[async_trait]
