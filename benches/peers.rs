@@ -184,6 +184,189 @@ async fn busy_ferry() -> World {
     w
 }
 
+/// adnanh/webhook on a free port: the same deliveries, an HMAC-SHA256
+/// rule, `/bin/true`.
+fn start_webhook(dir: &Path) -> (std::process::Child, u16) {
+    let hooks = dir.join("hooks.json");
+    std::fs::write(
+        &hooks,
+        serde_json::json!([{
+            "id": "deploy",
+            "execute-command": "/bin/true",
+            "trigger-rule": {"match": {"type": "payload-hmac-sha256", "secret": SECRET,
+                "parameter": {"source": "header", "name": "X-Hub-Signature-256"}}}
+        }])
+        .to_string(),
+    )
+    .unwrap();
+    let port = common::sshd::free_port();
+    let webhook = Command::new("webhook")
+        .args(["-hooks"])
+        .arg(&hooks)
+        .args(["-ip", "127.0.0.1", "-port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("webhook (Debian package 'webhook')");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "webhook did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (webhook, port)
+}
+
+// ---- a burst to one environment ------------------------------------------
+
+/// GitHub's own deployment events (the octokit example, 8.6 KB), all to one
+/// environment: each one supersedes the one waiting before it.
+fn write_burst(path: &Path, n: usize) {
+    let mut out = String::with_capacity(n * 9000);
+    for i in 0..n {
+        let id = 3_000_000 + i as i64;
+        let body = common::deployment_event(id, REPO, "production").to_string();
+        let _ = writeln!(
+            out,
+            "burst-{id}\t{}\t{body}",
+            common::signature(SECRET, body.as_bytes())
+        );
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// A ferry (on SQLite, or on PostgreSQL at `database_url`) with a
+/// deployment running in the environment the burst goes to.
+async fn held_ferry(database_url: Option<String>) -> World {
+    let w = World::build(
+        Setup {
+            database_url,
+            ..Setup::default()
+        },
+        |sshd, scratch| {
+            let hold = common::hold(scratch);
+            target(REPO, "production", &[sshd.host()], &[("hold", &hold)], "")
+        },
+    )
+    .await;
+    w.deploy(2_999_999, REPO, "production").await;
+    w.github
+        .wait_state(2_999_999, "in_progress", Duration::from_secs(60))
+        .await;
+    w
+}
+
+/// Status requests GitHub got once the outbox has settled (or a minute).
+async fn settled_posts(w: &World) -> usize {
+    let mut last = (usize::MAX, Instant::now());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = w.github.statuses().len();
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(3) || Instant::now() > deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn burst(report: &mut Vec<[String; 5]>) {
+    let (seconds, connections, n) = (4, 16, 100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("burst.tsv");
+    write_burst(&data, n);
+    let (mut webhook, port) = start_webhook(dir.path());
+    let peer = wrk(
+        &format!("http://127.0.0.1:{port}"),
+        "/hooks/deploy",
+        &data,
+        dir.path(),
+        seconds,
+        connections,
+    );
+    let _ = webhook.kill();
+    let _ = webhook.wait();
+    let database = common::postgres::cluster().database();
+    for (name, url) in [("SQLite", None), ("PostgreSQL", Some(database))] {
+        let w = held_ferry(url).await;
+        let before = w.github.statuses().len();
+        let ferry = wrk(
+            &w.ferry.url,
+            "/webhook",
+            &data,
+            dir.path(),
+            seconds,
+            connections,
+        );
+        assert!(
+            ferry.requests < n as u64,
+            "more requests than deliveries: raise n"
+        );
+        let accepted = ferry.requests - ferry.non_2xx;
+        let posts = settled_posts(&w).await - before;
+        let sqlite = name == "SQLite";
+        report.push([
+            format!("Burst to one environment, statuses flowing, wrk -c{connections}: {name}"),
+            format!("{:.0}/s (durable)", ferry.per_second),
+            format!("webhook {:.0}/s (not durable)", peer.per_second),
+            format!("{:.2}x", ferry.per_second / peer.per_second),
+            if sqlite { ">= 3x" } else { ">= 1x" }.into(),
+        ]);
+        report.push([
+            format!("Burst latency p50 / p99: {name}"),
+            format!("{} / {}", ferry.p50, ferry.p99),
+            format!("webhook {} / {}", peer.p50, peer.p99),
+            String::new(),
+            if sqlite {
+                "p99 <= 10 ms"
+            } else {
+                "p99 <= 50 ms"
+            }
+            .into(),
+        ]);
+        report.push([
+            format!("GitHub status posts per deployment of the burst: {name}"),
+            format!(
+                "{:.2} ({posts} for {accepted})",
+                posts as f64 / accepted.max(1) as f64
+            ),
+            String::new(),
+            String::new(),
+            "<= 1.05".into(),
+        ]);
+        w.release();
+    }
+}
+
+// ---- failover -------------------------------------------------------------
+
+/// Two replicas on PostgreSQL; `kill -9` of the one running a deployment;
+/// how long until the other has posted its `error`.
+async fn failover(report: &mut Vec<[String; 5]>) {
+    let url = common::postgres::cluster().database();
+    let mut w = held_ferry(Some(url.clone())).await;
+    let mut b = w.replica(2).await;
+    let id = 2_999_999;
+    let pid = common::postgres::holder(&url, id).await.expect("held");
+    let killed = Instant::now();
+    if pid == w.ferry.pid() {
+        w.ferry.kill9();
+    } else {
+        b.kill9();
+    }
+    w.github.wait_final(id, Duration::from_secs(90)).await;
+    let took = killed.elapsed();
+    report.push([
+        "Failover: kill -9 of the replica running a deployment, until the other posts `error`"
+            .into(),
+        secs(took),
+        "SPEC: 30 s".into(),
+        format!("{:.2}x", took.as_secs_f64() / 30.0),
+        "<= 30 s".into(),
+    ]);
+    w.release();
+}
+
 async fn intake(report: &mut Vec<[String; 5]>) {
     let seconds = 6;
     for connections in [32, 128] {
@@ -192,33 +375,7 @@ async fn intake(report: &mut Vec<[String; 5]>) {
         let data = w.dir.path().join("deliveries.tsv");
         write_deliveries(&data, 120_000, 1, REPO);
 
-        // adnanh/webhook: the same deliveries, an HMAC-SHA256 rule, /bin/true.
-        let hooks = w.dir.path().join("hooks.json");
-        std::fs::write(
-            &hooks,
-            serde_json::json!([{
-                "id": "deploy",
-                "execute-command": "/bin/true",
-                "trigger-rule": {"match": {"type": "payload-hmac-sha256", "secret": SECRET,
-                    "parameter": {"source": "header", "name": "X-Hub-Signature-256"}}}
-            }])
-            .to_string(),
-        )
-        .unwrap();
-        let port = common::sshd::free_port();
-        let mut webhook = Command::new("webhook")
-            .args(["-hooks"])
-            .arg(&hooks)
-            .args(["-ip", "127.0.0.1", "-port", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("webhook (Debian package 'webhook')");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "webhook did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let (mut webhook, port) = start_webhook(w.dir.path());
         let load = |url: &str, path: &str, data: &Path| {
             wrk(url, path, data, w.dir.path(), seconds, connections)
         };
@@ -688,6 +845,14 @@ async fn main() {
     if wanted("intake") {
         eprintln!("intake ...");
         intake(&mut report).await;
+    }
+    if wanted("burst") {
+        eprintln!("burst to one environment ...");
+        burst(&mut report).await;
+    }
+    if wanted("failover") {
+        eprintln!("failover ...");
+        failover(&mut report).await;
     }
     if wanted("reaction") {
         eprintln!("reaction time ...");

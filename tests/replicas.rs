@@ -7,9 +7,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::postgres::holder;
 use common::{Ferry, SECRET, Setup, World, deployment_event, signature, target};
-use ferry::store::postgres::PgStore;
-use ferry::store::{DeploymentId, Store};
 
 const REPO: &str = "octo-org/web";
 const WAIT: Duration = Duration::from_secs(60);
@@ -54,19 +53,6 @@ fn timed_step(scratch: &Path, secs: &str) -> String {
          sleep {secs}\n\
          echo \"$FERRY_ENVIRONMENT $FERRY_DEPLOYMENT_ID end $(date +%s%N)\" >> {t}"
     )
-}
-
-/// Which replica holds deployment `id` now, by its process id.
-async fn holder(url: &str, id: i64) -> Option<u32> {
-    let store = PgStore::connect(url).await.unwrap();
-    let owner = store.get(DeploymentId(id)).await.unwrap()?.owner?;
-    store.close().await;
-    owner
-        .rsplit("pid ")
-        .next()?
-        .trim_end_matches(')')
-        .parse()
-        .ok()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -58,10 +58,7 @@ CREATE TABLE status_outbox (
     next_attempt_at BIGINT  NOT NULL,
     sent_at         BIGINT,
     failed_at       BIGINT,
-    last_error      TEXT,
-    -- A replica sending this status holds it until then (database clock),
-    -- so each status goes out from one replica at a time, in order.
-    claimed_until   BIGINT
+    last_error      TEXT
 );
 CREATE INDEX status_outbox_pending ON status_outbox (deployment_id, seq)
     WHERE sent_at IS NULL AND failed_at IS NULL;
@@ -93,6 +90,14 @@ CREATE TABLE log_chunks (
     body          BYTEA  NOT NULL,
     created_at    BIGINT NOT NULL,  -- unix ms, for storage.log_retention
     PRIMARY KEY (deployment_id, end_offset)
+);
+
+-- Leases on jobs one replica does at a time (the outbox), on the
+-- database's clock.
+CREATE TABLE ferry_leases (
+    name  TEXT        PRIMARY KEY,
+    owner TEXT        NOT NULL,
+    until TIMESTAMPTZ NOT NULL
 );
 
 -- Keys every replica shares: the one that signs log links.

@@ -19,6 +19,12 @@ const IN_FLIGHT: usize = 16;
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 /// How often the store is polled when nothing wakes us.
 const IDLE_POLL: Duration = Duration::from_secs(5);
+/// While posts are in flight, the outbox asks the store for more at most
+/// this often. Answers from a fast GitHub would otherwise have it ask
+/// hundreds of times a second, and on PostgreSQL each look passes over
+/// the statuses sent since the last vacuum: in a burst that took a core
+/// from intake.
+const BUSY_GAP: Duration = Duration::from_millis(20);
 
 pub struct Outbox {
     store: SharedStore,
@@ -54,7 +60,12 @@ impl Outbox {
         let mut in_flight: JoinSet<(OutboxItem, Result<(), CallError>)> = JoinSet::new();
         let mut busy: HashSet<DeploymentId> = HashSet::new();
         let mut deadline: Option<Instant> = None;
+        let mut looked = Instant::now() - BUSY_GAP;
         loop {
+            if !in_flight.is_empty() {
+                tokio::time::sleep_until(looked + BUSY_GAP).await;
+            }
+            looked = Instant::now();
             let started = match self.start_due(&mut in_flight, &mut busy).await {
                 Ok(n) => n,
                 Err(e) => {

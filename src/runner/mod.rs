@@ -176,6 +176,7 @@ impl Runner {
         // its lease is no longer renewed and it gets settled.
         let mut by_task: HashMap<tokio::task::Id, DeploymentId> = HashMap::new();
         let mut status = String::new();
+        let mut counted = Instant::now() - Duration::from_secs(1);
         loop {
             let max = self.shared.config.get().runner.max_concurrent.get();
             while tasks.len() < max && !*shutdown.borrow() {
@@ -200,7 +201,12 @@ impl Runner {
             }
             self.heartbeat.beat();
             metrics::gauge!(crate::metrics::RUNNING).set(tasks.len() as f64);
-            if let Ok(queued) = self.shared.store.count_by_state(State::Queued).await {
+            // Counted at most once a second: the runner wakes for every
+            // delivery, and in a burst the count was a query per delivery.
+            if counted.elapsed() >= Duration::from_secs(1)
+                && let Ok(queued) = self.shared.store.count_by_state(State::Queued).await
+            {
+                counted = Instant::now();
                 metrics::gauge!(crate::metrics::QUEUED).set(queued as f64);
                 let now = format!("{} running, {queued} queued", tasks.len());
                 if now != status {

@@ -132,7 +132,8 @@ pub trait Store: Send + Sync + 'static {
     /// each status is sent by one replica at a time.
     async fn due_statuses(&self, now: i64, limit: i64) -> Result<Vec<OutboxItem>>;
 
-    /// When the next pending status becomes due, if any is pending.
+    /// When the next pending status becomes due, if any is pending (and,
+    /// with replicas, this one is the one sending).
     async fn next_status_due(&self) -> Result<Option<i64>>;
 
     async fn pending_statuses(&self) -> Result<i64>;

@@ -209,3 +209,21 @@ pub fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(Cluster::start)
 }
+
+/// Which replica holds deployment `id` now, by its process id.
+pub async fn holder(url: &str, id: i64) -> Option<u32> {
+    use ferry::store::Store;
+    let store = ferry::store::postgres::PgStore::connect(url).await.unwrap();
+    let owner = store
+        .get(ferry::store::DeploymentId(id))
+        .await
+        .unwrap()?
+        .owner?;
+    store.close().await;
+    owner
+        .rsplit("pid ")
+        .next()?
+        .trim_end_matches(')')
+        .parse()
+        .ok()
+}

@@ -14,6 +14,13 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
+mod intake;
+mod listen;
+mod migrate;
+mod outbox;
+
+pub use listen::{WORK_CHANNEL, listen};
+
 use super::{
     Accepted, Claim, DeliveryKey, Deployment, DeploymentId, Error, LEASE, NewDeployment, NewStatus,
     OutboxItem, Owner, PostOutcome, RemoteStep, Result, State, StatusState, Store, now_ms,
@@ -23,21 +30,9 @@ use super::{
 /// unix milliseconds like the other times.
 const DB_NOW: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
 
-/// How long a replica holds a status it is sending: past the request's
-/// timeout (15 s, in `github`), and short enough that a replica that dies
-/// mid-post holds up its deployments' statuses well inside the 30 seconds
-/// in which another settles them.
-const OUTBOX_CLAIM: Duration = Duration::from_secs(20);
-
 fn lease_ms() -> i64 {
     LEASE.as_millis() as i64
 }
-
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_init.sql")];
-
-/// `pg_advisory_xact_lock` key under which migrations run: replicas that
-/// start together migrate once, one after the other.
-const MIGRATION_LOCK: i64 = 0x6665_7272_795f_6d67; // "ferry_mg"
 
 const DEPLOYMENT_COLUMNS: &str = "id, repository, environment, task, git_ref, sha, payload, \
      creator, production, transient, installation_id, state, description, created_at, \
@@ -46,6 +41,9 @@ const DEPLOYMENT_COLUMNS: &str = "id, repository, environment, task, git_ref, sh
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Deliveries for the batching intake task.
+    intake: tokio::sync::mpsc::Sender<intake::Intake>,
+    outbox: std::sync::Arc<outbox::OutboxLease>,
 }
 
 fn deployment_from_row(row: &PgRow) -> std::result::Result<Deployment, sqlx::Error> {
@@ -94,10 +92,23 @@ impl PgStore {
             .connect_with(options)
             .await
             .context("cannot connect to PostgreSQL (storage.database_url)")?;
-        migrate(&pool)
+        migrate::migrate(&pool)
             .await
             .context("cannot migrate the PostgreSQL database")?;
-        Ok(PgStore { pool })
+        let (tx, queue) = tokio::sync::mpsc::channel(4 * intake::BATCH);
+        tokio::spawn(intake::run(pool.clone(), queue));
+        // Each handle is a replica of its own, even two in one process.
+        static HANDLES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = HANDLES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut owner = Owner::this_process();
+        if n > 0 {
+            owner.0 = format!("{} #{n}", owner.0);
+        }
+        Ok(PgStore {
+            pool,
+            intake: tx,
+            outbox: std::sync::Arc::new(outbox::OutboxLease::new(owner)),
+        })
     }
 
     pub fn pool(&self) -> PgPool {
@@ -122,50 +133,6 @@ impl PgStore {
 enum Bind<'a> {
     State(&'a State),
     Limit(i64),
-}
-
-async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(MIGRATION_LOCK)
-        .execute(&mut *tx)
-        .await?;
-    // Not CREATE ... IF NOT EXISTS: its notice would reach the journal at
-    // every start.
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('ferry_migrations') IS NOT NULL")
-        .fetch_one(&mut *tx)
-        .await?;
-    if !exists {
-        sqlx::raw_sql(
-            "CREATE TABLE ferry_migrations (
-                 version    INTEGER PRIMARY KEY,
-                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-        )
-        .execute(&mut *tx)
-        .await?;
-    }
-    let version: i32 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM ferry_migrations")
-        .fetch_one(&mut *tx)
-        .await?;
-    let known = MIGRATIONS.len() as i32;
-    if version > known {
-        anyhow::bail!(
-            "the database is at schema version {version}, newer than this ferry knows \
-             ({known}): every replica must run the same or a newer ferry"
-        );
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
-            .execute(&mut *tx)
-            .await
-            .with_context(|| format!("migration {}", i + 1))?;
-        sqlx::query("INSERT INTO ferry_migrations (version) VALUES ($1)")
-            .bind(i as i32 + 1)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(())
 }
 
 async fn insert_status(
@@ -222,144 +189,42 @@ pub async fn ping(url: &str) -> anyhow::Result<String> {
     Ok(format!("{place} (server {version})"))
 }
 
-/// The channel the database announces new work on (see the migration).
-pub const WORK_CHANNEL: &str = "ferry_work";
-
-/// Listens on `channels` for as long as it runs, calling `on` with each
-/// notification's channel and payload. A lost connection is opened again;
-/// notifications sent meanwhile are lost, so `on` is then called with an
-/// empty channel: look at everything.
-pub async fn listen(pool: PgPool, channels: Vec<&'static str>, on: impl Fn(&str, &str)) {
-    let mut failing = false;
-    loop {
-        let listener = async {
-            let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
-            l.listen_all(channels.iter().copied()).await?;
-            Ok::<_, sqlx::Error>(l)
-        };
-        let mut listener = match listener.await {
-            Ok(l) => l,
-            Err(e) => {
-                if !failing {
-                    tracing::warn!(
-                        "cannot listen for other replicas' work, polling meanwhile: {e}"
-                    );
-                    failing = true;
-                }
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                continue;
-            }
-        };
-        if failing {
-            tracing::info!("listening for other replicas' work again");
-            failing = false;
-        }
-        on("", "");
-        loop {
-            match listener.try_recv().await {
-                Ok(Some(n)) => on(n.channel(), n.payload()),
-                // The connection dropped; the next call reconnects.
-                Ok(None) => on("", ""),
-                Err(e) => {
-                    tracing::warn!(
-                        "lost the connection that listens for other replicas' work: {e}"
-                    );
-                    break;
-                }
-            }
-        }
-    }
-}
-
 #[async_trait]
 impl Store for PgStore {
     async fn accept(
         &self,
         delivery: &DeliveryKey,
-        d: &NewDeployment,
+        deployment: &NewDeployment,
         queued: &NewStatus,
         supersede: bool,
     ) -> Result<Accepted> {
-        let now = now_ms();
-        let mut tx = self.pool.begin().await?;
-        // A delivery without an id is told apart by its deployment only.
-        if !delivery.delivery_id.is_empty() {
-            let new = sqlx::query(
-                "INSERT INTO deliveries (hook_id, delivery_id, received_at, deployment_id) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            )
-            .bind(&delivery.hook_id)
-            .bind(&delivery.delivery_id)
-            .bind(now)
-            .bind(d.id.0)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if !new {
-                return Ok(Accepted::DuplicateDelivery);
-            }
-        }
-        // Deliveries to one environment take turns, so that each sees the
-        // one before it when superseding, whichever replica took it.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || '\n' || $2, 0))")
-            .bind(&d.repository)
-            .bind(&d.environment)
-            .execute(&mut *tx)
-            .await?;
-        let seq: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO deployments (id, repository, environment, task, git_ref, sha, payload, \
-             creator, production, transient, installation_id, state, description, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', $12, $13) \
-             ON CONFLICT (id) DO NOTHING RETURNING seq",
-        )
-        .bind(d.id.0)
-        .bind(&d.repository)
-        .bind(&d.environment)
-        .bind(&d.task)
-        .bind(&d.git_ref)
-        .bind(&d.sha)
-        .bind(&d.payload)
-        .bind(&d.creator)
-        .bind(d.production)
-        .bind(d.transient)
-        .bind(d.installation_id)
-        .bind(&queued.description)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(seq) = seq else {
-            tx.commit().await?;
-            return Ok(Accepted::DuplicateDeployment);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = intake::Intake {
+            delivery: delivery.clone(),
+            deployment: deployment.clone(),
+            queued: queued.clone(),
+            supersede,
+            reply,
         };
-        insert_status(&mut tx, d.id, queued, now).await?;
-        let mut superseded = Vec::new();
-        if supersede {
-            let gone: Vec<(i64, String)> = sqlx::query_as(
-                "UPDATE deployments SET state = 'inactive', finished_at = $1, \
-                 description = 'Superseded by deployment ' || $2::bigint \
-                 WHERE repository = $3 AND environment = $4 AND state = 'queued' AND seq < $5 \
-                 RETURNING id, description",
-            )
-            .bind(now)
-            .bind(d.id.0)
-            .bind(&d.repository)
-            .bind(&d.environment)
-            .bind(seq)
-            .fetch_all(&mut *tx)
-            .await?;
-            for (id, description) in gone {
-                let inactive = NewStatus::new(StatusState::Inactive, description);
-                insert_status(&mut tx, DeploymentId(id), &inactive, now).await?;
-                superseded.push(DeploymentId(id));
-            }
-            superseded.sort();
-        }
-        tx.commit().await?;
-        Ok(Accepted::New { superseded })
+        self.intake.send(request).await.map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
     }
 
     async fn claim_next(&self, owner: &Owner) -> Result<Option<Deployment>> {
+        // Runners ask after every delivery; in a burst the answer is mostly
+        // "nothing", and a read finds that out without locking the row a
+        // delivery is superseding.
+        let runnable: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM deployments d WHERE d.state = 'queued'
+               AND NOT EXISTS (SELECT 1 FROM deployments r WHERE r.state = 'running'
+                               AND r.repository = d.repository AND r.environment = d.environment)
+             LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        if runnable.is_none() {
+            return Ok(None);
+        }
         // The oldest waiting deployment of each environment is the only
         // candidate there, so a replica that skips a row another is
         // claiming never runs a newer one out of turn.
@@ -585,33 +450,28 @@ impl Store for PgStore {
             .collect())
     }
 
-    /// Claims the heads it returns for [`OUTBOX_CLAIM`]: another replica
-    /// skips them, and the deployment's next status waits behind them.
+    /// Only the replica holding the outbox's lease gets any: one sends at
+    /// a time (see `outbox`).
     async fn due_statuses(&self, now: i64, limit: i64) -> Result<Vec<OutboxItem>> {
-        let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "WITH heads AS (
-                 SELECT o.seq FROM status_outbox o
-                 WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= $1
-                   AND (o.claimed_until IS NULL OR o.claimed_until < {DB_NOW})
-                   AND NOT EXISTS (
-                       SELECT 1 FROM status_outbox p
-                       WHERE p.deployment_id = o.deployment_id AND p.seq < o.seq
-                         AND p.sent_at IS NULL AND p.failed_at IS NULL)
-                 ORDER BY o.seq LIMIT $2
-                 FOR UPDATE SKIP LOCKED)
-             UPDATE status_outbox o SET claimed_until = {DB_NOW} + $3
-             FROM heads h, deployments d
-             WHERE o.seq = h.seq AND d.id = o.deployment_id
-             RETURNING o.seq, o.deployment_id, o.state, o.description, o.log_url,
-                       o.environment_url, o.auto_inactive, o.attempts, d.repository,
-                       d.installation_id"
-        )))
+        if !self.outbox.held(&self.pool).await? {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT o.seq, o.deployment_id, o.state, o.description, o.log_url, o.environment_url,
+                    o.auto_inactive, o.attempts, d.repository, d.installation_id
+             FROM status_outbox o
+             JOIN deployments d ON d.id = o.deployment_id
+             WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= $1
+               AND NOT EXISTS (
+                   SELECT 1 FROM status_outbox p
+                   WHERE p.deployment_id = o.deployment_id AND p.seq < o.seq
+                     AND p.sent_at IS NULL AND p.failed_at IS NULL)
+             ORDER BY o.seq LIMIT $2",
+        )
         .bind(now)
         .bind(limit)
-        .bind(OUTBOX_CLAIM.as_millis() as i64)
         .fetch_all(&self.pool)
         .await?;
-        rows.sort_by_key(|r| r.try_get::<i64, _>("seq").unwrap_or_default());
         rows.iter()
             .map(|r| {
                 let state: String = r.try_get("state")?;
@@ -640,7 +500,11 @@ impl Store for PgStore {
             .map_err(Error::from)
     }
 
+    /// None on a replica that is not sending: it looks again later.
     async fn next_status_due(&self) -> Result<Option<i64>> {
+        if !self.outbox.held(&self.pool).await? {
+            return Ok(None);
+        }
         Ok(sqlx::query_scalar(
             "SELECT MIN(next_attempt_at) FROM status_outbox
              WHERE sent_at IS NULL AND failed_at IS NULL",
@@ -666,21 +530,20 @@ impl Store for PgStore {
         for (seq, outcome) in posts {
             let query = match outcome {
                 PostOutcome::Sent => sqlx::query(
-                    "UPDATE status_outbox SET sent_at = $1, attempts = attempts + 1,
-                         claimed_until = NULL WHERE seq = $2",
+                    "UPDATE status_outbox SET sent_at = $1, attempts = attempts + 1 WHERE seq = $2",
                 )
                 .bind(now)
                 .bind(seq),
                 PostOutcome::RetryAt { at, error } => sqlx::query(
                     "UPDATE status_outbox SET next_attempt_at = $1, attempts = attempts + 1, \
-                     last_error = $2, claimed_until = NULL WHERE seq = $3",
+                     last_error = $2 WHERE seq = $3",
                 )
                 .bind(at)
                 .bind(error)
                 .bind(seq),
                 PostOutcome::Failed { error } => sqlx::query(
                     "UPDATE status_outbox SET failed_at = $1, attempts = attempts + 1, \
-                     last_error = $2, claimed_until = NULL WHERE seq = $3",
+                     last_error = $2 WHERE seq = $3",
                 )
                 .bind(now)
                 .bind(error)
@@ -692,6 +555,7 @@ impl Store for PgStore {
     }
 
     async fn close(&self) {
+        self.outbox.release(&self.pool).await;
         self.pool.close().await;
     }
 }
