@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::container::{Container, Text, root_filesystem};
-use common::{FakeGitHub, SECRET, Sshd, deployment_event, signature};
+use common::{FakeGitHub, SECRET, Sshd, deployment_event};
 
 const REPO: &str = "octo-org/web";
 
@@ -45,18 +45,8 @@ fn watchdog_sec() -> Duration {
 }
 
 async fn deliver(http: &reqwest::Client, url: &str, id: i64) -> u16 {
-    let body = serde_json::to_vec(&deployment_event(id, REPO, "production")).unwrap();
-    http.post(format!("{url}/webhook"))
-        .header("content-type", "application/json")
-        .header("x-github-event", "deployment")
-        .header("x-github-delivery", format!("live-{id}"))
-        .header("x-hub-signature-256", signature(SECRET, &body))
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    let event = deployment_event(id, REPO, "production");
+    common::deliver_to(http, url, &event, &format!("live-{id}")).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -134,7 +134,8 @@ impl Runner {
                     Ok(0) => {}
                     Ok(n) => tracing::warn!(
                         count = n,
-                        "settled {n} deployments of a replica that stopped"
+                        "settled {} of a replica that stopped",
+                        crate::format::plural(n, "deployment")
                     ),
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot look for deployments to settle: {e}")

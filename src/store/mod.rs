@@ -145,6 +145,16 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 }
 
+/// One delivery waiting for a backend's batching writer, and where its
+/// answer goes once the batch holding it is durable.
+pub struct Intake {
+    pub delivery: DeliveryKey,
+    pub deployment: NewDeployment,
+    pub queued: NewStatus,
+    pub supersede: bool,
+    pub reply: tokio::sync::oneshot::Sender<Result<Accepted>>,
+}
+
 /// The store every part is handed.
 pub type SharedStore = Arc<dyn Store>;
 

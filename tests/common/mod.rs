@@ -6,6 +6,7 @@ pub mod container;
 pub mod github;
 pub mod postgres;
 pub mod sshd;
+pub mod timeline;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -42,6 +43,24 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
         "sha256={}",
         hex::encode(ferry::sign::sign(secret.as_bytes(), body))
     )
+}
+
+/// Delivers deployment `id` (the octokit example) to the ferry at `base`,
+/// signed, as delivery `delivery`; the answer's status code.
+pub async fn deliver_to(http: &reqwest::Client, base: &str, event: &Value, delivery: &str) -> u16 {
+    let body = serde_json::to_vec(event).unwrap();
+    http.post(format!("{base}/webhook"))
+        .header("content-type", "application/json")
+        .header("x-github-event", "deployment")
+        .header("x-github-delivery", delivery)
+        .header("x-github-hook-id", "4242")
+        .header("x-hub-signature-256", signature(SECRET, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 /// A step line that waits until the test calls [`World::release`]: a shared

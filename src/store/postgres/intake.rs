@@ -9,22 +9,14 @@
 //! and each delivery is a single statement.
 
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use crate::store::{
-    Accepted, DeliveryKey, DeploymentId, Error, NewDeployment, NewStatus, Result, now_ms,
-};
+use crate::store::{Accepted, DeploymentId, Error, now_ms};
 
 /// Deliveries committed together at most.
 pub const BATCH: usize = 128;
 
-pub struct Intake {
-    pub delivery: DeliveryKey,
-    pub deployment: NewDeployment,
-    pub queued: NewStatus,
-    pub supersede: bool,
-    pub reply: oneshot::Sender<Result<Accepted>>,
-}
+pub use crate::store::Intake;
 
 /// One delivery, all in one statement: the delivery is recorded (unless
 /// seen), the deployment inserted (unless known) with its `queued` status,

@@ -11,21 +11,13 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{
-    Accepted, DeliveryKey, DeploymentId, Error, NewDeployment, NewStatus, PostOutcome, Result,
-    StatusState, now_ms,
+    Accepted, DeploymentId, Error, NewStatus, PostOutcome, Result, StatusState, now_ms,
 };
 
 /// Deliveries committed together at most; more wait for the next commit.
 pub const BATCH: usize = 256;
 
-/// One delivery waiting for the writer.
-pub struct Intake {
-    pub delivery: DeliveryKey,
-    pub deployment: NewDeployment,
-    pub queued: NewStatus,
-    pub supersede: bool,
-    pub reply: oneshot::Sender<Result<Accepted>>,
-}
+pub use crate::store::Intake;
 
 /// A write of its own: runs in its transaction and says whether that may
 /// commit, and what to tell its caller once the commit's outcome is known.
