@@ -484,9 +484,14 @@ impl World {
     /// One series of `GET /metrics`, e.g. `ferry_status_posts_total{result="sent"}`;
     /// 0 while it does not exist yet.
     pub async fn metric(&self, series: &str) -> f64 {
+        self.metric_of(&self.ferry, series).await
+    }
+
+    /// As [`World::metric`], of another ferry (a replica).
+    pub async fn metric_of(&self, ferry: &Ferry, series: &str) -> f64 {
         let text = self
             .http
-            .get(format!("{}/metrics", self.ferry.url))
+            .get(format!("{}/metrics", ferry.url))
             .send()
             .await
             .unwrap()
