@@ -284,6 +284,12 @@ impl Follow {
             }
         };
         let _ = tokio::time::timeout(POLL, wait).await;
+        // Notices that queued up while the lines were read say nothing new:
+        // one look covers them all.
+        while matches!(
+            self.changes.try_recv(),
+            Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_))
+        ) {}
     }
 }
 

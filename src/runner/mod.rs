@@ -101,6 +101,9 @@ impl Runner {
     ) {
         let replicas = shared.store.replicas();
         let mut renewed = Instant::now();
+        // Settling connects to hosts (up to ssh.connect_timeout each), so it
+        // runs beside the renewals, which must not wait for it.
+        let mut settling: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(RENEW_EVERY) => {}
@@ -129,18 +132,21 @@ impl Runner {
                     }
                 }
             }
-            if replicas {
-                match rescue::rescue(&shared, &owner, false).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::warn!(
-                        count = n,
-                        "settled {} of a replica that stopped",
-                        crate::format::plural(n, "deployment")
-                    ),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot look for deployments to settle: {e}")
+            if replicas && settling.as_ref().is_none_or(|s| s.is_finished()) {
+                let (shared, owner) = (shared.clone(), owner.clone());
+                settling = Some(tokio::spawn(async move {
+                    match rescue::rescue(&shared, &owner, false).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::warn!(
+                            count = n,
+                            "settled {} of a replica that stopped",
+                            crate::format::plural(n, "deployment")
+                        ),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot look for deployments to settle: {e}")
+                        }
                     }
-                }
+                }));
             }
         }
     }
