@@ -29,6 +29,11 @@ impl<T> Publisher<T> {
     pub fn publish(&self, value: Arc<T>) {
         self.0.send_replace(value);
     }
+
+    /// The value in force now.
+    pub fn get(&self) -> Arc<T> {
+        self.0.borrow().clone()
+    }
 }
 
 pub fn current<T>(value: Arc<T>) -> (Publisher<T>, Current<T>) {

@@ -33,9 +33,6 @@ struct Live {
     config: Publisher<Config>,
     github: Publisher<GitHub>,
     connector: Publisher<Connector>,
-    /// What the publishers hold now, for the daemon's own use.
-    now: Current<Config>,
-    connector_now: Current<Connector>,
 }
 
 /// Built from one config, before anything is put in force.
@@ -60,7 +57,7 @@ impl Live {
     /// change without a restart is kept, and returned as warnings. Running
     /// deployments keep the target and connection they started with.
     fn reload(&self, mut new: Config) -> anyhow::Result<Vec<String>> {
-        let old = self.now.get();
+        let old = self.config.get();
         let mut kept = Vec::new();
         if new.server.listen != old.server.listen {
             kept.push(format!(
@@ -152,7 +149,7 @@ async fn reload_on_hangup(live: Live, wake: [Arc<Notify>; 2], path: &Path) -> an
                     for w in &wake {
                         w.notify_one();
                     }
-                    let c = live.now.get();
+                    let c = live.config.get();
                     tracing::info!(targets = c.targets.len(), "reloaded {}", path.display());
                 }
                 Err(e) => {
@@ -203,8 +200,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config,
         github,
         connector,
-        now: config_now.clone(),
-        connector_now: connector_now.clone(),
     };
     let runner_wake = Arc::new(Notify::new());
     let outbox_wake = Arc::new(Notify::new());
@@ -260,7 +255,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ));
     }
     let wake = [runner_wake.clone(), outbox_wake.clone()];
-    let connector_now = live.connector_now.clone();
     tokio::spawn(async move {
         if let Err(e) = reload_on_hangup(live, wake, &path).await {
             tracing::error!(error = %e, "cannot listen for SIGHUP, reload needs a restart: {e}");

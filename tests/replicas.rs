@@ -328,17 +328,9 @@ async fn every_replica_serves_every_log_live() {
     // The link names the shared public URL; ask each replica directly.
     let path = log_url.split_once("/deployments/").unwrap().1.to_string();
     let on = |r: &Ferry| format!("{}/deployments/{path}", r.url);
-    let text = |url: String| {
-        let http = w.http.clone();
-        async move {
-            let r = http.get(url).send().await.unwrap();
-            assert_eq!(r.status(), 200);
-            r.text().await.unwrap()
-        }
-    };
     for r in [&w.ferry, &b] {
         let deadline = Instant::now() + WAIT;
-        while !text(on(r)).await.contains("say: before") {
+        while !w.log_text(&on(r)).await.contains("say: before") {
             assert!(
                 Instant::now() < deadline,
                 "{} never showed the running step",
@@ -363,7 +355,7 @@ async fn every_replica_serves_every_log_live() {
     w.release();
     w.github.wait_final(951, WAIT).await;
     for r in [&w.ferry, &b] {
-        let log = text(on(r)).await;
+        let log = w.log_text(&on(r)).await;
         assert!(log.contains("say: after"), "{log}");
         assert!(log.contains("state: success"), "{log}");
     }

@@ -53,9 +53,8 @@ async fn deliver(http: &reqwest::Client, url: &str, id: i64) -> u16 {
 #[ignore = "boots a container as root: bash .ci/run runs it"]
 async fn the_package_installs_serves_reloads_idles_and_stops_cleanly_under_systemd() {
     let started = Instant::now();
-    assert_eq!(
-        nix_euid(),
-        0,
+    assert!(
+        common::is_root(),
         "systemd-nspawn needs root (bash .ci/run runs this test as root)"
     );
     let deb = package();
@@ -227,9 +226,4 @@ run = 'echo "$FERRY_DEPLOYMENT_ID $FERRY_SHA" >> {scratch}/deployed'
 fn journal(c: &Container) -> String {
     c.sh("journalctl -u ferry -o short-monotonic --no-pager")
         .text()
-}
-
-fn nix_euid() -> u32 {
-    let out = std::process::Command::new("id").arg("-u").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }

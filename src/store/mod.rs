@@ -21,7 +21,7 @@ use async_trait::async_trait;
 pub use types::*;
 
 /// What went wrong in the store, as one line.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error("the store is closed")]
     Closed,

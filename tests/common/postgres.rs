@@ -34,11 +34,6 @@ fn server_bin() -> PathBuf {
         .expect("no PostgreSQL server: install Debian's postgresql (bash .ci/run does)")
 }
 
-fn is_root() -> bool {
-    let out = Command::new("id").arg("-u").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
-}
-
 impl Cluster {
     fn command(&self, program: &str) -> Command {
         let path = self.bin.join(program);
@@ -56,7 +51,7 @@ impl Cluster {
     /// when dropped.
     pub fn start() -> Cluster {
         let bin = server_bin();
-        let user = is_root().then(|| "postgres".to_string());
+        let user = super::is_root().then(|| "postgres".to_string());
         // Not under the test's own temp dir: that goes when a test ends.
         static N: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(

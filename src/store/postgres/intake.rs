@@ -71,10 +71,7 @@ pub async fn run(pool: PgPool, mut queue: mpsc::Receiver<Intake>) {
             Err(e) => {
                 let e = Error::from(e);
                 for request in batch.drain(..) {
-                    let _ = request.reply.send(Err(match &e {
-                        Error::Closed => Error::Closed,
-                        Error::Database(m) => Error::Database(m.clone()),
-                    }));
+                    let _ = request.reply.send(Err(e.clone()));
                 }
             }
         }

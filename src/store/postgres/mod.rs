@@ -115,12 +115,10 @@ impl PgStore {
         self.pool.clone()
     }
 
-    async fn deployments(&self, sql: String, bind: Bind<'_>) -> Result<Vec<Deployment>> {
-        let query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        let query = match bind {
-            Bind::State(s) => query.bind(s.as_str()),
-            Bind::Limit(n) => query.bind(n),
-        };
+    async fn deployments(
+        &self,
+        query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<Vec<Deployment>> {
         Ok(query
             .fetch_all(&self.pool)
             .await?
@@ -128,11 +126,6 @@ impl PgStore {
             .map(deployment_from_row)
             .collect::<std::result::Result<_, _>>()?)
     }
-}
-
-enum Bind<'a> {
-    State(&'a State),
-    Limit(i64),
 }
 
 async fn insert_status(
@@ -299,12 +292,7 @@ impl Store for PgStore {
              UPDATE deployments d SET attempt = d.attempt + 1, owner = $2,
                  lease_until = {DB_NOW} + $3
              FROM expired e WHERE d.id = e.id
-             RETURNING {cols}, e.owner AS previous_owner",
-            cols = DEPLOYMENT_COLUMNS
-                .split(", ")
-                .map(|c| format!("d.{}", c.trim()))
-                .collect::<Vec<_>>()
-                .join(", ")
+             RETURNING d.*, e.owner AS previous_owner"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(all)
@@ -374,7 +362,8 @@ impl Store for PgStore {
     async fn by_state(&self, state: State) -> Result<Vec<Deployment>> {
         let sql =
             format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE state = $1 ORDER BY seq");
-        self.deployments(sql, Bind::State(&state)).await
+        self.deployments(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(state.as_str()))
+            .await
     }
 
     async fn get(&self, id: DeploymentId) -> Result<Option<Deployment>> {
@@ -391,7 +380,8 @@ impl Store for PgStore {
     async fn recent(&self, limit: i64) -> Result<Vec<Deployment>> {
         let sql =
             format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments ORDER BY seq DESC LIMIT $1");
-        self.deployments(sql, Bind::Limit(limit)).await
+        self.deployments(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit))
+            .await
     }
 
     async fn count_by_state(&self, state: State) -> Result<i64> {

@@ -73,7 +73,7 @@ impl Readers {
     }
 }
 
-pub const DEPLOYMENT_COLUMNS: &str = "id, repository, environment, task, git_ref, sha, payload, \
+const DEPLOYMENT_COLUMNS: &str = "id, repository, environment, task, git_ref, sha, payload, \
      creator, production, transient, installation_id, state, description, created_at, \
      started_at, finished_at, attempt, owner";
 
@@ -81,7 +81,7 @@ fn bad_column(index: usize, what: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, what.into())
 }
 
-pub fn deployment_from_row(row: &Row<'_>) -> rusqlite::Result<Deployment> {
+fn deployment_from_row(row: &Row<'_>) -> rusqlite::Result<Deployment> {
     let state: String = row.get("state")?;
     Ok(Deployment {
         spec: NewDeployment {
@@ -169,19 +169,15 @@ impl SqliteStore {
         answer.await.map_err(|_| Error::Closed)?
     }
 
-    async fn deployments(
+    async fn deployments<P: rusqlite::Params + Send + 'static>(
         &self,
         sql: String,
-        state: Option<State>,
-        limit: i64,
+        params: P,
     ) -> Result<Vec<Deployment>> {
         self.read(move |c| {
-            let mut s = c.prepare_cached(&sql)?;
-            let rows = match state {
-                Some(state) => s.query_map(params![state.as_str()], deployment_from_row)?,
-                None => s.query_map(params![limit], deployment_from_row)?,
-            };
-            rows.collect()
+            c.prepare_cached(&sql)?
+                .query_map(params, deployment_from_row)?
+                .collect()
         })
         .await
     }
@@ -357,7 +353,7 @@ impl Store for SqliteStore {
     async fn by_state(&self, state: State) -> Result<Vec<Deployment>> {
         let sql =
             format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE state = ? ORDER BY seq");
-        self.deployments(sql, Some(state), 0).await
+        self.deployments(sql, (state.as_str(),)).await
     }
 
     async fn get(&self, id: DeploymentId) -> Result<Option<Deployment>> {
@@ -372,7 +368,7 @@ impl Store for SqliteStore {
 
     async fn recent(&self, limit: i64) -> Result<Vec<Deployment>> {
         let sql = format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments ORDER BY seq DESC LIMIT ?");
-        self.deployments(sql, None, limit).await
+        self.deployments(sql, (limit,)).await
     }
 
     async fn count_by_state(&self, state: State) -> Result<i64> {

@@ -80,13 +80,12 @@ fn writer(mut conn: Connection, mut queue: mpsc::Receiver<Message>) {
                 }
                 Err(e) => {
                     next_seq = None;
-                    let message = crate::error::error_chain(&e);
-                    let error = || Error::Database(message.clone());
+                    let e = Error::from(e);
                     for request in batch.drain(..) {
-                        let _ = request.reply.send(Err(error()));
+                        let _ = request.reply.send(Err(e.clone()));
                     }
                     for (_, reply) in records.drain(..) {
-                        let _ = reply.send(Err(error()));
+                        let _ = reply.send(Err(e.clone()));
                     }
                 }
             }
