@@ -78,6 +78,7 @@ conformance!(
     a_newer_deployment_supersedes_waiting_ones_only,
     each_superseded_deployment_names_one_that_arrived_after_it,
     concurrent_deliveries_are_each_answered_correctly,
+    a_burst_with_repeats_ends_as_one_delivery_at_a_time_would,
     concurrent_claims_never_run_an_environment_twice,
     deliveries_without_an_id_are_told_apart_by_deployment_only,
     remote_steps_are_remembered_until_forgotten,
@@ -380,6 +381,86 @@ async fn concurrent_deliveries_are_each_answered_correctly(b: Backend) {
     assert!(new.values().all(|&n| n == 1));
     assert_eq!(store.count_by_state(State::Queued).await.unwrap(), 100);
     assert_eq!(store.pending_statuses().await.unwrap(), 100);
+}
+
+/// Deliveries arrive together (the backends take them in batches):
+/// repeated deliveries, a deployment in two deliveries, deliveries without
+/// an id, most superseding. The answers must add up as if they had come
+/// one at a time, in some order.
+async fn a_burst_with_repeats_ends_as_one_delivery_at_a_time_would(b: Backend) {
+    let store = (b.open)().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..240i64 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            // Deliveries 200.. repeat 0..40 (same delivery id); deployment
+            // ids repeat every 150, under other delivery ids; every tenth
+            // has no delivery id; deployments 6, 13, 20... do not supersede.
+            let (n, id) = if i >= 200 {
+                (i - 200, i - 200)
+            } else {
+                (i, i % 150)
+            };
+            let key = if n % 10 == 9 {
+                DeliveryKey {
+                    hook_id: String::new(),
+                    delivery_id: String::new(),
+                }
+            } else {
+                key(&format!("b{n}"))
+            };
+            let env = format!("e{}", id % 3);
+            let r = store
+                .accept(&key, &deployment(id, &env), &queued(), id % 7 != 6)
+                .await
+                .unwrap();
+            (id, r)
+        });
+    }
+    let (mut new, mut superseded_by) = (HashMap::new(), HashMap::new());
+    let mut duplicate_deliveries = 0;
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            (id, Accepted::New { superseded }) => {
+                *new.entry(id).or_insert(0) += 1;
+                for gone in superseded {
+                    assert!(superseded_by.insert(gone.0, id).is_none(), "{gone:?} twice");
+                }
+            }
+            (_, Accepted::DuplicateDelivery) => duplicate_deliveries += 1,
+            (_, Accepted::DuplicateDeployment) => {}
+        }
+    }
+    assert_eq!(new.len(), 150, "every deployment once");
+    assert!(new.values().all(|&n| n == 1));
+    // Repeats of deliveries that had an id: 40 less the 4 anonymous ones.
+    assert_eq!(duplicate_deliveries, 36);
+    let queued_now = store.by_state(State::Queued).await.unwrap();
+    let inactive = store.by_state(State::Inactive).await.unwrap();
+    assert_eq!(queued_now.len() + inactive.len(), 150);
+    assert_eq!(inactive.len(), superseded_by.len());
+    for d in &inactive {
+        let by = superseded_by[&d.id.0];
+        assert_eq!(d.description, format!("Superseded by deployment {by}"));
+        assert_eq!(by % 3, d.id.0 % 3, "superseded from another environment");
+    }
+    // What still waits in an environment arrived after its last
+    // superseding deployment, or is that deployment.
+    for env in 0..3 {
+        let waiting: Vec<i64> = queued_now
+            .iter()
+            .filter(|d| d.id.0 % 3 == env)
+            .map(|d| d.id.0)
+            .collect();
+        assert!(
+            waiting.iter().skip(1).all(|&id| id % 7 == 6),
+            "e{env}: {waiting:?}"
+        );
+    }
+    assert_eq!(
+        store.pending_statuses().await.unwrap(),
+        (150 + inactive.len()) as i64
+    );
 }
 
 /// Many claimers at once (on PostgreSQL: as many connections as replicas

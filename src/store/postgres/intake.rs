@@ -5,8 +5,8 @@
 //! its environments' advisory locks until its commit has reached the disk.
 //! One delivery per transaction made a burst to one environment as slow as
 //! one fsync after another (750/s). Here one task per replica takes every
-//! delivery waiting and commits them together: one lock round, one fsync,
-//! and each delivery is a single statement.
+//! delivery waiting and commits them together: one round trip to a
+//! function that locks and accepts the batch, one fsync.
 
 use sqlx::PgPool;
 use tokio::sync::mpsc;
@@ -17,39 +17,6 @@ use crate::store::{Accepted, DeploymentId, Error, now_ms};
 pub const BATCH: usize = 128;
 
 pub use crate::store::Intake;
-
-/// One delivery, all in one statement: the delivery is recorded (unless
-/// seen), the deployment inserted (unless known) with its `queued` status,
-/// and with `supersede` the deployments still waiting in its environment
-/// become `inactive`, each with its status. The statements of one WITH see
-/// the same snapshot, so what is superseded is what waited before it.
-const ACCEPT: &str = "
-WITH seen AS (
-    INSERT INTO deliveries (hook_id, delivery_id, received_at, deployment_id)
-    SELECT $1, $2, $3, $4 WHERE $2 <> ''
-    ON CONFLICT DO NOTHING RETURNING 1),
-fresh AS (SELECT ($2 = '' OR EXISTS (SELECT 1 FROM seen)) AS ok),
-dep AS (
-    INSERT INTO deployments (id, repository, environment, task, git_ref, sha, payload,
-        creator, production, transient, installation_id, state, description, created_at)
-    SELECT $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'queued', $15, $3
-    FROM fresh WHERE ok
-    ON CONFLICT (id) DO NOTHING RETURNING seq),
-queued AS (
-    INSERT INTO status_outbox (deployment_id, state, description, log_url,
-        environment_url, auto_inactive, created_at, next_attempt_at)
-    SELECT $4, 'queued', $15, $16, $17, $18, $3, $3 FROM dep),
-gone AS (
-    UPDATE deployments SET state = 'inactive', finished_at = $3,
-        description = 'Superseded by deployment ' || $4::bigint
-    WHERE $19 AND repository = $5 AND environment = $6 AND state = 'queued'
-      AND seq < (SELECT seq FROM dep)
-    RETURNING id, description),
-inactive AS (
-    INSERT INTO status_outbox (deployment_id, state, description, created_at, next_attempt_at)
-    SELECT id, 'inactive', description, $3, $3 FROM gone)
-SELECT (SELECT ok FROM fresh), EXISTS (SELECT 1 FROM dep),
-       ARRAY(SELECT id FROM gone ORDER BY id)";
 
 /// Runs until every sender is gone.
 pub async fn run(pool: PgPool, mut queue: mpsc::Receiver<Intake>) {
@@ -82,61 +49,51 @@ async fn commit(
     pool: &PgPool,
     batch: &[Intake],
 ) -> std::result::Result<Vec<Accepted>, sqlx::Error> {
-    let now = now_ms();
-    let mut tx = pool.begin().await?;
-    // Every environment of the batch, locked in one order on every replica
-    // so that two batches never wait on each other in a circle.
-    let (repositories, environments): (Vec<&str>, Vec<&str>) = batch
-        .iter()
-        .map(|r| {
-            (
-                r.deployment.repository.as_str(),
-                r.deployment.environment.as_str(),
-            )
-        })
-        .unzip();
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock(k) FROM (
-             SELECT DISTINCT hashtextextended(r || E'\\n' || e, 0) AS k
-             FROM UNNEST($1::text[], $2::text[]) AS t (r, e) ORDER BY k) AS keys",
+    fn column<'a, T>(batch: &'a [Intake], f: impl Fn(&'a Intake) -> T) -> Vec<T> {
+        batch.iter().map(f).collect()
+    }
+    // ferry_accept (migrations/postgres/0002) takes the batch column by
+    // column and answers one row per delivery, in order.
+    let rows: Vec<(i32, bool, bool, Vec<i64>)> = sqlx::query_as(
+        "SELECT * FROM ferry_accept($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+         $14, $15, $16, $17, $18, $19) ORDER BY n",
     )
-    .bind(&repositories)
-    .bind(&environments)
-    .execute(&mut *tx)
+    .bind(now_ms())
+    .bind(column(batch, |r| r.delivery.hook_id.as_str()))
+    .bind(column(batch, |r| r.delivery.delivery_id.as_str()))
+    .bind(column(batch, |r| r.deployment.id.0))
+    .bind(column(batch, |r| r.deployment.repository.as_str()))
+    .bind(column(batch, |r| r.deployment.environment.as_str()))
+    .bind(column(batch, |r| r.deployment.task.as_str()))
+    .bind(column(batch, |r| r.deployment.git_ref.as_str()))
+    .bind(column(batch, |r| r.deployment.sha.as_str()))
+    .bind(column(batch, |r| r.deployment.payload.as_str()))
+    .bind(column(batch, |r| r.deployment.creator.as_str()))
+    .bind(column(batch, |r| r.deployment.production))
+    .bind(column(batch, |r| r.deployment.transient))
+    .bind(column(batch, |r| r.deployment.installation_id))
+    .bind(column(batch, |r| r.queued.description.as_str()))
+    .bind(column(batch, |r| r.queued.log_url.as_deref()))
+    .bind(column(batch, |r| r.queued.environment_url.as_deref()))
+    .bind(column(batch, |r| r.queued.auto_inactive))
+    .bind(column(batch, |r| r.supersede))
+    .fetch_all(pool)
     .await?;
-    let mut results = Vec::with_capacity(batch.len());
-    for r in batch {
-        let (d, q) = (&r.deployment, &r.queued);
-        let (fresh, inserted, superseded): (bool, bool, Vec<i64>) = sqlx::query_as(ACCEPT)
-            .bind(&r.delivery.hook_id)
-            .bind(&r.delivery.delivery_id)
-            .bind(now)
-            .bind(d.id.0)
-            .bind(&d.repository)
-            .bind(&d.environment)
-            .bind(&d.task)
-            .bind(&d.git_ref)
-            .bind(&d.sha)
-            .bind(&d.payload)
-            .bind(&d.creator)
-            .bind(d.production)
-            .bind(d.transient)
-            .bind(d.installation_id)
-            .bind(&q.description)
-            .bind(&q.log_url)
-            .bind(&q.environment_url)
-            .bind(q.auto_inactive)
-            .bind(r.supersede)
-            .fetch_one(&mut *tx)
-            .await?;
-        results.push(match (fresh, inserted) {
+    if rows.len() != batch.len() {
+        return Err(sqlx::Error::Protocol(format!(
+            "ferry_accept answered {} rows for {} deliveries",
+            rows.len(),
+            batch.len()
+        )));
+    }
+    Ok(rows
+        .into_iter()
+        .map(|(_, fresh, inserted, superseded)| match (fresh, inserted) {
             (false, _) => Accepted::DuplicateDelivery,
             (true, false) => Accepted::DuplicateDeployment,
             (true, true) => Accepted::New {
                 superseded: superseded.into_iter().map(DeploymentId).collect(),
             },
-        });
-    }
-    tx.commit().await?;
-    Ok(results)
+        })
+        .collect())
 }

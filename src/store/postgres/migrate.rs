@@ -5,7 +5,10 @@
 use anyhow::Context;
 use sqlx::PgPool;
 
-const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/postgres/0001_init.sql"),
+    include_str!("../../../migrations/postgres/0002_accept_batch.sql"),
+];
 
 /// `pg_advisory_xact_lock` key under which migrations run: replicas that
 /// start together migrate once, one after the other.
