@@ -206,14 +206,50 @@ pub async fn check_hosts(c: &Config, only: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn open_store(c: &Config) -> anyhow::Result<crate::store::Opened> {
-    if c.storage.database_url.is_none() && !c.db_path().exists() {
-        bail!(
-            "no deployments yet: {} does not exist (is storage.dir right, and has `ferry serve` run?)",
-            c.db_path().display()
-        );
+pub(crate) async fn open_store(c: &Config) -> anyhow::Result<crate::store::Opened> {
+    if c.storage.database_url.is_none() {
+        if !c.db_path().exists() {
+            bail!(
+                "no deployments yet: {} does not exist (is storage.dir right, and has `ferry serve` run?)",
+                c.db_path().display()
+            );
+        }
+        become_storage_owner(&c.storage.dir)?;
     }
     crate::store::open(&c.storage).await
+}
+
+/// Run as root, the CLI takes on the user and group that own
+/// `storage.dir` (the daemon's), so that the files SQLite and the logs make
+/// beside the database (`-wal`, `-shm`, a log) are never root's: the
+/// daemon could not write them later.
+fn become_storage_owner(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let meta = std::fs::metadata(dir)
+        .with_context(|| format!("cannot read storage.dir {}", dir.display()))?;
+    if meta.uid() == 0 {
+        return Ok(());
+    }
+    // SAFETY: plain system calls on integers; each result is checked.
+    // glibc applies set*id to every thread of the process.
+    let dropped = unsafe {
+        libc::setgroups(0, std::ptr::null()) == 0
+            && libc::setgid(meta.gid()) == 0
+            && libc::setuid(meta.uid()) == 0
+    };
+    if !dropped {
+        bail!(
+            "cannot switch to the owner of {} (uid {}): {}",
+            dir.display(),
+            meta.uid(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
 }
 
 /// Where the deployments are, for messages.
@@ -246,9 +282,13 @@ pub async fn deployments(c: &Config, limit: u32) -> anyhow::Result<()> {
             ),
             _ => "-".to_string(),
         };
+        let state = match (&d.cancelled, d.state) {
+            (Some(_), crate::store::State::Error) => "cancelled".to_string(),
+            (_, state) => state.to_string(),
+        };
         println!(
             "{:<12}  {:<28}  {:<14}  {:<20}  {:<9}  {:<20}  {took}",
-            d.id, d.repository, d.environment, d.git_ref, d.state, started
+            d.id, d.repository, d.environment, d.git_ref, state, started
         );
     }
     Ok(())

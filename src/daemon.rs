@@ -169,6 +169,8 @@ pub fn routes_only(config: Config, store: SharedStore, logs: Logs) -> axum::Rout
     let intake = Intake {
         store: store.clone(),
         config: config.clone(),
+        logs: logs.clone(),
+        locks: Default::default(),
         runner: Arc::new(Notify::new()),
         outbox: Arc::new(Notify::new()),
     };
@@ -263,6 +265,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let intake = Intake {
         store: store.clone(),
         config: config_now.clone(),
+        logs: logs.clone(),
+        locks: Default::default(),
         runner: runner_wake,
         outbox: outbox_wake,
     };

@@ -18,6 +18,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod current;
 pub mod daemon;
 pub mod error;

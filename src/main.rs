@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 use ferry::cli;
 use ferry::config::{self, Config};
+use ferry::control::{self, EnvName};
 
 /// Turns GitHub Deployments into SSH deploys.
 #[derive(Parser)]
@@ -52,6 +53,35 @@ enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// Hold an environment: its deployments wait until it is unlocked.
+    Lock {
+        #[arg(value_name = "REPO:ENV")]
+        env: EnvName,
+        /// Why; shown on GitHub and in `ferry locks`.
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Lift an environment's lock; its waiting deployment starts.
+    Unlock {
+        #[arg(value_name = "REPO:ENV")]
+        env: EnvName,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// List locked environments: who, since when, why.
+    Locks(ConfigArg),
+    /// End a queued or running deployment (its final status is `error`).
+    Cancel {
+        /// Deployment id.
+        id: i64,
+        /// Why; shown on GitHub and in the log.
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 fn load(arg: ConfigArg) -> Result<Config, cli::Failed> {
@@ -77,6 +107,16 @@ async fn try_main(args: Args) -> anyhow::Result<()> {
         }
         Command::Deployments { config, limit } => cli::deployments(&load(config)?, limit).await,
         Command::Logs { id, config, follow } => cli::logs(&load(config)?, id, follow).await,
+        Command::Lock {
+            env,
+            reason,
+            config,
+        } => control::lock(&load(config)?, &env, &reason).await,
+        Command::Unlock { env, config } => control::unlock(&load(config)?, &env).await,
+        Command::Locks(c) => control::locks(&load(c)?).await,
+        Command::Cancel { id, reason, config } => {
+            control::cancel(&load(config)?, id, &reason).await
+        }
     }
 }
 

@@ -191,6 +191,41 @@ run = 'echo "$FERRY_DEPLOYMENT_ID $FERRY_SHA" >> {scratch}/deployed'
         .collect();
     assert_eq!(states, ["queued", "in_progress", "success"]);
 
+    // An operator steers the running service from a root shell: a lock
+    // holds the next deployment, an unlock lets it run, and the CLI leaves
+    // nothing of root's in the daemon's state directory.
+    let cli = "CREDENTIALS_DIRECTORY=/etc/ferry SUDO_USER=alice ferry";
+    c.ok(&format!(
+        "{cli} lock octo-org/web:production --reason 'live test' --config /etc/ferry/ferry.toml"
+    ));
+    assert_eq!(deliver(&http, &url, 5003).await, 202);
+    github.wait_state(5003, "queued", wait).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = github.statuses_of(5003);
+    assert_eq!(held.len(), 1, "a locked environment runs nothing: {held:?}");
+    assert!(
+        held[0].description().contains("locked by alice"),
+        "{held:?}"
+    );
+    let locks = c.ok(&format!("{cli} locks --config /etc/ferry/ferry.toml"));
+    assert!(
+        locks.contains("alice") && locks.contains("live test"),
+        "{locks}"
+    );
+    c.ok(&format!(
+        "{cli} unlock octo-org/web:production --config /etc/ferry/ferry.toml"
+    ));
+    let states: Vec<String> = github
+        .wait_final(5003, wait)
+        .await
+        .iter()
+        .map(|s| s.state().to_string())
+        .collect();
+    assert_eq!(states, ["queued", "in_progress", "success"]);
+    let listed = c.ok(&format!("{cli} deployments --config /etc/ferry/ferry.toml"));
+    assert!(listed.contains("5003"), "{listed}");
+    assert_eq!(c.ok("find /var/lib/ferry -user root"), "");
+
     // Idle past the watchdog's interval: nothing restarts.
     let idle = watchdog_sec() + Duration::from_secs(5);
     tokio::time::sleep(idle).await;

@@ -328,6 +328,13 @@ impl Config {
     }
 
     /// The first target that owns this deployment, as SPEC.md says.
+    /// Whether any target owns the environment, whatever its task.
+    pub fn owns_environment(&self, repository: &str, environment: &str) -> bool {
+        self.targets
+            .iter()
+            .any(|t| t.repository == repository && glob::matches(&t.environment, environment))
+    }
+
     pub fn target_for(&self, repository: &str, environment: &str, task: &str) -> Option<&Target> {
         self.targets
             .iter()

@@ -60,10 +60,24 @@ async fn authorized(app: &Pages, id: &str, token: Option<&str>) -> Result<Deploy
         return Err(not_found());
     }
     match app.store.get(id).await {
-        Ok(Some(d)) => Ok(d),
+        Ok(Some(d)) => Ok(waiting_on_lock(app, d).await),
         Ok(None) => Err(not_found()),
         Err(e) => Err(unavailable(e, id)),
     }
+}
+
+/// A waiting deployment's page says so when its environment is locked,
+/// whenever the lock was taken.
+async fn waiting_on_lock(app: &Pages, mut d: Deployment) -> Deployment {
+    if d.state == crate::store::State::Queued
+        && let Ok(locks) = app.store.locks().await
+        && let Some(l) = locks
+            .iter()
+            .find(|l| l.repository == d.repository && l.environment == d.environment)
+    {
+        d.description = format!("Waiting: {} is locked by {}", d.environment, l.describe());
+    }
+    d
 }
 
 /// HTML only for clients that name `text/html` (browsers): `curl`'s `*/*`

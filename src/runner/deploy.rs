@@ -14,7 +14,7 @@ use super::ssh::{Connected, Connector, StepEnd, Stop, run_step};
 use crate::config::{Host, Target};
 use crate::format::{duration, plural, short_sha};
 use crate::logs::{LogWriter, Stream};
-use crate::store::{Deployment, NewStatus, State, StatusState};
+use crate::store::{Cancellation, Deployment, NewStatus, State, StatusState};
 
 /// Exit statuses in the log for steps that did not exit on their own, as
 /// ssh and shells report them: a lost connection, a SIGTERM.
@@ -49,6 +49,7 @@ pub enum Outcome {
     NoTarget,
     NoSteps,
     Shutdown,
+    Cancelled(Cancellation),
     /// This process lost its claim: another one settles the deployment,
     /// so this outcome is never reported.
     LeaseLost,
@@ -56,11 +57,12 @@ pub enum Outcome {
 }
 
 /// Why a running deployment is told to stop before it ends by itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Interrupt {
     None,
     Shutdown,
     LeaseLost,
+    Cancel(Cancellation),
 }
 
 impl Outcome {
@@ -108,6 +110,7 @@ impl Outcome {
                 d.task, d.repository
             ),
             Outcome::Shutdown => "Cancelled: ferry is shutting down".into(),
+            Outcome::Cancelled(c) => c.describe(),
             Outcome::LeaseLost => "Taken over by another replica".into(),
             Outcome::Internal(why) => format!("ferry could not run it: {why}"),
         }
@@ -265,6 +268,7 @@ async fn execute(
     let deadline = tokio::time::sleep(target.timeout);
     tokio::pin!(deadline);
     let mut timed_out = None;
+    let mut cancelled = None;
     loop {
         tokio::select! {
             _ = &mut hosts_done => break,
@@ -276,15 +280,20 @@ async fn execute(
                 run.stop.send_replace(Stop::TimedOut);
             }
             why = interrupt.wait_for(|i| *i != Interrupt::None), if *run.stop.borrow() == Stop::Run => {
-                let why = why.map(|w| *w).unwrap_or(Interrupt::Shutdown);
+                let why = why.map(|w| w.clone()).unwrap_or(Interrupt::Shutdown);
                 let (text, stop) = match why {
                     Interrupt::LeaseLost => (
-                        "this ferry lost its claim on the deployment (another replica settles it): stopping every host",
+                        "this ferry lost its claim on the deployment (another replica settles it): stopping every host".to_string(),
                         Stop::LeaseLost,
                     ),
-                    _ => ("ferry is shutting down: stopping every host", Stop::Shutdown),
+                    Interrupt::Cancel(c) => {
+                        let text = format!("{}; stopping every host", c.describe());
+                        cancelled = Some(c);
+                        (text, Stop::Cancelled)
+                    }
+                    _ => ("ferry is shutting down: stopping every host".to_string(), Stop::Shutdown),
                 };
-                run.log.ferry(None, None, text);
+                run.log.ferry(None, None, &text);
                 run.stop.send_replace(stop);
             }
         }
@@ -303,6 +312,11 @@ async fn execute(
     match *run.stop.borrow() {
         Stop::Shutdown => return Outcome::Shutdown,
         Stop::LeaseLost => return Outcome::LeaseLost,
+        Stop::Cancelled => {
+            if let Some(c) = cancelled {
+                return Outcome::Cancelled(c);
+            }
+        }
         _ => {}
     }
     Outcome::Success {

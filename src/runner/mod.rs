@@ -24,6 +24,11 @@ use deploy::Interrupt;
 pub use rescue::RESTARTED as INTERRUPTED;
 pub use ssh::Connector;
 
+/// How often the store is asked for work without a wake-up: an unlock or
+/// a cancel from the command line reaches the daemon within a second.
+const CLAIM_POLL: Duration = Duration::from_millis(500);
+const CANCEL_POLL: Duration = Duration::from_millis(500);
+
 /// What a deployment needs while it runs.
 #[derive(Clone)]
 pub struct Handles {
@@ -53,7 +58,7 @@ impl Running {
     fn interrupt(&self, id: Option<DeploymentId>, why: Interrupt) {
         for (d, (_, tx)) in self.lock().iter() {
             if id.is_none_or(|id| id == *d) {
-                tx.send_replace(why);
+                tx.send_replace(why.clone());
             }
         }
     }
@@ -86,6 +91,35 @@ impl Runner {
     pub async fn recover(&self) -> anyhow::Result<usize> {
         let all = !self.shared.store.replicas();
         Ok(rescue::rescue(&self.shared, &self.owner, all).await?)
+    }
+
+    /// Stops deployments here that an operator cancelled (`ferry cancel`
+    /// records it in the store, from any host): looked for twice a second,
+    /// so a cancel takes effect within a second or two.
+    async fn watch_cancels(shared: Handles, running: Running, mut done: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(CANCEL_POLL) => {}
+                _ = done.wait_for(|d| *d) => return,
+            }
+            let claims = running.claims();
+            match shared.store.cancel_requests(&claims).await {
+                Ok(asked) => {
+                    for (claim, c) in asked {
+                        let stopping = running
+                            .lock()
+                            .get(&claim.id)
+                            .is_some_and(|(_, tx)| *tx.borrow() == Interrupt::None);
+                        if stopping {
+                            tracing::warn!(deployment = %claim.id, "deployment {}: {}", claim.id, c.describe());
+                            metrics::counter!(crate::metrics::CANCELS).increment(1);
+                            running.interrupt(Some(claim.id), Interrupt::Cancel(c));
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "cannot look for cancelled deployments: {e}"),
+            }
+        }
     }
 
     /// Renews this process's leases every [`RENEW_EVERY`] and, with
@@ -176,6 +210,11 @@ impl Runner {
             self.shared.clone(),
             self.owner.clone(),
             self.running.clone(),
+            done_rx.clone(),
+        ));
+        let cancels = tokio::spawn(Self::watch_cancels(
+            self.shared.clone(),
+            self.running.clone(),
             done_rx,
         ));
         let mut tasks = JoinSet::new();
@@ -215,6 +254,9 @@ impl Runner {
             {
                 counted = Instant::now();
                 metrics::gauge!(crate::metrics::QUEUED).set(queued as f64);
+                if let Ok(locks) = self.shared.store.locks().await {
+                    metrics::gauge!(crate::metrics::LOCKED).set(locks.len() as f64);
+                }
                 let now = format!("{} running, {queued} queued", tasks.len());
                 if now != status {
                     crate::service::status(&now);
@@ -228,8 +270,8 @@ impl Runner {
                 }
                 _ = shutdown.wait_for(|s| *s) => break,
                 // Also a retry after a store error, and how work queued by
-                // another replica is found.
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                // another replica or freed by `ferry unlock` is found.
+                _ = tokio::time::sleep(CLAIM_POLL) => {}
             }
         }
         let grace = self.shared.config.get().runner.shutdown_grace;
@@ -258,5 +300,6 @@ impl Runner {
         }
         done.send_replace(true);
         let _ = leases.await;
+        let _ = cancels.await;
     }
 }

@@ -143,6 +143,8 @@ pub enum Stop {
     Shutdown,
     /// Another process took the deployment over (this one lost its lease).
     LeaseLost,
+    /// An operator cancelled it.
+    Cancelled,
 }
 
 #[derive(Debug, PartialEq, Eq)]

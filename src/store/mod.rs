@@ -74,7 +74,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks the oldest runnable queued deployment as running, leased to
     /// `owner` for [`LEASE`] under a new attempt, and returns it. Runnable:
-    /// no other deployment of its repository and environment runs.
+    /// no other deployment of its repository and environment runs, and the
+    /// environment is not locked.
     async fn claim_next(&self, owner: &Owner) -> Result<Option<Deployment>>;
 
     /// Extends `owner`'s leases on `claims`; returns the claims it still
@@ -140,6 +141,41 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records what became of status posts, by outbox seq.
     async fn record_posts(&self, posts: &[(i64, PostOutcome)]) -> Result<()>;
+
+    /// Locks an environment; if it is locked already, changes nothing and
+    /// returns the lock that holds it.
+    async fn lock(&self, lock: &EnvLock) -> Result<Option<EnvLock>>;
+
+    /// Lifts an environment's lock; returns it, or None if there was none.
+    async fn unlock(&self, repository: &str, environment: &str) -> Result<Option<EnvLock>>;
+
+    /// Every lock, oldest first.
+    async fn locks(&self) -> Result<Vec<EnvLock>>;
+
+    /// Ends a waiting deployment at once (`error`, with `status` queued) or
+    /// asks the process running it to stop it, recording who and why.
+    async fn cancel(
+        &self,
+        id: DeploymentId,
+        cancellation: &Cancellation,
+        status: &NewStatus,
+    ) -> Result<CancelOutcome>;
+
+    /// Running deployments someone asked to cancel, among `claims`.
+    async fn cancel_requests(&self, claims: &[Claim]) -> Result<Vec<(Claim, Cancellation)>>;
+
+    /// Records a `deploy:lock` / `deploy:unlock` deployment and does what
+    /// it asks, all at once: unless the delivery or deployment is a
+    /// duplicate, the lock changes, and the deployment is stored finished
+    /// with its final status ([`LockTask::status`]) queued.
+    async fn accept_lock_task(
+        &self,
+        delivery: &DeliveryKey,
+        deployment: &NewDeployment,
+        task: LockTask,
+        reason: &str,
+        log_url: &str,
+    ) -> Result<(Accepted, Option<(State, String)>)>;
 
     /// Closes every connection; later calls fail with [`Error::Closed`].
     async fn close(&self);

@@ -142,6 +142,8 @@ pub struct Deployment {
     pub attempt: i64,
     /// The process holding its lease while it runs, as [`Owner`] names it.
     pub owner: Option<String>,
+    /// Set once someone asked to cancel it.
+    pub cancelled: Option<Cancellation>,
 }
 
 impl Deployment {
@@ -274,4 +276,109 @@ pub struct RemoteStep {
     pub pgid: i64,
     /// The host's boot id when the step started: a rebooted host is left alone.
     pub boot_id: String,
+}
+
+/// An environment held by an operator: its deployments wait until it is
+/// unlocked, which only an unlock ever does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvLock {
+    pub repository: String,
+    pub environment: String,
+    /// Who locked it (a login).
+    pub holder: String,
+    /// Why, as given; may be empty.
+    pub reason: String,
+    /// Unix milliseconds.
+    pub since: i64,
+}
+
+impl EnvLock {
+    /// "alice since 2026-11-21 14:05 UTC: reason".
+    pub fn describe(&self) -> String {
+        let since =
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.since.max(0) as u64);
+        let since = humantime::format_rfc3339_seconds(since).to_string();
+        // 2026-11-21T14:05:09Z → 2026-11-21 14:05 UTC
+        let since = format!("{} {} UTC", &since[..10], &since[11..16]);
+        if self.reason.is_empty() {
+            format!("{} since {since}", self.holder)
+        } else {
+            format!("{} since {since}: {}", self.holder, self.reason)
+        }
+    }
+}
+
+/// A deployment whose task is `deploy:lock` or `deploy:unlock` (Heaven's
+/// convention): it locks or unlocks its environment for its creator and
+/// runs nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockTask {
+    Lock,
+    Unlock,
+}
+
+impl LockTask {
+    pub fn of(task: &str) -> Option<LockTask> {
+        match task {
+            "deploy:lock" => Some(LockTask::Lock),
+            "deploy:unlock" => Some(LockTask::Unlock),
+            _ => None,
+        }
+    }
+
+    /// The final status for an outcome. Sent with `auto_inactive: false`:
+    /// GitHub would otherwise mark the environment's live deployment
+    /// inactive, as if this one had replaced what runs there.
+    pub fn status(state: State, description: &str, log_url: &str) -> NewStatus {
+        let mut s = NewStatus::new(state.final_status(), description).with_log_url(log_url);
+        s.auto_inactive = Some(false);
+        s
+    }
+
+    /// The deployment's final state and description, given the lock that
+    /// held its environment before it (`held`).
+    pub fn outcome(self, creator: &str, held: Option<&EnvLock>) -> (State, String) {
+        match (self, held) {
+            (LockTask::Lock, None) => (State::Success, format!("Locked by {creator}")),
+            (LockTask::Lock, Some(l)) => (
+                State::Failure,
+                format!("Already locked by {}", l.describe()),
+            ),
+            (LockTask::Unlock, Some(l)) => (
+                State::Success,
+                format!("Unlocked by {creator} (locked by {})", l.describe()),
+            ),
+            (LockTask::Unlock, None) => (State::Success, "Not locked; nothing to unlock".into()),
+        }
+    }
+}
+
+/// Who asked for a deployment to end early, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancellation {
+    pub by: String,
+    pub reason: String,
+}
+
+impl Cancellation {
+    /// "Cancelled by NAME" and ": reason" when one was given.
+    pub fn describe(&self) -> String {
+        if self.reason.is_empty() {
+            format!("Cancelled by {}", self.by)
+        } else {
+            format!("Cancelled by {}: {}", self.by, self.reason)
+        }
+    }
+}
+
+/// What asking to cancel a deployment did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    Unknown,
+    /// It had ended already, in this state.
+    Finished(State),
+    /// It was waiting: it is now `error`, with its status queued.
+    Ended,
+    /// It runs: the process running it is asked to stop it.
+    Requested,
 }

@@ -52,6 +52,8 @@ pub struct RawDeployment {
     pub creator: Option<User>,
     pub production_environment: Option<bool>,
     pub transient_environment: Option<bool>,
+    /// Free text; a `deploy:lock` gives its reason here.
+    pub description: Option<String>,
 }
 
 fn default_task() -> String {
@@ -77,6 +79,10 @@ impl DeploymentEvent {
     /// Old GitHub Enterprise servers send deployments without an action.
     pub fn is_created(&self) -> bool {
         self.action.as_deref().is_none_or(|a| a == "created")
+    }
+
+    pub fn description(&self) -> &str {
+        self.deployment.description.as_deref().unwrap_or_default()
     }
 
     pub fn into_new(self) -> NewDeployment {

@@ -13,8 +13,11 @@ use tokio::sync::Notify;
 use crate::config::Config;
 use crate::current::Current;
 use crate::format::short_sha;
+use crate::logs::Logs;
 use crate::metrics;
-use crate::store::{Accepted, DeliveryKey, NewStatus, SharedStore, StatusState};
+use crate::store::{
+    Accepted, DeliveryKey, EnvLock, LockTask, NewDeployment, NewStatus, SharedStore, StatusState,
+};
 use event::DeploymentEvent;
 pub use signature::SignedDelivery;
 
@@ -23,9 +26,58 @@ pub use signature::SignedDelivery;
 pub struct Intake {
     pub store: SharedStore,
     pub config: Current<Config>,
+    /// Links to and lines in the log of a `deploy:lock` deployment.
+    pub logs: Logs,
+    pub locks: LockCache,
     /// Rung when a deployment was queued, for the runner and the outbox.
     pub runner: Arc<Notify>,
     pub outbox: Arc<Notify>,
+}
+
+/// The environment locks, as last read, for the `queued` description of a
+/// deployment arriving in a locked environment. Whether it waits is the
+/// store's to decide at claim time; this only words the status, so a read
+/// a quarter of a second old is good enough and spares a burst a query per
+/// delivery.
+#[derive(Clone, Default)]
+pub struct LockCache(Arc<std::sync::Mutex<Option<LocksRead>>>);
+
+/// The locks, and when they were read.
+type LocksRead = (std::time::Instant, Vec<EnvLock>);
+
+impl LockCache {
+    const FRESH: std::time::Duration = std::time::Duration::from_millis(250);
+
+    async fn of(
+        &self,
+        store: &SharedStore,
+        repository: &str,
+        environment: &str,
+    ) -> Option<EnvLock> {
+        let cached = {
+            let cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            cache
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < Self::FRESH)
+                .map(|(_, locks)| locks.clone())
+        };
+        let locks = match cached {
+            Some(locks) => locks,
+            None => {
+                let locks = store.locks().await.ok()?;
+                *self.0.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((std::time::Instant::now(), locks.clone()));
+                locks
+            }
+        };
+        locks
+            .into_iter()
+            .find(|l| l.repository == repository && l.environment == environment)
+    }
+
+    fn forget(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
 }
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -77,8 +129,20 @@ pub async fn receive(State(app): State<Intake>, delivery: SignedDelivery) -> Res
             "ignored: only action \"created\" starts a deployment",
         );
     }
+    let reason = parsed.description().to_string();
     let deployment = parsed.into_new();
     let config = app.config.get();
+    let key = DeliveryKey {
+        hook_id: header(headers, "x-github-hook-id")
+            .unwrap_or_default()
+            .to_string(),
+        delivery_id: delivery_id.to_string(),
+    };
+    if let Some(task) = LockTask::of(&deployment.task)
+        && config.owns_environment(&deployment.repository, &deployment.environment)
+    {
+        return lock_task(&app, &key, &deployment, task, &reason).await;
+    }
     let Some(target) = config.target_for(
         &deployment.repository,
         &deployment.environment,
@@ -100,21 +164,24 @@ pub async fn receive(State(app): State<Intake>, delivery: SignedDelivery) -> Res
         );
     };
     let hosts = target.hosts.len();
-    let queued = NewStatus::new(
-        StatusState::Queued,
-        format!(
+    let description = match app
+        .locks
+        .of(&app.store, &deployment.repository, &deployment.environment)
+        .await
+    {
+        Some(lock) => format!(
+            "Waiting: {} is locked by {}",
+            deployment.environment,
+            lock.describe()
+        ),
+        None => format!(
             "Queued {} for {} on {hosts} host{}",
             short_sha(&deployment.sha),
             deployment.environment,
             if hosts == 1 { "" } else { "s" }
         ),
-    );
-    let key = DeliveryKey {
-        hook_id: header(headers, "x-github-hook-id")
-            .unwrap_or_default()
-            .to_string(),
-        delivery_id: delivery_id.to_string(),
     };
+    let queued = NewStatus::new(StatusState::Queued, description);
     let result = app
         .store
         .accept(&key, &deployment, &queued, target.supersede)
@@ -156,10 +223,67 @@ pub async fn receive(State(app): State<Intake>, delivery: SignedDelivery) -> Res
         ),
         Err(e) => {
             tracing::error!(error = %e, deployment = %deployment.id, delivery = delivery_id, "cannot store deployment {}: {e}", deployment.id);
-            answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage unavailable; GitHub may redeliver later",
-            )
+            unavailable()
         }
     }
+}
+
+fn unavailable() -> Response {
+    answer(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage unavailable; GitHub may redeliver later",
+    )
+}
+
+/// `deploy:lock` / `deploy:unlock`: done at once, not in the
+/// environment's turn, so that a lock holds the deployment waiting there.
+async fn lock_task(
+    app: &Intake,
+    key: &DeliveryKey,
+    deployment: &NewDeployment,
+    task: LockTask,
+    reason: &str,
+) -> Response {
+    let log_url = app.logs.url(deployment.id);
+    let result = app
+        .store
+        .accept_lock_task(key, deployment, task, reason, &log_url)
+        .await;
+    let (state, description) = match result {
+        Ok((_, Some(done))) => done,
+        Ok((Accepted::DuplicateDelivery, _)) => {
+            metrics::delivery("deployment", "duplicate");
+            return answer(StatusCode::OK, "duplicate delivery: already accepted");
+        }
+        Ok(_) => {
+            metrics::delivery("deployment", "duplicate");
+            return answer(
+                StatusCode::OK,
+                format!(
+                    "duplicate: deployment {} was already accepted",
+                    deployment.id
+                ),
+            );
+        }
+        Err(e) => {
+            metrics::delivery("deployment", "unavailable");
+            tracing::error!(error = %e, deployment = %deployment.id, "cannot store deployment {}: {e}", deployment.id);
+            return unavailable();
+        }
+    };
+    metrics::delivery("deployment", "accepted");
+    app.locks.forget();
+    if let Ok(log) = app.logs.writer(deployment.id).await {
+        log.ferry(None, None, &format!("{}: {description}", deployment.task));
+        let _ = log.flush().await;
+    }
+    tracing::info!(deployment = %deployment.id, repository = %deployment.repository,
+        environment = %deployment.environment, "deployment {} ({}) of {} to {}: {state}: {description}",
+        deployment.id, deployment.task, deployment.repository, deployment.environment);
+    app.runner.notify_one();
+    app.outbox.notify_one();
+    answer(
+        StatusCode::ACCEPTED,
+        format!("deployment {}: {state}: {description}", deployment.id),
+    )
 }

@@ -8,6 +8,7 @@ use sqlx::PgPool;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../migrations/postgres/0002_accept_batch.sql"),
+    include_str!("../../../migrations/postgres/0003_locks_and_cancel.sql"),
 ];
 
 /// `pg_advisory_xact_lock` key under which migrations run: replicas that

@@ -18,12 +18,14 @@ mod intake;
 mod listen;
 mod migrate;
 mod outbox;
+mod steer;
 
 pub use listen::{WORK_CHANNEL, listen};
 
 use super::{
-    Accepted, Claim, DeliveryKey, Deployment, DeploymentId, Error, LEASE, NewDeployment, NewStatus,
-    OutboxItem, Owner, PostOutcome, RemoteStep, Result, State, StatusState, Store, now_ms,
+    Accepted, CancelOutcome, Cancellation, Claim, DeliveryKey, Deployment, DeploymentId, EnvLock,
+    Error, LEASE, LockTask, NewDeployment, NewStatus, OutboxItem, Owner, PostOutcome, RemoteStep,
+    Result, State, StatusState, Store, now_ms,
 };
 
 /// Leases run on the database's clock, which every replica shares, in
@@ -36,7 +38,7 @@ fn lease_ms() -> i64 {
 
 const DEPLOYMENT_COLUMNS: &str = "id, repository, environment, task, git_ref, sha, payload, \
      creator, production, transient, installation_id, state, description, created_at, \
-     started_at, finished_at, attempt, owner";
+     started_at, finished_at, attempt, owner, cancelled_by, cancel_reason";
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -72,6 +74,25 @@ fn deployment_from_row(row: &PgRow) -> std::result::Result<Deployment, sqlx::Err
         finished_at: row.try_get("finished_at")?,
         attempt: i64::from(row.try_get::<i32, _>("attempt")?),
         owner: row.try_get("owner")?,
+        cancelled: match row.try_get::<Option<String>, _>("cancelled_by")? {
+            None => None,
+            Some(by) => Some(Cancellation {
+                by,
+                reason: row
+                    .try_get::<Option<String>, _>("cancel_reason")?
+                    .unwrap_or_default(),
+            }),
+        },
+    })
+}
+
+fn lock_from_row(row: &PgRow) -> std::result::Result<EnvLock, sqlx::Error> {
+    Ok(EnvLock {
+        repository: row.try_get("repository")?,
+        environment: row.try_get("environment")?,
+        holder: row.try_get("holder")?,
+        reason: row.try_get("reason")?,
+        since: row.try_get("since")?,
     })
 }
 
@@ -215,6 +236,8 @@ impl Store for PgStore {
             "SELECT 1 FROM deployments d WHERE d.state = 'queued'
                AND NOT EXISTS (SELECT 1 FROM deployments r WHERE r.state = 'running'
                                AND r.repository = d.repository AND r.environment = d.environment)
+               AND NOT EXISTS (SELECT 1 FROM env_locks l
+                               WHERE l.repository = d.repository AND l.environment = d.environment)
              LIMIT 1",
         )
         .fetch_optional(&self.pool)
@@ -235,6 +258,8 @@ impl Store for PgStore {
                                 AND q.repository = d.repository AND q.environment = d.environment)
                    AND NOT EXISTS (SELECT 1 FROM deployments r WHERE r.state = 'running'
                                    AND r.repository = d.repository AND r.environment = d.environment)
+                   AND NOT EXISTS (SELECT 1 FROM env_locks l
+                                   WHERE l.repository = d.repository AND l.environment = d.environment)
                  ORDER BY d.seq LIMIT 1
                  FOR UPDATE SKIP LOCKED)
              RETURNING {DEPLOYMENT_COLUMNS}"
@@ -361,6 +386,43 @@ impl Store for PgStore {
         insert_status(&mut tx, claim.id, status, now).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn lock(&self, lock: &EnvLock) -> Result<Option<EnvLock>> {
+        self.env_lock(lock).await
+    }
+
+    async fn unlock(&self, repository: &str, environment: &str) -> Result<Option<EnvLock>> {
+        self.env_unlock(repository, environment).await
+    }
+
+    async fn locks(&self) -> Result<Vec<EnvLock>> {
+        self.env_locks().await
+    }
+
+    async fn accept_lock_task(
+        &self,
+        delivery: &DeliveryKey,
+        deployment: &NewDeployment,
+        task: LockTask,
+        reason: &str,
+        log_url: &str,
+    ) -> Result<(Accepted, Option<(State, String)>)> {
+        self.lock_task(delivery, deployment, task, reason, log_url)
+            .await
+    }
+
+    async fn cancel(
+        &self,
+        id: DeploymentId,
+        cancellation: &Cancellation,
+        status: &NewStatus,
+    ) -> Result<CancelOutcome> {
+        self.cancel_deployment(id, cancellation, status).await
+    }
+
+    async fn cancel_requests(&self, claims: &[Claim]) -> Result<Vec<(Claim, Cancellation)>> {
+        self.cancelled_among(claims).await
     }
 
     async fn by_state(&self, state: State) -> Result<Vec<Deployment>> {

@@ -13,6 +13,7 @@
 //! with connections of their own, beside the writer, as WAL allows.
 
 mod migrate;
+mod steer;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -25,8 +26,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Accepted, Claim, DeliveryKey, Deployment, DeploymentId, Error, LEASE, NewDeployment, NewStatus,
-    OutboxItem, Owner, PostOutcome, RemoteStep, Result, State, StatusState, Store, now_ms,
+    Accepted, CancelOutcome, Cancellation, Claim, DeliveryKey, Deployment, DeploymentId, EnvLock,
+    Error, LEASE, LockTask, NewDeployment, NewStatus, OutboxItem, Owner, PostOutcome, RemoteStep,
+    Result, State, StatusState, Store, now_ms,
 };
 use writer::{Job, Message};
 
@@ -75,7 +77,7 @@ impl Readers {
 
 const DEPLOYMENT_COLUMNS: &str = "id, repository, environment, task, git_ref, sha, payload, \
      creator, production, transient, installation_id, state, description, created_at, \
-     started_at, finished_at, attempt, owner";
+     started_at, finished_at, attempt, owner, cancelled_by, cancel_reason";
 
 fn bad_column(index: usize, what: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, what.into())
@@ -104,6 +106,27 @@ fn deployment_from_row(row: &Row<'_>) -> rusqlite::Result<Deployment> {
         finished_at: row.get("finished_at")?,
         attempt: row.get("attempt")?,
         owner: row.get("owner")?,
+        cancelled: row
+            .get::<_, Option<String>>("cancelled_by")?
+            .map(|by| -> rusqlite::Result<Cancellation> {
+                Ok(Cancellation {
+                    by,
+                    reason: row
+                        .get::<_, Option<String>>("cancel_reason")?
+                        .unwrap_or_default(),
+                })
+            })
+            .transpose()?,
+    })
+}
+
+fn lock_from_row(row: &Row<'_>) -> rusqlite::Result<EnvLock> {
+    Ok(EnvLock {
+        repository: row.get("repository")?,
+        environment: row.get("environment")?,
+        holder: row.get("holder")?,
+        reason: row.get("reason")?,
+        since: row.get("since")?,
     })
 }
 
@@ -235,6 +258,9 @@ impl Store for SqliteStore {
              WHERE d.state = 'queued' AND NOT EXISTS (
                  SELECT 1 FROM deployments r WHERE r.state = 'running'
                  AND r.repository = d.repository AND r.environment = d.environment)
+             AND NOT EXISTS (
+                 SELECT 1 FROM env_locks l
+                 WHERE l.repository = d.repository AND l.environment = d.environment)
              ORDER BY d.seq LIMIT 1";
         // The runner asks after every delivery; during a burst the answer is
         // mostly "nothing", and a read finds that out without the writer.
@@ -407,6 +433,43 @@ impl Store for SqliteStore {
                 .map(drop)
         })
         .await
+    }
+
+    async fn lock(&self, lock: &EnvLock) -> Result<Option<EnvLock>> {
+        self.env_lock(lock).await
+    }
+
+    async fn unlock(&self, repository: &str, environment: &str) -> Result<Option<EnvLock>> {
+        self.env_unlock(repository, environment).await
+    }
+
+    async fn locks(&self) -> Result<Vec<EnvLock>> {
+        self.env_locks().await
+    }
+
+    async fn accept_lock_task(
+        &self,
+        delivery: &DeliveryKey,
+        deployment: &NewDeployment,
+        task: LockTask,
+        reason: &str,
+        log_url: &str,
+    ) -> Result<(Accepted, Option<(State, String)>)> {
+        self.lock_task(delivery, deployment, task, reason, log_url)
+            .await
+    }
+
+    async fn cancel(
+        &self,
+        id: DeploymentId,
+        cancellation: &Cancellation,
+        status: &NewStatus,
+    ) -> Result<CancelOutcome> {
+        self.cancel_deployment(id, cancellation, status).await
+    }
+
+    async fn cancel_requests(&self, claims: &[Claim]) -> Result<Vec<(Claim, Cancellation)>> {
+        self.cancelled_among(claims).await
     }
 
     async fn remote_steps(&self, id: DeploymentId) -> Result<Vec<RemoteStep>> {

@@ -90,6 +90,10 @@ fn writer(mut conn: Connection, mut queue: mpsc::Receiver<Message>) {
                 }
             }
         }
+        if !jobs.is_empty() {
+            // A job may insert a deployment (a lock task): count again.
+            next_seq = None;
+        }
         for job in jobs.drain(..) {
             run_job(&mut conn, job);
         }

@@ -1,0 +1,266 @@
+//! What operators steer with, on PostgreSQL: environment locks (from
+//! `ferry lock` and `deploy:lock` deployments) and cancel.
+
+use super::{
+    Accepted, CancelOutcome, Cancellation, Claim, DeliveryKey, DeploymentId, EnvLock, Error,
+    LockTask, NewDeployment, NewStatus, PgStore, Result, State, insert_status, lock_from_row,
+    now_ms,
+};
+
+impl PgStore {
+    pub(super) async fn env_lock(&self, lock: &EnvLock) -> Result<Option<EnvLock>> {
+        // An unlock between the two statements: try again.
+        for _ in 0..3 {
+            let took = sqlx::query(
+                "INSERT INTO env_locks (repository, environment, holder, reason, since)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(&lock.repository)
+            .bind(&lock.environment)
+            .bind(&lock.holder)
+            .bind(&lock.reason)
+            .bind(lock.since)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            if took == 1 {
+                return Ok(None);
+            }
+            let held =
+                sqlx::query("SELECT * FROM env_locks WHERE repository = $1 AND environment = $2")
+                    .bind(&lock.repository)
+                    .bind(&lock.environment)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if let Some(row) = held {
+                return Ok(Some(lock_from_row(&row)?));
+            }
+        }
+        Err(Error::Database(
+            "the lock was taken and lifted three times while locking: try again".into(),
+        ))
+    }
+
+    pub(super) async fn env_unlock(
+        &self,
+        repository: &str,
+        environment: &str,
+    ) -> Result<Option<EnvLock>> {
+        let row = sqlx::query(
+            "DELETE FROM env_locks WHERE repository = $1 AND environment = $2 RETURNING *",
+        )
+        .bind(repository)
+        .bind(environment)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(lock_from_row).transpose()?)
+    }
+
+    pub(super) async fn env_locks(&self) -> Result<Vec<EnvLock>> {
+        let rows = sqlx::query("SELECT * FROM env_locks ORDER BY since, repository, environment")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(lock_from_row)
+            .collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub(super) async fn lock_task(
+        &self,
+        delivery: &DeliveryKey,
+        deployment: &NewDeployment,
+        task: LockTask,
+        reason: &str,
+        log_url: &str,
+    ) -> Result<(Accepted, Option<(State, String)>)> {
+        let d = deployment;
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        // The environment's turn, as intake takes it (see intake.rs).
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || E'\\n' || $2, 0))")
+            .bind(&d.repository)
+            .bind(&d.environment)
+            .execute(&mut *tx)
+            .await?;
+        if !delivery.delivery_id.is_empty() {
+            let fresh = sqlx::query(
+                "INSERT INTO deliveries (hook_id, delivery_id, received_at, deployment_id)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(&delivery.hook_id)
+            .bind(&delivery.delivery_id)
+            .bind(now)
+            .bind(d.id.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if fresh == 0 {
+                return Ok((Accepted::DuplicateDelivery, None));
+            }
+        }
+        let known: Option<i32> = sqlx::query_scalar("SELECT 1 FROM deployments WHERE id = $1")
+            .bind(d.id.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if known.is_some() {
+            tx.commit().await?;
+            return Ok((Accepted::DuplicateDeployment, None));
+        }
+        let held = sqlx::query(
+            "SELECT * FROM env_locks WHERE repository = $1 AND environment = $2 FOR UPDATE",
+        )
+        .bind(&d.repository)
+        .bind(&d.environment)
+        .fetch_optional(&mut *tx)
+        .await?
+        .as_ref()
+        .map(lock_from_row)
+        .transpose()?;
+        match (task, &held) {
+            (LockTask::Lock, None) => {
+                sqlx::query(
+                    "INSERT INTO env_locks (repository, environment, holder, reason, since)
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&d.repository)
+                .bind(&d.environment)
+                .bind(&d.creator)
+                .bind(reason)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            (LockTask::Unlock, Some(_)) => {
+                sqlx::query("DELETE FROM env_locks WHERE repository = $1 AND environment = $2")
+                    .bind(&d.repository)
+                    .bind(&d.environment)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            _ => {}
+        }
+        let (state, description) = task.outcome(&d.creator, held.as_ref());
+        sqlx::query(
+            "INSERT INTO deployments (id, repository, environment, task, git_ref, sha, payload,
+                 creator, production, transient, installation_id, state, description,
+                 created_at, started_at, finished_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14)",
+        )
+        .bind(d.id.0)
+        .bind(&d.repository)
+        .bind(&d.environment)
+        .bind(&d.task)
+        .bind(&d.git_ref)
+        .bind(&d.sha)
+        .bind(&d.payload)
+        .bind(&d.creator)
+        .bind(d.production)
+        .bind(d.transient)
+        .bind(d.installation_id)
+        .bind(state.as_str())
+        .bind(&description)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        insert_status(
+            &mut tx,
+            d.id,
+            &LockTask::status(state, &description, log_url),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((
+            Accepted::New { superseded: vec![] },
+            Some((state, description)),
+        ))
+    }
+
+    pub(super) async fn cancel_deployment(
+        &self,
+        id: DeploymentId,
+        cancellation: &Cancellation,
+        status: &NewStatus,
+    ) -> Result<CancelOutcome> {
+        let mut tx = self.pool.begin().await?;
+        // Locked, so a claim cannot slip between the look and the change.
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM deployments WHERE id = $1 FOR UPDATE")
+                .bind(id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(state) = state.as_deref().and_then(State::parse) else {
+            return Ok(CancelOutcome::Unknown);
+        };
+        let now = now_ms();
+        let outcome = match state {
+            State::Queued => {
+                sqlx::query(
+                    "UPDATE deployments SET state = 'error', description = $1, finished_at = $2,
+                         cancelled_by = $3, cancel_reason = $4
+                     WHERE id = $5",
+                )
+                .bind(&status.description)
+                .bind(now)
+                .bind(&cancellation.by)
+                .bind(&cancellation.reason)
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
+                insert_status(&mut tx, id, status, now).await?;
+                CancelOutcome::Ended
+            }
+            State::Running => {
+                sqlx::query(
+                    "UPDATE deployments SET cancelled_by = $1, cancel_reason = $2 WHERE id = $3",
+                )
+                .bind(&cancellation.by)
+                .bind(&cancellation.reason)
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
+                CancelOutcome::Requested
+            }
+            done => CancelOutcome::Finished(done),
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    pub(super) async fn cancelled_among(
+        &self,
+        claims: &[Claim],
+    ) -> Result<Vec<(Claim, Cancellation)>> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = claims.iter().map(|c| c.id.0).collect();
+        let attempts: Vec<i32> = claims.iter().map(|c| c.attempt as i32).collect();
+        let rows: Vec<(i64, i32, String, Option<String>)> = sqlx::query_as(
+            "SELECT d.id, d.attempt, d.cancelled_by, d.cancel_reason
+             FROM UNNEST($1::bigint[], $2::int[]) AS c (id, attempt)
+             JOIN deployments d ON d.id = c.id AND d.attempt = c.attempt
+             WHERE d.state = 'running' AND d.cancelled_by IS NOT NULL",
+        )
+        .bind(&ids)
+        .bind(&attempts)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, attempt, by, reason)| {
+                (
+                    Claim {
+                        id: DeploymentId(id),
+                        attempt: i64::from(attempt),
+                    },
+                    Cancellation {
+                        by,
+                        reason: reason.unwrap_or_default(),
+                    },
+                )
+            })
+            .collect())
+    }
+}
