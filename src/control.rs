@@ -192,7 +192,15 @@ mod tests {
             (e.repository.as_str(), e.environment.as_str()),
             ("octo-org/web", "pr-12:eu")
         );
-        for bad in ["", "web", "octo-org/web", "octo-org/web:", "/web:p", "o/:p", "a/b/c:p"] {
+        for bad in [
+            "",
+            "web",
+            "octo-org/web",
+            "octo-org/web:",
+            "/web:p",
+            "o/:p",
+            "a/b/c:p",
+        ] {
             assert!(bad.parse::<EnvName>().is_err(), "{bad:?}");
         }
     }

@@ -56,9 +56,10 @@ pub const LEASE: Duration = Duration::from_secs(15);
 pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 
 /// Everything ferry keeps: deliveries seen, deployments and their queue,
-/// steps running on hosts, and the outbox of statuses for GitHub.
+/// steps running on hosts, and the outbox of statuses for GitHub; and what
+/// operators steer with ([`Steer`]).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Steer + Send + Sync + 'static {
     /// Records a delivery and its deployment, with its `queued` status, and
     /// returns once that is durable. Duplicates (by delivery or by
     /// deployment id) change nothing but the record of the delivery. With
@@ -142,6 +143,15 @@ pub trait Store: Send + Sync + 'static {
     /// Records what became of status posts, by outbox seq.
     async fn record_posts(&self, posts: &[(i64, PostOutcome)]) -> Result<()>;
 
+    /// Closes every connection; later calls fail with [`Error::Closed`].
+    async fn close(&self);
+}
+
+/// What operators steer with: environment locks (`ferry lock`,
+/// `deploy:lock` deployments) and cancel. Each backend implements it in
+/// its `steer.rs`.
+#[async_trait]
+pub trait Steer: Send + Sync {
     /// Locks an environment; if it is locked already, changes nothing and
     /// returns the lock that holds it.
     async fn lock(&self, lock: &EnvLock) -> Result<Option<EnvLock>>;
@@ -176,9 +186,6 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
         log_url: &str,
     ) -> Result<(Accepted, Option<(State, String)>)>;
-
-    /// Closes every connection; later calls fail with [`Error::Closed`].
-    async fn close(&self);
 }
 
 /// One delivery waiting for a backend's batching writer, and where its

@@ -388,43 +388,6 @@ impl Store for PgStore {
         Ok(true)
     }
 
-    async fn lock(&self, lock: &EnvLock) -> Result<Option<EnvLock>> {
-        self.env_lock(lock).await
-    }
-
-    async fn unlock(&self, repository: &str, environment: &str) -> Result<Option<EnvLock>> {
-        self.env_unlock(repository, environment).await
-    }
-
-    async fn locks(&self) -> Result<Vec<EnvLock>> {
-        self.env_locks().await
-    }
-
-    async fn accept_lock_task(
-        &self,
-        delivery: &DeliveryKey,
-        deployment: &NewDeployment,
-        task: LockTask,
-        reason: &str,
-        log_url: &str,
-    ) -> Result<(Accepted, Option<(State, String)>)> {
-        self.lock_task(delivery, deployment, task, reason, log_url)
-            .await
-    }
-
-    async fn cancel(
-        &self,
-        id: DeploymentId,
-        cancellation: &Cancellation,
-        status: &NewStatus,
-    ) -> Result<CancelOutcome> {
-        self.cancel_deployment(id, cancellation, status).await
-    }
-
-    async fn cancel_requests(&self, claims: &[Claim]) -> Result<Vec<(Claim, Cancellation)>> {
-        self.cancelled_among(claims).await
-    }
-
     async fn by_state(&self, state: State) -> Result<Vec<Deployment>> {
         let sql =
             format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE state = $1 ORDER BY seq");

@@ -1,14 +1,19 @@
 //! What operators steer with, on PostgreSQL: environment locks (from
 //! `ferry lock` and `deploy:lock` deployments) and cancel.
 
+use async_trait::async_trait;
+
+use crate::store::Steer;
+
 use super::{
     Accepted, CancelOutcome, Cancellation, Claim, DeliveryKey, DeploymentId, EnvLock, Error,
     LockTask, NewDeployment, NewStatus, PgStore, Result, State, insert_status, lock_from_row,
     now_ms,
 };
 
-impl PgStore {
-    pub(super) async fn env_lock(&self, lock: &EnvLock) -> Result<Option<EnvLock>> {
+#[async_trait]
+impl Steer for PgStore {
+    async fn lock(&self, lock: &EnvLock) -> Result<Option<EnvLock>> {
         // An unlock between the two statements: try again.
         for _ in 0..3 {
             let took = sqlx::query(
@@ -41,11 +46,7 @@ impl PgStore {
         ))
     }
 
-    pub(super) async fn env_unlock(
-        &self,
-        repository: &str,
-        environment: &str,
-    ) -> Result<Option<EnvLock>> {
+    async fn unlock(&self, repository: &str, environment: &str) -> Result<Option<EnvLock>> {
         let row = sqlx::query(
             "DELETE FROM env_locks WHERE repository = $1 AND environment = $2 RETURNING *",
         )
@@ -56,7 +57,7 @@ impl PgStore {
         Ok(row.as_ref().map(lock_from_row).transpose()?)
     }
 
-    pub(super) async fn env_locks(&self) -> Result<Vec<EnvLock>> {
+    async fn locks(&self) -> Result<Vec<EnvLock>> {
         let rows = sqlx::query("SELECT * FROM env_locks ORDER BY since, repository, environment")
             .fetch_all(&self.pool)
             .await?;
@@ -66,7 +67,7 @@ impl PgStore {
             .collect::<std::result::Result<_, _>>()?)
     }
 
-    pub(super) async fn lock_task(
+    async fn accept_lock_task(
         &self,
         delivery: &DeliveryKey,
         deployment: &NewDeployment,
@@ -177,7 +178,7 @@ impl PgStore {
         ))
     }
 
-    pub(super) async fn cancel_deployment(
+    async fn cancel(
         &self,
         id: DeploymentId,
         cancellation: &Cancellation,
@@ -228,10 +229,7 @@ impl PgStore {
         Ok(outcome)
     }
 
-    pub(super) async fn cancelled_among(
-        &self,
-        claims: &[Claim],
-    ) -> Result<Vec<(Claim, Cancellation)>> {
+    async fn cancel_requests(&self, claims: &[Claim]) -> Result<Vec<(Claim, Cancellation)>> {
         if claims.is_empty() {
             return Ok(Vec::new());
         }

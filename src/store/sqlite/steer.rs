@@ -3,13 +3,18 @@
 
 use rusqlite::{OptionalExtension, params};
 
+use async_trait::async_trait;
+
+use crate::store::Steer;
+
 use super::{
     Accepted, CancelOutcome, Cancellation, Claim, DeliveryKey, DeploymentId, EnvLock, LockTask,
     NewDeployment, NewStatus, Result, SqliteStore, State, insert_status, lock_from_row, now_ms,
 };
 
-impl SqliteStore {
-    pub(super) async fn env_lock(&self, lock: &EnvLock) -> Result<Option<EnvLock>> {
+#[async_trait]
+impl Steer for SqliteStore {
+    async fn lock(&self, lock: &EnvLock) -> Result<Option<EnvLock>> {
         let lock = lock.clone();
         self.write(move |tx| {
             let held = tx
@@ -34,11 +39,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn env_unlock(
-        &self,
-        repository: &str,
-        environment: &str,
-    ) -> Result<Option<EnvLock>> {
+    async fn unlock(&self, repository: &str, environment: &str) -> Result<Option<EnvLock>> {
         let (repository, environment) = (repository.to_string(), environment.to_string());
         self.write(move |tx| {
             tx.prepare_cached(
@@ -50,7 +51,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn env_locks(&self) -> Result<Vec<EnvLock>> {
+    async fn locks(&self) -> Result<Vec<EnvLock>> {
         self.read(|c| {
             c.prepare_cached("SELECT * FROM env_locks ORDER BY since, repository, environment")?
                 .query_map([], lock_from_row)?
@@ -59,7 +60,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn lock_task(
+    async fn accept_lock_task(
         &self,
         delivery: &DeliveryKey,
         deployment: &NewDeployment,
@@ -159,7 +160,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn cancel_deployment(
+    async fn cancel(
         &self,
         id: DeploymentId,
         cancellation: &Cancellation,
@@ -205,10 +206,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn cancelled_among(
-        &self,
-        claims: &[Claim],
-    ) -> Result<Vec<(Claim, Cancellation)>> {
+    async fn cancel_requests(&self, claims: &[Claim]) -> Result<Vec<(Claim, Cancellation)>> {
         if claims.is_empty() {
             return Ok(Vec::new());
         }
