@@ -11,7 +11,7 @@ pub const DEPLOYMENT_SECONDS: &str = "ferry_deployment_duration_seconds";
 pub const QUEUED: &str = "ferry_deployments_queued";
 pub const RUNNING: &str = "ferry_deployments_running";
 pub const LOCKED: &str = "ferry_environments_locked";
-pub const CANCELS: &str = "ferry_cancels_total";
+pub const CANCELLED: &str = "ferry_deployments_cancelled";
 /// Status posts to GitHub, by `result`: sent, retried, failed.
 pub const STATUS_POSTS: &str = "ferry_status_posts_total";
 pub const SSH_CONNECT_SECONDS: &str = "ferry_ssh_connect_seconds";
@@ -54,9 +54,9 @@ fn describe() {
     describe_gauge!(QUEUED, "Deployments waiting to run.");
     describe_gauge!(RUNNING, "Deployments running now.");
     describe_gauge!(LOCKED, "Environments locked (ferry lock, deploy:lock).");
-    describe_counter!(
-        CANCELS,
-        "Running deployments this replica stopped because of ferry cancel."
+    describe_gauge!(
+        CANCELLED,
+        "Deployments cancelled with ferry cancel, waiting or running (counted in the store: every replica reports the same)."
     );
     describe_counter!(
         STATUS_POSTS,

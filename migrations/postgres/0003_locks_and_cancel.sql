@@ -12,6 +12,8 @@ CREATE TABLE env_locks (
 -- running it stops it; the final status says so either way.
 ALTER TABLE deployments ADD COLUMN cancelled_by TEXT;
 ALTER TABLE deployments ADD COLUMN cancel_reason TEXT;
+-- Counted for /metrics every second.
+CREATE INDEX deployments_cancelled ON deployments (id) WHERE cancelled_by IS NOT NULL;
 
 -- An unlock frees an environment and a cancel must reach the replica
 -- running the deployment: both wake every replica (a hint; they poll too).

@@ -12,3 +12,5 @@ CREATE TABLE env_locks (
 -- running it stops it; the final status says so either way.
 ALTER TABLE deployments ADD COLUMN cancelled_by TEXT;
 ALTER TABLE deployments ADD COLUMN cancel_reason TEXT;
+-- Counted for /metrics every second.
+CREATE INDEX deployments_cancelled ON deployments (id) WHERE cancelled_by IS NOT NULL;

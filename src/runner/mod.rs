@@ -112,7 +112,6 @@ impl Runner {
                             .is_some_and(|(_, tx)| *tx.borrow() == Interrupt::None);
                         if stopping {
                             tracing::warn!(deployment = %claim.id, "deployment {}: {}", claim.id, c.describe());
-                            metrics::counter!(crate::metrics::CANCELS).increment(1);
                             running.interrupt(Some(claim.id), Interrupt::Cancel(c));
                         }
                     }
@@ -256,6 +255,9 @@ impl Runner {
                 metrics::gauge!(crate::metrics::QUEUED).set(queued as f64);
                 if let Ok(locks) = self.shared.store.locks().await {
                     metrics::gauge!(crate::metrics::LOCKED).set(locks.len() as f64);
+                }
+                if let Ok(n) = self.shared.store.cancelled().await {
+                    metrics::gauge!(crate::metrics::CANCELLED).set(n as f64);
                 }
                 let now = format!("{} running, {queued} queued", tasks.len());
                 if now != status {

@@ -171,6 +171,9 @@ pub trait Steer: Send + Sync {
         status: &NewStatus,
     ) -> Result<CancelOutcome>;
 
+    /// How many deployments were cancelled, ever (within retention).
+    async fn cancelled(&self) -> Result<i64>;
+
     /// Running deployments someone asked to cancel, among `claims`.
     async fn cancel_requests(&self, claims: &[Claim]) -> Result<Vec<(Claim, Cancellation)>>;
 

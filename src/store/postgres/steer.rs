@@ -229,6 +229,14 @@ impl Steer for PgStore {
         Ok(outcome)
     }
 
+    async fn cancelled(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM deployments WHERE cancelled_by IS NOT NULL")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     async fn cancel_requests(&self, claims: &[Claim]) -> Result<Vec<(Claim, Cancellation)>> {
         if claims.is_empty() {
             return Ok(Vec::new());

@@ -206,6 +206,14 @@ impl Steer for SqliteStore {
         .await
     }
 
+    async fn cancelled(&self) -> Result<i64> {
+        self.read(|c| {
+            c.prepare_cached("SELECT count(*) FROM deployments WHERE cancelled_by IS NOT NULL")?
+                .query_row([], |r| r.get(0))
+        })
+        .await
+    }
+
     async fn cancel_requests(&self, claims: &[Claim]) -> Result<Vec<(Claim, Cancellation)>> {
         if claims.is_empty() {
             return Ok(Vec::new());
