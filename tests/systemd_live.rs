@@ -224,7 +224,21 @@ run = 'echo "$FERRY_DEPLOYMENT_ID $FERRY_SHA" >> {scratch}/deployed'
     assert_eq!(states, ["queued", "in_progress", "success"]);
     let listed = c.ok(&format!("{cli} deployments --config /etc/ferry/ferry.toml"));
     assert!(listed.contains("5003"), "{listed}");
+    // So can a member of group ferry, without root.
+    c.ok("useradd --no-create-home --groups ferry operator");
+    let member = "runuser -u operator -- env CREDENTIALS_DIRECTORY=/etc/ferry SUDO_USER= LOGNAME=operator ferry";
+    c.ok(&format!(
+        "{member} lock octo-org/web:production --config /etc/ferry/ferry.toml"
+    ));
+    assert!(
+        c.ok(&format!("{member} locks --config /etc/ferry/ferry.toml"))
+            .contains("operator")
+    );
+    c.ok(&format!(
+        "{member} unlock octo-org/web:production --config /etc/ferry/ferry.toml"
+    ));
     assert_eq!(c.ok("find /var/lib/ferry -user root"), "");
+    assert_eq!(c.ok("find /var/lib/ferry ! -group ferry"), "");
 
     // Idle past the watchdog's interval: nothing restarts.
     let idle = watchdog_sec() + Duration::from_secs(5);

@@ -16,7 +16,8 @@ pub fn append(dir: &Path, id: DeploymentId) -> io::Result<File> {
     OpenOptions::new()
         .create(true)
         .append(true)
-        .mode(0o640)
+        // Group ferry's operators write logs too (`ferry cancel`).
+        .mode(0o660)
         .open(path(dir, id))
 }
 

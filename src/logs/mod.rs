@@ -379,7 +379,9 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<Vec<u8>> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        // Readable by group ferry's operators, whose `ferry cancel` puts
+        // a log link in the status it queues; they read the logs anyway.
+        .mode(0o640)
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
     file.write_all(&key)?;
