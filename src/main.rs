@@ -92,6 +92,16 @@ fn load(arg: ConfigArg) -> Result<Config, cli::Failed> {
     })
 }
 
+/// For the commands that use only the store: secrets the user may not
+/// read are not needed.
+fn load_for_store(arg: ConfigArg) -> Result<Config, cli::Failed> {
+    let path = config::resolve_path(arg.config);
+    Config::load_without_secrets(&path).map_err(|e| {
+        eprintln!("error: {e}");
+        cli::Failed
+    })
+}
+
 async fn try_main(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Serve(c) => {
@@ -105,17 +115,21 @@ async fn try_main(args: Args) -> anyhow::Result<()> {
         Command::CheckHosts { config, target } => {
             cli::check_hosts(&load(config)?, target.as_deref()).await
         }
-        Command::Deployments { config, limit } => cli::deployments(&load(config)?, limit).await,
-        Command::Logs { id, config, follow } => cli::logs(&load(config)?, id, follow).await,
+        Command::Deployments { config, limit } => {
+            cli::deployments(&load_for_store(config)?, limit).await
+        }
+        Command::Logs { id, config, follow } => {
+            cli::logs(&load_for_store(config)?, id, follow).await
+        }
         Command::Lock {
             env,
             reason,
             config,
-        } => control::lock(&load(config)?, &env, &reason).await,
-        Command::Unlock { env, config } => control::unlock(&load(config)?, &env).await,
-        Command::Locks(c) => control::locks(&load(c)?).await,
+        } => control::lock(&load_for_store(config)?, &env, &reason).await,
+        Command::Unlock { env, config } => control::unlock(&load_for_store(config)?, &env).await,
+        Command::Locks(c) => control::locks(&load_for_store(c)?).await,
         Command::Cancel { id, reason, config } => {
-            control::cancel(&load(config)?, id, &reason).await
+            control::cancel(&load_for_store(config)?, id, &reason).await
         }
     }
 }

@@ -225,14 +225,15 @@ run = 'echo "$FERRY_DEPLOYMENT_ID $FERRY_SHA" >> {scratch}/deployed'
     let listed = c.ok(&format!("{cli} deployments --config /etc/ferry/ferry.toml"));
     assert!(listed.contains("5003"), "{listed}");
     // So can a member of group ferry, without root.
-    c.ok("useradd --no-create-home --groups ferry operator");
-    let member = "runuser -u operator -- env CREDENTIALS_DIRECTORY=/etc/ferry SUDO_USER= LOGNAME=operator ferry";
+    c.ok("useradd --no-create-home --groups ferry oncall");
+    let member =
+        "runuser -u oncall -- env CREDENTIALS_DIRECTORY=/etc/ferry SUDO_USER= LOGNAME=oncall ferry";
     c.ok(&format!(
         "{member} lock octo-org/web:production --config /etc/ferry/ferry.toml"
     ));
     assert!(
         c.ok(&format!("{member} locks --config /etc/ferry/ferry.toml"))
-            .contains("operator")
+            .contains("oncall")
     );
     c.ok(&format!(
         "{member} unlock octo-org/web:production --config /etc/ferry/ferry.toml"

@@ -276,6 +276,17 @@ pub fn resolve_path(flag: Option<PathBuf>) -> PathBuf {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_as(path, false)
+    }
+
+    /// For the commands that only use the store (`deployments`, `lock`,
+    /// `cancel`, ...): a member of group ferry may not read the secret files
+    /// (systemd hands them to the service alone), and needs none of them.
+    pub fn load_without_secrets(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_as(path, true)
+    }
+
+    fn load_as(path: &Path, secrets_optional: bool) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             path: path.to_path_buf(),
             problems: vec![Problem {
@@ -284,7 +295,7 @@ impl Config {
                 message: format!("cannot read config: {e}"),
             }],
         })?;
-        Config::parse(&text, path, &|k| std::env::var(k).ok())
+        Config::parse_as(&text, path, &|k| std::env::var(k).ok(), secrets_optional)
     }
 
     /// `env` looks up the secret environment variables; tests pass their own.
@@ -292,6 +303,15 @@ impl Config {
         text: &str,
         path: &Path,
         env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        Config::parse_as(text, path, env, false)
+    }
+
+    fn parse_as(
+        text: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+        secrets_optional: bool,
     ) -> Result<Config, ConfigError> {
         let fail = |problems| ConfigError {
             path: path.to_path_buf(),
@@ -316,6 +336,7 @@ impl Config {
             warnings: Vec::new(),
             suggested: HashSet::new(),
             credentials: env(ENV_CREDENTIALS),
+            secrets_optional,
         };
         let config = cx.check(path, env);
         match config {
@@ -477,7 +498,12 @@ struct Checker<'a> {
     suggested: HashSet<String>,
     /// Where systemd put the LoadCredential= files, if it did.
     credentials: Option<String>,
+    /// Secret files this user may not read stand as [`WITHHELD`].
+    secrets_optional: bool,
 }
+
+/// A secret the loading user may not read (see `load_without_secrets`).
+const WITHHELD: &[u8] = b"(withheld from this user)";
 
 pub const ENV_CREDENTIALS: &str = "CREDENTIALS_DIRECTORY";
 
@@ -826,6 +852,9 @@ impl<'a> Checker<'a> {
     fn read_file(&mut self, path: &[Seg], file: &Path) -> Option<Vec<u8>> {
         match std::fs::read(file) {
             Ok(b) => Some(b),
+            Err(e) if self.secrets_optional && e.kind() == std::io::ErrorKind::PermissionDenied => {
+                Some(WITHHELD.to_vec())
+            }
             Err(e) => {
                 let m = self.unreadable(file, &e);
                 self.problem(path, m);
@@ -907,6 +936,10 @@ impl<'a> Checker<'a> {
                 let key = self.path(key);
                 self.read_file(&at("app_private_key_file"), &key)
                     .and_then(|pem| match crate::github::app::check_private_key(&pem) {
+                        _ if pem == WITHHELD => Some(GitHubAuth::App {
+                            app_id,
+                            private_key_pem: Secret::new(pem),
+                        }),
                         Ok(()) => Some(GitHubAuth::App {
                             app_id,
                             private_key_pem: Secret::new(pem),
