@@ -539,3 +539,32 @@ async fn the_cli_run_as_root_leaves_no_root_owned_files_in_storage() {
         "the cancel wrote no log for the waiting deployment"
     );
 }
+
+/// Under the packaged unit `storage.dir` is setgid for group ferry, whose
+/// members write the database too: it (and its -wal, -shm) must be
+/// group-writable although SQLite makes files 0644 less the umask.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_setgid_storage_dir_gets_a_group_writable_database() {
+    use ferry::store::Steer;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o2770)).unwrap();
+    let store = ferry::store::sqlite::SqliteStore::open(dir.path())
+        .await
+        .unwrap();
+    let lock = ferry::store::EnvLock {
+        repository: REPO.into(),
+        environment: "production".into(),
+        holder: "t".into(),
+        reason: String::new(),
+        since: 0,
+    };
+    assert_eq!(store.lock(&lock).await.unwrap(), None);
+    for name in ["ferry.db", "ferry.db-wal", "ferry.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o060, 0o060, "{name}: {mode:o}");
+    }
+}

@@ -120,6 +120,40 @@ fn deployment_from_row(row: &Row<'_>) -> rusqlite::Result<Deployment> {
     })
 }
 
+/// Under the packaged unit `storage.dir` is group ferry's (setgid): the
+/// group's operators write the database too (`ferry lock`, `cancel`).
+/// SQLite makes a database 0644 less the umask, so the group could only
+/// read it; its `-wal` and `-shm` copy the database's mode. Elsewhere
+/// (no setgid directory) modes are left as they are.
+fn share_with_group(dir: &Path, db: &Path) {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let setgid = std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o2000 != 0);
+    if !setgid {
+        return;
+    }
+    if !db.exists() {
+        // An empty file is a new database to SQLite.
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o660)
+            .open(db);
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", db.display()));
+        if let Ok(meta) = std::fs::metadata(&file) {
+            let mode = meta.permissions().mode();
+            if mode & 0o060 != 0o060 {
+                // Not ours (an operator's CLI): the owner fixes it.
+                let _ = std::fs::set_permissions(
+                    &file,
+                    std::fs::Permissions::from_mode((mode | 0o060) & 0o7777),
+                );
+            }
+        }
+    }
+}
+
 fn lock_from_row(row: &Row<'_>) -> rusqlite::Result<EnvLock> {
     Ok(EnvLock {
         repository: row.get("repository")?,
@@ -136,6 +170,7 @@ impl SqliteStore {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create storage.dir {}", dir.display()))?;
         let path = dir.join("ferry.db");
+        share_with_group(dir, &path);
         let (tx, queue) = mpsc::channel(4 * writer::BATCH);
         let opened = path.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
