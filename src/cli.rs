@@ -260,7 +260,7 @@ fn where_stored(c: &Config) -> String {
     }
 }
 
-fn clock(ms: i64) -> String {
+pub(crate) fn clock(ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
 }

@@ -4,11 +4,9 @@
 //! twice a second), so they work whichever replica or none is up, and need
 //! no socket through the hardened unit.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use anyhow::bail;
 
-use crate::cli::{Failed, open_store};
+use crate::cli::{Failed, clock, open_store};
 use crate::config::Config;
 use crate::store::{CancelOutcome, Cancellation, DeploymentId, EnvLock, NewStatus, StatusState};
 
@@ -125,12 +123,11 @@ pub async fn locks(c: &Config) -> anyhow::Result<()> {
         "ENVIRONMENT", "LOCKED BY", "SINCE"
     );
     for l in locks {
-        let since = UNIX_EPOCH + Duration::from_millis(l.since.max(0) as u64);
         println!(
             "{:<40}  {:<16}  {:<20}  {}",
             format!("{}:{}", l.repository, l.environment),
             l.holder,
-            humantime::format_rfc3339_seconds(since).to_string(),
+            clock(l.since),
             l.reason
         );
     }

@@ -250,6 +250,18 @@ fn alive(pid: &str) -> bool {
         .success()
 }
 
+/// The remote step `pid` ends within 5 s of a cancel.
+async fn gone_within_5s(pid: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the remote step outlived the cancel"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn wait_for_file(path: &Path) -> String {
     let deadline = Instant::now() + WAIT;
     loop {
@@ -309,14 +321,7 @@ async fn cancel_ends_a_waiting_and_a_running_deployment(database_url: Option<Str
     assert_eq!(last.state(), "error");
     assert!(last.description().starts_with("Cancelled by carol: xxx"));
     assert!(last.description().chars().count() <= 140);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while alive(&pid) {
-        assert!(
-            Instant::now() < deadline,
-            "the remote step outlived the cancel"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    gone_within_5s(&pid).await;
     let started = std::fs::read_to_string(w.scratch().join("started")).unwrap();
     assert_eq!(
         started.lines().count(),
@@ -460,14 +465,7 @@ async fn with_replicas_a_lock_and_a_cancel_reach_the_other_replica() {
     assert!(out.status.success(), "{}", text(&out));
     let end = w.github.wait_final(40, WAIT).await;
     assert_eq!(end.last().unwrap().description(), "Cancelled by alice");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while alive(&pid) {
-        assert!(
-            Instant::now() < deadline,
-            "the remote step outlived the cancel"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    gone_within_5s(&pid).await;
 }
 
 // ---- root and the daemon's files ----------------------------------------------

@@ -71,11 +71,9 @@ async fn authorized(app: &Pages, id: &str, token: Option<&str>) -> Result<Deploy
 async fn waiting_on_lock(app: &Pages, mut d: Deployment) -> Deployment {
     if d.state == crate::store::State::Queued
         && let Ok(locks) = app.store.locks().await
-        && let Some(l) = locks
-            .iter()
-            .find(|l| l.repository == d.repository && l.environment == d.environment)
+        && let Some(l) = crate::store::EnvLock::find(&locks, &d.repository, &d.environment)
     {
-        d.description = format!("Waiting: {} is locked by {}", d.environment, l.describe());
+        d.description = l.waiting();
     }
     d
 }

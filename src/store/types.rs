@@ -293,6 +293,27 @@ pub struct EnvLock {
 }
 
 impl EnvLock {
+    /// The lock of `repository`'s `environment` among `locks`, if any.
+    pub fn find<'a>(
+        locks: &'a [EnvLock],
+        repository: &str,
+        environment: &str,
+    ) -> Option<&'a EnvLock> {
+        locks
+            .iter()
+            .find(|l| l.repository == repository && l.environment == environment)
+    }
+
+    /// What a deployment waiting on this lock says: on GitHub (its
+    /// `queued` description) and on its log page.
+    pub fn waiting(&self) -> String {
+        format!(
+            "Waiting: {} is locked by {}",
+            self.environment,
+            self.describe()
+        )
+    }
+
     /// "alice since 2026-11-21 14:05 UTC: reason".
     pub fn describe(&self) -> String {
         let since =

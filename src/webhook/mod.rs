@@ -54,25 +54,18 @@ impl LockCache {
         repository: &str,
         environment: &str,
     ) -> Option<EnvLock> {
-        let cached = {
-            let cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            cache
-                .as_ref()
-                .filter(|(at, _)| at.elapsed() < Self::FRESH)
-                .map(|(_, locks)| locks.clone())
-        };
-        let locks = match cached {
-            Some(locks) => locks,
-            None => {
-                let locks = store.locks().await.ok()?;
-                *self.0.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((std::time::Instant::now(), locks.clone()));
-                locks
-            }
-        };
-        locks
-            .into_iter()
-            .find(|l| l.repository == repository && l.environment == environment)
+        // Every delivery passes here: answer from the cache without
+        // copying it.
+        if let Some((at, locks)) = &*self.0.lock().unwrap_or_else(|p| p.into_inner())
+            && at.elapsed() < Self::FRESH
+        {
+            return EnvLock::find(locks, repository, environment).cloned();
+        }
+        let locks = store.locks().await.ok()?;
+        let found = EnvLock::find(&locks, repository, environment).cloned();
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), locks));
+        found
     }
 
     fn forget(&self) {
@@ -169,11 +162,7 @@ pub async fn receive(State(app): State<Intake>, delivery: SignedDelivery) -> Res
         .of(&app.store, &deployment.repository, &deployment.environment)
         .await
     {
-        Some(lock) => format!(
-            "Waiting: {} is locked by {}",
-            deployment.environment,
-            lock.describe()
-        ),
+        Some(lock) => lock.waiting(),
         None => format!(
             "Queued {} for {} on {hosts} host{}",
             short_sha(&deployment.sha),

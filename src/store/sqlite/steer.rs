@@ -78,10 +78,7 @@ impl Steer for SqliteStore {
             let now = now_ms();
             if !key.delivery_id.is_empty() {
                 let fresh = tx
-                    .prepare_cached(
-                        "INSERT INTO deliveries (hook_id, delivery_id, received_at, deployment_id)
-                         VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    )?
+                    .prepare_cached(super::writer::INSERT_DELIVERY)?
                     .execute(params![key.hook_id, key.delivery_id, now, d.id.0])?;
                 if fresh == 0 {
                     return Ok((Accepted::DuplicateDelivery, None));

@@ -147,10 +147,7 @@ fn commit(
     };
     let mut results = Vec::with_capacity(batch.len());
     {
-        let mut delivery = tx.prepare_cached(
-            "INSERT INTO deliveries (hook_id, delivery_id, received_at, deployment_id) \
-             VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        )?;
+        let mut delivery = tx.prepare_cached(INSERT_DELIVERY)?;
         let mut deployment = tx.prepare_cached(
             "INSERT INTO deployments (id, seq, repository, environment, task, git_ref, sha, \
              payload, creator, production, transient, installation_id, state, description, \
@@ -219,6 +216,10 @@ fn commit(
     *next_seq = Some(seq);
     Ok(results)
 }
+
+/// A delivery seen; changes nothing (0 rows) if it was seen before.
+pub const INSERT_DELIVERY: &str = "INSERT INTO deliveries (hook_id, delivery_id, received_at, \
+     deployment_id) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING";
 
 /// The outbox row for a status.
 pub const INSERT_STATUS: &str = "INSERT INTO status_outbox (deployment_id, state, description, \
