@@ -12,10 +12,14 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
+
+mod raw;
+use raw::{
+    RawConfig, RawGitHub, RawRunner, RawServer, RawSsh, RawStep, RawStorage, RawTarget, keys,
+};
 
 use crate::glob;
 
@@ -103,7 +107,12 @@ pub struct Target {
     pub environment_url: Option<String>,
     pub supersede: bool,
     pub auto_inactive: bool,
+    /// How long after an environment's latest deployment ended it is torn
+    /// down, if it is transient.
+    pub teardown_after: Option<Duration>,
     pub steps: Vec<Step>,
+    /// Run by a teardown (`FERRY_TASK=teardown`); none is fine.
+    pub teardown: Vec<Step>,
 }
 
 impl Target {
@@ -367,119 +376,12 @@ impl Config {
     }
 }
 
-// ---- raw, as written --------------------------------------------------------
-
-const TOP_KEYS: &[&str] = &["server", "github", "storage", "runner", "ssh", "target"];
-const SERVER_KEYS: &[&str] = &["listen", "public_url"];
-const GITHUB_KEYS: &[&str] = &[
-    "api_url",
-    "webhook_secret_file",
-    "token_file",
-    "app_id",
-    "app_private_key_file",
-];
-const STORAGE_KEYS: &[&str] = &["dir", "log_retention", "database_url"];
-const RUNNER_KEYS: &[&str] = &["max_concurrent", "shutdown_grace"];
-const SSH_KEYS: &[&str] = &[
-    "identity_file",
-    "known_hosts_file",
-    "connect_timeout",
-    "config_file",
-    "max_connections",
-    "idle_timeout",
-];
-
 /// Below sshd's default `MaxStartups 10:30:100`, where it starts dropping
 /// connections that have not authenticated yet.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 8;
 /// As long as ssh's masters already linger after ferry lets go of them
 /// (`ControlPersist`), and Ansible's default.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-const TARGET_KEYS: &[&str] = &[
-    "repository",
-    "environment",
-    "task",
-    "hosts",
-    "parallel",
-    "timeout",
-    "environment_url",
-    "supersede",
-    "auto_inactive",
-    "steps",
-];
-const STEP_KEYS: &[&str] = &["name", "run"];
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawServer {
-    listen: Option<String>,
-    public_url: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawGitHub {
-    api_url: Option<String>,
-    webhook_secret_file: Option<PathBuf>,
-    token_file: Option<PathBuf>,
-    app_id: Option<u64>,
-    app_private_key_file: Option<PathBuf>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawStorage {
-    dir: Option<PathBuf>,
-    #[serde(default, with = "humantime_serde")]
-    log_retention: Option<Duration>,
-    database_url: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawRunner {
-    max_concurrent: Option<i64>,
-    #[serde(default, with = "humantime_serde")]
-    shutdown_grace: Option<Duration>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawSsh {
-    identity_file: Option<PathBuf>,
-    known_hosts_file: Option<PathBuf>,
-    #[serde(default, with = "humantime_serde")]
-    connect_timeout: Option<Duration>,
-    config_file: Option<PathBuf>,
-    max_connections: Option<i64>,
-    #[serde(default, with = "humantime_serde")]
-    idle_timeout: Option<Duration>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTarget {
-    repository: Option<String>,
-    environment: Option<String>,
-    task: Option<String>,
-    hosts: Option<Vec<String>>,
-    parallel: Option<i64>,
-    #[serde(default, with = "humantime_serde")]
-    timeout: Option<Duration>,
-    environment_url: Option<String>,
-    supersede: Option<bool>,
-    auto_inactive: Option<bool>,
-    #[serde(default)]
-    steps: Vec<RawStep>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawStep {
-    name: Option<String>,
-    run: Option<String>,
-}
-
 // ---- checking ---------------------------------------------------------------
 
 #[derive(Clone, Copy)]
@@ -645,24 +547,16 @@ impl<'a> Checker<'a> {
     }
 
     /// Deserializes the table at `path` into `T`, or reports why it cannot.
-    fn section<T: DeserializeOwned + Default>(
-        &mut self,
-        path: &[Seg],
-        known: &[&str],
-    ) -> Option<T> {
+    fn section<T: DeserializeOwned + Default>(&mut self, path: &[Seg]) -> Option<T> {
         let Some(span) = self.span_of(path) else {
             return Some(T::default());
         };
         // Any problem at all, here or elsewhere, and parse() returns none.
-        self.table_at(path, span, known)
+        self.table_at(path, span)
     }
 
-    fn table_at<T: DeserializeOwned>(
-        &mut self,
-        path: &[Seg],
-        span: Range<usize>,
-        known: &[&str],
-    ) -> Option<T> {
+    fn table_at<T: DeserializeOwned>(&mut self, path: &[Seg], span: Range<usize>) -> Option<T> {
+        let known = keys::<T>();
         let value = self.value_at(path)?;
         let DeValue::Table(table) = value.get_ref() else {
             self.problem(
@@ -677,12 +571,14 @@ impl<'a> Checker<'a> {
         let mut owned = table.clone();
         owned.make_owned();
         keep_only(&mut owned, known);
-        if let Some(steps) = owned.get_mut("steps")
-            && let DeValue::Array(steps) = steps.get_mut()
-        {
-            for step in steps.iter_mut() {
-                if let DeValue::Table(t) = step.get_mut() {
-                    keep_only(t, STEP_KEYS);
+        for list in raw::STEP_LISTS {
+            if let Some(steps) = owned.get_mut(list)
+                && let DeValue::Array(steps) = steps.get_mut()
+            {
+                for step in steps.iter_mut() {
+                    if let DeValue::Table(t) = step.get_mut() {
+                        keep_only(t, keys::<RawStep>());
+                    }
                 }
             }
         }
@@ -749,12 +645,12 @@ impl<'a> Checker<'a> {
     }
 
     fn check(&mut self, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Option<Config> {
-        self.known_keys(self.doc, TOP_KEYS, &[]);
-        let server: Option<RawServer> = self.section(&[Seg::Key("server")], SERVER_KEYS);
-        let github: Option<RawGitHub> = self.section(&[Seg::Key("github")], GITHUB_KEYS);
-        let storage: Option<RawStorage> = self.section(&[Seg::Key("storage")], STORAGE_KEYS);
-        let runner: Option<RawRunner> = self.section(&[Seg::Key("runner")], RUNNER_KEYS);
-        let ssh: Option<RawSsh> = self.section(&[Seg::Key("ssh")], SSH_KEYS);
+        self.known_keys(self.doc, keys::<RawConfig>(), &[]);
+        let server: Option<RawServer> = self.section(&[Seg::Key("server")]);
+        let github: Option<RawGitHub> = self.section(&[Seg::Key("github")]);
+        let storage: Option<RawStorage> = self.section(&[Seg::Key("storage")]);
+        let runner: Option<RawRunner> = self.section(&[Seg::Key("runner")]);
+        let ssh: Option<RawSsh> = self.section(&[Seg::Key("ssh")]);
 
         let server = server.and_then(|s| self.server(s));
         let github = github.and_then(|g| self.github(g, env));
@@ -1067,7 +963,7 @@ impl<'a> Checker<'a> {
         for (i, item) in items.iter().enumerate() {
             let path = [Seg::Key("target"), Seg::Index(i)];
             self.step_keys(&path);
-            let raw: Option<RawTarget> = self.table_at(&path, item.span(), TARGET_KEYS);
+            let raw: Option<RawTarget> = self.table_at(&path, item.span());
             match raw.and_then(|r| self.target(i, r)) {
                 Some(t) => {
                     if !seen.insert((t.repository.clone(), t.environment.clone(), t.task.clone())) {
@@ -1087,20 +983,64 @@ impl<'a> Checker<'a> {
         all_ok.then_some(targets)
     }
 
-    /// Reports unknown keys inside `[[target.steps]]`, all of them.
+    /// Reports unknown keys inside `[[target.steps]]` and
+    /// `[[target.teardown]]`, all of them.
     fn step_keys(&mut self, target: &[Seg]) {
-        let mut path = target.to_vec();
-        path.push(Seg::Key("steps"));
-        let Some(DeValue::Array(steps)) = self.value_at(&path).map(|v| v.get_ref()) else {
-            return;
-        };
-        for (j, s) in steps.iter().enumerate() {
-            if let DeValue::Table(t) = s.get_ref() {
-                let mut p = path.clone();
-                p.push(Seg::Index(j));
-                self.known_keys(t, STEP_KEYS, &p);
+        for list in raw::STEP_LISTS {
+            let mut path = target.to_vec();
+            path.push(Seg::Key(list));
+            let Some(DeValue::Array(steps)) = self.value_at(&path).map(|v| v.get_ref()) else {
+                continue;
+            };
+            for (j, s) in steps.iter().enumerate() {
+                if let DeValue::Table(t) = s.get_ref() {
+                    let mut p = path.clone();
+                    p.push(Seg::Index(j));
+                    self.known_keys(t, keys::<RawStep>(), &p);
+                }
             }
         }
+    }
+
+    /// The steps of one of a target's step lists (`steps`, `teardown`),
+    /// or None after reporting every bad one.
+    fn steps(&mut self, i: usize, list: &'static str, raw: Vec<RawStep>) -> Option<Vec<Step>> {
+        let mut ok = true;
+        let mut steps = Vec::new();
+        let mut names = HashSet::new();
+        for (j, s) in raw.into_iter().enumerate() {
+            let p = |k| {
+                [
+                    Seg::Key("target"),
+                    Seg::Index(i),
+                    Seg::Key(list),
+                    Seg::Index(j),
+                    Seg::Key(k),
+                ]
+            };
+            match (s.name, s.run) {
+                (Some(name), Some(run)) if !name.trim().is_empty() && !run.trim().is_empty() => {
+                    if !names.insert(name.clone()) {
+                        self.problem(
+                            &p("name"),
+                            format!("step name {name:?} is used twice in this list"),
+                        );
+                        ok = false;
+                    }
+                    steps.push(Step { name, run })
+                }
+                (name, run) => {
+                    if name.is_none_or(|n| n.trim().is_empty()) {
+                        self.problem(&p("name"), "missing: every step needs a name");
+                    }
+                    if run.is_none_or(|r| r.trim().is_empty()) {
+                        self.problem(&p("run"), "missing: every step needs a script to run");
+                    }
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(steps)
     }
 
     fn target(&mut self, i: usize, raw: RawTarget) -> Option<Target> {
@@ -1184,40 +1124,16 @@ impl<'a> Checker<'a> {
                 v
             }
         };
-        let mut steps = Vec::new();
-        let mut names = HashSet::new();
-        for (j, s) in raw.steps.into_iter().enumerate() {
-            let p = |k| {
-                [
-                    Seg::Key("target"),
-                    Seg::Index(i),
-                    Seg::Key("steps"),
-                    Seg::Index(j),
-                    Seg::Key(k),
-                ]
-            };
-            match (s.name, s.run) {
-                (Some(name), Some(run)) if !name.trim().is_empty() && !run.trim().is_empty() => {
-                    if !names.insert(name.clone()) {
-                        self.problem(
-                            &p("name"),
-                            format!("step name {name:?} is used twice in this target"),
-                        );
-                        ok = false;
-                    }
-                    steps.push(Step { name, run })
-                }
-                (name, run) => {
-                    if name.is_none_or(|n| n.trim().is_empty()) {
-                        self.problem(&p("name"), "missing: every step needs a name");
-                    }
-                    if run.is_none_or(|r| r.trim().is_empty()) {
-                        self.problem(&p("run"), "missing: every step needs a script to run");
-                    }
-                    ok = false;
-                }
-            }
+        let steps = self.steps(i, "steps", raw.steps);
+        let teardown = self.steps(i, "teardown", raw.teardown);
+        let teardown_after = raw.teardown_after;
+        if teardown_after.is_some_and(|t| t.is_zero()) {
+            self.problem(&at("teardown_after"), "must be longer than 0s");
+            ok = false;
         }
+        let (Some(steps), Some(teardown)) = (steps, teardown) else {
+            return None;
+        };
         if ok && steps.is_empty() {
             self.warning(
                 &[Seg::Key("target"), Seg::Index(i)],
@@ -1237,7 +1153,9 @@ impl<'a> Checker<'a> {
             environment_url,
             supersede: raw.supersede.unwrap_or(true),
             auto_inactive: raw.auto_inactive.unwrap_or(true),
+            teardown_after,
             steps,
+            teardown,
         })
     }
 }

@@ -298,3 +298,32 @@ fn app_mode_needs_a_usable_private_key() {
     let err = Config::parse(&body, &path, &no_env).unwrap_err();
     assert!(err.problems[0].message.contains("not both"), "{err}");
 }
+
+#[test]
+fn teardown_steps_and_teardown_after() {
+    let c = parse(
+        &(BASE.replace("hosts = [", "teardown_after = \"7d\"\nhosts = [")
+            + "[[target.teardown]]\nname = \"destroy\"\nrun = \"docker compose down\"\n"),
+    )
+    .unwrap();
+    let t = &c.targets[0];
+    assert_eq!(t.teardown_after, Some(Duration::from_secs(7 * 86400)));
+    assert_eq!(t.teardown[0].name, "destroy");
+    assert_eq!(t.steps[0].name, "restart");
+    assert!(c.targets.iter().all(|t| !t.teardown.is_empty()));
+
+    // Bad teardown keys are reported with the others, each with its line.
+    let body = BASE.replace("hosts = [", "teardown_after = \"0s\"\nhosts = [")
+        + "[[target.teardown]]\nname = \"\"\nrun = \"x\"\nwhen = \"now\"\n[runner]\nmax_concurent = 2\n";
+    let err = parse(&body).unwrap_err();
+    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    for key in [
+        "target[0].teardown_after",
+        "target[0].teardown[0].when",
+        "target[0].teardown[0].name",
+        "runner.max_concurent",
+    ] {
+        assert!(keys.contains(&key), "{key} missing from {keys:?}");
+    }
+    assert!(err.problems.iter().all(|p| p.line.is_some()), "{err}");
+}

@@ -1,0 +1,148 @@
+//! The config as written: one struct per table, every field optional so
+//! that the checker can report each missing or bad key rather than stop at
+//! the first. A key is declared once, as a field here: the unknown-key
+//! check reads the known keys from these structs ([`keys`]), and the
+//! checker in `mod.rs` turns each field into the typed config.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, Visitor};
+
+/// The top-level tables. Read only for their names: each table is
+/// deserialized on its own, so that a problem in one leaves the others
+/// checked.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+pub struct RawConfig {
+    server: Option<toml::Value>,
+    github: Option<toml::Value>,
+    storage: Option<toml::Value>,
+    runner: Option<toml::Value>,
+    ssh: Option<toml::Value>,
+    target: Option<toml::Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawGitHub {
+    pub api_url: Option<String>,
+    pub webhook_secret_file: Option<PathBuf>,
+    pub token_file: Option<PathBuf>,
+    pub app_id: Option<u64>,
+    pub app_private_key_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    pub dir: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    pub log_retention: Option<Duration>,
+    pub database_url: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRunner {
+    pub max_concurrent: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_grace: Option<Duration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawSsh {
+    pub identity_file: Option<PathBuf>,
+    pub known_hosts_file: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    pub connect_timeout: Option<Duration>,
+    pub config_file: Option<PathBuf>,
+    pub max_connections: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub repository: Option<String>,
+    pub environment: Option<String>,
+    pub task: Option<String>,
+    pub hosts: Option<Vec<String>>,
+    pub parallel: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    pub environment_url: Option<String>,
+    pub supersede: Option<bool>,
+    pub auto_inactive: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    pub teardown_after: Option<Duration>,
+    #[serde(default)]
+    pub steps: Vec<RawStep>,
+    #[serde(default)]
+    pub teardown: Vec<RawStep>,
+}
+
+/// The arrays of steps in a target, each checked like `[[target.steps]]`.
+pub const STEP_LISTS: [&str; 2] = ["steps", "teardown"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    pub name: Option<String>,
+    pub run: Option<String>,
+}
+
+/// The keys a table accepts: the field names serde gives `T`'s derived
+/// `Deserialize`, which hands them to `deserialize_struct`. A probe
+/// deserializer catches them there and stops.
+pub fn keys<T: DeserializeOwned>() -> &'static [&'static str] {
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for Probe<'_> {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(serde::de::Error::custom("probed"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Probe(&mut fields));
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_the_fields() {
+        assert_eq!(keys::<RawStep>(), ["name", "run"]);
+        assert!(keys::<RawTarget>().contains(&"teardown_after"));
+        assert_eq!(
+            keys::<RawConfig>(),
+            ["server", "github", "storage", "runner", "ssh", "target"]
+        );
+    }
+}
