@@ -116,6 +116,21 @@ pub async fn check_config(c: &Config) -> anyhow::Result<()> {
             },
             duration(t.timeout),
         );
+        if !t.teardown.is_empty() || t.teardown_after.is_some() {
+            let names: Vec<&str> = t.teardown.iter().map(|s| s.name.as_str()).collect();
+            println!(
+                "    teardown steps: {}{}",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                },
+                t.teardown_after.map_or(String::new(), |a| format!(
+                    ", transient environments torn down {} after their latest deployment",
+                    duration(a)
+                )),
+            );
+        }
     }
     for w in &c.warnings {
         println!("warning: {}", w.at(&c.path));
@@ -269,8 +284,8 @@ pub async fn deployments(c: &Config, limit: u32) -> anyhow::Result<()> {
     let store = open_store(c).await?.store;
     let list = store.recent(i64::from(limit)).await?;
     println!(
-        "{:<12}  {:<28}  {:<14}  {:<20}  {:<9}  {:<20}  DURATION",
-        "ID", "REPOSITORY", "ENVIRONMENT", "REF", "STATE", "STARTED"
+        "{:<12}  {:<28}  {:<14}  {:<20}  {:<9}  {:<20}  {:<10}  DESCRIPTION",
+        "ID", "REPOSITORY", "ENVIRONMENT", "REF", "STATE", "STARTED", "DURATION"
     );
     for d in list {
         let started = d.started_at.map_or("-".to_string(), clock);
@@ -286,8 +301,14 @@ pub async fn deployments(c: &Config, limit: u32) -> anyhow::Result<()> {
             (Some(_), crate::store::State::Error) => "cancelled".to_string(),
             (_, state) => state.to_string(),
         };
+        // Teardowns (negative ids) say what they tore down; every row says
+        // why it ended as it did.
+        let description = match d.teardown_of {
+            Some(latest) => format!("teardown of {latest}: {}", d.description),
+            None => d.description.clone(),
+        };
         println!(
-            "{:<12}  {:<28}  {:<14}  {:<20}  {:<9}  {:<20}  {took}",
+            "{:<12}  {:<28}  {:<14}  {:<20}  {:<9}  {:<20}  {took:<10}  {description}",
             d.id, d.repository, d.environment, d.git_ref, state, started
         );
     }

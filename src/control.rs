@@ -1,4 +1,4 @@
-//! `ferry lock`, `unlock`, `locks` and `cancel`: an operator steering the
+//! `ferry lock`, `unlock`, `locks`, `teardown` and `cancel`: an operator steering the
 //! running ferry. They act through the store, which every replica reads
 //! (the runners look for unlocked environments and cancelled deployments
 //! twice a second), so they work whichever replica or none is up, and need
@@ -8,7 +8,10 @@ use anyhow::bail;
 
 use crate::cli::{Failed, clock, open_store};
 use crate::config::Config;
-use crate::store::{CancelOutcome, Cancellation, DeploymentId, EnvLock, NewStatus, StatusState};
+use crate::store::{
+    CancelOutcome, Cancellation, DeploymentId, EnvLock, NewStatus, State, StatusState,
+    TeardownCause, TeardownQueued,
+};
 
 /// `REPO:ENV` as the command line takes it: `owner/name:environment`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +135,49 @@ pub async fn locks(c: &Config) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+pub async fn teardown(c: &Config, env: &EnvName) -> anyhow::Result<()> {
+    owned(c, env)?;
+    let store = open_store(c).await?.store;
+    let cause = TeardownCause::Operator(operator());
+    match crate::teardown::queue(&store, &env.repository, &env.environment, &cause).await? {
+        TeardownQueued::Queued {
+            teardown,
+            superseded,
+        } => {
+            println!(
+                "teardown {} of {env} queued: it runs in the environment's turn; follow it with `ferry logs {}`",
+                teardown.id, teardown.id
+            );
+            if !superseded.is_empty() {
+                println!(
+                    "{} waiting there will not run",
+                    crate::format::plural(superseded.len(), "deployment")
+                );
+            }
+            Ok(())
+        }
+        TeardownQueued::Already(t) => {
+            let what = match t.state {
+                State::Queued => "is waiting".to_string(),
+                State::Running => "is running".to_string(),
+                _ => format!(
+                    "tore it down at {}",
+                    t.finished_at.map_or("-".into(), clock)
+                ),
+            };
+            eprintln!(
+                "error: {env} has no deployment since teardown {}, which {what}",
+                t.id
+            );
+            Err(Failed.into())
+        }
+        TeardownQueued::NoDeployment | TeardownQueued::NotApplicable(_) => {
+            eprintln!("error: {env} has no deployment to tear down");
+            Err(Failed.into())
+        }
+    }
 }
 
 pub async fn cancel(c: &Config, id: i64, reason: &str) -> anyhow::Result<()> {

@@ -6,6 +6,7 @@
 //! - [`webhook`]: `POST /webhook`: signature, event parsing, intake.
 //! - [`store`]: durable state behind one interface; SQLite or PostgreSQL.
 //! - [`runner`]: the scheduler and the SSH executor.
+//! - [`teardown`]: when review apps are torn down (the runner runs them).
 //! - [`logs`]: per-deployment logs, their tokens and pages.
 //! - [`github`]: statuses to GitHub (token or App), sent from the outbox.
 //! - [`daemon`]: `ferry serve`: wiring and orderly shutdown.
@@ -32,4 +33,5 @@ pub mod runner;
 pub mod service;
 pub mod sign;
 pub mod store;
+pub mod teardown;
 pub mod webhook;

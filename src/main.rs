@@ -45,7 +45,8 @@ enum Command {
     },
     /// Print a deployment's log.
     Logs {
-        /// Deployment id.
+        /// Deployment id (a teardown's is negative).
+        #[arg(allow_negative_numbers = true)]
         id: i64,
         #[command(flatten)]
         config: ConfigArg,
@@ -72,9 +73,18 @@ enum Command {
     },
     /// List locked environments: who, since when, why.
     Locks(ConfigArg),
+    /// Tear an environment down now, in its turn: its teardown steps, then
+    /// `inactive` on GitHub for its deployments.
+    Teardown {
+        #[arg(value_name = "REPO:ENV")]
+        env: EnvName,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// End a queued or running deployment (its final status is `error`).
     Cancel {
-        /// Deployment id.
+        /// Deployment id (a teardown's is negative).
+        #[arg(allow_negative_numbers = true)]
         id: i64,
         /// Why; shown on GitHub and in the log.
         #[arg(long, value_name = "TEXT", default_value = "")]
@@ -128,6 +138,9 @@ async fn try_main(args: Args) -> anyhow::Result<()> {
         } => control::lock(&load_for_store(config)?, &env, &reason).await,
         Command::Unlock { env, config } => control::unlock(&load_for_store(config)?, &env).await,
         Command::Locks(c) => control::locks(&load_for_store(c)?).await,
+        Command::Teardown { env, config } => {
+            control::teardown(&load_for_store(config)?, &env).await
+        }
         Command::Cancel { id, reason, config } => {
             control::cancel(&load_for_store(config)?, id, &reason).await
         }

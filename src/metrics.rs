@@ -6,6 +6,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const DELIVERIES: &str = "ferry_webhook_deliveries_total";
 /// Deployments that reached a final state, by `state`.
 pub const DEPLOYMENTS: &str = "ferry_deployments_total";
+/// Teardowns that reached a final state, by `state`.
+pub const TEARDOWNS: &str = "ferry_teardowns_total";
 /// Wall time of deployments that ran, by final `state`.
 pub const DEPLOYMENT_SECONDS: &str = "ferry_deployment_duration_seconds";
 pub const QUEUED: &str = "ferry_deployments_queued";
@@ -50,6 +52,10 @@ fn describe() {
         DEPLOYMENT_SECONDS,
         metrics::Unit::Seconds,
         "Duration of deployments that ran."
+    );
+    describe_counter!(
+        TEARDOWNS,
+        "Teardowns of environments that ended, by final state."
     );
     describe_gauge!(QUEUED, "Deployments waiting to run.");
     describe_gauge!(RUNNING, "Deployments running now.");

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use super::Handles;
 use super::remote::{self, RemoteGroup};
 use super::ssh::{Connected, Connector, StepEnd, Stop, run_step};
-use crate::config::{Host, Target};
+use crate::config::{Host, Step, Target};
 use crate::format::{duration, plural, short_sha};
 use crate::logs::{LogWriter, Stream};
 use crate::store::{Cancellation, Deployment, NewStatus, State, StatusState};
@@ -74,7 +74,26 @@ impl Outcome {
         }
     }
 
+    /// The final description: for a teardown, what became of the
+    /// environment.
     pub fn describe(&self, d: &Deployment) -> String {
+        if d.teardown_of.is_none() {
+            return self.describe_deployment(d);
+        }
+        match self {
+            Outcome::Success { hosts: 0, .. } => "Torn down: no teardown steps to run".into(),
+            Outcome::Success { hosts, elapsed } => {
+                format!(
+                    "Torn down on {} in {}",
+                    plural(*hosts, "host"),
+                    duration(*elapsed)
+                )
+            }
+            other => format!("Not torn down: {}", other.describe_deployment(d)),
+        }
+    }
+
+    fn describe_deployment(&self, d: &Deployment) -> String {
         match self {
             Outcome::Success { hosts, elapsed } => format!(
                 "Deployed {} to {} in {}",
@@ -123,6 +142,8 @@ struct Run {
     connector: Arc<Connector>,
     deployment: Deployment,
     target: Target,
+    /// The target's steps, or its teardown steps for a teardown.
+    steps: Vec<Step>,
     log: LogWriter,
     log_url: String,
     stop: watch::Sender<Stop>,
@@ -148,6 +169,7 @@ pub async fn deploy(
     }
     let state = outcome.state();
     let description = outcome.describe(&deployment);
+    let teardown = deployment.teardown_of.is_some();
     let mut status =
         NewStatus::new(state.final_status(), description.clone()).with_log_url(&log_url);
     if let Outcome::Success { .. } = outcome {
@@ -161,6 +183,9 @@ pub async fn deploy(
         status.auto_inactive = target.map(|t| t.auto_inactive);
     }
     if let Ok(w) = shared.logs.writer(id).await {
+        if teardown && state != State::Success {
+            w.ferry(None, None, "no status was changed on GitHub");
+        }
         w.ferry(None, None, &format!("{state}: {description}"));
         // The final status says the log is complete: make it so first.
         if let Err(e) = w.flush().await {
@@ -170,7 +195,12 @@ pub async fn deploy(
     tracing::info!(deployment = %id, repository = %deployment.repository,
         environment = %deployment.environment, state = %state,
         "deployment {id} of {} to {}: {state}: {description}", deployment.repository, deployment.environment);
-    metrics::counter!(crate::metrics::DEPLOYMENTS, "state" => state.as_str()).increment(1);
+    let counter = if teardown {
+        crate::metrics::TEARDOWNS
+    } else {
+        crate::metrics::DEPLOYMENTS
+    };
+    metrics::counter!(counter, "state" => state.as_str()).increment(1);
     if let Some(started) = deployment.started_at {
         let seconds = (crate::store::now_ms() - started).max(0) as f64 / 1000.0;
         metrics::histogram!(crate::metrics::DEPLOYMENT_SECONDS, "state" => state.as_str())
@@ -180,11 +210,25 @@ pub async fn deploy(
     // deployment left "running" would only be settled at the next restart.
     let mut delay = Duration::from_millis(200);
     for attempt in 1.. {
-        match shared
-            .store
-            .finish(deployment.claim(), state, &status)
-            .await
-        {
+        let recorded = if teardown {
+            let ended = shared
+                .store
+                .finish_teardown(deployment.claim(), state, &description)
+                .await;
+            if let Ok(Some(gone)) = &ended
+                && !gone.is_empty()
+            {
+                tracing::info!(deployment = %id, "teardown {id} of {} {}: {} now inactive",
+                    deployment.repository, deployment.environment, crate::format::plural(gone.len(), "deployment"));
+            }
+            ended.map(|e| e.is_some())
+        } else {
+            shared
+                .store
+                .finish(deployment.claim(), state, &status)
+                .await
+        };
+        match recorded {
             Ok(true) => break,
             Ok(false) => {
                 lost(&shared, &deployment).await;
@@ -231,23 +275,61 @@ async fn execute(
     let Some(target) = config.target_for(&d.repository, &d.environment, &d.task) else {
         return Outcome::NoTarget;
     };
-    if target.steps.is_empty() {
-        return Outcome::NoSteps;
-    }
     let hosts: Vec<String> = target.hosts.iter().map(Host::to_string).collect();
-    log.ferry(
-        None,
-        None,
-        &format!(
-            "deploying {} ({}) of {} to {} on {}: {}",
-            short_sha(&d.sha),
-            d.git_ref,
-            d.repository,
-            d.environment,
-            plural(hosts.len(), "host"),
-            hosts.join(", ")
-        ),
-    );
+    let steps = match d.teardown_of {
+        None if target.steps.is_empty() => return Outcome::NoSteps,
+        None => {
+            log.ferry(
+                None,
+                None,
+                &format!(
+                    "deploying {} ({}) of {} to {} on {}: {}",
+                    short_sha(&d.sha),
+                    d.git_ref,
+                    d.repository,
+                    d.environment,
+                    plural(hosts.len(), "host"),
+                    hosts.join(", ")
+                ),
+            );
+            target.steps.clone()
+        }
+        Some(latest) => {
+            log.ferry(
+                None,
+                None,
+                &format!(
+                    "tearing down {} of {} (latest deployment {latest}: {} ({})): {}",
+                    d.environment,
+                    d.repository,
+                    short_sha(&d.sha),
+                    d.git_ref,
+                    d.description
+                ),
+            );
+            if target.teardown.is_empty() {
+                log.ferry(
+                    None,
+                    None,
+                    "the target has no [[target.teardown]] steps: nothing to run",
+                );
+                return Outcome::Success {
+                    hosts: 0,
+                    elapsed: Duration::ZERO,
+                };
+            }
+            log.ferry(
+                None,
+                None,
+                &format!(
+                    "teardown steps on {}: {}",
+                    plural(hosts.len(), "host"),
+                    hosts.join(", ")
+                ),
+            );
+            target.teardown.clone()
+        }
+    };
     let started = Instant::now();
     let (stop, _) = watch::channel(Stop::Run);
     let run = Arc::new(Run {
@@ -255,6 +337,7 @@ async fn execute(
         connector,
         deployment: d.clone(),
         target: target.clone(),
+        steps,
         log,
         log_url: log_url.to_string(),
         stop,
@@ -357,11 +440,16 @@ impl Run {
 
     fn vars(&self, host: &str) -> Vec<(&'static str, String)> {
         let d = &self.deployment;
+        // A teardown's steps see its latest deployment's variables.
+        let (id, task) = match d.teardown_of {
+            Some(latest) => (latest, "teardown".to_string()),
+            None => (d.id, d.task.clone()),
+        };
         vec![
-            ("FERRY_DEPLOYMENT_ID", d.id.to_string()),
+            ("FERRY_DEPLOYMENT_ID", id.to_string()),
             ("FERRY_REPOSITORY", d.repository.clone()),
             ("FERRY_ENVIRONMENT", d.environment.clone()),
-            ("FERRY_TASK", d.task.clone()),
+            ("FERRY_TASK", task),
             ("FERRY_REF", d.git_ref.clone()),
             ("FERRY_SHA", d.sha.clone()),
             ("FERRY_HOST", host.to_string()),
@@ -375,6 +463,9 @@ impl Run {
 
     /// `in_progress` goes out once, when the first step starts anywhere.
     async fn mark_in_progress(&self) {
+        if self.deployment.teardown_of.is_some() {
+            return;
+        }
         self.in_progress
             .get_or_init(|| async {
                 let d = &self.deployment;
@@ -450,7 +541,7 @@ impl Run {
         // After a lost step the connection is not trusted with another
         // deployment; a failed or stopped step leaves it sound.
         let mut reusable = true;
-        for (i, step) in self.target.steps.iter().enumerate() {
+        for (i, step) in self.steps.iter().enumerate() {
             if *stop.borrow() != Stop::Run {
                 break;
             }

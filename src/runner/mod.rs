@@ -222,6 +222,7 @@ impl Runner {
         let mut by_task: HashMap<tokio::task::Id, DeploymentId> = HashMap::new();
         let mut status = String::new();
         let mut counted = Instant::now() - Duration::from_secs(1);
+        let mut swept = Instant::now() - crate::teardown::SWEEP_EVERY;
         loop {
             let max = self.shared.config.get().runner.max_concurrent.get();
             while tasks.len() < max && !*shutdown.borrow() {
@@ -242,6 +243,18 @@ impl Runner {
                         tracing::error!(error = %e, "cannot claim a queued deployment, retrying: {e}");
                         break;
                     }
+                }
+            }
+            if swept.elapsed() >= crate::teardown::SWEEP_EVERY && !*shutdown.borrow() {
+                swept = Instant::now();
+                let config = self.shared.config.get();
+                match crate::teardown::sweep_idle(&self.shared.store, &config).await {
+                    Ok(0) => {}
+                    Ok(_) => {
+                        self.wake.notify_one();
+                        self.shared.outbox.notify_one();
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot look for idle review apps: {e}"),
                 }
             }
             self.heartbeat.beat();

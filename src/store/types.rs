@@ -6,6 +6,15 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeploymentId(pub i64);
 
+impl DeploymentId {
+    /// Teardowns are jobs of ferry's own, not GitHub deployments: they
+    /// take negative ids, so no GitHub id is ever taken and no status is
+    /// ever posted for them.
+    pub fn is_teardown(self) -> bool {
+        self.0 < 0
+    }
+}
+
 impl fmt::Display for DeploymentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
@@ -144,6 +153,9 @@ pub struct Deployment {
     pub owner: Option<String>,
     /// Set once someone asked to cancel it.
     pub cancelled: Option<Cancellation>,
+    /// For a teardown: the environment's latest deployment when it was
+    /// asked for, whose variables its steps see.
+    pub teardown_of: Option<DeploymentId>,
 }
 
 impl Deployment {
@@ -403,3 +415,84 @@ pub enum CancelOutcome {
     /// It runs: the process running it is asked to stop it.
     Requested,
 }
+
+/// Why an environment is torn down; the store checks it again when it
+/// queues the teardown, against the environment's latest deployment then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TeardownCause {
+    /// A pull request closed: its head branch or sha is the latest
+    /// deployment's ref or sha (a transient one).
+    PullRequest {
+        number: i64,
+        head_ref: String,
+        head_sha: String,
+    },
+    /// The latest deployment (a transient one) ended at or before this
+    /// (unix ms): `teardown_after` passed.
+    Idle { ended_before: i64 },
+    /// `ferry teardown`, by this person: any environment.
+    Operator(String),
+}
+
+impl TeardownCause {
+    /// Whether `latest` (the environment's latest deployment) is one this
+    /// cause tears down.
+    pub fn applies_to(&self, latest: &Deployment) -> bool {
+        match self {
+            TeardownCause::PullRequest {
+                head_ref, head_sha, ..
+            } => {
+                let branch = |r: &str| r.strip_prefix("refs/heads/").unwrap_or(r).to_string();
+                latest.transient
+                    && ((!head_ref.is_empty() && branch(&latest.git_ref) == branch(head_ref))
+                        || (!head_sha.is_empty() && latest.sha == *head_sha))
+            }
+            TeardownCause::Idle { ended_before } => {
+                latest.transient && latest.finished_at.is_some_and(|f| f <= *ended_before)
+            }
+            TeardownCause::Operator(_) => true,
+        }
+    }
+
+    /// The teardown's description while it waits.
+    pub fn describe(&self) -> String {
+        match self {
+            TeardownCause::PullRequest { number, .. } => {
+                format!("Teardown: pull request #{number} closed")
+            }
+            TeardownCause::Idle { .. } => "Teardown: idle past teardown_after".into(),
+            TeardownCause::Operator(by) => format!("Teardown asked for by {by}"),
+        }
+    }
+
+    /// Automatic causes tear an environment down once per latest
+    /// deployment, whatever came of it; an operator may try again after a
+    /// teardown failed.
+    pub fn automatic(&self) -> bool {
+        !matches!(self, TeardownCause::Operator(_))
+    }
+}
+
+/// What asking for a teardown did.
+#[derive(Debug, Clone)]
+pub enum TeardownQueued {
+    /// Queued: the teardown, as stored. `superseded` waiting deployments
+    /// became `inactive`.
+    Queued {
+        teardown: Deployment,
+        superseded: Vec<DeploymentId>,
+    },
+    /// A teardown since the latest deployment already waits, runs, or
+    /// (for automatic causes, or when it succeeded) ended: nothing changed.
+    Already(Deployment),
+    /// The environment has no deployment to tear down.
+    NoDeployment,
+    /// The cause does not apply to the latest deployment (not transient,
+    /// another branch, not idle long enough): nothing changed.
+    NotApplicable(Box<Deployment>),
+}
+
+/// The description of deployments a teardown made `inactive`, and of
+/// those it superseded while they waited.
+pub const TORN_DOWN: &str = "Environment torn down";
+pub const SUPERSEDED_BY_TEARDOWN: &str = "Superseded by a teardown of the environment";

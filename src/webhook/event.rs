@@ -56,6 +56,27 @@ pub struct RawDeployment {
     pub description: Option<String>,
 }
 
+/// A `pull_request` event: a closed one tears its review apps down.
+#[derive(Deserialize)]
+pub struct PullRequestEvent {
+    pub action: String,
+    pub number: i64,
+    pub pull_request: PullRequest,
+    pub repository: Repository,
+}
+
+#[derive(Deserialize)]
+pub struct PullRequest {
+    pub head: Head,
+}
+
+#[derive(Deserialize)]
+pub struct Head {
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub sha: String,
+}
+
 fn default_task() -> String {
     "deploy".into()
 }
@@ -139,6 +160,22 @@ mod tests {
         assert!(e.into_new().installation_id.is_some());
         let _: DeploymentEvent =
             decode(None, &fixture("deployment/gh-pages.payload.json")).unwrap();
+    }
+
+    #[test]
+    fn reads_octokit_pull_request_examples() {
+        for name in ["closed", "closed.with-organization"] {
+            let e: PullRequestEvent =
+                decode(None, &fixture(&format!("pull_request/{name}.payload.json"))).unwrap();
+            assert_eq!(e.action, "closed");
+            assert_eq!(e.number, 2);
+            assert_eq!(e.pull_request.head.git_ref, "changes");
+            assert_eq!(
+                e.pull_request.head.sha,
+                "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
+            );
+            assert!(e.repository.full_name.ends_with("/Hello-World"));
+        }
     }
 
     #[test]

@@ -18,7 +18,8 @@ use crate::metrics;
 use crate::store::{
     Accepted, DeliveryKey, EnvLock, LockTask, NewDeployment, NewStatus, SharedStore, StatusState,
 };
-use event::DeploymentEvent;
+use crate::store::{TeardownCause, TeardownQueued};
+use event::{DeploymentEvent, PullRequestEvent};
 pub use signature::SignedDelivery;
 
 /// What `POST /webhook` needs.
@@ -91,6 +92,9 @@ pub async fn receive(State(app): State<Intake>, delivery: SignedDelivery) -> Res
     };
     let content_type = header(headers, "content-type");
     let delivery_id = header(headers, "x-github-delivery").unwrap_or_default();
+    if event == "pull_request" {
+        return pull_request(&app, content_type, &delivery.body).await;
+    }
     if event != "deployment" {
         if let Err(e) = event::check_json(content_type, &delivery.body) {
             metrics::delivery(event, "bad_request");
@@ -215,6 +219,80 @@ pub async fn receive(State(app): State<Intake>, delivery: SignedDelivery) -> Res
             unavailable()
         }
     }
+}
+
+/// A closed pull request tears down the review apps of its branch: `202`
+/// once a teardown is queued (durably), `200` when there was nothing to do.
+async fn pull_request(app: &Intake, content_type: Option<&str>, body: &[u8]) -> Response {
+    const EVENT: &str = "pull_request";
+    let parsed: PullRequestEvent = match event::decode(content_type, body) {
+        Ok(e) => e,
+        Err(e) => {
+            metrics::delivery(EVENT, "bad_request");
+            return answer(StatusCode::BAD_REQUEST, e);
+        }
+    };
+    let repository = parsed.repository.full_name;
+    if parsed.action != "closed" {
+        metrics::delivery(EVENT, "ignored");
+        return answer(
+            StatusCode::OK,
+            format!(
+                "ignored: only action \"closed\" tears down (got {:?})",
+                parsed.action
+            ),
+        );
+    }
+    let config = app.config.get();
+    if !config.targets.iter().any(|t| t.repository == repository) {
+        metrics::delivery(EVENT, "ignored");
+        return answer(
+            StatusCode::OK,
+            format!("ignored: no target owns {repository}"),
+        );
+    }
+    let cause = TeardownCause::PullRequest {
+        number: parsed.number,
+        head_ref: parsed.pull_request.head.git_ref,
+        head_sha: parsed.pull_request.head.sha,
+    };
+    let done = match crate::teardown::pull_request_closed(&app.store, &config, &repository, &cause)
+        .await
+    {
+        Ok(done) => done,
+        Err(e) => {
+            metrics::delivery(EVENT, "unavailable");
+            tracing::error!(error = %e, "cannot queue the teardowns of pull request #{} of {repository}: {e}", parsed.number);
+            return unavailable();
+        }
+    };
+    let queued: Vec<String> = done
+        .iter()
+        .filter_map(|q| match q {
+            TeardownQueued::Queued { teardown, .. } => Some(format!(
+                "{} (teardown {})",
+                teardown.environment, teardown.id
+            )),
+            _ => None,
+        })
+        .collect();
+    if queued.is_empty() {
+        metrics::delivery(EVENT, "ignored");
+        return answer(
+            StatusCode::OK,
+            format!(
+                "nothing to tear down for pull request #{}: no live review app of its branch",
+                parsed.number
+            ),
+        );
+    }
+    metrics::delivery(EVENT, "accepted");
+    app.runner.notify_one();
+    app.outbox.notify_one();
+    answer(
+        StatusCode::ACCEPTED,
+        format!("queued teardown of {}", queued.join(", ")),
+    )
 }
 
 fn unavailable() -> Response {

@@ -19,6 +19,7 @@ mod listen;
 mod migrate;
 mod outbox;
 mod steer;
+mod teardown;
 
 pub use listen::{WORK_CHANNEL, listen};
 
@@ -38,7 +39,7 @@ fn lease_ms() -> i64 {
 
 const DEPLOYMENT_COLUMNS: &str = "id, repository, environment, task, git_ref, sha, payload, \
      creator, production, transient, installation_id, state, description, created_at, \
-     started_at, finished_at, attempt, owner, cancelled_by, cancel_reason";
+     started_at, finished_at, attempt, owner, cancelled_by, cancel_reason, teardown_of";
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -83,6 +84,9 @@ fn deployment_from_row(row: &PgRow) -> std::result::Result<Deployment, sqlx::Err
                     .unwrap_or_default(),
             }),
         },
+        teardown_of: row
+            .try_get::<Option<i64>, _>("teardown_of")?
+            .map(DeploymentId),
     })
 }
 
@@ -159,6 +163,9 @@ async fn insert_status(
     s: &NewStatus,
     now: i64,
 ) -> std::result::Result<(), sqlx::Error> {
+    if id.is_teardown() {
+        return Ok(());
+    }
     sqlx::query(
         "INSERT INTO status_outbox (deployment_id, state, description, log_url, \
          environment_url, auto_inactive, created_at, next_attempt_at) \

@@ -14,6 +14,7 @@
 
 mod migrate;
 mod steer;
+mod teardown;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -77,7 +78,7 @@ impl Readers {
 
 const DEPLOYMENT_COLUMNS: &str = "id, repository, environment, task, git_ref, sha, payload, \
      creator, production, transient, installation_id, state, description, created_at, \
-     started_at, finished_at, attempt, owner, cancelled_by, cancel_reason";
+     started_at, finished_at, attempt, owner, cancelled_by, cancel_reason, teardown_of";
 
 fn bad_column(index: usize, what: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, what.into())
@@ -117,6 +118,7 @@ fn deployment_from_row(row: &Row<'_>) -> rusqlite::Result<Deployment> {
                 })
             })
             .transpose()?,
+        teardown_of: row.get::<_, Option<i64>>("teardown_of")?.map(DeploymentId),
     })
 }
 

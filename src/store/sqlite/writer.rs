@@ -160,6 +160,7 @@ fn commit(
             "UPDATE deployments SET state = 'inactive', finished_at = ?1, \
              description = 'Superseded by deployment ' || ?2 \
              WHERE repository = ?3 AND environment = ?4 AND state = 'queued' AND seq < ?5 \
+             AND id > 0 \
              RETURNING id, description",
         )?;
         let mut status = tx.prepare_cached(INSERT_STATUS)?;
@@ -232,6 +233,11 @@ pub fn insert_status(
     s: &NewStatus,
     now: i64,
 ) -> rusqlite::Result<()> {
+    // Teardowns are ferry's own: GitHub hears of them only through the
+    // `inactive` of the deployments they tear down.
+    if id.is_teardown() {
+        return Ok(());
+    }
     statement.execute(params![
         id.0,
         s.state.as_str(),
