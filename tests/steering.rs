@@ -3,6 +3,7 @@
 //! cancel. Each test runs on SQLite and on PostgreSQL; the last ones run
 //! two replicas.
 
+#[macro_use]
 mod common;
 
 use std::path::Path;
@@ -13,29 +14,6 @@ use common::{Ferry, Setup, World, deployment_event, loopback, target};
 
 const REPO: &str = "octo-org/web";
 const WAIT: Duration = Duration::from_secs(60);
-
-/// `backends!(name)` runs `async fn name(database_url: Option<String>)`
-/// on SQLite and on PostgreSQL.
-macro_rules! backends {
-    ($($name:ident),* $(,)?) => {
-        mod on_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $name() {
-                    super::$name(None).await
-                }
-            )*
-        }
-        mod on_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $name() {
-                    super::$name(Some(super::common::postgres::cluster().database())).await
-                }
-            )*
-        }
-    };
-}
 
 backends!(
     a_lock_holds_new_deployments_until_unlocked,

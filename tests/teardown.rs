@@ -3,6 +3,7 @@
 //! teardown waiting for the running deployment and for a lock. Each test
 //! runs on SQLite and on PostgreSQL.
 
+#[macro_use]
 mod common;
 
 use std::process::Output;
@@ -13,27 +14,6 @@ use serde_json::Value;
 
 const REPO: &str = "octo-org/web";
 const WAIT: Duration = Duration::from_secs(60);
-
-macro_rules! backends {
-    ($($name:ident),* $(,)?) => {
-        mod on_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $name() {
-                    super::$name(None).await
-                }
-            )*
-        }
-        mod on_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $name() {
-                    super::$name(Some(super::common::postgres::cluster().database())).await
-                }
-            )*
-        }
-    };
-}
 
 backends!(
     a_closed_pull_request_tears_down_its_review_app,
@@ -346,6 +326,11 @@ async fn a_failing_teardown_changes_no_status(database_url: Option<String>) {
     let id = line.split_whitespace().next().unwrap().to_string();
     let log = w.cli(&["logs", &id]);
     let log = String::from_utf8_lossy(&log.stdout).to_string();
+    assert!(
+        log.contains(&format!("teardown {id} of deployment 1")),
+        "{log}"
+    );
+    assert!(log.contains("(task teardown)"), "{log}");
     assert!(log.contains("cannot remove it"), "{log}");
     assert!(log.contains("no status was changed on GitHub"), "{log}");
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -7,7 +7,7 @@ CREATE SEQUENCE teardown_ids;
 CREATE INDEX deployments_env_seq ON deployments (repository, environment, seq);
 -- Idle transient environments are looked for among ended transient ones.
 CREATE INDEX deployments_transient ON deployments (repository, environment, seq)
-    WHERE transient AND id > 0;
+    WHERE transient AND id >= 0;
 
 -- As in 0002, except that a waiting teardown is never superseded: a
 -- deployment arriving after it runs after it.
@@ -114,7 +114,7 @@ BEGIN
         CROSS JOIN LATERAL (
             SELECT id, seq, repository, environment FROM deployments
             WHERE repository = e.repository AND environment = e.environment
-              AND state = 'queued' AND id > 0) AS w),
+              AND state = 'queued' AND id >= 0) AS w),
     gone AS (
         UPDATE deployments d SET state = 'inactive', finished_at = now_ms,
             description = 'Superseded by deployment ' || verdict.victor

@@ -6,4 +6,4 @@ ALTER TABLE deployments ADD COLUMN teardown_of INTEGER;
 CREATE INDEX deployments_env_seq ON deployments (repository, environment, seq);
 -- Idle transient environments are looked for among ended transient ones.
 CREATE INDEX deployments_transient ON deployments (repository, environment, seq)
-    WHERE transient AND id > 0;
+    WHERE transient AND id >= 0;

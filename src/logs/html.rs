@@ -242,13 +242,13 @@ pub fn page(
         h,
         "<!doctype html><html lang=en><head><meta charset=utf-8>\
          <meta name=viewport content=\"width=device-width, initial-scale=1\">\
-         <title>{state} · {repo} → {env} · deployment {id}</title>\
+         <title>{state} · {repo} → {env} · {name}</title>\
          <link rel=stylesheet href=\"../../assets/log.css\"></head>\
          <body data-events=\"events?token={token}&amp;from={next_offset}&amp;line={n_lines}\" data-live=\"{live}\">",
         state = d.state,
         repo = e(&d.repository),
         env = e(&d.environment),
-        id = d.id,
+        name = e(&d.name()),
         token = e(token),
     );
     let started = d.started_at.map(|t| clock(t).0);
@@ -272,7 +272,7 @@ pub fn page(
         state = d.state,
         desc = e(&d.description),
         id = d.id,
-        task = e(&d.task),
+        task = e(d.task_run()),
         git_ref = e(&d.git_ref),
         sha = e(&d.sha),
         short = e(short_sha(&d.sha)),

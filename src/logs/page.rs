@@ -186,8 +186,15 @@ pub async fn log(
 
 pub fn header_text(d: &Deployment) -> String {
     let mut s = format!(
-        "deployment {} of {} to {} (task {})\nref {} at {}, by {}\nstate: {}",
-        d.id, d.repository, d.environment, d.task, d.git_ref, d.sha, d.creator, d.state
+        "{} of {} to {} (task {})\nref {} at {}, by {}\nstate: {}",
+        d.name(),
+        d.repository,
+        d.environment,
+        d.task_run(),
+        d.git_ref,
+        d.sha,
+        d.creator,
+        d.state
     );
     if !d.description.is_empty() {
         s.push_str(" - ");

@@ -441,15 +441,12 @@ impl Run {
     fn vars(&self, host: &str) -> Vec<(&'static str, String)> {
         let d = &self.deployment;
         // A teardown's steps see its latest deployment's variables.
-        let (id, task) = match d.teardown_of {
-            Some(latest) => (latest, "teardown".to_string()),
-            None => (d.id, d.task.clone()),
-        };
+        let id = d.teardown_of.unwrap_or(d.id);
         vec![
             ("FERRY_DEPLOYMENT_ID", id.to_string()),
             ("FERRY_REPOSITORY", d.repository.clone()),
             ("FERRY_ENVIRONMENT", d.environment.clone()),
-            ("FERRY_TASK", task),
+            ("FERRY_TASK", d.task_run().to_string()),
             ("FERRY_REF", d.git_ref.clone()),
             ("FERRY_SHA", d.sha.clone()),
             ("FERRY_HOST", host.to_string()),

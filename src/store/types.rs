@@ -159,6 +159,23 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// How logs and pages name it: "deployment 5", "teardown -3 of
+    /// deployment 5".
+    pub fn name(&self) -> String {
+        match self.teardown_of {
+            Some(latest) => format!("teardown {} of deployment {latest}", self.id),
+            None => format!("deployment {}", self.id),
+        }
+    }
+
+    /// Its task as its steps see it (`FERRY_TASK`).
+    pub fn task_run(&self) -> &str {
+        match self.teardown_of {
+            Some(_) => "teardown",
+            None => &self.task,
+        }
+    }
+
     /// The claim under which this copy was handed out.
     pub fn claim(&self) -> Claim {
         Claim {

@@ -18,6 +18,31 @@ use serde_json::Value;
 pub use github::FakeGitHub;
 pub use sshd::Sshd;
 
+/// `backends!(name, ...)` runs each `async fn name(database_url:
+/// Option<String>)` of the test file on SQLite (`None`) and on PostgreSQL
+/// (a database of the shared test cluster).
+#[allow(unused_macros)]
+macro_rules! backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    super::$name(None).await
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    super::$name(Some(super::common::postgres::cluster().database())).await
+                }
+            )*
+        }
+    };
+}
+
 pub const SECRET: &str = "test-webhook-secret";
 
 pub fn fixture(name: &str) -> Value {

@@ -14,8 +14,8 @@ use super::{DEPLOYMENT_COLUMNS, PgStore, deployment_from_row, insert_status, now
 
 /// The latest deployment of each environment (teardowns aside), as a
 /// condition on `d`.
-const LATEST: &str = "d.id > 0 AND d.seq = (SELECT MAX(m.seq) FROM deployments m
-     WHERE m.repository = d.repository AND m.environment = d.environment AND m.id > 0)";
+const LATEST: &str = "d.id >= 0 AND d.seq = (SELECT MAX(m.seq) FROM deployments m
+     WHERE m.repository = d.repository AND m.environment = d.environment AND m.id >= 0)";
 
 /// Queues the `inactive` status, with `description`, of each of `ids`.
 async fn inactive(
@@ -69,7 +69,7 @@ impl Teardowns for PgStore {
             .await?;
         let sql = format!(
             "SELECT {DEPLOYMENT_COLUMNS}, seq FROM deployments
-             WHERE repository = $1 AND environment = $2 AND id > 0
+             WHERE repository = $1 AND environment = $2 AND id >= 0
              ORDER BY seq DESC LIMIT 1"
         );
         let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -108,7 +108,7 @@ impl Teardowns for PgStore {
         let now = now_ms();
         let mut superseded: Vec<DeploymentId> = sqlx::query_scalar(
             "UPDATE deployments SET state = 'inactive', finished_at = $1, description = $2
-             WHERE repository = $3 AND environment = $4 AND state = 'queued' AND id > 0
+             WHERE repository = $3 AND environment = $4 AND state = 'queued' AND id >= 0
              RETURNING id",
         )
         .bind(now)
@@ -174,7 +174,7 @@ impl Teardowns for PgStore {
         if state == State::Success {
             gone = sqlx::query_scalar(
                 "UPDATE deployments SET state = 'inactive', description = $1
-                 WHERE repository = $2 AND environment = $3 AND id > 0 AND seq < $4
+                 WHERE repository = $2 AND environment = $3 AND id >= 0 AND seq < $4
                  AND state IN ('success', 'failure', 'error')
                  RETURNING id",
             )

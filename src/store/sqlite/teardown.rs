@@ -13,8 +13,8 @@ use super::{DEPLOYMENT_COLUMNS, SqliteStore, deployment_from_row, insert_status,
 
 /// The latest deployment of each environment (teardowns aside), as a
 /// condition on `d`.
-const LATEST: &str = "d.id > 0 AND d.seq = (SELECT MAX(m.seq) FROM deployments m
-     WHERE m.repository = d.repository AND m.environment = d.environment AND m.id > 0)";
+const LATEST: &str = "d.id >= 0 AND d.seq = (SELECT MAX(m.seq) FROM deployments m
+     WHERE m.repository = d.repository AND m.environment = d.environment AND m.id >= 0)";
 
 /// Marks the deployments `ids` inactive with `description`, queueing the
 /// status of each.
@@ -39,7 +39,7 @@ fn queue(
 ) -> rusqlite::Result<TeardownQueued> {
     let sql = format!(
         "SELECT {DEPLOYMENT_COLUMNS}, seq FROM deployments d
-         WHERE d.repository = ?1 AND d.environment = ?2 AND d.id > 0
+         WHERE d.repository = ?1 AND d.environment = ?2 AND d.id >= 0
          ORDER BY d.seq DESC LIMIT 1"
     );
     let latest = tx
@@ -72,7 +72,7 @@ fn queue(
     let superseded: Vec<DeploymentId> = tx
         .prepare_cached(
             "UPDATE deployments SET state = 'inactive', finished_at = ?1, description = ?2
-             WHERE repository = ?3 AND environment = ?4 AND state = 'queued' AND id > 0
+             WHERE repository = ?3 AND environment = ?4 AND state = 'queued' AND id >= 0
              RETURNING id",
         )?
         .query_map(
@@ -176,7 +176,7 @@ impl Teardowns for SqliteStore {
             let gone: Vec<DeploymentId> = tx
                 .prepare_cached(
                     "UPDATE deployments SET state = 'inactive', description = ?1
-                     WHERE repository = ?2 AND environment = ?3 AND id > 0 AND seq < ?4
+                     WHERE repository = ?2 AND environment = ?3 AND id >= 0 AND seq < ?4
                      AND state IN ('success', 'failure', 'error')
                      RETURNING id",
                 )?

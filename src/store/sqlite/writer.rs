@@ -160,7 +160,7 @@ fn commit(
             "UPDATE deployments SET state = 'inactive', finished_at = ?1, \
              description = 'Superseded by deployment ' || ?2 \
              WHERE repository = ?3 AND environment = ?4 AND state = 'queued' AND seq < ?5 \
-             AND id > 0 \
+             AND id >= 0 \
              RETURNING id, description",
         )?;
         let mut status = tx.prepare_cached(INSERT_STATUS)?;
