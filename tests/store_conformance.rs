@@ -92,7 +92,86 @@ conformance!(
     lock_tasks_change_the_lock_once_and_are_stored_finished,
     a_teardown_takes_the_environments_turn_and_inactivates_what_came_before,
     teardowns_of_transient_environments_follow_their_cause,
+    statuses_in_doubt_superseded_and_urgent_are_marked,
 );
+
+async fn statuses_in_doubt_superseded_and_urgent_are_marked(b: Backend) {
+    let store = (b.open)().await;
+    let now = now_ms();
+    // 1 runs; 2 and 3 wait, 3 supersedes 2.
+    accept(&store, 1, "p", true).await;
+    let one = store.claim_next(&me()).await.unwrap().unwrap();
+    accept(&store, 2, "p", true).await;
+    accept(&store, 3, "p", true).await;
+    let due = store.due_statuses(now_ms(), 10).await.unwrap();
+    let by_id = |id: i64| {
+        due.iter()
+            .find(|i| i.deployment_id.0 == id)
+            .unwrap()
+            .clone()
+    };
+    assert!(!by_id(1).superseded && !by_id(3).superseded);
+    assert!(
+        by_id(2).superseded,
+        "a queued status of a superseded deployment"
+    );
+    assert!(due.iter().all(|i| !i.in_doubt));
+
+    // 1's queued handed out and never answered: in doubt next time.
+    let q1 = by_id(1);
+    store
+        .record_posts(&[
+            (q1.seq, PostOutcome::Trying),
+            (by_id(2).seq, PostOutcome::Coalesced),
+        ])
+        .await
+        .unwrap();
+    let due = store.due_statuses(now_ms(), 10).await.unwrap();
+    let again = due.iter().find(|i| i.seq == q1.seq).unwrap();
+    assert!(again.in_doubt);
+    // 2's queued is settled: its head is now its inactive.
+    let two = due.iter().find(|i| i.deployment_id.0 == 2).unwrap();
+    assert_eq!(two.status.state, StatusState::Inactive);
+    // A definite answer clears the doubt; an unanswered post keeps it.
+    store
+        .record_posts(&[(
+            q1.seq,
+            PostOutcome::RetryAt {
+                at: now,
+                error: "500".into(),
+            },
+        )])
+        .await
+        .unwrap();
+    let due = store.due_statuses(now_ms(), 10).await.unwrap();
+    assert!(!due.iter().find(|i| i.seq == q1.seq).unwrap().in_doubt);
+    store
+        .record_posts(&[
+            (q1.seq, PostOutcome::Trying),
+            (
+                q1.seq,
+                PostOutcome::Unanswered {
+                    at: now,
+                    error: "timeout".into(),
+                },
+            ),
+        ])
+        .await
+        .unwrap();
+    let due = store.due_statuses(now_ms(), 10).await.unwrap();
+    assert!(due.iter().find(|i| i.seq == q1.seq).unwrap().in_doubt);
+    store
+        .record_posts(&[(q1.seq, PostOutcome::Confirmed)])
+        .await
+        .unwrap();
+
+    // 1 finishes: its success comes first even with room for one only.
+    succeed(&store, one.claim()).await;
+    let due = store.due_statuses(now_ms(), 1).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].deployment_id, DeploymentId(1));
+    assert_eq!(due[0].status.state, StatusState::Success);
+}
 
 async fn a_teardown_takes_the_environments_turn_and_inactivates_what_came_before(b: Backend) {
     let store = (b.open)().await;

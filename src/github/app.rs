@@ -107,6 +107,11 @@ impl AppAuth {
                 CallError::Permanent { reason } => CallError::Permanent {
                     reason: format!("installation {id} token refused: {reason}"),
                 },
+                // No status went out: nothing about one is in doubt.
+                CallError::Unanswered { reason } => CallError::Retry {
+                    after: None,
+                    reason,
+                },
                 retry => retry,
             })?;
         let access: AccessToken = response.json().await.map_err(|e| CallError::Retry {

@@ -29,14 +29,18 @@ pub enum CallError {
     },
     /// GitHub will not accept this, however often we ask.
     Permanent { reason: String },
+    /// The request may have reached GitHub, but no answer came back (a
+    /// timeout, a connection lost midway): whether it took effect is
+    /// unknown.
+    Unanswered { reason: String },
 }
 
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CallError::Retry { reason, .. } | CallError::Permanent { reason } => {
-                f.write_str(reason)
-            }
+            CallError::Retry { reason, .. }
+            | CallError::Permanent { reason }
+            | CallError::Unanswered { reason } => f.write_str(reason),
         }
     }
 }
@@ -140,6 +144,35 @@ impl GitHub {
         unreachable!("the second attempt always returns")
     }
 
+    /// Whether GitHub already has this status (same state and
+    /// description) among the deployment's latest hundred: asked only of
+    /// a status whose post had no recorded answer.
+    pub async fn has_status(&self, item: &OutboxItem) -> Result<bool, CallError> {
+        #[derive(serde::Deserialize)]
+        struct Listed {
+            state: String,
+            #[serde(default)]
+            description: Option<String>,
+        }
+        let url = format!(
+            "{}/repos/{}/deployments/{}/statuses?per_page=100",
+            self.api_url, item.repository, item.deployment_id
+        );
+        let token = self.token(item.installation_id).await?;
+        let response = self
+            .send(self.http.get(&url).bearer_auth(token.expose_str()))
+            .await?;
+        let listed: Vec<Listed> = response.json().await.map_err(|e| CallError::Retry {
+            after: None,
+            reason: format!("GitHub's list of statuses is not what ferry expects: {e}"),
+        })?;
+        let description = fit_description(&item.status.description);
+        Ok(listed.iter().any(|s| {
+            s.state == item.status.state.as_str()
+                && s.description.as_deref().unwrap_or_default() == description
+        }))
+    }
+
     async fn token(&self, installation: Option<i64>) -> Result<Secret, CallError> {
         match &self.auth {
             Auth::Token(t) => Ok(t.clone()),
@@ -162,9 +195,19 @@ impl GitHub {
             .header("X-GitHub-Api-Version", API_VERSION)
             .send()
             .await
-            .map_err(|e| CallError::Retry {
-                after: None,
-                reason: format!("cannot reach GitHub: {}", error_chain(&e)),
+            .map_err(|e| {
+                // Refused connections never carried the request; anything
+                // later (a timeout, a reset) may have.
+                if e.is_connect() {
+                    CallError::Retry {
+                        after: None,
+                        reason: format!("cannot reach GitHub: {}", error_chain(&e)),
+                    }
+                } else {
+                    CallError::Unanswered {
+                        reason: format!("no answer from GitHub: {}", error_chain(&e)),
+                    }
+                }
             })?;
         let status = response.status();
         if status.is_success() {

@@ -1,7 +1,7 @@
 //! Sends the statuses the store has queued, oldest first within each
 //! deployment, retrying what GitHub asks us to retry, across restarts.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,9 @@ use crate::store::{DeploymentId, OutboxItem, PostOutcome, SharedStore, now_ms};
 /// Status posts in flight at once.
 const IN_FLIGHT: usize = 16;
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
+/// Heads looked at beyond the posts there is room for: `queued` statuses of
+/// superseded deployments among them are settled without GitHub.
+const COALESCE_AHEAD: usize = 64;
 /// How often the store is polled when nothing wakes us.
 const IDLE_POLL: Duration = Duration::from_secs(5);
 /// While posts are in flight, the outbox asks the store for more at most
@@ -32,6 +35,11 @@ pub struct Outbox {
     /// Rung when a status is queued.
     wake: Arc<Notify>,
 }
+
+/// Until when GitHub asked us to wait (`Retry-After`, a rate limit's
+/// reset), by installation (None: the token): nothing it covers is sent
+/// before then.
+type Paused = HashMap<Option<i64>, Instant>;
 
 /// Exponential backoff from 1s, capped, with ±25% jitter so that many
 /// statuses refused together do not come back together.
@@ -57,29 +65,38 @@ impl Outbox {
     /// in order) and [`IN_FLIGHT`] in all: one slow answer from GitHub holds
     /// up only its own deployment.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>, drain: Duration) {
-        let mut in_flight: JoinSet<(OutboxItem, Result<(), CallError>)> = JoinSet::new();
+        let mut in_flight: JoinSet<(OutboxItem, Result<bool, CallError>)> = JoinSet::new();
         let mut busy: HashSet<DeploymentId> = HashSet::new();
         let mut deadline: Option<Instant> = None;
         let mut looked = Instant::now() - BUSY_GAP;
+        let mut paused = Paused::new();
         loop {
             if !in_flight.is_empty() {
                 tokio::time::sleep_until(looked + BUSY_GAP).await;
             }
             looked = Instant::now();
-            let started = match self.start_due(&mut in_flight, &mut busy).await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the status outbox: {e}");
-                    0
-                }
-            };
+            paused.retain(|_, until| *until > looked);
+            let (started, coalesced) =
+                match self.start_due(&mut in_flight, &mut busy, &paused).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the status outbox: {e}");
+                        (0, 0)
+                    }
+                };
+            if coalesced > 0 {
+                // More heads may be behind the ones just settled.
+                continue;
+            }
             if deadline.is_some() && in_flight.is_empty() && started == 0 {
                 return;
             }
-            let idle = if in_flight.is_empty() {
-                self.until_next_due().await
-            } else {
-                IDLE_POLL
+            let idle = match paused.values().min() {
+                Some(until) if in_flight.is_empty() => until
+                    .saturating_duration_since(Instant::now())
+                    .min(IDLE_POLL),
+                _ if in_flight.is_empty() => self.until_next_due().await,
+                _ => IDLE_POLL,
             };
             let drained = async {
                 match deadline {
@@ -99,6 +116,11 @@ impl Outbox {
                         .flatten()
                         .map(|(item, result)| {
                             busy.remove(&item.deployment_id);
+                            if let Err(CallError::Retry { after: Some(wait), .. }) = &result {
+                                let until = Instant::now() + *wait;
+                                let at = paused.entry(item.installation_id).or_insert(until);
+                                *at = (*at).max(until);
+                            }
                             (item.seq, Self::outcome(&item, result))
                         })
                         .collect();
@@ -130,54 +152,106 @@ impl Outbox {
     }
 
     /// Starts sending the statuses now due whose deployment has none in
-    /// flight; returns how many it started.
+    /// flight and whose installation is not paused, and settles the
+    /// `queued` statuses of superseded deployments without sending them;
+    /// returns how many it started and how many it settled.
     async fn start_due(
         &self,
-        in_flight: &mut JoinSet<(OutboxItem, Result<(), CallError>)>,
+        in_flight: &mut JoinSet<(OutboxItem, Result<bool, CallError>)>,
         busy: &mut HashSet<DeploymentId>,
-    ) -> crate::store::Result<usize> {
+        paused: &Paused,
+    ) -> crate::store::Result<(usize, usize)> {
         let room = IN_FLIGHT.saturating_sub(in_flight.len());
-        if room == 0 {
-            return Ok(0);
-        }
         let due = self
             .store
-            .due_statuses(now_ms(), (room + busy.len()) as i64)
+            .due_statuses(now_ms(), (room + busy.len() + COALESCE_AHEAD) as i64)
             .await?;
-        let mut started = 0;
+        let mut start = Vec::new();
+        let mut records = Vec::new();
+        let mut coalesced = 0;
         for item in due {
-            if started == room || !busy.insert(item.deployment_id) {
+            if busy.contains(&item.deployment_id) {
                 continue;
             }
+            if item.superseded {
+                records.push((item.seq, PostOutcome::Coalesced));
+                coalesced += 1;
+            } else if start.len() < room && !paused.contains_key(&item.installation_id) {
+                busy.insert(item.deployment_id);
+                records.push((item.seq, PostOutcome::Trying));
+                start.push(item);
+            }
+        }
+        if records.is_empty() {
+            return Ok((0, 0));
+        }
+        // Durable before any request goes out: a post whose answer is then
+        // lost is known to be in doubt.
+        if let Err(e) = self.store.record_posts(&records).await {
+            for item in &start {
+                busy.remove(&item.deployment_id);
+            }
+            return Err(e);
+        }
+        Self::count(&records);
+        let started = start.len();
+        for item in start {
             // The client in force now: a reload may have changed the token.
             let github = self.github.get();
             in_flight.spawn(async move {
-                let result = github.post_status(&item).await;
+                let result = Self::deliver(&github, &item).await;
                 (item, result)
             });
-            started += 1;
         }
-        Ok(started)
+        Ok((started, coalesced))
+    }
+
+    /// Posts a status; one in doubt only if GitHub's list of the
+    /// deployment's statuses does not have it yet (then `Ok(true)`).
+    async fn deliver(github: &GitHub, item: &OutboxItem) -> Result<bool, CallError> {
+        if item.in_doubt && github.has_status(item).await? {
+            return Ok(true);
+        }
+        github.post_status(item).await.map(|()| false)
     }
 
     fn count(posts: &[(i64, PostOutcome)]) {
         for (_, outcome) in posts {
             let result = match outcome {
+                PostOutcome::Trying => continue,
                 PostOutcome::Sent => "sent",
-                PostOutcome::RetryAt { .. } => "retried",
-                PostOutcome::Failed { .. } => "failed",
+                PostOutcome::Confirmed => "confirmed",
+                PostOutcome::Coalesced => "coalesced",
+                PostOutcome::RetryAt { .. } | PostOutcome::Unanswered { .. } => "retried",
+                PostOutcome::Failed { .. } => "refused",
             };
             metrics::counter!(crate::metrics::STATUS_POSTS, "result" => result).increment(1);
         }
     }
 
     /// What to record for a post, with its log line.
-    fn outcome(item: &OutboxItem, result: Result<(), CallError>) -> PostOutcome {
+    fn outcome(item: &OutboxItem, result: Result<bool, CallError>) -> PostOutcome {
         let state = item.status.state.as_str();
         match result {
-            Ok(()) => {
+            Ok(false) => {
                 tracing::debug!(deployment = %item.deployment_id, status = state, "deployment {}: {state} posted", item.deployment_id);
                 PostOutcome::Sent
+            }
+            Ok(true) => {
+                tracing::info!(deployment = %item.deployment_id, status = state,
+                    "deployment {}: GitHub already had {state} (its post's answer was lost); not posting it again", item.deployment_id);
+                PostOutcome::Confirmed
+            }
+            Err(CallError::Unanswered { reason }) => {
+                let wait = backoff(item.attempts);
+                tracing::warn!(
+                    deployment = %item.deployment_id, status = state, attempt = item.attempts + 1,
+                    "deployment {}: {state} sent without an answer; GitHub's statuses are read before it is sent again: {reason}", item.deployment_id
+                );
+                PostOutcome::Unanswered {
+                    at: now_ms() + wait.as_millis() as i64,
+                    error: reason,
+                }
             }
             Err(CallError::Retry { after, reason }) => {
                 let wait = after.unwrap_or_else(|| backoff(item.attempts));

@@ -237,6 +237,19 @@ pub struct Intake {
     pub reply: tokio::sync::oneshot::Sender<Result<Accepted>>,
 }
 
+/// The heads of running and just-finished deployments (`urgent`), then
+/// those of the backlog, each once, at most `limit`: statuses GitHub's rate
+/// limit would hold behind a burst's `queued` and `inactive` go first.
+fn urgent_first(urgent: Vec<OutboxItem>, backlog: Vec<OutboxItem>, limit: i64) -> Vec<OutboxItem> {
+    let mut seen = std::collections::HashSet::new();
+    urgent
+        .into_iter()
+        .chain(backlog)
+        .filter(|item| seen.insert(item.seq))
+        .take(limit.max(0) as usize)
+        .collect()
+}
+
 /// The store every part is handed.
 pub type SharedStore = Arc<dyn Store>;
 

@@ -255,12 +255,32 @@ pub struct OutboxItem {
     pub installation_id: Option<i64>,
     pub status: NewStatus,
     pub attempts: i64,
+    /// A `queued` status of a deployment superseded since: GitHub is sent
+    /// only its `inactive` ([`PostOutcome::Coalesced`]).
+    pub superseded: bool,
+    /// Handed out before without a recorded answer: GitHub may have it
+    /// already, so its statuses are read before it is posted again.
+    pub in_doubt: bool,
 }
 
 /// What became of one attempt to post a status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PostOutcome {
+    /// About to be sent: recorded (durably) before the request goes out,
+    /// so that a post whose answer is lost is known to be in doubt.
+    Trying,
     Sent,
+    /// In doubt, and GitHub's list of the deployment's statuses has it.
+    Confirmed,
+    /// Sent, but no answer came (a timeout, a dropped connection): tried
+    /// again at this time (unix ms), after reading GitHub's statuses.
+    Unanswered {
+        at: i64,
+        error: String,
+    },
+    /// Not sent: a `queued` status of a deployment superseded before it
+    /// went out, which GitHub learns of from its `inactive`.
+    Coalesced,
     /// Try again at this time (unix ms).
     RetryAt {
         at: i64,
@@ -511,5 +531,7 @@ pub enum TeardownQueued {
 
 /// The description of deployments a teardown made `inactive`, and of
 /// those it superseded while they waited.
+/// Why a status was never sent, in the outbox's history.
+pub const COALESCED: &str = "coalesced: its deployment was superseded before it went out";
 pub const TORN_DOWN: &str = "Environment torn down";
 pub const SUPERSEDED_BY_TEARDOWN: &str = "Superseded by a teardown of the environment";

@@ -89,6 +89,13 @@ struct Inner {
     /// token → (installation, expires)
     tokens: std::collections::HashMap<String, (i64, Instant)>,
     tokens_issued: Vec<i64>,
+    /// deployment id → state whose post is taken but never answered.
+    hold: std::collections::HashMap<i64, String>,
+    /// Deployments whose statuses were listed (GET), in order.
+    reads: Vec<i64>,
+    /// Each status post takes this long, one at a time: a GitHub that
+    /// takes 1/pace posts a second.
+    pace: Option<Duration>,
 }
 
 #[derive(Clone)]
@@ -96,6 +103,42 @@ pub struct FakeGitHub {
     pub url: String,
     inner: Arc<Mutex<Inner>>,
     schema: Arc<Value>,
+    /// Held by the post being answered when a pace is set.
+    one_at_a_time: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// `GET .../deployments/{id}/statuses`: what was taken, newest first, as
+/// GitHub lists it.
+async fn list_statuses(
+    State(fake): State<FakeGitHub>,
+    Path((owner, repo, id)): Path<(String, String, i64)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut inner = fake.inner.lock().unwrap();
+    inner.reads.push(id);
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if inner.app.is_none() && auth != format!("Bearer {TOKEN}") {
+        inner
+            .violations
+            .push(format!("deployment {id}: list with Authorization {auth:?}"));
+    }
+    let repository = format!("{owner}/{repo}");
+    let listed: Vec<Value> = inner
+        .statuses
+        .iter()
+        .rev()
+        .filter(|p| p.deployment == id && p.repo == repository)
+        .map(|p| {
+            serde_json::json!({
+                "state": p.body["state"],
+                "description": p.body.get("description").cloned().unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    axum::Json(listed).into_response()
 }
 
 fn request_schema() -> Value {
@@ -219,45 +262,72 @@ async fn create_status(
         }
     };
     problems.extend(check_body(&fake.schema, &value));
-    let mut inner = fake.inner.lock().unwrap();
-    inner.attempts.push((id, Instant::now()));
-    if !problems.is_empty() {
-        inner
-            .violations
-            .extend(problems.iter().map(|p| format!("deployment {id}: {p}")));
-        return (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{\"message\":\"Validation Failed\"}",
-        )
-            .into_response();
-    }
-    let fault = if inner.down {
-        Some(Fault::new(500))
-    } else if let Some(f) = inner.refuse.get(&id) {
-        Some(f.clone())
-    } else {
-        inner.faults.get_mut(&id).and_then(VecDeque::pop_front)
-    };
-    if let Some(f) = fault {
-        let body = serde_json::json!({"message": f.message}).to_string();
-        let mut r = (StatusCode::from_u16(f.code).unwrap(), body).into_response();
-        for (k, v) in f.headers {
-            r.headers_mut().insert(
-                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
+    let pace = fake.inner.lock().unwrap().pace;
+    let _turn = match pace {
+        Some(pace) => {
+            let turn = fake.one_at_a_time.clone().lock_owned().await;
+            tokio::time::sleep(pace).await;
+            Some(turn)
         }
-        return r;
+        None => None,
+    };
+    // The lock is not held across an await: the handler must be Send.
+    let recorded = (|| -> Result<(usize, bool), Box<Response>> {
+        let mut inner = fake.inner.lock().unwrap();
+        inner.attempts.push((id, Instant::now()));
+        if !problems.is_empty() {
+            inner
+                .violations
+                .extend(problems.iter().map(|p| format!("deployment {id}: {p}")));
+            return Err(Box::new(
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "{\"message\":\"Validation Failed\"}",
+                )
+                    .into_response(),
+            ));
+        }
+        let fault = if inner.down {
+            Some(Fault::new(500))
+        } else if let Some(f) = inner.refuse.get(&id) {
+            Some(f.clone())
+        } else {
+            inner.faults.get_mut(&id).and_then(VecDeque::pop_front)
+        };
+        if let Some(f) = fault {
+            let body = serde_json::json!({"message": f.message}).to_string();
+            let mut r = (StatusCode::from_u16(f.code).unwrap(), body).into_response();
+            for (k, v) in f.headers {
+                r.headers_mut().insert(
+                    axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            return Err(Box::new(r));
+        }
+        inner.statuses.push(Posted {
+            repo: format!("{owner}/{repo}"),
+            deployment: id,
+            body: value.clone(),
+            at: Instant::now(),
+        });
+        let held = inner
+            .hold
+            .get(&id)
+            .is_some_and(|s| value["state"] == s.as_str());
+        Ok((inner.statuses.len(), held))
+    })();
+    let (taken, held) = match recorded {
+        Ok(r) => r,
+        Err(answer) => return *answer,
+    };
+    if held {
+        // Taken, and the answer never comes: the sender cannot know.
+        std::future::pending::<()>().await;
     }
-    inner.statuses.push(Posted {
-        repo: format!("{owner}/{repo}"),
-        deployment: id,
-        body: value.clone(),
-        at: Instant::now(),
-    });
     (
         StatusCode::CREATED,
-        axum::Json(serde_json::json!({"id": inner.statuses.len(), "state": value["state"]})),
+        axum::Json(serde_json::json!({"id": taken, "state": value["state"]})),
     )
         .into_response()
 }
@@ -336,10 +406,11 @@ impl FakeGitHub {
             url: format!("http://{addr}{prefix}"),
             inner: Arc::default(),
             schema: Arc::new(request_schema()),
+            one_at_a_time: Arc::default(),
         };
         let route = format!("{prefix}/repos/{{owner}}/{{repo}}/deployments/{{id}}/statuses");
         let app = Router::new()
-            .route(&route, post(create_status))
+            .route(&route, post(create_status).get(list_statuses))
             .route(
                 &format!("{prefix}/app/installations/{{id}}/access_tokens"),
                 post(access_token),
@@ -347,6 +418,25 @@ impl FakeGitHub {
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         fake
+    }
+
+    /// Takes deployment `id`'s `state` status but never answers it.
+    pub fn hold_answer(&self, id: i64, state: &str) {
+        self.inner.lock().unwrap().hold.insert(id, state.into());
+    }
+
+    pub fn release_answers(&self) {
+        self.inner.lock().unwrap().hold.clear();
+    }
+
+    /// Deployments whose statuses ferry listed.
+    pub fn reads(&self) -> Vec<i64> {
+        self.inner.lock().unwrap().reads.clone()
+    }
+
+    /// One post at a time, each taking `pace`.
+    pub fn set_pace(&self, pace: Duration) {
+        self.inner.lock().unwrap().pace = Some(pace);
     }
 
     /// The next answers to statuses of deployment `id`.

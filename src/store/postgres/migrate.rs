@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0002_accept_batch.sql"),
     include_str!("../../../migrations/postgres/0003_locks_and_cancel.sql"),
     include_str!("../../../migrations/postgres/0004_teardown.sql"),
+    include_str!("../../../migrations/postgres/0005_statuses_once.sql"),
 ];
 
 /// `pg_advisory_xact_lock` key under which migrations run: replicas that

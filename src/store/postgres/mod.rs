@@ -90,6 +90,31 @@ fn deployment_from_row(row: &PgRow) -> std::result::Result<Deployment, sqlx::Err
     })
 }
 
+/// An outbox row as the outbox is handed it.
+fn outbox_item(r: &PgRow) -> Result<OutboxItem> {
+    let state: String = r.try_get("state")?;
+    let attempts: i32 = r.try_get("attempts")?;
+    Ok(OutboxItem {
+        superseded: r.try_get("superseded")?,
+        in_doubt: r.try_get("in_doubt")?,
+        seq: r.try_get("seq")?,
+        deployment_id: DeploymentId(r.try_get("deployment_id")?),
+        repository: r.try_get("repository")?,
+        installation_id: r.try_get("installation_id")?,
+        attempts: i64::from(attempts),
+        status: NewStatus {
+            state: StatusState::parse(&state).ok_or_else(|| sqlx::Error::ColumnDecode {
+                index: "state".into(),
+                source: format!("unknown status {state:?}").into(),
+            })?,
+            description: r.try_get("description")?,
+            log_url: r.try_get("log_url")?,
+            environment_url: r.try_get("environment_url")?,
+            auto_inactive: r.try_get("auto_inactive")?,
+        },
+    })
+}
+
 fn lock_from_row(row: &PgRow) -> std::result::Result<EnvLock, sqlx::Error> {
     Ok(EnvLock {
         repository: row.try_get("repository")?,
@@ -482,55 +507,49 @@ impl Store for PgStore {
         if !self.outbox.held(&self.pool).await? {
             return Ok(Vec::new());
         }
-        // The head test is a correlated MIN, not NOT EXISTS: PostgreSQL
-        // turned that into a hash anti-join over every pending status (29 ms
-        // a look with a burst's backlog), where this walks the pending
+        // Heads of running and just-finished deployments first (few,
+        // found through their own index), then the backlog in order. The
+        // head test is a correlated MIN, not NOT EXISTS: PostgreSQL turned
+        // that into a hash anti-join over every pending status (29 ms a
+        // look with a burst's backlog), where this walks the pending
         // statuses in order and stops at `limit`.
-        let rows = sqlx::query(
-            "SELECT o.seq, o.deployment_id, o.state, o.description, o.log_url, o.environment_url,
-                    o.auto_inactive, o.attempts, d.repository, d.installation_id
-             FROM status_outbox o
-             JOIN deployments d ON d.id = o.deployment_id
-             WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= $1
-               AND o.seq = (
-                   SELECT MIN(p.seq) FROM status_outbox p
-                   WHERE p.deployment_id = o.deployment_id
-                     AND p.sent_at IS NULL AND p.failed_at IS NULL)
-             ORDER BY o.seq LIMIT $2",
-        )
+        const ITEM: &str = "SELECT o.seq, o.deployment_id, o.state, o.description, o.log_url,
+                o.environment_url, o.auto_inactive, o.attempts, d.repository, d.installation_id,
+                (o.state = 'queued' AND d.state = 'inactive') AS superseded,
+                o.tried_at IS NOT NULL AS in_doubt
+             FROM status_outbox o JOIN deployments d ON d.id = o.deployment_id";
+        let urgent = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{ITEM} WHERE o.next_attempt_at <= $1 AND o.seq IN (
+                 SELECT (SELECT MIN(p.seq) FROM status_outbox p
+                         WHERE p.deployment_id = u.deployment_id
+                           AND p.sent_at IS NULL AND p.failed_at IS NULL)
+                 FROM status_outbox u
+                 WHERE u.sent_at IS NULL AND u.failed_at IS NULL
+                   AND u.state NOT IN ('queued', 'inactive'))
+             ORDER BY o.seq LIMIT $2"
+        )))
         .bind(now)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let state: String = r.try_get("state")?;
-                let attempts: i32 = r.try_get("attempts")?;
-                Ok(OutboxItem {
-                    seq: r.try_get("seq")?,
-                    deployment_id: DeploymentId(r.try_get("deployment_id")?),
-                    repository: r.try_get("repository")?,
-                    installation_id: r.try_get("installation_id")?,
-                    attempts: i64::from(attempts),
-                    status: NewStatus {
-                        state: StatusState::parse(&state).ok_or_else(|| {
-                            sqlx::Error::ColumnDecode {
-                                index: "state".into(),
-                                source: format!("unknown status {state:?}").into(),
-                            }
-                        })?,
-                        description: r.try_get("description")?,
-                        log_url: r.try_get("log_url")?,
-                        environment_url: r.try_get("environment_url")?,
-                        auto_inactive: r.try_get("auto_inactive")?,
-                    },
-                })
-            })
-            .collect::<std::result::Result<_, sqlx::Error>>()
-            .map_err(Error::from)
+        let backlog = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{ITEM} WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= $1
+               AND o.seq = (
+                   SELECT MIN(p.seq) FROM status_outbox p
+                   WHERE p.deployment_id = o.deployment_id
+                     AND p.sent_at IS NULL AND p.failed_at IS NULL)
+             ORDER BY o.seq LIMIT $2"
+        )))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let items = |rows: Vec<PgRow>| -> Result<Vec<OutboxItem>> {
+            rows.iter().map(outbox_item).collect()
+        };
+        Ok(super::urgent_first(items(urgent)?, items(backlog)?, limit))
     }
 
-    /// None on a replica that is not sending: it looks again later.
     async fn next_status_due(&self) -> Result<Option<i64>> {
         if !self.outbox.held(&self.pool).await? {
             return Ok(None);
@@ -559,14 +578,32 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         for (seq, outcome) in posts {
             let query = match outcome {
-                PostOutcome::Sent => sqlx::query(
+                PostOutcome::Sent | PostOutcome::Confirmed => sqlx::query(
                     "UPDATE status_outbox SET sent_at = $1, attempts = attempts + 1 WHERE seq = $2",
                 )
                 .bind(now)
                 .bind(seq),
-                PostOutcome::RetryAt { at, error } => sqlx::query(
+                PostOutcome::Trying => {
+                    sqlx::query("UPDATE status_outbox SET tried_at = $1 WHERE seq = $2")
+                        .bind(now)
+                        .bind(seq)
+                }
+                PostOutcome::Unanswered { at, error } => sqlx::query(
                     "UPDATE status_outbox SET next_attempt_at = $1, attempts = attempts + 1, \
                      last_error = $2 WHERE seq = $3",
+                )
+                .bind(at)
+                .bind(error)
+                .bind(seq),
+                PostOutcome::Coalesced => sqlx::query(
+                    "UPDATE status_outbox SET failed_at = $1, last_error = $2 WHERE seq = $3",
+                )
+                .bind(now)
+                .bind(crate::store::COALESCED)
+                .bind(seq),
+                PostOutcome::RetryAt { at, error } => sqlx::query(
+                    "UPDATE status_outbox SET next_attempt_at = $1, attempts = attempts + 1, \
+                     last_error = $2, tried_at = NULL WHERE seq = $3",
                 )
                 .bind(at)
                 .bind(error)

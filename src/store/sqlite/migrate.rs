@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0004_leases.sql"),
     include_str!("../../../migrations/sqlite/0005_locks_and_cancel.sql"),
     include_str!("../../../migrations/sqlite/0006_teardown.sql"),
+    include_str!("../../../migrations/sqlite/0007_statuses_once.sql"),
 ];
 
 pub fn run(conn: &mut Connection) -> anyhow::Result<()> {

@@ -243,6 +243,14 @@ impl SqliteStore {
     }
 }
 
+/// An outbox row as [`OutboxItem`] reads it; `status_outbox o` last, so
+/// that an index can be named after it, before the join's `ON`.
+const OUTBOX_ITEM: &str = "SELECT o.seq, o.deployment_id, o.state, o.description, o.log_url,
+         o.environment_url, o.auto_inactive, o.attempts, d.repository, d.installation_id,
+         (o.state = 'queued' AND d.state = 'inactive') AS superseded,
+         o.tried_at IS NOT NULL AS in_doubt
+     FROM deployments d JOIN status_outbox o";
+
 fn lease_ms() -> i64 {
     LEASE.as_millis() as i64
 }
@@ -491,20 +499,7 @@ impl Store for SqliteStore {
 
     async fn due_statuses(&self, now: i64, limit: i64) -> Result<Vec<OutboxItem>> {
         self.read(move |c| {
-            c.prepare_cached(
-                "SELECT o.seq, o.deployment_id, o.state, o.description, o.log_url,
-                        o.environment_url, o.auto_inactive, o.attempts, d.repository,
-                        d.installation_id
-                 FROM status_outbox o INDEXED BY status_outbox_pending_seq
-                 JOIN deployments d ON d.id = o.deployment_id
-                 WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= ?
-                   AND NOT EXISTS (
-                       SELECT 1 FROM status_outbox p INDEXED BY status_outbox_pending
-                       WHERE p.deployment_id = o.deployment_id AND p.seq < o.seq
-                         AND p.sent_at IS NULL AND p.failed_at IS NULL)
-                 ORDER BY o.seq LIMIT ?",
-            )?
-            .query_map(params![now, limit], |r| {
+            let item = |r: &Row<'_>| {
                 let state: String = r.get("state")?;
                 Ok(OutboxItem {
                     seq: r.get("seq")?,
@@ -512,6 +507,8 @@ impl Store for SqliteStore {
                     repository: r.get("repository")?,
                     installation_id: r.get("installation_id")?,
                     attempts: r.get("attempts")?,
+                    superseded: r.get("superseded")?,
+                    in_doubt: r.get("in_doubt")?,
                     status: NewStatus {
                         state: StatusState::parse(&state)
                             .ok_or_else(|| bad_column(2, format!("status {state:?}")))?,
@@ -521,8 +518,37 @@ impl Store for SqliteStore {
                         auto_inactive: r.get("auto_inactive")?,
                     },
                 })
-            })?
-            .collect()
+            };
+            // Heads of running and just-finished deployments first (few,
+            // found through their own index), then the backlog in order.
+            let urgent: Vec<OutboxItem> = c
+                .prepare_cached(&format!(
+                    "{OUTBOX_ITEM} ON d.id = o.deployment_id
+                     WHERE o.next_attempt_at <= ?1 AND o.seq IN (
+                         SELECT (SELECT MIN(p.seq) FROM status_outbox p
+                                     INDEXED BY status_outbox_pending
+                                 WHERE p.deployment_id = u.deployment_id
+                                   AND p.sent_at IS NULL AND p.failed_at IS NULL)
+                         FROM status_outbox u INDEXED BY status_outbox_urgent
+                         WHERE u.sent_at IS NULL AND u.failed_at IS NULL
+                           AND u.state NOT IN ('queued', 'inactive'))
+                     ORDER BY o.seq LIMIT ?2"
+                ))?
+                .query_map(params![now, limit], item)?
+                .collect::<rusqlite::Result<_>>()?;
+            let backlog: Vec<OutboxItem> = c
+                .prepare_cached(&format!(
+                    "{OUTBOX_ITEM} INDEXED BY status_outbox_pending_seq ON d.id = o.deployment_id
+                     WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= ?
+                       AND NOT EXISTS (
+                           SELECT 1 FROM status_outbox p INDEXED BY status_outbox_pending
+                           WHERE p.deployment_id = o.deployment_id AND p.seq < o.seq
+                             AND p.sent_at IS NULL AND p.failed_at IS NULL)
+                     ORDER BY o.seq LIMIT ?"
+                ))?
+                .query_map(params![now, limit], item)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(super::urgent_first(urgent, backlog, limit))
         })
         .await
     }

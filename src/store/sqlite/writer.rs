@@ -260,16 +260,28 @@ fn record_posts(
         "UPDATE status_outbox SET sent_at = ?, attempts = attempts + 1 WHERE seq = ?",
     )?;
     let mut retry = tx.prepare_cached(
+        "UPDATE status_outbox SET next_attempt_at = ?, attempts = attempts + 1, last_error = ?, \
+         tried_at = NULL WHERE seq = ?",
+    )?;
+    let mut unanswered = tx.prepare_cached(
         "UPDATE status_outbox SET next_attempt_at = ?, attempts = attempts + 1, last_error = ? \
          WHERE seq = ?",
     )?;
+    let mut trying = tx.prepare_cached("UPDATE status_outbox SET tried_at = ? WHERE seq = ?")?;
     let mut failed = tx.prepare_cached(
         "UPDATE status_outbox SET failed_at = ?, attempts = attempts + 1, last_error = ? \
          WHERE seq = ?",
     )?;
+    let mut coalesced =
+        tx.prepare_cached("UPDATE status_outbox SET failed_at = ?, last_error = ? WHERE seq = ?")?;
     for (seq, outcome) in posts {
         match outcome {
-            PostOutcome::Sent => sent.execute(params![now, seq])?,
+            PostOutcome::Sent | PostOutcome::Confirmed => sent.execute(params![now, seq])?,
+            PostOutcome::Trying => trying.execute(params![now, seq])?,
+            PostOutcome::Unanswered { at, error } => unanswered.execute(params![at, error, seq])?,
+            PostOutcome::Coalesced => {
+                coalesced.execute(params![now, crate::store::COALESCED, seq])?
+            }
             PostOutcome::RetryAt { at, error } => retry.execute(params![at, error, seq])?,
             PostOutcome::Failed { error } => failed.execute(params![now, error, seq])?,
         };
