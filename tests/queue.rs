@@ -44,12 +44,17 @@ async fn one_environment_never_overlaps_and_a_waiting_deployment_is_superseded()
             "deployment {id}"
         );
     }
+    // Its `queued` went out only if GitHub had it before 103 arrived.
     let superseded = w.github.wait_final(102, WAIT).await;
-    assert_eq!(
-        superseded.iter().map(|p| p.state()).collect::<Vec<_>>(),
-        ["queued", "inactive"]
+    let states: Vec<&str> = superseded.iter().map(|p| p.state()).collect();
+    assert!(
+        states == ["queued", "inactive"] || states == ["inactive"],
+        "{states:?}"
     );
-    assert_eq!(superseded[1].description(), "Superseded by deployment 103");
+    assert_eq!(
+        superseded.last().unwrap().description(),
+        "Superseded by deployment 103"
+    );
 
     let runs = runs(&w.scratch());
     assert_serialized(&runs);
@@ -263,7 +268,9 @@ async fn a_burst_of_200_deliveries_loses_nothing_and_serializes_each_environment
             .count();
         assert_eq!(finals, 1, "deployment {id}: {states:?}");
         assert!(
-            states == ["queued", "inactive"] || states == ["queued", "in_progress", "success"],
+            states == ["queued", "inactive"]
+                || states == ["inactive"]
+                || states == ["queued", "in_progress", "success"],
             "deployment {id}: {states:?}"
         );
         ran += usize::from(states.len() == 3);
