@@ -69,7 +69,7 @@ fn queue(
         return Ok(TeardownQueued::Already(t));
     }
     let now = now_ms();
-    let superseded: Vec<DeploymentId> = tx
+    let mut superseded: Vec<DeploymentId> = tx
         .prepare_cached(
             "UPDATE deployments SET state = 'inactive', finished_at = ?1, description = ?2
              WHERE repository = ?3 AND environment = ?4 AND state = 'queued' AND id >= 0
@@ -80,6 +80,7 @@ fn queue(
             |r| r.get(0).map(DeploymentId),
         )?
         .collect::<rusqlite::Result<_>>()?;
+    superseded.sort();
     inactive(tx, &superseded, SUPERSEDED_BY_TEARDOWN, now)?;
     let sql = format!(
         "INSERT INTO deployments (id, seq, repository, environment, task, git_ref, sha,
@@ -173,7 +174,7 @@ impl Teardowns for SqliteStore {
             if state != State::Success {
                 return Ok(Some(Vec::new()));
             }
-            let gone: Vec<DeploymentId> = tx
+            let mut gone: Vec<DeploymentId> = tx
                 .prepare_cached(
                     "UPDATE deployments SET state = 'inactive', description = ?1
                      WHERE repository = ?2 AND environment = ?3 AND id >= 0 AND seq < ?4
@@ -184,7 +185,6 @@ impl Teardowns for SqliteStore {
                     r.get(0).map(DeploymentId)
                 })?
                 .collect::<rusqlite::Result<_>>()?;
-            let mut gone = gone;
             gone.sort();
             inactive(tx, &gone, TORN_DOWN, now)?;
             Ok(Some(gone))
