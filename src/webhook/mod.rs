@@ -189,14 +189,19 @@ pub async fn receive(State(app): State<Intake>, delivery: SignedDelivery) -> Res
     );
     match result {
         Ok(Accepted::New { superseded }) => {
+            // One line per delivery, naming what it superseded: a burst
+            // is a line per deployment in the journal, not two.
+            let ids: Vec<String> = superseded.iter().map(|d| d.to_string()).collect();
+            let superseding = match ids.len() {
+                0 => String::new(),
+                _ => format!("; superseded {} while waiting", ids.join(", ")),
+            };
             tracing::info!(
                 deployment = %deployment.id, repository = %deployment.repository,
                 environment = %deployment.environment, delivery = delivery_id,
-                "deployment {} accepted: {} to {}", deployment.id, deployment.repository, deployment.environment
+                superseded = %ids.join(","),
+                "deployment {} accepted: {} to {}{superseding}", deployment.id, deployment.repository, deployment.environment
             );
-            for old in superseded {
-                tracing::info!(deployment = %old, by = %deployment.id, "deployment {old} superseded by {} while waiting", deployment.id);
-            }
             app.runner.notify_one();
             app.outbox.notify_one();
             answer(
