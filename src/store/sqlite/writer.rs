@@ -6,6 +6,15 @@
 //! outbox's records took every other turn at the disk from a burst of
 //! deliveries. Other writes ([`Job`]s) each get a transaction of their own,
 //! in arrival order, between batches.
+//!
+//! A burst to one environment brings batches where each deployment
+//! supersedes the one before it. Those are stored `inactive` at once, with
+//! no `queued` status for the outbox to settle later. That spares each
+//! such delivery about a dozen b-tree changes (the status row and its
+//! indexes, the state change and its indexes, the settling), all of them
+//! pages the commit writes and the WAL's fsync waits for.
+
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
@@ -145,14 +154,14 @@ fn commit(
             |r| r.get(0),
         )?,
     };
+    let fresh = new_deployments(&tx, batch, now)?;
+    let superseded_by = superseded_in_batch(batch, &fresh);
     let mut results = Vec::with_capacity(batch.len());
     {
-        let mut delivery = tx.prepare_cached(INSERT_DELIVERY)?;
         let mut deployment = tx.prepare_cached(
             "INSERT INTO deployments (id, seq, repository, environment, task, git_ref, sha, \
              payload, creator, production, transient, installation_id, state, description, \
-             created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?) \
-             ON CONFLICT (id) DO NOTHING",
+             created_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )?;
         // Deployments of its environment still waiting become inactive,
         // each saying which deployment took its place.
@@ -164,16 +173,26 @@ fn commit(
              RETURNING id, description",
         )?;
         let mut status = tx.prepare_cached(INSERT_STATUS)?;
-        for r in batch {
-            let (key, d) = (&r.delivery, &r.deployment);
-            // A delivery without an id is told apart by its deployment only.
-            if !key.delivery_id.is_empty()
-                && delivery.execute(params![key.hook_id, key.delivery_id, now, d.id.0])? == 0
-            {
-                results.push(Accepted::DuplicateDelivery);
+        for (i, r) in batch.iter().enumerate() {
+            if let Some(duplicate) = &fresh[i] {
+                results.push(duplicate.clone());
                 continue;
             }
-            let inserted = deployment.execute(params![
+            let d = &r.deployment;
+            // Superseded within this batch: stored inactive at once, with
+            // only that status. Its `queued` would never be posted.
+            let (state, first, finished) = match superseded_by[i] {
+                Some(j) => {
+                    let by = batch[j].deployment.id;
+                    let inactive = NewStatus::new(
+                        StatusState::Inactive,
+                        format!("Superseded by deployment {by}"),
+                    );
+                    (StatusState::Inactive, inactive, Some(now))
+                }
+                None => (StatusState::Queued, r.queued.clone(), None),
+            };
+            deployment.execute(params![
                 d.id.0,
                 seq,
                 d.repository,
@@ -186,15 +205,16 @@ fn commit(
                 d.production,
                 d.transient,
                 d.installation_id,
-                r.queued.description,
+                state.as_str(),
+                first.description,
                 now,
-            ])? == 1;
-            if !inserted {
-                results.push(Accepted::DuplicateDeployment);
-                continue;
-            }
-            insert_status(&mut status, d.id, &r.queued, now)?;
-            let mut superseded = Vec::new();
+                finished,
+            ])?;
+            insert_status(&mut status, d.id, &first, now)?;
+            let mut superseded: Vec<DeploymentId> = (0..i)
+                .filter(|&k| superseded_by[k] == Some(i))
+                .map(|k| batch[k].deployment.id)
+                .collect();
             if r.supersede {
                 let gone = supersede
                     .query_map(
@@ -216,6 +236,58 @@ fn commit(
     tx.commit()?;
     *next_seq = Some(seq);
     Ok(results)
+}
+
+/// Records each delivery as seen; `None` for those that bring a deployment
+/// stored neither before nor earlier in the batch, else what it duplicates.
+fn new_deployments(
+    tx: &rusqlite::Transaction<'_>,
+    batch: &[Intake],
+    now: i64,
+) -> rusqlite::Result<Vec<Option<Accepted>>> {
+    let mut delivery = tx.prepare_cached(INSERT_DELIVERY)?;
+    let mut stored = tx.prepare_cached("SELECT 1 FROM deployments WHERE id = ?")?;
+    let mut ids = HashSet::with_capacity(batch.len());
+    let mut fresh = Vec::with_capacity(batch.len());
+    for r in batch {
+        let (key, d) = (&r.delivery, &r.deployment);
+        // A delivery without an id is told apart by its deployment only.
+        fresh.push(
+            if !key.delivery_id.is_empty()
+                && delivery.execute(params![key.hook_id, key.delivery_id, now, d.id.0])? == 0
+            {
+                Some(Accepted::DuplicateDelivery)
+            } else if !ids.insert(d.id) || stored.exists([d.id.0])? {
+                Some(Accepted::DuplicateDeployment)
+            } else {
+                None
+            },
+        );
+    }
+    Ok(fresh)
+}
+
+/// For each new deployment of the batch, the later one in it that
+/// supersedes it (the first in its environment whose target supersedes).
+fn superseded_in_batch(batch: &[Intake], fresh: &[Option<Accepted>]) -> Vec<Option<usize>> {
+    let mut by = vec![None; batch.len()];
+    let mut waiting: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+    for (i, r) in batch.iter().enumerate() {
+        if fresh[i].is_some() {
+            continue;
+        }
+        let d = &r.deployment;
+        let env = waiting
+            .entry((d.repository.as_str(), d.environment.as_str()))
+            .or_default();
+        if r.supersede {
+            for k in env.drain(..) {
+                by[k] = Some(i);
+            }
+        }
+        env.push(i);
+    }
+    by
 }
 
 /// A delivery seen; changes nothing (0 rows) if it was seen before.
