@@ -29,6 +29,11 @@ const IDLE_POLL: Duration = Duration::from_secs(5);
 /// from intake.
 const BUSY_GAP: Duration = Duration::from_millis(20);
 
+/// Between a look and the next one that a wake-up asks for. Every delivery
+/// rings, and in a burst each look was a store read per delivery; a lone
+/// status still goes out at once.
+const WAKE_GAP: Duration = Duration::from_millis(5);
+
 pub struct Outbox {
     store: SharedStore,
     github: Current<GitHub>,
@@ -70,10 +75,14 @@ impl Outbox {
         let mut deadline: Option<Instant> = None;
         let mut looked = Instant::now() - BUSY_GAP;
         let mut paused = Paused::new();
+        let mut woken = false;
         loop {
             if !in_flight.is_empty() {
                 tokio::time::sleep_until(looked + BUSY_GAP).await;
+            } else if woken {
+                tokio::time::sleep_until(looked + WAKE_GAP).await;
             }
+            woken = false;
             looked = Instant::now();
             paused.retain(|_, until| *until > looked);
             let (started, coalesced) =
@@ -130,7 +139,7 @@ impl Outbox {
                         Err(e) => tracing::error!(error = %e, "cannot record status posts; they are sent again: {e}"),
                     }
                 }
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified() => woken = true,
                 _ = tokio::time::sleep(idle) => {}
                                 _ = async { let _ = shutdown.wait_for(|stop| *stop).await; }, if deadline.is_none() => {
                     deadline = Some(Instant::now() + drain);
