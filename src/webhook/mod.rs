@@ -192,14 +192,16 @@ pub async fn receive(State(app): State<Intake>, delivery: SignedDelivery) -> Res
             // One line per delivery, naming what it superseded: a burst
             // is a line per deployment in the journal, not two.
             let ids: Vec<String> = superseded.iter().map(|d| d.to_string()).collect();
-            let superseding = match ids.len() {
-                0 => String::new(),
-                _ => format!("; superseded {} while waiting", ids.join(", ")),
+            let ids = ids.join(", ");
+            let superseding = if ids.is_empty() {
+                String::new()
+            } else {
+                format!("; superseded {ids} while waiting")
             };
             tracing::info!(
                 deployment = %deployment.id, repository = %deployment.repository,
                 environment = %deployment.environment, delivery = delivery_id,
-                superseded = %ids.join(","),
+                superseded = %ids,
                 "deployment {} accepted: {} to {}{superseding}", deployment.id, deployment.repository, deployment.environment
             );
             app.runner.notify_one();

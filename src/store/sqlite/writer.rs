@@ -166,11 +166,10 @@ fn commit(
         // Deployments of its environment still waiting become inactive,
         // each saying which deployment took its place.
         let mut supersede = tx.prepare_cached(
-            "UPDATE deployments SET state = 'inactive', finished_at = ?1, \
-             description = 'Superseded by deployment ' || ?2 \
+            "UPDATE deployments SET state = 'inactive', finished_at = ?1, description = ?2 \
              WHERE repository = ?3 AND environment = ?4 AND state = 'queued' AND seq < ?5 \
              AND id >= 0 \
-             RETURNING id, description",
+             RETURNING id",
         )?;
         let mut status = tx.prepare_cached(INSERT_STATUS)?;
         for (i, r) in batch.iter().enumerate() {
@@ -183,10 +182,9 @@ fn commit(
             // only that status. Its `queued` would never be posted.
             let (state, first, finished) = match superseded_by[i] {
                 Some(j) => {
-                    let by = batch[j].deployment.id;
                     let inactive = NewStatus::new(
                         StatusState::Inactive,
-                        format!("Superseded by deployment {by}"),
+                        superseded_by_text(batch[j].deployment.id),
                     );
                     (StatusState::Inactive, inactive, Some(now))
                 }
@@ -216,14 +214,14 @@ fn commit(
                 .map(|k| batch[k].deployment.id)
                 .collect();
             if r.supersede {
+                let inactive = NewStatus::new(StatusState::Inactive, superseded_by_text(d.id));
                 let gone = supersede
                     .query_map(
-                        params![now, d.id.0, d.repository, d.environment, seq],
-                        |row| Ok((DeploymentId(row.get(0)?), row.get::<_, String>(1)?)),
+                        params![now, inactive.description, d.repository, d.environment, seq],
+                        |row| row.get(0).map(DeploymentId),
                     )?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
-                for (id, description) in gone {
-                    let inactive = NewStatus::new(StatusState::Inactive, description);
+                for id in gone {
                     insert_status(&mut status, id, &inactive, now)?;
                     superseded.push(id);
                 }
@@ -236,6 +234,12 @@ fn commit(
     tx.commit()?;
     *next_seq = Some(seq);
     Ok(results)
+}
+
+/// What a deployment superseded by `by` says, on the deployment and in its
+/// `inactive` status.
+fn superseded_by_text(by: DeploymentId) -> String {
+    format!("Superseded by deployment {by}")
 }
 
 /// Records each delivery as seen; `None` for those that bring a deployment
