@@ -31,7 +31,7 @@ fn deliveries(n: usize, first_id: i64) -> Vec<(String, Vec<u8>, String)> {
     let template: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/github/deployment/payload.json"
+            "/tests/data/github/deployment/payload.json"
         ))
         .unwrap(),
     )

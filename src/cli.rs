@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use tokio::task::JoinSet;
 
-use crate::config::{Config, GitHubAuth, Host};
+use crate::config::{Config, GitHubAuth, Host, Steering};
 use crate::format::duration;
 use crate::logs::{self, Logs};
 use crate::runner::Connector;
@@ -221,7 +221,7 @@ pub async fn check_hosts(c: &Config, only: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn open_store(c: &Config) -> anyhow::Result<crate::store::Opened> {
+pub(crate) async fn open_store(c: &Steering) -> anyhow::Result<crate::store::Opened> {
     if c.storage.database_url.is_none() {
         if !c.db_path().exists() {
             bail!(
@@ -268,7 +268,7 @@ fn become_storage_owner(dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// Where the deployments are, for messages.
-fn where_stored(c: &Config) -> String {
+fn where_stored(c: &Steering) -> String {
     match &c.storage.database_url {
         Some(_) => "the PostgreSQL database (storage.database_url)".into(),
         None => c.db_path().display().to_string(),
@@ -280,7 +280,7 @@ pub(crate) fn clock(ms: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-pub async fn deployments(c: &Config, limit: u32) -> anyhow::Result<()> {
+pub async fn deployments(c: &Steering, limit: u32) -> anyhow::Result<()> {
     let store = open_store(c).await?.store;
     let list = store.recent(i64::from(limit)).await?;
     println!(
@@ -315,7 +315,7 @@ pub async fn deployments(c: &Config, limit: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn logs(c: &Config, id: i64, follow: bool) -> anyhow::Result<()> {
+pub async fn logs(c: &Steering, id: i64, follow: bool) -> anyhow::Result<()> {
     let id = DeploymentId(id);
     let opened = open_store(c).await?;
     let store = opened.store;

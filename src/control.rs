@@ -7,10 +7,10 @@
 use anyhow::bail;
 
 use crate::cli::{Failed, clock, open_store};
-use crate::config::Config;
+use crate::config::Steering;
 use crate::store::{
-    CancelOutcome, Cancellation, DeploymentId, EnvLock, NewStatus, State, StatusState,
-    TeardownCause, TeardownQueued,
+    CancelOutcome, Cancellation, DeploymentId, EnvLock, NewStatus, OperatorAction, SharedStore,
+    State, StatusState, TeardownCause, TeardownQueued,
 };
 
 /// `REPO:ENV` as the command line takes it: `owner/name:environment`.
@@ -43,39 +43,70 @@ impl std::fmt::Display for EnvName {
     }
 }
 
-/// Who runs this command: the person behind sudo, else the login.
+/// Who runs this command (NAME): the person behind sudo, else the login
+/// name of the caller's user id. Not `$USER` or `$LOGNAME`, which anyone
+/// can set and which a service or `sudo -i` leaves unset or wrong.
 pub fn operator() -> String {
-    for var in ["SUDO_USER", "LOGNAME", "USER"] {
-        if let Ok(name) = std::env::var(var)
-            && !name.is_empty()
-        {
-            return name;
-        }
+    if let Ok(name) = std::env::var("SUDO_USER")
+        && !name.is_empty()
+    {
+        return name;
     }
     // SAFETY: getuid has no preconditions and cannot fail.
-    format!("uid {}", unsafe { libc::getuid() })
+    let uid = unsafe { libc::getuid() };
+    login_name(uid).unwrap_or_else(|| format!("uid {uid}"))
 }
 
-fn owned(c: &Config, env: &EnvName) -> anyhow::Result<()> {
+/// The passwd entry's name for `uid`, if it has one.
+fn login_name(uid: libc::uid_t) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: an all-zero passwd is a valid out-parameter.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is to memory we own, `buf.len()` is its size,
+    // and the strings read below live in `buf`, which outlives them.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() || pwd.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: getpwuid_r succeeded, so pw_name is a NUL-terminated string in `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    Some(name.to_string_lossy().into_owned()).filter(|n| !n.is_empty())
+}
+
+/// Records what the operator did, for the running ferry to write to its
+/// log with `ACTOR=`. The action itself has happened: a failure here is
+/// said, not fatal.
+async fn audit(
+    store: &SharedStore,
+    action: &str,
+    env: (&str, &str),
+    deployment: Option<DeploymentId>,
+    detail: String,
+) {
+    let a = OperatorAction {
+        seq: 0,
+        at: crate::store::now_ms(),
+        actor: operator(),
+        action: action.to_string(),
+        repository: env.0.to_string(),
+        environment: env.1.to_string(),
+        deployment,
+        detail,
+    };
+    if let Err(e) = store.record_action(&a).await {
+        eprintln!("warning: done, but not recorded for ferry's log: {e}");
+    }
+}
+
+fn owned(c: &Steering, env: &EnvName) -> anyhow::Result<()> {
     if c.owns_environment(&env.repository, &env.environment) {
         return Ok(());
     }
-    let targets: Vec<String> = c
-        .targets
-        .iter()
-        .map(|t| format!("{}:{}", t.repository, t.environment))
-        .collect();
-    bail!(
-        "no target owns {env}; the targets are: {}",
-        if targets.is_empty() {
-            "none".to_string()
-        } else {
-            targets.join(", ")
-        }
-    )
+    bail!("no target owns {env}; the targets are: {}", c.names())
 }
 
-pub async fn lock(c: &Config, env: &EnvName, reason: &str) -> anyhow::Result<()> {
+pub async fn lock(c: &Steering, env: &EnvName, reason: &str) -> anyhow::Result<()> {
     owned(c, env)?;
     let store = open_store(c).await?.store;
     let lock = EnvLock {
@@ -87,6 +118,19 @@ pub async fn lock(c: &Config, env: &EnvName, reason: &str) -> anyhow::Result<()>
     };
     match store.lock(&lock).await? {
         None => {
+            let why = if reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {reason}")
+            };
+            audit(
+                &store,
+                "lock",
+                (&env.repository, &env.environment),
+                None,
+                format!("locked {env}{why}"),
+            )
+            .await;
             println!(
                 "locked {env}: its deployments wait until `ferry unlock {env}`; one running now finishes"
             );
@@ -99,25 +143,51 @@ pub async fn lock(c: &Config, env: &EnvName, reason: &str) -> anyhow::Result<()>
     }
 }
 
-pub async fn unlock(c: &Config, env: &EnvName) -> anyhow::Result<()> {
+pub async fn unlock(c: &Steering, env: &EnvName) -> anyhow::Result<()> {
     owned(c, env)?;
     let store = open_store(c).await?.store;
-    match store.unlock(&env.repository, &env.environment).await? {
-        Some(was) => {
-            println!("unlocked {env} (locked by {})", was.describe());
-            Ok(())
-        }
-        None => {
-            eprintln!("error: {env} is not locked");
-            Err(Failed.into())
-        }
+    let lock = store.unlock(&env.repository, &env.environment).await?;
+    let holds = store
+        .release_holds(&env.repository, &env.environment)
+        .await?;
+    if lock.is_none() && holds.is_empty() {
+        eprintln!("error: {env} is not locked");
+        return Err(Failed.into());
     }
+    let mut lifted = Vec::new();
+    if let Some(was) = &lock {
+        println!("unlocked {env} (locked by {})", was.describe());
+        lifted.push(format!("lock of {}", was.holder));
+    }
+    for h in &holds {
+        println!(
+            "released {env}: the step of deployment {} on {} may still run there (ferry {})",
+            h.deployment,
+            h.host(),
+            h.describe()
+        );
+        lifted.push(format!(
+            "hold on the step of deployment {} on {}",
+            h.deployment,
+            h.host()
+        ));
+    }
+    audit(
+        &store,
+        "unlock",
+        (&env.repository, &env.environment),
+        None,
+        format!("unlocked {env} ({})", lifted.join(", ")),
+    )
+    .await;
+    Ok(())
 }
 
-pub async fn locks(c: &Config) -> anyhow::Result<()> {
+pub async fn locks(c: &Steering) -> anyhow::Result<()> {
     let store = open_store(c).await?.store;
     let locks = store.locks().await?;
-    if locks.is_empty() {
+    let holds = store.holds().await?;
+    if locks.is_empty() && holds.is_empty() {
         println!("no environment is locked");
         return Ok(());
     }
@@ -134,18 +204,48 @@ pub async fn locks(c: &Config) -> anyhow::Result<()> {
             l.reason
         );
     }
+    for h in holds {
+        println!(
+            "{:<40}  {:<16}  {:<20}  held: {}",
+            format!("{}:{}", h.repository, h.environment),
+            "ferry",
+            "-",
+            h.describe()
+        );
+    }
     Ok(())
 }
 
-pub async fn teardown(c: &Config, env: &EnvName) -> anyhow::Result<()> {
+pub async fn teardown(c: &Steering, env: &EnvName, yes: bool) -> anyhow::Result<()> {
     owned(c, env)?;
     let store = open_store(c).await?.store;
+    // A review app is torn down on request; anything else (production)
+    // only when the operator says so twice: GitHub then shows it destroyed.
+    let latest = store.latest_deployments(&env.repository).await?;
+    if let Some(d) = latest.iter().find(|d| d.environment == env.environment)
+        && !d.transient
+        && !yes
+    {
+        eprintln!(
+            "error: {}",
+            crate::wording::teardown_needs_yes(&env.to_string(), d.id)
+        );
+        return Err(Failed.into());
+    }
     let cause = TeardownCause::Operator(operator());
     match crate::teardown::queue(&store, &env.repository, &env.environment, &cause).await? {
         TeardownQueued::Queued {
             teardown,
             superseded,
         } => {
+            audit(
+                &store,
+                "teardown",
+                (&env.repository, &env.environment),
+                Some(teardown.id),
+                format!("queued teardown {} of {env}", teardown.id),
+            )
+            .await;
             println!(
                 "teardown {} of {env} queued: it runs in the environment's turn; follow it with `ferry logs {}`",
                 teardown.id, teardown.id
@@ -180,31 +280,41 @@ pub async fn teardown(c: &Config, env: &EnvName) -> anyhow::Result<()> {
     }
 }
 
-pub async fn cancel(c: &Config, id: i64, reason: &str) -> anyhow::Result<()> {
+pub async fn cancel(c: &Steering, id: i64, reason: &str) -> anyhow::Result<()> {
     let id = DeploymentId(id);
     let opened = open_store(c).await?;
+    let store = opened.store;
     let cancellation = Cancellation {
         by: operator(),
         reason: reason.to_string(),
     };
-    let logs = crate::logs::Logs::open(
-        &c.storage.dir,
-        c.server.public_url.as_str(),
-        opened.postgres.clone(),
-    )
-    .await?;
-    let status =
-        NewStatus::new(StatusState::Error, cancellation.describe()).with_log_url(logs.url(id));
-    match opened.store.cancel(id, &cancellation, &status).await? {
+    // No log_url: the command does not read server.public_url, and the
+    // outbox adds the link as it posts (GitHub's deployment page shows it).
+    let status = NewStatus::new(StatusState::Error, cancellation.describe());
+    let outcome = store.cancel(id, &cancellation, &status).await?;
+    let d = match outcome {
         CancelOutcome::Unknown => {
             eprintln!("error: no deployment {id}");
-            Err(Failed.into())
+            return Err(Failed.into());
         }
         CancelOutcome::Finished(state) => {
             eprintln!("error: deployment {id} has ended already ({state})");
-            Err(Failed.into())
+            return Err(Failed.into());
         }
+        _ => store.get(id).await?,
+    };
+    let env = d
+        .as_ref()
+        .map(|d| (d.repository.clone(), d.environment.clone()))
+        .unwrap_or_default();
+    let why = if reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {reason}")
+    };
+    match outcome {
         CancelOutcome::Ended => {
+            let logs = crate::logs::Logs::open(&c.storage.dir, "", opened.postgres.clone()).await?;
             let log = logs.writer(id).await?;
             log.ferry(
                 None,
@@ -212,16 +322,37 @@ pub async fn cancel(c: &Config, id: i64, reason: &str) -> anyhow::Result<()> {
                 &format!("error: {}; it never ran", cancellation.describe()),
             );
             log.flush().await?;
+            audit(
+                &store,
+                "cancel",
+                (&env.0, &env.1),
+                Some(id),
+                format!(
+                    "cancelled deployment {id} of {}:{} (it was waiting){why}",
+                    env.0, env.1
+                ),
+            )
+            .await;
             println!("cancelled deployment {id}: it was waiting and will not run");
-            Ok(())
         }
-        CancelOutcome::Requested => {
+        _ => {
+            audit(
+                &store,
+                "cancel",
+                (&env.0, &env.1),
+                Some(id),
+                format!(
+                    "cancelled deployment {id} of {}:{} (it was running){why}",
+                    env.0, env.1
+                ),
+            )
+            .await;
             println!(
                 "cancelling deployment {id}: the ferry running it stops its steps on every host"
             );
-            Ok(())
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

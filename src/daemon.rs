@@ -207,7 +207,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let outbox_wake = Arc::new(Notify::new());
     let heartbeat = Arc::new(Heartbeat::default());
 
-    let runner = Runner::new(
+    let mut runner = Runner::new(
         Handles {
             store: store.clone(),
             logs: logs.clone(),
@@ -218,29 +218,44 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         runner_wake.clone(),
         heartbeat.clone(),
     );
-    let interrupted = runner
-        .recover()
-        .await
-        .context("cannot settle interrupted deployments")?;
-    if interrupted > 0 {
-        tracing::warn!(
-            count = interrupted,
-            "settled deployments interrupted by the last stop"
-        );
-    }
 
+    // Listen first: deliveries GitHub sends while ferry starts are not
+    // redelivered, so nothing slow (a host that does not answer) comes
+    // before the socket.
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (server.listen)"))?;
+    // The store alone (no host): what the last process left running is
+    // taken over before this one claims anything; the runner ends their
+    // steps beside intake.
+    let interrupted = runner
+        .recover()
+        .await
+        .context("cannot take over interrupted deployments")?;
+    if interrupted > 0 {
+        tracing::warn!(
+            count = interrupted,
+            "{} interrupted by the last stop: ending their steps",
+            crate::format::plural(interrupted, "deployment")
+        );
+    }
+    let open_files = service::raise_open_files();
     tracing::info!(
         listen = %listen,
         targets = config_now.get().targets.len(),
+        open_files,
         "ferry {} serving", env!("CARGO_PKG_VERSION")
     );
+    if open_files < 4096 {
+        tracing::warn!(
+            "the open-file limit is {open_files}: a few thousand idle clients could starve intake; raise it (LimitNOFILE=65536 in the unit)"
+        );
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (outbox_stop_tx, outbox_stop_rx) = watch::channel(false);
-    let outbox = Outbox::new(store.clone(), github_now, outbox_wake.clone());
+    let outbox =
+        Outbox::new(store.clone(), github_now, outbox_wake.clone()).with_log_links(logs.clone());
     let outbox = tokio::spawn(outbox.run(outbox_stop_rx, OUTBOX_DRAIN));
     let runner = tokio::spawn(runner.run(stop_rx.clone()));
     tokio::spawn(prune_logs(
@@ -249,6 +264,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         stop_rx.clone(),
     ));
     tokio::spawn(service::watchdog(heartbeat, stop_rx.clone()));
+    let probe_stop = tokio_util::sync::CancellationToken::new();
+    let probe = tokio::spawn(crate::health::probe(
+        store.clone(),
+        opened
+            .postgres
+            .is_none()
+            .then(|| config_now.get().storage.dir.clone()),
+        probe_stop.clone(),
+    ));
     if let Some(pool) = opened.postgres {
         tokio::spawn(listen_to_replicas(
             pool,
@@ -276,13 +300,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config: config_now,
     };
     let mut http_stop = stop_rx.clone();
-    let http = tokio::spawn(
-        axum::serve(listener, crate::http::router(intake, pages, metrics))
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            })
-            .into_future(),
-    );
+    let http = tokio::spawn(crate::http::serve(
+        listener,
+        crate::http::router(intake, pages, metrics),
+        async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        },
+        // Open connections (a log being read) must not hold the exit hostage.
+        Duration::from_secs(5),
+    ));
     // The store is open and the socket listens: now, and only now, ready.
     service::ready("serving");
 
@@ -297,8 +323,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     runner.await.context("the runner panicked")?;
     outbox_stop_tx.send_replace(true);
     outbox.await.context("the outbox panicked")?;
-    // Open connections (a log being read) must not hold the exit hostage.
-    let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
+    let _ = http.await;
+    probe_stop.cancel();
+    let _ = probe.await;
     connector_now.get().close_idle().await;
     let pending = store.pending_statuses().await.unwrap_or(0);
     if pending > 0 {

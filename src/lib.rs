@@ -11,11 +11,13 @@
 //! - [`github`]: statuses to GitHub (token or App), sent from the outbox.
 //! - [`daemon`]: `ferry serve`: wiring and orderly shutdown.
 //! - [`cli`]: the other subcommands.
-//! - [`http`]: the routes.
+//! - [`http`]: the routes, and the server with its timeouts.
+//! - [`health`]: whether the store takes writes, for `/healthz`.
 //! - [`error`]: errors as one line.
 //! - [`format`]: durations, shas and counts as ferry writes them.
 //! - [`current`]: the config and what is built from it, replaced on reload.
 //! - [`metrics`]: Prometheus metric names and the exporter.
+//! - [`wording`]: texts GitHub and operators read for a state.
 
 pub mod cli;
 pub mod config;
@@ -26,6 +28,7 @@ pub mod error;
 pub mod format;
 pub mod github;
 pub mod glob;
+pub mod health;
 pub mod http;
 pub mod logs;
 pub mod metrics;
@@ -35,3 +38,4 @@ pub mod sign;
 pub mod store;
 pub mod teardown;
 pub mod webhook;
+pub mod wording;

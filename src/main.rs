@@ -78,6 +78,10 @@ enum Command {
     Teardown {
         #[arg(value_name = "REPO:ENV")]
         env: EnvName,
+        /// Also when its latest deployment is not transient (production):
+        /// GitHub then shows the environment as destroyed.
+        #[arg(long)]
+        yes: bool,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -102,11 +106,12 @@ fn load(arg: ConfigArg) -> Result<Config, cli::Failed> {
     })
 }
 
-/// For the commands that use only the store: secrets the user may not
-/// read are not needed.
-fn load_for_store(arg: ConfigArg) -> Result<Config, cli::Failed> {
+/// For the commands that act through the store: only `[storage]` and the
+/// targets' names are read (SPEC: Command line), so missing secrets and
+/// other keys' problems never stop an operator mid-incident.
+fn load_for_store(arg: ConfigArg) -> Result<config::Steering, cli::Failed> {
     let path = config::resolve_path(arg.config);
-    Config::load_without_secrets(&path).map_err(|e| {
+    config::Steering::load(&path).map_err(|e| {
         eprintln!("error: {e}");
         cli::Failed
     })
@@ -138,8 +143,8 @@ async fn try_main(args: Args) -> anyhow::Result<()> {
         } => control::lock(&load_for_store(config)?, &env, &reason).await,
         Command::Unlock { env, config } => control::unlock(&load_for_store(config)?, &env).await,
         Command::Locks(c) => control::locks(&load_for_store(c)?).await,
-        Command::Teardown { env, config } => {
-            control::teardown(&load_for_store(config)?, &env).await
+        Command::Teardown { env, yes, config } => {
+            control::teardown(&load_for_store(config)?, &env, yes).await
         }
         Command::Cancel { id, reason, config } => {
             control::cancel(&load_for_store(config)?, id, &reason).await
@@ -149,6 +154,16 @@ async fn try_main(args: Args) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if !matches!(args.command, Command::Serve(_)) {
+        // `ferry deployments | head -1`: a closed output ends the command
+        // quietly, as it does any Unix filter, instead of a panic in
+        // println!. The daemon keeps Rust's default (EPIPE as an error on
+        // its sockets).
+        // SAFETY: setting a signal's disposition to the default is sound.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     ferry::cli::init_tracing();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

@@ -89,6 +89,33 @@ pub async fn watchdog(heartbeat: Arc<Heartbeat>, mut stop: watch::Receiver<bool>
     }
 }
 
+/// Raises the soft limit on open files to the hard one, for the sockets of
+/// many slow clients at once. Under the packaged unit `LimitNOFILE=` has
+/// set both already (and the syscall filter refuses setrlimit); elsewhere
+/// the soft limit is often 1024. The limit in force, for the log.
+pub fn raise_open_files() -> u64 {
+    // SAFETY: getrlimit/setrlimit on a stack value we own.
+    unsafe {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
+            return 0;
+        }
+        if l.rlim_cur < l.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: l.rlim_max,
+                rlim_max: l.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return raised.rlim_cur;
+            }
+        }
+        l.rlim_cur
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Heartbeat, runner_alive};

@@ -286,7 +286,16 @@ async fn ferry_teardown_of_a_non_transient_environment(database_url: Option<Stri
 
     deploy(&w, review(1, "production", "main", SHA_A, false)).await;
     w.github.wait_state(1, "success", WAIT).await;
-    let out = w.cli(&["teardown", "octo-org/web:production"]);
+    // Not a review app: GitHub would show production destroyed, so only
+    // when the operator confirms.
+    let unconfirmed = w.cli(&["teardown", "octo-org/web:production"]);
+    assert_eq!(unconfirmed.status.code(), Some(1), "{}", text(&unconfirmed));
+    assert!(
+        String::from_utf8_lossy(&unconfirmed.stderr).contains("--yes"),
+        "{}",
+        text(&unconfirmed)
+    );
+    let out = w.cli(&["teardown", "octo-org/web:production", "--yes"]);
     assert!(out.status.success(), "{}", text(&out));
     w.github.wait_state(1, "inactive", WAIT).await;
     let line = wait_teardown(&w, "success").await;
@@ -296,7 +305,7 @@ async fn ferry_teardown_of_a_non_transient_environment(database_url: Option<Stri
         [format!("teardown 1 production main {SHA_A}")]
     );
 
-    let again = w.cli(&["teardown", "octo-org/web:production"]);
+    let again = w.cli(&["teardown", "octo-org/web:production", "--yes"]);
     assert_eq!(again.status.code(), Some(1), "{}", text(&again));
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("tore it down"),

@@ -491,6 +491,15 @@ async fn host_key_problems_are_errors_naming_the_host_and_cause() {
         statuses[1].description()
     );
     assert!(statuses[1].log_url().is_some());
+    // What the host offered, and the line it contradicts, where an
+    // operator checks: the deployment's log.
+    let log = w.log_text(statuses[1].log_url().unwrap()).await;
+    let offered = common::sshd::fingerprint(&w.sshd.dir.join("host_key.pub"));
+    assert!(log.contains(&offered), "{offered} not in:\n{log}");
+    assert!(
+        log.contains(&format!("contradicts {}:1", known_hosts.display())),
+        "{log}"
+    );
 
     std::fs::write(&known_hosts, "").unwrap();
     w.deploy(52, REPO, "production").await;

@@ -17,9 +17,11 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 mod raw;
+mod steering;
 use raw::{
     RawConfig, RawGitHub, RawRunner, RawServer, RawSsh, RawStep, RawStorage, RawTarget, keys,
 };
+pub use steering::{Owned, Steering};
 
 use crate::glob;
 
@@ -28,6 +30,8 @@ pub const ENV_CONFIG: &str = "FERRY_CONFIG";
 pub const ENV_WEBHOOK_SECRET: &str = "FERRY_WEBHOOK_SECRET";
 pub const ENV_GITHUB_TOKEN: &str = "FERRY_GITHUB_TOKEN";
 pub const ENV_DATABASE_URL: &str = "FERRY_DATABASE_URL";
+/// A target's task when it names none.
+pub const DEFAULT_TASK: &str = "deploy";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -92,6 +96,9 @@ pub struct Ssh {
     /// How long a connection left idle by a deployment stays open for the
     /// next one to the same host; zero closes it with its deployment.
     pub idle_timeout: Duration,
+    /// Between keepalives on a connection; a host that answers none of
+    /// [`KEEPALIVES_MISSED`] in a row is lost.
+    pub keepalive: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -291,10 +298,6 @@ impl Config {
     /// For the commands that only use the store (`deployments`, `lock`,
     /// `cancel`, ...): a member of group ferry may not read the secret files
     /// (systemd hands them to the service alone), and needs none of them.
-    pub fn load_without_secrets(path: &Path) -> Result<Config, ConfigError> {
-        Config::load_as(path, true)
-    }
-
     fn load_as(path: &Path, secrets_optional: bool) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             path: path.to_path_buf(),
@@ -379,6 +382,11 @@ impl Config {
 /// Below sshd's default `MaxStartups 10:30:100`, where it starts dropping
 /// connections that have not authenticated yet.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 8;
+/// `ssh.keepalive`: ssh's own default in ferry's ssh_config until now.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
+/// Keepalives a host may leave unanswered before it is lost (ssh's
+/// `ServerAliveCountMax`).
+pub const KEEPALIVES_MISSED: u32 = 3;
 /// As long as ssh's masters already linger after ferry lets go of them
 /// (`ControlPersist`), and Ansible's default.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -932,6 +940,15 @@ impl<'a> Checker<'a> {
             self.problem(&at("connect_timeout"), "must be at least 1s");
             ok = false;
         }
+        // ssh counts ServerAliveInterval in whole seconds; 0 turns it off.
+        let keepalive = raw.keepalive.unwrap_or(DEFAULT_KEEPALIVE);
+        if keepalive < Duration::from_secs(1) || keepalive.subsec_nanos() != 0 {
+            self.problem(
+                &at("keepalive"),
+                "must be a whole number of seconds, at least 1s (ssh's ServerAliveInterval)",
+            );
+            ok = false;
+        }
         if !ok {
             return None;
         }
@@ -942,6 +959,7 @@ impl<'a> Checker<'a> {
             config_file,
             max_connections: max_connections?,
             idle_timeout: raw.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
+            keepalive,
         })
     }
 
@@ -1067,7 +1085,7 @@ impl<'a> Checker<'a> {
                 None
             }
         };
-        let task = raw.task.unwrap_or_else(|| "deploy".into());
+        let task = raw.task.unwrap_or_else(|| DEFAULT_TASK.into());
         let mut hosts = Vec::new();
         match raw.hosts {
             Some(list) if !list.is_empty() => {

@@ -69,6 +69,8 @@ pub struct RawSsh {
     pub max_connections: Option<i64>,
     #[serde(default, with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub keepalive: Option<Duration>,
 }
 
 #[derive(Deserialize)]

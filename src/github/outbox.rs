@@ -12,7 +12,8 @@ use tokio::time::Instant;
 
 use super::{CallError, GitHub};
 use crate::current::Current;
-use crate::store::{DeploymentId, OutboxItem, PostOutcome, SharedStore, now_ms};
+use crate::logs::Logs;
+use crate::store::{DeploymentId, OutboxItem, PostOutcome, SharedStore, StatusState, now_ms};
 
 /// Status posts in flight at once.
 const IN_FLIGHT: usize = 16;
@@ -39,6 +40,9 @@ pub struct Outbox {
     github: Current<GitHub>,
     /// Rung when a status is queued.
     wake: Arc<Notify>,
+    /// Mints the log link of a final status queued without one: `ferry
+    /// cancel` reads no `server.public_url` (SPEC: Command line).
+    links: Option<Logs>,
 }
 
 /// Until when GitHub asked us to wait (`Retry-After`, a rate limit's
@@ -60,7 +64,15 @@ impl Outbox {
             store,
             github,
             wake,
+            links: None,
         }
+    }
+
+    /// Statuses other than `queued` and `inactive` queued without a
+    /// `log_url` get `logs`' link to the deployment's log.
+    pub fn with_log_links(mut self, logs: Logs) -> Outbox {
+        self.links = Some(logs);
+        self
     }
 
     /// Runs until `shutdown` fires, then keeps sending whatever is due for
@@ -204,7 +216,16 @@ impl Outbox {
         }
         Self::count(&records);
         let started = start.len();
-        for item in start {
+        for mut item in start {
+            if let Some(links) = &self.links
+                && item.status.log_url.is_none()
+                && !matches!(
+                    item.status.state,
+                    StatusState::Queued | StatusState::Inactive
+                )
+            {
+                item.status.log_url = Some(links.url(item.deployment_id));
+            }
             // The client in force now: a reload may have changed the token.
             let github = self.github.get();
             in_flight.spawn(async move {

@@ -350,9 +350,14 @@ impl Sink {
             Target::File(file, changed, id) => match file.write_all(&json) {
                 Ok(()) => {
                     let _ = changed.send(*id);
+                    crate::health::recovered(crate::health::Part::Logs);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot write a deployment log line: {e}");
+                    crate::health::failed(
+                        crate::health::Part::Logs,
+                        format!("cannot write deployment logs: {e}"),
+                    );
                     return;
                 }
             },

@@ -66,14 +66,22 @@ async fn authorized(app: &Pages, id: &str, token: Option<&str>) -> Result<Deploy
     }
 }
 
-/// A waiting deployment's page says so when its environment is locked,
-/// whenever the lock was taken.
+/// A waiting deployment's page says so when its environment is locked or
+/// held, whenever that began.
 async fn waiting_on_lock(app: &Pages, mut d: Deployment) -> Deployment {
-    if d.state == crate::store::State::Queued
-        && let Ok(locks) = app.store.locks().await
+    if d.state != crate::store::State::Queued {
+        return d;
+    }
+    if let Ok(locks) = app.store.locks().await
         && let Some(l) = crate::store::EnvLock::find(&locks, &d.repository, &d.environment)
     {
         d.description = l.waiting();
+    } else if let Ok(holds) = app.store.holds().await
+        && let Some(h) = holds
+            .iter()
+            .find(|h| h.repository == d.repository && h.environment == d.environment)
+    {
+        d.description = h.waiting();
     }
     d
 }

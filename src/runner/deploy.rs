@@ -46,6 +46,11 @@ pub enum Outcome {
         host: String,
         cause: String,
     },
+    /// The host missed its keepalives during the step.
+    ConnectionLost {
+        step: String,
+        host: String,
+    },
     NoTarget,
     NoSteps,
     Shutdown,
@@ -120,6 +125,7 @@ impl Outcome {
             Outcome::Lost { step, host, cause } => {
                 format!("Lost step '{step}' on {host}: {cause}")
             }
+            Outcome::ConnectionLost { step, host } => crate::wording::lost_connection(host, step),
             Outcome::NoTarget => format!(
                 "No target in ferry's config owns {} {} (task {}) any more",
                 d.repository, d.environment, d.task
@@ -234,7 +240,10 @@ pub async fn deploy(
                 lost(&shared, &deployment).await;
                 break;
             }
-            Err(e) if attempt < 20 => {
+            // Up to about ten minutes: a full disk or a database restart
+            // is waited out, and what outlasts it is settled at the next
+            // start.
+            Err(e) if attempt < 120 => {
                 tracing::warn!(deployment = %id, error = %e, "cannot record the final state of deployment {id}, retrying: {e}");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
@@ -580,11 +589,18 @@ impl Run {
             .await;
             drop(announce);
             let _ = remember.await;
-            if let Err(e) = self
-                .shared
-                .store
-                .forget_step(self.deployment.id, &spec)
-                .await
+            // A step that may still run on the host stays recorded: it
+            // holds the environment until ferry ends it there.
+            let gone = !matches!(
+                end,
+                StepEnd::ConnectionLost | StepEnd::Stopped { ended: false }
+            );
+            if gone
+                && let Err(e) = self
+                    .shared
+                    .store
+                    .forget_step(self.deployment.id, &spec)
+                    .await
             {
                 tracing::warn!(deployment = %self.deployment.id, error = %e, "cannot clear a finished step of deployment {}: {e}", self.deployment.id);
             }
@@ -640,7 +656,30 @@ impl Run {
                     });
                     break;
                 }
-                StepEnd::Stopped => {
+                StepEnd::ConnectionLost => {
+                    reusable = false;
+                    let hold = crate::wording::hold(self.deployment.id, &name);
+                    log.ended(
+                        &name,
+                        Some(&step.name),
+                        &format!(
+                            "lost the connection after {took}: {name} answered none of {} keepalives; \
+                             the step may still run there, so the environment is held ({hold}) \
+                             until ferry ends it",
+                            crate::config::KEEPALIVES_MISSED
+                        ),
+                        EXIT_LOST,
+                    );
+                    self.fail(Outcome::ConnectionLost {
+                        step: step.name.clone(),
+                        host: name.clone(),
+                    });
+                    break;
+                }
+                StepEnd::Stopped { ended } => {
+                    if !ended {
+                        reusable = false;
+                    }
                     log.ended(
                         &name,
                         Some(&step.name),

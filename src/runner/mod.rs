@@ -34,6 +34,30 @@ const CANCEL_POLL: Duration = Duration::from_millis(500);
 /// half of ferry's CPU). A lone deployment is not delayed.
 const EMPTY_GAP: Duration = Duration::from_millis(5);
 
+/// Writes what operators did through the command line to this ferry's
+/// log, once each (with replicas, on one of them): the journal's `ACTOR=`
+/// field names who, for `journalctl ACTOR=alice`.
+async fn log_operator_actions(shared: &Handles) {
+    match shared.store.take_actions(100).await {
+        Ok(actions) => {
+            for a in actions {
+                let deployment = a.deployment.map(|d| d.0);
+                tracing::info!(
+                    actor = %a.actor,
+                    action = %a.action,
+                    repository = %a.repository,
+                    environment = %a.environment,
+                    deployment,
+                    "{} {}",
+                    a.actor,
+                    a.detail
+                );
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "cannot read operators' actions: {e}"),
+    }
+}
+
 /// What a deployment needs while it runs.
 #[derive(Clone)]
 pub struct Handles {
@@ -76,6 +100,8 @@ pub struct Runner {
     heartbeat: Arc<Heartbeat>,
     owner: Owner,
     running: Running,
+    /// Taken over at start, to be settled by [`Runner::run`].
+    interrupted: Vec<crate::store::Deployment>,
 }
 
 impl Runner {
@@ -86,16 +112,22 @@ impl Runner {
             heartbeat,
             owner: Owner::this_process(),
             running: Running::default(),
+            interrupted: Vec::new(),
         }
     }
 
-    /// At start: settles what a previous process left running. On a store
-    /// this process uses alone that is every running deployment; with
-    /// replicas, those whose lease ran out (the others are alive, or will
-    /// be settled by the rescuer once their lease runs out).
-    pub async fn recover(&self) -> anyhow::Result<usize> {
+    /// At start: takes over what a previous process left running, in the
+    /// store alone (no host is contacted here), so that the runner's own
+    /// claims are never mistaken for leftovers. On a store this process
+    /// uses alone that is every running deployment; with replicas, those
+    /// whose lease ran out (the others are alive, or will be settled by the
+    /// rescuer once their lease runs out). [`Runner::run`] then ends their
+    /// steps and settles them beside intake: a host that does not answer
+    /// must not keep webhooks waiting.
+    pub async fn recover(&mut self) -> anyhow::Result<usize> {
         let all = !self.shared.store.replicas();
-        Ok(rescue::rescue(&self.shared, &self.owner, all).await?)
+        self.interrupted = self.shared.store.rescue(&self.owner, all).await?;
+        Ok(self.interrupted.len())
     }
 
     /// Stops deployments here that an operator cancelled (`ferry cancel`
@@ -123,6 +155,7 @@ impl Runner {
                 }
                 Err(e) => tracing::debug!(error = %e, "cannot look for cancelled deployments: {e}"),
             }
+            log_operator_actions(&shared).await;
         }
     }
 
@@ -142,10 +175,20 @@ impl Runner {
         // Settling connects to hosts (up to ssh.connect_timeout each), so it
         // runs beside the renewals, which must not wait for it.
         let mut settling: Option<tokio::task::JoinHandle<()>> = None;
+        let mut unholding: Option<tokio::task::JoinHandle<()>> = None;
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(RENEW_EVERY) => {}
-                _ = done.wait_for(|d| *d) => return,
+            let stop = tokio::select! {
+                _ = tokio::time::sleep(RENEW_EVERY) => false,
+                _ = done.wait_for(|d| *d) => true,
+            };
+            if stop {
+                // Connections in progress end with the process; what they
+                // did not finish is retried at the next start.
+                for task in [settling, unholding].into_iter().flatten() {
+                    task.abort();
+                    let _ = task.await;
+                }
+                return;
             }
             let claims = running.claims();
             match shared.store.renew(&owner, &claims).await {
@@ -169,6 +212,18 @@ impl Runner {
                         running.interrupt(None, Interrupt::LeaseLost);
                     }
                 }
+            }
+            if unholding.as_ref().is_none_or(|s| s.is_finished()) {
+                let shared = shared.clone();
+                unholding = Some(tokio::spawn(async move {
+                    // The runner looks for work twice a second anyway.
+                    match rescue::end_held_steps(&shared).await {
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::debug!(error = %e, "cannot look for held environments: {e}")
+                        }
+                    }
+                }));
             }
             if replicas && settling.as_ref().is_none_or(|s| s.is_finished()) {
                 let (shared, owner) = (shared.clone(), owner.clone());
@@ -208,8 +263,21 @@ impl Runner {
 
     /// Runs until `shutdown`; then gives running deployments
     /// `runner.shutdown_grace` to finish and cancels the rest.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let (done, done_rx) = watch::channel(false);
+        let interrupted = std::mem::take(&mut self.interrupted);
+        let settling = {
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                let n = rescue::settle_all(&shared, interrupted).await;
+                if n > 0 {
+                    tracing::warn!(
+                        count = n,
+                        "settled deployments interrupted by the last stop"
+                    );
+                }
+            })
+        };
         let leases = tokio::spawn(Self::keep_leases(
             self.shared.clone(),
             self.owner.clone(),
@@ -329,5 +397,7 @@ impl Runner {
         done.send_replace(true);
         let _ = leases.await;
         let _ = cancels.await;
+        settling.abort();
+        let _ = settling.await;
     }
 }

@@ -8,8 +8,9 @@
 
 use tokio::task::JoinSet;
 
+use super::Connector;
 use super::{Handles, remote};
-use crate::store::{Deployment, DeploymentId, NewStatus, Owner, State, StatusState};
+use crate::store::{Deployment, DeploymentId, NewStatus, Owner, RemoteStep, State, StatusState};
 
 /// After a restart, on a store this process uses alone.
 pub const RESTARTED: &str = "Interrupted: ferry restarted during the deployment";
@@ -19,11 +20,31 @@ pub const RESTARTED: &str = "Interrupted: ferry restarted during the deployment"
 /// how many it settled.
 pub async fn rescue(shared: &Handles, owner: &Owner, all: bool) -> crate::store::Result<usize> {
     let taken = shared.store.rescue(owner, all).await?;
-    let n = taken.len();
+    Ok(settle_all(shared, taken).await)
+}
+
+/// Settles deployments taken over, side by side: one host that does not
+/// answer must not hold up the others. How many were settled.
+pub async fn settle_all(shared: &Handles, taken: Vec<Deployment>) -> usize {
+    let mut settling = JoinSet::new();
     for d in taken {
-        settle(shared, d).await?;
+        let shared = shared.clone();
+        settling.spawn(async move {
+            let id = d.id;
+            match settle(&shared, d).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(deployment = %id, error = %e, "cannot settle deployment {id} yet: {e}");
+                    false
+                }
+            }
+        });
     }
-    Ok(n)
+    let mut settled = 0;
+    while let Some(done) = settling.join_next().await {
+        settled += usize::from(done.unwrap_or(false));
+    }
+    settled
 }
 
 /// Ends the steps `d` left on its hosts, then gives it its final `error`.
@@ -57,7 +78,9 @@ async fn settle(shared: &Handles, d: Deployment) -> crate::store::Result<()> {
 }
 
 /// Kills, on each host, the step a dead ferry left running there, so
-/// that it cannot overlap the environment's next deployment.
+/// that it cannot overlap the environment's next deployment. A step on a
+/// host that does not answer stays recorded: it holds the environment
+/// until [`end_held_steps`] ends it or an operator releases it.
 async fn end_leftover_steps(shared: &Handles, id: DeploymentId) {
     let steps = match shared.store.remote_steps(id).await {
         Ok(s) => s,
@@ -75,48 +98,142 @@ async fn end_leftover_steps(shared: &Handles, id: DeploymentId) {
     let connector = shared.connector.get();
     let mut kills = JoinSet::new();
     for step in steps {
-        let spec = step.host;
-        let group = remote::RemoteGroup {
-            pgid: u32::try_from(step.pgid).unwrap_or(0),
-            boot_id: step.boot_id,
-        };
-        let (Ok(host), Some(command)) = (
-            crate::config::Host::parse(&spec),
-            remote::kill_leftover_command(&group),
-        ) else {
-            // No boot id to check against: leave the process alone.
-            let _ = shared.store.forget_step(id, &spec).await;
-            continue;
-        };
-        let connector = connector.clone();
+        let (shared, connector) = (shared.clone(), connector.clone());
         kills.spawn(async move {
-            let outcome = match connector.connect(&host).await {
-                Ok((session, _)) => {
-                    let ran = session.raw_command(&command).status().await;
-                    let _ = session.close().await;
-                    match ran {
-                        Ok(_) => {
-                            format!("ended the interrupted step (process group {})", group.pgid)
-                        }
-                        Err(e) => format!(
-                            "cannot end the interrupted step (process group {}): {e}",
-                            group.pgid
-                        ),
-                    }
-                }
-                Err(cause) => format!(
-                    "cannot end the interrupted step (process group {}): {cause}",
-                    group.pgid
-                ),
-            };
-            (host.to_string(), spec, outcome)
+            let spec = step.host.clone();
+            let host = host_name(&spec);
+            let (ended, outcome) = end_step(&shared, &connector, id, &step).await;
+            (host, ended, outcome)
         });
     }
     while let Some(done) = kills.join_next().await {
-        if let Ok((host, spec, outcome)) = done {
+        if let Ok((host, ended, outcome)) = done {
             tracing::warn!(deployment = %id, host = %host, "deployment {id} on {host}: {outcome}");
             note(&host, &outcome);
-            let _ = shared.store.forget_step(id, &spec).await;
+            if !ended {
+                let hold = crate::wording::hold(id, &host);
+                note(
+                    &host,
+                    &format!(
+                        "its environment is held: {hold}; ferry keeps trying (`ferry unlock` releases it)"
+                    ),
+                );
+            }
         }
     }
+    if let Some(w) = log
+        && let Err(e) = w.flush().await
+    {
+        tracing::debug!(deployment = %id, "log not stored yet: {e}");
+    }
+}
+
+fn host_name(spec: &str) -> String {
+    crate::config::Host::parse(spec)
+        .map(|h| h.to_string())
+        .unwrap_or_else(|_| spec.to_string())
+}
+
+/// Ends one step left on a host, and forgets it once it is gone: killed,
+/// the host rebooted since (its boot id differs), or the step has no boot
+/// id to check against (it is left alone). Whether it is gone, and what
+/// happened, in words.
+async fn end_step(
+    shared: &Handles,
+    connector: &Connector,
+    id: DeploymentId,
+    step: &RemoteStep,
+) -> (bool, String) {
+    let group = remote::RemoteGroup {
+        pgid: u32::try_from(step.pgid).unwrap_or(0),
+        boot_id: step.boot_id.clone(),
+    };
+    let outcome = match (
+        crate::config::Host::parse(&step.host),
+        remote::kill_leftover_command(&group),
+    ) {
+        (Ok(host), Some(command)) => match connector.connect(&host).await {
+            Ok((session, _)) => {
+                let ran =
+                    tokio::time::timeout(KILL_WITHIN, session.raw_command(&command).status()).await;
+                let _ = session.close().await;
+                match ran {
+                    Ok(Ok(_)) => Ok(format!(
+                        "ended the interrupted step (process group {})",
+                        group.pgid
+                    )),
+                    Ok(Err(e)) => Err(format!(
+                        "cannot end the interrupted step (process group {}): {e}",
+                        group.pgid
+                    )),
+                    Err(_) => Err(format!(
+                        "cannot end the interrupted step (process group {}): no answer within {}",
+                        group.pgid,
+                        crate::format::duration(KILL_WITHIN)
+                    )),
+                }
+            }
+            Err(cause) => Err(format!(
+                "cannot end the interrupted step (process group {}): {cause}",
+                group.pgid
+            )),
+        },
+        // No boot id to check against: the number may be anything's now.
+        _ => Ok("left the interrupted step alone: its host's boot is unknown".to_string()),
+    };
+    match outcome {
+        Ok(text) => {
+            if let Err(e) = shared.store.forget_step(id, &step.host).await {
+                tracing::warn!(deployment = %id, error = %e, "cannot clear an ended step of deployment {id}: {e}");
+                return (false, text);
+            }
+            (true, text)
+        }
+        Err(text) => (false, text),
+    }
+}
+
+/// How long the kill on a host that answered may take (TERM, 2 s, KILL).
+const KILL_WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Tries again to end the steps that hold environments ([`Hold`]): the
+/// host may answer now, or have rebooted. Each one ended lets its
+/// environment's next deployment start; how many were ended.
+pub async fn end_held_steps(shared: &Handles) -> crate::store::Result<usize> {
+    let holds = shared.store.holds().await?;
+    if holds.is_empty() {
+        return Ok(0);
+    }
+    let connector = shared.connector.get();
+    let mut kills = JoinSet::new();
+    for hold in holds {
+        let (shared, connector) = (shared.clone(), connector.clone());
+        kills.spawn(async move {
+            let (ended, outcome) = end_step(&shared, &connector, hold.deployment, &hold.step).await;
+            (hold, ended, outcome)
+        });
+    }
+    let mut n = 0;
+    while let Some(done) = kills.join_next().await {
+        let Ok((hold, ended, outcome)) = done else {
+            continue;
+        };
+        let (id, host) = (hold.deployment, hold.host());
+        if ended {
+            n += 1;
+            tracing::warn!(deployment = %id, host = %host, repository = %hold.repository, environment = %hold.environment,
+                "deployment {id} on {host}: {outcome}; {}:{} is no longer held", hold.repository, hold.environment);
+            if let Ok(w) = shared.logs.writer(id).await {
+                w.ferry(
+                    Some(&host),
+                    None,
+                    &format!("{outcome}; the environment is no longer held"),
+                );
+                let _ = w.flush().await;
+            }
+        } else {
+            tracing::debug!(deployment = %id, host = %host, "deployment {id} on {host}: {outcome}");
+        }
+    }
+    Ok(n)
 }

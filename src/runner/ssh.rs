@@ -109,8 +109,13 @@ fn config_path(p: &Path) -> anyhow::Result<String> {
 /// host names, users, ports, ProxyJump.
 pub fn ssh_config(ssh: &Ssh) -> anyhow::Result<String> {
     let mut c = String::from(
-        "# Written by ferry at start; edit ssh.config_file instead.\nHost *\n    StrictHostKeyChecking yes\n    GlobalKnownHostsFile /dev/null\n    BatchMode yes\n    ServerAliveInterval 15\n",
+        "# Written by ferry at start; edit ssh.config_file instead.\nHost *\n    StrictHostKeyChecking yes\n    GlobalKnownHostsFile /dev/null\n    BatchMode yes\n",
     );
+    c.push_str(&format!(
+        "    ServerAliveInterval {}\n    ServerAliveCountMax {}\n",
+        ssh.keepalive.as_secs().max(1),
+        crate::config::KEEPALIVES_MISSED
+    ));
     c.push_str(&format!(
         "    UserKnownHostsFile {}\n",
         config_path(&ssh.known_hosts_file)?
@@ -150,12 +155,28 @@ pub enum Stop {
 #[derive(Debug, PartialEq, Eq)]
 pub enum StepEnd {
     Exited(i32),
-    /// The remote process ended without an exit status (a signal), or the
-    /// connection dropped; the multiplexer cannot tell the two apart.
+    /// The remote process ended without an exit status (a signal), while
+    /// the connection stayed up.
     Lost(String),
+    /// The connection died while the step ran (the host missed its
+    /// keepalives): the step may well still run there.
+    ConnectionLost,
     /// The connection could not start the step: nothing ran.
     NotStarted(String),
-    Stopped,
+    /// Stopped on request; `ended` when the kill reached the host (else the
+    /// step may still run there).
+    Stopped {
+        ended: bool,
+    },
+}
+
+/// Whether the connection's master still answers: after a step ended
+/// without a status, this tells a killed step from a lost host.
+async fn connection_alive(session: &Session) -> bool {
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), session.check()).await,
+        Ok(Ok(()))
+    )
 }
 
 /// A short, ferry-owned directory for control sockets: Unix socket paths
@@ -292,7 +313,7 @@ impl Connector {
         b.known_hosts_check(KnownHosts::Strict)
             .user_known_hosts_file(&self.ssh.known_hosts_file)
             .connect_timeout(self.ssh.connect_timeout)
-            .server_alive_interval(Duration::from_secs(15))
+            .server_alive_interval(self.ssh.keepalive)
             .control_directory(&self.control_dir)
             // If ferry dies, masters exit once idle instead of living
             // forever; while it lives, they outlast ssh.idle_timeout.
@@ -322,7 +343,13 @@ impl Connector {
             }
             Ok(Err(e)) => {
                 metrics::counter!(crate::metrics::SSH_CONNECT_FAILURES).increment(1);
-                Err(connect_cause(&e, self.ssh.connect_timeout))
+                let cause = connect_cause(&e, self.ssh.connect_timeout);
+                if cause.starts_with("host key mismatch") {
+                    // At warning priority: `journalctl -p warning` is where
+                    // a man-in-the-middle must show.
+                    tracing::warn!(host = %host, "{host}: {cause}");
+                }
+                Err(cause)
             }
             Err(_) => {
                 metrics::counter!(crate::metrics::SSH_CONNECT_FAILURES).increment(1);
@@ -342,8 +369,7 @@ pub fn connect_cause(e: &openssh::Error, timeout: Duration) -> String {
     if t.contains("remote host identification has changed")
         || t.contains("host key for") && t.contains("has changed")
     {
-        "host key mismatch: the host presented a different key than ssh.known_hosts_file holds"
-            .to_string()
+        host_key_mismatch(&text)
     } else if t.contains("host key is known")
         || t.contains("no matching host key")
         || (t.contains("host key verification failed") && !t.contains("changed"))
@@ -377,6 +403,36 @@ pub fn connect_cause(e: &openssh::Error, timeout: Duration) -> String {
             .trim()
             .to_string()
     }
+}
+
+/// A changed host key in words an operator can check against the host:
+/// the fingerprint of the key it offered and the `known_hosts` line it
+/// contradicts, both read from ssh's warning.
+fn host_key_mismatch(ssh_said: &str) -> String {
+    let fingerprint = ssh_said
+        .split_whitespace()
+        .find(|w| w.starts_with("SHA256:"))
+        .map(|w| w.trim_end_matches('.'));
+    // "Offending ED25519 key in /etc/ferry/known_hosts:3"
+    let offending = ssh_said.lines().find_map(|l| {
+        let l = l.trim();
+        let rest = l.strip_prefix("Offending ")?;
+        let (_, place) = rest.split_once(" key in ")?;
+        Some(place.trim().to_string())
+    });
+    let mut m = String::from("host key mismatch (possible man-in-the-middle): the host offered ");
+    match fingerprint {
+        Some(f) => m.push_str(&format!("key {f}")),
+        None => m.push_str("a different key"),
+    }
+    match offending {
+        Some(place) => m.push_str(&format!(", which contradicts {place}")),
+        None => m.push_str(", which contradicts ssh.known_hosts_file"),
+    }
+    m.push_str(
+        "; if the host was rebuilt, check the new fingerprint with its owner and replace that line",
+    );
+    m
 }
 
 /// Runs one step's input through the wrapper; every output line goes to
@@ -429,45 +485,67 @@ pub async fn run_step(
     tokio::select! {
         _ = &mut io => {}
         _ = stopped => {
-                        kill_group(session, pgid.get().map(|g: &RemoteGroup| g.pgid), emit).await;
+            let ended = kill_group(session, pgid.get().map(|g: &RemoteGroup| g.pgid), emit).await;
             // Give the streams a moment to deliver the last lines.
             let _ = tokio::time::timeout(Duration::from_secs(5), &mut io).await;
-            return StepEnd::Stopped;
+            return StepEnd::Stopped { ended };
         }
     }
-    match child.wait().await {
+    let ended = match child.wait().await {
         Ok(status) => match status.code() {
-            Some(code) => StepEnd::Exited(code),
-            None => {
-                StepEnd::Lost("the step ended without an exit status (killed by a signal?)".into())
-            }
+            Some(code) => return StepEnd::Exited(code),
+            None => "the step ended without an exit status (killed by a signal?)".to_string(),
         },
-        Err(e) => StepEnd::Lost(format!("{e}")),
+        Err(e) => format!("{e}"),
+    };
+    // The multiplexer says the same ("the remote process has terminated")
+    // when the connection died: only a master that still answers means
+    // the step is really gone.
+    if connection_alive(session).await {
+        StepEnd::Lost(ended)
+    } else {
+        StepEnd::ConnectionLost
     }
 }
 
-async fn kill_group(session: &Session, pgid: Option<u32>, emit: &(dyn Fn(Stream, &str) + Sync)) {
+/// Kills the step's process group; whether the kill reached the host.
+async fn kill_group(
+    session: &Session,
+    pgid: Option<u32>,
+    emit: &(dyn Fn(Stream, &str) + Sync),
+) -> bool {
     let Some(pgid) = pgid.filter(|&g| g > 1) else {
+        // Nothing announced a group: the step had not started, or its
+        // wrapper never ran. Nothing is recorded to hold the host for.
         emit(
             Stream::Ferry,
             "cannot stop the step: its process group is unknown",
         );
-        return;
+        return true;
     };
     let mut kill = session.raw_command(remote::kill_command(pgid));
     match tokio::time::timeout(Duration::from_secs(15), kill.status()).await {
-        Ok(Ok(_)) => emit(
-            Stream::Ferry,
-            &format!("stopped the step (process group {pgid})"),
-        ),
-        Ok(Err(e)) => emit(
-            Stream::Ferry,
-            &format!("cannot stop the step (process group {pgid}): {e}"),
-        ),
-        Err(_) => emit(
-            Stream::Ferry,
-            &format!("stopping the step (process group {pgid}) timed out"),
-        ),
+        Ok(Ok(_)) => {
+            emit(
+                Stream::Ferry,
+                &format!("stopped the step (process group {pgid})"),
+            );
+            true
+        }
+        Ok(Err(e)) => {
+            emit(
+                Stream::Ferry,
+                &format!("cannot stop the step (process group {pgid}): {e}"),
+            );
+            false
+        }
+        Err(_) => {
+            emit(
+                Stream::Ferry,
+                &format!("stopping the step (process group {pgid}) timed out"),
+            );
+            false
+        }
     }
 }
 
@@ -558,6 +636,7 @@ mod tests {
             config_file: Some(extra.clone()),
             max_connections: NonZeroUsize::new(8).unwrap(),
             idle_timeout: Duration::ZERO,
+            keepalive: Duration::from_secs(4),
         };
         let c = ssh_config(&ssh).unwrap();
         let strict = c.find("StrictHostKeyChecking yes").unwrap();
@@ -571,6 +650,8 @@ mod tests {
             "{c}"
         );
         assert!(c.contains("ConnectTimeout 7"), "{c}");
+        assert!(c.contains("ServerAliveInterval 4\n"), "{c}");
+        assert!(c.contains("ServerAliveCountMax 3\n"), "{c}");
         assert!(c.contains("IdentitiesOnly yes"), "{c}");
         assert!(
             c.trim_end().ends_with(&format!(
@@ -584,6 +665,30 @@ mod tests {
             ..ssh
         };
         assert!(ssh_config(&bad).is_err());
+    }
+
+    #[test]
+    fn a_changed_host_key_names_the_fingerprint_and_the_line() {
+        let said = "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
+@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @
+@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
+IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!
+The fingerprint for the ED25519 key sent by the remote host is
+SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU.
+Please contact your system administrator.
+Add correct host key in /etc/ferry/known_hosts to get rid of this message.
+Offending ED25519 key in /etc/ferry/known_hosts:3
+Host key for [127.0.0.1]:2222 has changed and you have requested strict checking.
+Host key verification failed.";
+        let cause = host_key_mismatch(said);
+        assert!(
+            cause.contains("key SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU,"),
+            "{cause}"
+        );
+        assert!(
+            cause.contains("contradicts /etc/ferry/known_hosts:3"),
+            "{cause}"
+        );
     }
 
     #[tokio::test]

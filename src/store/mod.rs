@@ -59,7 +59,7 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// steps running on hosts, and the outbox of statuses for GitHub; and what
 /// operators steer with ([`Steer`]).
 #[async_trait]
-pub trait Store: Steer + Teardowns + Send + Sync + 'static {
+pub trait Store: Steer + Teardowns + Holds + Actions + Send + Sync + 'static {
     /// Records a delivery and its deployment, with its `queued` status, and
     /// returns once that is durable. Duplicates (by delivery or by
     /// deployment id) change nothing but the record of the delivery. With
@@ -142,6 +142,9 @@ pub trait Store: Steer + Teardowns + Send + Sync + 'static {
 
     /// Records what became of status posts, by outbox seq.
     async fn record_posts(&self, posts: &[(i64, PostOutcome)]) -> Result<()>;
+
+    /// A cheap round trip: the database answers (for `/healthz`).
+    async fn probe(&self) -> Result<()>;
 
     /// Closes every connection; later calls fail with [`Error::Closed`].
     async fn close(&self);
@@ -275,4 +278,31 @@ pub async fn open(storage: &crate::config::Storage) -> anyhow::Result<Opened> {
             postgres: None,
         },
     })
+}
+
+/// Steps left on hosts that did not answer, and the environments they hold
+/// ([`Hold`]). Each backend implements it in its `holds.rs`. A hold is a
+/// row of `remote_steps` whose deployment has ended: claims skip its
+/// environment until the row is gone.
+#[async_trait]
+pub trait Holds: Send + Sync {
+    /// Every hold, oldest deployment first.
+    async fn holds(&self) -> Result<Vec<Hold>>;
+
+    /// Lets an environment's deployments start again although ferry could
+    /// not end the steps left there (`ferry unlock`); returns the holds
+    /// lifted.
+    async fn release_holds(&self, repository: &str, environment: &str) -> Result<Vec<Hold>>;
+}
+
+/// What operators did through the command line, written to the running
+/// ferry's log once ([`OperatorAction`]). Each backend implements it in
+/// its `actions.rs`.
+#[async_trait]
+pub trait Actions: Send + Sync {
+    async fn record_action(&self, action: &OperatorAction) -> Result<()>;
+
+    /// Actions no ferry has written to its log yet, oldest first, marked as
+    /// written: with replicas, each goes to one replica.
+    async fn take_actions(&self, limit: i64) -> Result<Vec<OperatorAction>>;
 }

@@ -535,3 +535,53 @@ pub enum TeardownQueued {
 pub const COALESCED: &str = "coalesced: its deployment was superseded before it went out";
 pub const TORN_DOWN: &str = "Environment torn down";
 pub const SUPERSEDED_BY_TEARDOWN: &str = "Superseded by a teardown of the environment";
+
+/// A step left running on a host that ferry could not end yet (the host
+/// did not answer after a crash, a dead replica or a lost connection): no
+/// deployment starts in its environment until ferry has ended it, the host
+/// rebooted, or an operator released it with `ferry unlock`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub repository: String,
+    pub environment: String,
+    /// The deployment whose step it is (it has ended).
+    pub deployment: DeploymentId,
+    pub step: RemoteStep,
+}
+
+impl Hold {
+    /// The host as logs and descriptions name it (no user).
+    pub fn host(&self) -> String {
+        crate::config::Host::parse(&self.step.host)
+            .map(|h| h.to_string())
+            .unwrap_or_else(|_| self.step.host.clone())
+    }
+
+    /// "cannot end the step of deployment 41 on web1 yet".
+    pub fn describe(&self) -> String {
+        crate::wording::hold(self.deployment, &self.host())
+    }
+
+    /// What a deployment waiting on this hold says (its `queued`).
+    pub fn waiting(&self) -> String {
+        crate::wording::held_waiting(&self.environment, &self.describe())
+    }
+}
+
+/// Something an operator did through the command line, for the running
+/// ferry to write to its log once ([`Actions`](super::Actions)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorAction {
+    /// Order of recording; 0 for one not recorded yet.
+    pub seq: i64,
+    pub at: i64,
+    /// NAME: who ran the command.
+    pub actor: String,
+    /// `lock`, `unlock`, `cancel`, `teardown`.
+    pub action: String,
+    pub repository: String,
+    pub environment: String,
+    pub deployment: Option<DeploymentId>,
+    /// What it did, in words: "locked octo-org/web:production: db migration".
+    pub detail: String,
+}

@@ -34,10 +34,27 @@ impl FromRequest<Intake> for SignedDelivery {
 
     async fn from_request(req: Request, state: &Intake) -> Result<Self, Response> {
         let headers = req.headers().clone();
-        // The body first: an oversized one is 413 whoever sent it.
-        let body = Bytes::from_request(req, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
+        // The body first: an oversized one is 413 whoever sent it; one that
+        // trickles in for longer than BODY_TIMEOUT costs its connection.
+        let body =
+            match tokio::time::timeout(crate::http::BODY_TIMEOUT, Bytes::from_request(req, state))
+                .await
+            {
+                Ok(read) => read.map_err(IntoResponse::into_response)?,
+                Err(_) => {
+                    crate::metrics::delivery("", "bad_request");
+                    let mut r = (
+                        StatusCode::REQUEST_TIMEOUT,
+                        "the request body did not arrive within 30 s\n",
+                    )
+                        .into_response();
+                    r.headers_mut().insert(
+                        axum::http::header::CONNECTION,
+                        axum::http::HeaderValue::from_static("close"),
+                    );
+                    return Err(r);
+                }
+            };
         let header = headers.get("x-hub-signature-256").map(|v| v.as_bytes());
         if !verify(&state.config.get().github.webhook_secrets, header, &body) {
             let why = if header.is_none() {

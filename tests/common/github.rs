@@ -1,5 +1,5 @@
 //! A fake GitHub REST API that records deployment statuses and checks every
-//! request against the fixtures in `../shared/fixtures/github/`.
+//! request against the fixtures in `tests/data/github/` (copied from the shared fixtures, see its PROVENANCE.md).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -144,7 +144,7 @@ async fn list_statuses(
 fn request_schema() -> Value {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/github/openapi-create-deployment-status.json"
+        "/tests/data/github/openapi-create-deployment-status.json"
     );
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).expect(path)).unwrap();
     doc["operation"]["requestBody"]["content"]["application/json"]["schema"].clone()

@@ -46,10 +46,7 @@ macro_rules! backends {
 pub const SECRET: &str = "test-webhook-secret";
 
 pub fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/../shared/fixtures/github/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/tests/data/github/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
         .unwrap()
 }

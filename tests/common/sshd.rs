@@ -39,6 +39,21 @@ pub fn keygen(path: &Path) {
         .arg(path));
 }
 
+/// `SHA256:…`, the fingerprint of the public key in `pub_file`, as ssh
+/// prints it.
+pub fn fingerprint(pub_file: &Path) -> String {
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(pub_file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .find(|w| w.starts_with("SHA256:"))
+        .unwrap_or_else(|| panic!("no fingerprint in {text}"))
+        .to_string()
+}
+
 fn sshd_binary() -> PathBuf {
     for p in ["/usr/sbin/sshd", "/usr/local/sbin/sshd"] {
         if Path::new(p).exists() {
@@ -73,53 +88,77 @@ impl Sshd {
             .unwrap()
             .trim()
             .to_string();
-        let port = free_port();
-        let config = dir.join("sshd_config");
-        std::fs::write(
-            &config,
-            format!(
-                                "Port {port}\n{listen}HostKey {hk}\nPidFile {d}/sshd.pid\n\
-                 AuthorizedKeysFile {d}/authorized_keys\nUsePAM no\nStrictModes no\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
-                                  PermitRootLogin prohibit-password\nLogLevel {log_level}\n{extra_config}\n",
-                listen = addresses.iter().map(|a| format!("ListenAddress {a}\n")).collect::<String>(),
-                hk = host_key.display(),
-                d = dir.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new(sshd_binary())
-            .args(["-D", "-e", "-f"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("sshd.log")).unwrap())
-            .spawn()
-            .expect("start sshd");
-        let pub_key = std::fs::read_to_string(host_key.with_extension("pub")).unwrap();
-        let known_hosts_line = addresses
-            .iter()
-            .map(|a| format!("[{a}]:{port} {}", pub_key.trim()))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let sshd = Sshd {
-            port,
-            dir: dir.to_path_buf(),
-            addresses: addresses.to_vec(),
-            known_hosts_line,
-            user,
-            child,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect((addresses[0].as_str(), port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "sshd did not listen: {}",
-                std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        // Another test may take the free port between our look and sshd's
+        // bind: sshd then exits, and a connect would reach the other one
+        // (a "host key mismatch"). sshd writes its PidFile once it
+        // listens, so that file names our process or we try another port.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let port = free_port();
+            let config = dir.join("sshd_config");
+            let _ = std::fs::remove_file(dir.join("sshd.pid"));
+            std::fs::write(
+                &config,
+                format!(
+                    "Port {port}\n{listen}HostKey {hk}\nPidFile {d}/sshd.pid\n\
+                     AuthorizedKeysFile {d}/authorized_keys\nUsePAM no\nStrictModes no\n\
+                     PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+                     PermitRootLogin prohibit-password\nLogLevel {log_level}\n{extra_config}\n",
+                    listen = addresses.iter().map(|a| format!("ListenAddress {a}\n")).collect::<String>(),
+                    hk = host_key.display(),
+                    d = dir.display()
+                ),
+            )
+            .unwrap();
+            let mut child = Command::new(sshd_binary())
+                .args(["-D", "-e", "-f"])
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.join("sshd.log")).unwrap())
+                .spawn()
+                .expect("start sshd");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let listening = loop {
+                let ours = std::fs::read_to_string(dir.join("sshd.pid"))
+                    .is_ok_and(|p| p.trim() == child.id().to_string());
+                if ours && std::net::TcpStream::connect((addresses[0].as_str(), port)).is_ok() {
+                    break true;
+                }
+                if child.try_wait().unwrap().is_some() {
+                    break false;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "sshd did not listen: {}",
+                    std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            if !listening {
+                assert!(
+                    attempt < 5,
+                    "sshd could not listen: {}",
+                    std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
+                );
+                continue;
+            }
+            let pub_key = std::fs::read_to_string(host_key.with_extension("pub")).unwrap();
+            let known_hosts_line = addresses
+                .iter()
+                .map(|a| format!("[{a}]:{port} {}", pub_key.trim()))
+                .collect::<Vec<_>>()
+                .join("\n");
+            return Sshd {
+                port,
+                dir: dir.to_path_buf(),
+                addresses: addresses.to_vec(),
+                known_hosts_line,
+                user,
+                child,
+            };
         }
-        sshd
     }
 
     /// Connections open to this sshd: its per-connection processes.
@@ -129,6 +168,25 @@ impl Sshd {
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+
+    /// The listening sshd's pid: SIGSTOP on it is a host whose new
+    /// connections go unanswered.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The per-connection sshd processes (each serves one client
+    /// connection): SIGSTOP on one is a host that stops answering it.
+    pub fn session_pids(&self) -> Vec<u32> {
+        let out = Command::new("pgrep")
+            .args(["-P", &self.child.id().to_string()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
     }
 
     /// Ends every connection from the server's side, as a reboot would.

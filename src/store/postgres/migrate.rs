@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0003_locks_and_cancel.sql"),
     include_str!("../../../migrations/postgres/0004_teardown.sql"),
     include_str!("../../../migrations/postgres/0005_statuses_once.sql"),
+    include_str!("../../../migrations/postgres/0006_operator_actions.sql"),
 ];
 
 /// `pg_advisory_xact_lock` key under which migrations run: replicas that

@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0005_locks_and_cancel.sql"),
     include_str!("../../../migrations/sqlite/0006_teardown.sql"),
     include_str!("../../../migrations/sqlite/0007_statuses_once.sql"),
+    include_str!("../../../migrations/sqlite/0008_operator_actions.sql"),
 ];
 
 pub fn run(conn: &mut Connection) -> anyhow::Result<()> {

@@ -12,6 +12,8 @@
 //! without being woken when the lock frees). Reads run on blocking threads
 //! with connections of their own, beside the writer, as WAL allows.
 
+mod actions;
+mod holds;
 mod migrate;
 mod steer;
 mod teardown;
@@ -28,8 +30,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Accepted, CancelOutcome, Cancellation, Claim, DeliveryKey, Deployment, DeploymentId, EnvLock,
-    Error, LEASE, LockTask, NewDeployment, NewStatus, OutboxItem, Owner, PostOutcome, RemoteStep,
-    Result, State, StatusState, Store, now_ms,
+    Error, Hold, LEASE, LockTask, NewDeployment, NewStatus, OperatorAction, OutboxItem, Owner,
+    PostOutcome, RemoteStep, Result, State, StatusState, Store, now_ms,
 };
 use writer::{Job, Message};
 
@@ -306,6 +308,9 @@ impl Store for SqliteStore {
              AND NOT EXISTS (
                  SELECT 1 FROM env_locks l
                  WHERE l.repository = d.repository AND l.environment = d.environment)
+             AND NOT EXISTS (
+                 SELECT 1 FROM remote_steps s JOIN deployments h ON h.id = s.deployment_id
+                 WHERE h.repository = d.repository AND h.environment = d.environment)
              ORDER BY d.seq LIMIT 1";
         // The runner asks after every delivery; during a burst the answer is
         // mostly "nothing", and a read finds that out without the writer.
@@ -589,6 +594,10 @@ impl Store for SqliteStore {
             .await
             .map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn probe(&self) -> Result<()> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
     }
 
     async fn close(&self) {

@@ -1,0 +1,16 @@
+-- What operators did through the command line (lock, unlock, cancel,
+-- teardown), for one replica of the running ferry to write to its log (the
+-- journal, with ACTOR=) once: the command acts through the store, often as
+-- another user and without a socket to the daemon.
+CREATE TABLE operator_actions (
+    seq           BIGSERIAL PRIMARY KEY,
+    at            BIGINT NOT NULL,   -- ms since the epoch
+    actor         TEXT   NOT NULL,
+    action        TEXT   NOT NULL,   -- lock, unlock, cancel, teardown
+    repository    TEXT   NOT NULL,
+    environment   TEXT   NOT NULL,
+    deployment_id BIGINT,
+    detail        TEXT   NOT NULL,   -- what it did, in words
+    logged_at     BIGINT             -- when a replica wrote it to its log
+);
+CREATE INDEX operator_actions_unlogged ON operator_actions (seq) WHERE logged_at IS NULL;

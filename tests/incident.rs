@@ -1,0 +1,319 @@
+//! The edges an incident hits: a crash while a host does not answer, a
+//! host that stops answering mid-step, and the steering commands on the
+//! config as packaged. Each test runs on SQLite and on PostgreSQL.
+
+#[macro_use]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{Setup, World, target};
+
+const REPO: &str = "octo-org/web";
+const WAIT: Duration = Duration::from_secs(60);
+
+backends!(
+    a_crash_while_the_host_does_not_answer_holds_the_environment,
+    a_host_that_stops_answering_mid_step_is_lost_and_held,
+    steering_works_on_the_packaged_config_and_is_logged,
+);
+
+/// Each deployment's step: notes any earlier step still alive (an
+/// overlap), records its own shell's pid, ignores SIGHUP (as a careless
+/// step does), and deployment 1's then runs until it is killed.
+const STEP: &str = r#"for f in SCRATCH/pid-*; do
+  [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && echo "overlap $f" >> SCRATCH/ran
+done
+echo $$ > SCRATCH/pid-$FERRY_DEPLOYMENT_ID
+echo "$FERRY_DEPLOYMENT_ID" >> SCRATCH/ran
+trap '' HUP
+if [ "$FERRY_DEPLOYMENT_ID" = 1 ]; then sleep 600; fi"#;
+
+async fn world(database_url: Option<String>, ssh: &str) -> World {
+    World::build(
+        Setup {
+            database_url,
+            ssh: ssh.to_string(),
+            connect_timeout: "2s".into(),
+            ..Setup::default()
+        },
+        |sshd, scratch| {
+            let step = STEP.replace("SCRATCH", &scratch.display().to_string());
+            target(REPO, "production", &sshd.hosts(), &[("run", &step)], "")
+        },
+    )
+    .await
+}
+
+fn ran(w: &World) -> String {
+    std::fs::read_to_string(w.scratch().join("ran")).unwrap_or_default()
+}
+
+fn alive(pid_file: &Path) -> bool {
+    let Ok(pid) = std::fs::read_to_string(pid_file) else {
+        return false;
+    };
+    Path::new(&format!("/proc/{}", pid.trim())).exists()
+}
+
+async fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn signal(pids: &[u32], sig: &str) {
+    for pid in pids {
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status();
+    }
+}
+
+/// Every sshd process below the listener: the ones serving connections
+/// (not the steps they run).
+fn sshd_sessions(listener: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut look = vec![listener];
+    while let Some(parent) = look.pop() {
+        let out = Command::new("pgrep")
+            .args(["-P", &parent.to_string()])
+            .output()
+            .unwrap();
+        for pid in String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse::<u32>().ok())
+        {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "sshd" {
+                found.push(pid);
+                look.push(pid);
+            }
+        }
+    }
+    found
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+async fn a_crash_while_the_host_does_not_answer_holds_the_environment(db: Option<String>) {
+    let mut w = world(db, "").await;
+    let pid1 = w.scratch().join("pid-1");
+    w.deploy(1, REPO, "production").await;
+    wait_for("step 1 running", WAIT, || alive(&pid1)).await;
+
+    // The host stops answering new connections, and ferry is killed.
+    signal(&[w.sshd.pid()], "STOP");
+    let started = Instant::now();
+    w.restart().await;
+    let serving = started.elapsed();
+    assert!(
+        serving < Duration::from_secs(2),
+        "served {serving:?} after the restart: recovery must not come before intake"
+    );
+    let t = Instant::now();
+    w.deploy(2, REPO, "production").await;
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+
+    // The interrupted deployment is settled; its step could not be ended,
+    // so production is held.
+    let one = w.github.wait_final(1, WAIT).await;
+    assert_eq!(one.last().unwrap().state(), "error", "{one:?}");
+    let locks = w.cli(&["locks"]);
+    let listed = String::from_utf8_lossy(&locks.stdout).to_string();
+    assert!(
+        listed.contains(&format!(
+            "held: cannot end the step of deployment 1 on {} yet",
+            w.sshd.display()
+        )),
+        "{}",
+        text(&locks)
+    );
+    // A deployment arriving now says why it waits.
+    w.deploy(3, REPO, "production").await;
+    w.github.wait_state(3, "queued", WAIT).await;
+    let queued = w.github.statuses_of(3)[0].description().to_string();
+    assert!(
+        queued.contains("production is held: cannot end the step of deployment 1"),
+        "{queued}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(w.states(3), ["queued"], "nothing starts while held");
+    assert!(alive(&pid1), "the old step still runs");
+
+    // The host answers again: ferry ends the old step, then runs the next.
+    signal(&[w.sshd.pid()], "CONT");
+    let three = w.github.wait_final(3, WAIT).await;
+    assert_eq!(three.last().unwrap().state(), "success", "{three:?}");
+    assert!(!alive(&pid1), "the old step was ended");
+    assert!(!ran(&w).contains("overlap"), "{}", ran(&w));
+    let locks = w.cli(&["locks"]);
+    assert!(
+        String::from_utf8_lossy(&locks.stdout).contains("no environment is locked"),
+        "{}",
+        text(&locks)
+    );
+    w.assert_no_violations();
+}
+
+async fn a_host_that_stops_answering_mid_step_is_lost_and_held(db: Option<String>) {
+    let w = world(db, "keepalive = \"1s\"").await;
+    let pid1 = w.scratch().join("pid-1");
+    w.deploy(1, REPO, "production").await;
+    wait_for("step 1 running", WAIT, || alive(&pid1)).await;
+
+    // The connection's sshd freezes: the host answers no keepalive.
+    let frozen = sshd_sessions(w.sshd.pid());
+    assert!(!frozen.is_empty());
+    signal(&frozen, "STOP");
+    let t = Instant::now();
+    let one = w.github.wait_final(1, WAIT).await;
+    let took = t.elapsed();
+    let last = one.last().unwrap();
+    assert_eq!(last.state(), "error", "{one:?}");
+    assert_eq!(
+        last.description(),
+        format!(
+            "Lost the connection to {} during step 'run'",
+            w.sshd.display()
+        )
+    );
+    assert!(took < Duration::from_secs(10), "lost after {took:?}");
+
+    // Nothing else starts there until that step is ended.
+    w.deploy(2, REPO, "production").await;
+    signal(&frozen, "CONT");
+    let two = w.github.wait_final(2, WAIT).await;
+    assert_eq!(two.last().unwrap().state(), "success", "{two:?}");
+    assert!(!alive(&pid1), "the lost step was ended");
+    assert!(!ran(&w).contains("overlap"), "{}", ran(&w));
+    let log = w.log_text(last.log_url().unwrap()).await;
+    assert!(log.contains("answered none of 3 keepalives"), "{log}");
+    assert!(!log.contains("remote process has terminated"), "{log}");
+    w.assert_no_violations();
+}
+
+/// The packaged config's secrets as systemd hands them over, and a
+/// half-edited target beside the one in use.
+fn packaged_config(w: &World) -> PathBuf {
+    let config = std::fs::read_to_string(&w.ferry.config)
+        .unwrap()
+        .replace(
+            "webhook_secret_file = \"secret\"",
+            "webhook_secret_file = \"${CREDENTIALS_DIRECTORY}/webhook-secret\"",
+        )
+        .replace(
+            "token_file = \"token\"",
+            "token_file = \"${CREDENTIALS_DIRECTORY}/github-token\"",
+        )
+        + "\n[[target]]\nrepository = \"octo-org/api\"\nenvironment = \"staging\"\nhosts = [\"nowhere\"]\ncolour = \"half-edited\"\n";
+    let path = w.dir.path().join("packaged.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+fn ferry(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    c.args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env_remove("SUDO_USER")
+        .env_remove("USER")
+        .env_remove("LOGNAME");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+async fn steering_works_on_the_packaged_config_and_is_logged(db: Option<String>) {
+    let w = world(db, "").await;
+    let config = packaged_config(&w);
+    let env = "octo-org/web:production";
+    let lock = ferry(
+        &config,
+        &["lock", env, "--reason", "incident 7"],
+        &[("SUDO_USER", "alice")],
+    );
+    assert!(lock.status.success(), "{}", text(&lock));
+    let locks = ferry(&config, &["locks"], &[]);
+    assert!(locks.status.success(), "{}", text(&locks));
+    assert!(
+        String::from_utf8_lossy(&locks.stdout).contains("alice"),
+        "{}",
+        text(&locks)
+    );
+    w.deploy(1, REPO, "production").await;
+    w.github.wait_state(1, "queued", WAIT).await;
+    // Without SUDO_USER, USER or LOGNAME: the login name of the uid.
+    let me = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+    let me = me.trim();
+    let cancel = ferry(&config, &["cancel", "1", "--reason", "bad build"], &[]);
+    assert!(cancel.status.success(), "{}", text(&cancel));
+    let one = w.github.wait_final(1, WAIT).await;
+    let last = one.last().unwrap();
+    assert_eq!(last.state(), "error");
+    assert_eq!(last.description(), format!("Cancelled by {me}: bad build"));
+    assert!(
+        !last.description().contains("uid "),
+        "{}",
+        last.description()
+    );
+    assert!(
+        last.log_url().is_some(),
+        "the outbox adds the log link: {last:?}"
+    );
+    let unlock = ferry(&config, &["unlock", env], &[("SUDO_USER", "bob")]);
+    assert!(unlock.status.success(), "{}", text(&unlock));
+    let listed = ferry(&config, &["deployments"], &[]);
+    assert!(listed.status.success(), "{}", text(&listed));
+
+    // The running ferry writes each action to its log, naming who.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = w.ferry.output();
+        let found = log.contains("alice locked octo-org/web:production: incident 7")
+            && log.contains(&format!(
+                "{me} cancelled deployment 1 of octo-org/web:production"
+            ))
+            && log.contains("bob unlocked octo-org/web:production");
+        if found {
+            assert!(
+                log.contains("actor=alice") || log.contains("actor=\"alice\""),
+                "{log}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "audit lines missing:\n{log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A closed output ends a command quietly.
+    let piped = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "for i in 1 2 3 4 5 6 7 8; do cat /dev/null; done; \
+             {} deployments --limit 500 --config {} 2>{} | head -c 1 >/dev/null",
+            env!("CARGO_BIN_EXE_ferry"),
+            config.display(),
+            w.dir.path().join("pipe.err").display()
+        ))
+        .status()
+        .unwrap();
+    assert!(piped.success());
+    let err = std::fs::read_to_string(w.dir.path().join("pipe.err")).unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    w.assert_no_violations();
+}
