@@ -254,6 +254,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (outbox_stop_tx, outbox_stop_rx) = watch::channel(false);
+    let reconcile_github = github_now.clone();
     let outbox =
         Outbox::new(store.clone(), github_now, outbox_wake.clone()).with_log_links(logs.clone());
     let outbox = tokio::spawn(outbox.run(outbox_stop_rx, OUTBOX_DRAIN));
@@ -294,6 +295,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         runner: runner_wake,
         outbox: outbox_wake,
     };
+    let reconciler = tokio::spawn(
+        crate::github::reconcile::Reconciler {
+            github: reconcile_github,
+            config: config_now.clone(),
+            intake: intake.clone(),
+        }
+        .run(probe_stop.clone()),
+    );
     let pages = Pages {
         store: store.clone(),
         logs,
@@ -326,6 +335,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = http.await;
     probe_stop.cancel();
     let _ = probe.await;
+    let _ = reconciler.await;
     connector_now.get().close_idle().await;
     let pending = store.pending_statuses().await.unwrap_or(0);
     if pending > 0 {

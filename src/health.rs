@@ -70,6 +70,17 @@ pub fn problem() -> Option<String> {
         .map(|x| x.why.clone())
 }
 
+/// What the probe found at its last look, if the storage is unusable: a
+/// delivery then gets its `503` at once instead of waiting for a write
+/// that cannot succeed (or, on a full disk, one that might just fit while
+/// the logs cannot grow).
+pub fn probe_problem() -> Option<String> {
+    findings()
+        .iter()
+        .find(|x| x.part == Part::Probe)
+        .map(|x| x.why.clone())
+}
+
 /// Looks at the storage every [`PROBE_EVERY`] until `stop`: the database
 /// answers a query, and (SQLite) `dir` has room to grow.
 pub async fn probe(

@@ -317,3 +317,183 @@ async fn steering_works_on_the_packaged_config_and_is_logged(db: Option<String>)
     assert!(!err.contains("panicked"), "{err}");
     w.assert_no_violations();
 }
+
+/// Raises this process's open-file limit, for thousands of client sockets.
+fn more_open_files(n: u64) {
+    // SAFETY: getrlimit/setrlimit on a value we own.
+    unsafe {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut l), 0);
+        if l.rlim_cur < n {
+            l.rlim_cur = n.min(l.rlim_max);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &l), 0);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_and_slow_clients_never_hold_up_a_delivery() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    more_open_files(8192);
+    let w = world(None, "").await;
+    let addr = w.ferry.url.trim_start_matches("http://").to_string();
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        c.write_all(b"POST /webhook HTTP/1.1\r\nHost: ferry\r\nContent-Type: appl")
+            .await
+            .unwrap();
+        idle.push(c);
+    }
+    let opened = Instant::now();
+    let t = Instant::now();
+    w.deploy(5, REPO, "production").await;
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "a delivery waited {:?} behind 2,000 idle clients",
+        t.elapsed()
+    );
+    w.github.wait_state(5, "success", WAIT).await;
+    // Each half-sent head is cut off after 10 s.
+    for c in &mut idle {
+        let mut buf = [0u8; 512];
+        let left = Duration::from_secs(20).saturating_sub(opened.elapsed());
+        match tokio::time::timeout(left, c.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {
+                // An answer (408) is fine too; the close must follow.
+                let closed = tokio::time::timeout(Duration::from_secs(2), c.read(&mut buf)).await;
+                assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "not closed");
+            }
+            Ok(_) => {}
+            Err(_) => panic!("a half-sent request head was still open after 20 s"),
+        }
+    }
+    assert!(
+        opened.elapsed() >= Duration::from_secs(9),
+        "closed after {:?}: before the 10 s the SPEC gives",
+        opened.elapsed()
+    );
+    let health = w
+        .http
+        .get(format!("{}/healthz", w.ferry.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    w.assert_no_violations();
+}
+
+/// A tmpfs mounted for the test, lazily unmounted however it ends.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_gets_503s_and_loses_nothing_accepted() {
+    if !common::is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root (CI runs as root)");
+        return;
+    }
+    let mut w = World::build(Setup::default(), |sshd, scratch| {
+        let hold = common::hold(scratch);
+        target(
+            REPO,
+            "production",
+            &sshd.hosts(),
+            &[("run", &format!("echo started\n{hold}\necho done"))],
+            "supersede = false",
+        )
+    })
+    .await;
+    // The store on a small disk of its own: a fresh one, as after an
+    // install on that disk.
+    let state = w.dir.path().join("state");
+    w.ferry.kill9();
+    std::fs::create_dir_all(&state).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
+        .arg(&state)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let _tmpfs = Tmpfs(state.clone());
+    w.restart().await;
+    w.deploy(1, REPO, "production").await;
+    w.github.wait_state(1, "in_progress", WAIT).await;
+
+    let fill = state.join("fill");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=1M"])
+        .arg(format!("of={}", fill.display()))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    // The probe notices within a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let health = w
+        .http
+        .get(format!("{}/healthz", w.ferry.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503);
+    let why = health.text().await.unwrap();
+    assert!(why.contains("disk full"), "{why}");
+    let t = Instant::now();
+    let (code, body) = w
+        .deliver_as(
+            "deployment",
+            &common::deployment_event(2, REPO, "production"),
+            "while-full",
+        )
+        .await;
+    assert_eq!(code, 503, "{body}");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+
+    // Deployment 1 ends while the disk is full, then space comes back.
+    w.release();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    std::fs::remove_file(&fill).unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let h = w
+            .http
+            .get(format!("{}/healthz", w.ferry.url))
+            .send()
+            .await
+            .unwrap();
+        if h.status() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "/healthz stays {}", h.status());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // GitHub's "Redeliver".
+    let (code, body) = w
+        .deliver_as(
+            "deployment",
+            &common::deployment_event(2, REPO, "production"),
+            "while-full",
+        )
+        .await;
+    assert_eq!(code, 202, "{body}");
+    for id in [1, 2] {
+        let states: Vec<String> = w
+            .github
+            .wait_final(id, WAIT)
+            .await
+            .iter()
+            .map(|s| s.state().to_string())
+            .collect();
+        assert_eq!(states, ["queued", "in_progress", "success"], "{id}");
+    }
+    w.ferry.kill9();
+    w.assert_no_violations();
+}

@@ -280,6 +280,7 @@ async fn postgresql_going_away_gets_503s_and_loses_nothing_accepted() {
     w.wait_posts_recorded(2.0).await;
     cluster.stop();
     let body = serde_json::to_vec(&deployment_event(902, REPO, "production")).unwrap();
+    let asked = Instant::now();
     let refused = w
         .post(
             &[
@@ -292,7 +293,41 @@ async fn postgresql_going_away_gets_503s_and_loses_nothing_accepted() {
         )
         .await;
     assert_eq!(refused.0, 503, "{}", refused.1);
+    // GitHub gives up after 10 s: the 503 must come well before.
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    let health = w
+        .http
+        .get(format!("{}/healthz", w.ferry.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503);
+    let why = health.text().await.unwrap();
+    assert!(why.starts_with("storage unavailable: "), "{why}");
     cluster.start_again();
+    // Back by itself, without a restart.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let health = w
+            .http
+            .get(format!("{}/healthz", w.ferry.url))
+            .send()
+            .await
+            .unwrap();
+        if health.status() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/healthz stays {}",
+            health.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // GitHub's "Redeliver": the same delivery, now accepted.
     w.deploy(902, REPO, "production").await;
     for id in [901, 902] {

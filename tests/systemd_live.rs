@@ -191,10 +191,11 @@ run = 'echo "$FERRY_DEPLOYMENT_ID $FERRY_SHA" >> {scratch}/deployed'
         .collect();
     assert_eq!(states, ["queued", "in_progress", "success"]);
 
-    // An operator steers the running service from a root shell: a lock
-    // holds the next deployment, an unlock lets it run, and the CLI leaves
-    // nothing of root's in the daemon's state directory.
-    let cli = "CREDENTIALS_DIRECTORY=/etc/ferry SUDO_USER=alice ferry";
+    // An operator steers the running service from a root shell, as the
+    // README says (sudo sets SUDO_USER; no $CREDENTIALS_DIRECTORY outside
+    // the service): a lock holds the next deployment, an unlock lets it
+    // run, and the CLI leaves nothing of root's in the state directory.
+    let cli = "env -u CREDENTIALS_DIRECTORY SUDO_USER=alice ferry";
     c.ok(&format!(
         "{cli} lock octo-org/web:production --reason 'live test' --config /etc/ferry/ferry.toml"
     ));
@@ -226,8 +227,8 @@ run = 'echo "$FERRY_DEPLOYMENT_ID $FERRY_SHA" >> {scratch}/deployed'
     assert!(listed.contains("5003"), "{listed}");
     // So can a member of group ferry, without root.
     c.ok("useradd --no-create-home --groups ferry oncall");
-    let member =
-        "runuser -u oncall -- env CREDENTIALS_DIRECTORY=/etc/ferry SUDO_USER= LOGNAME=oncall ferry";
+    // Its name comes from its uid, whatever USER and LOGNAME say.
+    let member = "runuser -u oncall -- env -u SUDO_USER USER=someone-else LOGNAME= ferry";
     c.ok(&format!(
         "{member} lock octo-org/web:production --config /etc/ferry/ferry.toml"
     ));
@@ -240,6 +241,30 @@ run = 'echo "$FERRY_DEPLOYMENT_ID $FERRY_SHA" >> {scratch}/deployed'
     ));
     assert_eq!(c.ok("find /var/lib/ferry -user root"), "");
     assert_eq!(c.ok("find /var/lib/ferry ! -group ferry"), "");
+    // A closed output ends a command quietly.
+    let piped = c.sh(&format!(
+        "{cli} deployments --config /etc/ferry/ferry.toml | head -c 1 >/dev/null"
+    ));
+    assert!(!piped.text().contains("panicked"), "{}", piped.text());
+    // The running ferry wrote each action to the journal, naming who.
+    let audit_deadline = std::time::Instant::now() + wait;
+    loop {
+        let alice = c.ok("journalctl -u ferry ACTOR=alice -o cat --no-pager");
+        let oncall = c.ok("journalctl -u ferry ACTOR=oncall -o cat --no-pager");
+        if alice.contains("alice locked octo-org/web:production: live test")
+            && alice.contains("alice unlocked octo-org/web:production")
+            && oncall.contains("oncall locked octo-org/web:production")
+            && oncall.contains("oncall unlocked octo-org/web:production")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < audit_deadline,
+            "audit lines missing:\n{alice}\n{oncall}\n{}",
+            journal(&c)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Idle past the watchdog's interval: nothing restarts.
     let idle = watchdog_sec() + Duration::from_secs(5);

@@ -14,3 +14,13 @@ CREATE TABLE operator_actions (
     logged_at     BIGINT             -- when a replica wrote it to its log
 );
 CREATE INDEX operator_actions_unlogged ON operator_actions (seq) WHERE logged_at IS NULL;
+
+-- When this store began: the reconciler takes only deployments GitHub
+-- created after it (an older one was another agent's, or before ferry).
+-- A store from before this migration began with its first deployment.
+CREATE TABLE store_info (
+    created_at BIGINT NOT NULL  -- ms since the epoch
+);
+INSERT INTO store_info (created_at) VALUES (COALESCE(
+    (SELECT MIN(created_at) FROM deployments),
+    CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)));

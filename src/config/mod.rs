@@ -59,6 +59,9 @@ pub struct GitHub {
     pub api_url: String,
     pub webhook_secrets: Vec<Secret>,
     pub auth: GitHubAuth,
+    /// How often ferry lists each repository's deployments for those whose
+    /// webhook never came; zero: never.
+    pub reconcile_every: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -382,6 +385,10 @@ impl Config {
 /// Below sshd's default `MaxStartups 10:30:100`, where it starts dropping
 /// connections that have not authenticated yet.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 8;
+/// `github.reconcile_every`: a missed delivery is found within five
+/// minutes, at one conditional request (free when nothing changed) per
+/// repository.
+pub const DEFAULT_RECONCILE_EVERY: Duration = Duration::from_secs(300);
 /// `ssh.keepalive`: ssh's own default in ferry's ssh_config until now.
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
 /// Keepalives a host may leave unanswered before it is lost (ssh's
@@ -876,6 +883,7 @@ impl<'a> Checker<'a> {
             api_url: api_url?,
             webhook_secrets: secrets?,
             auth: auth?,
+            reconcile_every: raw.reconcile_every.unwrap_or(DEFAULT_RECONCILE_EVERY),
         })
     }
 

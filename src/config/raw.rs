@@ -39,6 +39,8 @@ pub struct RawGitHub {
     pub token_file: Option<PathBuf>,
     pub app_id: Option<u64>,
     pub app_private_key_file: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    pub reconcile_every: Option<Duration>,
 }
 
 #[derive(Deserialize, Default)]

@@ -77,6 +77,37 @@ impl AppAuth {
             .is_some()
     }
 
+    /// `GET /repos/{repository}/installation`: the installation of this
+    /// App that covers the repository, for calls no event came with.
+    pub async fn repository_installation(
+        &self,
+        github: &GitHub,
+        repository: &str,
+    ) -> Result<i64, CallError> {
+        #[derive(serde::Deserialize)]
+        struct Installation {
+            id: i64,
+        }
+        let jwt = jwt(self.app_id, &self.key).map_err(|e| CallError::Permanent {
+            reason: format!("cannot sign the App JWT: {e}"),
+        })?;
+        let url = format!("{}/repos/{repository}/installation", github.api_url);
+        let response = github
+            .send(github.http.get(url).bearer_auth(jwt))
+            .await
+            .map_err(|e| match e {
+                CallError::Permanent { reason } => CallError::Permanent {
+                    reason: format!("the App is not installed on {repository}: {reason}"),
+                },
+                other => other,
+            })?;
+        let found: Installation = response.json().await.map_err(|e| CallError::Retry {
+            after: None,
+            reason: format!("unreadable installation answer: {e}"),
+        })?;
+        Ok(found.id)
+    }
+
     pub async fn installation_token(
         &self,
         github: &GitHub,

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod outbox;
+pub mod reconcile;
 
 use std::time::Duration;
 
@@ -34,6 +35,8 @@ pub enum CallError {
     /// unknown.
     Unanswered { reason: String },
 }
+
+impl std::error::Error for CallError {}
 
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -210,7 +213,8 @@ impl GitHub {
                 }
             })?;
         let status = response.status();
-        if status.is_success() {
+        // 304: a conditional request's "unchanged", asked for on purpose.
+        if status.is_success() || status == StatusCode::NOT_MODIFIED {
             return Ok(response);
         }
         let after = retry_after(&response);

@@ -143,6 +143,9 @@ pub trait Store: Steer + Teardowns + Holds + Actions + Send + Sync + 'static {
     /// Records what became of status posts, by outbox seq.
     async fn record_posts(&self, posts: &[(i64, PostOutcome)]) -> Result<()>;
 
+    /// When this store was created (ms since the epoch).
+    async fn created_at(&self) -> Result<i64>;
+
     /// A cheap round trip: the database answers (for `/healthz`).
     async fn probe(&self) -> Result<()>;
 

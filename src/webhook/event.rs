@@ -54,6 +54,9 @@ pub struct RawDeployment {
     pub transient_environment: Option<bool>,
     /// Free text; a `deploy:lock` gives its reason here.
     pub description: Option<String>,
+    /// RFC 3339, as GitHub writes it; the reconciler reads it.
+    #[serde(default)]
+    pub created_at: Option<String>,
 }
 
 /// A `pull_request` event: a closed one tears its review apps down.
@@ -107,21 +110,34 @@ impl DeploymentEvent {
     }
 
     pub fn into_new(self) -> NewDeployment {
-        let d = self.deployment;
+        self.deployment
+            .into_new(self.repository.full_name, self.installation.map(|i| i.id))
+    }
+}
+
+impl RawDeployment {
+    pub fn description(&self) -> &str {
+        self.description.as_deref().unwrap_or_default()
+    }
+
+    /// The deployment as ferry stores it, of `repository` (GitHub's list of
+    /// a repository's deployments does not repeat it in each).
+    pub fn into_new(self, repository: String, installation_id: Option<i64>) -> NewDeployment {
+        let d = self;
         NewDeployment {
             id: DeploymentId(d.id),
             production: d
                 .production_environment
                 .unwrap_or(d.environment == "production"),
             transient: d.transient_environment.unwrap_or(false),
-            repository: self.repository.full_name,
+            repository,
             environment: d.environment,
             task: d.task,
             git_ref: d.git_ref,
             sha: d.sha,
             payload: d.payload.to_string(),
             creator: d.creator.map(|u| u.login).unwrap_or_default(),
-            installation_id: self.installation.map(|i| i.id),
+            installation_id,
         }
     }
 }

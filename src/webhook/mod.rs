@@ -20,6 +20,7 @@ use crate::store::{
     StatusState,
 };
 use crate::store::{TeardownCause, TeardownQueued};
+pub use event::RawDeployment;
 use event::{DeploymentEvent, PullRequestEvent};
 pub use signature::SignedDelivery;
 
@@ -150,19 +151,32 @@ pub async fn receive(State(app): State<Intake>, delivery: SignedDelivery) -> Res
             "ignored: only action \"created\" starts a deployment",
         );
     }
-    let reason = parsed.description().to_string();
-    let deployment = parsed.into_new();
-    let config = app.config.get();
     let key = DeliveryKey {
         hook_id: header(headers, "x-github-hook-id")
             .unwrap_or_default()
             .to_string(),
         delivery_id: delivery_id.to_string(),
     };
+    let reason = parsed.description().to_string();
+    take(&app, &key, parsed.into_new(), &reason).await
+}
+
+/// A created deployment, from a webhook or found by the reconciler
+/// (`github::reconcile`): stored (or acted on, for a lock task) exactly as
+/// the SPEC says a delivery is, and the answer GitHub would get.
+pub async fn take(
+    app: &Intake,
+    key: &DeliveryKey,
+    deployment: NewDeployment,
+    reason: &str,
+) -> Response {
+    let event = "deployment";
+    let delivery_id = key.delivery_id.as_str();
+    let config = app.config.get();
     if let Some(task) = LockTask::of(&deployment.task)
         && config.owns_environment(&deployment.repository, &deployment.environment)
     {
-        return lock_task(&app, &key, &deployment, task, &reason).await;
+        return lock_task(app, key, &deployment, task, reason).await;
     }
     let Some(target) = config.target_for(
         &deployment.repository,
@@ -201,7 +215,7 @@ pub async fn receive(State(app): State<Intake>, delivery: SignedDelivery) -> Res
     let queued = NewStatus::new(StatusState::Queued, description);
     let result = within_deadline(
         app.store
-            .accept(&key, &deployment, &queued, target.supersede),
+            .accept(key, &deployment, &queued, target.supersede),
     )
     .await;
     metrics::delivery(
@@ -343,6 +357,9 @@ pub const STORE_DEADLINE: std::time::Duration = std::time::Duration::from_millis
 async fn within_deadline<T>(
     call: impl std::future::Future<Output = crate::store::Result<T>>,
 ) -> crate::store::Result<T> {
+    if let Some(why) = crate::health::probe_problem() {
+        return Err(crate::store::Error::Database(why));
+    }
     let result = match tokio::time::timeout(STORE_DEADLINE, call).await {
         Ok(r) => r,
         Err(_) => Err(crate::store::Error::Database(format!(

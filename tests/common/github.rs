@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::Value;
 
 pub const TOKEN: &str = "ghs_test_token";
@@ -96,6 +96,12 @@ struct Inner {
     /// Each status post takes this long, one at a time: a GitHub that
     /// takes 1/pace posts a second.
     pace: Option<Duration>,
+    /// Deployments GitHub lists (`GET /repos/{r}/deployments`), newest
+    /// first per repository, as (repository, deployment object).
+    deployments: Vec<(String, Value)>,
+    /// Lists asked for, and how many of those were answered `304`.
+    lists: usize,
+    not_modified: usize,
 }
 
 #[derive(Clone)]
@@ -139,6 +145,82 @@ async fn list_statuses(
         })
         .collect();
     axum::Json(listed).into_response()
+}
+
+/// `GET /repos/{owner}/{repo}/deployments`: the deployments the test gave
+/// the fake, newest first, with an ETag; `304` when `If-None-Match` names
+/// the list as it is.
+async fn list_deployments(
+    State(fake): State<FakeGitHub>,
+    Path((owner, repo)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut inner = fake.inner.lock().unwrap();
+    inner.lists += 1;
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    if inner.app.is_none() && auth != format!("Bearer {TOKEN}") {
+        inner
+            .violations
+            .push(format!("deployments list with Authorization {auth:?}"));
+    }
+    for (h, want) in [
+        ("accept", "application/vnd.github+json"),
+        ("x-github-api-version", "2022-11-28"),
+    ] {
+        if headers.get(h).and_then(|v| v.to_str().ok()) != Some(want) {
+            inner
+                .violations
+                .push(format!("deployments list without {h}: {want}"));
+        }
+    }
+    let repository = format!("{owner}/{repo}");
+    let listed: Vec<Value> = inner
+        .deployments
+        .iter()
+        .filter(|(r, _)| *r == repository)
+        .map(|(_, d)| d.clone())
+        .collect();
+    let body = serde_json::to_vec(&listed).unwrap();
+    let etag = format!(
+        "W/\"{}\"",
+        hex::encode(&ferry::sign::sign(b"etag", &body)[..8])
+    );
+    if headers.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        inner.not_modified += 1;
+        return (StatusCode::NOT_MODIFIED, [("etag", etag)]).into_response();
+    }
+    (
+        StatusCode::OK,
+        [
+            ("etag", etag),
+            ("content-type", "application/json".to_string()),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `GET /repos/{owner}/{repo}/installation`, for an App.
+async fn repo_installation(
+    State(fake): State<FakeGitHub>,
+    Path((owner, repo)): Path<(String, String)>,
+) -> Response {
+    let inner = fake.inner.lock().unwrap();
+    let repository = format!("{owner}/{repo}");
+    let found = inner.app.as_ref().and_then(|a| {
+        a.installations
+            .iter()
+            .find(|(r, _)| *r == repository)
+            .map(|(_, id)| *id)
+    });
+    match found {
+        Some(id) => axum::Json(serde_json::json!({ "id": id })).into_response(),
+        None => (StatusCode::NOT_FOUND, "{\"message\":\"Not Found\"}").into_response(),
+    }
 }
 
 fn request_schema() -> Value {
@@ -412,12 +494,46 @@ impl FakeGitHub {
         let app = Router::new()
             .route(&route, post(create_status).get(list_statuses))
             .route(
+                &format!("{prefix}/repos/{{owner}}/{{repo}}/deployments"),
+                get(list_deployments),
+            )
+            .route(
+                &format!("{prefix}/repos/{{owner}}/{{repo}}/installation"),
+                get(repo_installation),
+            )
+            .route(
                 &format!("{prefix}/app/installations/{{id}}/access_tokens"),
                 post(access_token),
             )
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         fake
+    }
+
+    /// GitHub lists `deployment` (an octokit deployment object) first
+    /// among `repository`'s deployments from now on.
+    pub fn add_deployment(&self, repository: &str, deployment: Value) {
+        self.inner
+            .lock()
+            .unwrap()
+            .deployments
+            .insert(0, (repository.to_string(), deployment));
+    }
+
+    /// A status someone else posted (another agent, a person with `gh`).
+    pub fn add_foreign_status(&self, repository: &str, id: i64, state: &str) {
+        self.inner.lock().unwrap().statuses.push(Posted {
+            repo: repository.to_string(),
+            deployment: id,
+            body: serde_json::json!({"state": state, "description": "by someone else"}),
+            at: Instant::now(),
+        });
+    }
+
+    /// Deployment lists asked for, and how many were answered `304`.
+    pub fn lists(&self) -> (usize, usize) {
+        let inner = self.inner.lock().unwrap();
+        (inner.lists, inner.not_modified)
     }
 
     /// Takes deployment `id`'s `state` status but never answers it.

@@ -287,6 +287,8 @@ pub struct Setup {
     pub env: Vec<(String, String)>,
     /// `storage.database_url`: PostgreSQL instead of SQLite.
     pub database_url: Option<String>,
+    /// More lines for `[github]`.
+    pub github: String,
 }
 
 /// `count` loopback addresses from 127.0.0.`first` on.
@@ -310,6 +312,7 @@ impl Default for Setup {
             hashed_known_hosts: false,
             env: Vec::new(),
             database_url: None,
+            github: String::new(),
         }
     }
 }
@@ -416,11 +419,12 @@ impl World {
         let port = sshd::free_port();
         let config = format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\
-             [github]\napi_url = \"{api}\"\nwebhook_secret_file = \"secret\"\n{auth}\n\
+             [github]\napi_url = \"{api}\"\nwebhook_secret_file = \"secret\"\n{auth}\n{github}\n\
              [storage]\ndir = \"state\"\n{database}\
              [runner]\n{runner}\n\
                           [ssh]\nidentity_file = \"id_ed25519\"\nknown_hosts_file = \"known_hosts\"\nconnect_timeout = \"{timeout}\"\n{ssh}\n{targets}",
             timeout = setup.connect_timeout,
+            github = setup.github,
             ssh = setup.ssh,
             api = github.url,
             targets = targets(&sshds.iter().collect::<Vec<_>>(), &d.join("scratch")),

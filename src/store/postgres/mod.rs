@@ -633,6 +633,12 @@ impl Store for PgStore {
         Ok(tx.commit().await?)
     }
 
+    async fn created_at(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT created_at FROM store_info")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     async fn probe(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

@@ -596,6 +596,11 @@ impl Store for SqliteStore {
         answer.await.map_err(|_| Error::Closed)?
     }
 
+    async fn created_at(&self) -> Result<i64> {
+        self.read(|c| c.query_row("SELECT created_at FROM store_info", [], |r| r.get(0)))
+            .await
+    }
+
     async fn probe(&self) -> Result<()> {
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
     }
