@@ -60,6 +60,8 @@ fn defaults_as_spec_says() {
     assert_eq!(c.ssh.connect_timeout, Duration::from_secs(10));
     assert_eq!(c.ssh.max_connections.get(), DEFAULT_MAX_CONNECTIONS);
     assert_eq!(c.ssh.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+    assert_eq!(c.ssh.keepalive, Duration::from_secs(15));
+    assert_eq!(c.github.reconcile_every, Duration::from_secs(300));
     let t = &c.targets[0];
     assert_eq!(t.task, "deploy");
     assert_eq!(t.parallel, None);
@@ -326,4 +328,25 @@ fn teardown_steps_and_teardown_after() {
         assert!(keys.contains(&key), "{key} missing from {keys:?}");
     }
     assert!(err.problems.iter().all(|p| p.line.is_some()), "{err}");
+}
+
+#[test]
+fn keepalive_and_reconcile_every() {
+    let c = parse(
+        &BASE
+            .replace("[ssh]\n", "[ssh]\nkeepalive = \"2s\"\n")
+            .replace("[github]\n", "[github]\nreconcile_every = \"0s\"\n"),
+    )
+    .unwrap();
+    assert_eq!(c.ssh.keepalive, Duration::from_secs(2));
+    assert!(c.github.reconcile_every.is_zero(), "0s: never");
+    for bad in ["\"0s\"", "\"1500ms\""] {
+        let e = parse(&BASE.replace("[ssh]\n", &format!("[ssh]\nkeepalive = {bad}\n")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ssh.keepalive") && e.contains("whole number of seconds"),
+            "{e}"
+        );
+    }
 }
