@@ -5,8 +5,7 @@
 //! in the same run: the machines are shared and noisy, ratios travel better
 //! than absolute numbers. Nothing here passes or fails a build.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use ferry_testkit as common;
 
 use std::fmt::Write as _;
 use std::path::Path;

@@ -322,7 +322,7 @@ pub async fn logs(c: &Steering, id: i64, follow: bool) -> anyhow::Result<()> {
     let Some(d) = store.get(id).await? else {
         bail!("no deployment {id} in {}", where_stored(c));
     };
-    let reader = Logs::reader(&c.storage.dir, opened.postgres);
+    let reader = Logs::reader(&c.storage.dir, opened.database);
     print!("{}", logs::page::header_text(&d));
     let mut offset = 0;
     loop {

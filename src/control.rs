@@ -312,9 +312,9 @@ pub async fn cancel(c: &Steering, id: i64, reason: &str) -> anyhow::Result<()> {
     } else {
         format!(": {reason}")
     };
-    match outcome {
+    let was = match outcome {
         CancelOutcome::Ended => {
-            let logs = crate::logs::Logs::open(&c.storage.dir, "", opened.postgres.clone()).await?;
+            let logs = crate::logs::Logs::open(&c.storage.dir, "", opened.database.clone()).await?;
             let log = logs.writer(id).await?;
             log.ferry(
                 None,
@@ -322,36 +322,27 @@ pub async fn cancel(c: &Steering, id: i64, reason: &str) -> anyhow::Result<()> {
                 &format!("error: {}; it never ran", cancellation.describe()),
             );
             log.flush().await?;
-            audit(
-                &store,
-                "cancel",
-                (&env.0, &env.1),
-                Some(id),
-                format!(
-                    "cancelled deployment {id} of {}:{} (it was waiting){why}",
-                    env.0, env.1
-                ),
-            )
-            .await;
             println!("cancelled deployment {id}: it was waiting and will not run");
+            "waiting"
         }
         _ => {
-            audit(
-                &store,
-                "cancel",
-                (&env.0, &env.1),
-                Some(id),
-                format!(
-                    "cancelled deployment {id} of {}:{} (it was running){why}",
-                    env.0, env.1
-                ),
-            )
-            .await;
             println!(
                 "cancelling deployment {id}: the ferry running it stops its steps on every host"
             );
+            "running"
         }
-    }
+    };
+    audit(
+        &store,
+        "cancel",
+        (&env.0, &env.1),
+        Some(id),
+        format!(
+            "cancelled deployment {id} of {}:{} (it was {was}){why}",
+            env.0, env.1
+        ),
+    )
+    .await;
     Ok(())
 }
 

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::current::{Current, Publisher, current};
@@ -22,6 +24,7 @@ use crate::logs::page::Pages;
 use crate::runner::{Connector, Handles, Runner};
 use crate::service::{self, Heartbeat};
 use crate::store::SharedStore;
+use crate::store::postgres::Database;
 use crate::webhook::Intake;
 
 /// How long the outbox may keep posting after the runner stopped.
@@ -93,7 +96,7 @@ impl Live {
 }
 
 /// Applies `storage.log_retention` at start and every hour.
-async fn prune_logs(logs: Logs, config: Current<Config>, mut stop: watch::Receiver<bool>) {
+async fn prune_logs(logs: Logs, config: Current<Config>, stop: CancellationToken) {
     loop {
         let retention = config.get().storage.log_retention;
         match logs.prune(retention).await {
@@ -108,34 +111,50 @@ async fn prune_logs(logs: Logs, config: Current<Config>, mut stop: watch::Receiv
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.cancelled() => return,
         }
+    }
+}
+
+/// The parts that sleep until there may be work: rung by intake, by a
+/// reload and by other replicas' announcements. Named, so that each ring
+/// says whom it is for.
+#[derive(Clone, Default)]
+pub struct WakeUps {
+    /// There may be a deployment to claim.
+    pub runner: Arc<Notify>,
+    /// There may be a status to post.
+    pub outbox: Arc<Notify>,
+}
+
+impl WakeUps {
+    fn all(&self) {
+        self.runner.notify_one();
+        self.outbox.notify_one();
     }
 }
 
 /// What other replicas did, as PostgreSQL announces it: new work for the
 /// runner and outbox, new lines for live log pages.
-async fn listen_to_replicas(pool: sqlx::PgPool, wake: [Arc<Notify>; 2], logs: Logs) {
+async fn listen_to_replicas(db: Database, wake: WakeUps, logs: Logs) {
     let channels = vec![
         crate::store::postgres::WORK_CHANNEL,
         crate::logs::NOTIFY_CHANNEL,
     ];
-    crate::store::postgres::listen(pool, channels, |channel, payload| {
+    db.listen(channels, |channel, payload| {
         if channel == crate::logs::NOTIFY_CHANNEL {
             if let Ok(id) = payload.parse() {
                 logs.changed_elsewhere(id);
             }
         } else {
-            for w in &wake {
-                w.notify_one();
-            }
+            wake.all();
         }
     })
     .await
 }
 
 /// SIGHUP: read the config file again; a bad one changes nothing.
-async fn reload_on_hangup(live: Live, wake: [Arc<Notify>; 2], path: &Path) -> anyhow::Result<()> {
+async fn reload_on_hangup(live: Live, wake: WakeUps, path: &Path) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     while hup.recv().await.is_some() {
         service::reloading();
@@ -146,9 +165,7 @@ async fn reload_on_hangup(live: Live, wake: [Arc<Notify>; 2], path: &Path) -> an
                     for k in kept {
                         tracing::warn!("reload: {k}");
                     }
-                    for w in &wake {
-                        w.notify_one();
-                    }
+                    wake.all();
                     let c = live.config.get();
                     tracing::info!(targets = c.targets.len(), "reloaded {}", path.display());
                 }
@@ -162,27 +179,56 @@ async fn reload_on_hangup(live: Live, wake: [Arc<Notify>; 2], path: &Path) -> an
     Ok(())
 }
 
-/// The HTTP routes over `store` with no runner, outbox or metrics behind
-/// them: what in-process tests and the intake benchmark drive.
-pub fn routes_only(config: Config, store: SharedStore, logs: Logs) -> axum::Router {
-    let config = Current::fixed(Arc::new(config));
+/// What the HTTP routes act on, built once for `serve` and `routes_only`.
+fn http_parts(
+    store: &SharedStore,
+    config: &Current<Config>,
+    logs: &Logs,
+    wake: &WakeUps,
+) -> (Intake, Pages) {
     let intake = Intake {
         store: store.clone(),
         config: config.clone(),
         logs: logs.clone(),
         locks: Default::default(),
-        runner: Arc::new(Notify::new()),
-        outbox: Arc::new(Notify::new()),
+        runner: wake.runner.clone(),
+        outbox: wake.outbox.clone(),
     };
     let pages = Pages {
-        store,
-        logs,
-        config,
+        store: store.clone(),
+        logs: logs.clone(),
+        config: config.clone(),
     };
+    (intake, pages)
+}
+
+/// The HTTP routes over `store` with no runner, outbox or metrics behind
+/// them: what in-process tests and the intake benchmark drive.
+pub fn routes_only(config: Config, store: SharedStore, logs: Logs) -> axum::Router {
+    let config = Current::fixed(Arc::new(config));
+    let (intake, pages) = http_parts(&store, &config, &logs, &WakeUps::default());
     crate::http::router(intake, pages, None)
 }
 
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+/// SIGTERM or SIGINT, whichever comes first: what `ferry serve` stops on.
+pub async fn signals() -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    Ok(())
+}
+
+/// Runs ferry on `config` until `shutdown` completes, then stops every
+/// part in order (mini-redis's shape): stop taking webhooks and new
+/// deployments, give running ones `runner.shutdown_grace`, let the outbox
+/// drain, and join every task spawned here.
+pub async fn serve(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let path = config.path.clone();
     let listen = config.server.listen;
     let opened = crate::store::open(&config.storage).await?;
@@ -190,7 +236,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let logs = Logs::open(
         &config.storage.dir,
         &config.server.public_url,
-        opened.postgres.clone(),
+        opened.database.clone(),
     )
     .await?;
     let metrics = Some(crate::metrics::install()?);
@@ -203,8 +249,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         github,
         connector,
     };
-    let runner_wake = Arc::new(Notify::new());
-    let outbox_wake = Arc::new(Notify::new());
+    let wake = WakeUps::default();
     let heartbeat = Arc::new(Heartbeat::default());
 
     let mut runner = Runner::new(
@@ -213,9 +258,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             logs: logs.clone(),
             config: config_now.clone(),
             connector: connector_now.clone(),
-            outbox: outbox_wake.clone(),
+            outbox: wake.outbox.clone(),
         },
-        runner_wake.clone(),
+        wake.runner.clone(),
         heartbeat.clone(),
     );
 
@@ -252,90 +297,74 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (outbox_stop_tx, outbox_stop_rx) = watch::channel(false);
-    let reconcile_github = github_now.clone();
-    let outbox =
-        Outbox::new(store.clone(), github_now, outbox_wake.clone()).with_log_links(logs.clone());
-    let outbox = tokio::spawn(outbox.run(outbox_stop_rx, OUTBOX_DRAIN));
-    let runner = tokio::spawn(runner.run(stop_rx.clone()));
-    tokio::spawn(prune_logs(
-        logs.clone(),
-        config_now.clone(),
-        stop_rx.clone(),
-    ));
-    tokio::spawn(service::watchdog(heartbeat, stop_rx.clone()));
-    let probe_stop = tokio_util::sync::CancellationToken::new();
-    let probe = tokio::spawn(crate::health::probe(
+    // Two stages: `stop` ends intake, the runner and the background parts;
+    // the outbox stops after the runner (`outbox_stop`), so that the final
+    // statuses of the deployments it cancelled still go out.
+    let stop = CancellationToken::new();
+    let outbox_stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let (intake, pages) = http_parts(&store, &config_now, &logs, &wake);
+    let outbox = Outbox::new(store.clone(), github_now.clone(), wake.outbox.clone())
+        .with_log_links(logs.clone());
+    let outbox = tasks.spawn(outbox.run(outbox_stop.clone(), OUTBOX_DRAIN));
+    let runner = tasks.spawn(runner.run(stop.clone()));
+    tasks.spawn(prune_logs(logs.clone(), config_now.clone(), stop.clone()));
+    tasks.spawn(service::watchdog(heartbeat, stop.clone()));
+    tasks.spawn(crate::health::probe(
         store.clone(),
         opened
-            .postgres
+            .database
             .is_none()
             .then(|| config_now.get().storage.dir.clone()),
-        probe_stop.clone(),
+        stop.clone(),
     ));
-    if let Some(pool) = opened.postgres {
-        tokio::spawn(listen_to_replicas(
-            pool,
-            [runner_wake.clone(), outbox_wake.clone()],
-            logs.clone(),
-        ));
+    if let Some(db) = opened.database {
+        let (wake, logs, stop) = (wake.clone(), logs.clone(), stop.clone());
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = listen_to_replicas(db, wake, logs) => {}
+                _ = stop.cancelled() => {}
+            }
+        });
     }
-    let wake = [runner_wake.clone(), outbox_wake.clone()];
-    tokio::spawn(async move {
-        if let Err(e) = reload_on_hangup(live, wake, &path).await {
-            tracing::error!(error = %e, "cannot listen for SIGHUP, reload needs a restart: {e}");
-        }
-    });
-    let intake = Intake {
-        store: store.clone(),
-        config: config_now.clone(),
-        logs: logs.clone(),
-        locks: Default::default(),
-        runner: runner_wake,
-        outbox: outbox_wake,
-    };
-    let reconciler = tokio::spawn(
+    {
+        let (wake, stop) = (wake.clone(), stop.clone());
+        tasks.spawn(async move {
+            tokio::select! {
+                r = reload_on_hangup(live, wake, &path) => if let Err(e) = r {
+                    tracing::error!(error = %e, "cannot listen for SIGHUP, reload needs a restart: {e}");
+                },
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+    tasks.spawn(
         crate::github::reconcile::Reconciler {
-            github: reconcile_github,
+            github: github_now,
             config: config_now.clone(),
             intake: intake.clone(),
         }
-        .run(probe_stop.clone()),
+        .run(stop.clone()),
     );
-    let pages = Pages {
-        store: store.clone(),
-        logs,
-        config: config_now,
-    };
-    let mut http_stop = stop_rx.clone();
-    let http = tokio::spawn(crate::http::serve(
+    let http_stop = stop.clone();
+    tasks.spawn(crate::http::serve(
         listener,
         crate::http::router(intake, pages, metrics),
-        async move {
-            let _ = http_stop.wait_for(|s| *s).await;
-        },
+        async move { http_stop.cancelled().await },
         // Open connections (a log being read) must not hold the exit hostage.
         Duration::from_secs(5),
     ));
+    tasks.close();
     // The store is open and the socket listens: now, and only now, ready.
     service::ready("serving");
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-    }
+    shutdown.await;
     service::stopping();
-    stop_tx.send_replace(true);
+    stop.cancel();
     runner.await.context("the runner panicked")?;
-    outbox_stop_tx.send_replace(true);
+    outbox_stop.cancel();
     outbox.await.context("the outbox panicked")?;
-    let _ = http.await;
-    probe_stop.cancel();
-    let _ = probe.await;
-    let _ = reconciler.await;
+    tasks.wait().await;
     connector_now.get().close_idle().await;
     let pending = store.pending_statuses().await.unwrap_or(0);
     if pending > 0 {

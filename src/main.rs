@@ -124,7 +124,14 @@ async fn try_main(args: Args) -> anyhow::Result<()> {
             for w in &config.warnings {
                 tracing::warn!("{}", w.at(&config.path));
             }
-            ferry::daemon::serve(config).await
+            let signals = async {
+                if let Err(e) = ferry::daemon::signals().await {
+                    // No signal handler: ferry runs until it is killed.
+                    tracing::error!("cannot listen for SIGTERM and SIGINT: {e}");
+                    std::future::pending::<()>().await;
+                }
+            };
+            ferry::daemon::serve(config, signals).await
         }
         Command::CheckConfig(c) => cli::check_config(&load(c)?).await,
         Command::CheckHosts { config, target } => {

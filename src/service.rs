@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use sd_notify::NotifyState;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::store::now_ms;
 
@@ -66,7 +66,7 @@ fn runner_alive(age: Duration, interval: Duration) -> bool {
 /// Pets systemd's watchdog at half its interval, but only while the runner
 /// moved within the interval (or 10s, as its loop may idle a few seconds):
 /// a wedged runner gets ferry restarted instead of holding its deployments.
-pub async fn watchdog(heartbeat: Arc<Heartbeat>, mut stop: watch::Receiver<bool>) {
+pub async fn watchdog(heartbeat: Arc<Heartbeat>, stop: CancellationToken) {
     let Some(interval) = sd_notify::watchdog_enabled() else {
         return;
     };
@@ -84,7 +84,7 @@ pub async fn watchdog(heartbeat: Arc<Heartbeat>, mut stop: watch::Receiver<bool>
         }
         tokio::select! {
             _ = tokio::time::sleep(interval / 2) => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.cancelled() => return,
         }
     }
 }

@@ -2,7 +2,98 @@
 //! that the description on GitHub, `ferry locks`, the log and the journal
 //! say the same thing in the same words.
 
+use std::time::Duration;
+
+use crate::format::{duration, plural, short_sha};
 use crate::store::DeploymentId;
+
+/// Before the id in [`superseded_by`]; PostgreSQL's `ferry_accept` is
+/// handed it as a parameter and appends the id itself.
+pub const SUPERSEDED_BY_PREFIX: &str = "Superseded by deployment ";
+
+/// A waiting deployment superseded by a newer one, on the deployment and
+/// in its `inactive` status.
+pub fn superseded_by(by: DeploymentId) -> String {
+    format!("{SUPERSEDED_BY_PREFIX}{by}")
+}
+
+/// Deployments still waiting when their environment's teardown was queued.
+pub const SUPERSEDED_BY_TEARDOWN: &str = "Superseded by a teardown of the environment";
+/// Every deployment of an environment a teardown removed.
+pub const TORN_DOWN: &str = "Environment torn down";
+/// In the outbox's history: a `queued` never sent.
+pub const COALESCED: &str = "coalesced: its deployment was superseded before it went out";
+
+/// A queued deployment's description while its environment is locked.
+pub fn locked_waiting(environment: &str, held_by: &str) -> String {
+    format!("Waiting: {environment} is locked by {held_by}")
+}
+
+/// "alice since 2026-11-21 14:05 UTC: reason".
+pub fn held_by(holder: &str, since: &str, reason: &str) -> String {
+    if reason.is_empty() {
+        format!("{holder} since {since}")
+    } else {
+        format!("{holder} since {since}: {reason}")
+    }
+}
+
+/// `deploy:lock` and `deploy:unlock` outcomes.
+pub fn locked_by(creator: &str) -> String {
+    format!("Locked by {creator}")
+}
+
+pub fn already_locked(held_by: &str) -> String {
+    format!("Already locked by {held_by}")
+}
+
+pub fn unlocked_by(creator: &str, held_by: &str) -> String {
+    format!("Unlocked by {creator} (locked by {held_by})")
+}
+
+pub const NOTHING_TO_UNLOCK: &str = "Not locked; nothing to unlock";
+
+/// "Cancelled by NAME" and ": reason" when one was given.
+pub fn cancelled_by(by: &str, reason: &str) -> String {
+    if reason.is_empty() {
+        format!("Cancelled by {by}")
+    } else {
+        format!("Cancelled by {by}: {reason}")
+    }
+}
+
+/// A teardown's description while it waits, by cause.
+pub fn teardown_for_pull_request(number: i64) -> String {
+    format!("Teardown: pull request #{number} closed")
+}
+
+pub const TEARDOWN_IDLE: &str = "Teardown: idle past teardown_after";
+
+pub fn teardown_asked_by(by: &str) -> String {
+    format!("Teardown asked for by {by}")
+}
+
+/// A queued deployment's first description.
+pub fn queued(sha: &str, environment: &str, hosts: usize) -> String {
+    format!(
+        "Queued {} for {environment} on {}",
+        short_sha(sha),
+        plural(hosts, "host")
+    )
+}
+
+/// `in_progress`, when the first step starts.
+pub fn deploying(sha: &str, hosts: usize) -> String {
+    format!("Deploying {} to {}", short_sha(sha), plural(hosts, "host"))
+}
+
+/// A deployment a restart of the only ferry interrupted.
+pub const INTERRUPTED_BY_RESTART: &str = "Interrupted: ferry restarted during the deployment";
+
+/// A deployment whose replica stopped; another settled it.
+pub fn interrupted_replica(who: &str) -> String {
+    format!("Interrupted: replica {who} stopped during the deployment")
+}
 
 /// A step left on a host that ferry could not end yet.
 pub fn hold(deployment: DeploymentId, host: &str) -> String {
@@ -32,6 +123,72 @@ pub fn teardown_needs_yes(env: &str, latest: DeploymentId) -> String {
 /// `/healthz` and the webhook's `503` while the store cannot take writes.
 pub fn storage_unavailable(why: &str) -> String {
     format!("storage unavailable: {why}")
+}
+
+/// A deployment's final description, by outcome.
+pub fn deployed(sha: &str, hosts: usize, took: Duration) -> String {
+    format!(
+        "Deployed {} to {} in {}",
+        short_sha(sha),
+        plural(hosts, "host"),
+        duration(took)
+    )
+}
+
+pub fn step_failed(step: &str, host: &str, code: i32) -> String {
+    format!("Step '{step}' failed on {host} (exit {code})")
+}
+
+/// `at`: the step and host that were running, if any.
+pub fn timed_out(after: Duration, at: Option<&(String, String)>) -> String {
+    match at {
+        Some((step, host)) => format!(
+            "Timed out after {} in step '{step}' on {host}",
+            duration(after)
+        ),
+        None => format!("Timed out after {}", duration(after)),
+    }
+}
+
+pub fn cannot_connect(host: &str, cause: &str) -> String {
+    format!("Cannot connect to {host}: {cause}")
+}
+
+/// A step that ended without an exit status while its connection stayed up.
+pub fn lost_step(step: &str, host: &str, cause: &str) -> String {
+    format!("Lost step '{step}' on {host}: {cause}")
+}
+
+pub fn no_target(repository: &str, environment: &str, task: &str) -> String {
+    format!("No target in ferry's config owns {repository} {environment} (task {task}) any more")
+}
+
+pub fn no_steps(task: &str, repository: &str) -> String {
+    format!("No steps configured for task '{task}' of {repository}")
+}
+
+pub const SHUTTING_DOWN: &str = "Cancelled: ferry is shutting down";
+pub const TAKEN_OVER: &str = "Taken over by another replica";
+
+pub fn could_not_run(why: &str) -> String {
+    format!("ferry could not run it: {why}")
+}
+
+/// A teardown's final description.
+pub fn torn_down(hosts: usize, took: Duration) -> String {
+    if hosts == 0 {
+        "Torn down: no teardown steps to run".into()
+    } else {
+        format!(
+            "Torn down on {} in {}",
+            plural(hosts, "host"),
+            duration(took)
+        )
+    }
+}
+
+pub fn not_torn_down(why: &str) -> String {
+    format!("Not torn down: {why}")
 }
 
 #[cfg(test)]

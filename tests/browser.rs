@@ -1,6 +1,6 @@
 //! The live log page in a real browser (Debian's headless Chromium).
 
-mod common;
+use ferry_testkit as common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! SSH for real fleets: rolling batches, many hosts, strict host keys,
 //! bastions, clean cancellation, bounded output.
 
-mod common;
+use ferry_testkit as common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

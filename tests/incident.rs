@@ -2,8 +2,8 @@
 //! host that stops answering mid-step, and the steering commands on the
 //! config as packaged. Each test runs on SQLite and on PostgreSQL.
 
-#[macro_use]
-mod common;
+use ferry_testkit as common;
+use ferry_testkit::backends;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -224,7 +224,7 @@ fn packaged_config(w: &World) -> PathBuf {
 }
 
 fn ferry(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    let mut c = Command::new(common::ferry_binary());
     c.args(args)
         .arg("--config")
         .arg(config)
@@ -306,7 +306,7 @@ async fn steering_works_on_the_packaged_config_and_is_logged(db: Option<String>)
         .arg(format!(
             "for i in 1 2 3 4 5 6 7 8; do cat /dev/null; done; \
              {} deployments --limit 500 --config {} 2>{} | head -c 1 >/dev/null",
-            env!("CARGO_BIN_EXE_ferry"),
+            common::ferry_binary().display(),
             config.display(),
             w.dir.path().join("pipe.err").display()
         ))
@@ -376,13 +376,7 @@ async fn idle_and_slow_clients_never_hold_up_a_delivery() {
         "closed after {:?}: before the 10 s the SPEC gives",
         opened.elapsed()
     );
-    let health = w
-        .http
-        .get(format!("{}/healthz", w.ferry.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
+    assert_eq!(w.health().await.0, 200);
     w.assert_no_violations();
 }
 
@@ -437,23 +431,13 @@ async fn a_full_disk_gets_503s_and_loses_nothing_accepted() {
         .unwrap();
     // The probe notices within a second.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let health = w
-        .http
-        .get(format!("{}/healthz", w.ferry.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 503);
-    let why = health.text().await.unwrap();
+    let (code, why) = w.health().await;
+    assert_eq!(code, 503);
     assert!(why.contains("disk full"), "{why}");
+    let event = common::deployment_event(2, REPO, "production");
+    let redeliver = || w.deliver_as("deployment", &event, "while-full");
     let t = Instant::now();
-    let (code, body) = w
-        .deliver_as(
-            "deployment",
-            &common::deployment_event(2, REPO, "production"),
-            "while-full",
-        )
-        .await;
+    let (code, body) = redeliver().await;
     assert_eq!(code, 503, "{body}");
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 
@@ -461,37 +445,12 @@ async fn a_full_disk_gets_503s_and_loses_nothing_accepted() {
     w.release();
     tokio::time::sleep(Duration::from_secs(2)).await;
     std::fs::remove_file(&fill).unwrap();
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let h = w
-            .http
-            .get(format!("{}/healthz", w.ferry.url))
-            .send()
-            .await
-            .unwrap();
-        if h.status() == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "/healthz stays {}", h.status());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    w.wait_healthy(WAIT).await;
     // GitHub's "Redeliver".
-    let (code, body) = w
-        .deliver_as(
-            "deployment",
-            &common::deployment_event(2, REPO, "production"),
-            "while-full",
-        )
-        .await;
+    let (code, body) = redeliver().await;
     assert_eq!(code, 202, "{body}");
     for id in [1, 2] {
-        let states: Vec<String> = w
-            .github
-            .wait_final(id, WAIT)
-            .await
-            .iter()
-            .map(|s| s.state().to_string())
-            .collect();
+        let states = w.final_states(id, WAIT).await;
         assert_eq!(states, ["queued", "in_progress", "success"], "{id}");
     }
     w.ferry.kill9();

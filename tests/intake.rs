@@ -1,11 +1,11 @@
 //! The webhook route in-process, for answers that need a broken store.
 
-mod common;
+use ferry_testkit as common;
 
 use ferry::config::Config;
 use ferry::logs::Logs;
-use ferry::store::Store;
 use ferry::store::sqlite::SqliteStore;
+use ferry::store::{Deployments, Store};
 
 #[tokio::test]
 async fn storage_unavailable_is_503_and_nothing_is_accepted() {

@@ -1,7 +1,7 @@
 //! The log page at `log_url`: HTML for browsers, text on request, live
 //! events, escaping, tokens.
 
-mod common;
+use ferry_testkit as common;
 
 use std::time::Duration;
 
@@ -273,7 +273,7 @@ async fn ferry_logs_follow_tails_until_the_deployment_ends() {
     .await;
     w.deploy(66, REPO, "production").await;
     w.github.wait_state(66, "in_progress", WAIT).await;
-    let follower = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+    let follower = std::process::Command::new(common::ferry_binary())
         .args(["logs", "66", "--follow", "--config"])
         .arg(&w.ferry.config)
         .stdout(std::process::Stdio::piped())

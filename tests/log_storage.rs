@@ -1,67 +1,47 @@
 //! Deployment logs on both kinds of storage: files beside SQLite, and
 //! PostgreSQL where replicas share it. The same tests run on each.
 
-mod common;
+use ferry_testkit::backends;
 
 use std::time::Duration;
 
 use ferry::logs::{Logs, Stream};
 use ferry::store::DeploymentId;
 
+/// Files in a directory of the test's own, or the PostgreSQL database
+/// `backends!` made for it.
 struct Backend {
     dir: tempfile::TempDir,
-    db: Option<sqlx::PgPool>,
+    database_url: Option<String>,
 }
 
 impl Backend {
     async fn open(&self) -> Logs {
-        Logs::open(self.dir.path(), "https://d.example", self.db.clone())
+        let db = match &self.database_url {
+            // The store makes the tables.
+            Some(url) => Some(
+                ferry::store::postgres::PgStore::connect(url)
+                    .await
+                    .unwrap()
+                    .database(),
+            ),
+            None => None,
+        };
+        Logs::open(self.dir.path(), "https://d.example", db)
             .await
             .unwrap()
     }
 }
 
-async fn files() -> Backend {
+fn backend(database_url: Option<String>) -> Backend {
     Backend {
         dir: tempfile::tempdir().unwrap(),
-        db: None,
+        database_url,
     }
 }
 
-async fn postgres() -> Backend {
-    let url = common::postgres::cluster().database();
-    // The store makes the tables.
-    let store = ferry::store::postgres::PgStore::connect(&url)
-        .await
-        .unwrap();
-    Backend {
-        dir: tempfile::tempdir().unwrap(),
-        db: Some(store.pool()),
-    }
-}
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod on_files {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $name() {
-                    super::$name(super::files().await).await
-                }
-            )*
-        }
-        mod on_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $name() {
-                    super::$name(super::postgres().await).await
-                }
-            )*
-        }
-    };
-}
-
-on_both!(
+backends!(
+    with backend;
     lines_round_trip_and_readers_resume_at_an_offset,
     writers_of_one_deployment_keep_their_order,
     a_link_minted_by_one_opens_on_another,

@@ -1,6 +1,6 @@
 //! `GET /metrics`: Prometheus text that moves when deployments run.
 
-mod common;
+use ferry_testkit as common;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! Queue semantics: never lose, never double, never overlap a deployment.
 
-mod common;
+use ferry_testkit as common;
 
 use std::path::Path;
 use std::time::Duration;

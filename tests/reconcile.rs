@@ -4,8 +4,8 @@
 //! store, once. Runs on SQLite and on PostgreSQL, where a second replica
 //! looks too.
 
-#[macro_use]
-mod common;
+use ferry_testkit as common;
+use ferry_testkit::backends;
 
 use std::time::{Duration, SystemTime};
 

@@ -1,7 +1,7 @@
 //! Several replicas on one PostgreSQL: real `ferry serve` processes, a real
 //! PostgreSQL cluster (`common::postgres`), a real sshd and the fake GitHub.
 
-mod common;
+use ferry_testkit as common;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -299,45 +299,16 @@ async fn postgresql_going_away_gets_503s_and_loses_nothing_accepted() {
         "{:?}",
         asked.elapsed()
     );
-    let health = w
-        .http
-        .get(format!("{}/healthz", w.ferry.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 503);
-    let why = health.text().await.unwrap();
+    let (code, why) = w.health().await;
+    assert_eq!(code, 503);
     assert!(why.starts_with("storage unavailable: "), "{why}");
     cluster.start_again();
     // Back by itself, without a restart.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let health = w
-            .http
-            .get(format!("{}/healthz", w.ferry.url))
-            .send()
-            .await
-            .unwrap();
-        if health.status() == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/healthz stays {}",
-            health.status()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    w.wait_healthy(WAIT).await;
     // GitHub's "Redeliver": the same delivery, now accepted.
     w.deploy(902, REPO, "production").await;
     for id in [901, 902] {
-        let states: Vec<String> = w
-            .github
-            .wait_final(id, WAIT)
-            .await
-            .iter()
-            .map(|s| s.state().to_string())
-            .collect();
+        let states = w.final_states(id, WAIT).await;
         assert_eq!(states, ["queued", "in_progress", "success"], "{id}");
     }
     w.assert_no_violations();
@@ -412,7 +383,7 @@ async fn check_config_deployments_and_logs_work_against_postgresql() {
     w.deploy(961, REPO, "production").await;
     w.github.wait_final(961, WAIT).await;
     let run = |args: &[&str], env: &[(&str, &str)]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        let out = std::process::Command::new(common::ferry_binary())
             .args(args)
             .arg("--config")
             .arg(&w.ferry.config)

@@ -1,7 +1,7 @@
 //! ferry under a service manager: readiness, status, watchdog, stopping,
 //! and SIGHUP reloads that never leave a bad config in force.
 
-mod common;
+use ferry_testkit as common;
 
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! Status delivery: retries, restarts, refusals, GitHub App auth, GHES.
 
-mod common;
+use ferry_testkit as common;
 
 use std::time::Duration;
 

@@ -4,8 +4,8 @@
 //! `inactive`; the running deployment's statuses go before a backlog.
 //! Each test runs on SQLite and on PostgreSQL.
 
-#[macro_use]
-mod common;
+use ferry_testkit as common;
+use ferry_testkit::backends;
 
 use std::time::{Duration, Instant};
 

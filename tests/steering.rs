@@ -3,8 +3,8 @@
 //! cancel. Each test runs on SQLite and on PostgreSQL; the last ones run
 //! two replicas.
 
-#[macro_use]
-mod common;
+use ferry_testkit as common;
+use ferry_testkit::backends;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -25,7 +25,7 @@ backends!(
 
 /// `ferry ARGS --config CONFIG` as `who` (through sudo, as operators do).
 fn ferry_as(who: &str, config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
+    Command::new(common::ferry_binary())
         .args(args)
         .arg("--config")
         .arg(config)
@@ -521,7 +521,7 @@ async fn the_cli_run_as_root_leaves_no_root_owned_files_in_storage() {
 /// group-writable although SQLite makes files 0644 less the umask.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_setgid_storage_dir_gets_a_group_writable_database() {
-    use ferry::store::Steer;
+    use ferry::store::Locks;
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o2770)).unwrap();

@@ -7,7 +7,7 @@
 //! `cargo deb`; `bash .ci/run` provides them and runs this test with
 //! `--ignored`.
 
-mod common;
+use ferry_testkit as common;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -3,8 +3,8 @@
 //! teardown waiting for the running deployment and for a lock. Each test
 //! runs on SQLite and on PostgreSQL.
 
-#[macro_use]
-mod common;
+use ferry_testkit as common;
+use ferry_testkit::backends;
 
 use std::process::Output;
 use std::time::{Duration, Instant};

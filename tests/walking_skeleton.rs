@@ -1,7 +1,7 @@
 //! The whole path: a signed deployment event runs SSH steps on a real sshd
 //! and reports back to a GitHub-like API.
 
-mod common;
+use ferry_testkit as common;
 
 use std::time::Duration;
 
@@ -420,7 +420,7 @@ fn check_config_and_serve_name_a_misspelt_key() {
         path.display()
     );
     for command in ["check-config", "serve"] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        let out = std::process::Command::new(common::ferry_binary())
             .args([command, "--config"])
             .arg(&path)
             .output()
@@ -439,7 +439,7 @@ fn serve_without_root_certificates_says_how_to_fix_it() {
         .join("config")
         .join("ferry.example.toml");
     let empty = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+    let out = std::process::Command::new(common::ferry_binary())
         .args(["serve", "--config"])
         .arg(&config)
         // rustls-native-certs reads only these when they are set.

@@ -34,14 +34,7 @@ pub struct Owned {
 
 impl Steering {
     pub fn load(path: &Path) -> Result<Steering, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            path: path.to_path_buf(),
-            problems: vec![Problem {
-                key: "(file)".into(),
-                line: None,
-                message: format!("cannot read config: {e}"),
-            }],
-        })?;
+        let text = super::read_text(path)?;
         Steering::parse(&text, path, &|k| std::env::var(k).ok())
     }
 
@@ -72,7 +65,6 @@ impl Steering {
             warnings: Vec::new(),
             suggested: HashSet::new(),
             credentials: env(ENV_CREDENTIALS),
-            secrets_optional: true,
         };
         let storage = cx
             .section::<RawStorage>(&[Seg::Key("storage")])

@@ -6,9 +6,10 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::{CallError, GitHub};
 use crate::current::Current;
@@ -81,7 +82,7 @@ impl Outbox {
     /// Sends run side by side, at most one per deployment (its statuses go
     /// in order) and [`IN_FLIGHT`] in all: one slow answer from GitHub holds
     /// up only its own deployment.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>, drain: Duration) {
+    pub async fn run(self, shutdown: CancellationToken, drain: Duration) {
         let mut in_flight: JoinSet<(OutboxItem, Result<bool, CallError>)> = JoinSet::new();
         let mut busy: HashSet<DeploymentId> = HashSet::new();
         let mut deadline: Option<Instant> = None;
@@ -153,7 +154,7 @@ impl Outbox {
                 }
                 _ = self.wake.notified() => woken = true,
                 _ = tokio::time::sleep(idle) => {}
-                                _ = async { let _ = shutdown.wait_for(|stop| *stop).await; }, if deadline.is_none() => {
+                                _ = shutdown.cancelled(), if deadline.is_none() => {
                     deadline = Some(Instant::now() + drain);
                 }
                 // Posts still in flight stay pending in the store: the next

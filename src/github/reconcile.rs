@@ -262,7 +262,7 @@ impl Reconciler {
             &reason,
         )
         .await;
-        let code = answer.status();
+        let code = answer.code;
         if code == axum::http::StatusCode::ACCEPTED {
             tracing::warn!(deployment = %id, repository, environment = %environment,
                 "deployment {id} of {repository} to {environment}: its webhook never came; taken from GitHub's list");

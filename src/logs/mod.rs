@@ -1,8 +1,8 @@
 //! Per-deployment logs as JSON lines: one file per deployment under
-//! `storage.dir/logs`, or chunks in PostgreSQL ([`db`]) where replicas
-//! share it; the tokens that guard their URLs; and rendering.
+//! `storage.dir/logs`, or chunks in PostgreSQL (the store's
+//! [`Database`], `store/postgres/logs.rs`) where replicas share it; the
+//! tokens that guard their URLs; and rendering.
 
-mod db;
 mod files;
 pub mod html;
 pub mod page;
@@ -20,9 +20,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::sign;
+use crate::store::postgres::{Database, LogBuffer};
 use crate::store::{DeploymentId, now_ms};
 
-pub use db::CHANNEL as NOTIFY_CHANNEL;
+pub use crate::store::postgres::LOG_CHANNEL as NOTIFY_CHANNEL;
 pub use render::text;
 
 const TOKEN_KEY_FILE: &str = "log-token.key";
@@ -62,7 +63,7 @@ pub struct LogLine {
 #[derive(Clone)]
 enum Storage {
     Files(PathBuf),
-    Database(sqlx::PgPool),
+    Database(Database),
 }
 
 #[derive(Clone)]
@@ -85,14 +86,15 @@ impl Logs {
     pub async fn open(
         storage_dir: &Path,
         public_url: &str,
-        db: Option<sqlx::PgPool>,
+        db: Option<Database>,
     ) -> anyhow::Result<Logs> {
         let (storage, key) = match db {
-            Some(pool) => {
-                let key = db::key(&pool)
+            Some(db) => {
+                let key = db
+                    .log_key()
                     .await
                     .context("cannot read the log-link key from PostgreSQL")?;
-                (Storage::Database(pool), key)
+                (Storage::Database(db), key)
             }
             None => {
                 let dir = storage_dir.join("logs");
@@ -116,9 +118,9 @@ impl Logs {
     }
 
     /// For read-only users (the CLI): no key needed, none created.
-    pub fn reader(storage_dir: &Path, db: Option<sqlx::PgPool>) -> Logs {
+    pub fn reader(storage_dir: &Path, db: Option<Database>) -> Logs {
         let storage = match db {
-            Some(pool) => Storage::Database(pool),
+            Some(db) => Storage::Database(db),
             None => Storage::Files(storage_dir.join("logs")),
         };
         Logs::with(storage, "", Vec::new())
@@ -178,9 +180,9 @@ impl Logs {
                 let written = file.metadata().map(|m| m.len()).unwrap_or(0);
                 (Target::File(file, self.changed.clone(), id), written)
             }
-            Storage::Database(pool) => {
-                let written = db::length(pool, id).await?;
-                let buffer = db::Buffer::new(pool.clone(), id, self.changed.clone());
+            Storage::Database(db) => {
+                let written = db.log_length(id).await?;
+                let buffer = db.log_buffer(id, self.changed.clone());
                 (Target::Database(buffer), written)
             }
         };
@@ -225,7 +227,7 @@ impl Logs {
     ) -> io::Result<Option<Vec<(LogLine, u64)>>> {
         let bytes = match &self.storage {
             Storage::Files(dir) => files::bytes_from(dir, id, offset)?,
-            Storage::Database(pool) => db::bytes_from(pool, id, offset).await?,
+            Storage::Database(db) => db.log_from(id, offset).await?,
         };
         Ok(bytes.map(|b| parse(&b, offset)))
     }
@@ -239,9 +241,7 @@ impl Logs {
                     .await
                     .map_err(io::Error::other)?
             }
-            Storage::Database(pool) => {
-                db::prune(pool, now_ms() - retention.as_millis() as i64).await
-            }
+            Storage::Database(db) => db.prune_logs(now_ms() - retention.as_millis() as i64).await,
         }
     }
 }
@@ -277,7 +277,7 @@ struct Sink {
 
 enum Target {
     File(File, broadcast::Sender<DeploymentId>, DeploymentId),
-    Database(db::Buffer),
+    Database(LogBuffer),
 }
 
 impl LogWriter {

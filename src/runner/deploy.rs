@@ -15,6 +15,7 @@ use crate::config::{Host, Step, Target};
 use crate::format::{duration, plural, short_sha};
 use crate::logs::{LogWriter, Stream};
 use crate::store::{Cancellation, Deployment, NewStatus, State, StatusState};
+use crate::wording;
 
 /// Exit statuses in the log for steps that did not exit on their own, as
 /// ssh and shells report them: a lost connection, a SIGTERM.
@@ -80,64 +81,31 @@ impl Outcome {
     }
 
     /// The final description: for a teardown, what became of the
-    /// environment.
+    /// environment. The words are `wording`'s.
     pub fn describe(&self, d: &Deployment) -> String {
         if d.teardown_of.is_none() {
             return self.describe_deployment(d);
         }
         match self {
-            Outcome::Success { hosts: 0, .. } => "Torn down: no teardown steps to run".into(),
-            Outcome::Success { hosts, elapsed } => {
-                format!(
-                    "Torn down on {} in {}",
-                    plural(*hosts, "host"),
-                    duration(*elapsed)
-                )
-            }
-            other => format!("Not torn down: {}", other.describe_deployment(d)),
+            Outcome::Success { hosts, elapsed } => wording::torn_down(*hosts, *elapsed),
+            other => wording::not_torn_down(&other.describe_deployment(d)),
         }
     }
 
     fn describe_deployment(&self, d: &Deployment) -> String {
         match self {
-            Outcome::Success { hosts, elapsed } => format!(
-                "Deployed {} to {} in {}",
-                short_sha(&d.sha),
-                plural(*hosts, "host"),
-                duration(*elapsed)
-            ),
-            Outcome::StepFailed { step, host, code } => {
-                format!("Step '{step}' failed on {host} (exit {code})")
-            }
-            Outcome::TimedOut {
-                after,
-                at: Some((step, host)),
-            } => {
-                format!(
-                    "Timed out after {} in step '{step}' on {host}",
-                    duration(*after)
-                )
-            }
-            Outcome::TimedOut { after, at: None } => {
-                format!("Timed out after {}", duration(*after))
-            }
-            Outcome::ConnectFailed { host, cause } => format!("Cannot connect to {host}: {cause}"),
-            Outcome::Lost { step, host, cause } => {
-                format!("Lost step '{step}' on {host}: {cause}")
-            }
-            Outcome::ConnectionLost { step, host } => crate::wording::lost_connection(host, step),
-            Outcome::NoTarget => format!(
-                "No target in ferry's config owns {} {} (task {}) any more",
-                d.repository, d.environment, d.task
-            ),
-            Outcome::NoSteps => format!(
-                "No steps configured for task '{}' of {}",
-                d.task, d.repository
-            ),
-            Outcome::Shutdown => "Cancelled: ferry is shutting down".into(),
+            Outcome::Success { hosts, elapsed } => wording::deployed(&d.sha, *hosts, *elapsed),
+            Outcome::StepFailed { step, host, code } => wording::step_failed(step, host, *code),
+            Outcome::TimedOut { after, at } => wording::timed_out(*after, at.as_ref()),
+            Outcome::ConnectFailed { host, cause } => wording::cannot_connect(host, cause),
+            Outcome::Lost { step, host, cause } => wording::lost_step(step, host, cause),
+            Outcome::ConnectionLost { step, host } => wording::lost_connection(host, step),
+            Outcome::NoTarget => wording::no_target(&d.repository, &d.environment, &d.task),
+            Outcome::NoSteps => wording::no_steps(&d.task, &d.repository),
+            Outcome::Shutdown => wording::SHUTTING_DOWN.into(),
             Outcome::Cancelled(c) => c.describe(),
-            Outcome::LeaseLost => "Taken over by another replica".into(),
-            Outcome::Internal(why) => format!("ferry could not run it: {why}"),
+            Outcome::LeaseLost => wording::TAKEN_OVER.into(),
+            Outcome::Internal(why) => wording::could_not_run(why),
         }
     }
 }
@@ -477,11 +445,7 @@ impl Run {
                 let d = &self.deployment;
                 let status = NewStatus::new(
                     StatusState::InProgress,
-                    format!(
-                        "Deploying {} to {}",
-                        short_sha(&d.sha),
-                        plural(self.target.hosts.len(), "host")
-                    ),
+                    crate::wording::deploying(&d.sha, self.target.hosts.len()),
                 )
                 .with_log_url(&self.log_url);
                 match self.shared.store.add_status(d.claim(), &status).await {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::current::Current;
@@ -263,7 +264,7 @@ impl Runner {
 
     /// Runs until `shutdown`; then gives running deployments
     /// `runner.shutdown_grace` to finish and cancels the rest.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         let (done, done_rx) = watch::channel(false);
         let interrupted = std::mem::take(&mut self.interrupted);
         let settling = {
@@ -299,7 +300,7 @@ impl Runner {
         let mut found_none: Option<Instant> = None;
         loop {
             let max = self.shared.config.get().runner.max_concurrent.get();
-            while tasks.len() < max && !*shutdown.borrow() {
+            while tasks.len() < max && !shutdown.is_cancelled() {
                 match self.shared.store.claim_next(&self.owner).await {
                     Ok(Some(d)) => {
                         tracing::info!(deployment = %d.id, repository = %d.repository, environment = %d.environment,
@@ -322,7 +323,7 @@ impl Runner {
                     }
                 }
             }
-            if swept.elapsed() >= crate::teardown::SWEEP_EVERY && !*shutdown.borrow() {
+            if swept.elapsed() >= crate::teardown::SWEEP_EVERY && !shutdown.is_cancelled() {
                 swept = Instant::now();
                 let config = self.shared.config.get();
                 match crate::teardown::sweep_idle(&self.shared.store, &config).await {
@@ -361,7 +362,7 @@ impl Runner {
                 Some(ended) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                     self.ended(&mut by_task, ended);
                 }
-                _ = shutdown.wait_for(|s| *s) => break,
+                _ = shutdown.cancelled() => break,
                 // Also a retry after a store error, and how work queued by
                 // another replica or freed by `ferry unlock` is found.
                 _ = tokio::time::sleep(CLAIM_POLL) => {}

@@ -13,7 +13,7 @@ use super::{Handles, remote};
 use crate::store::{Deployment, DeploymentId, NewStatus, Owner, RemoteStep, State, StatusState};
 
 /// After a restart, on a store this process uses alone.
-pub const RESTARTED: &str = "Interrupted: ferry restarted during the deployment";
+pub const RESTARTED: &str = crate::wording::INTERRUPTED_BY_RESTART;
 
 /// Takes over what needs settling (with `all`, every running deployment:
 /// at the start of a process that uses the store alone) and settles it;
@@ -52,7 +52,7 @@ async fn settle(shared: &Handles, d: Deployment) -> crate::store::Result<()> {
     end_leftover_steps(shared, d.id).await;
     let why = if shared.store.replicas() {
         let who = d.owner.as_deref().unwrap_or("unknown");
-        format!("Interrupted: replica {who} stopped during the deployment")
+        crate::wording::interrupted_replica(who)
     } else {
         RESTARTED.to_string()
     };

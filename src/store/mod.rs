@@ -6,8 +6,9 @@
 //!   the database's: unique constraints, `FOR UPDATE SKIP LOCKED` claims,
 //!   a partial unique index on running deployments.
 //!
-//! Each backend has its own SQL and its own migrations; the same
-//! conformance suite (`tests/store_conformance.rs`) runs against both.
+//! Each backend has its own SQL and its own migrations, in one file per
+//! noun named alike in both; the same conformance suite (`tests/store/`,
+//! split the same way) runs against both.
 
 pub mod postgres;
 pub mod sqlite;
@@ -20,18 +21,25 @@ use async_trait::async_trait;
 
 pub use types::*;
 
-/// What went wrong in the store, as one line.
+/// What went wrong in the store: the driver's own words, with its error
+/// kept as the `source()` (`error_chain` and `{:#}` show the causes below).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error("the store is closed")]
     Closed,
+    /// The driver's error, shared so that one failed batch can answer each
+    /// of its deliveries.
+    #[error("{0}")]
+    Driver(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// Unavailable for a reason of ferry's own (no answer in time, a full
+    /// disk seen by the probe).
     #[error("{0}")]
     Database(String),
 }
 
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Error {
-        Error::Database(crate::error::error_chain(&e))
+        Error::Driver(Arc::new(e))
     }
 }
 
@@ -39,7 +47,7 @@ impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Error {
         match e {
             sqlx::Error::PoolClosed => Error::Closed,
-            e => Error::Database(crate::error::error_chain(&e)),
+            e => Error::Driver(Arc::new(e)),
         }
     }
 }
@@ -55,11 +63,36 @@ pub const LEASE: Duration = Duration::from_secs(15);
 /// replica's deployments are settled within `LEASE + RENEW_EVERY`.
 pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 
-/// Everything ferry keeps: deliveries seen, deployments and their queue,
-/// steps running on hosts, and the outbox of statuses for GitHub; and what
-/// operators steer with ([`Steer`]).
+/// Everything ferry keeps, one trait per noun: deployments and their
+/// queue ([`Deployments`]), steps on hosts ([`Steps`]), the outbox of
+/// statuses ([`Outbox`]), locks ([`Locks`]), cancel ([`Cancels`]),
+/// teardowns ([`Teardowns`]) and operators' actions ([`Actions`]). Each
+/// backend has one file per noun, named alike in `sqlite/` and `postgres/`,
+/// and the conformance suite (`tests/store/`) is split the same way.
 #[async_trait]
-pub trait Store: Steer + Teardowns + Holds + Actions + Send + Sync + 'static {
+pub trait Store:
+    Deployments + Steps + Outbox + Locks + Cancels + Teardowns + Actions + Send + Sync + 'static
+{
+    /// Whether several processes share this store (and leases matter
+    /// between them).
+    fn replicas(&self) -> bool;
+
+    /// When this store was created (ms since the epoch).
+    async fn created_at(&self) -> Result<i64>;
+
+    /// A cheap round trip: the database answers (for `/healthz`).
+    async fn probe(&self) -> Result<()>;
+
+    /// Closes every connection; later calls fail with [`Error::Closed`].
+    async fn close(&self);
+}
+
+/// Deployments and their queue: intake, claims leased to one process with
+/// fencing (each write names its [`Claim`]), the rescue of claims whose
+/// lease ran out, final states, and reads. Each backend implements it in
+/// its `deployments.rs`.
+#[async_trait]
+pub trait Deployments: Send + Sync {
     /// Records a delivery and its deployment, with its `queued` status, and
     /// returns once that is durable. Duplicates (by delivery or by
     /// deployment id) change nothing but the record of the delivery. With
@@ -91,10 +124,6 @@ pub trait Store: Steer + Teardowns + Holds + Actions + Send + Sync + 'static {
     /// process that had it; the old attempt's writes are refused from now on.
     async fn rescue(&self, owner: &Owner, all: bool) -> Result<Vec<Deployment>>;
 
-    /// Whether several processes share this store (and leases matter
-    /// between them).
-    fn replicas(&self) -> bool;
-
     /// Queues a status that does not change the deployment's state, if
     /// `claim` still holds; false if it was taken over.
     async fn add_status(&self, claim: Claim, status: &NewStatus) -> Result<bool>;
@@ -112,7 +141,14 @@ pub trait Store: Steer + Teardowns + Holds + Actions + Send + Sync + 'static {
     async fn recent(&self, limit: i64) -> Result<Vec<Deployment>>;
 
     async fn count_by_state(&self, state: State) -> Result<i64>;
+}
 
+/// Steps running on hosts, with what it takes to end them from elsewhere;
+/// a step whose deployment ended but that ferry could not end yet is a
+/// [`Hold`] on its environment. Each backend implements it in its
+/// `steps.rs`.
+#[async_trait]
+pub trait Steps: Send + Sync {
     /// Remembers a step's process group on a host while it runs.
     async fn remember_step(
         &self,
@@ -127,6 +163,19 @@ pub trait Store: Steer + Teardowns + Holds + Actions + Send + Sync + 'static {
     /// Steps a dead process left running.
     async fn remote_steps(&self, id: DeploymentId) -> Result<Vec<RemoteStep>>;
 
+    /// Every hold, oldest deployment first.
+    async fn holds(&self) -> Result<Vec<Hold>>;
+
+    /// Lets an environment's deployments start again although ferry could
+    /// not end the steps left there (`ferry unlock`); returns the holds
+    /// lifted.
+    async fn release_holds(&self, repository: &str, environment: &str) -> Result<Vec<Hold>>;
+}
+
+/// The statuses queued for GitHub, sent in order per deployment. Each
+/// backend implements it in its `outbox.rs`.
+#[async_trait]
+pub trait Outbox: Send + Sync {
     /// The first pending status of each deployment that is due by `now`,
     /// oldest first. Later statuses of a deployment wait for its head.
     /// Where replicas share the store, the heads returned are claimed for a
@@ -142,22 +191,12 @@ pub trait Store: Steer + Teardowns + Holds + Actions + Send + Sync + 'static {
 
     /// Records what became of status posts, by outbox seq.
     async fn record_posts(&self, posts: &[(i64, PostOutcome)]) -> Result<()>;
-
-    /// When this store was created (ms since the epoch).
-    async fn created_at(&self) -> Result<i64>;
-
-    /// A cheap round trip: the database answers (for `/healthz`).
-    async fn probe(&self) -> Result<()>;
-
-    /// Closes every connection; later calls fail with [`Error::Closed`].
-    async fn close(&self);
 }
 
-/// What operators steer with: environment locks (`ferry lock`,
-/// `deploy:lock` deployments) and cancel. Each backend implements it in
-/// its `steer.rs`.
+/// Environment locks (`ferry lock`, `deploy:lock` deployments). Each
+/// backend implements it in its `locks.rs`.
 #[async_trait]
-pub trait Steer: Send + Sync {
+pub trait Locks: Send + Sync {
     /// Locks an environment; if it is locked already, changes nothing and
     /// returns the lock that holds it.
     async fn lock(&self, lock: &EnvLock) -> Result<Option<EnvLock>>;
@@ -168,6 +207,25 @@ pub trait Steer: Send + Sync {
     /// Every lock, oldest first.
     async fn locks(&self) -> Result<Vec<EnvLock>>;
 
+    /// Records a `deploy:lock` / `deploy:unlock` deployment and does what
+    /// it asks, all at once: unless the delivery or deployment is a
+    /// duplicate, the lock changes, and the deployment is stored finished
+    /// with its final status ([`LockTask::status`]) queued.
+    async fn accept_lock_task(
+        &self,
+        delivery: &DeliveryKey,
+        deployment: &NewDeployment,
+        task: LockTask,
+        reason: &str,
+        log_url: &str,
+    ) -> Result<(Accepted, Option<(State, String)>)>;
+}
+
+/// Cancel (`ferry cancel`): a waiting deployment ends at once, a running
+/// one is flagged for the process running it. Each backend implements it
+/// in its `cancels.rs`.
+#[async_trait]
+pub trait Cancels: Send + Sync {
     /// Ends a waiting deployment at once (`error`, with `status` queued) or
     /// asks the process running it to stop it, recording who and why.
     async fn cancel(
@@ -182,19 +240,6 @@ pub trait Steer: Send + Sync {
 
     /// Running deployments someone asked to cancel, among `claims`.
     async fn cancel_requests(&self, claims: &[Claim]) -> Result<Vec<(Claim, Cancellation)>>;
-
-    /// Records a `deploy:lock` / `deploy:unlock` deployment and does what
-    /// it asks, all at once: unless the delivery or deployment is a
-    /// duplicate, the lock changes, and the deployment is stored finished
-    /// with its final status ([`LockTask::status`]) queued.
-    async fn accept_lock_task(
-        &self,
-        delivery: &DeliveryKey,
-        deployment: &NewDeployment,
-        task: LockTask,
-        reason: &str,
-        log_url: &str,
-    ) -> Result<(Accepted, Option<(State, String)>)>;
 }
 
 /// Review apps torn down: a teardown is a job in its environment's turn,
@@ -246,7 +291,11 @@ pub struct Intake {
 /// The heads of running and just-finished deployments (`urgent`), then
 /// those of the backlog, each once, at most `limit`: statuses GitHub's rate
 /// limit would hold behind a burst's `queued` and `inactive` go first.
-fn urgent_first(urgent: Vec<OutboxItem>, backlog: Vec<OutboxItem>, limit: i64) -> Vec<OutboxItem> {
+pub(crate) fn urgent_first(
+    urgent: Vec<OutboxItem>,
+    backlog: Vec<OutboxItem>,
+    limit: i64,
+) -> Vec<OutboxItem> {
     let mut seen = std::collections::HashSet::new();
     urgent
         .into_iter()
@@ -264,7 +313,7 @@ pub type SharedStore = Arc<dyn Store>;
 pub struct Opened {
     pub store: SharedStore,
     /// The database, where logs and wake-ups go through it too.
-    pub postgres: Option<sqlx::PgPool>,
+    pub database: Option<postgres::Database>,
 }
 
 pub async fn open(storage: &crate::config::Storage) -> anyhow::Result<Opened> {
@@ -272,30 +321,15 @@ pub async fn open(storage: &crate::config::Storage) -> anyhow::Result<Opened> {
         Some(url) => {
             let pg = postgres::PgStore::connect(url.expose_str()).await?;
             Opened {
-                postgres: Some(pg.pool()),
+                database: Some(pg.database()),
                 store: Arc::new(pg),
             }
         }
         None => Opened {
             store: Arc::new(sqlite::SqliteStore::open(&storage.dir).await?),
-            postgres: None,
+            database: None,
         },
     })
-}
-
-/// Steps left on hosts that did not answer, and the environments they hold
-/// ([`Hold`]). Each backend implements it in its `holds.rs`. A hold is a
-/// row of `remote_steps` whose deployment has ended: claims skip its
-/// environment until the row is gone.
-#[async_trait]
-pub trait Holds: Send + Sync {
-    /// Every hold, oldest deployment first.
-    async fn holds(&self) -> Result<Vec<Hold>>;
-
-    /// Lets an environment's deployments start again although ferry could
-    /// not end the steps left there (`ferry unlock`); returns the holds
-    /// lifted.
-    async fn release_holds(&self, repository: &str, environment: &str) -> Result<Vec<Hold>>;
 }
 
 /// What operators did through the command line, written to the running

@@ -1,5 +1,6 @@
 //! The records the store keeps, as the rest of ferry sees them.
 
+use crate::wording;
 use std::fmt;
 
 /// GitHub's id of a deployment; also ferry's primary key.
@@ -356,11 +357,7 @@ impl EnvLock {
     /// What a deployment waiting on this lock says: on GitHub (its
     /// `queued` description) and on its log page.
     pub fn waiting(&self) -> String {
-        format!(
-            "Waiting: {} is locked by {}",
-            self.environment,
-            self.describe()
-        )
+        crate::wording::locked_waiting(&self.environment, &self.describe())
     }
 
     /// "alice since 2026-11-21 14:05 UTC: reason".
@@ -370,11 +367,7 @@ impl EnvLock {
         let since = humantime::format_rfc3339_seconds(since).to_string();
         // 2026-11-21T14:05:09Z → 2026-11-21 14:05 UTC
         let since = format!("{} {} UTC", &since[..10], &since[11..16]);
-        if self.reason.is_empty() {
-            format!("{} since {since}", self.holder)
-        } else {
-            format!("{} since {since}: {}", self.holder, self.reason)
-        }
+        crate::wording::held_by(&self.holder, &since, &self.reason)
     }
 }
 
@@ -409,16 +402,12 @@ impl LockTask {
     /// held its environment before it (`held`).
     pub fn outcome(self, creator: &str, held: Option<&EnvLock>) -> (State, String) {
         match (self, held) {
-            (LockTask::Lock, None) => (State::Success, format!("Locked by {creator}")),
-            (LockTask::Lock, Some(l)) => (
-                State::Failure,
-                format!("Already locked by {}", l.describe()),
-            ),
-            (LockTask::Unlock, Some(l)) => (
-                State::Success,
-                format!("Unlocked by {creator} (locked by {})", l.describe()),
-            ),
-            (LockTask::Unlock, None) => (State::Success, "Not locked; nothing to unlock".into()),
+            (LockTask::Lock, None) => (State::Success, wording::locked_by(creator)),
+            (LockTask::Lock, Some(l)) => (State::Failure, wording::already_locked(&l.describe())),
+            (LockTask::Unlock, Some(l)) => {
+                (State::Success, wording::unlocked_by(creator, &l.describe()))
+            }
+            (LockTask::Unlock, None) => (State::Success, wording::NOTHING_TO_UNLOCK.into()),
         }
     }
 }
@@ -433,11 +422,7 @@ pub struct Cancellation {
 impl Cancellation {
     /// "Cancelled by NAME" and ": reason" when one was given.
     pub fn describe(&self) -> String {
-        if self.reason.is_empty() {
-            format!("Cancelled by {}", self.by)
-        } else {
-            format!("Cancelled by {}: {}", self.by, self.reason)
-        }
+        wording::cancelled_by(&self.by, &self.reason)
     }
 }
 
@@ -495,10 +480,10 @@ impl TeardownCause {
     pub fn describe(&self) -> String {
         match self {
             TeardownCause::PullRequest { number, .. } => {
-                format!("Teardown: pull request #{number} closed")
+                wording::teardown_for_pull_request(*number)
             }
-            TeardownCause::Idle { .. } => "Teardown: idle past teardown_after".into(),
-            TeardownCause::Operator(by) => format!("Teardown asked for by {by}"),
+            TeardownCause::Idle { .. } => wording::TEARDOWN_IDLE.into(),
+            TeardownCause::Operator(by) => wording::teardown_asked_by(by),
         }
     }
 
@@ -532,9 +517,7 @@ pub enum TeardownQueued {
 /// The description of deployments a teardown made `inactive`, and of
 /// those it superseded while they waited.
 /// Why a status was never sent, in the outbox's history.
-pub const COALESCED: &str = "coalesced: its deployment was superseded before it went out";
-pub const TORN_DOWN: &str = "Environment torn down";
-pub const SUPERSEDED_BY_TEARDOWN: &str = "Superseded by a teardown of the environment";
+pub use crate::wording::{COALESCED, SUPERSEDED_BY_TEARDOWN, TORN_DOWN};
 
 /// A step left running on a host that ferry could not end yet (the host
 /// did not answer after a crash, a dead replica or a lost connection): no

@@ -52,11 +52,11 @@ async fn commit(
     fn column<'a, T>(batch: &'a [Intake], f: impl Fn(&'a Intake) -> T) -> Vec<T> {
         batch.iter().map(f).collect()
     }
-    // ferry_accept (migrations/postgres/0002) takes the batch column by
+    // ferry_accept (migrations/postgres/0007) takes the batch column by
     // column and answers one row per delivery, in order.
     let rows: Vec<(i32, bool, bool, Vec<i64>)> = sqlx::query_as(
         "SELECT * FROM ferry_accept($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-         $14, $15, $16, $17, $18, $19) ORDER BY n",
+         $14, $15, $16, $17, $18, $19, $20) ORDER BY n",
     )
     .bind(now_ms())
     .bind(column(batch, |r| r.delivery.hook_id.as_str()))
@@ -77,6 +77,7 @@ async fn commit(
     .bind(column(batch, |r| r.queued.environment_url.as_deref()))
     .bind(column(batch, |r| r.queued.auto_inactive))
     .bind(column(batch, |r| r.supersede))
+    .bind(crate::wording::SUPERSEDED_BY_PREFIX)
     .fetch_all(pool)
     .await?;
     if rows.len() != batch.len() {

@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0004_teardown.sql"),
     include_str!("../../../migrations/postgres/0005_statuses_once.sql"),
     include_str!("../../../migrations/postgres/0006_operator_actions.sql"),
+    include_str!("../../../migrations/postgres/0007_wording_parameter.sql"),
 ];
 
 /// `pg_advisory_xact_lock` key under which migrations run: replicas that

@@ -1,3 +1,6 @@
+//! The outbox of statuses for GitHub on PostgreSQL: heads due in order per
+//! deployment, urgent ones first, and what became of each post.
+//!
 //! Which replica sends statuses: one at a time, holding the outbox's lease
 //! in the database. One sender keeps each deployment's statuses in order
 //! without a claim per status (a write per status, and a query that got
@@ -5,12 +8,141 @@
 //! bounds how fast statuses go anyway. A sender that stops lets go of the
 //! lease; one that dies holds it until it runs out ([`LEASE`]).
 
+use async_trait::async_trait;
+
+use super::*;
+use crate::store::Outbox;
+use crate::store::Owner;
+use sqlx::PgPool;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use sqlx::PgPool;
+#[async_trait]
+impl Outbox for PgStore {
+    /// Only the replica holding the outbox's lease gets any: one sends at
+    /// a time (see `outbox`).
+    async fn due_statuses(&self, now: i64, limit: i64) -> Result<Vec<OutboxItem>> {
+        if !self.outbox.held(&self.pool).await? {
+            return Ok(Vec::new());
+        }
+        // Heads of running and just-finished deployments first (few,
+        // found through their own index), then the backlog in order. The
+        // head test is a correlated MIN, not NOT EXISTS: PostgreSQL turned
+        // that into a hash anti-join over every pending status (29 ms a
+        // look with a burst's backlog), where this walks the pending
+        // statuses in order and stops at `limit`.
+        const ITEM: &str = "SELECT o.seq, o.deployment_id, o.state, o.description, o.log_url,
+                o.environment_url, o.auto_inactive, o.attempts, d.repository, d.installation_id,
+                (o.state = 'queued' AND d.state = 'inactive') AS superseded,
+                o.tried_at IS NOT NULL AS in_doubt
+             FROM status_outbox o JOIN deployments d ON d.id = o.deployment_id";
+        let urgent = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{ITEM} WHERE o.next_attempt_at <= $1 AND o.seq IN (
+                 SELECT (SELECT MIN(p.seq) FROM status_outbox p
+                         WHERE p.deployment_id = u.deployment_id
+                           AND p.sent_at IS NULL AND p.failed_at IS NULL)
+                 FROM status_outbox u
+                 WHERE u.sent_at IS NULL AND u.failed_at IS NULL
+                   AND u.state NOT IN ('queued', 'inactive'))
+             ORDER BY o.seq LIMIT $2"
+        )))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let backlog = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{ITEM} WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= $1
+               AND o.seq = (
+                   SELECT MIN(p.seq) FROM status_outbox p
+                   WHERE p.deployment_id = o.deployment_id
+                     AND p.sent_at IS NULL AND p.failed_at IS NULL)
+             ORDER BY o.seq LIMIT $2"
+        )))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let items = |rows: Vec<PgRow>| -> Result<Vec<OutboxItem>> {
+            rows.iter().map(outbox_item).collect()
+        };
+        Ok(crate::store::urgent_first(
+            items(urgent)?,
+            items(backlog)?,
+            limit,
+        ))
+    }
 
-use crate::store::Owner;
+    async fn next_status_due(&self) -> Result<Option<i64>> {
+        if !self.outbox.held(&self.pool).await? {
+            return Ok(None);
+        }
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM status_outbox
+             WHERE sent_at IS NULL AND failed_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn pending_statuses(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM status_outbox WHERE sent_at IS NULL AND failed_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn record_posts(&self, posts: &[(i64, PostOutcome)]) -> Result<()> {
+        if posts.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        for (seq, outcome) in posts {
+            let query = match outcome {
+                PostOutcome::Sent | PostOutcome::Confirmed => sqlx::query(
+                    "UPDATE status_outbox SET sent_at = $1, attempts = attempts + 1 WHERE seq = $2",
+                )
+                .bind(now)
+                .bind(seq),
+                PostOutcome::Trying => {
+                    sqlx::query("UPDATE status_outbox SET tried_at = $1 WHERE seq = $2")
+                        .bind(now)
+                        .bind(seq)
+                }
+                PostOutcome::Unanswered { at, error } => sqlx::query(
+                    "UPDATE status_outbox SET next_attempt_at = $1, attempts = attempts + 1, \
+                     last_error = $2 WHERE seq = $3",
+                )
+                .bind(at)
+                .bind(error)
+                .bind(seq),
+                PostOutcome::Coalesced => sqlx::query(
+                    "UPDATE status_outbox SET failed_at = $1, last_error = $2 WHERE seq = $3",
+                )
+                .bind(now)
+                .bind(crate::store::COALESCED)
+                .bind(seq),
+                PostOutcome::RetryAt { at, error } => sqlx::query(
+                    "UPDATE status_outbox SET next_attempt_at = $1, attempts = attempts + 1, \
+                     last_error = $2, tried_at = NULL WHERE seq = $3",
+                )
+                .bind(at)
+                .bind(error)
+                .bind(seq),
+                PostOutcome::Failed { error } => sqlx::query(
+                    "UPDATE status_outbox SET failed_at = $1, attempts = attempts + 1, \
+                     last_error = $2 WHERE seq = $3",
+                )
+                .bind(now)
+                .bind(error)
+                .bind(seq),
+            };
+            query.execute(&mut *tx).await?;
+        }
+        Ok(tx.commit().await?)
+    }
+}
 
 /// How long the lease lasts unrenewed: as long as GitHub's request timeout
 /// (15 s, in `github`), and short enough that a dead replica's `error`
@@ -39,7 +171,7 @@ impl OutboxLease {
 
     /// Whether this replica may send now: takes or renews the lease when
     /// it is free, expired, or about to run out.
-    pub async fn held(&self, pool: &PgPool) -> Result<bool, sqlx::Error> {
+    pub async fn held(&self, pool: &PgPool) -> std::result::Result<bool, sqlx::Error> {
         let asked = Instant::now();
         if self
             .until()

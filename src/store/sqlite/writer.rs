@@ -184,7 +184,7 @@ fn commit(
                 Some(j) => {
                     let inactive = NewStatus::new(
                         StatusState::Inactive,
-                        superseded_by_text(batch[j].deployment.id),
+                        crate::wording::superseded_by(batch[j].deployment.id),
                     );
                     (StatusState::Inactive, inactive, Some(now))
                 }
@@ -214,7 +214,8 @@ fn commit(
                 .map(|k| batch[k].deployment.id)
                 .collect();
             if r.supersede {
-                let inactive = NewStatus::new(StatusState::Inactive, superseded_by_text(d.id));
+                let inactive =
+                    NewStatus::new(StatusState::Inactive, crate::wording::superseded_by(d.id));
                 let gone = supersede
                     .query_map(
                         params![now, inactive.description, d.repository, d.environment, seq],
@@ -234,12 +235,6 @@ fn commit(
     tx.commit()?;
     *next_seq = Some(seq);
     Ok(results)
-}
-
-/// What a deployment superseded by `by` says, on the deployment and in its
-/// `inactive` status.
-fn superseded_by_text(by: DeploymentId) -> String {
-    format!("Superseded by deployment {by}")
 }
 
 /// Records each delivery as seen; `None` for those that bring a deployment

@@ -207,7 +207,7 @@ pub fn cluster() -> &'static Cluster {
 
 /// Which replica holds deployment `id` now, by its process id.
 pub async fn holder(url: &str, id: i64) -> Option<u32> {
-    use ferry::store::Store;
+    use ferry::store::{Deployments, Store};
     let store = ferry::store::postgres::PgStore::connect(url).await.unwrap();
     let owner = store
         .get(ferry::store::DeploymentId(id))

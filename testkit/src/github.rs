@@ -224,11 +224,11 @@ async fn repo_installation(
 }
 
 fn request_schema() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/github/openapi-create-deployment-status.json"
-    );
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).expect(path)).unwrap();
+    let path = crate::data_dir().join("github/openapi-create-deployment-status.json");
+    let doc: Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap();
     doc["operation"]["requestBody"]["content"]["application/json"]["schema"].clone()
 }
 

@@ -1,13 +1,11 @@
-//! Steps left on hosts that did not answer, on PostgreSQL: the rows of
-//! `remote_steps` whose deployment has ended. Claims skip their
-//! environment (`claim_next` in `mod.rs`), on every replica.
+//! Steps on hosts on PostgreSQL: the process group of each running step, kept
+//! until ferry has ended it; the ones whose deployment ended are holds
+//! (claims skip their environment).
 
 use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::postgres::PgRow;
 
-use super::{DeploymentId, Hold, PgStore, RemoteStep, Result};
-use crate::store::Holds;
+use super::*;
+use crate::store::Steps;
 
 const HOLDS: &str = "SELECT d.repository, d.environment, s.deployment_id, s.host, s.pgid, s.boot_id
      FROM remote_steps s JOIN deployments d ON d.id = s.deployment_id
@@ -27,7 +25,54 @@ fn hold_from_row(r: &PgRow) -> std::result::Result<Hold, sqlx::Error> {
 }
 
 #[async_trait]
-impl Holds for PgStore {
+impl Steps for PgStore {
+    async fn remember_step(
+        &self,
+        id: DeploymentId,
+        host: &str,
+        pgid: u32,
+        boot_id: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO remote_steps (deployment_id, host, pgid, boot_id) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (deployment_id, host) DO UPDATE
+             SET pgid = excluded.pgid, boot_id = excluded.boot_id",
+        )
+        .bind(id.0)
+        .bind(host)
+        .bind(i64::from(pgid))
+        .bind(boot_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn forget_step(&self, id: DeploymentId, host: &str) -> Result<()> {
+        sqlx::query("DELETE FROM remote_steps WHERE deployment_id = $1 AND host = $2")
+            .bind(id.0)
+            .bind(host)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn remote_steps(&self, id: DeploymentId) -> Result<Vec<RemoteStep>> {
+        let rows: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT host, pgid, boot_id FROM remote_steps WHERE deployment_id = $1 ORDER BY host",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(host, pgid, boot_id)| RemoteStep {
+                host,
+                pgid,
+                boot_id,
+            })
+            .collect())
+    }
+
     async fn holds(&self) -> Result<Vec<Hold>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{HOLDS} ORDER BY s.deployment_id, s.host"

@@ -29,7 +29,7 @@ fn run(cmd: &mut Command) -> Output {
 
 /// The cached root filesystem, made on first use (under a minute).
 pub fn root_filesystem() -> PathBuf {
-    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/nspawn");
+    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/nspawn");
     let root = cache.join("bookworm");
     let stamp = cache.join("bookworm.recipe");
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(ROOT_RECIPE) && root.is_dir() {

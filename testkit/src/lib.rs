@@ -1,5 +1,6 @@
-//! The test world: a real sshd, a fake GitHub and the real `ferry` binary.
-#![allow(dead_code)] // each test binary uses its own part of the harness
+//! The test world: a real sshd, a fake GitHub and the real `ferry` binary,
+//! for the integration tests (`tests/tests.rs`) and the benchmarks
+//! (`benches/`) alike.
 
 pub mod browser;
 pub mod container;
@@ -19,10 +20,29 @@ pub use github::FakeGitHub;
 pub use sshd::Sshd;
 
 /// `backends!(name, ...)` runs each `async fn name(database_url:
-/// Option<String>)` of the test file on SQLite (`None`) and on PostgreSQL
-/// (a database of the shared test cluster).
-#[allow(unused_macros)]
+/// Option<String>)` of the calling module on SQLite (`None`) and on
+/// PostgreSQL (a database of the shared test cluster); `backends!(with f;
+/// name, ...)` hands each `f(database_url)` instead.
+#[macro_export]
 macro_rules! backends {
+    (with $with:ident; $($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    super::$name(super::$with(None)).await
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    super::$name(super::$with(Some($crate::postgres::cluster().database()))).await
+                }
+            )*
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {
             $(
@@ -36,19 +56,45 @@ macro_rules! backends {
             $(
                 #[tokio::test(flavor = "multi_thread")]
                 async fn $name() {
-                    super::$name(Some(super::common::postgres::cluster().database())).await
+                    super::$name(Some($crate::postgres::cluster().database())).await
                 }
             )*
         }
     };
 }
 
+/// The `ferry` binary cargo built beside the test or benchmark running
+/// (`target/{debug,release}/ferry`, as `CARGO_BIN_EXE_ferry` names it for
+/// the package's own targets).
+pub fn ferry_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/debug/deps/tests-0123abcd -> target/debug/ferry
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let bin = dir.join("ferry");
+    assert!(
+        bin.exists(),
+        "{} not built: run the tests with cargo test (it builds the binary)",
+        bin.display()
+    );
+    bin
+}
+
+/// The repository's test data (`tests/data`).
+pub fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data")
+}
+
 pub const SECRET: &str = "test-webhook-secret";
 
 pub fn fixture(name: &str) -> Value {
-    let path = format!("{}/tests/data/github/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
-        .unwrap()
+    let path = data_dir().join("github").join(name);
+    serde_json::from_str(
+        &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
 }
 
 /// The octokit `deployment` example, with its id, repository and environment set.
@@ -143,7 +189,7 @@ impl Ferry {
         stderr: PathBuf,
         env: &[(String, String)],
     ) -> Ferry {
-        let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        let child = Command::new(ferry_binary())
             .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["serve", "--config"])
             .arg(&config)
@@ -552,6 +598,43 @@ impl World {
         }
     }
 
+    /// `GET /healthz`: its status code and text.
+    pub async fn health(&self) -> (u16, String) {
+        let r = self
+            .http
+            .get(format!("{}/healthz", self.ferry.url))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// Waits until `/healthz` answers 200 again.
+    pub async fn wait_healthy(&self, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let (code, text) = self.health().await;
+            if code == 200 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "/healthz stays {code}: {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The states GitHub got for deployment `id`, once it has a final one.
+    pub async fn final_states(&self, id: i64, within: Duration) -> Vec<String> {
+        self.github
+            .wait_final(id, within)
+            .await
+            .iter()
+            .map(|s| s.state().to_string())
+            .collect()
+    }
+
     /// The plain-text log behind a `log_url`.
     pub async fn log_text(&self, log_url: &str) -> String {
         let r = self
@@ -567,7 +650,7 @@ impl World {
 
     /// Runs a ferry subcommand against this world's config.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_ferry"))
+        Command::new(ferry_binary())
             .args(args)
             .arg("--config")
             .arg(&self.ferry.config)

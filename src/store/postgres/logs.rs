@@ -28,7 +28,7 @@ fn io_error(e: sqlx::Error) -> io::Error {
 
 /// Where the log-link key lives with replicas: one key for all of them, so
 /// a link minted by one opens on another.
-pub async fn key(pool: &PgPool) -> anyhow::Result<Vec<u8>> {
+pub(super) async fn key(pool: &PgPool) -> anyhow::Result<Vec<u8>> {
     let mut fresh = vec![0u8; 32];
     std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut fresh)?;
     sqlx::query(
@@ -45,7 +45,7 @@ pub async fn key(pool: &PgPool) -> anyhow::Result<Vec<u8>> {
 }
 
 /// The log's bytes from `offset` on; None when it has none.
-pub async fn bytes_from(
+pub(super) async fn bytes_from(
     pool: &PgPool,
     id: DeploymentId,
     offset: u64,
@@ -76,7 +76,7 @@ pub async fn bytes_from(
 }
 
 /// The log's length so far: where a new writer carries on.
-pub async fn length(pool: &PgPool, id: DeploymentId) -> io::Result<u64> {
+pub(super) async fn length(pool: &PgPool, id: DeploymentId) -> io::Result<u64> {
     let end: Option<i64> =
         sqlx::query_scalar("SELECT MAX(end_offset) FROM log_chunks WHERE deployment_id = $1")
             .bind(id.0)
@@ -88,7 +88,7 @@ pub async fn length(pool: &PgPool, id: DeploymentId) -> io::Result<u64> {
 
 /// Deletes the logs of deployments whose last line is older than `cutoff`
 /// (unix ms); how many logs went.
-pub async fn prune(pool: &PgPool, cutoff: i64) -> io::Result<usize> {
+pub(super) async fn prune(pool: &PgPool, cutoff: i64) -> io::Result<usize> {
     let gone: i64 = sqlx::query_scalar(
         "WITH old AS (
              SELECT deployment_id FROM log_chunks GROUP BY deployment_id
@@ -123,7 +123,11 @@ struct Shared {
 
 impl Buffer {
     /// A buffer for `id`'s log, with its flushing task.
-    pub fn new(pool: PgPool, id: DeploymentId, changed: broadcast::Sender<DeploymentId>) -> Buffer {
+    pub(super) fn new(
+        pool: PgPool,
+        id: DeploymentId,
+        changed: broadcast::Sender<DeploymentId>,
+    ) -> Buffer {
         let shared = Arc::new(Shared {
             pool,
             id,

@@ -1,0 +1,129 @@
+//! `[github]`: the API, the webhook secrets, and a token or a GitHub App.
+
+use super::*;
+
+impl<'a> Checker<'a> {
+    pub(super) fn read_file(&mut self, path: &[Seg], file: &Path) -> Option<Vec<u8>> {
+        match std::fs::read(file) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                let m = self.unreadable(file, &e);
+                self.problem(path, m);
+                None
+            }
+        }
+    }
+
+    pub(super) fn github(
+        &mut self,
+        raw: RawGitHub,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<GitHub> {
+        let at = |k| [Seg::Key("github"), Seg::Key(k)];
+        let api_url = match raw.api_url {
+            Some(u) => self.http_url(&at("api_url"), &u),
+            None => Some(DEFAULT_API_URL.to_string()),
+        };
+
+        let from_env = env(ENV_WEBHOOK_SECRET).filter(|s| !s.trim().is_empty());
+        let secrets = match (from_env, raw.webhook_secret_file) {
+            (Some(s), _) => Some(vec![Secret::new(s.trim().as_bytes())]),
+            (None, Some(file)) => {
+                let file = self.path(file);
+                self.read_file(&at("webhook_secret_file"), &file)
+                    .and_then(|bytes| {
+                        let text = String::from_utf8_lossy(&bytes);
+                        let secrets: Vec<Secret> = text
+                            .lines()
+                            .map(str::trim)
+                            .filter(|l| !l.is_empty())
+                            .map(|l| Secret::new(l.as_bytes()))
+                            .collect();
+                        if secrets.is_empty() {
+                            self.problem(
+                                &at("webhook_secret_file"),
+                                format!("{} holds no secret (one per line)", file.display()),
+                            );
+                            return None;
+                        }
+                        Some(secrets)
+                    })
+            }
+            (None, None) => {
+                self.problem(
+                    &at("webhook_secret_file"),
+                    format!("missing: set it, or {ENV_WEBHOOK_SECRET}; ferry never accepts unsigned webhooks"),
+                );
+                None
+            }
+        };
+
+        let token_env = env(ENV_GITHUB_TOKEN).filter(|s| !s.trim().is_empty());
+        let auth = match (
+            token_env,
+            raw.token_file,
+            raw.app_id,
+            raw.app_private_key_file,
+        ) {
+            (Some(t), _, _, _) => Some(GitHubAuth::Token(Secret::new(t.trim().as_bytes()))),
+            (None, Some(_), Some(_), _) => {
+                self.problem(
+                    &at("app_id"),
+                    "token_file and app_id both set: use a token or a GitHub App, not both",
+                );
+                None
+            }
+            (None, Some(file), None, key) => {
+                if key.is_some() {
+                    self.problem(&at("app_private_key_file"), "set without app_id");
+                }
+                let file = self.path(file);
+                self.read_file(&at("token_file"), &file).and_then(|b| {
+                    let t = String::from_utf8_lossy(&b).trim().to_string();
+                    if t.is_empty() {
+                        self.problem(&at("token_file"), format!("{} is empty", file.display()));
+                        return None;
+                    }
+                    Some(GitHubAuth::Token(Secret::new(t.into_bytes())))
+                })
+            }
+            (None, None, Some(app_id), Some(key)) => {
+                let key = self.path(key);
+                self.read_file(&at("app_private_key_file"), &key)
+                    .and_then(|pem| match crate::github::app::check_private_key(&pem) {
+                        Ok(()) => Some(GitHubAuth::App {
+                            app_id,
+                            private_key_pem: Secret::new(pem),
+                        }),
+                        Err(e) => {
+                            self.problem(
+                                &at("app_private_key_file"),
+                                format!("{}: {e}", key.display()),
+                            );
+                            None
+                        }
+                    })
+            }
+            (None, None, Some(_), None) => {
+                self.problem(
+                    &at("app_private_key_file"),
+                    "missing: app_id needs the App's private key (.pem)",
+                );
+                None
+            }
+            (None, None, None, _) => {
+                self.problem(
+                    &at("token_file"),
+                    format!("missing: set token_file, {ENV_GITHUB_TOKEN}, or app_id with app_private_key_file"),
+                );
+                None
+            }
+        };
+        Some(GitHub {
+            api_url: api_url?,
+            webhook_secrets: secrets?,
+            auth: auth?,
+            reconcile_every: raw.reconcile_every.unwrap_or(DEFAULT_RECONCILE_EVERY),
+        })
+    }
+}

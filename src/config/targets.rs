@@ -1,0 +1,233 @@
+//! `[[target]]`: what ferry owns and how it deploys it, with its steps.
+
+use super::*;
+
+pub(super) fn is_repository(r: &str) -> bool {
+    let ok_part = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    matches!(r.split_once('/'), Some((o, n)) if ok_part(o) && ok_part(n))
+}
+
+impl<'a> Checker<'a> {
+    pub(super) fn targets(&mut self) -> Option<Vec<Target>> {
+        let Some(value) = self.value_at(&[Seg::Key("target")]) else {
+            self.problem(
+                &[Seg::Key("target")],
+                "no [[target]]: ferry would accept no deployment",
+            );
+            return None;
+        };
+        let DeValue::Array(items) = value.get_ref() else {
+            self.problem(&[Seg::Key("target")], "expected [[target]] tables");
+            return None;
+        };
+        let mut targets = Vec::new();
+        let mut all_ok = true;
+        let mut seen = HashSet::new();
+        for (i, item) in items.iter().enumerate() {
+            let path = [Seg::Key("target"), Seg::Index(i)];
+            self.step_keys(&path);
+            let raw: Option<RawTarget> = self.table_at(&path, item.span());
+            match raw.and_then(|r| self.target(i, r)) {
+                Some(t) => {
+                    if !seen.insert((t.repository.clone(), t.environment.clone(), t.task.clone())) {
+                        self.warning(
+                            &path,
+                            format!(
+                                "{} {} (task {}) is owned by an earlier target; this one never runs",
+                                t.repository, t.environment, t.task
+                            ),
+                        );
+                    }
+                    targets.push(t)
+                }
+                None => all_ok = false,
+            }
+        }
+        all_ok.then_some(targets)
+    }
+
+    /// Reports unknown keys inside `[[target.steps]]` and
+    /// `[[target.teardown]]`, all of them.
+    pub(super) fn step_keys(&mut self, target: &[Seg]) {
+        for list in raw::STEP_LISTS {
+            let mut path = target.to_vec();
+            path.push(Seg::Key(list));
+            let Some(DeValue::Array(steps)) = self.value_at(&path).map(|v| v.get_ref()) else {
+                continue;
+            };
+            for (j, s) in steps.iter().enumerate() {
+                if let DeValue::Table(t) = s.get_ref() {
+                    let mut p = path.clone();
+                    p.push(Seg::Index(j));
+                    self.known_keys(t, keys::<RawStep>(), &p);
+                }
+            }
+        }
+    }
+
+    /// The steps of one of a target's step lists (`steps`, `teardown`),
+    /// or None after reporting every bad one.
+    pub(super) fn steps(
+        &mut self,
+        i: usize,
+        list: &'static str,
+        raw: Vec<RawStep>,
+    ) -> Option<Vec<Step>> {
+        let mut ok = true;
+        let mut steps = Vec::new();
+        let mut names = HashSet::new();
+        for (j, s) in raw.into_iter().enumerate() {
+            let p = |k| {
+                [
+                    Seg::Key("target"),
+                    Seg::Index(i),
+                    Seg::Key(list),
+                    Seg::Index(j),
+                    Seg::Key(k),
+                ]
+            };
+            match (s.name, s.run) {
+                (Some(name), Some(run)) if !name.trim().is_empty() && !run.trim().is_empty() => {
+                    if !names.insert(name.clone()) {
+                        self.problem(
+                            &p("name"),
+                            format!("step name {name:?} is used twice in this list"),
+                        );
+                        ok = false;
+                    }
+                    steps.push(Step { name, run })
+                }
+                (name, run) => {
+                    if name.is_none_or(|n| n.trim().is_empty()) {
+                        self.problem(&p("name"), "missing: every step needs a name");
+                    }
+                    if run.is_none_or(|r| r.trim().is_empty()) {
+                        self.problem(&p("run"), "missing: every step needs a script to run");
+                    }
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(steps)
+    }
+
+    pub(super) fn target(&mut self, i: usize, raw: RawTarget) -> Option<Target> {
+        let at = |k| [Seg::Key("target"), Seg::Index(i), Seg::Key(k)];
+        let mut ok = true;
+        let repository = match raw.repository {
+            Some(r) if is_repository(&r) => Some(r),
+            Some(r) => {
+                self.problem(&at("repository"), format!("{r:?} is not \"owner/name\""));
+                None
+            }
+            None => {
+                self.problem(&at("repository"), "missing, e.g. \"octo-org/web\"");
+                None
+            }
+        };
+        let environment = match raw.environment {
+            Some(e) if !e.trim().is_empty() => Some(e),
+            _ => {
+                self.problem(
+                    &at("environment"),
+                    "missing, e.g. \"production\" or \"review-*\"",
+                );
+                None
+            }
+        };
+        let task = raw.task.unwrap_or_else(|| DEFAULT_TASK.into());
+        let mut hosts = Vec::new();
+        match raw.hosts {
+            Some(list) if !list.is_empty() => {
+                let mut seen = HashSet::new();
+                for (j, h) in list.iter().enumerate() {
+                    let p = [
+                        Seg::Key("target"),
+                        Seg::Index(i),
+                        Seg::Key("hosts"),
+                        Seg::Index(j),
+                    ];
+                    match Host::parse(h) {
+                        Ok(host) if !seen.insert(host.clone()) => {
+                            self.problem(&p, format!("{h:?} is listed twice"));
+                            ok = false;
+                        }
+                        Ok(host) => hosts.push(host),
+                        Err(e) => {
+                            self.problem(&p, e);
+                            ok = false;
+                        }
+                    }
+                }
+            }
+            _ => {
+                self.problem(
+                    &at("hosts"),
+                    "missing: list at least one \"user@host[:port]\"",
+                );
+                ok = false;
+            }
+        }
+        let parallel = match raw.parallel {
+            None => None,
+            Some(n) => match usize::try_from(n).ok().and_then(NonZeroUsize::new) {
+                Some(n) => Some(n),
+                None => {
+                    self.problem(&at("parallel"), format!("{n} is not a positive number"));
+                    ok = false;
+                    None
+                }
+            },
+        };
+        let timeout = raw.timeout.unwrap_or(DEFAULT_TARGET_TIMEOUT);
+        if timeout.is_zero() {
+            self.problem(&at("timeout"), "must be longer than 0s");
+            ok = false;
+        }
+        let environment_url = match raw.environment_url {
+            None => None,
+            Some(u) => {
+                let v = self.http_url(&at("environment_url"), &u);
+                ok &= v.is_some();
+                v
+            }
+        };
+        let steps = self.steps(i, "steps", raw.steps);
+        let teardown = self.steps(i, "teardown", raw.teardown);
+        let teardown_after = raw.teardown_after;
+        if teardown_after.is_some_and(|t| t.is_zero()) {
+            self.problem(&at("teardown_after"), "must be longer than 0s");
+            ok = false;
+        }
+        let (Some(steps), Some(teardown)) = (steps, teardown) else {
+            return None;
+        };
+        if ok && steps.is_empty() {
+            self.warning(
+                &[Seg::Key("target"), Seg::Index(i)],
+                "no [[target.steps]]: its deployments will end in 'error'",
+            );
+        }
+        if !ok {
+            return None;
+        }
+        Some(Target {
+            repository: repository?,
+            environment: environment?,
+            task,
+            hosts,
+            parallel,
+            timeout,
+            environment_url,
+            supersede: raw.supersede.unwrap_or(true),
+            auto_inactive: raw.auto_inactive.unwrap_or(true),
+            teardown_after,
+            steps,
+            teardown,
+        })
+    }
+}

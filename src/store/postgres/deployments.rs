@@ -1,0 +1,223 @@
+//! Deployments and their queue on PostgreSQL: intake, claims with leases and
+//! fencing, the rescue of expired claims, final states, and reads.
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::store::Deployments;
+
+#[async_trait]
+impl Deployments for PgStore {
+    async fn accept(
+        &self,
+        delivery: &DeliveryKey,
+        deployment: &NewDeployment,
+        queued: &NewStatus,
+        supersede: bool,
+    ) -> Result<Accepted> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = intake::Intake {
+            delivery: delivery.clone(),
+            deployment: deployment.clone(),
+            queued: queued.clone(),
+            supersede,
+            reply,
+        };
+        self.intake.send(request).await.map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn claim_next(&self, owner: &Owner) -> Result<Option<Deployment>> {
+        // Runners ask after every delivery; in a burst the answer is mostly
+        // "nothing", and a read finds that out without locking the row a
+        // delivery is superseding.
+        let runnable: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM deployments d WHERE d.state = 'queued'
+               AND NOT EXISTS (SELECT 1 FROM deployments r WHERE r.state = 'running'
+                               AND r.repository = d.repository AND r.environment = d.environment)
+               AND NOT EXISTS (SELECT 1 FROM env_locks l
+                               WHERE l.repository = d.repository AND l.environment = d.environment)
+               AND NOT EXISTS (SELECT 1 FROM remote_steps s JOIN deployments h ON h.id = s.deployment_id
+                               WHERE h.repository = d.repository AND h.environment = d.environment)
+             LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        if runnable.is_none() {
+            return Ok(None);
+        }
+        // The oldest waiting deployment of each environment is the only
+        // candidate there, so a replica that skips a row another is
+        // claiming never runs a newer one out of turn.
+        let sql = format!(
+            "UPDATE deployments SET state = 'running', started_at = $1,
+                 attempt = attempt + 1, owner = $2, lease_until = {DB_NOW} + $3
+             WHERE id = (
+                 SELECT d.id FROM deployments d
+                 WHERE d.state = 'queued'
+                   AND d.seq = (SELECT MIN(q.seq) FROM deployments q WHERE q.state = 'queued'
+                                AND q.repository = d.repository AND q.environment = d.environment)
+                   AND NOT EXISTS (SELECT 1 FROM deployments r WHERE r.state = 'running'
+                                   AND r.repository = d.repository AND r.environment = d.environment)
+                   AND NOT EXISTS (SELECT 1 FROM env_locks l
+                                   WHERE l.repository = d.repository AND l.environment = d.environment)
+                   AND NOT EXISTS (SELECT 1 FROM remote_steps s JOIN deployments h ON h.id = s.deployment_id
+                                   WHERE h.repository = d.repository AND h.environment = d.environment)
+                 ORDER BY d.seq LIMIT 1
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING {DEPLOYMENT_COLUMNS}"
+        );
+        // Two replicas claiming in one environment at once: the unique
+        // index refuses the second, which then looks again.
+        for _ in 0..3 {
+            match sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(now_ms())
+                .bind(&owner.0)
+                .bind(lease_ms())
+                .fetch_optional(&self.pool)
+                .await
+            {
+                Ok(row) => return Ok(row.as_ref().map(deployment_from_row).transpose()?),
+                Err(e) if is_unique_violation(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    }
+
+    async fn renew(&self, owner: &Owner, claims: &[Claim]) -> Result<Vec<Claim>> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = claims.iter().map(|c| c.id.0).collect();
+        let attempts: Vec<i32> = claims.iter().map(|c| c.attempt as i32).collect();
+        let held: Vec<(i64, i32)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE deployments d SET lease_until = {DB_NOW} + $1
+             FROM UNNEST($2::bigint[], $3::int[]) AS c (id, attempt)
+             WHERE d.id = c.id AND d.attempt = c.attempt AND d.owner = $4
+               AND d.state = 'running'
+             RETURNING d.id, d.attempt"
+        )))
+        .bind(lease_ms())
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(&owner.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(held
+            .into_iter()
+            .map(|(id, attempt)| Claim {
+                id: DeploymentId(id),
+                attempt: i64::from(attempt),
+            })
+            .collect())
+    }
+
+    async fn rescue(&self, owner: &Owner, all: bool) -> Result<Vec<Deployment>> {
+        // SKIP LOCKED: two replicas rescuing at once split the work; the
+        // old owner comes back from the row as it was before the update.
+        let sql = format!(
+            "WITH expired AS (
+                 SELECT id, owner FROM deployments
+                 WHERE state = 'running' AND ($1 OR lease_until IS NULL OR lease_until < {DB_NOW})
+                 ORDER BY seq FOR UPDATE SKIP LOCKED)
+             UPDATE deployments d SET attempt = d.attempt + 1, owner = $2,
+                 lease_until = {DB_NOW} + $3
+             FROM expired e WHERE d.id = e.id
+             RETURNING d.*, e.owner AS previous_owner"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(all)
+            .bind(&owner.0)
+            .bind(lease_ms())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut taken = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut d = deployment_from_row(row)?;
+            d.owner = row.try_get("previous_owner")?;
+            taken.push(d);
+        }
+        taken.sort_by_key(|d| d.id);
+        Ok(taken)
+    }
+
+    async fn add_status(&self, claim: Claim, status: &NewStatus) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        // FOR SHARE: a rescue cannot take the deployment over between this
+        // check and the insert.
+        let holds: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM deployments WHERE id = $1 AND attempt = $2 AND state = 'running'
+             FOR SHARE",
+        )
+        .bind(claim.id.0)
+        .bind(claim.attempt as i32)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if holds.is_none() {
+            return Ok(false);
+        }
+        insert_status(&mut tx, claim.id, status, now_ms()).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn finish(&self, claim: Claim, state: State, status: &NewStatus) -> Result<bool> {
+        debug_assert!(state.is_final());
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE deployments SET state = $1, description = $2, finished_at = $3,
+                 lease_until = NULL
+             WHERE id = $4 AND attempt = $5 AND state = 'running'",
+        )
+        .bind(state.as_str())
+        .bind(&status.description)
+        .bind(now)
+        .bind(claim.id.0)
+        .bind(claim.attempt as i32)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(false);
+        }
+        insert_status(&mut tx, claim.id, status, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn by_state(&self, state: State) -> Result<Vec<Deployment>> {
+        let sql =
+            format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE state = $1 ORDER BY seq");
+        self.deployments(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(state.as_str()))
+            .await
+    }
+
+    async fn get(&self, id: DeploymentId) -> Result<Option<Deployment>> {
+        let sql = format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = $1");
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(deployment_from_row)
+            .transpose()?)
+    }
+
+    async fn recent(&self, limit: i64) -> Result<Vec<Deployment>> {
+        let sql =
+            format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments ORDER BY seq DESC LIMIT $1");
+        self.deployments(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit))
+            .await
+    }
+
+    async fn count_by_state(&self, state: State) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM deployments WHERE state = $1")
+                .bind(state.as_str())
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}

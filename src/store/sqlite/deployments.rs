@@ -1,0 +1,183 @@
+//! Deployments and their queue on SQLite: intake, claims with leases and
+//! fencing, the rescue of expired claims, final states, and reads.
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::store::Deployments;
+
+#[async_trait]
+impl Deployments for SqliteStore {
+    async fn accept(
+        &self,
+        delivery: &DeliveryKey,
+        deployment: &NewDeployment,
+        queued: &NewStatus,
+        supersede: bool,
+    ) -> Result<Accepted> {
+        let (reply, answer) = oneshot::channel();
+        let request = writer::Intake {
+            delivery: delivery.clone(),
+            deployment: deployment.clone(),
+            queued: queued.clone(),
+            supersede,
+            reply,
+        };
+        self.writer
+            .send(Message::Deliver(Box::new(request)))
+            .await
+            .map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn claim_next(&self, owner: &Owner) -> Result<Option<Deployment>> {
+        const RUNNABLE: &str = "SELECT d.id FROM deployments d
+             WHERE d.state = 'queued' AND NOT EXISTS (
+                 SELECT 1 FROM deployments r WHERE r.state = 'running'
+                 AND r.repository = d.repository AND r.environment = d.environment)
+             AND NOT EXISTS (
+                 SELECT 1 FROM env_locks l
+                 WHERE l.repository = d.repository AND l.environment = d.environment)
+             AND NOT EXISTS (
+                 SELECT 1 FROM remote_steps s JOIN deployments h ON h.id = s.deployment_id
+                 WHERE h.repository = d.repository AND h.environment = d.environment)
+             ORDER BY d.seq LIMIT 1";
+        // The runner asks after every delivery; during a burst the answer is
+        // mostly "nothing", and a read finds that out without the writer.
+        let any = self
+            .read(|c| {
+                c.prepare_cached(RUNNABLE)?
+                    .query_row([], |r| r.get::<_, i64>(0))
+                    .optional()
+            })
+            .await?;
+        if any.is_none() {
+            return Ok(None);
+        }
+        let owner = owner.0.clone();
+        self.write(move |tx| {
+            let sql = format!(
+                "UPDATE deployments SET state = 'running', started_at = ?1,
+                     attempt = attempt + 1, owner = ?2, lease_until = ?1 + ?3
+                 WHERE id = ({RUNNABLE}) RETURNING {DEPLOYMENT_COLUMNS}"
+            );
+            tx.prepare_cached(&sql)?
+                .query_row(params![now_ms(), owner, lease_ms()], deployment_from_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn renew(&self, owner: &Owner, claims: &[Claim]) -> Result<Vec<Claim>> {
+        let (owner, claims) = (owner.0.clone(), claims.to_vec());
+        self.write(move |tx| {
+            let mut renew = tx.prepare_cached(
+                "UPDATE deployments SET lease_until = ? + ?
+                 WHERE id = ? AND attempt = ? AND owner = ? AND state = 'running'",
+            )?;
+            let mut held = Vec::with_capacity(claims.len());
+            for c in claims {
+                if renew.execute(params![now_ms(), lease_ms(), c.id.0, c.attempt, owner])? == 1 {
+                    held.push(c);
+                }
+            }
+            Ok(held)
+        })
+        .await
+    }
+
+    async fn rescue(&self, owner: &Owner, all: bool) -> Result<Vec<Deployment>> {
+        let owner = owner.0.clone();
+        self.write(move |tx| {
+            let now = now_ms();
+            let sql = format!(
+                "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE state = 'running'
+                 AND (?1 OR lease_until IS NULL OR lease_until < ?2) ORDER BY seq"
+            );
+            let expired: Vec<Deployment> = tx
+                .prepare_cached(&sql)?
+                .query_map(params![all, now], deployment_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut take = tx.prepare_cached(
+                "UPDATE deployments SET attempt = attempt + 1, owner = ?, lease_until = ? + ?
+                 WHERE id = ?",
+            )?;
+            let mut taken = Vec::with_capacity(expired.len());
+            for mut d in expired {
+                take.execute(params![owner, now, lease_ms(), d.id.0])?;
+                d.attempt += 1;
+                taken.push(d);
+            }
+            Ok(taken)
+        })
+        .await
+    }
+
+    async fn add_status(&self, claim: Claim, status: &NewStatus) -> Result<bool> {
+        let status = status.clone();
+        self.write(move |tx| {
+            if !holds(tx, claim)? {
+                return Ok(false);
+            }
+            insert_status(tx, claim.id, &status, now_ms())?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn finish(&self, claim: Claim, state: State, status: &NewStatus) -> Result<bool> {
+        debug_assert!(state.is_final());
+        let status = status.clone();
+        self.write(move |tx| {
+            let now = now_ms();
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE deployments SET state = ?, description = ?, finished_at = ?,
+                         lease_until = NULL
+                     WHERE id = ? AND attempt = ? AND state = 'running'",
+                )?
+                .execute(params![
+                    state.as_str(),
+                    status.description,
+                    now,
+                    claim.id.0,
+                    claim.attempt
+                ])?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            insert_status(tx, claim.id, &status, now)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn by_state(&self, state: State) -> Result<Vec<Deployment>> {
+        let sql =
+            format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE state = ? ORDER BY seq");
+        self.deployments(sql, (state.as_str(),)).await
+    }
+
+    async fn get(&self, id: DeploymentId) -> Result<Option<Deployment>> {
+        self.read(move |c| {
+            let sql = format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?");
+            c.prepare_cached(&sql)?
+                .query_row(params![id.0], deployment_from_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn recent(&self, limit: i64) -> Result<Vec<Deployment>> {
+        let sql = format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments ORDER BY seq DESC LIMIT ?");
+        self.deployments(sql, (limit,)).await
+    }
+
+    async fn count_by_state(&self, state: State) -> Result<i64> {
+        self.read(move |c| {
+            c.prepare_cached("SELECT COUNT(*) FROM deployments WHERE state = ?")?
+                .query_row(params![state.as_str()], |r| r.get(0))
+        })
+        .await
+    }
+}

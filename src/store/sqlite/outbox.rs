@@ -1,0 +1,104 @@
+//! The outbox of statuses for GitHub on SQLite: heads due in order per
+//! deployment, urgent ones first, and what became of each post.
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::store::Outbox;
+
+#[async_trait]
+impl Outbox for SqliteStore {
+    async fn due_statuses(&self, now: i64, limit: i64) -> Result<Vec<OutboxItem>> {
+        self.read(move |c| {
+            let item = |r: &Row<'_>| {
+                let state: String = r.get("state")?;
+                Ok(OutboxItem {
+                    seq: r.get("seq")?,
+                    deployment_id: DeploymentId(r.get("deployment_id")?),
+                    repository: r.get("repository")?,
+                    installation_id: r.get("installation_id")?,
+                    attempts: r.get("attempts")?,
+                    superseded: r.get("superseded")?,
+                    in_doubt: r.get("in_doubt")?,
+                    status: NewStatus {
+                        state: StatusState::parse(&state)
+                            .ok_or_else(|| bad_column(2, format!("status {state:?}")))?,
+                        description: r.get("description")?,
+                        log_url: r.get("log_url")?,
+                        environment_url: r.get("environment_url")?,
+                        auto_inactive: r.get("auto_inactive")?,
+                    },
+                })
+            };
+            // Heads of running and just-finished deployments first (few,
+            // found through their own index), then the backlog in order.
+            let urgent: Vec<OutboxItem> = c
+                .prepare_cached(&format!(
+                    "{OUTBOX_ITEM} ON d.id = o.deployment_id
+                     WHERE o.next_attempt_at <= ?1 AND o.seq IN (
+                         SELECT (SELECT MIN(p.seq) FROM status_outbox p
+                                     INDEXED BY status_outbox_pending
+                                 WHERE p.deployment_id = u.deployment_id
+                                   AND p.sent_at IS NULL AND p.failed_at IS NULL)
+                         FROM status_outbox u INDEXED BY status_outbox_urgent
+                         WHERE u.sent_at IS NULL AND u.failed_at IS NULL
+                           AND u.state NOT IN ('queued', 'inactive'))
+                     ORDER BY o.seq LIMIT ?2"
+                ))?
+                .query_map(params![now, limit], item)?
+                .collect::<rusqlite::Result<_>>()?;
+            let backlog: Vec<OutboxItem> = c
+                .prepare_cached(&format!(
+                    "{OUTBOX_ITEM} INDEXED BY status_outbox_pending_seq ON d.id = o.deployment_id
+                     WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= ?
+                       AND NOT EXISTS (
+                           SELECT 1 FROM status_outbox p INDEXED BY status_outbox_pending
+                           WHERE p.deployment_id = o.deployment_id AND p.seq < o.seq
+                             AND p.sent_at IS NULL AND p.failed_at IS NULL)
+                     ORDER BY o.seq LIMIT ?"
+                ))?
+                .query_map(params![now, limit], item)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(crate::store::urgent_first(urgent, backlog, limit))
+        })
+        .await
+    }
+
+    async fn next_status_due(&self) -> Result<Option<i64>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT MIN(next_attempt_at) FROM status_outbox
+                 WHERE sent_at IS NULL AND failed_at IS NULL",
+            )?
+            .query_row([], |r| r.get(0))
+        })
+        .await
+    }
+
+    async fn pending_statuses(&self) -> Result<i64> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT COUNT(*) FROM status_outbox WHERE sent_at IS NULL AND failed_at IS NULL",
+            )?
+            .query_row([], |r| r.get(0))
+        })
+        .await
+    }
+
+    /// In the writer's next commit: one fsync shared with the deliveries
+    /// arriving now.
+    async fn record_posts(&self, posts: &[(i64, PostOutcome)]) -> Result<()> {
+        if posts.is_empty() {
+            return Ok(());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(Message::Record {
+                posts: posts.to_vec(),
+                reply,
+            })
+            .await
+            .map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+}

@@ -1,0 +1,419 @@
+//! Deployments and their queue: intake, duplicates, superseding, claims in turn, reads.
+
+use ferry::store::*;
+use ferry_testkit::backends;
+
+use super::*;
+
+backends!(
+    with backend;
+    duplicates_never_make_a_second_deployment,
+    one_deployment_per_environment_runs_at_a_time,
+    claims_follow_arrival_order_within_an_environment,
+    a_newer_deployment_supersedes_waiting_ones_only,
+    each_superseded_deployment_names_one_that_arrived_after_it,
+    concurrent_deliveries_are_each_answered_correctly,
+    a_burst_with_repeats_ends_as_one_delivery_at_a_time_would,
+    concurrent_claims_never_run_an_environment_twice,
+    deliveries_without_an_id_are_told_apart_by_deployment_only,
+    finished_deployments_are_listed_newest_first,
+    a_closed_store_refuses_work,
+);
+
+async fn duplicates_never_make_a_second_deployment(b: Backend) {
+    let store = (b.open)().await;
+    let d = deployment(1, "p");
+    assert_eq!(
+        store.accept(&key("a"), &d, &queued(), false).await.unwrap(),
+        new()
+    );
+    assert_eq!(
+        store.accept(&key("a"), &d, &queued(), false).await.unwrap(),
+        Accepted::DuplicateDelivery
+    );
+    assert_eq!(
+        store.accept(&key("b"), &d, &queued(), false).await.unwrap(),
+        Accepted::DuplicateDeployment
+    );
+    assert_eq!(store.count_by_state(State::Queued).await.unwrap(), 1);
+    assert_eq!(store.pending_statuses().await.unwrap(), 1);
+    let stored = store.get(DeploymentId(1)).await.unwrap().unwrap();
+    assert_eq!(stored.spec, d, "every field comes back as it went in");
+    assert_eq!(stored.state, State::Queued);
+    assert!(stored.started_at.is_none());
+}
+
+async fn one_deployment_per_environment_runs_at_a_time(b: Backend) {
+    let store = (b.open)().await;
+    for (id, env) in [(1, "p"), (2, "p"), (3, "s")] {
+        accept(&store, id, env, false).await;
+    }
+    let first = store.claim_next(&me()).await.unwrap().unwrap();
+    assert_eq!(first.id, DeploymentId(1));
+    assert_eq!(first.state, State::Running);
+    assert!(first.started_at.is_some());
+    let second = store.claim_next(&me()).await.unwrap().unwrap();
+    assert_eq!(
+        second.id,
+        DeploymentId(3),
+        "2 waits for 1 in its environment"
+    );
+    assert!(store.claim_next(&me()).await.unwrap().is_none());
+    succeed(&store, first.claim()).await;
+    assert_eq!(
+        store.claim_next(&me()).await.unwrap().unwrap().id,
+        DeploymentId(2)
+    );
+    let one = store.get(DeploymentId(1)).await.unwrap().unwrap();
+    assert_eq!(one.state, State::Success);
+    assert_eq!(one.description, "ok");
+    assert!(one.finished_at.is_some());
+}
+
+async fn claims_follow_arrival_order_within_an_environment(b: Backend) {
+    let store = (b.open)().await;
+    // Ids out of order: arrival, not the id, decides.
+    for id in [30, 10, 20] {
+        accept(&store, id, "p", false).await;
+    }
+    let mut order = Vec::new();
+    while let Some(d) = store.claim_next(&me()).await.unwrap() {
+        order.push(d.id.0);
+        succeed(&store, d.claim()).await;
+    }
+    assert_eq!(order, [30, 10, 20]);
+}
+
+async fn a_newer_deployment_supersedes_waiting_ones_only(b: Backend) {
+    let store = (b.open)().await;
+    accept(&store, 1, "p", true).await;
+    let running = store.claim_next(&me()).await.unwrap().unwrap();
+    assert_eq!(running.id, DeploymentId(1));
+    accept(&store, 2, "p", true).await;
+    accept(&store, 9, "other", true).await;
+    assert_eq!(
+        accept(&store, 3, "p", true).await,
+        Accepted::New {
+            superseded: vec![DeploymentId(2)]
+        },
+        "1 runs, 9 is elsewhere"
+    );
+    let two = store.get(DeploymentId(2)).await.unwrap().unwrap();
+    assert_eq!(two.state, State::Inactive);
+    assert_eq!(two.description, "Superseded by deployment 3");
+    let statuses: Vec<StatusState> = store
+        .due_statuses(now_ms(), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.deployment_id == DeploymentId(2))
+        .map(|i| i.status.state)
+        .collect();
+    assert_eq!(statuses, [StatusState::Queued], "inactive waits behind it");
+    assert_eq!(
+        store.get(DeploymentId(1)).await.unwrap().unwrap().state,
+        State::Running
+    );
+    // Without supersede, everything waits its turn.
+    assert_eq!(accept(&store, 4, "p", false).await, new());
+    assert_eq!(
+        store.get(DeploymentId(3)).await.unwrap().unwrap().state,
+        State::Queued
+    );
+}
+
+/// Concurrent deliveries to one environment: whatever order they commit
+/// in, exactly one stays queued, and every other names a deployment that
+/// superseded it.
+async fn each_superseded_deployment_names_one_that_arrived_after_it(b: Backend) {
+    let store = (b.open)().await;
+    let q = queued();
+    let (k, d) = (
+        [key("a"), key("b"), key("c")],
+        [deployment(1, "p"), deployment(2, "p"), deployment(3, "p")],
+    );
+    let (x, y, z) = tokio::join!(
+        store.accept(&k[0], &d[0], &q, true),
+        store.accept(&k[1], &d[1], &q, true),
+        store.accept(&k[2], &d[2], &q, true),
+    );
+    let mut superseded_by = HashMap::new();
+    for (id, r) in [(1, x), (2, y), (3, z)] {
+        match r.unwrap() {
+            Accepted::New { superseded } => {
+                for gone in superseded {
+                    assert!(superseded_by.insert(gone.0, id).is_none());
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(superseded_by.len(), 2, "{superseded_by:?}");
+    assert_eq!(store.count_by_state(State::Queued).await.unwrap(), 1);
+    for (gone, by) in superseded_by {
+        let d = store.get(DeploymentId(gone)).await.unwrap().unwrap();
+        assert_eq!(d.state, State::Inactive);
+        assert_eq!(d.description, format!("Superseded by deployment {by}"));
+    }
+}
+
+async fn concurrent_deliveries_are_each_answered_correctly(b: Backend) {
+    let store = (b.open)().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    // 300 deliveries of 100 deployments: every deployment three times.
+    for i in 0..300 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let id = i % 100;
+            let r = store
+                .accept(
+                    &key(&format!("d{i}")),
+                    &deployment(id, &format!("e{}", id % 7)),
+                    &queued(),
+                    false,
+                )
+                .await
+                .unwrap();
+            (id, r)
+        });
+    }
+    let mut new = HashMap::new();
+    while let Some(r) = tasks.join_next().await {
+        let (id, r) = r.unwrap();
+        if matches!(r, Accepted::New { .. }) {
+            *new.entry(id).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(new.len(), 100);
+    assert!(new.values().all(|&n| n == 1));
+    assert_eq!(store.count_by_state(State::Queued).await.unwrap(), 100);
+    assert_eq!(store.pending_statuses().await.unwrap(), 100);
+}
+
+/// Deliveries arrive together (the backends take them in batches):
+/// repeated deliveries, a deployment in two deliveries, deliveries without
+/// an id, most superseding. The answers must add up as if they had come
+/// one at a time, in some order.
+async fn a_burst_with_repeats_ends_as_one_delivery_at_a_time_would(b: Backend) {
+    let store = (b.open)().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..240i64 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            // Deliveries 200.. repeat 0..40 (same delivery id); deployment
+            // ids repeat every 150, under other delivery ids; every tenth
+            // has no delivery id; deployments 6, 13, 20... do not supersede.
+            let (n, id) = if i >= 200 {
+                (i - 200, i - 200)
+            } else {
+                (i, i % 150)
+            };
+            let key = if n % 10 == 9 {
+                DeliveryKey {
+                    hook_id: String::new(),
+                    delivery_id: String::new(),
+                }
+            } else {
+                key(&format!("b{n}"))
+            };
+            let env = format!("e{}", id % 3);
+            let r = store
+                .accept(&key, &deployment(id, &env), &queued(), id % 7 != 6)
+                .await
+                .unwrap();
+            (id, r)
+        });
+    }
+    let (mut new, mut superseded_by) = (HashMap::new(), HashMap::new());
+    let mut duplicate_deliveries = 0;
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            (id, Accepted::New { superseded }) => {
+                *new.entry(id).or_insert(0) += 1;
+                for gone in superseded {
+                    assert!(superseded_by.insert(gone.0, id).is_none(), "{gone:?} twice");
+                }
+            }
+            (_, Accepted::DuplicateDelivery) => duplicate_deliveries += 1,
+            (_, Accepted::DuplicateDeployment) => {}
+        }
+    }
+    assert_eq!(new.len(), 150, "every deployment once");
+    assert!(new.values().all(|&n| n == 1));
+    // Repeats of deliveries that had an id: 40 less the 4 anonymous ones.
+    assert_eq!(duplicate_deliveries, 36);
+    let queued_now = store.by_state(State::Queued).await.unwrap();
+    let inactive = store.by_state(State::Inactive).await.unwrap();
+    assert_eq!(queued_now.len() + inactive.len(), 150);
+    assert_eq!(inactive.len(), superseded_by.len());
+    for d in &inactive {
+        let by = superseded_by[&d.id.0];
+        assert_eq!(d.description, format!("Superseded by deployment {by}"));
+        assert_eq!(by % 3, d.id.0 % 3, "superseded from another environment");
+    }
+    // What still waits in an environment arrived after its last
+    // superseding deployment, or is that deployment.
+    for env in 0..3 {
+        let waiting: Vec<i64> = queued_now
+            .iter()
+            .filter(|d| d.id.0 % 3 == env)
+            .map(|d| d.id.0)
+            .collect();
+        assert!(
+            waiting.iter().skip(1).all(|&id| id % 7 == 6),
+            "e{env}: {waiting:?}"
+        );
+    }
+    // Each waiting deployment has its `queued`; each superseded one its
+    // `inactive`, after its `queued` only if that was stored before it
+    // was superseded (a backend may drop it when both come in one commit).
+    let statuses = drain_outbox(&store).await;
+    for d in &queued_now {
+        assert_eq!(statuses[&d.id.0], ["queued"], "{}", d.id);
+    }
+    for d in &inactive {
+        let states = &statuses[&d.id.0];
+        assert!(
+            states == &["inactive"] || states == &["queued", "inactive"],
+            "{}: {states:?}",
+            d.id
+        );
+    }
+    assert_eq!(statuses.len(), 150);
+}
+
+/// Every pending status, taken from the outbox as the outbox would (heads
+/// first, recorded sent), by deployment, in the order handed out.
+async fn drain_outbox(store: &SharedStore) -> HashMap<i64, Vec<&'static str>> {
+    let mut statuses: HashMap<i64, Vec<&'static str>> = HashMap::new();
+    loop {
+        let due = store.due_statuses(now_ms(), 1000).await.unwrap();
+        if due.is_empty() {
+            return statuses;
+        }
+        let posts: Vec<_> = due.iter().map(|i| (i.seq, PostOutcome::Sent)).collect();
+        for item in due {
+            statuses
+                .entry(item.deployment_id.0)
+                .or_default()
+                .push(item.status.state.as_str());
+        }
+        store.record_posts(&posts).await.unwrap();
+    }
+}
+
+/// Many claimers at once (on PostgreSQL: as many connections as replicas
+/// would have): never two running deployments in one environment.
+async fn concurrent_claims_never_run_an_environment_twice(b: Backend) {
+    let stores = [(b.open)().await, (b.open)().await];
+    for id in 0..40 {
+        accept(&stores[0], id, &format!("e{}", id % 4), false).await;
+    }
+    let mut claimers = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let store = stores[i % 2].clone();
+        claimers.spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..10 {
+                if let Some(d) = store.claim_next(&me()).await.unwrap() {
+                    got.push(d);
+                }
+            }
+            got
+        });
+    }
+    let mut claimed = Vec::new();
+    while let Some(got) = claimers.join_next().await {
+        claimed.extend(got.unwrap());
+    }
+    let mut envs: Vec<&str> = claimed.iter().map(|d| d.environment.as_str()).collect();
+    envs.sort();
+    assert_eq!(envs, ["e0", "e1", "e2", "e3"], "one claim per environment");
+    let running = stores[1].by_state(State::Running).await.unwrap();
+    assert_eq!(running.len(), 4);
+    assert!(
+        claimed.iter().all(|d| d.id.0 < 4),
+        "each environment's oldest: {claimed:?}"
+    );
+}
+
+async fn deliveries_without_an_id_are_told_apart_by_deployment_only(b: Backend) {
+    let store = (b.open)().await;
+    let anonymous = DeliveryKey {
+        hook_id: String::new(),
+        delivery_id: String::new(),
+    };
+    let q = queued();
+    assert_eq!(
+        store
+            .accept(&anonymous, &deployment(1, "p"), &q, false)
+            .await
+            .unwrap(),
+        new()
+    );
+    assert_eq!(
+        store
+            .accept(&anonymous, &deployment(2, "p"), &q, false)
+            .await
+            .unwrap(),
+        new()
+    );
+    assert_eq!(
+        store
+            .accept(&anonymous, &deployment(2, "p"), &q, false)
+            .await
+            .unwrap(),
+        Accepted::DuplicateDeployment
+    );
+}
+
+async fn finished_deployments_are_listed_newest_first(b: Backend) {
+    let store = (b.open)().await;
+    for id in [5, 6, 7] {
+        accept(&store, id, &format!("e{id}"), false).await;
+    }
+    let d = store.claim_next(&me()).await.unwrap().unwrap();
+    store
+        .finish(
+            d.claim(),
+            State::Failure,
+            &NewStatus::new(StatusState::Failure, "Step 'x' failed on h (exit 3)"),
+        )
+        .await
+        .unwrap();
+    let recent: Vec<i64> = store
+        .recent(2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.id.0)
+        .collect();
+    assert_eq!(recent, [7, 6]);
+    let failed = store.by_state(State::Failure).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].description, "Step 'x' failed on h (exit 3)");
+    assert_eq!(store.count_by_state(State::Queued).await.unwrap(), 2);
+    let statuses: Vec<StatusState> = store
+        .due_statuses(now_ms(), 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.status.state)
+        .collect();
+    assert_eq!(statuses.len(), 3, "one head per deployment");
+}
+
+async fn a_closed_store_refuses_work(b: Backend) {
+    let store = (b.open)().await;
+    store.close().await;
+    assert!(matches!(
+        store
+            .accept(&key("a"), &deployment(1, "p"), &queued(), false)
+            .await,
+        Err(Error::Closed)
+    ));
+    assert!(matches!(store.recent(1).await, Err(Error::Closed)));
+    // Nothing was stored by the refused delivery.
+    let reopened = (b.open)().await;
+    assert!(reopened.recent(10).await.unwrap().is_empty());
+}

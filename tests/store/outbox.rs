@@ -1,0 +1,187 @@
+//! The outbox: statuses in order per deployment, urgent first, in doubt, one replica at a time.
+
+use ferry::store::*;
+use ferry_testkit::backends;
+
+use super::*;
+
+backends!(
+    with backend;
+    statuses_in_doubt_superseded_and_urgent_are_marked,
+    outbox_sends_in_order_per_deployment_and_survives_reopen,
+    each_status_is_handed_to_one_replica_at_a_time,
+);
+
+async fn statuses_in_doubt_superseded_and_urgent_are_marked(b: Backend) {
+    let store = (b.open)().await;
+    let now = now_ms();
+    // 1 runs; 2 and 3 wait, 3 supersedes 2.
+    accept(&store, 1, "p", true).await;
+    let one = store.claim_next(&me()).await.unwrap().unwrap();
+    accept(&store, 2, "p", true).await;
+    accept(&store, 3, "p", true).await;
+    let due = store.due_statuses(now_ms(), 10).await.unwrap();
+    let by_id = |id: i64| {
+        due.iter()
+            .find(|i| i.deployment_id.0 == id)
+            .unwrap()
+            .clone()
+    };
+    assert!(!by_id(1).superseded && !by_id(3).superseded);
+    assert!(
+        by_id(2).superseded,
+        "a queued status of a superseded deployment"
+    );
+    assert!(due.iter().all(|i| !i.in_doubt));
+
+    // 1's queued handed out and never answered: in doubt next time.
+    let q1 = by_id(1);
+    store
+        .record_posts(&[
+            (q1.seq, PostOutcome::Trying),
+            (by_id(2).seq, PostOutcome::Coalesced),
+        ])
+        .await
+        .unwrap();
+    let due = store.due_statuses(now_ms(), 10).await.unwrap();
+    let again = due.iter().find(|i| i.seq == q1.seq).unwrap();
+    assert!(again.in_doubt);
+    // 2's queued is settled: its head is now its inactive.
+    let two = due.iter().find(|i| i.deployment_id.0 == 2).unwrap();
+    assert_eq!(two.status.state, StatusState::Inactive);
+    // A definite answer clears the doubt; an unanswered post keeps it.
+    store
+        .record_posts(&[(
+            q1.seq,
+            PostOutcome::RetryAt {
+                at: now,
+                error: "500".into(),
+            },
+        )])
+        .await
+        .unwrap();
+    let due = store.due_statuses(now_ms(), 10).await.unwrap();
+    assert!(!due.iter().find(|i| i.seq == q1.seq).unwrap().in_doubt);
+    store
+        .record_posts(&[
+            (q1.seq, PostOutcome::Trying),
+            (
+                q1.seq,
+                PostOutcome::Unanswered {
+                    at: now,
+                    error: "timeout".into(),
+                },
+            ),
+        ])
+        .await
+        .unwrap();
+    let due = store.due_statuses(now_ms(), 10).await.unwrap();
+    assert!(due.iter().find(|i| i.seq == q1.seq).unwrap().in_doubt);
+    store
+        .record_posts(&[(q1.seq, PostOutcome::Confirmed)])
+        .await
+        .unwrap();
+
+    // 1 finishes: its success comes first even with room for one only.
+    succeed(&store, one.claim()).await;
+    let due = store.due_statuses(now_ms(), 1).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].deployment_id, DeploymentId(1));
+    assert_eq!(due[0].status.state, StatusState::Success);
+}
+
+async fn outbox_sends_in_order_per_deployment_and_survives_reopen(b: Backend) {
+    let store = (b.open)().await;
+    accept(&store, 1, "p", false).await;
+    accept(&store, 2, "s", false).await;
+    let one = store.claim_next(&me()).await.unwrap().unwrap();
+    assert!(
+        store
+            .add_status(
+                one.claim(),
+                &NewStatus::new(StatusState::InProgress, "go").with_log_url("http://x/1"),
+            )
+            .await
+            .unwrap()
+    );
+    let due = store.due_statuses(now_ms(), 10).await.unwrap();
+    assert_eq!(due.len(), 2, "one head per deployment");
+    assert!(due.iter().all(|i| i.status.state == StatusState::Queued));
+    assert_eq!(due[0].deployment_id, DeploymentId(1));
+    assert_eq!(due[0].repository, "o/r");
+    assert_eq!(due[0].installation_id, Some(7));
+    // Deployment 1's head is postponed: its in_progress waits behind it.
+    store
+        .record_posts(&[
+            (
+                due[0].seq,
+                PostOutcome::RetryAt {
+                    at: now_ms() + 60_000,
+                    error: "503".into(),
+                },
+            ),
+            (due[1].seq, PostOutcome::Sent),
+        ])
+        .await
+        .unwrap();
+    store.close().await;
+    let store = (b.open)().await;
+    assert!(store.due_statuses(now_ms(), 10).await.unwrap().is_empty());
+    assert!(store.next_status_due().await.unwrap().is_some());
+    let later = store.due_statuses(now_ms() + 61_000, 10).await.unwrap();
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].status.state, StatusState::Queued);
+    assert_eq!(later[0].attempts, 1);
+    store
+        .record_posts(&[(
+            later[0].seq,
+            PostOutcome::Failed {
+                error: "422".into(),
+            },
+        )])
+        .await
+        .unwrap();
+    let next = store.due_statuses(now_ms() + 61_000, 10).await.unwrap();
+    assert_eq!(
+        next[0].status.state,
+        StatusState::InProgress,
+        "a refused status does not block the next"
+    );
+    assert_eq!(next[0].status.log_url.as_deref(), Some("http://x/1"));
+    store
+        .record_posts(&[(next[0].seq, PostOutcome::Sent)])
+        .await
+        .unwrap();
+    assert_eq!(store.pending_statuses().await.unwrap(), 0);
+    assert_eq!(store.next_status_due().await.unwrap(), None);
+}
+
+async fn each_status_is_handed_to_one_replica_at_a_time(b: Backend) {
+    let (one, two) = ((b.open)().await, (b.open)().await);
+    if !one.replicas() {
+        // One process: its outbox keeps track of what it has in flight.
+        return;
+    }
+    accept(&one, 1, "p", false).await;
+    let first = one.due_statuses(now_ms(), 10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(
+        two.due_statuses(now_ms(), 10).await.unwrap().is_empty(),
+        "the other replica is sending"
+    );
+    one.record_posts(&[(
+        first[0].seq,
+        PostOutcome::RetryAt {
+            at: now_ms(),
+            error: "503".into(),
+        },
+    )])
+    .await
+    .unwrap();
+    assert!(two.due_statuses(now_ms(), 10).await.unwrap().is_empty());
+    // A replica that stops lets go at once.
+    one.close().await;
+    let again = two.due_statuses(now_ms(), 10).await.unwrap();
+    assert_eq!(again.len(), 1, "the next replica sends it");
+    assert_eq!(again[0].seq, first[0].seq);
+}
