@@ -2,22 +2,25 @@
 //!
 //! Data flows one way: webhook → store → runner → (ssh, logs) → outbox → GitHub.
 //!
-//! - [`config`]: the TOML file, validated with key and line in every error.
-//! - [`webhook`]: `POST /webhook`: signature, event parsing, intake.
-//! - [`store`]: durable state behind one interface; SQLite or PostgreSQL.
-//! - [`runner`]: the scheduler and the SSH executor.
+//! - [`config`]: the TOML file, a checker per section, key and line in every error.
+//! - [`webhook`]: `POST /webhook`: the signed, typed delivery and its dispatch.
+//! - [`store`]: durable state, a trait per noun; SQLite or PostgreSQL.
+//! - [`runner`]: the scheduler, one deployment, the rescuer, SSH and steps.
 //! - [`teardown`]: when review apps are torn down (the runner runs them).
 //! - [`logs`]: per-deployment logs, their tokens and pages.
-//! - [`github`]: statuses to GitHub (token or App), sent from the outbox.
-//! - [`daemon`]: `ferry serve`: wiring and orderly shutdown.
-//! - [`cli`]: the other subcommands.
+//! - [`github`]: statuses to GitHub (token or App) from the outbox, and the
+//!   reconciler for deliveries that never came.
+//! - [`daemon`]: `ferry serve`: wiring once, reload, orderly shutdown.
+//! - [`cli`] and [`control`]: the other subcommands (steering through the store).
 //! - [`http`]: the routes, and the server with its timeouts.
 //! - [`health`]: whether the store takes writes, for `/healthz`.
+//! - [`wording`]: every text GitHub or an operator reads for a state.
+//! - [`service`]: systemd: readiness, watchdog, status, open files.
 //! - [`error`]: errors as one line.
 //! - [`format`]: durations, shas and counts as ferry writes them.
 //! - [`current`]: the config and what is built from it, replaced on reload.
 //! - [`metrics`]: Prometheus metric names and the exporter.
-//! - [`wording`]: texts GitHub and operators read for a state.
+//! - [`sign`] and [`glob`]: HMAC, and environment globs.
 
 pub mod cli;
 pub mod config;

@@ -69,7 +69,7 @@ async fn the_html_page_shows_header_groups_lines_and_escapes_everything() {
         ">f95f852<",
         "Codertocat",
         "<dd>deploy</dd>",
-        "id=state class=\"badge failure\">failure<",
+        "id=\"state\" class=\"badge failure\">failure<",
         &w.sshd.display(),
         "Step &#39;migrate&#39; failed on",
     ] {

@@ -1,14 +1,38 @@
-//! The HTML log page. Complete without JavaScript: the whole log is in the
-//! page as served; `assets/log.js` only appends what comes after. Every byte
-//! of remote output goes through [`escape`].
+//! The HTML log page, from maud templates: every value put into a
+//! template is escaped unless it is marked otherwise, so forgetting to
+//! escape a line of remote output cannot happen. Complete without
+//! JavaScript: the whole log is in the page as served; `assets/log.js`
+//! only appends what comes after.
 
 use std::fmt::Write;
 use std::time::{Duration, UNIX_EPOCH};
+
+use maud::{DOCTYPE, Markup, Render, html};
 
 use super::{LogLine, Stream};
 pub use crate::format::duration_ms as duration;
 use crate::format::short_sha;
 use crate::store::{Deployment, State};
+
+/// Text as the page has always escaped it (`'` too, as `&#39;`), for
+/// templates: `(Esc(text))`. A value put in without it is still escaped,
+/// by maud.
+pub struct Esc<'a>(pub &'a str);
+
+impl Render for Esc<'_> {
+    fn render_to(&self, buffer: &mut String) {
+        buffer.push_str(&escape(self.0));
+    }
+}
+
+/// Remote output with its ANSI colours, as spans; see [`ansi_to_html`].
+struct Ansi<'a>(&'a str);
+
+impl Render for Ansi<'_> {
+    fn render_to(&self, buffer: &mut String) {
+        buffer.push_str(&ansi_to_html(self.0));
+    }
+}
 
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -159,16 +183,23 @@ fn clock(ms: i64) -> (String, String) {
 
 /// One log line as HTML; `n` is its 1-based number in the whole log.
 pub fn line_html(n: usize, l: &LogLine) -> String {
+    line(n, l).into_string()
+}
+
+fn line(n: usize, l: &LogLine) -> Markup {
     let (full, short) = clock(l.t);
     let class = match l.stream {
         Stream::Out => "out",
         Stream::Err => "err",
         Stream::Ferry => "fy",
     };
-    format!(
-        "<div class=\"l {class}\" id=\"L{n}\"><a class=n href=\"#L{n}\">{n}</a><time datetime=\"{full}\">{short}</time><span class=t>{}</span></div>",
-        ansi_to_html(&l.text)
-    )
+    html! {
+        div class={ "l " (class) } id={ "L" (n) } {
+            a.n href={ "#L" (n) } { (n) }
+            time datetime=(full) { (short) }
+            span.t { (Ansi(&l.text)) }
+        }
+    }
 }
 
 /// A run of lines from one host and step (or from ferry itself).
@@ -234,86 +265,89 @@ pub fn page(
     token: &str,
     hosts: &[String],
 ) -> String {
-    let e = escape;
-    let mut h = String::with_capacity(4096);
     let live = !d.state.is_final();
     let n_lines = lines.map_or(0, <[LogLine]>::len);
-    let _ = write!(
-        h,
-        "<!doctype html><html lang=en><head><meta charset=utf-8>\
-         <meta name=viewport content=\"width=device-width, initial-scale=1\">\
-         <title>{state} · {repo} → {env} · {name}</title>\
-         <link rel=stylesheet href=\"../../assets/log.css\"></head>\
-         <body data-events=\"events?token={token}&amp;from={next_offset}&amp;line={n_lines}\" data-live=\"{live}\">",
-        state = d.state,
-        repo = e(&d.repository),
-        env = e(&d.environment),
-        name = e(&d.name()),
-        token = e(token),
-    );
     let started = d.started_at.map(|t| clock(t).0);
     let took = match (d.started_at, d.finished_at) {
         (Some(s), Some(f)) => duration(f - s),
         (Some(s), None) => format!("{} so far", duration(crate::store::now_ms() - s)),
         _ => "not started".into(),
     };
-    let _ = write!(
-        h,
-        "<header><h1><span class=repo>{repo}</span> → <span class=env>{env}</span> \
-         <span id=state class=\"badge {class}\">{state}</span></h1>\
-         <p id=description>{desc}</p><dl>\
-         <dt>deployment</dt><dd>{id}</dd><dt>task</dt><dd>{task}</dd>\
-         <dt>ref</dt><dd>{git_ref}</dd><dt>sha</dt><dd title=\"{sha}\">{short}</dd>\
-         <dt>by</dt><dd>{creator}</dd><dt>started</dt><dd>{started}</dd>\
-         <dt>duration</dt><dd id=duration>{took}</dd><dt>hosts</dt><dd>{hosts}</dd></dl></header><main id=log>",
-        repo = e(&d.repository),
-        env = e(&d.environment),
-        class = state_class(d.state),
-        state = d.state,
-        desc = e(&d.description),
-        id = d.id,
-        task = e(d.task_run()),
-        git_ref = e(&d.git_ref),
-        sha = e(&d.sha),
-        short = e(short_sha(&d.sha)),
-        creator = e(&d.creator),
-        started = started.map_or("-".to_string(), |s| e(&s)),
-        hosts = e(&hosts.join(", ")),
+    let events = format!("events?token={token}&from={next_offset}&line={n_lines}");
+    let title = format!(
+        "{} · {} → {} · {}",
+        d.state,
+        d.repository,
+        d.environment,
+        d.name()
     );
-    match lines {
-        None if d.state.is_final() && d.started_at.is_some() => h.push_str(
-            "<p class=gone>The log of this deployment is gone: it was removed after storage.log_retention.</p>",
-        ),
-        None | Some([]) => h.push_str("<p class=empty>No output yet.</p>"),
-        Some(lines) => {
-            for g in groups(lines) {
-                let failed = g.exit.is_some_and(|c| c != 0);
-                let exit = match g.exit {
-                    Some(c) => format!("exit {c}"),
-                                        None if live && g.step.is_some() => "running".into(),
-                    None => String::new(),
-                };
-                let _ = write!(
-                    h,
-                    "<details class=\"group{f}\" data-host=\"{host}\" data-step=\"{step}\"{open}>\
-                     <summary><span class=title>{title}</span><span class=took>{took}</span>\
-                     <span class=exit>{exit}</span></summary>",
-                    f = if failed { " failed" } else { "" },
-                    host = e(g.host.unwrap_or_default()),
-                    step = e(g.step.unwrap_or_default()),
-                    open = if failed || live || g.host.is_none() { " open" } else { "" },
-                    title = e(&group_title(g.host, g.step)),
-                    took = duration(g.last - g.first),
-                );
-                for (n, l) in g.lines {
-                    h.push_str(&line_html(n, l));
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (Esc(&title)) }
+                link rel="stylesheet" href="../../assets/log.css";
+            }
+            body data-events=(Esc(&events)) data-live=(live) {
+                header {
+                    h1 {
+                        span.repo { (Esc(&d.repository)) }
+                        " → "
+                        span.env { (Esc(&d.environment)) }
+                        " "
+                        span #state class={ "badge " (state_class(d.state)) } { (d.state) }
+                    }
+                    p #description { (Esc(&d.description)) }
+                    dl {
+                        dt { "deployment" } dd { (d.id) }
+                        dt { "task" } dd { (Esc(d.task_run())) }
+                        dt { "ref" } dd { (Esc(&d.git_ref)) }
+                        dt { "sha" } dd title=(Esc(&d.sha)) { (Esc(short_sha(&d.sha))) }
+                        dt { "by" } dd { (Esc(&d.creator)) }
+                        dt { "started" } dd { (Esc(started.as_deref().unwrap_or("-"))) }
+                        dt { "duration" } dd #duration { (took) }
+                        dt { "hosts" } dd { (Esc(&hosts.join(", "))) }
+                    }
                 }
-                h.push_str("</details>");
+                main #log { (log(d, lines, live)) }
+                script src="../../assets/log.js" {}
             }
         }
+    };
+    page.into_string()
+}
+
+/// The log's groups, or why there is nothing to show.
+fn log(d: &Deployment, lines: Option<&[LogLine]>, live: bool) -> Markup {
+    match lines {
+        None if d.state.is_final() && d.started_at.is_some() => html! {
+            p.gone { "The log of this deployment is gone: it was removed after storage.log_retention." }
+        },
+        None | Some([]) => html! { p.empty { "No output yet." } },
+        Some(lines) => html! {
+            @for g in groups(lines) {
+                @let failed = g.exit.is_some_and(|c| c != 0);
+                @let exit = match g.exit {
+                    Some(c) => format!("exit {c}"),
+                    None if live && g.step.is_some() => "running".into(),
+                    None => String::new(),
+                };
+                details class={ "group" @if failed { " failed" } }
+                    data-host=(Esc(g.host.unwrap_or_default()))
+                    data-step=(Esc(g.step.unwrap_or_default()))
+                    open[failed || live || g.host.is_none()] {
+                    summary {
+                        span.title { (Esc(&group_title(g.host, g.step))) }
+                        span.took { (duration(g.last - g.first)) }
+                        span.exit { (exit) }
+                    }
+                    @for (n, l) in &g.lines { (line(*n, l)) }
+                }
+            }
+        },
     }
-    h.push_str("</main><script src=\"../../assets/log.js\"></script></body></html>");
-    h
 }
 
 #[cfg(test)]

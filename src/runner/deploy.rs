@@ -9,58 +9,19 @@ use tokio::sync::{OnceCell, watch};
 use tokio::task::JoinSet;
 
 use super::Handles;
+pub use super::outcome::Outcome;
 use super::remote::{self, RemoteGroup};
-use super::ssh::{Connected, Connector, StepEnd, Stop, run_step};
+use super::ssh::{Connected, Connector};
+use super::step::{StepEnd, Stop, run_step};
 use crate::config::{Host, Step, Target};
 use crate::format::{duration, plural, short_sha};
 use crate::logs::{LogWriter, Stream};
 use crate::store::{Cancellation, Deployment, NewStatus, State, StatusState};
-use crate::wording;
 
 /// Exit statuses in the log for steps that did not exit on their own, as
 /// ssh and shells report them: a lost connection, a SIGTERM.
 const EXIT_LOST: i32 = 255;
 const EXIT_STOPPED: i32 = 143;
-
-/// How a deployment ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Success {
-        hosts: usize,
-        elapsed: Duration,
-    },
-    StepFailed {
-        step: String,
-        host: String,
-        code: i32,
-    },
-    TimedOut {
-        after: Duration,
-        at: Option<(String, String)>,
-    },
-    ConnectFailed {
-        host: String,
-        cause: String,
-    },
-    Lost {
-        step: String,
-        host: String,
-        cause: String,
-    },
-    /// The host missed its keepalives during the step.
-    ConnectionLost {
-        step: String,
-        host: String,
-    },
-    NoTarget,
-    NoSteps,
-    Shutdown,
-    Cancelled(Cancellation),
-    /// This process lost its claim: another one settles the deployment,
-    /// so this outcome is never reported.
-    LeaseLost,
-    Internal(String),
-}
 
 /// Why a running deployment is told to stop before it ends by itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,45 +30,6 @@ pub enum Interrupt {
     Shutdown,
     LeaseLost,
     Cancel(Cancellation),
-}
-
-impl Outcome {
-    pub fn state(&self) -> State {
-        match self {
-            Outcome::Success { .. } => State::Success,
-            Outcome::StepFailed { .. } | Outcome::TimedOut { .. } => State::Failure,
-            _ => State::Error,
-        }
-    }
-
-    /// The final description: for a teardown, what became of the
-    /// environment. The words are `wording`'s.
-    pub fn describe(&self, d: &Deployment) -> String {
-        if d.teardown_of.is_none() {
-            return self.describe_deployment(d);
-        }
-        match self {
-            Outcome::Success { hosts, elapsed } => wording::torn_down(*hosts, *elapsed),
-            other => wording::not_torn_down(&other.describe_deployment(d)),
-        }
-    }
-
-    fn describe_deployment(&self, d: &Deployment) -> String {
-        match self {
-            Outcome::Success { hosts, elapsed } => wording::deployed(&d.sha, *hosts, *elapsed),
-            Outcome::StepFailed { step, host, code } => wording::step_failed(step, host, *code),
-            Outcome::TimedOut { after, at } => wording::timed_out(*after, at.as_ref()),
-            Outcome::ConnectFailed { host, cause } => wording::cannot_connect(host, cause),
-            Outcome::Lost { step, host, cause } => wording::lost_step(step, host, cause),
-            Outcome::ConnectionLost { step, host } => wording::lost_connection(host, step),
-            Outcome::NoTarget => wording::no_target(&d.repository, &d.environment, &d.task),
-            Outcome::NoSteps => wording::no_steps(&d.task, &d.repository),
-            Outcome::Shutdown => wording::SHUTTING_DOWN.into(),
-            Outcome::Cancelled(c) => c.describe(),
-            Outcome::LeaseLost => wording::TAKEN_OVER.into(),
-            Outcome::Internal(why) => wording::could_not_run(why),
-        }
-    }
 }
 
 /// What every host task of one deployment shares.

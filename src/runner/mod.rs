@@ -3,9 +3,11 @@
 //! all, runs each over SSH, and keeps the leases on them alive.
 
 mod deploy;
+mod outcome;
 pub mod remote;
 mod rescue;
 pub mod ssh;
+pub mod step;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -5,20 +5,14 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{Semaphore, watch};
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
+use tokio::sync::Semaphore;
 
-use super::remote::{self, RemoteGroup};
 use crate::config::{Host, Ssh};
-use crate::logs::Stream;
-
-/// Longest line kept whole; longer output is split into pieces this long.
-pub const MAX_LINE: usize = 16 * 1024;
 
 pub struct Connector {
     ssh: Ssh,
@@ -136,47 +130,6 @@ pub fn ssh_config(ssh: &Ssh) -> anyhow::Result<String> {
         c.push_str(&format!("Include {}\n", config_path(&extra)?));
     }
     Ok(c)
-}
-
-/// Why a running step was interrupted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    Run,
-    /// Another host failed: the deployment is over.
-    Halt,
-    TimedOut,
-    Shutdown,
-    /// Another process took the deployment over (this one lost its lease).
-    LeaseLost,
-    /// An operator cancelled it.
-    Cancelled,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum StepEnd {
-    Exited(i32),
-    /// The remote process ended without an exit status (a signal), while
-    /// the connection stayed up.
-    Lost(String),
-    /// The connection died while the step ran (the host missed its
-    /// keepalives): the step may well still run there.
-    ConnectionLost,
-    /// The connection could not start the step: nothing ran.
-    NotStarted(String),
-    /// Stopped on request; `ended` when the kill reached the host (else the
-    /// step may still run there).
-    Stopped {
-        ended: bool,
-    },
-}
-
-/// Whether the connection's master still answers: after a step ended
-/// without a status, this tells a killed step from a lost host.
-async fn connection_alive(session: &Session) -> bool {
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), session.check()).await,
-        Ok(Ok(()))
-    )
 }
 
 /// A short, ferry-owned directory for control sockets: Unix socket paths
@@ -435,194 +388,9 @@ fn host_key_mismatch(ssh_said: &str) -> String {
     m
 }
 
-/// Runs one step's input through the wrapper; every output line goes to
-/// `emit`. Returns when the step ends or `stop` says to stop (after killing
-/// the step's process group on the host).
-pub async fn run_step(
-    session: &Session,
-    input: Vec<u8>,
-    stop: &mut watch::Receiver<Stop>,
-    emit: &(dyn Fn(Stream, &str) + Sync),
-    started: &(dyn Fn(&RemoteGroup) + Sync),
-) -> StepEnd {
-    let mut child = match session
-        .raw_command(remote::WRAPPER)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => return StepEnd::NotStarted(format!("cannot start the step: {e}")),
-    };
-    let (Some(mut stdin), Some(stdout), Some(stderr)) = (
-        child.stdin().take(),
-        child.stdout().take(),
-        child.stderr().take(),
-    ) else {
-        return StepEnd::Lost("ssh gave no stdio for the step".into());
-    };
-    let pgid = OnceLock::new();
-    let feed = async move {
-        // A write error means the step already ended; its status says why.
-        let _ = stdin.write_all(&input).await;
-        let _ = stdin.shutdown().await;
-        drop(stdin);
-    };
-    let io = async {
-        tokio::join!(
-            feed,
-            pump(stdout, Stream::Out, emit, None),
-            pump(stderr, Stream::Err, emit, Some((&pgid, started))),
-        )
-    };
-    tokio::pin!(io);
-    let stopped = async {
-        // A closed channel means the deployment was dropped: also stop.
-        let _ = stop.wait_for(|s| *s != Stop::Run).await;
-    };
-    tokio::select! {
-        _ = &mut io => {}
-        _ = stopped => {
-            let ended = kill_group(session, pgid.get().map(|g: &RemoteGroup| g.pgid), emit).await;
-            // Give the streams a moment to deliver the last lines.
-            let _ = tokio::time::timeout(Duration::from_secs(5), &mut io).await;
-            return StepEnd::Stopped { ended };
-        }
-    }
-    let ended = match child.wait().await {
-        Ok(status) => match status.code() {
-            Some(code) => return StepEnd::Exited(code),
-            None => "the step ended without an exit status (killed by a signal?)".to_string(),
-        },
-        Err(e) => format!("{e}"),
-    };
-    // The multiplexer says the same ("the remote process has terminated")
-    // when the connection died: only a master that still answers means
-    // the step is really gone.
-    if connection_alive(session).await {
-        StepEnd::Lost(ended)
-    } else {
-        StepEnd::ConnectionLost
-    }
-}
-
-/// Kills the step's process group; whether the kill reached the host.
-async fn kill_group(
-    session: &Session,
-    pgid: Option<u32>,
-    emit: &(dyn Fn(Stream, &str) + Sync),
-) -> bool {
-    let Some(pgid) = pgid.filter(|&g| g > 1) else {
-        // Nothing announced a group: the step had not started, or its
-        // wrapper never ran. Nothing is recorded to hold the host for.
-        emit(
-            Stream::Ferry,
-            "cannot stop the step: its process group is unknown",
-        );
-        return true;
-    };
-    let mut kill = session.raw_command(remote::kill_command(pgid));
-    match tokio::time::timeout(Duration::from_secs(15), kill.status()).await {
-        Ok(Ok(_)) => {
-            emit(
-                Stream::Ferry,
-                &format!("stopped the step (process group {pgid})"),
-            );
-            true
-        }
-        Ok(Err(e)) => {
-            emit(
-                Stream::Ferry,
-                &format!("cannot stop the step (process group {pgid}): {e}"),
-            );
-            false
-        }
-        Err(_) => {
-            emit(
-                Stream::Ferry,
-                &format!("stopping the step (process group {pgid}) timed out"),
-            );
-            false
-        }
-    }
-}
-
-/// Reads a stream to its end, emitting lines: invalid UTF-8 replaced, very
-/// long lines split. With `group`, the wrapper's first line is taken from
-/// it, and announced.
-type GroupSink<'a> = (&'a OnceLock<RemoteGroup>, &'a (dyn Fn(&RemoteGroup) + Sync));
-
-async fn pump(
-    mut r: impl AsyncRead + Unpin,
-    stream: Stream,
-    emit: &(dyn Fn(Stream, &str) + Sync),
-    pgid: Option<GroupSink<'_>>,
-) {
-    let mut marker_pending = pgid.is_some();
-    let mut line: Vec<u8> = Vec::with_capacity(256);
-    let mut buf = vec![0u8; 16 * 1024];
-    let flush = |line: &mut Vec<u8>, marker_pending: &mut bool| {
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        let text = String::from_utf8_lossy(line);
-        if std::mem::take(marker_pending)
-            && let Some(g) = text.strip_prefix(remote::PGID_MARKER)
-        {
-            if let (Some((cell, started)), Some(g)) = (pgid, RemoteGroup::parse(g)) {
-                started(&g);
-                let _ = cell.set(g);
-            }
-        } else {
-            emit(stream, &text);
-        }
-        line.clear();
-    };
-    loop {
-        let n = match r.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        for &b in &buf[..n] {
-            if b == b'\n' {
-                flush(&mut line, &mut marker_pending);
-            } else {
-                line.push(b);
-                if line.len() >= MAX_LINE {
-                    flush(&mut line, &mut marker_pending);
-                }
-            }
-        }
-    }
-    if !line.is_empty() {
-        flush(&mut line, &mut marker_pending);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
-
-    async fn pumped(input: &[u8], with_marker: bool) -> (Vec<String>, Option<u32>) {
-        let seen = Mutex::new(Vec::new());
-        let pgid = OnceLock::new();
-        let emit = |_: Stream, t: &str| seen.lock().unwrap().push(t.to_string());
-        let started = |_: &RemoteGroup| {};
-        pump(
-            input,
-            Stream::Err,
-            &emit,
-            with_marker.then_some((&pgid, &started)),
-        )
-        .await;
-        (
-            seen.into_inner().unwrap(),
-            pgid.get().map(|g: &RemoteGroup| g.pgid),
-        )
-    }
 
     #[test]
     fn ferrys_strict_options_come_before_the_operators_config() {
@@ -689,22 +457,5 @@ Host key verification failed.";
             cause.contains("contradicts /etc/ferry/known_hosts:3"),
             "{cause}"
         );
-    }
-
-    #[tokio::test]
-    async fn lines_are_split_decoded_and_the_marker_taken() {
-        let (lines, g) = pumped(b"ferry-pgid:4242\nhello\r\nbad \xff byte\nlast", true).await;
-        assert_eq!(g, Some(4242));
-        assert_eq!(lines, vec!["hello", "bad \u{FFFD} byte", "last"]);
-        let long = vec![b'x'; MAX_LINE * 2 + 10];
-        let (lines, _) = pumped(&long, false).await;
-        assert_eq!(
-            lines.iter().map(|l| l.len()).collect::<Vec<_>>(),
-            vec![MAX_LINE, MAX_LINE, 10]
-        );
-        // Only the first line can be the marker.
-        let (lines, g) = pumped(b"x\nferry-pgid:1\n", true).await;
-        assert_eq!(g, None);
-        assert_eq!(lines, vec!["x", "ferry-pgid:1"]);
     }
 }

@@ -75,14 +75,7 @@ pub async fn take(
                 superseded = %ids,
                 "deployment {} accepted: {} to {}{superseding}", deployment.id, deployment.repository, deployment.environment
             );
-            app.runner.notify_one();
-            app.outbox.notify_one();
-            Answer::new(
-                StatusCode::ACCEPTED,
-                EVENT,
-                "accepted",
-                format!("accepted deployment {}", deployment.id),
-            )
+            app.accepted(EVENT, format!("accepted deployment {}", deployment.id))
         }
         Ok(duplicate) => duplicate_answer(&duplicate, &deployment),
         Err(e) => {
@@ -165,12 +158,8 @@ async fn lock_task(
     tracing::info!(deployment = %deployment.id, repository = %deployment.repository,
         environment = %deployment.environment, "deployment {} ({}) of {} to {}: {state}: {description}",
         deployment.id, deployment.task, deployment.repository, deployment.environment);
-    app.runner.notify_one();
-    app.outbox.notify_one();
-    Answer::new(
-        StatusCode::ACCEPTED,
+    app.accepted(
         EVENT,
-        "accepted",
         format!("deployment {}: {state}: {description}", deployment.id),
     )
 }

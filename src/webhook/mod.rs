@@ -38,6 +38,16 @@ pub struct Intake {
     pub outbox: Arc<Notify>,
 }
 
+impl Intake {
+    /// Something was stored durably: wakes the runner and the outbox, and
+    /// answers `202`.
+    fn accepted(&self, event: &str, text: String) -> Answer {
+        self.runner.notify_one();
+        self.outbox.notify_one();
+        Answer::new(StatusCode::ACCEPTED, event, "accepted", text)
+    }
+}
+
 /// The environment locks and holds, as last read, for the `queued`
 /// description of a deployment arriving in a locked or held environment.
 /// Whether it waits is the store's to decide at claim time; this only

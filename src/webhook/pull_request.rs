@@ -1,8 +1,6 @@
 //! A closed pull request tears down the review apps of its branch: `202`
 //! once a teardown is queued (durably), `200` when there was nothing to do.
 
-use axum::http::StatusCode;
-
 use super::event::PullRequestEvent;
 use super::{Answer, Intake};
 use crate::store::{TeardownCause, TeardownQueued};
@@ -62,12 +60,5 @@ pub async fn closed(app: &Intake, parsed: PullRequestEvent) -> Answer {
             ),
         );
     }
-    app.runner.notify_one();
-    app.outbox.notify_one();
-    Answer::new(
-        StatusCode::ACCEPTED,
-        EVENT,
-        "accepted",
-        format!("queued teardown of {}", queued.join(", ")),
-    )
+    app.accepted(EVENT, format!("queued teardown of {}", queued.join(", ")))
 }

@@ -2,7 +2,7 @@
 //! new operator installs the package on.
 //!
 //! The root filesystem comes from debootstrap (minbase, systemd, dbus) and is
-//! cached under `target/nspawn/`; each boot lays a tmpfs over it
+//! cached (see `cache_dir`); each boot lays a tmpfs over it
 //! (`--volatile=overlay`), so the cache stays as debootstrap left it and no
 //! run sees another's files. The container shares the machine's network:
 //! ferry inside reaches the test's sshd and fake GitHub on 127.0.0.1, and
@@ -27,9 +27,22 @@ fn run(cmd: &mut Command) -> Output {
     out
 }
 
+/// Where the root filesystem is kept: `$FERRY_TEST_CACHE`, else (as root,
+/// as CI runs) a machine-wide cache that outlives the fresh clone each CI
+/// run starts from, else the build tree.
+fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("FERRY_TEST_CACHE") {
+        return PathBuf::from(dir).join("nspawn");
+    }
+    if crate::is_root() {
+        return PathBuf::from("/var/cache/ferry-tests/nspawn");
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/nspawn")
+}
+
 /// The cached root filesystem, made on first use (under a minute).
 pub fn root_filesystem() -> PathBuf {
-    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/nspawn");
+    let cache = cache_dir();
     let root = cache.join("bookworm");
     let stamp = cache.join("bookworm.recipe");
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(ROOT_RECIPE) && root.is_dir() {

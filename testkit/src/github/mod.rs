@@ -14,6 +14,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::Value;
 
+use crate::schema::{check_body, request_schema};
+
+mod app;
+use app::{access_token, repo_installation};
+
 pub const TOKEN: &str = "ghs_test_token";
 
 #[derive(Debug, Clone)]
@@ -204,72 +209,6 @@ async fn list_deployments(
         .into_response()
 }
 
-/// `GET /repos/{owner}/{repo}/installation`, for an App.
-async fn repo_installation(
-    State(fake): State<FakeGitHub>,
-    Path((owner, repo)): Path<(String, String)>,
-) -> Response {
-    let inner = fake.inner.lock().unwrap();
-    let repository = format!("{owner}/{repo}");
-    let found = inner.app.as_ref().and_then(|a| {
-        a.installations
-            .iter()
-            .find(|(r, _)| *r == repository)
-            .map(|(_, id)| *id)
-    });
-    match found {
-        Some(id) => axum::Json(serde_json::json!({ "id": id })).into_response(),
-        None => (StatusCode::NOT_FOUND, "{\"message\":\"Not Found\"}").into_response(),
-    }
-}
-
-fn request_schema() -> Value {
-    let path = crate::data_dir().join("github/openapi-create-deployment-status.json");
-    let doc: Value = serde_json::from_str(
-        &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-    )
-    .unwrap();
-    doc["operation"]["requestBody"]["content"]["application/json"]["schema"].clone()
-}
-
-/// Checks a body against the (flat) request schema of create-deployment-status.
-fn check_body(schema: &Value, body: &Value) -> Vec<String> {
-    let mut errors = Vec::new();
-    let Some(obj) = body.as_object() else {
-        return vec![format!("body is not an object: {body}")];
-    };
-    for req in schema["required"].as_array().into_iter().flatten() {
-        if !obj.contains_key(req.as_str().unwrap()) {
-            errors.push(format!("missing required {req}"));
-        }
-    }
-    for (k, v) in obj {
-        let Some(prop) = schema["properties"].get(k) else {
-            errors.push(format!("property {k:?} is not in the schema"));
-            continue;
-        };
-        let ok = match prop["type"].as_str() {
-            Some("string") => v.is_string(),
-            Some("boolean") => v.is_boolean(),
-            other => panic!("schema type {other:?} not handled"),
-        };
-        if !ok {
-            errors.push(format!("{k} = {v} is not a {}", prop["type"]));
-        }
-        if let Some(allowed) = prop["enum"].as_array()
-            && !allowed.contains(v)
-        {
-            errors.push(format!("{k} = {v} is not one of {allowed:?}"));
-        }
-    }
-    if let Some(d) = obj.get("description").and_then(Value::as_str)
-        && d.chars().count() > 140
-    {
-        errors.push(format!("description longer than 140 characters: {d:?}"));
-    }
-    errors
-}
-
 async fn create_status(
     State(fake): State<FakeGitHub>,
     Path((owner, repo, id)): Path<(String, String, i64)>,
@@ -410,71 +349,6 @@ async fn create_status(
     (
         StatusCode::CREATED,
         axum::Json(serde_json::json!({"id": taken, "state": value["state"]})),
-    )
-        .into_response()
-}
-
-#[derive(serde::Deserialize)]
-struct Claims {
-    iss: String,
-    iat: u64,
-    exp: u64,
-}
-
-async fn access_token(
-    State(fake): State<FakeGitHub>,
-    Path(installation): Path<i64>,
-    headers: HeaderMap,
-) -> Response {
-    let mut inner = fake.inner.lock().unwrap();
-    let Some(app) = &inner.app else {
-        return (StatusCode::NOT_FOUND, "{}").into_response();
-    };
-    let jwt = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    let key = jsonwebtoken::DecodingKey::from_rsa_pem(&app.public_key_pem).unwrap();
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-    validation.set_issuer(&[app.id.to_string()]);
-    validation.leeway = 0;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let problem = match jsonwebtoken::decode::<Claims>(jwt, &key, &validation) {
-        Err(e) => Some(format!("JWT rejected: {e}")),
-        Ok(t) if t.claims.iss != app.id.to_string() => Some("wrong iss".to_string()),
-        Ok(t) if t.claims.iat > now => Some(format!("iat {} is in the future", t.claims.iat)),
-        Ok(t) if t.claims.exp > now + 600 => Some(format!(
-            "exp {} is more than 10 minutes ahead",
-            t.claims.exp
-        )),
-        Ok(_) => None,
-    };
-    if let Some(p) = problem {
-        inner.violations.push(p);
-        return (
-            StatusCode::UNAUTHORIZED,
-            "{\"message\":\"A JSON web token could not be decoded\"}",
-        )
-            .into_response();
-    }
-    let ttl = app.token_ttl;
-    let n = inner.tokens_issued.len();
-    let token = format!("ghs_inst{installation}_{n}");
-    inner
-        .tokens
-        .insert(token.clone(), (installation, Instant::now() + ttl));
-    inner.tokens_issued.push(installation);
-    let expires = std::time::SystemTime::now() + ttl;
-    (
-        StatusCode::CREATED,
-        axum::Json(serde_json::json!({
-            "token": token,
-            "expires_at": humantime::format_rfc3339_seconds(expires).to_string(),
-        })),
     )
         .into_response()
 }
