@@ -116,6 +116,24 @@ pub async fn check_config(c: &Config) -> anyhow::Result<()> {
             },
             duration(t.timeout),
         );
+        if !t.checks.is_empty() {
+            let checks: Vec<String> = t
+                .checks
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} (within {}, every {})",
+                        c.name,
+                        duration(c.within),
+                        duration(c.interval)
+                    )
+                })
+                .collect();
+            println!(
+                "    checks on each host, batch by batch: {}",
+                checks.join(", ")
+            );
+        }
         if !t.teardown.is_empty() || t.teardown_after.is_some() {
             let names: Vec<&str> = t.teardown.iter().map(|s| s.name.as_str()).collect();
             println!(

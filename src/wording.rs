@@ -150,6 +150,14 @@ pub fn timed_out(after: Duration, at: Option<&(String, String)>) -> String {
     }
 }
 
+/// "Check 'healthz' failed on web2 after 60s (exit 7)".
+pub fn check_failed(check: &str, host: &str, after: Duration, code: i32) -> String {
+    format!(
+        "Check '{check}' failed on {host} after {} (exit {code})",
+        duration(after)
+    )
+}
+
 pub fn cannot_connect(host: &str, cause: &str) -> String {
     format!("Cannot connect to {host}: {cause}")
 }

@@ -7,6 +7,7 @@
 //! test is `#[ignore]`d here and run by `.ci/run` on its own.
 
 mod browser;
+mod checks;
 mod fleet;
 mod incident;
 mod intake;

@@ -201,13 +201,13 @@ impl<'a> Checker<'a> {
         let mut owned = table.clone();
         owned.make_owned();
         keep_only(&mut owned, known);
-        for list in raw::STEP_LISTS {
+        for (list, item_keys) in raw::item_lists() {
             if let Some(steps) = owned.get_mut(list)
                 && let DeValue::Array(steps) = steps.get_mut()
             {
                 for step in steps.iter_mut() {
                     if let DeValue::Table(t) = step.get_mut() {
-                        keep_only(t, keys::<RawStep>());
+                        keep_only(t, item_keys);
                     }
                 }
             }

@@ -30,7 +30,8 @@ mod targets;
 use checker::{Checker, Seg, line_of, read_text};
 pub use host::Host;
 use raw::{
-    RawConfig, RawGitHub, RawRunner, RawServer, RawSsh, RawStep, RawStorage, RawTarget, keys,
+    RawCheck, RawConfig, RawGitHub, RawRunner, RawServer, RawSsh, RawStep, RawStorage, RawTarget,
+    keys,
 };
 pub use secret::Secret;
 pub use steering::{Owned, Steering};
@@ -135,6 +136,18 @@ pub struct Target {
     pub steps: Vec<Step>,
     /// Run by a teardown (`FERRY_TASK=teardown`); none is fine.
     pub teardown: Vec<Step>,
+    /// Run on each host after its steps, until each passes.
+    pub checks: Vec<Check>,
+}
+
+/// `[[target.checks]]`: a script that tells whether what was deployed on a
+/// host works, tried every `interval` until it passes or `within` passed.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: String,
+    pub run: String,
+    pub within: Duration,
+    pub interval: Duration,
 }
 
 impl Target {
@@ -273,6 +286,9 @@ pub const DEFAULT_LOG_RETENTION: Duration = Duration::from_secs(30 * 86400);
 pub const DEFAULT_MAX_CONCURRENT: usize = 8;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// `[[target.checks]]`'s `within` and `interval`.
+pub const DEFAULT_CHECK_WITHIN: Duration = Duration::from_secs(60);
+pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 /// A whole deployment's `timeout`.
 pub const DEFAULT_TARGET_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 

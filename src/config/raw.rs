@@ -94,10 +94,31 @@ pub struct RawTarget {
     pub steps: Vec<RawStep>,
     #[serde(default)]
     pub teardown: Vec<RawStep>,
+    #[serde(default)]
+    pub checks: Vec<RawCheck>,
 }
 
-/// The arrays of steps in a target, each checked like `[[target.steps]]`.
-pub const STEP_LISTS: [&str; 2] = ["steps", "teardown"];
+/// The arrays of tables in a target, each with the keys its entries
+/// accept.
+pub fn item_lists() -> [(&'static str, &'static [&'static str]); 3] {
+    [
+        ("steps", keys::<RawStep>()),
+        ("teardown", keys::<RawStep>()),
+        ("checks", keys::<RawCheck>()),
+    ]
+}
+
+/// `[[target.checks]]`: a step that must pass, tried until it does.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    pub name: Option<String>,
+    pub run: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub within: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -53,7 +53,7 @@ impl<'a> Checker<'a> {
     /// Reports unknown keys inside `[[target.steps]]` and
     /// `[[target.teardown]]`, all of them.
     pub(super) fn step_keys(&mut self, target: &[Seg]) {
-        for list in raw::STEP_LISTS {
+        for (list, item_keys) in raw::item_lists() {
             let mut path = target.to_vec();
             path.push(Seg::Key(list));
             let Some(DeValue::Array(steps)) = self.value_at(&path).map(|v| v.get_ref()) else {
@@ -63,10 +63,58 @@ impl<'a> Checker<'a> {
                 if let DeValue::Table(t) = s.get_ref() {
                     let mut p = path.clone();
                     p.push(Seg::Index(j));
-                    self.known_keys(t, keys::<RawStep>(), &p);
+                    self.known_keys(t, item_keys, &p);
                 }
             }
         }
+    }
+
+    /// A target's `[[target.checks]]`: steps with `within` and
+    /// `interval`; None after reporting every bad one.
+    pub(super) fn checks(&mut self, i: usize, raw: Vec<RawCheck>) -> Option<Vec<Check>> {
+        let mut ok = true;
+        let mut timing = Vec::new();
+        for (j, c) in raw.iter().enumerate() {
+            let at = |k| {
+                [
+                    Seg::Key("target"),
+                    Seg::Index(i),
+                    Seg::Key("checks"),
+                    Seg::Index(j),
+                    Seg::Key(k),
+                ]
+            };
+            let within = c.within.unwrap_or(DEFAULT_CHECK_WITHIN);
+            let interval = c.interval.unwrap_or(DEFAULT_CHECK_INTERVAL);
+            for (key, d) in [("within", within), ("interval", interval)] {
+                if d.is_zero() {
+                    self.problem(&at(key), "must be longer than 0s");
+                    ok = false;
+                }
+            }
+            timing.push((within, interval));
+        }
+        // Names and scripts are checked as a step's are.
+        let as_steps = raw
+            .into_iter()
+            .map(|c| RawStep {
+                name: c.name,
+                run: c.run,
+            })
+            .collect();
+        let steps = self.steps(i, "checks", as_steps)?;
+        ok.then(|| {
+            steps
+                .into_iter()
+                .zip(timing)
+                .map(|(step, (within, interval))| Check {
+                    name: step.name,
+                    run: step.run,
+                    within,
+                    interval,
+                })
+                .collect()
+        })
     }
 
     /// The steps of one of a target's step lists (`steps`, `teardown`),
@@ -198,12 +246,13 @@ impl<'a> Checker<'a> {
         };
         let steps = self.steps(i, "steps", raw.steps);
         let teardown = self.steps(i, "teardown", raw.teardown);
+        let checks = self.checks(i, raw.checks);
         let teardown_after = raw.teardown_after;
         if teardown_after.is_some_and(|t| t.is_zero()) {
             self.problem(&at("teardown_after"), "must be longer than 0s");
             ok = false;
         }
-        let (Some(steps), Some(teardown)) = (steps, teardown) else {
+        let (Some(steps), Some(teardown), Some(checks)) = (steps, teardown, checks) else {
             return None;
         };
         if ok && steps.is_empty() {
@@ -228,6 +277,7 @@ impl<'a> Checker<'a> {
             teardown_after,
             steps,
             teardown,
+            checks,
         })
     }
 }

@@ -350,3 +350,32 @@ fn keepalive_and_reconcile_every() {
         );
     }
 }
+
+#[test]
+fn checks_with_within_and_interval() {
+    let body = format!(
+        "{BASE}\n[[target.checks]]\nname = \"healthz\"\nrun = \"curl -fsS http://127.0.0.1/healthz\"\nwithin = \"30s\"\n\n[[target.checks]]\nname = \"smoke\"\nrun = \"true\"\n"
+    );
+    let c = parse(&body).unwrap();
+    let checks = &c.targets[0].checks;
+    assert_eq!(checks.len(), 2);
+    assert_eq!(
+        (
+            checks[0].name.as_str(),
+            checks[0].within,
+            checks[0].interval
+        ),
+        ("healthz", Duration::from_secs(30), DEFAULT_CHECK_INTERVAL)
+    );
+    assert_eq!(checks[1].within, DEFAULT_CHECK_WITHIN);
+    let bad =
+        format!("{BASE}\n[[target.checks]]\nname = \"healthz\"\nwithin = \"0s\"\ntries = 3\n");
+    let e = parse(&bad).unwrap_err().to_string();
+    for expected in [
+        "target[0].checks[0].run",
+        "target[0].checks[0].within",
+        "target[0].checks[0].tries",
+    ] {
+        assert!(e.contains(expected), "{expected} not in {e}");
+    }
+}

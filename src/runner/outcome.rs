@@ -31,6 +31,13 @@ pub enum Outcome {
         host: String,
         cause: String,
     },
+    /// A check did not pass on a host within its `within`.
+    CheckFailed {
+        check: String,
+        host: String,
+        after: Duration,
+        code: i32,
+    },
     /// The host missed its keepalives during the step.
     ConnectionLost {
         step: String,
@@ -50,7 +57,9 @@ impl Outcome {
     pub fn state(&self) -> State {
         match self {
             Outcome::Success { .. } => State::Success,
-            Outcome::StepFailed { .. } | Outcome::TimedOut { .. } => State::Failure,
+            Outcome::StepFailed { .. } | Outcome::TimedOut { .. } | Outcome::CheckFailed { .. } => {
+                State::Failure
+            }
             _ => State::Error,
         }
     }
@@ -75,6 +84,12 @@ impl Outcome {
             Outcome::ConnectFailed { host, cause } => wording::cannot_connect(host, cause),
             Outcome::Lost { step, host, cause } => wording::lost_step(step, host, cause),
             Outcome::ConnectionLost { step, host } => wording::lost_connection(host, step),
+            Outcome::CheckFailed {
+                check,
+                host,
+                after,
+                code,
+            } => wording::check_failed(check, host, *after, *code),
             Outcome::NoTarget => wording::no_target(&d.repository, &d.environment, &d.task),
             Outcome::NoSteps => wording::no_steps(&d.task, &d.repository),
             Outcome::Shutdown => wording::SHUTTING_DOWN.into(),
