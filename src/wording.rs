@@ -158,6 +158,35 @@ pub fn check_failed(check: &str, host: &str, after: Duration, code: i32) -> Stri
     )
 }
 
+/// A failed deployment's description with its rollback's outcome,
+/// fitted to GitHub's 140 characters: the outcome is kept whole, the
+/// failure before it is shortened.
+pub fn with_rollback(failure: &str, note: &str) -> String {
+    let limit = crate::github::DESCRIPTION_MAX;
+    let tail = format!("; {note}");
+    let room = limit.saturating_sub(tail.chars().count());
+    if failure.chars().count() <= room {
+        return format!("{failure}{tail}");
+    }
+    let cut: String = failure.chars().take(room.saturating_sub(1)).collect();
+    format!("{cut}…{tail}")
+}
+
+pub fn rolled_back_to(sha: &str) -> String {
+    format!("rolled back to {sha}")
+}
+
+pub fn rollback_failed(sha: &str, host: &str, code: i32) -> String {
+    format!("rollback to {sha} failed on {host} (exit {code})")
+}
+
+/// A rollback that could not run or stopped for another reason.
+pub fn rollback_failed_to_start(why: &str) -> String {
+    format!("rollback failed: {why}")
+}
+
+pub const NOTHING_TO_ROLL_BACK_TO: &str = "nothing to roll back to";
+
 pub fn cannot_connect(host: &str, cause: &str) -> String {
     format!("Cannot connect to {host}: {cause}")
 }
@@ -202,6 +231,24 @@ pub fn not_torn_down(why: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rollback_note_is_kept_whole_within_140() {
+        let short = with_rollback(
+            "Step 'migrate' failed on web1 (exit 1)",
+            "rolled back to abc1234",
+        );
+        assert_eq!(
+            short,
+            "Step 'migrate' failed on web1 (exit 1); rolled back to abc1234"
+        );
+        let long = with_rollback(&"x".repeat(200), &rollback_failed("abc1234", "web1", 1));
+        assert_eq!(long.chars().count(), 140);
+        assert!(
+            long.ends_with("…; rollback to abc1234 failed on web1 (exit 1)"),
+            "{long}"
+        );
+    }
 
     #[test]
     fn hold_texts_fit_a_description() {

@@ -17,6 +17,7 @@ mod metrics;
 mod queue;
 mod reconcile;
 mod replicas;
+mod rollback;
 mod service;
 mod statuses;
 mod statuses_once;

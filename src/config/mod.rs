@@ -30,8 +30,8 @@ mod targets;
 use checker::{Checker, Seg, line_of, read_text};
 pub use host::Host;
 use raw::{
-    RawCheck, RawConfig, RawGitHub, RawRunner, RawServer, RawSsh, RawStep, RawStorage, RawTarget,
-    keys,
+    RawCheck, RawConfig, RawGitHub, RawRollback, RawRunner, RawServer, RawSsh, RawStep, RawStorage,
+    RawTarget, keys,
 };
 pub use secret::Secret;
 pub use steering::{Owned, Steering};
@@ -138,6 +138,10 @@ pub struct Target {
     pub teardown: Vec<Step>,
     /// Run on each host after its steps, until each passes.
     pub checks: Vec<Check>,
+    /// A failed deployment puts back the hosts where its steps started.
+    pub rollback: bool,
+    /// `[[target.rollback]]`; none: the target's steps put a host back.
+    pub rollback_steps: Vec<Step>,
 }
 
 /// `[[target.checks]]`: a script that tells whether what was deployed on a

@@ -96,15 +96,27 @@ pub struct RawTarget {
     pub teardown: Vec<RawStep>,
     #[serde(default)]
     pub checks: Vec<RawCheck>,
+    pub rollback: Option<RawRollback>,
+}
+
+/// `rollback = true` (the target's steps put a host back), or
+/// `[[target.rollback]]` steps of its own (which turn rollback on): TOML
+/// gives one key one meaning, so the key is either.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum RawRollback {
+    On(bool),
+    Steps(Vec<RawStep>),
 }
 
 /// The arrays of tables in a target, each with the keys its entries
 /// accept.
-pub fn item_lists() -> [(&'static str, &'static [&'static str]); 3] {
+pub fn item_lists() -> [(&'static str, &'static [&'static str]); 4] {
     [
         ("steps", keys::<RawStep>()),
         ("teardown", keys::<RawStep>()),
         ("checks", keys::<RawCheck>()),
+        ("rollback", keys::<RawStep>()),
     ]
 }
 

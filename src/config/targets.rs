@@ -247,12 +247,19 @@ impl<'a> Checker<'a> {
         let steps = self.steps(i, "steps", raw.steps);
         let teardown = self.steps(i, "teardown", raw.teardown);
         let checks = self.checks(i, raw.checks);
+        let (rollback, rollback_steps) = match raw.rollback {
+            None => (false, Some(Vec::new())),
+            Some(RawRollback::On(on)) => (on, Some(Vec::new())),
+            Some(RawRollback::Steps(steps)) => (true, self.steps(i, "rollback", steps)),
+        };
         let teardown_after = raw.teardown_after;
         if teardown_after.is_some_and(|t| t.is_zero()) {
             self.problem(&at("teardown_after"), "must be longer than 0s");
             ok = false;
         }
-        let (Some(steps), Some(teardown), Some(checks)) = (steps, teardown, checks) else {
+        let (Some(steps), Some(teardown), Some(checks), Some(rollback_steps)) =
+            (steps, teardown, checks, rollback_steps)
+        else {
             return None;
         };
         if ok && steps.is_empty() {
@@ -278,6 +285,8 @@ impl<'a> Checker<'a> {
             steps,
             teardown,
             checks,
+            rollback,
+            rollback_steps,
         })
     }
 }

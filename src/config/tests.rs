@@ -379,3 +379,21 @@ fn checks_with_within_and_interval() {
         assert!(e.contains(expected), "{expected} not in {e}");
     }
 }
+
+#[test]
+fn rollback_is_a_switch_or_steps_of_its_own() {
+    let c =
+        parse(&BASE.replace("[[target.steps]]", "rollback = true\n\n[[target.steps]]")).unwrap();
+    assert!(c.targets[0].rollback && c.targets[0].rollback_steps.is_empty());
+    let c = parse(&format!(
+        "{BASE}\n[[target.rollback]]\nname = \"switch\"\nrun = \"ln -sfn old current\"\n"
+    ))
+    .unwrap();
+    assert!(c.targets[0].rollback);
+    assert_eq!(c.targets[0].rollback_steps[0].name, "switch");
+    assert!(!parse(BASE).unwrap().targets[0].rollback, "off by default");
+    let e = parse(&format!("{BASE}\n[[target.rollback]]\nname = \"switch\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("target[0].rollback[0].run"), "{e}");
+}

@@ -137,6 +137,11 @@ pub trait Deployments: Send + Sync {
 
     async fn get(&self, id: DeploymentId) -> Result<Option<Deployment>>;
 
+    /// The environment's newest deployment that ended in `success` (lock
+    /// tasks and teardowns aside): the version a rollback puts back.
+    async fn last_success(&self, repository: &str, environment: &str)
+    -> Result<Option<Deployment>>;
+
     /// The most recent deployments, newest first.
     async fn recent(&self, limit: i64) -> Result<Vec<Deployment>>;
 

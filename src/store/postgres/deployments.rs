@@ -205,6 +205,27 @@ impl Deployments for PgStore {
             .transpose()?)
     }
 
+    async fn last_success(
+        &self,
+        repository: &str,
+        environment: &str,
+    ) -> Result<Option<Deployment>> {
+        let sql = format!(
+            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments
+             WHERE repository = $1 AND environment = $2 AND state = 'success' AND id >= 0
+               AND task NOT IN ('deploy:lock', 'deploy:unlock')
+             ORDER BY seq DESC LIMIT 1"
+        );
+        Ok(self
+            .deployments(
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(repository)
+                    .bind(environment),
+            )
+            .await?
+            .pop())
+    }
+
     async fn recent(&self, limit: i64) -> Result<Vec<Deployment>> {
         let sql =
             format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments ORDER BY seq DESC LIMIT $1");

@@ -168,6 +168,21 @@ impl Deployments for SqliteStore {
         .await
     }
 
+    async fn last_success(
+        &self,
+        repository: &str,
+        environment: &str,
+    ) -> Result<Option<Deployment>> {
+        let sql = format!(
+            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments
+             WHERE repository = ? AND environment = ? AND state = 'success' AND id >= 0
+               AND task NOT IN ('deploy:lock', 'deploy:unlock')
+             ORDER BY seq DESC LIMIT 1"
+        );
+        let (r, e) = (repository.to_string(), environment.to_string());
+        Ok(self.deployments(sql, (r, e)).await?.pop())
+    }
+
     async fn recent(&self, limit: i64) -> Result<Vec<Deployment>> {
         let sql = format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments ORDER BY seq DESC LIMIT ?");
         self.deployments(sql, (limit,)).await

@@ -8,11 +8,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OnceCell, watch};
 use tokio::task::JoinSet;
 
+mod checks;
+mod rollback;
+
 use super::Handles;
 pub use super::outcome::Outcome;
-use super::remote::{self, RemoteGroup};
+use super::remote;
 use super::ssh::{Connected, Connector};
-use super::step::{StepEnd, Stop, run_step};
+use super::step::{StepEnd, Stop};
 use crate::config::{Check, Host, Step, Target};
 use crate::format::{duration, plural, short_sha};
 use crate::logs::{LogWriter, Stream};
@@ -42,6 +45,16 @@ struct Run {
     steps: Vec<Step>,
     /// Run on each host after its steps (none for a teardown).
     checks: Vec<Check>,
+    /// The hosts to run on: the target's, or for a rollback those where the
+    /// failed deployment's steps started.
+    hosts: Vec<Host>,
+    /// The version the steps deploy: the deployment itself, or for a
+    /// rollback the version it puts back (its variables).
+    version: Deployment,
+    /// For a rollback, the deployment it undoes (`FERRY_ROLLBACK_OF`).
+    rollback_of: Option<crate::store::DeploymentId>,
+    /// Hosts where a step started, in order: what a rollback puts back.
+    started: Mutex<Vec<Host>>,
     log: LogWriter,
     log_url: String,
     stop: watch::Sender<Stop>,
@@ -60,13 +73,17 @@ pub async fn deploy(
 ) {
     let id = deployment.id;
     let log_url = shared.logs.url(id);
-    let outcome = execute(&shared, connector, &deployment, &log_url, interrupt).await;
+    let (outcome, rolled_back) =
+        execute(&shared, connector, &deployment, &log_url, interrupt).await;
     if outcome == Outcome::LeaseLost {
         lost(&shared, &deployment).await;
         return;
     }
     let state = outcome.state();
-    let description = outcome.describe(&deployment);
+    let description = match rolled_back {
+        Some(note) => crate::wording::with_rollback(&outcome.describe(&deployment), &note),
+        None => outcome.describe(&deployment),
+    };
     let teardown = deployment.teardown_of.is_some();
     let mut status =
         NewStatus::new(state.final_status(), description.clone()).with_log_url(&log_url);
@@ -167,18 +184,23 @@ async fn execute(
     d: &Deployment,
     log_url: &str,
     mut interrupt: watch::Receiver<Interrupt>,
-) -> Outcome {
+) -> (Outcome, Option<String>) {
     let log = match shared.logs.writer(d.id).await {
         Ok(w) => w,
-        Err(e) => return Outcome::Internal(format!("cannot write its log: {e}")),
+        Err(e) => {
+            return (
+                Outcome::Internal(format!("cannot write its log: {e}")),
+                None,
+            );
+        }
     };
     let config = shared.config.get();
     let Some(target) = config.target_for(&d.repository, &d.environment, &d.task) else {
-        return Outcome::NoTarget;
+        return (Outcome::NoTarget, None);
     };
     let hosts: Vec<String> = target.hosts.iter().map(Host::to_string).collect();
     let steps = match d.teardown_of {
-        None if target.steps.is_empty() => return Outcome::NoSteps,
+        None if target.steps.is_empty() => return (Outcome::NoSteps, None),
         None => {
             log.ferry(
                 None,
@@ -214,10 +236,13 @@ async fn execute(
                     None,
                     "the target has no [[target.teardown]] steps: nothing to run",
                 );
-                return Outcome::Success {
-                    hosts: 0,
-                    elapsed: Duration::ZERO,
-                };
+                return (
+                    Outcome::Success {
+                        hosts: 0,
+                        elapsed: Duration::ZERO,
+                    },
+                    None,
+                );
             }
             log.ferry(
                 None,
@@ -231,7 +256,6 @@ async fn execute(
             target.teardown.clone()
         }
     };
-    let started = Instant::now();
     let (stop, _) = watch::channel(Stop::Run);
     let run = Arc::new(Run {
         shared: shared.clone(),
@@ -243,6 +267,10 @@ async fn execute(
         } else {
             Vec::new()
         },
+        hosts: target.hosts.clone(),
+        version: d.clone(),
+        rollback_of: None,
+        started: Mutex::new(Vec::new()),
         steps,
         log,
         log_url: log_url.to_string(),
@@ -252,9 +280,27 @@ async fn execute(
         current: Mutex::new(BTreeMap::new()),
     });
 
+    let outcome = drive(&run, target.timeout, &mut interrupt).await;
+    if !target.rollback || !rollback::undoes(&outcome) {
+        return (outcome, None);
+    }
+    match rollback::roll_back(&run, &outcome, &mut interrupt).await {
+        Err(lost) => (lost, None),
+        Ok(note) => (outcome, Some(note)),
+    }
+}
+
+/// Runs `run` on its hosts until they are done, `timeout` runs out, or the
+/// deployment is interrupted (cancel, shutdown, a lost lease); how it ended.
+async fn drive(
+    run: &Arc<Run>,
+    timeout: Duration,
+    interrupt: &mut watch::Receiver<Interrupt>,
+) -> Outcome {
+    let started = Instant::now();
     let hosts_done = run_hosts(run.clone());
     tokio::pin!(hosts_done);
-    let deadline = tokio::time::sleep(target.timeout);
+    let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     let mut timed_out = None;
     let mut cancelled = None;
@@ -264,8 +310,8 @@ async fn execute(
             _ = &mut deadline, if timed_out.is_none() => {
                 let at = run.current.lock().unwrap_or_else(|p| p.into_inner())
                     .iter().next().map(|(h, s)| (s.clone(), h.clone()));
-                timed_out = Some(Outcome::TimedOut { after: target.timeout, at });
-                run.log.ferry(None, None, &format!("timed out after {}: stopping every host", duration(target.timeout)));
+                timed_out = Some(Outcome::TimedOut { after: timeout, at });
+                run.log.ferry(None, None, &format!("timed out after {}: stopping every host", duration(timeout)));
                 run.stop.send_replace(Stop::TimedOut);
             }
             why = interrupt.wait_for(|i| *i != Interrupt::None), if *run.stop.borrow() == Stop::Run => {
@@ -309,7 +355,7 @@ async fn execute(
         _ => {}
     }
     Outcome::Success {
-        hosts: target.hosts.len(),
+        hosts: run.hosts.len(),
         elapsed: started.elapsed(),
     }
 }
@@ -317,16 +363,13 @@ async fn execute(
 /// Starts hosts as slots free up, at most `parallel` at once; none start
 /// after the deployment was stopped.
 async fn run_hosts(run: Arc<Run>) {
-    let window = run
-        .target
-        .parallel
-        .map_or(run.target.hosts.len(), |p| p.get());
+    let window = run.target.parallel.map_or(run.hosts.len(), |p| p.get());
     let mut tasks = JoinSet::new();
     // With checks, hosts go in batches: the next batch starts only once
     // every host of this one passed its checks. Without, a host starts as
     // soon as a slot frees up.
     let batches = !run.checks.is_empty();
-    for host in run.target.hosts.clone() {
+    for host in run.hosts.clone() {
         if batches && tasks.len() >= window {
             while tasks.join_next().await.is_some() {}
         }
@@ -352,10 +395,10 @@ impl Run {
     }
 
     fn vars(&self, host: &str) -> Vec<(&'static str, String)> {
-        let d = &self.deployment;
+        let d = &self.version;
         // A teardown's steps see its latest deployment's variables.
         let id = d.teardown_of.unwrap_or(d.id);
-        vec![
+        let mut vars = vec![
             ("FERRY_DEPLOYMENT_ID", id.to_string()),
             ("FERRY_REPOSITORY", d.repository.clone()),
             ("FERRY_ENVIRONMENT", d.environment.clone()),
@@ -368,12 +411,16 @@ impl Run {
             ("FERRY_LOG_URL", self.log_url.clone()),
             ("FERRY_PRODUCTION", d.production.to_string()),
             ("FERRY_TRANSIENT", d.transient.to_string()),
-        ]
+        ];
+        if let Some(undone) = self.rollback_of {
+            vars.push(("FERRY_ROLLBACK_OF", undone.to_string()));
+        }
+        vars
     }
 
     /// `in_progress` goes out once, when the first step starts anywhere.
     async fn mark_in_progress(&self) {
-        if self.deployment.teardown_of.is_some() {
+        if self.deployment.teardown_of.is_some() || self.rollback_of.is_some() {
             return;
         }
         self.in_progress
@@ -393,167 +440,6 @@ impl Run {
                 self.shared.outbox.notify_one();
             })
             .await;
-    }
-
-    /// Runs one script (a step or a check try) on `session`. While it runs
-    /// the store knows its process group, so a ferry killed meanwhile can
-    /// end it at the next start; one that may still run on the host stays
-    /// recorded, and holds the environment until ferry ends it there.
-    async fn run_tracked(
-        &self,
-        session: &openssh::Session,
-        spec: &str,
-        input: Vec<u8>,
-        stop: &mut watch::Receiver<Stop>,
-        emit: &(dyn Fn(Stream, &str) + Sync),
-    ) -> StepEnd {
-        let (groups, mut announced) = tokio::sync::mpsc::unbounded_channel::<RemoteGroup>();
-        let (store, id, remembered) = (
-            self.shared.store.clone(),
-            self.deployment.id,
-            spec.to_string(),
-        );
-        let remember = tokio::spawn(async move {
-            while let Some(g) = announced.recv().await {
-                if let Err(e) = store
-                    .remember_step(id, &remembered, g.pgid, &g.boot_id)
-                    .await
-                {
-                    tracing::warn!(deployment = %id, error = %e, "cannot record a running step of deployment {id}: {e}");
-                }
-            }
-        });
-        let announce = move |g: &RemoteGroup| {
-            let _ = groups.send(g.clone());
-        };
-        let end = run_step(session, input, stop, emit, &announce).await;
-        drop(announce);
-        let _ = remember.await;
-        let gone = !matches!(
-            end,
-            StepEnd::ConnectionLost | StepEnd::Stopped { ended: false }
-        );
-        if gone && let Err(e) = self.shared.store.forget_step(id, spec).await {
-            tracing::warn!(deployment = %id, error = %e, "cannot clear a finished step of deployment {id}: {e}");
-        }
-        end
-    }
-
-    /// Runs the target's checks on a host whose steps succeeded, each
-    /// until it passes; a check that does not pass within its `within`
-    /// fails the deployment. Every try is a line in the log; only the last
-    /// try's output is kept, so a check retried thirty times does not
-    /// flood it.
-    async fn check_host(
-        &self,
-        session: &openssh::Session,
-        name: &str,
-        spec: &str,
-        vars: &[(&'static str, String)],
-        stop: &mut watch::Receiver<Stop>,
-    ) {
-        let log = &self.log;
-        for check in &self.checks {
-            let tries =
-                (check.within.as_secs_f64() / check.interval.as_secs_f64()).ceil() as u64 + 1;
-            let first = Instant::now();
-            for n in 1.. {
-                if *stop.borrow() != Stop::Run {
-                    return;
-                }
-                self.current
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(name.to_string(), check.name.clone());
-                let output = Mutex::new(Vec::<(Stream, String)>::new());
-                let emit = |stream: Stream, text: &str| {
-                    output
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push((stream, text.to_string()));
-                };
-                // A try may not outlast `within`: it is stopped then, and
-                // counts as failed (exit 124, as timeout(1) says).
-                let left = check
-                    .within
-                    .saturating_sub(first.elapsed())
-                    .max(Duration::from_secs(1));
-                let (try_stop, mut try_rx) = watch::channel(Stop::Run);
-                let mut outer = stop.clone();
-                let input = remote::stdin_for(vars, &check.run);
-                let run = self.run_tracked(session, spec, input, &mut try_rx, &emit);
-                tokio::pin!(run);
-                let end = tokio::select! {
-                    end = &mut run => end,
-                    why = async {
-                        tokio::select! {
-                            _ = tokio::time::sleep(left) => Stop::TimedOut,
-                            s = outer.wait_for(|s| *s != Stop::Run) => s.map(|s| *s).unwrap_or(Stop::Shutdown),
-                        }
-                    } => {
-                        try_stop.send_replace(why);
-                        run.await
-                    }
-                };
-                self.current
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(name);
-                let code = match end {
-                    StepEnd::Exited(code) => code,
-                    StepEnd::Stopped { .. } if *stop.borrow() != Stop::Run => return,
-                    StepEnd::Stopped { .. } => 124,
-                    StepEnd::Lost(cause) | StepEnd::NotStarted(cause) => {
-                        self.fail(Outcome::Lost {
-                            step: check.name.clone(),
-                            host: name.to_string(),
-                            cause,
-                        });
-                        return;
-                    }
-                    StepEnd::ConnectionLost => {
-                        self.fail(Outcome::ConnectionLost {
-                            step: check.name.clone(),
-                            host: name.to_string(),
-                        });
-                        return;
-                    }
-                };
-                let spent = first.elapsed();
-                let last = code == 0 || spent + check.interval >= check.within;
-                let verdict = if code == 0 { "passed" } else { "failed" };
-                let text = format!(
-                    "check try {n} of ~{tries} {verdict} after {} (exit {code})",
-                    duration(spent)
-                );
-                if last {
-                    let lines =
-                        std::mem::take(&mut *output.lock().unwrap_or_else(|p| p.into_inner()));
-                    for (stream, line) in lines {
-                        log.line(Some(name), Some(&check.name), stream, &line);
-                    }
-                    log.ended(name, Some(&check.name), &text, code);
-                } else {
-                    log.ferry(Some(name), Some(&check.name), &text);
-                }
-                if code == 0 {
-                    break;
-                }
-                if last {
-                    self.fail(Outcome::CheckFailed {
-                        check: check.name.clone(),
-                        host: name.to_string(),
-                        after: spent,
-                        code,
-                    });
-                    return;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(check.interval) => {}
-                    _ = stop.wait_for(|s| *s != Stop::Run) => return,
-                }
-            }
-        }
     }
 
     async fn host(self: Arc<Self>, host: Host) {
@@ -618,6 +504,12 @@ impl Run {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(name.clone(), step.name.clone());
+            if i == 0 {
+                let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+                if !started.contains(host) {
+                    started.push(host.clone());
+                }
+            }
             log.ferry(Some(&name), Some(&step.name), "step started");
             let started = Instant::now();
             let emit =

@@ -1,0 +1,176 @@
+//! On one host: running a script with its process group tracked, and the
+//! target's checks after the steps, each tried until it passes.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::{Outcome, Run};
+use crate::format::duration;
+use crate::logs::Stream;
+use crate::runner::remote::{self, RemoteGroup};
+use crate::runner::step::{StepEnd, Stop, run_step};
+
+impl Run {
+    /// Runs one script (a step or a check try) on `session`. While it runs
+    /// the store knows its process group, so a ferry killed meanwhile can
+    /// end it at the next start; one that may still run on the host stays
+    /// recorded, and holds the environment until ferry ends it there.
+    pub(super) async fn run_tracked(
+        &self,
+        session: &openssh::Session,
+        spec: &str,
+        input: Vec<u8>,
+        stop: &mut watch::Receiver<Stop>,
+        emit: &(dyn Fn(Stream, &str) + Sync),
+    ) -> StepEnd {
+        let (groups, mut announced) = tokio::sync::mpsc::unbounded_channel::<RemoteGroup>();
+        let (store, id, remembered) = (
+            self.shared.store.clone(),
+            self.deployment.id,
+            spec.to_string(),
+        );
+        let remember = tokio::spawn(async move {
+            while let Some(g) = announced.recv().await {
+                if let Err(e) = store
+                    .remember_step(id, &remembered, g.pgid, &g.boot_id)
+                    .await
+                {
+                    tracing::warn!(deployment = %id, error = %e, "cannot record a running step of deployment {id}: {e}");
+                }
+            }
+        });
+        let announce = move |g: &RemoteGroup| {
+            let _ = groups.send(g.clone());
+        };
+        let end = run_step(session, input, stop, emit, &announce).await;
+        drop(announce);
+        let _ = remember.await;
+        let gone = !matches!(
+            end,
+            StepEnd::ConnectionLost | StepEnd::Stopped { ended: false }
+        );
+        if gone && let Err(e) = self.shared.store.forget_step(id, spec).await {
+            tracing::warn!(deployment = %id, error = %e, "cannot clear a finished step of deployment {id}: {e}");
+        }
+        end
+    }
+
+    /// Runs the target's checks on a host whose steps succeeded, each
+    /// until it passes; a check that does not pass within its `within`
+    /// fails the deployment. Every try is a line in the log; only the last
+    /// try's output is kept, so a check retried thirty times does not
+    /// flood it.
+    pub(super) async fn check_host(
+        &self,
+        session: &openssh::Session,
+        name: &str,
+        spec: &str,
+        vars: &[(&'static str, String)],
+        stop: &mut watch::Receiver<Stop>,
+    ) {
+        let log = &self.log;
+        for check in &self.checks {
+            let tries =
+                (check.within.as_secs_f64() / check.interval.as_secs_f64()).ceil() as u64 + 1;
+            let first = Instant::now();
+            for n in 1.. {
+                if *stop.borrow() != Stop::Run {
+                    return;
+                }
+                self.current
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(name.to_string(), check.name.clone());
+                let output = Mutex::new(Vec::<(Stream, String)>::new());
+                let emit = |stream: Stream, text: &str| {
+                    output
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((stream, text.to_string()));
+                };
+                // A try may not outlast `within`: it is stopped then, and
+                // counts as failed (exit 124, as timeout(1) says).
+                let left = check
+                    .within
+                    .saturating_sub(first.elapsed())
+                    .max(Duration::from_secs(1));
+                let (try_stop, mut try_rx) = watch::channel(Stop::Run);
+                let mut outer = stop.clone();
+                let input = remote::stdin_for(vars, &check.run);
+                let run = self.run_tracked(session, spec, input, &mut try_rx, &emit);
+                tokio::pin!(run);
+                let end = tokio::select! {
+                    end = &mut run => end,
+                    why = async {
+                        tokio::select! {
+                            _ = tokio::time::sleep(left) => Stop::TimedOut,
+                            s = outer.wait_for(|s| *s != Stop::Run) => s.map(|s| *s).unwrap_or(Stop::Shutdown),
+                        }
+                    } => {
+                        try_stop.send_replace(why);
+                        run.await
+                    }
+                };
+                self.current
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(name);
+                let code = match end {
+                    StepEnd::Exited(code) => code,
+                    StepEnd::Stopped { .. } if *stop.borrow() != Stop::Run => return,
+                    StepEnd::Stopped { .. } => 124,
+                    StepEnd::Lost(cause) | StepEnd::NotStarted(cause) => {
+                        self.fail(Outcome::Lost {
+                            step: check.name.clone(),
+                            host: name.to_string(),
+                            cause,
+                        });
+                        return;
+                    }
+                    StepEnd::ConnectionLost => {
+                        self.fail(Outcome::ConnectionLost {
+                            step: check.name.clone(),
+                            host: name.to_string(),
+                        });
+                        return;
+                    }
+                };
+                let spent = first.elapsed();
+                let last = code == 0 || spent + check.interval >= check.within;
+                let verdict = if code == 0 { "passed" } else { "failed" };
+                let text = format!(
+                    "check try {n} of ~{tries} {verdict} after {} (exit {code})",
+                    duration(spent)
+                );
+                if last {
+                    let lines =
+                        std::mem::take(&mut *output.lock().unwrap_or_else(|p| p.into_inner()));
+                    for (stream, line) in lines {
+                        log.line(Some(name), Some(&check.name), stream, &line);
+                    }
+                    log.ended(name, Some(&check.name), &text, code);
+                } else {
+                    log.ferry(Some(name), Some(&check.name), &text);
+                }
+                if code == 0 {
+                    break;
+                }
+                if last {
+                    self.fail(Outcome::CheckFailed {
+                        check: check.name.clone(),
+                        host: name.to_string(),
+                        after: spent,
+                        code,
+                    });
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(check.interval) => {}
+                    _ = stop.wait_for(|s| *s != Stop::Run) => return,
+                }
+            }
+        }
+    }
+}

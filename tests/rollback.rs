@@ -1,0 +1,149 @@
+//! Automatic rollback (SPEC "Checks and rollback"): a deployment whose
+//! check fails is undone on the hosts where its steps started, with the
+//! version of the environment's newest successful deployment.
+
+use std::time::Duration;
+
+use ferry_testkit as common;
+
+use common::{Setup, Sshd, World, deployment_event, loopback, target};
+
+const REPO: &str = "octo-org/web";
+const WAIT: Duration = Duration::from_secs(60);
+/// The octokit example's sha (deployment 1, the good one), and a bad one.
+const GOOD: &str = "f95f852bd8fca8fcc58a9a2d6c842781e32a215e";
+const BAD: &str = "badbadbadbadbadbadbadbadbadbadbadbadbad0";
+
+fn displays(sshd: &Sshd) -> Vec<String> {
+    sshd.addresses
+        .iter()
+        .map(|a| format!("{a}:{}", sshd.port))
+        .collect()
+}
+
+/// Three hosts one at a time; the check fails for the bad sha on the
+/// second host. `extra` adds `rollback = true` or `[[target.rollback]]`.
+async fn world(extra: &str) -> World {
+    let setup = Setup {
+        sshds: vec![loopback(70, 3)],
+        ..Setup::default()
+    };
+    let extra = extra.to_string();
+    World::build(setup, move |sshd, scratch| {
+        let second = displays(sshd)[1].clone();
+        let s = scratch.display().to_string();
+        let extra = extra.replace("SCRATCH", &s);
+        target(
+            REPO,
+            "production",
+            &sshd.hosts(),
+            &[(
+                "deploy",
+                &format!("echo \"deploy $FERRY_SHA $FERRY_HOST ${{FERRY_ROLLBACK_OF:-}}\" >> {s}/ran"),
+            )],
+            &format!(
+                "parallel = 1\n{extra}\n[[target.checks]]\nname = \"healthz\"\nrun = '''\n\
+                 if [ \"$FERRY_SHA\" = {BAD} ] && [ \"$FERRY_HOST\" = {second} ]; then exit 3; fi\n'''\n\
+                 within = \"2s\"\ninterval = \"1s\"\n"
+            ),
+        )
+    })
+    .await
+}
+
+async fn deploy(w: &World, id: i64, sha: &str) -> Vec<common::github::Posted> {
+    let mut event = deployment_event(id, REPO, "production");
+    event["deployment"]["sha"] = sha.into();
+    let (code, body) = w.deliver("deployment", &event).await;
+    assert_eq!(code, 202, "{body}");
+    w.github.wait_final(id, WAIT).await
+}
+
+fn lines(w: &World, file: &str) -> Vec<String> {
+    std::fs::read_to_string(w.scratch().join(file))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_check_rolls_back_the_hosts_it_reached_with_rollback_steps() {
+    let w = world(
+        "[[target.rollback]]\nname = \"switch\"\nrun = 'echo \"rollback $FERRY_SHA $FERRY_ROLLBACK_OF $FERRY_HOST\" >> SCRATCH/rolled'\n",
+    )
+    .await;
+    let good = deploy(&w, 1, GOOD).await;
+    assert_eq!(good.last().unwrap().state(), "success", "{good:?}");
+    let bad = deploy(&w, 2, BAD).await;
+    let last = bad.last().unwrap();
+    let hosts = displays(&w.sshd);
+    assert_eq!(last.state(), "failure", "{bad:?}");
+    let description = last.description();
+    assert!(
+        description.starts_with(&format!("Check 'healthz' failed on {} after", hosts[1]))
+            && description.ends_with("; rolled back to f95f852"),
+        "{description}"
+    );
+    assert_eq!(
+        lines(&w, "rolled"),
+        [
+            format!("rollback {GOOD} 2 {}", hosts[0]),
+            format!("rollback {GOOD} 2 {}", hosts[1]),
+        ],
+        "hosts 1 and 2 put back with the good version; host 3 untouched"
+    );
+    let ran = lines(&w, "ran");
+    assert!(
+        !ran.iter()
+            .any(|l| l.starts_with(&format!("deploy {BAD} {}", hosts[2]))),
+        "{ran:?}"
+    );
+    let log = w.log_text(last.log_url().unwrap()).await;
+    assert!(
+        log.contains("rollback: putting back f95f852 (deployment 1)"),
+        "{log}"
+    );
+    w.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_rollback_steps_the_targets_steps_put_the_good_version_back() {
+    let w = world("rollback = true").await;
+    deploy(&w, 1, GOOD).await;
+    let first = deploy(&w, 3, BAD).await;
+    assert!(
+        first
+            .last()
+            .unwrap()
+            .description()
+            .ends_with("; rolled back to f95f852"),
+        "{first:?}"
+    );
+    let hosts = displays(&w.sshd);
+    let ran = lines(&w, "ran");
+    let rolled: Vec<&String> = ran.iter().filter(|l| l.ends_with(" 3")).collect();
+    assert_eq!(
+        rolled,
+        [
+            &format!("deploy {GOOD} {} 3", hosts[0]),
+            &format!("deploy {GOOD} {} 3", hosts[1]),
+        ],
+        "{ran:?}"
+    );
+    w.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_failure_has_nothing_to_roll_back_to() {
+    let w = world("rollback = true").await;
+    let bad = deploy(&w, 4, BAD).await;
+    let last = bad.last().unwrap();
+    assert_eq!(last.state(), "failure");
+    assert!(
+        last.description().ends_with("; nothing to roll back to"),
+        "{}",
+        last.description()
+    );
+    w.assert_no_violations();
+}
