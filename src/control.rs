@@ -280,13 +280,14 @@ pub async fn teardown(c: &Steering, env: &EnvName, yes: bool) -> anyhow::Result<
     }
 }
 
-pub async fn cancel(c: &Steering, id: i64, reason: &str) -> anyhow::Result<()> {
+pub async fn cancel(c: &Steering, id: i64, reason: &str, rollback: bool) -> anyhow::Result<()> {
     let id = DeploymentId(id);
     let opened = open_store(c).await?;
     let store = opened.store;
     let cancellation = Cancellation {
         by: operator(),
         reason: reason.to_string(),
+        rollback,
     };
     // No log_url: the command does not read server.public_url, and the
     // outbox adds the link as it posts (GitHub's deployment page shows it).
@@ -338,8 +339,14 @@ pub async fn cancel(c: &Steering, id: i64, reason: &str) -> anyhow::Result<()> {
         (&env.0, &env.1),
         Some(id),
         format!(
-            "cancelled deployment {id} of {}:{} (it was {was}){why}",
-            env.0, env.1
+            "cancelled deployment {id} of {}:{} (it was {was}{}){why}",
+            env.0,
+            env.1,
+            if rollback && was == "running" {
+                "; putting back its hosts"
+            } else {
+                ""
+            }
         ),
     )
     .await;

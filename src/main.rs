@@ -93,6 +93,10 @@ enum Command {
         /// Why; shown on GitHub and in the log.
         #[arg(long, value_name = "TEXT", default_value = "")]
         reason: String,
+        /// Then put back the hosts it changed, with the environment's last
+        /// good version (as `rollback = true` does for a failed one).
+        #[arg(long)]
+        rollback: bool,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -153,9 +157,12 @@ async fn try_main(args: Args) -> anyhow::Result<()> {
         Command::Teardown { env, yes, config } => {
             control::teardown(&load_for_store(config)?, &env, yes).await
         }
-        Command::Cancel { id, reason, config } => {
-            control::cancel(&load_for_store(config)?, id, &reason).await
-        }
+        Command::Cancel {
+            id,
+            reason,
+            rollback,
+            config,
+        } => control::cancel(&load_for_store(config)?, id, &reason, rollback).await,
     }
 }
 

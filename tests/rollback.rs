@@ -24,11 +24,15 @@ fn displays(sshd: &Sshd) -> Vec<String> {
 /// Three hosts one at a time; the check fails for the bad sha on the
 /// second host. `extra` adds `rollback = true` or `[[target.rollback]]`.
 async fn world(extra: &str) -> World {
+    world_within(extra, "2s").await
+}
+
+async fn world_within(extra: &str, within: &str) -> World {
     let setup = Setup {
         sshds: vec![loopback(70, 3)],
         ..Setup::default()
     };
-    let extra = extra.to_string();
+    let (extra, within) = (extra.to_string(), within.to_string());
     World::build(setup, move |sshd, scratch| {
         let second = displays(sshd)[1].clone();
         let s = scratch.display().to_string();
@@ -44,7 +48,7 @@ async fn world(extra: &str) -> World {
             &format!(
                 "parallel = 1\n{extra}\n[[target.checks]]\nname = \"healthz\"\nrun = '''\n\
                  if [ \"$FERRY_SHA\" = {BAD} ] && [ \"$FERRY_HOST\" = {second} ]; then exit 3; fi\n'''\n\
-                 within = \"2s\"\ninterval = \"1s\"\n"
+                 within = \"{within}\"\ninterval = \"1s\"\n"
             ),
         )
     })
@@ -144,6 +148,63 @@ async fn a_first_failure_has_nothing_to_roll_back_to() {
         last.description().ends_with("; nothing to roll back to"),
         "{}",
         last.description()
+    );
+    w.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_with_rollback_puts_back_what_the_deployment_changed() {
+    // A long `within`: the cancel, not the check, ends the deployment.
+    let w = world_within(
+        "[[target.rollback]]\nname = \"switch\"\nrun = 'echo \"rollback $FERRY_SHA $FERRY_ROLLBACK_OF $FERRY_HOST\" >> SCRATCH/rolled'\n",
+        "30s",
+    )
+    .await;
+    deploy(&w, 1, GOOD).await;
+    // The bad one stops in its check on host 2 (the first host passed):
+    // cancel it meanwhile, asking for the rollback.
+    let mut event = deployment_event(5, REPO, "production");
+    event["deployment"]["sha"] = BAD.into();
+    let (code, _) = w.deliver("deployment", &event).await;
+    assert_eq!(code, 202);
+    let hosts = displays(&w.sshd);
+    let deadline = std::time::Instant::now() + WAIT;
+    while !lines(&w, "ran")
+        .iter()
+        .any(|l| l.starts_with(&format!("deploy {BAD} {}", hosts[1])))
+    {
+        assert!(std::time::Instant::now() < deadline, "host 2 never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = std::process::Command::new(common::ferry_binary())
+        .args([
+            "cancel",
+            "5",
+            "--rollback",
+            "--reason",
+            "bad build",
+            "--config",
+        ])
+        .arg(&w.ferry.config)
+        .env("SUDO_USER", "alice")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done = w.github.wait_final(5, WAIT).await;
+    let last = done.last().unwrap();
+    assert_eq!(last.state(), "error");
+    assert_eq!(
+        last.description(),
+        "Cancelled by alice: bad build; rolled back to f95f852"
+    );
+    let rolled = lines(&w, "rolled");
+    assert!(
+        rolled.contains(&format!("rollback {GOOD} 5 {}", hosts[0])),
+        "{rolled:?}"
     );
     w.assert_no_violations();
 }

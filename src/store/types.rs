@@ -417,6 +417,8 @@ impl LockTask {
 pub struct Cancellation {
     pub by: String,
     pub reason: String,
+    /// `ferry cancel --rollback`: put back the hosts it changed.
+    pub rollback: bool,
 }
 
 impl Cancellation {

@@ -19,6 +19,7 @@ async fn cancel_ends_a_waiting_deployment_and_flags_a_running_one(b: Backend) {
     let c = Cancellation {
         by: "carol".into(),
         reason: "wrong branch".into(),
+        rollback: true,
     };
     let status = NewStatus::new(StatusState::Error, c.describe());
     let pending = store.pending_statuses().await.unwrap();
@@ -28,7 +29,13 @@ async fn cancel_ends_a_waiting_deployment_and_flags_a_running_one(b: Backend) {
     );
     let waiting = store.get(DeploymentId(2)).await.unwrap().unwrap();
     assert_eq!(waiting.state, State::Error);
-    assert_eq!(waiting.cancelled, Some(c.clone()));
+    // Who and why are on the deployment; whether to roll back is the
+    // runner's to read (cancel_requests, below).
+    let recorded = Cancellation {
+        rollback: false,
+        ..c.clone()
+    };
+    assert_eq!(waiting.cancelled, Some(recorded));
     assert_eq!(store.pending_statuses().await.unwrap(), pending + 1);
     assert!(
         store

@@ -281,7 +281,8 @@ async fn execute(
     });
 
     let outcome = drive(&run, target.timeout, &mut interrupt).await;
-    if !target.rollback || !rollback::undoes(&outcome) {
+    let asked = matches!(&outcome, Outcome::Cancelled(c) if c.rollback);
+    if !asked && !(target.rollback && rollback::undoes(&outcome)) {
         return (outcome, None);
     }
     match rollback::roll_back(&run, &outcome, &mut interrupt).await {
@@ -298,6 +299,7 @@ async fn drive(
     interrupt: &mut watch::Receiver<Interrupt>,
 ) -> Outcome {
     let started = Instant::now();
+    let ignore_cancel = run.rollback_of.is_some();
     let hosts_done = run_hosts(run.clone());
     tokio::pin!(hosts_done);
     let deadline = tokio::time::sleep(timeout);
@@ -314,7 +316,9 @@ async fn drive(
                 run.log.ferry(None, None, &format!("timed out after {}: stopping every host", duration(timeout)));
                 run.stop.send_replace(Stop::TimedOut);
             }
-            why = interrupt.wait_for(|i| *i != Interrupt::None), if *run.stop.borrow() == Stop::Run => {
+            // A rollback after `cancel --rollback` goes on despite that
+            // cancel; a shutdown or a lost lease still stops it.
+            why = interrupt.wait_for(|i| !(*i == Interrupt::None || (ignore_cancel && matches!(i, Interrupt::Cancel(_))))), if *run.stop.borrow() == Stop::Run => {
                 let why = why.map(|w| w.clone()).unwrap_or(Interrupt::Shutdown);
                 let (text, stop) = match why {
                     Interrupt::LeaseLost => (

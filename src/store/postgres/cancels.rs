@@ -48,10 +48,12 @@ impl Cancels for PgStore {
             }
             State::Running => {
                 sqlx::query(
-                    "UPDATE deployments SET cancelled_by = $1, cancel_reason = $2 WHERE id = $3",
+                    "UPDATE deployments SET cancelled_by = $1, cancel_reason = $2, cancel_rollback = $3
+                     WHERE id = $4",
                 )
                 .bind(&cancellation.by)
                 .bind(&cancellation.reason)
+                .bind(cancellation.rollback)
                 .bind(id.0)
                 .execute(&mut *tx)
                 .await?;
@@ -77,8 +79,8 @@ impl Cancels for PgStore {
         }
         let ids: Vec<i64> = claims.iter().map(|c| c.id.0).collect();
         let attempts: Vec<i32> = claims.iter().map(|c| c.attempt as i32).collect();
-        let rows: Vec<(i64, i32, String, Option<String>)> = sqlx::query_as(
-            "SELECT d.id, d.attempt, d.cancelled_by, d.cancel_reason
+        let rows: Vec<(i64, i32, String, Option<String>, bool)> = sqlx::query_as(
+            "SELECT d.id, d.attempt, d.cancelled_by, d.cancel_reason, d.cancel_rollback
              FROM UNNEST($1::bigint[], $2::int[]) AS c (id, attempt)
              JOIN deployments d ON d.id = c.id AND d.attempt = c.attempt
              WHERE d.state = 'running' AND d.cancelled_by IS NOT NULL",
@@ -89,7 +91,7 @@ impl Cancels for PgStore {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, attempt, by, reason)| {
+            .map(|(id, attempt, by, reason, rollback)| {
                 (
                     Claim {
                         id: DeploymentId(id),
@@ -98,6 +100,7 @@ impl Cancels for PgStore {
                     Cancellation {
                         by,
                         reason: reason.unwrap_or_default(),
+                        rollback,
                     },
                 )
             })

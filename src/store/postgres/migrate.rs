@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0005_statuses_once.sql"),
     include_str!("../../../migrations/postgres/0006_operator_actions.sql"),
     include_str!("../../../migrations/postgres/0007_wording_parameter.sql"),
+    include_str!("../../../migrations/postgres/0008_cancel_rollback.sql"),
 ];
 
 /// `pg_advisory_xact_lock` key under which migrations run: replicas that

@@ -141,6 +141,8 @@ fn deployment_from_row(row: &PgRow) -> std::result::Result<Deployment, sqlx::Err
                 reason: row
                     .try_get::<Option<String>, _>("cancel_reason")?
                     .unwrap_or_default(),
+                // Only the runner asks (cancel_requests reads it).
+                rollback: false,
             }),
         },
         teardown_of: row

@@ -49,9 +49,10 @@ impl Cancels for SqliteStore {
                 }
                 State::Running => {
                     tx.prepare_cached(
-                        "UPDATE deployments SET cancelled_by = ?, cancel_reason = ? WHERE id = ?",
+                        "UPDATE deployments SET cancelled_by = ?, cancel_reason = ?, cancel_rollback = ?
+                         WHERE id = ?",
                     )?
-                    .execute(params![c.by, c.reason, id.0])?;
+                    .execute(params![c.by, c.reason, c.rollback, id.0])?;
                     CancelOutcome::Requested
                 }
                 done => CancelOutcome::Finished(done),
@@ -75,7 +76,7 @@ impl Cancels for SqliteStore {
         let claims = claims.to_vec();
         self.read(move |c| {
             let mut asked = c.prepare_cached(
-                "SELECT cancelled_by, cancel_reason FROM deployments
+                "SELECT cancelled_by, cancel_reason, cancel_rollback FROM deployments
                  WHERE id = ? AND attempt = ? AND state = 'running' AND cancelled_by IS NOT NULL",
             )?;
             let mut found = Vec::new();
@@ -85,6 +86,7 @@ impl Cancels for SqliteStore {
                         Ok(Cancellation {
                             by: r.get(0)?,
                             reason: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                            rollback: r.get(2)?,
                         })
                     })
                     .optional()?

@@ -120,6 +120,8 @@ fn deployment_from_row(row: &Row<'_>) -> rusqlite::Result<Deployment> {
                     reason: row
                         .get::<_, Option<String>>("cancel_reason")?
                         .unwrap_or_default(),
+                    // Only the runner asks (cancel_requests reads it).
+                    rollback: false,
                 })
             })
             .transpose()?,
