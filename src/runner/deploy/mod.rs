@@ -282,7 +282,7 @@ async fn execute(
 
     let outcome = drive(&run, target.timeout, &mut interrupt).await;
     let asked = matches!(&outcome, Outcome::Cancelled(c) if c.rollback);
-    if !asked && !(target.rollback && rollback::undoes(&outcome)) {
+    if !(asked || target.rollback && rollback::undoes(&outcome)) {
         return (outcome, None);
     }
     match rollback::roll_back(&run, &outcome, &mut interrupt).await {
