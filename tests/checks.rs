@@ -11,13 +11,6 @@ use common::{Setup, Sshd, World, loopback, target};
 const REPO: &str = "octo-org/web";
 const WAIT: Duration = Duration::from_secs(60);
 
-fn displays(sshd: &Sshd) -> Vec<String> {
-    sshd.addresses
-        .iter()
-        .map(|a| format!("{a}:{}", sshd.port))
-        .collect()
-}
-
 /// Three hosts one at a time; each step records its host; the check
 /// `script` follows with `within` and `interval`.
 async fn world(script: impl Fn(&Sshd, &std::path::Path) -> String, within: &str) -> World {
@@ -45,7 +38,7 @@ async fn world(script: impl Fn(&Sshd, &std::path::Path) -> String, within: &str)
 async fn a_check_that_never_passes_on_host_2_stops_the_rollout() {
     let w = world(
         |sshd, _| {
-            let second = displays(sshd)[1].clone();
+            let second = sshd.displays()[1].clone();
             format!("echo checking $FERRY_HOST\nif [ \"$FERRY_HOST\" = {second} ]; then exit 7; fi")
         },
         "3s",
@@ -54,7 +47,7 @@ async fn a_check_that_never_passes_on_host_2_stops_the_rollout() {
     w.deploy(1, REPO, "production").await;
     let statuses = w.github.wait_final(1, WAIT).await;
     let last = statuses.last().unwrap();
-    let hosts = displays(&w.sshd);
+    let hosts = w.sshd.displays();
     assert_eq!(last.state(), "failure", "{statuses:?}");
     let description = last.description();
     assert!(
@@ -96,7 +89,7 @@ async fn a_check_that_passes_on_its_third_try_lets_the_rollout_go_on() {
     w.deploy(2, REPO, "production").await;
     let statuses = w.github.wait_final(2, WAIT).await;
     assert_eq!(statuses.last().unwrap().state(), "success", "{statuses:?}");
-    let hosts = displays(&w.sshd);
+    let hosts = w.sshd.displays();
     let ran = std::fs::read_to_string(w.scratch().join("ran")).unwrap();
     assert_eq!(ran, format!("{}\n{}\n{}\n", hosts[0], hosts[1], hosts[2]));
     let log = w

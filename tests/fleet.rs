@@ -6,7 +6,7 @@ use ferry_testkit as common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Setup, Sshd, World, loopback, target};
+use common::{Setup, World, loopback, target};
 
 const REPO: &str = "octo-org/web";
 const WAIT: Duration = Duration::from_secs(120);
@@ -51,13 +51,6 @@ fn most_at_once(runs: &[(String, u128, u128)]) -> usize {
     most as usize
 }
 
-fn displays(sshd: &Sshd) -> Vec<String> {
-    sshd.addresses
-        .iter()
-        .map(|a| format!("{a}:{}", sshd.port))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn five_hosts_two_at_a_time() {
     let setup = Setup {
@@ -96,7 +89,7 @@ async fn a_failure_on_host_2_of_5_stops_the_hosts_after_it() {
         ..Setup::default()
     };
     let w = World::build(setup, |sshd, scratch| {
-        let second = displays(sshd)[1].clone();
+        let second = sshd.displays()[1].clone();
         let ran = scratch.join("ran").display().to_string();
         target(
             REPO,
@@ -110,7 +103,7 @@ async fn a_failure_on_host_2_of_5_stops_the_hosts_after_it() {
     w.deploy(2, REPO, "production").await;
     let statuses = w.github.wait_final(2, WAIT).await;
     let last = statuses.last().unwrap();
-    let hosts = displays(&w.sshd);
+    let hosts = w.sshd.displays();
     assert_eq!(last.state(), "failure");
     assert_eq!(
         last.description(),
@@ -269,7 +262,7 @@ async fn a_failing_host_cancels_running_hosts_and_leaves_no_remote_process() {
     };
     let w = World::build(setup, |sshd, scratch| {
         let s = scratch.display();
-        let first = displays(sshd)[0].clone();
+        let first = sshd.displays()[0].clone();
         target(
             REPO,
             "production",
@@ -286,7 +279,7 @@ async fn a_failing_host_cancels_running_hosts_and_leaves_no_remote_process() {
     .await;
     w.deploy(7, REPO, "production").await;
     let statuses = w.github.wait_final(7, WAIT).await;
-    let hosts = displays(&w.sshd);
+    let hosts = w.sshd.displays();
     assert_eq!(
         statuses.last().unwrap().description(),
         format!("Step 'work' failed on {} (exit 9)", hosts[1])
@@ -377,7 +370,7 @@ async fn check_hosts_prints_a_table_and_fails_if_any_host_fails() {
             .unwrap_or_else(|| panic!("{needle}: {table}"))
             .to_string()
     };
-    for host in displays(&w.sshd) {
+    for host in w.sshd.displays() {
         let l = line(&host);
         assert!(l.contains(" ok ") && l.contains("ms"), "{l}");
     }

@@ -6,20 +6,13 @@ use std::time::Duration;
 
 use ferry_testkit as common;
 
-use common::{Setup, Sshd, World, deployment_event, loopback, target};
+use common::{Setup, World, deployment_event, loopback, target};
 
 const REPO: &str = "octo-org/web";
 const WAIT: Duration = Duration::from_secs(60);
 /// The octokit example's sha (deployment 1, the good one), and a bad one.
 const GOOD: &str = "f95f852bd8fca8fcc58a9a2d6c842781e32a215e";
 const BAD: &str = "badbadbadbadbadbadbadbadbadbadbadbadbad0";
-
-fn displays(sshd: &Sshd) -> Vec<String> {
-    sshd.addresses
-        .iter()
-        .map(|a| format!("{a}:{}", sshd.port))
-        .collect()
-}
 
 /// Three hosts one at a time; the check fails for the bad sha on the
 /// second host. `extra` adds `rollback = true` or `[[target.rollback]]`.
@@ -34,7 +27,7 @@ async fn world_within(extra: &str, within: &str) -> World {
     };
     let (extra, within) = (extra.to_string(), within.to_string());
     World::build(setup, move |sshd, scratch| {
-        let second = displays(sshd)[1].clone();
+        let second = sshd.displays()[1].clone();
         let s = scratch.display().to_string();
         let extra = extra.replace("SCRATCH", &s);
         target(
@@ -81,7 +74,7 @@ async fn a_failed_check_rolls_back_the_hosts_it_reached_with_rollback_steps() {
     assert_eq!(good.last().unwrap().state(), "success", "{good:?}");
     let bad = deploy(&w, 2, BAD).await;
     let last = bad.last().unwrap();
-    let hosts = displays(&w.sshd);
+    let hosts = w.sshd.displays();
     assert_eq!(last.state(), "failure", "{bad:?}");
     let description = last.description();
     assert!(
@@ -124,7 +117,7 @@ async fn without_rollback_steps_the_targets_steps_put_the_good_version_back() {
             .ends_with("; rolled back to f95f852"),
         "{first:?}"
     );
-    let hosts = displays(&w.sshd);
+    let hosts = w.sshd.displays();
     let ran = lines(&w, "ran");
     let rolled: Vec<&String> = ran.iter().filter(|l| l.ends_with(" 3")).collect();
     assert_eq!(
@@ -167,7 +160,7 @@ async fn cancel_with_rollback_puts_back_what_the_deployment_changed() {
     event["deployment"]["sha"] = BAD.into();
     let (code, _) = w.deliver("deployment", &event).await;
     assert_eq!(code, 202);
-    let hosts = displays(&w.sshd);
+    let hosts = w.sshd.displays();
     let deadline = std::time::Instant::now() + WAIT;
     while !lines(&w, "ran")
         .iter()

@@ -209,6 +209,14 @@ impl Sshd {
             .collect()
     }
 
+    /// How ferry names every address in descriptions and logs.
+    pub fn displays(&self) -> Vec<String> {
+        self.addresses
+            .iter()
+            .map(|a| format!("{a}:{}", self.port))
+            .collect()
+    }
+
     /// How ferry names the (first) host in descriptions and logs.
     pub fn display(&self) -> String {
         format!("{}:{}", self.addresses[0], self.port)
