@@ -72,16 +72,10 @@ async fn waiting_on_lock(app: &Pages, mut d: Deployment) -> Deployment {
     if d.state != crate::store::State::Queued {
         return d;
     }
-    if let Ok(locks) = app.store.locks().await
-        && let Some(l) = crate::store::EnvLock::find(&locks, &d.repository, &d.environment)
-    {
-        d.description = l.waiting();
-    } else if let Ok(holds) = app.store.holds().await
-        && let Some(h) = holds
-            .iter()
-            .find(|h| h.repository == d.repository && h.environment == d.environment)
-    {
-        d.description = h.waiting();
+    let locks = app.store.locks().await.unwrap_or_default();
+    let holds = app.store.holds().await.unwrap_or_default();
+    if let Some(waiting) = crate::store::waiting_on(&locks, &holds, &d.repository, &d.environment) {
+        d.description = waiting;
     }
     d
 }

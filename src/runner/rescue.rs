@@ -100,8 +100,7 @@ async fn end_leftover_steps(shared: &Handles, id: DeploymentId) {
     for step in steps {
         let (shared, connector) = (shared.clone(), connector.clone());
         kills.spawn(async move {
-            let spec = step.host.clone();
-            let host = host_name(&spec);
+            let host = step.host_name();
             let (ended, outcome) = end_step(&shared, &connector, id, &step).await;
             (host, ended, outcome)
         });
@@ -126,12 +125,6 @@ async fn end_leftover_steps(shared: &Handles, id: DeploymentId) {
     {
         tracing::debug!(deployment = %id, "log not stored yet: {e}");
     }
-}
-
-fn host_name(spec: &str) -> String {
-    crate::config::Host::parse(spec)
-        .map(|h| h.to_string())
-        .unwrap_or_else(|_| spec.to_string())
 }
 
 /// Ends one step left on a host, and forgets it once it is gone: killed,

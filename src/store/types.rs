@@ -328,6 +328,34 @@ pub struct RemoteStep {
     pub boot_id: String,
 }
 
+impl RemoteStep {
+    /// The host as logs and descriptions name it (no user).
+    pub fn host_name(&self) -> String {
+        crate::config::Host::parse(&self.host)
+            .map(|h| h.to_string())
+            .unwrap_or_else(|_| self.host.clone())
+    }
+}
+
+/// What a deployment arriving in (or waiting in) an environment waits
+/// for, as its `queued` description and log page say: a lock first, then
+/// a step ferry could not end.
+pub fn waiting_on(
+    locks: &[EnvLock],
+    holds: &[Hold],
+    repository: &str,
+    environment: &str,
+) -> Option<String> {
+    EnvLock::find(locks, repository, environment)
+        .map(EnvLock::waiting)
+        .or_else(|| {
+            holds
+                .iter()
+                .find(|h| h.repository == repository && h.environment == environment)
+                .map(Hold::waiting)
+        })
+}
+
 /// An environment held by an operator: its deployments wait until it is
 /// unlocked, which only an unlock ever does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -537,9 +565,7 @@ pub struct Hold {
 impl Hold {
     /// The host as logs and descriptions name it (no user).
     pub fn host(&self) -> String {
-        crate::config::Host::parse(&self.step.host)
-            .map(|h| h.to_string())
-            .unwrap_or_else(|_| self.step.host.clone())
+        self.step.host_name()
     }
 
     /// "cannot end the step of deployment 41 on web1 yet".

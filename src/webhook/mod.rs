@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use crate::config::Config;
 use crate::current::Current;
 use crate::logs::Logs;
-use crate::store::{EnvLock, Hold, SharedStore};
+use crate::store::{EnvLock, Hold, SharedStore, waiting_on};
 pub use deployment::{STORE_DEADLINE, take};
 pub use event::RawDeployment;
 pub use extract::{Delivery, Event};
@@ -70,16 +70,8 @@ impl LockCache {
         repository: &str,
         environment: &str,
     ) -> Option<String> {
-        let find = |locks: &[EnvLock], holds: &[Hold]| {
-            EnvLock::find(locks, repository, environment)
-                .map(EnvLock::waiting)
-                .or_else(|| {
-                    holds
-                        .iter()
-                        .find(|h| h.repository == repository && h.environment == environment)
-                        .map(Hold::waiting)
-                })
-        };
+        let find =
+            |locks: &[EnvLock], holds: &[Hold]| waiting_on(locks, holds, repository, environment);
         // Every delivery passes here: answer from the cache without
         // copying it.
         if let Some((at, locks, holds)) = &*self.0.lock().unwrap_or_else(|p| p.into_inner())
