@@ -115,7 +115,9 @@ impl Container {
         let state = loop {
             let up = c.sh("systemctl is-system-running --wait");
             let state = String::from_utf8_lossy(&up.stdout).trim().to_string();
-            if !state.is_empty() || Instant::now() > deadline {
+            // "offline": systemctl reached no bus yet (a warm root
+            // filesystem boots fast enough to ask that early); ask again.
+            if (!state.is_empty() && state != "offline") || Instant::now() > deadline {
                 break state;
             }
             std::thread::sleep(Duration::from_millis(100));
