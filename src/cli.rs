@@ -345,13 +345,22 @@ pub async fn logs(c: &Steering, id: i64, follow: bool) -> anyhow::Result<()> {
     let mut offset = 0;
     loop {
         // Read the state before the log: once final, one more read has it all.
-        let done = !follow || store.get(id).await?.is_none_or(|d| d.state.is_final());
+        let now = store.get(id).await?;
+        let done = !follow || now.as_ref().is_none_or(|d| d.state.is_final());
         if let Some((lines, next)) = reader.read_from(id, offset).await? {
             print!("{}", logs::text(&lines));
             offset = next;
         }
         if done {
-            return Ok(());
+            return match now {
+                // SPEC: `--follow` exits 0 only for a success, so that a
+                // script can wait for a deployment and act on its result.
+                Some(d) if follow && d.state != crate::store::State::Success => {
+                    eprintln!("deployment {id} ended in {}: {}", d.state, d.description);
+                    Err(Failed.into())
+                }
+                _ => Ok(()),
+            };
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }

@@ -339,6 +339,13 @@ pub async fn serve(
         });
     }
     tasks.spawn(
+        crate::github::create::Requester {
+            github: github_now.clone(),
+            intake: intake.clone(),
+        }
+        .run(stop.clone()),
+    );
+    tasks.spawn(
         crate::github::reconcile::Reconciler {
             github: github_now,
             config: config_now.clone(),

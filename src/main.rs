@@ -43,7 +43,7 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 20)]
         limit: u32,
     },
-    /// Print a deployment's log.
+    /// Print a deployment's log; with --follow, exit 0 only for a success.
     Logs {
         /// Deployment id (a teardown's is negative).
         #[arg(allow_negative_numbers = true)]
@@ -97,6 +97,41 @@ enum Command {
         /// good version (as `rollback = true` does for a failed one).
         #[arg(long)]
         rollback: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Ask GitHub (through the running ferry) for a deployment of REF.
+    Deploy {
+        #[arg(value_name = "REPO:ENV")]
+        env: EnvName,
+        /// A branch, tag or sha.
+        #[arg(value_name = "REF")]
+        git_ref: String,
+        #[arg(long, value_name = "TASK", default_value = "deploy")]
+        task: String,
+        /// The deployment's payload, a JSON object [default: {}].
+        #[arg(long, value_name = "JSON")]
+        payload: Option<String>,
+        /// Skip GitHub's required status contexts (required_contexts: []).
+        #[arg(long)]
+        force: bool,
+        /// Then print its log until it ends; exit 0 only for a success.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Ask GitHub (through the running ferry) for a new deployment of the
+    /// environment's last good version.
+    Rollback {
+        #[arg(value_name = "REPO:ENV")]
+        env: EnvName,
+        /// The deployment whose version to put back, instead of the last good one.
+        #[arg(long, value_name = "ID")]
+        to: Option<i64>,
+        /// Then print its log until it ends; exit 0 only for a success.
+        #[arg(long)]
+        follow: bool,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -163,6 +198,31 @@ async fn try_main(args: Args) -> anyhow::Result<()> {
             rollback,
             config,
         } => control::cancel(&load_for_store(config)?, id, &reason, rollback).await,
+        Command::Deploy {
+            env,
+            git_ref,
+            task,
+            payload,
+            force,
+            follow,
+            config,
+        } => {
+            let deploy = control::deploy::Deploy {
+                env,
+                git_ref,
+                task,
+                payload,
+                force,
+                follow,
+            };
+            control::deploy::deploy(&load_for_store(config)?, deploy).await
+        }
+        Command::Rollback {
+            env,
+            to,
+            follow,
+            config,
+        } => control::deploy::rollback(&load_for_store(config)?, &env, to, follow).await,
     }
 }
 

@@ -24,6 +24,16 @@ pub const TORN_DOWN: &str = "Environment torn down";
 /// In the outbox's history: a `queued` never sent.
 pub const COALESCED: &str = "coalesced: its deployment was superseded before it went out";
 
+/// The description of a deployment `ferry deploy` asks GitHub for.
+pub fn deploy_by(by: &str) -> String {
+    format!("Deploy by {by}")
+}
+
+/// The description of a deployment `ferry rollback` asks GitHub for.
+pub fn rollback_by(sha: &str, of: DeploymentId, by: &str) -> String {
+    format!("Rollback to {} (deployment {of}) by {by}", short_sha(sha))
+}
+
 /// A queued deployment's description while its environment is locked.
 pub fn locked_waiting(environment: &str, held_by: &str) -> String {
     format!("Waiting: {environment} is locked by {held_by}")

@@ -295,3 +295,34 @@ async fn ferry_logs_follow_tails_until_the_deployment_ends() {
         "a line printed twice: {text}"
     );
 }
+
+/// SPEC: `logs --follow` exits 0 only for a success, so a script can wait
+/// for a deployment and act on its result; without `--follow` it prints
+/// the log and exits 0 whatever the outcome.
+#[tokio::test(flavor = "multi_thread")]
+async fn ferry_logs_follow_exits_1_for_a_failed_deployment() {
+    let w = World::start(|sshd, _| {
+        target(
+            REPO,
+            "production",
+            &[sshd.host()],
+            &[("break", "echo about to fail; exit 4")],
+            "",
+        )
+    })
+    .await;
+    w.deploy(67, REPO, "production").await;
+    assert_eq!(w.final_states(67, WAIT).await.last().unwrap(), "failure");
+    let followed = w.cli(&["logs", "67", "--follow"]);
+    let stderr = String::from_utf8_lossy(&followed.stderr);
+    assert_eq!(followed.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("deployment 67 ended in failure"),
+        "{stderr}"
+    );
+    assert!(
+        String::from_utf8_lossy(&followed.stdout).contains("break: about to fail"),
+        "{followed:?}"
+    );
+    assert!(w.cli(&["logs", "67"]).status.success());
+}

@@ -8,6 +8,7 @@
 
 mod browser;
 mod checks;
+mod deploy_cli;
 mod fleet;
 mod incident;
 mod intake;

@@ -87,6 +87,19 @@ impl Steering {
             .any(|t| t.repository == repository && glob::matches(&t.environment, environment))
     }
 
+    /// Whether a target runs `task` in the environment (or the task is
+    /// `deploy:lock` / `deploy:unlock`, which any owner of it takes).
+    pub fn owns(&self, repository: &str, environment: &str, task: &str) -> bool {
+        if crate::store::LockTask::of(task).is_some() {
+            return self.owns_environment(repository, environment);
+        }
+        self.targets.iter().any(|t| {
+            t.repository == repository
+                && t.task == task
+                && glob::matches(&t.environment, environment)
+        })
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.storage.dir.join("ferry.db")
     }

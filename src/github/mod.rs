@@ -3,6 +3,7 @@
 //! sorts GitHub's answers into "done", "try again later" and "never".
 
 pub mod app;
+pub mod create;
 pub mod outbox;
 pub mod reconcile;
 
@@ -23,7 +24,10 @@ pub const DESCRIPTION_MAX: usize = 140;
 /// Why a call to GitHub did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallError {
-    /// Worth retrying: 5xx, 429, a rate-limit 403, or the network.
+    /// The request never left: GitHub could not be reached (a refused
+    /// connection, DNS, TLS). Worth retrying, and nothing is in doubt.
+    Unreached { reason: String },
+    /// Worth retrying: 5xx, 429, a rate-limit 403.
     Retry {
         after: Option<Duration>,
         reason: String,
@@ -41,7 +45,8 @@ impl std::error::Error for CallError {}
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CallError::Retry { reason, .. }
+            CallError::Unreached { reason }
+            | CallError::Retry { reason, .. }
             | CallError::Permanent { reason }
             | CallError::Unanswered { reason } => f.write_str(reason),
         }
@@ -202,8 +207,7 @@ impl GitHub {
                 // Refused connections never carried the request; anything
                 // later (a timeout, a reset) may have.
                 if e.is_connect() {
-                    CallError::Retry {
-                        after: None,
+                    CallError::Unreached {
                         reason: format!("cannot reach GitHub: {}", error_chain(&e)),
                     }
                 } else {

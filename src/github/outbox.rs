@@ -284,7 +284,12 @@ impl Outbox {
                     error: reason,
                 }
             }
-            Err(CallError::Retry { after, reason }) => {
+            Err(e @ (CallError::Retry { .. } | CallError::Unreached { .. })) => {
+                let after = match &e {
+                    CallError::Retry { after, .. } => *after,
+                    _ => None,
+                };
+                let reason = e.to_string();
                 let wait = after.unwrap_or_else(|| backoff(item.attempts));
                 tracing::warn!(
                     deployment = %item.deployment_id, status = state, attempt = item.attempts + 1,

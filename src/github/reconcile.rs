@@ -283,14 +283,13 @@ impl GitHub {
         repository: &str,
         known: &mut HashMap<String, i64>,
     ) -> Result<Option<i64>, CallError> {
-        let super::Auth::App(app) = &self.auth else {
-            return Ok(None);
-        };
         if let Some(id) = known.get(repository) {
             return Ok(Some(*id));
         }
-        let id = app.repository_installation(self, repository).await?;
-        known.insert(repository.to_string(), id);
-        Ok(Some(id))
+        let id = self.installation_for(repository).await?;
+        if let Some(id) = id {
+            known.insert(repository.to_string(), id);
+        }
+        Ok(id)
     }
 }

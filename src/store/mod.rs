@@ -11,6 +11,7 @@
 //! split the same way) runs against both.
 
 pub mod postgres;
+mod requests;
 pub mod sqlite;
 mod types;
 
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use requests::*;
 pub use types::*;
 
 /// What went wrong in the store: the driver's own words, with its error
@@ -66,12 +68,23 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// Everything ferry keeps, one trait per noun: deployments and their
 /// queue ([`Deployments`]), steps on hosts ([`Steps`]), the outbox of
 /// statuses ([`Outbox`]), locks ([`Locks`]), cancel ([`Cancels`]),
-/// teardowns ([`Teardowns`]) and operators' actions ([`Actions`]). Each
+/// teardowns ([`Teardowns`]), operators' actions ([`Actions`]) and the
+/// deployments they ask GitHub for ([`Requests`]). Each
 /// backend has one file per noun, named alike in `sqlite/` and `postgres/`,
 /// and the conformance suite (`tests/store/`) is split the same way.
 #[async_trait]
 pub trait Store:
-    Deployments + Steps + Outbox + Locks + Cancels + Teardowns + Actions + Send + Sync + 'static
+    Deployments
+    + Steps
+    + Outbox
+    + Locks
+    + Cancels
+    + Teardowns
+    + Actions
+    + Requests
+    + Send
+    + Sync
+    + 'static
 {
     /// Whether several processes share this store (and leases matter
     /// between them).
@@ -141,6 +154,16 @@ pub trait Deployments: Send + Sync {
     /// tasks and teardowns aside): the version a rollback puts back.
     async fn last_success(&self, repository: &str, environment: &str)
     -> Result<Option<Deployment>>;
+
+    /// The environment's deployments, newest first, at most `limit` (lock
+    /// tasks and teardowns aside): where `ferry rollback` finds the last
+    /// good version ([`last_good`]).
+    async fn history(
+        &self,
+        repository: &str,
+        environment: &str,
+        limit: i64,
+    ) -> Result<Vec<Deployment>>;
 
     /// The most recent deployments, newest first.
     async fn recent(&self, limit: i64) -> Result<Vec<Deployment>>;

@@ -220,6 +220,8 @@ pub struct Setup {
     pub database_url: Option<String>,
     /// More lines for `[github]`.
     pub github: String,
+    /// `github.api_url` instead of the fake's (one nothing answers at).
+    pub api_url: Option<String>,
 }
 
 /// `count` loopback addresses from 127.0.0.`first` on.
@@ -244,6 +246,7 @@ impl Default for Setup {
             env: Vec::new(),
             database_url: None,
             github: String::new(),
+            api_url: None,
         }
     }
 }
@@ -357,12 +360,13 @@ impl World {
             timeout = setup.connect_timeout,
             github = setup.github,
             ssh = setup.ssh,
-            api = github.url,
+            api = setup.api_url.as_deref().unwrap_or(&github.url),
             targets = targets(&sshds.iter().collect::<Vec<_>>(), &d.join("scratch")),
         );
         let path = d.join("ferry.toml");
         std::fs::write(&path, config).unwrap();
         let ferry = Ferry::start_with_env(path, port, d.join("ferry.log"), &setup.env).await;
+        github.set_webhook(&format!("{}/webhook", ferry.url), SECRET);
         let sshd = sshds.remove(0);
         World {
             sshd,

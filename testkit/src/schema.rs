@@ -5,7 +5,16 @@
 use serde_json::Value;
 
 pub fn request_schema() -> Value {
-    let path = crate::data_dir().join("github/openapi-create-deployment-status.json");
+    schema_of("openapi-create-deployment-status.json")
+}
+
+/// The request schema of create-deployment (`ferry deploy`, `ferry rollback`).
+pub fn create_deployment_schema() -> Value {
+    schema_of("openapi-create-deployment.json")
+}
+
+fn schema_of(file: &str) -> Value {
+    let path = crate::data_dir().join("github").join(file);
     let doc: Value = serde_json::from_str(
         &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
     )
@@ -29,13 +38,12 @@ pub fn check_body(schema: &Value, body: &Value) -> Vec<String> {
             errors.push(format!("property {k:?} is not in the schema"));
             continue;
         };
-        let ok = match prop["type"].as_str() {
-            Some("string") => v.is_string(),
-            Some("boolean") => v.is_boolean(),
-            other => panic!("schema type {other:?} not handled"),
+        let ok = match prop["oneOf"].as_array() {
+            Some(any) => any.iter().any(|p| is_type(p, v)),
+            None => is_type(prop, v),
         };
         if !ok {
-            errors.push(format!("{k} = {v} is not a {}", prop["type"]));
+            errors.push(format!("{k} = {v} is not as the schema says: {prop}"));
         }
         if let Some(allowed) = prop["enum"].as_array()
             && !allowed.contains(v)
@@ -49,4 +57,17 @@ pub fn check_body(schema: &Value, body: &Value) -> Vec<String> {
         errors.push(format!("description longer than 140 characters: {d:?}"));
     }
     errors
+}
+
+/// Whether `v` has the (flat) type `prop` names.
+fn is_type(prop: &Value, v: &Value) -> bool {
+    match prop["type"].as_str() {
+        Some("string") => v.is_string(),
+        Some("boolean") => v.is_boolean(),
+        Some("object") => v.is_object(),
+        Some("array") => v
+            .as_array()
+            .is_some_and(|items| items.iter().all(|i| is_type(&prop["items"], i))),
+        other => panic!("schema type {other:?} not handled"),
+    }
 }

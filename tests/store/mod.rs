@@ -116,5 +116,6 @@ mod deployments;
 mod leases;
 mod locks;
 mod outbox;
+mod requests;
 mod steps;
 mod teardowns;

@@ -226,6 +226,27 @@ impl Deployments for PgStore {
             .pop())
     }
 
+    async fn history(
+        &self,
+        repository: &str,
+        environment: &str,
+        limit: i64,
+    ) -> Result<Vec<Deployment>> {
+        let sql = format!(
+            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments
+             WHERE repository = $1 AND environment = $2 AND id >= 0
+               AND task NOT IN ('deploy:lock', 'deploy:unlock')
+             ORDER BY seq DESC LIMIT $3"
+        );
+        self.deployments(
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(repository)
+                .bind(environment)
+                .bind(limit),
+        )
+        .await
+    }
+
     async fn recent(&self, limit: i64) -> Result<Vec<Deployment>> {
         let sql =
             format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments ORDER BY seq DESC LIMIT $1");

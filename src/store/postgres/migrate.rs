@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0006_operator_actions.sql"),
     include_str!("../../../migrations/postgres/0007_wording_parameter.sql"),
     include_str!("../../../migrations/postgres/0008_cancel_rollback.sql"),
+    include_str!("../../../migrations/postgres/0009_deploy_requests.sql"),
 ];
 
 /// `pg_advisory_xact_lock` key under which migrations run: replicas that

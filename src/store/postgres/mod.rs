@@ -23,6 +23,7 @@ mod locks;
 mod logs;
 mod migrate;
 mod outbox;
+mod requests;
 mod steps;
 mod teardowns;
 

@@ -183,6 +183,22 @@ impl Deployments for SqliteStore {
         Ok(self.deployments(sql, (r, e)).await?.pop())
     }
 
+    async fn history(
+        &self,
+        repository: &str,
+        environment: &str,
+        limit: i64,
+    ) -> Result<Vec<Deployment>> {
+        let sql = format!(
+            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments
+             WHERE repository = ? AND environment = ? AND id >= 0
+               AND task NOT IN ('deploy:lock', 'deploy:unlock')
+             ORDER BY seq DESC LIMIT ?"
+        );
+        let (r, e) = (repository.to_string(), environment.to_string());
+        self.deployments(sql, (r, e, limit)).await
+    }
+
     async fn recent(&self, limit: i64) -> Result<Vec<Deployment>> {
         let sql = format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments ORDER BY seq DESC LIMIT ?");
         self.deployments(sql, (limit,)).await

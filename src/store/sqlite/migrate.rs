@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0007_statuses_once.sql"),
     include_str!("../../../migrations/sqlite/0008_operator_actions.sql"),
     include_str!("../../../migrations/sqlite/0009_cancel_rollback.sql"),
+    include_str!("../../../migrations/sqlite/0010_deploy_requests.sql"),
 ];
 
 pub fn run(conn: &mut Connection) -> anyhow::Result<()> {

@@ -18,6 +18,7 @@ mod deployments;
 mod locks;
 mod migrate;
 mod outbox;
+mod requests;
 mod steps;
 mod teardowns;
 mod writer;

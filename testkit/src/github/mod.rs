@@ -14,10 +14,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::Value;
 
-use crate::schema::{check_body, request_schema};
+use crate::schema::{check_body, create_deployment_schema, request_schema};
 
 mod app;
+mod create;
 use app::{access_token, repo_installation};
+pub use create::Created;
 
 pub const TOKEN: &str = "ghs_test_token";
 
@@ -107,6 +109,16 @@ struct Inner {
     /// Lists asked for, and how many of those were answered `304`.
     lists: usize,
     not_modified: usize,
+    /// Create-deployment requests, in order.
+    creates: Vec<Created>,
+    /// The answer every create request gets instead of a deployment.
+    create_fault: Option<Fault>,
+    /// Branch or tag → sha, for create requests.
+    refs: std::collections::HashMap<String, String>,
+    /// Where the `deployment` webhooks of created deployments go.
+    hook: Option<create::Hook>,
+    /// Those webhooks: (deployment id, ferry's answer; 0 for none).
+    hooks_sent: Vec<(i64, u16)>,
 }
 
 #[derive(Clone)]
@@ -114,6 +126,7 @@ pub struct FakeGitHub {
     pub url: String,
     inner: Arc<Mutex<Inner>>,
     schema: Arc<Value>,
+    create_schema: Arc<Value>,
     /// Held by the post being answered when a pace is set.
     one_at_a_time: Arc<tokio::sync::Mutex<()>>,
 }
@@ -209,12 +222,14 @@ async fn list_deployments(
         .into_response()
 }
 
-async fn create_status(
-    State(fake): State<FakeGitHub>,
-    Path((owner, repo, id)): Path<(String, String, i64)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+/// What GitHub would refuse in any API request's headers and credentials:
+/// problems to record, or the answer GitHub gives at once (an expired
+/// token's `401`).
+fn common_problems(
+    fake: &FakeGitHub,
+    headers: &HeaderMap,
+    repository: &str,
+) -> Result<Vec<String>, Box<Response>> {
     let mut problems = Vec::new();
     let header = |name: &str| {
         headers
@@ -236,45 +251,57 @@ async fn create_status(
         problems.push("no User-Agent".into());
     }
     let auth = header("authorization");
-    {
-        let inner = fake.inner.lock().unwrap();
-        match &inner.app {
-            None if auth != format!("Bearer {TOKEN}") => {
-                problems.push(format!("Authorization is {auth:?}"))
-            }
-            None => {}
-            Some(app) => {
-                let repo = format!("{owner}/{repo}");
-                let expected = app
-                    .installations
-                    .iter()
-                    .find(|(r, _)| *r == repo)
-                    .map(|(_, i)| *i);
-                match inner
-                    .tokens
-                    .get(auth.strip_prefix("Bearer ").unwrap_or_default())
-                {
-                    None => problems.push(format!("unknown token {auth:?}")),
-                    Some((installation, _)) if Some(*installation) != expected => problems.push(
-                        format!("token of installation {installation} used for {repo}"),
-                    ),
-                    Some((_, expires)) if *expires <= Instant::now() => {
-                        // GitHub answers 401 for an expired token; so do we.
-                        drop(inner);
-                        return (
+    let inner = fake.inner.lock().unwrap();
+    match &inner.app {
+        None if auth != format!("Bearer {TOKEN}") => {
+            problems.push(format!("Authorization is {auth:?}"))
+        }
+        None => {}
+        Some(app) => {
+            let expected = app
+                .installations
+                .iter()
+                .find(|(r, _)| r == repository)
+                .map(|(_, i)| *i);
+            match inner
+                .tokens
+                .get(auth.strip_prefix("Bearer ").unwrap_or_default())
+            {
+                None => problems.push(format!("unknown token {auth:?}")),
+                Some((installation, _)) if Some(*installation) != expected => problems.push(
+                    format!("token of installation {installation} used for {repository}"),
+                ),
+                Some((_, expires)) if *expires <= Instant::now() => {
+                    // GitHub answers 401 for an expired token; so do we.
+                    return Err(Box::new(
+                        (
                             StatusCode::UNAUTHORIZED,
                             "{\"message\":\"Bad credentials\"}",
                         )
-                            .into_response();
-                    }
-                    Some(_) => {}
+                            .into_response(),
+                    ));
                 }
+                Some(_) => {}
             }
         }
     }
     if !header("content-type").starts_with("application/json") {
         problems.push(format!("Content-Type is {:?}", header("content-type")));
     }
+    Ok(problems)
+}
+
+async fn create_status(
+    State(fake): State<FakeGitHub>,
+    Path((owner, repo, id)): Path<(String, String, i64)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let repository = format!("{owner}/{repo}");
+    let mut problems = match common_problems(&fake, &headers, &repository) {
+        Ok(p) => p,
+        Err(answer) => return *answer,
+    };
     let value: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -362,6 +389,7 @@ impl FakeGitHub {
             url: format!("http://{addr}{prefix}"),
             inner: Arc::default(),
             schema: Arc::new(request_schema()),
+            create_schema: Arc::new(create_deployment_schema()),
             one_at_a_time: Arc::default(),
         };
         let route = format!("{prefix}/repos/{{owner}}/{{repo}}/deployments/{{id}}/statuses");
@@ -369,7 +397,7 @@ impl FakeGitHub {
             .route(&route, post(create_status).get(list_statuses))
             .route(
                 &format!("{prefix}/repos/{{owner}}/{{repo}}/deployments"),
-                get(list_deployments),
+                get(list_deployments).post(create::create_deployment),
             )
             .route(
                 &format!("{prefix}/repos/{{owner}}/{{repo}}/installation"),
@@ -392,6 +420,39 @@ impl FakeGitHub {
             .unwrap()
             .deployments
             .insert(0, (repository.to_string(), deployment));
+    }
+
+    /// Created deployments' `deployment` webhooks go to `url`, signed
+    /// with `secret`, as GitHub's do.
+    pub fn set_webhook(&self, url: &str, secret: &str) {
+        self.inner.lock().unwrap().hook = Some(create::Hook {
+            url: url.into(),
+            secret: secret.into(),
+        });
+    }
+
+    /// Every create-deployment request gets this answer (None: created).
+    pub fn refuse_creates(&self, fault: Option<Fault>) {
+        self.inner.lock().unwrap().create_fault = fault;
+    }
+
+    /// A branch or tag create requests may name.
+    pub fn set_ref(&self, name: &str, sha: &str) {
+        self.inner
+            .lock()
+            .unwrap()
+            .refs
+            .insert(name.into(), sha.into());
+    }
+
+    /// Create-deployment requests so far, in order.
+    pub fn creates(&self) -> Vec<Created> {
+        self.inner.lock().unwrap().creates.clone()
+    }
+
+    /// The webhooks of created deployments: (id, ferry's answer).
+    pub fn hooks_sent(&self) -> Vec<(i64, u16)> {
+        self.inner.lock().unwrap().hooks_sent.clone()
     }
 
     /// A status someone else posted (another agent, a person with `gh`).

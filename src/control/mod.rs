@@ -1,8 +1,11 @@
-//! `ferry lock`, `unlock`, `locks`, `teardown` and `cancel`: an operator steering the
+//! `ferry lock`, `unlock`, `locks`, `teardown` and `cancel` (and, in
+//! [`deploy`], `ferry deploy` and `ferry rollback`): an operator steering the
 //! running ferry. They act through the store, which every replica reads
 //! (the runners look for unlocked environments and cancelled deployments
 //! twice a second), so they work whichever replica or none is up, and need
 //! no socket through the hardened unit.
+
+pub mod deploy;
 
 use anyhow::bail;
 
@@ -99,7 +102,7 @@ async fn audit(
     }
 }
 
-fn owned(c: &Steering, env: &EnvName) -> anyhow::Result<()> {
+pub(crate) fn owned(c: &Steering, env: &EnvName) -> anyhow::Result<()> {
     if c.owns_environment(&env.repository, &env.environment) {
         return Ok(());
     }

@@ -1,0 +1,262 @@
+//! `ferry deploy` and `ferry rollback`: the command's half. It has no
+//! credentials, so it leaves a request in the store for the running ferry
+//! (any replica, [`crate::github::create`]), which asks GitHub, and waits
+//! up to 30 seconds for GitHub's answer. A request no ferry took by then is
+//! withdrawn, so "nothing was created" stays true.
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+
+use super::{EnvName, operator, owned};
+use crate::cli::{Failed, clock, open_store};
+use crate::config::Steering;
+use crate::format::short_sha;
+use crate::store::{
+    DeployRequest, Deployment, DeploymentId, RequestAnswer, RequestState, SharedStore, last_good,
+};
+
+/// How long the command waits for GitHub's answer (SPEC).
+const WAIT: Duration = Duration::from_secs(30);
+/// A ferry may take the request this long after it was left; the rest of
+/// [`WAIT`] is for it to record GitHub's answer.
+const TAKE_WITHIN: Duration = Duration::from_secs(28);
+/// How often the command looks for the answer.
+const LOOK: Duration = Duration::from_millis(200);
+/// With `--follow`, how long to wait for the created deployment to reach
+/// the store (queued from GitHub's answer, else by its webhook).
+const ARRIVAL: Duration = Duration::from_secs(60);
+/// The environment's deployments read to find the last good version.
+const HISTORY: i64 = 1000;
+
+/// What `ferry deploy` asks for.
+pub struct Deploy {
+    pub env: EnvName,
+    pub git_ref: String,
+    pub task: String,
+    pub payload: Option<String>,
+    pub force: bool,
+    pub follow: bool,
+}
+
+pub async fn deploy(c: &Steering, d: Deploy) -> anyhow::Result<()> {
+    if !c.owns(&d.env.repository, &d.env.environment, &d.task) {
+        bail!(
+            "no target runs task {} in {}; the targets are: {}",
+            d.task,
+            d.env,
+            c.names()
+        );
+    }
+    if d.git_ref.trim().is_empty() {
+        bail!("REF is empty: name a branch, tag or sha");
+    }
+    let payload = match &d.payload {
+        None => "{}".to_string(),
+        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(v) if v.is_object() => v.to_string(),
+            Ok(_) => bail!("--payload must be a JSON object, such as '{{\"migrate\": true}}'"),
+            Err(e) => bail!("--payload is not JSON: {e}"),
+        },
+    };
+    let actor = operator();
+    let request = DeployRequest {
+        description: crate::wording::deploy_by(&actor),
+        actor,
+        repository: d.env.repository.clone(),
+        environment: d.env.environment.clone(),
+        git_ref: d.git_ref.clone(),
+        task: d.task.clone(),
+        payload,
+        skip_contexts: d.force,
+        production: None,
+        transient: None,
+        rollback_of: None,
+    };
+    let store = open_store(c).await?.store;
+    eprintln!(
+        "asking GitHub for a deployment of {} to {}",
+        d.git_ref, d.env
+    );
+    let id = ask(&store, &request).await?;
+    after_created(c, &store, id, d.follow).await
+}
+
+pub async fn rollback(
+    c: &Steering,
+    env: &EnvName,
+    to: Option<i64>,
+    follow: bool,
+) -> anyhow::Result<()> {
+    owned(c, env)?;
+    let store = open_store(c).await?.store;
+    let good = match to {
+        Some(id) => named(&store, env, DeploymentId(id)).await?,
+        None => {
+            let history = store
+                .history(&env.repository, &env.environment, HISTORY)
+                .await?;
+            match (history.first(), last_good(&history)) {
+                (_, Some(good)) => good.clone(),
+                (None, None) => {
+                    eprintln!("error: {env} has no deployments: nothing to roll back to");
+                    return Err(Failed.into());
+                }
+                (Some(newest), None) => {
+                    eprintln!(
+                        "error: nothing to roll back to: no deployment of {env} succeeded with a sha other than {}, its newest ({})",
+                        short_sha(&newest.sha),
+                        newest.id
+                    );
+                    return Err(Failed.into());
+                }
+            }
+        }
+    };
+    let actor = operator();
+    let request = DeployRequest {
+        description: crate::wording::rollback_by(&good.sha, good.id, &actor),
+        actor,
+        repository: env.repository.clone(),
+        environment: env.environment.clone(),
+        git_ref: good.sha.clone(),
+        task: good.task.clone(),
+        payload: good.payload.clone(),
+        skip_contexts: true,
+        production: Some(good.production),
+        transient: Some(good.transient),
+        rollback_of: Some(good.id),
+    };
+    eprintln!(
+        "asking GitHub for a rollback of {env} to {} (deployment {}, {}{})",
+        short_sha(&good.sha),
+        good.id,
+        good.git_ref,
+        good.finished_at
+            .map_or(String::new(), |t| format!(", deployed {}", clock(t)))
+    );
+    let id = ask(&store, &request).await?;
+    after_created(c, &store, id, follow).await
+}
+
+/// The deployment `--to ID` names, if it is one of the environment's.
+async fn named(store: &SharedStore, env: &EnvName, id: DeploymentId) -> anyhow::Result<Deployment> {
+    match store.get(id).await? {
+        Some(d)
+            if d.repository == env.repository
+                && d.environment == env.environment
+                && !d.id.is_teardown()
+                && crate::store::LockTask::of(&d.task).is_none() =>
+        {
+            Ok(d)
+        }
+        Some(d) => bail!(
+            "deployment {id} is not one of {env}'s (it is {} to {}, task {})",
+            d.repository,
+            d.environment,
+            d.task
+        ),
+        None => bail!("no deployment {id} in the store"),
+    }
+}
+
+/// Leaves the request and waits for GitHub's answer: the new deployment's
+/// id, or the reason (already said) why there is none.
+async fn ask(store: &SharedStore, request: &DeployRequest) -> anyhow::Result<DeploymentId> {
+    let started = Instant::now();
+    let seq = store.request_deployment(request, TAKE_WITHIN).await?;
+    loop {
+        let state = if started.elapsed() >= WAIT {
+            // Withdrawn unless a ferry took it meanwhile: then its answer
+            // (or its silence) is what is reported.
+            store.withdraw_request(seq).await?
+        } else {
+            store.request_state(seq).await?
+        };
+        match state {
+            Some(RequestState::Answered(answer)) => return answered(request, answer),
+            Some(RequestState::Pending | RequestState::Withdrawn) | None
+                if started.elapsed() >= WAIT =>
+            {
+                eprintln!(
+                    "error: no running ferry took the request within {}s (is `ferry serve` running? `systemctl status ferry`); nothing was created, and nothing will be",
+                    WAIT.as_secs()
+                );
+                return Err(Failed.into());
+            }
+            Some(RequestState::Taken { by }) if started.elapsed() >= WAIT => {
+                eprintln!(
+                    "error: ferry ({by}) asked GitHub but recorded no answer within {}s: the deployment may exist; look with `ferry deployments` before asking again",
+                    WAIT.as_secs()
+                );
+                return Err(Failed.into());
+            }
+            _ => tokio::time::sleep(LOOK).await,
+        }
+    }
+}
+
+fn answered(request: &DeployRequest, answer: RequestAnswer) -> anyhow::Result<DeploymentId> {
+    match answer {
+        RequestAnswer::Created(id) => Ok(id),
+        RequestAnswer::Refused(reason) => {
+            eprintln!("error: GitHub refused the deployment: {reason}");
+            if reason.starts_with("409") && !request.skip_contexts {
+                eprintln!(
+                    "hint: the commit's required status checks have not all passed; --force skips GitHub's required contexts (required_contexts: [])"
+                );
+            } else if reason.starts_with("422") {
+                eprintln!(
+                    "hint: is {} a branch, tag or sha of {}?",
+                    request.git_ref, request.repository
+                );
+            }
+            Err(Failed.into())
+        }
+        RequestAnswer::Unreachable(reason) => {
+            eprintln!(
+                "error: GitHub could not be reached within {}s ({reason}); nothing was created, and nothing will be",
+                WAIT.as_secs()
+            );
+            Err(Failed.into())
+        }
+        RequestAnswer::InDoubt(reason) => {
+            eprintln!(
+                "error: GitHub did not answer in time ({reason}): the deployment may exist; look with `ferry deployments` before asking again"
+            );
+            Err(Failed.into())
+        }
+    }
+}
+
+/// Prints the id (alone on stdout, for scripts) and, with `--follow`,
+/// tails the deployment like `ferry logs --follow`, with its exit status.
+async fn after_created(
+    c: &Steering,
+    store: &SharedStore,
+    id: DeploymentId,
+    follow: bool,
+) -> anyhow::Result<()> {
+    println!("{id}");
+    if !follow {
+        eprintln!("created deployment {id}; follow it with `ferry logs {id} --follow`");
+        return Ok(());
+    }
+    let started = Instant::now();
+    let mut said = false;
+    while store.get(id).await?.is_none() {
+        if started.elapsed() > ARRIVAL {
+            eprintln!(
+                "error: deployment {id} was created on GitHub, but neither GitHub's answer nor its webhook brought it to ferry within {}s; check the webhook's recent deliveries",
+                ARRIVAL.as_secs()
+            );
+            return Err(Failed.into());
+        }
+        if !said {
+            eprintln!("waiting for deployment {id} to reach ferry");
+            said = true;
+        }
+        tokio::time::sleep(LOOK).await;
+    }
+    crate::cli::logs(c, id.0, true).await
+}

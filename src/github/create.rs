@@ -1,0 +1,357 @@
+//! `ferry deploy` and `ferry rollback`, the daemon's half: a request an
+//! operator left in the store is taken by one ferry (any replica), which
+//! creates the deployment on GitHub with its own credentials
+//! (`POST /repos/{owner}/{repo}/deployments`) and records GitHub's answer
+//! for the waiting command.
+//!
+//! The created deployment is queued at once from GitHub's answer, through
+//! the webhook's own intake: the `deployment` webhook GitHub sends next
+//! then finds it there, and a webhook that never comes loses nothing.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::{CallError, GitHub};
+use crate::current::Current;
+use crate::store::{DeliveryKey, DeployRequest, DeploymentId, Owner, RequestAnswer, TakenRequest};
+use crate::webhook::{Intake, RawDeployment};
+
+/// How often the store is asked for requests: a command waits at most this
+/// long before a ferry has taken its request.
+const POLL: Duration = Duration::from_millis(500);
+/// A request with less than this left before its deadline is not taken:
+/// there would be no time to ask GitHub and record the answer.
+pub const TAKE_MARGIN: Duration = Duration::from_secs(2);
+/// GitHub's answer must be in hand this long before the deadline, to be
+/// recorded before the command stops waiting.
+const ANSWER_MARGIN: Duration = Duration::from_secs(1);
+/// Between tries to reach a GitHub that refuses connections.
+const REACH_AGAIN: Duration = Duration::from_secs(1);
+
+#[derive(Serialize, Debug, PartialEq)]
+struct CreateBody<'a> {
+    #[serde(rename = "ref")]
+    git_ref: &'a str,
+    environment: &'a str,
+    task: &'a str,
+    payload: serde_json::Value,
+    auto_merge: bool,
+    description: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    required_contexts: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    production_environment: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transient_environment: Option<bool>,
+}
+
+impl<'a> CreateBody<'a> {
+    fn of(q: &'a DeployRequest) -> CreateBody<'a> {
+        CreateBody {
+            git_ref: &q.git_ref,
+            environment: &q.environment,
+            task: &q.task,
+            // Checked by the command; an object either way.
+            payload: serde_json::from_str(&q.payload).unwrap_or_else(|_| serde_json::json!({})),
+            // Never merge the default branch in: the operator named what
+            // to deploy, and a rollback's sha must stay that sha.
+            auto_merge: false,
+            description: &q.description,
+            required_contexts: q.skip_contexts.then(Vec::new),
+            production_environment: q.production,
+            transient_environment: q.transient,
+        }
+    }
+}
+
+impl GitHub {
+    /// `POST /repos/{repository}/deployments`; GitHub's deployment object.
+    /// `202` (GitHub merged something instead) and every refusal are
+    /// errors with GitHub's message.
+    async fn create_deployment(
+        &self,
+        q: &DeployRequest,
+        installation: Option<i64>,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, CallError> {
+        let url = format!("{}/repos/{}/deployments", self.api_url, q.repository);
+        let body = CreateBody::of(q);
+        for attempt in 0..2 {
+            let token = self.token(installation).await?;
+            let request = self
+                .http
+                .post(&url)
+                .timeout(timeout)
+                .bearer_auth(token.expose_str())
+                .json(&body);
+            match self.send(request).await {
+                // An installation token GitHub no longer takes: once more
+                // with a new one.
+                Err(CallError::Permanent { reason })
+                    if attempt == 0 && reason.starts_with("401") && self.forget(installation) => {}
+                Err(e) => return Err(e),
+                Ok(response) if response.status() == reqwest::StatusCode::CREATED => {
+                    return response.json().await.map_err(|e| CallError::Unanswered {
+                        reason: format!("GitHub's answer is not a deployment: {e}"),
+                    });
+                }
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let text = response.text().await.unwrap_or_default();
+                    return Err(CallError::Permanent {
+                        reason: format!("{status} {}", super::github_message(&text)),
+                    });
+                }
+            }
+        }
+        unreachable!("the second attempt always returns")
+    }
+}
+
+/// Takes requests from the store and answers them, until `stop`.
+pub struct Requester {
+    pub github: Current<GitHub>,
+    pub intake: Intake,
+}
+
+impl Requester {
+    pub async fn run(self, stop: CancellationToken) {
+        let owner = Owner::this_process();
+        let this = std::sync::Arc::new(self);
+        let mut asking = JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = stop.cancelled() => break,
+            }
+            while asking.try_join_next().is_some() {}
+            loop {
+                match this.intake.store.take_request(&owner, TAKE_MARGIN).await {
+                    Ok(Some(taken)) => {
+                        let this = this.clone();
+                        asking.spawn(async move { this.answer(taken).await });
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot look for deployments asked for: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        // A command waiting for an answer this ferry will not give is told
+        // it may have been created (it was sent, or may have been).
+        if !asking.is_empty() {
+            tracing::warn!(
+                "stopping while asking GitHub for {}",
+                crate::format::plural(asking.len(), "deployment")
+            );
+        }
+        asking.shutdown().await;
+    }
+
+    /// Asks GitHub, records the answer and writes who asked for what to
+    /// the log (`ACTOR=`).
+    async fn answer(&self, taken: TakenRequest) {
+        let q = &taken.request;
+        let deadline = Instant::now() + taken.left.saturating_sub(ANSWER_MARGIN);
+        let answer = self.ask(taken.seq, q, deadline).await;
+        let what = match q.rollback_of {
+            Some(of) => format!(
+                "a rollback of {}:{} to {} (deployment {of})",
+                q.repository,
+                q.environment,
+                crate::format::short_sha(&q.git_ref)
+            ),
+            None => format!(
+                "a deployment of {} to {}:{}",
+                q.git_ref, q.repository, q.environment
+            ),
+        };
+        let outcome = match &answer {
+            RequestAnswer::Created(id) => format!("GitHub created deployment {id}"),
+            RequestAnswer::Refused(r) => format!("GitHub refused: {r}"),
+            RequestAnswer::Unreachable(r) => format!("GitHub could not be reached: {r}"),
+            RequestAnswer::InDoubt(r) => format!("no answer from GitHub: {r}"),
+        };
+        let deployment = match answer {
+            RequestAnswer::Created(id) => Some(id.0),
+            _ => None,
+        };
+        tracing::info!(
+            actor = %q.actor,
+            action = if q.rollback_of.is_some() { "rollback" } else { "deploy" },
+            repository = %q.repository,
+            environment = %q.environment,
+            deployment,
+            "{} asked for {what}: {outcome}",
+            q.actor
+        );
+        // The command is waiting for this: try until it has stopped.
+        while let Err(e) = self.intake.store.answer_request(taken.seq, &answer).await {
+            if Instant::now() > deadline + ANSWER_MARGIN * 3 {
+                tracing::warn!(error = %e, "cannot record GitHub's answer to {what}: {e}");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn ask(&self, seq: i64, q: &DeployRequest, deadline: Instant) -> RequestAnswer {
+        let github = self.github.get();
+        let mut last = String::from("no time left to ask");
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left < Duration::from_millis(300) {
+                return RequestAnswer::Unreachable(last);
+            }
+            let tried = async {
+                let installation = github.installation_for(&q.repository).await?;
+                let created = github.create_deployment(q, installation, left).await?;
+                Ok::<_, CallError>((installation, created))
+            };
+            let error = match tokio::time::timeout(left, tried).await {
+                Ok(Ok((installation, created))) => {
+                    return self.created(seq, q, installation, created).await;
+                }
+                Ok(Err(e)) => e,
+                Err(_) => CallError::Unanswered {
+                    reason: format!("no answer within {}", crate::format::duration(left)),
+                },
+            };
+            match error {
+                CallError::Unreached { reason } => {
+                    last = reason;
+                    let pause = REACH_AGAIN.min(deadline.saturating_duration_since(Instant::now()));
+                    tokio::time::sleep(pause).await;
+                }
+                CallError::Unanswered { reason } => return RequestAnswer::InDoubt(reason),
+                CallError::Retry { reason, .. } | CallError::Permanent { reason } => {
+                    return RequestAnswer::Refused(reason);
+                }
+            }
+        }
+    }
+
+    /// GitHub made it: queued here at once, as its webhook would have.
+    async fn created(
+        &self,
+        seq: i64,
+        q: &DeployRequest,
+        installation: Option<i64>,
+        created: serde_json::Value,
+    ) -> RequestAnswer {
+        let Some(id) = created.get("id").and_then(|v| v.as_i64()) else {
+            return RequestAnswer::InDoubt(format!(
+                "GitHub's answer has no deployment id: {}",
+                super::truncate_chars(&created.to_string(), 200)
+            ));
+        };
+        match serde_json::from_value::<RawDeployment>(created) {
+            Ok(d) => {
+                let key = DeliveryKey {
+                    hook_id: "ferry".into(),
+                    delivery_id: format!("request-{seq}"),
+                };
+                let reason = d.description().to_string();
+                let answer = crate::webhook::take(
+                    &self.intake,
+                    &key,
+                    d.into_new(q.repository.clone(), installation),
+                    &reason,
+                )
+                .await;
+                if !answer.code.is_success() {
+                    tracing::warn!(
+                        deployment = id,
+                        "deployment {id}: not queued from GitHub's answer ({}); its webhook will queue it",
+                        answer.code
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(
+                deployment = id,
+                "deployment {id}: GitHub's answer is not a full deployment ({e}); its webhook will queue it"
+            ),
+        }
+        RequestAnswer::Created(DeploymentId(id))
+    }
+}
+
+impl GitHub {
+    /// The App installation that covers `repository` (None with a token).
+    pub(super) async fn installation_for(
+        &self,
+        repository: &str,
+    ) -> Result<Option<i64>, CallError> {
+        match &self.auth {
+            super::Auth::App(app) => Ok(Some(app.repository_installation(self, repository).await?)),
+            super::Auth::Token(_) => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> DeployRequest {
+        DeployRequest {
+            actor: "alice".into(),
+            repository: "octo-org/web".into(),
+            environment: "production".into(),
+            git_ref: "f95f852bd8fca8fcc58a9a2d6c842781e32a215e".into(),
+            task: "deploy".into(),
+            payload: r#"{"web":{"replicas":3}}"#.into(),
+            description: "Rollback to f95f852 (deployment 41) by alice".into(),
+            skip_contexts: true,
+            production: Some(true),
+            transient: Some(false),
+            rollback_of: Some(DeploymentId(41)),
+        }
+    }
+
+    #[test]
+    fn a_rollback_asks_for_the_sha_with_no_contexts_and_the_originals_flags() {
+        let q = request();
+        let body = serde_json::to_value(CreateBody::of(&q)).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "ref": "f95f852bd8fca8fcc58a9a2d6c842781e32a215e",
+                "environment": "production",
+                "task": "deploy",
+                "payload": {"web": {"replicas": 3}},
+                "auto_merge": false,
+                "description": "Rollback to f95f852 (deployment 41) by alice",
+                "required_contexts": [],
+                "production_environment": true,
+                "transient_environment": false,
+            })
+        );
+    }
+
+    #[test]
+    fn a_deploy_leaves_required_contexts_to_github_unless_forced() {
+        let mut q = request();
+        q.skip_contexts = false;
+        q.production = None;
+        q.transient = None;
+        let body = serde_json::to_value(CreateBody::of(&q)).unwrap();
+        let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "auto_merge",
+                "description",
+                "environment",
+                "payload",
+                "ref",
+                "task"
+            ]
+        );
+    }
+}
