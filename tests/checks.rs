@@ -5,17 +5,28 @@
 use std::time::Duration;
 
 use ferry_testkit as common;
+use ferry_testkit::backends;
 
 use common::{Setup, Sshd, World, loopback, target};
+
+backends!(
+    a_check_that_never_passes_on_host_2_stops_the_rollout,
+    a_check_that_passes_on_its_third_try_lets_the_rollout_go_on,
+);
 
 const REPO: &str = "octo-org/web";
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Three hosts one at a time; each step records its host; the check
 /// `script` follows with `within` and `interval`.
-async fn world(script: impl Fn(&Sshd, &std::path::Path) -> String, within: &str) -> World {
+async fn world(
+    database_url: Option<String>,
+    script: impl Fn(&Sshd, &std::path::Path) -> String,
+    within: &str,
+) -> World {
     let setup = Setup {
         sshds: vec![loopback(60, 3)],
+        database_url,
         ..Setup::default()
     };
     World::build(setup, |sshd, scratch| {
@@ -34,9 +45,9 @@ async fn world(script: impl Fn(&Sshd, &std::path::Path) -> String, within: &str)
     .await
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_check_that_never_passes_on_host_2_stops_the_rollout() {
+async fn a_check_that_never_passes_on_host_2_stops_the_rollout(database_url: Option<String>) {
     let w = world(
+        database_url,
         |sshd, _| {
             let second = sshd.displays()[1].clone();
             format!("echo checking $FERRY_HOST\nif [ \"$FERRY_HOST\" = {second} ]; then exit 7; fi")
@@ -74,9 +85,9 @@ async fn a_check_that_never_passes_on_host_2_stops_the_rollout() {
     w.assert_no_violations();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_check_that_passes_on_its_third_try_lets_the_rollout_go_on() {
+async fn a_check_that_passes_on_its_third_try_lets_the_rollout_go_on(database_url: Option<String>) {
     let w = world(
+        database_url,
         |_, scratch| {
             let count = scratch.join("tries-$FERRY_HOST").display().to_string();
             format!(

@@ -5,8 +5,17 @@
 use std::time::Duration;
 
 use ferry_testkit as common;
+use ferry_testkit::backends;
 
 use common::{Setup, World, deployment_event, loopback, target};
+
+backends!(
+    a_failed_check_rolls_back_the_hosts_it_reached_with_rollback_steps,
+    without_rollback_steps_the_targets_steps_put_the_good_version_back,
+    a_first_failure_has_nothing_to_roll_back_to,
+    a_rollback_that_fails_says_where,
+    cancel_with_rollback_puts_back_what_the_deployment_changed,
+);
 
 const REPO: &str = "octo-org/web";
 const WAIT: Duration = Duration::from_secs(60);
@@ -16,13 +25,14 @@ const BAD: &str = "badbadbadbadbadbadbadbadbadbadbadbadbad0";
 
 /// Three hosts one at a time; the check fails for the bad sha on the
 /// second host. `extra` adds `rollback = true` or `[[target.rollback]]`.
-async fn world(extra: &str) -> World {
-    world_within(extra, "2s").await
+async fn world(database_url: Option<String>, extra: &str) -> World {
+    world_within(database_url, extra, "2s").await
 }
 
-async fn world_within(extra: &str, within: &str) -> World {
+async fn world_within(database_url: Option<String>, extra: &str, within: &str) -> World {
     let setup = Setup {
         sshds: vec![loopback(70, 3)],
+        database_url,
         ..Setup::default()
     };
     let (extra, within) = (extra.to_string(), within.to_string());
@@ -64,9 +74,11 @@ fn lines(w: &World, file: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_failed_check_rolls_back_the_hosts_it_reached_with_rollback_steps() {
+async fn a_failed_check_rolls_back_the_hosts_it_reached_with_rollback_steps(
+    database_url: Option<String>,
+) {
     let w = world(
+        database_url,
         "[[target.rollback]]\nname = \"switch\"\nrun = 'echo \"rollback $FERRY_SHA $FERRY_ROLLBACK_OF $FERRY_HOST\" >> SCRATCH/rolled'\n",
     )
     .await;
@@ -104,9 +116,10 @@ async fn a_failed_check_rolls_back_the_hosts_it_reached_with_rollback_steps() {
     w.assert_no_violations();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn without_rollback_steps_the_targets_steps_put_the_good_version_back() {
-    let w = world("rollback = true").await;
+async fn without_rollback_steps_the_targets_steps_put_the_good_version_back(
+    database_url: Option<String>,
+) {
+    let w = world(database_url, "rollback = true").await;
     deploy(&w, 1, GOOD).await;
     let first = deploy(&w, 3, BAD).await;
     assert!(
@@ -131,9 +144,8 @@ async fn without_rollback_steps_the_targets_steps_put_the_good_version_back() {
     w.assert_no_violations();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_first_failure_has_nothing_to_roll_back_to() {
-    let w = world("rollback = true").await;
+async fn a_first_failure_has_nothing_to_roll_back_to(database_url: Option<String>) {
+    let w = world(database_url, "rollback = true").await;
     let bad = deploy(&w, 4, BAD).await;
     let last = bad.last().unwrap();
     assert_eq!(last.state(), "failure");
@@ -145,10 +157,10 @@ async fn a_first_failure_has_nothing_to_roll_back_to() {
     w.assert_no_violations();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn cancel_with_rollback_puts_back_what_the_deployment_changed() {
+async fn cancel_with_rollback_puts_back_what_the_deployment_changed(database_url: Option<String>) {
     // A long `within`: the cancel, not the check, ends the deployment.
     let w = world_within(
+        database_url,
         "[[target.rollback]]\nname = \"switch\"\nrun = 'echo \"rollback $FERRY_SHA $FERRY_ROLLBACK_OF $FERRY_HOST\" >> SCRATCH/rolled'\n",
         "30s",
     )
@@ -198,6 +210,119 @@ async fn cancel_with_rollback_puts_back_what_the_deployment_changed() {
     assert!(
         rolled.contains(&format!("rollback {GOOD} 5 {}", hosts[0])),
         "{rolled:?}"
+    );
+    w.assert_no_violations();
+}
+
+async fn a_rollback_that_fails_says_where(database_url: Option<String>) {
+    // The rollback step fails on the first host.
+    let w = world(
+        database_url,
+        "[[target.rollback]]\nname = \"switch\"\nrun = 'case \"$FERRY_HOST\" in 127.0.0.70:*) exit 1;; esac'\n",
+    )
+    .await;
+    deploy(&w, 1, GOOD).await;
+    let bad = deploy(&w, 6, BAD).await;
+    let last = bad.last().unwrap();
+    assert_eq!(last.state(), "failure", "{bad:?}");
+    let hosts = w.sshd.displays();
+    let description = last.description();
+    assert!(
+        description.starts_with("Check 'healthz' failed on")
+            && description.ends_with(&format!(
+                "; rollback to f95f852 failed on {} (exit 1)",
+                hosts[0]
+            )),
+        "{description}"
+    );
+    assert!(description.chars().count() <= 140);
+    w.assert_no_violations();
+}
+
+/// The replica running a deployment dies while it rolls back: the other
+/// replica settles it once its lease runs out, ends the rollback step left
+/// on the host, and runs nothing again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_killed_mid_rollback_is_settled_by_the_other_and_nothing_runs_twice() {
+    let setup = Setup {
+        sshds: vec![loopback(70, 3)],
+        database_url: Some(common::postgres::cluster().database()),
+        ..Setup::default()
+    };
+    let mut w = World::build(setup, |sshd, scratch| {
+        let second = sshd.displays()[1].clone();
+        let s = scratch.display().to_string();
+        let hold = common::hold(scratch);
+        target(
+            REPO,
+            "production",
+            &sshd.hosts(),
+            &[(
+                "deploy",
+                &format!("echo \"deploy $FERRY_SHA $FERRY_HOST\" >> {s}/ran"),
+            )],
+            &format!(
+                "parallel = 1\n[[target.rollback]]\nname = \"switch\"\nrun = '''\n\
+                 echo \"rollback $FERRY_SHA $FERRY_HOST\" >> {s}/rolled\n{hold}\n\
+                 echo \"rolled $FERRY_HOST\" >> {s}/rolled\n'''\n\
+                 [[target.checks]]\nname = \"healthz\"\nrun = '''\n\
+                 if [ \"$FERRY_SHA\" = {BAD} ] && [ \"$FERRY_HOST\" = {second} ]; then exit 3; fi\n'''\n\
+                 within = \"1s\"\ninterval = \"1s\"\n"
+            ),
+        )
+    })
+    .await;
+    let good = deploy(&w, 1, GOOD).await;
+    assert_eq!(good.last().unwrap().state(), "success", "{good:?}");
+    let mut event = deployment_event(2, REPO, "production");
+    event["deployment"]["sha"] = BAD.into();
+    let (code, body) = w.deliver("deployment", &event).await;
+    assert_eq!(code, 202, "{body}");
+    let deadline = std::time::Instant::now() + WAIT;
+    while lines(&w, "rolled").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rollback never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Mid-rollback: its first step waits on the host. The other replica
+    // comes up, and the one running the rollback dies.
+    let other = w.replica(1).await;
+    w.ferry.kill9();
+    let done = w.github.wait_final(2, WAIT).await;
+    let last = done.last().unwrap();
+    assert_eq!(last.state(), "error", "{done:?}");
+    w.release();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let hosts = w.sshd.displays();
+    // One rollback step started and was ended by the other replica (it
+    // never went on past the wait); nothing ran twice.
+    assert_eq!(
+        lines(&w, "rolled"),
+        [format!("rollback {GOOD} {}", hosts[0])],
+        "the other replica's log: {}",
+        other.output()
+    );
+    let ran = lines(&w, "ran");
+    for host in &hosts[..2] {
+        let runs = ran
+            .iter()
+            .filter(|l| **l == format!("deploy {BAD} {host}"))
+            .count();
+        assert_eq!(runs, 1, "{ran:?}");
+    }
+    assert!(
+        !ran.contains(&format!("deploy {BAD} {}", hosts[2])),
+        "{ran:?}"
+    );
+    let states: Vec<&str> = done.iter().map(|p| p.state()).collect();
+    assert_eq!(states, ["queued", "in_progress", "error"], "{done:?}");
+    assert_eq!(
+        w.github.statuses_of(2).len(),
+        3,
+        "a status sent twice: {:?}",
+        w.github.statuses_of(2)
     );
     w.assert_no_violations();
 }
