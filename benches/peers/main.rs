@@ -58,12 +58,14 @@ mod fanout;
 mod footprint;
 mod intake;
 mod reaction;
+mod rolling;
 use burst::*;
 use failover::*;
 use fanout::*;
 use footprint::*;
 use intake::*;
 use reaction::*;
+use rolling::*;
 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -135,6 +137,10 @@ async fn main() {
     if wanted("fanout") {
         eprintln!("fan-out ...");
         fanout(&mut report, &mut rss).await;
+    }
+    if wanted("rolling") {
+        eprintln!("rolling deploy with checks ...");
+        rolling(&mut report).await;
     }
     if wanted("footprint") {
         eprintln!("footprint ...");

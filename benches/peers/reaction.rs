@@ -3,6 +3,14 @@
 use super::*;
 
 pub(crate) fn plain_ssh(w: &World, sshd: &Sshd, address: &str) -> Command {
+    let mut c = ssh_to(w, sshd, address, &[]);
+    c.arg("true");
+    c
+}
+
+/// `ssh` to `address` with the world's key and known hosts, `options`
+/// before the destination; the command is the caller's to add.
+pub(crate) fn ssh_to(w: &World, sshd: &Sshd, address: &str, options: &[String]) -> Command {
     let d = w.dir.path();
     let mut c = Command::new("ssh");
     c.args([
@@ -20,11 +28,11 @@ pub(crate) fn plain_ssh(w: &World, sshd: &Sshd, address: &str) -> Command {
     ))
     .arg("-i")
     .arg(d.join("id_ed25519"))
+    .args(options)
     .args([
         "-p",
         &sshd.port.to_string(),
         &format!("{}@{address}", sshd.user),
-        "true",
     ]);
     c
 }

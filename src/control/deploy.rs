@@ -238,6 +238,21 @@ async fn after_created(
     follow: bool,
 ) -> anyhow::Result<()> {
     println!("{id}");
+    // A lock holds this deployment too: say so before anyone waits on it.
+    if let Ok(d) = store.get(id).await
+        && let Some(d) = d
+        && let Ok(locks) = store.locks().await
+        && let Some(lock) = crate::store::EnvLock::find(&locks, &d.repository, &d.environment)
+    {
+        eprintln!(
+            "warning: {}:{} is locked by {}: deployment {id} waits until `ferry unlock {}:{}`",
+            d.repository,
+            d.environment,
+            lock.describe(),
+            d.repository,
+            d.environment
+        );
+    }
     if !follow {
         eprintln!("created deployment {id}; follow it with `ferry logs {id} --follow`");
         return Ok(());
