@@ -239,6 +239,25 @@ run = 'echo "$FERRY_DEPLOYMENT_ID $FERRY_SHA" >> {scratch}/deployed'
     c.ok(&format!(
         "{member} unlock octo-org/web:production --config /etc/ferry/ferry.toml"
     ));
+    // Deploy and roll back from the command line, with no credentials:
+    // the service asks GitHub, whose webhook then comes to the service.
+    github.set_webhook(&format!("{url}/webhook"), SECRET);
+    github.set_ref("main", "f95f852bd8fca8fcc58a9a2d6c842781e32a215e");
+    let deployed = c.ok(&format!(
+        "{cli} deploy octo-org/web:production main --force --follow --config /etc/ferry/ferry.toml"
+    ));
+    assert!(deployed.contains("success"), "{deployed}");
+    let rolled = c.ok(&format!(
+        "{member} rollback octo-org/web:production --to 5001 --follow --config /etc/ferry/ferry.toml"
+    ));
+    assert!(rolled.contains("success"), "{rolled}");
+    let creates = github.creates();
+    assert_eq!(creates.len(), 2, "{creates:?}");
+    assert_eq!(creates[0].body["description"], "Deploy by alice");
+    assert_eq!(
+        creates[1].body["description"],
+        "Rollback to f95f852 (deployment 5001) by oncall"
+    );
     assert_eq!(c.ok("find /var/lib/ferry -user root"), "");
     assert_eq!(c.ok("find /var/lib/ferry ! -group ferry"), "");
     // A closed output ends a command quietly.
@@ -255,6 +274,8 @@ run = 'echo "$FERRY_DEPLOYMENT_ID $FERRY_SHA" >> {scratch}/deployed'
             && alice.contains("alice unlocked octo-org/web:production")
             && oncall.contains("oncall locked octo-org/web:production")
             && oncall.contains("oncall unlocked octo-org/web:production")
+            && alice.contains("alice asked for a deployment of main to octo-org/web:production")
+            && oncall.contains("oncall asked for a rollback of octo-org/web:production to f95f852")
         {
             break;
         }
