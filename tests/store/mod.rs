@@ -115,6 +115,7 @@ mod cancels;
 mod deployments;
 mod leases;
 mod locks;
+mod migrations;
 mod outbox;
 mod requests;
 mod steps;

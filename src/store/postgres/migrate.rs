@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0007_wording_parameter.sql"),
     include_str!("../../../migrations/postgres/0008_cancel_rollback.sql"),
     include_str!("../../../migrations/postgres/0009_deploy_requests.sql"),
+    include_str!("../../../migrations/postgres/0010_store_info_repair.sql"),
 ];
 
 /// `pg_advisory_xact_lock` key under which migrations run: replicas that

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0008_operator_actions.sql"),
     include_str!("../../../migrations/sqlite/0009_cancel_rollback.sql"),
     include_str!("../../../migrations/sqlite/0010_deploy_requests.sql"),
+    include_str!("../../../migrations/sqlite/0011_store_info_repair.sql"),
 ];
 
 pub fn run(conn: &mut Connection) -> anyhow::Result<()> {
