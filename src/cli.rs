@@ -150,6 +150,46 @@ pub async fn check_config(c: &Config) -> anyhow::Result<()> {
             );
         }
     }
+    let now = jiff::Timestamp::now();
+    for f in &c.freezes {
+        let globs = |g: &[String], all: &str| {
+            if g.is_empty() {
+                all.to_string()
+            } else {
+                g.join(", ")
+            }
+        };
+        let when = match f.next(now) {
+            None => "no window ahead".to_string(),
+            Some(w) => {
+                let local = |t: jiff::Timestamp| {
+                    t.to_zoned(f.timezone.clone())
+                        .strftime("%a %Y-%m-%d %H:%M %Z")
+                        .to_string()
+                };
+                let utc = |t: jiff::Timestamp| t.strftime("%Y-%m-%d %H:%M").to_string();
+                format!(
+                    "{} {} - {} ({} - {} UTC)",
+                    if w.start <= now {
+                        "in force now:"
+                    } else {
+                        "next window"
+                    },
+                    local(w.start),
+                    local(w.end),
+                    utc(w.start),
+                    utc(w.end)
+                )
+            }
+        };
+        println!(
+            "  freeze {} ({} in {}, {}): {when}",
+            f.name,
+            globs(&f.environments, "every environment"),
+            globs(&f.repositories, "every repository"),
+            f.timezone_name,
+        );
+    }
     for w in &c.warnings {
         println!("warning: {}", w.at(&c.path));
     }

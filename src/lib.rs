@@ -20,6 +20,7 @@
 //! - [`format`]: durations, shas and counts as ferry writes them.
 //! - [`current`]: the config and what is built from it, replaced on reload.
 //! - [`metrics`]: Prometheus metric names and the exporter.
+//! - [`freeze`]: freeze windows on the timeline, in their time zones.
 //! - [`sign`] and [`glob`]: HMAC, and environment globs.
 
 pub mod cli;
@@ -29,6 +30,7 @@ pub mod current;
 pub mod daemon;
 pub mod error;
 pub mod format;
+pub mod freeze;
 pub mod github;
 pub mod glob;
 pub mod health;

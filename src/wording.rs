@@ -39,6 +39,23 @@ pub fn locked_waiting(environment: &str, held_by: &str) -> String {
     format!("Waiting: {environment} is locked by {held_by}")
 }
 
+/// A queued deployment's description while a freeze window holds its
+/// environment: "Waiting: production is frozen until Mon 08:00 CET
+/// (weekend)".
+pub fn frozen_waiting(environment: &str, until: &str, freeze: &str) -> String {
+    format!("Waiting: {environment} is frozen until {until} ({freeze})")
+}
+
+/// A `deploy:unlock` that lifted a freeze window (and no lock).
+pub fn freeze_lifted_by(creator: &str, lifted: &str) -> String {
+    format!("Lifted by {creator}: {lifted}")
+}
+
+/// Who holds a frozen environment, in `ferry locks`.
+pub fn freeze_holder(freeze: &str) -> String {
+    format!("freeze {freeze}")
+}
+
 /// "alice since 2026-11-21 14:05 UTC: reason".
 pub fn held_by(holder: &str, since: &str, reason: &str) -> String {
     if reason.is_empty() {

@@ -10,6 +10,7 @@ mod browser;
 mod checks;
 mod deploy_cli;
 mod fleet;
+mod freeze;
 mod incident;
 mod intake;
 mod log_page;

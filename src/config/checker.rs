@@ -292,6 +292,7 @@ impl<'a> Checker<'a> {
         let runner = runner.and_then(|r| self.runner(r));
         let ssh = ssh.and_then(|s| self.ssh(s));
         let targets = self.targets();
+        let freezes = self.freezes();
 
         Some(Config {
             path: path.to_path_buf(),
@@ -301,6 +302,7 @@ impl<'a> Checker<'a> {
             runner: runner?,
             ssh: ssh?,
             targets: targets?,
+            freezes: freezes?,
             warnings: Vec::new(),
         })
     }

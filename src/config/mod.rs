@@ -17,6 +17,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 mod checker;
+mod freezes;
 mod github;
 mod host;
 mod raw;
@@ -30,8 +31,8 @@ mod targets;
 use checker::{Checker, Seg, line_of, read_text};
 pub use host::Host;
 use raw::{
-    RawCheck, RawConfig, RawGitHub, RawRollback, RawRunner, RawServer, RawSsh, RawStep, RawStorage,
-    RawTarget, keys,
+    RawCheck, RawConfig, RawFreeze, RawGitHub, RawRollback, RawRunner, RawServer, RawSsh, RawStep,
+    RawStorage, RawTarget, keys,
 };
 pub use secret::Secret;
 pub use steering::{Owned, Steering};
@@ -55,6 +56,8 @@ pub struct Config {
     pub runner: Runner,
     pub ssh: Ssh,
     pub targets: Vec<Target>,
+    /// `[[freeze]]` windows.
+    pub freezes: Vec<crate::freeze::Freeze>,
     /// Things that are legal but probably not what the operator meant.
     pub warnings: Vec<Problem>,
 }
@@ -293,6 +296,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// `[[target.checks]]`'s `within` and `interval`.
 pub const DEFAULT_CHECK_WITHIN: Duration = Duration::from_secs(60);
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+/// A `[[freeze]]`'s `timezone`.
+pub const DEFAULT_FREEZE_TIMEZONE: &str = "UTC";
 /// A whole deployment's `timeout`.
 pub const DEFAULT_TARGET_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 

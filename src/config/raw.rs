@@ -22,6 +22,7 @@ pub struct RawConfig {
     runner: Option<toml::Value>,
     ssh: Option<toml::Value>,
     target: Option<toml::Value>,
+    freeze: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -120,6 +121,22 @@ pub fn item_lists() -> [(&'static str, &'static [&'static str]); 4] {
     ]
 }
 
+/// `[[freeze]]`: windows in which the environments it matches wait.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFreeze {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub repositories: Vec<String>,
+    #[serde(default)]
+    pub environments: Vec<String>,
+    #[serde(default)]
+    pub weekly: Vec<String>,
+    #[serde(default)]
+    pub dates: Vec<String>,
+    pub timezone: Option<String>,
+}
+
 /// `[[target.checks]]`: a step that must pass, tried until it does.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -179,7 +196,9 @@ mod tests {
         assert!(keys::<RawTarget>().contains(&"teardown_after"));
         assert_eq!(
             keys::<RawConfig>(),
-            ["server", "github", "storage", "runner", "ssh", "target"]
+            [
+                "server", "github", "storage", "runner", "ssh", "target", "freeze"
+            ]
         );
     }
 }

@@ -21,6 +21,10 @@ pub struct Steering {
     pub path: PathBuf,
     pub storage: Storage,
     pub targets: Vec<Owned>,
+    /// `[[freeze]]`, for `ferry locks` and `ferry unlock`; empty when the
+    /// file's freezes have a problem (said in `freeze_problems`).
+    pub freezes: Vec<crate::freeze::Freeze>,
+    pub freeze_problems: Vec<Problem>,
 }
 
 /// What a target owns, as far as steering goes.
@@ -70,11 +74,22 @@ impl Steering {
             .section::<RawStorage>(&[Seg::Key("storage")])
             .and_then(|raw| cx.storage(raw, env));
         let targets = owned_targets(doc.get_ref());
+        // A freeze with a problem does not stop an operator: it is left out,
+        // and said.
+        let before = cx.problems.len();
+        let freezes = cx.freezes().unwrap_or_default();
+        let freeze_problems = cx.problems.split_off(before);
         match storage {
             Some(storage) if cx.problems.is_empty() => Ok(Steering {
                 path: path.to_path_buf(),
                 storage,
                 targets,
+                freezes: if freeze_problems.is_empty() {
+                    freezes
+                } else {
+                    Vec::new()
+                },
+                freeze_problems,
             }),
             _ => Err(fail(cx.problems)),
         }
@@ -133,6 +148,8 @@ impl From<&super::Config> for Steering {
                     task: t.task.clone(),
                 })
                 .collect(),
+            freezes: c.freezes.clone(),
+            freeze_problems: Vec::new(),
         }
     }
 }

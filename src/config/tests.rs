@@ -397,3 +397,45 @@ fn rollback_is_a_switch_or_steps_of_its_own() {
         .to_string();
     assert!(e.contains("target[0].rollback[0].run"), "{e}");
 }
+
+#[test]
+fn freezes_are_read_and_bad_windows_named_with_key_and_line() {
+    let good = format!(
+        "{BASE}\n[[freeze]]\nname = \"weekend\"\nrepositories = [\"octo-org/*\"]\nenvironments = [\"production\"]\n\
+         weekly = [\"Fri 16:00 - Mon 08:00\"]\ndates = [\"2026-12-23 00:00 - 2027-01-04 08:00\"]\ntimezone = \"Europe/Berlin\"\n\
+         [[freeze]]\nname = \"nights\"\nweekly = [\"Mon 22:00 - Tue 06:00\"]\n"
+    );
+    let c = parse(&good).unwrap();
+    assert_eq!(c.freezes.len(), 2);
+    assert_eq!(c.freezes[0].timezone_name, "Europe/Berlin");
+    assert_eq!(c.freezes[1].timezone_name, DEFAULT_FREEZE_TIMEZONE);
+    assert!(c.freezes[1].repositories.is_empty());
+
+    let bad = format!(
+        "{BASE}\n[[freeze]]\nname = \"weekend\"\nweekly = [\n  \"Fri 16:00 - Mon 08:00\",\n  \"Fri 4pm - Mon 8am\",\n]\n\
+         dates = [\"2027-01-04 08:00 - 2026-12-23 00:00\"]\ntimezone = \"Mars/Olympus\"\nwindows = []\n\
+         [[freeze]]\nname = \"empty\"\n"
+    );
+    let e = parse(&bad).unwrap_err();
+    let keys: Vec<&str> = e.problems.iter().map(|p| p.key.as_str()).collect();
+    for key in [
+        "freeze[0].weekly[1]",
+        "freeze[0].dates[0]",
+        "freeze[0].timezone",
+        "freeze[0].windows",
+        "freeze[1]",
+    ] {
+        assert!(keys.contains(&key), "{key} not in {keys:?}");
+    }
+    let weekly = e
+        .problems
+        .iter()
+        .find(|p| p.key == "freeze[0].weekly[1]")
+        .unwrap();
+    let line = bad.lines().position(|l| l.contains("4pm")).unwrap() + 1;
+    assert_eq!(weekly.line, Some(line), "{weekly:?}");
+    assert!(
+        weekly.message.contains("DAY HH:MM - DAY HH:MM"),
+        "{weekly:?}"
+    );
+}

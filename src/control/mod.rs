@@ -146,18 +146,69 @@ pub async fn lock(c: &Steering, env: &EnvName, reason: &str) -> anyhow::Result<(
     }
 }
 
+/// Says once that the file's freezes were left out, and why.
+fn warn_freeze_problems(c: &Steering) {
+    for p in &c.freeze_problems {
+        eprintln!(
+            "warning: freezes left out ({}); run `ferry check-config`",
+            p.at(&c.path)
+        );
+    }
+}
+
+/// Lifts every freeze window holding the environment now, until each ends.
+async fn lift_freezes(
+    c: &Steering,
+    store: &SharedStore,
+    env: &EnvName,
+) -> anyhow::Result<Vec<String>> {
+    let now = jiff::Timestamp::now();
+    let lifts = store.freeze_lifts(crate::freeze::ms(now)).await?;
+    let mut lifted = Vec::new();
+    for (f, w) in crate::freeze::holding(&c.freezes, &env.repository, &env.environment, now) {
+        let lift = crate::store::FreezeLift {
+            repository: env.repository.clone(),
+            environment: env.environment.clone(),
+            freeze: f.name.clone(),
+            until: crate::freeze::ms(w.end),
+            by: operator(),
+            at: crate::freeze::ms(now),
+        };
+        if lifts.iter().any(|l| {
+            l.covers(
+                &lift.repository,
+                &lift.environment,
+                &lift.freeze,
+                lift.until,
+            )
+        }) {
+            continue;
+        }
+        store.lift_freeze(&lift).await?;
+        let until = f.local(w.end, now);
+        println!(
+            "lifted freeze {} for {env} until {until}; its next window holds it again",
+            f.name
+        );
+        lifted.push(format!("freeze {} until {until}", f.name));
+    }
+    Ok(lifted)
+}
+
 pub async fn unlock(c: &Steering, env: &EnvName) -> anyhow::Result<()> {
     owned(c, env)?;
+    warn_freeze_problems(c);
     let store = open_store(c).await?.store;
     let lock = store.unlock(&env.repository, &env.environment).await?;
     let holds = store
         .release_holds(&env.repository, &env.environment)
         .await?;
-    if lock.is_none() && holds.is_empty() {
+    let freezes = lift_freezes(c, &store, env).await?;
+    if lock.is_none() && holds.is_empty() && freezes.is_empty() {
         eprintln!("error: {env} is not locked");
         return Err(Failed.into());
     }
-    let mut lifted = Vec::new();
+    let mut lifted = freezes;
     if let Some(was) = &lock {
         println!("unlocked {env} (locked by {})", was.describe());
         lifted.push(format!("lock of {}", was.holder));
@@ -186,11 +237,44 @@ pub async fn unlock(c: &Steering, env: &EnvName) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The environments a freeze holds now, among those a target names
+/// exactly and those with a deployment waiting: (environment, freeze,
+/// window).
+async fn frozen_now(
+    c: &Steering,
+    store: &SharedStore,
+) -> anyhow::Result<Vec<(String, String, crate::freeze::Window, String)>> {
+    if c.freezes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = jiff::Timestamp::now();
+    let lifts = store.freeze_lifts(crate::freeze::ms(now)).await?;
+    let mut candidates: Vec<(String, String)> = c
+        .targets
+        .iter()
+        .filter(|t| !t.environment.contains(['*', '?', '[']))
+        .map(|t| (t.repository.clone(), t.environment.clone()))
+        .collect();
+    candidates.extend(store.waiting_environments().await?);
+    candidates.sort();
+    candidates.dedup();
+    Ok(candidates
+        .into_iter()
+        .filter_map(|(r, e)| {
+            let (f, w) = crate::freeze::frozen(&c.freezes, &lifts, &r, &e, now)?;
+            let until = f.local(w.end, now);
+            Some((format!("{r}:{e}"), f.name.clone(), w, until))
+        })
+        .collect())
+}
+
 pub async fn locks(c: &Steering) -> anyhow::Result<()> {
+    warn_freeze_problems(c);
     let store = open_store(c).await?.store;
     let locks = store.locks().await?;
     let holds = store.holds().await?;
-    if locks.is_empty() && holds.is_empty() {
+    let frozen = frozen_now(c, &store).await?;
+    if locks.is_empty() && holds.is_empty() && frozen.is_empty() {
         println!("no environment is locked");
         return Ok(());
     }
@@ -214,6 +298,14 @@ pub async fn locks(c: &Steering) -> anyhow::Result<()> {
             "ferry",
             "-",
             h.describe()
+        );
+    }
+    for (env, freeze, window, until) in frozen {
+        println!(
+            "{:<40}  {:<16}  {:<20}  frozen until {until}",
+            env,
+            crate::wording::freeze_holder(&freeze),
+            clock(crate::freeze::ms(window.start)),
         );
     }
     Ok(())

@@ -301,9 +301,22 @@ impl Runner {
         let mut swept = Instant::now() - crate::teardown::SWEEP_EVERY;
         let mut found_none: Option<Instant> = None;
         loop {
-            let max = self.shared.config.get().runner.max_concurrent.get();
-            while tasks.len() < max && !shutdown.is_cancelled() {
-                match self.shared.store.claim_next(&self.owner).await {
+            let config = self.shared.config.get();
+            let max = config.runner.max_concurrent.get();
+            // Environments a freeze window holds are not claimed; a store
+            // that cannot say which claims nothing this round.
+            let held = match crate::freeze::held_now(&self.shared.store, &config.freezes).await {
+                Ok(held) => Some(held),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read freeze lifts, retrying: {e}");
+                    None
+                }
+            };
+            while let Some(held) = held.as_ref()
+                && tasks.len() < max
+                && !shutdown.is_cancelled()
+            {
+                match self.shared.store.claim_next_except(&self.owner, held).await {
                     Ok(Some(d)) => {
                         tracing::info!(deployment = %d.id, repository = %d.repository, environment = %d.environment,
                             "deployment {} started: {} to {}", d.id, d.repository, d.environment);

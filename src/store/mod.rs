@@ -10,6 +10,7 @@
 //! noun named alike in both; the same conformance suite (`tests/store/`,
 //! split the same way) runs against both.
 
+mod freezes;
 pub mod postgres;
 mod requests;
 pub mod sqlite;
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use freezes::*;
 pub use requests::*;
 pub use types::*;
 
@@ -69,7 +71,8 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// queue ([`Deployments`]), steps on hosts ([`Steps`]), the outbox of
 /// statuses ([`Outbox`]), locks ([`Locks`]), cancel ([`Cancels`]),
 /// teardowns ([`Teardowns`]), operators' actions ([`Actions`]) and the
-/// deployments they ask GitHub for ([`Requests`]). Each
+/// deployments they ask GitHub for ([`Requests`]), and freeze windows
+/// lifted for an environment ([`Freezes`]). Each
 /// backend has one file per noun, named alike in `sqlite/` and `postgres/`,
 /// and the conformance suite (`tests/store/`) is split the same way.
 #[async_trait]
@@ -82,6 +85,7 @@ pub trait Store:
     + Teardowns
     + Actions
     + Requests
+    + Freezes
     + Send
     + Sync
     + 'static
@@ -123,7 +127,21 @@ pub trait Deployments: Send + Sync {
     /// `owner` for [`LEASE`] under a new attempt, and returns it. Runnable:
     /// no other deployment of its repository and environment runs, and the
     /// environment is not locked.
-    async fn claim_next(&self, owner: &Owner) -> Result<Option<Deployment>>;
+    async fn claim_next(&self, owner: &Owner) -> Result<Option<Deployment>> {
+        self.claim_next_except(owner, &[]).await
+    }
+
+    /// As [`Deployments::claim_next`], with the environments in `held`
+    /// (repository, environment) not runnable either: those a freeze
+    /// window holds now.
+    async fn claim_next_except(
+        &self,
+        owner: &Owner,
+        held: &[(String, String)],
+    ) -> Result<Option<Deployment>>;
+
+    /// The environments with a deployment waiting, each once.
+    async fn waiting_environments(&self) -> Result<Vec<(String, String)>>;
 
     /// Extends `owner`'s leases on `claims`; returns the claims it still
     /// holds. One missing was taken over: its process must stop it and
@@ -238,7 +256,8 @@ pub trait Locks: Send + Sync {
     /// Records a `deploy:lock` / `deploy:unlock` deployment and does what
     /// it asks, all at once: unless the delivery or deployment is a
     /// duplicate, the lock changes, and the deployment is stored finished
-    /// with its final status ([`LockTask::status`]) queued.
+    /// with its final status ([`LockTask::status`]) queued. `reason` is a
+    /// lock's reason; for an unlock, the freeze windows it lifted, in words.
     async fn accept_lock_task(
         &self,
         delivery: &DeliveryKey,

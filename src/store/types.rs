@@ -427,13 +427,24 @@ impl LockTask {
     }
 
     /// The deployment's final state and description, given the lock that
-    /// held its environment before it (`held`).
-    pub fn outcome(self, creator: &str, held: Option<&EnvLock>) -> (State, String) {
+    /// held its environment before it (`held`) and, for an unlock, the
+    /// freeze windows it lifted too (`lifted`, in words; may be empty).
+    pub fn outcome(self, creator: &str, held: Option<&EnvLock>, lifted: &str) -> (State, String) {
         match (self, held) {
             (LockTask::Lock, None) => (State::Success, wording::locked_by(creator)),
             (LockTask::Lock, Some(l)) => (State::Failure, wording::already_locked(&l.describe())),
-            (LockTask::Unlock, Some(l)) => {
+            (LockTask::Unlock, Some(l)) if lifted.is_empty() => {
                 (State::Success, wording::unlocked_by(creator, &l.describe()))
+            }
+            (LockTask::Unlock, Some(l)) => (
+                State::Success,
+                format!(
+                    "{}; lifted {lifted}",
+                    wording::unlocked_by(creator, &l.describe())
+                ),
+            ),
+            (LockTask::Unlock, None) if !lifted.is_empty() => {
+                (State::Success, wording::freeze_lifted_by(creator, lifted))
             }
             (LockTask::Unlock, None) => (State::Success, wording::NOTHING_TO_UNLOCK.into()),
         }

@@ -46,7 +46,12 @@ pub async fn take(
     let hosts = target.hosts.len();
     let description = match app
         .locks
-        .waiting(&app.store, &deployment.repository, &deployment.environment)
+        .waiting(
+            &app.store,
+            &config.freezes,
+            &deployment.repository,
+            &deployment.environment,
+        )
         .await
     {
         Some(waiting) => waiting,
@@ -137,9 +142,21 @@ async fn lock_task(
     reason: &str,
 ) -> Answer {
     let log_url = app.logs.url(deployment.id);
+    // An unlock lifts the freeze windows holding the environment too, each
+    // until it ends (SPEC "Freeze windows").
+    let lifted = match task {
+        LockTask::Unlock => match lift_freezes(app, deployment).await {
+            Ok(lifted) => lifted,
+            Err(e) => {
+                tracing::error!(error = %e, deployment = %deployment.id, "cannot lift the freeze for deployment {}: {e}", deployment.id);
+                return Answer::unavailable(EVENT);
+            }
+        },
+        LockTask::Lock => reason.to_string(),
+    };
     let result = within_deadline(
         app.store
-            .accept_lock_task(key, deployment, task, reason, &log_url),
+            .accept_lock_task(key, deployment, task, &lifted, &log_url),
     )
     .await;
     let (state, description) = match result {
@@ -162,4 +179,30 @@ async fn lock_task(
         EVENT,
         format!("deployment {}: {state}: {description}", deployment.id),
     )
+}
+
+/// Lifts every freeze window holding the deployment's environment now, for
+/// its creator; what it lifted, in words ("freeze weekend until Mon 08:00
+/// CET"), empty when nothing.
+async fn lift_freezes(app: &Intake, d: &NewDeployment) -> crate::store::Result<String> {
+    let config = app.config.get();
+    let now = jiff::Timestamp::now();
+    let holding = crate::freeze::holding(&config.freezes, &d.repository, &d.environment, now);
+    let mut lifted = Vec::new();
+    for (f, w) in holding {
+        let lift = crate::store::FreezeLift {
+            repository: d.repository.clone(),
+            environment: d.environment.clone(),
+            freeze: f.name.clone(),
+            until: crate::freeze::ms(w.end),
+            by: d.creator.clone(),
+            at: crate::freeze::ms(now),
+        };
+        within_deadline(app.store.lift_freeze(&lift)).await?;
+        lifted.push(format!("freeze {} until {}", f.name, f.local(w.end, now)));
+    }
+    if !lifted.is_empty() {
+        app.locks.forget();
+    }
+    Ok(lifted.join(", "))
 }

@@ -56,28 +56,40 @@ impl Intake {
 #[derive(Clone, Default)]
 pub struct LockCache(Arc<std::sync::Mutex<Option<LocksRead>>>);
 
-/// The locks and holds, and when they were read.
-type LocksRead = (std::time::Instant, Vec<EnvLock>, Vec<Hold>);
+/// The locks, holds and freeze lifts, and when they were read.
+type LocksRead = (
+    std::time::Instant,
+    Vec<EnvLock>,
+    Vec<Hold>,
+    Vec<crate::store::FreezeLift>,
+);
 
 impl LockCache {
     const FRESH: std::time::Duration = std::time::Duration::from_millis(250);
 
     /// What a deployment arriving in the environment waits for, if
-    /// anything: a lock first, then a step ferry could not end.
+    /// anything: a lock, a step ferry could not end, a freeze window.
     async fn waiting(
         &self,
         store: &SharedStore,
+        freezes: &[crate::freeze::Freeze],
         repository: &str,
         environment: &str,
     ) -> Option<String> {
-        let find =
-            |locks: &[EnvLock], holds: &[Hold]| waiting_on(locks, holds, repository, environment);
+        let find = |locks: &[EnvLock], holds: &[Hold], lifts: &[crate::store::FreezeLift]| {
+            waiting_on(locks, holds, repository, environment).or_else(|| {
+                let now = jiff::Timestamp::now();
+                crate::freeze::frozen(freezes, lifts, repository, environment, now).map(|(f, w)| {
+                    crate::wording::frozen_waiting(environment, &f.local(w.end, now), &f.name)
+                })
+            })
+        };
         // Every delivery passes here: answer from the cache without
         // copying it.
-        if let Some((at, locks, holds)) = &*self.0.lock().unwrap_or_else(|p| p.into_inner())
+        if let Some((at, locks, holds, lifts)) = &*self.0.lock().unwrap_or_else(|p| p.into_inner())
             && at.elapsed() < Self::FRESH
         {
-            return find(locks, holds);
+            return find(locks, holds, lifts);
         }
         // Only wording: a store that does not answer at once leaves the
         // delivery's own write to report it, within its deadline.
@@ -91,9 +103,19 @@ impl LockCache {
             .ok()
             .and_then(|h| h.ok())
             .unwrap_or_default();
-        let found = find(&locks, &holds);
+        let lifts = if freezes.is_empty() {
+            Vec::new()
+        } else {
+            let now = crate::store::now_ms();
+            tokio::time::timeout(quick, store.freeze_lifts(now))
+                .await
+                .ok()
+                .and_then(|l| l.ok())
+                .unwrap_or_default()
+        };
+        let found = find(&locks, &holds, &lifts);
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((std::time::Instant::now(), locks, holds));
+            Some((std::time::Instant::now(), locks, holds, lifts));
         found
     }
 

@@ -22,9 +22,10 @@ async fn a_sqlite_store_without_store_info_gets_one() {
         .unwrap()
         .created_at;
     store.close().await;
-    // As a store migrated through 0010 before 0008 made store_info.
+    // As a store migrated through 0010 before 0008 made store_info (the
+    // tables of the migrations after the repair go too: they run again).
     let c = rusqlite::Connection::open(dir.path().join("ferry.db")).unwrap();
-    c.execute_batch("DROP TABLE store_info; PRAGMA user_version = 10;")
+    c.execute_batch("DROP TABLE store_info; DROP TABLE freeze_lifts; PRAGMA user_version = 10;")
         .unwrap();
     drop(c);
     let store = SqliteStore::open(dir.path()).await.unwrap();
@@ -48,7 +49,9 @@ async fn a_postgres_store_without_store_info_gets_one() {
         .created_at;
     store.close().await;
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    sqlx::raw_sql("DROP TABLE store_info; DELETE FROM ferry_migrations WHERE version > 9;")
+    sqlx::raw_sql(
+        "DROP TABLE store_info; DROP TABLE freeze_lifts; DELETE FROM ferry_migrations WHERE version > 9;",
+    )
         .execute(&pool)
         .await
         .unwrap();

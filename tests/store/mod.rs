@@ -113,6 +113,7 @@ async fn succeed(store: &SharedStore, claim: Claim) {
 mod actions;
 mod cancels;
 mod deployments;
+mod freezes;
 mod leases;
 mod locks;
 mod migrations;

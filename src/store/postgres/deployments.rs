@@ -27,7 +27,13 @@ impl Deployments for PgStore {
         answer.await.map_err(|_| Error::Closed)?
     }
 
-    async fn claim_next(&self, owner: &Owner) -> Result<Option<Deployment>> {
+    async fn claim_next_except(
+        &self,
+        owner: &Owner,
+        held: &[(String, String)],
+    ) -> Result<Option<Deployment>> {
+        let (held_repos, held_envs): (Vec<&str>, Vec<&str>) =
+            held.iter().map(|(r, e)| (r.as_str(), e.as_str())).unzip();
         // Runners ask after every delivery; in a burst the answer is mostly
         // "nothing", and a read finds that out without locking the row a
         // delivery is superseding.
@@ -39,8 +45,12 @@ impl Deployments for PgStore {
                                WHERE l.repository = d.repository AND l.environment = d.environment)
                AND NOT EXISTS (SELECT 1 FROM remote_steps s JOIN deployments h ON h.id = s.deployment_id
                                WHERE h.repository = d.repository AND h.environment = d.environment)
+               AND NOT EXISTS (SELECT 1 FROM unnest($1::text[], $2::text[]) AS f(r, e)
+                               WHERE f.r = d.repository AND f.e = d.environment)
              LIMIT 1",
         )
+        .bind(&held_repos)
+        .bind(&held_envs)
         .fetch_optional(&self.pool)
         .await?;
         if runnable.is_none() {
@@ -63,6 +73,8 @@ impl Deployments for PgStore {
                                    WHERE l.repository = d.repository AND l.environment = d.environment)
                    AND NOT EXISTS (SELECT 1 FROM remote_steps s JOIN deployments h ON h.id = s.deployment_id
                                    WHERE h.repository = d.repository AND h.environment = d.environment)
+                   AND NOT EXISTS (SELECT 1 FROM unnest($4::text[], $5::text[]) AS f(r, e)
+                                   WHERE f.r = d.repository AND f.e = d.environment)
                  ORDER BY d.seq LIMIT 1
                  FOR UPDATE SKIP LOCKED)
              RETURNING {DEPLOYMENT_COLUMNS}"
@@ -74,6 +86,8 @@ impl Deployments for PgStore {
                 .bind(now_ms())
                 .bind(&owner.0)
                 .bind(lease_ms())
+                .bind(&held_repos)
+                .bind(&held_envs)
                 .fetch_optional(&self.pool)
                 .await
             {
@@ -83,6 +97,15 @@ impl Deployments for PgStore {
             }
         }
         Ok(None)
+    }
+
+    async fn waiting_environments(&self) -> Result<Vec<(String, String)>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT DISTINCT repository, environment FROM deployments WHERE state = 'queued'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
     }
 
     async fn renew(&self, owner: &Owner, claims: &[Claim]) -> Result<Vec<Claim>> {

@@ -140,7 +140,7 @@ impl Locks for PgStore {
             }
             _ => {}
         }
-        let (state, description) = task.outcome(&d.creator, held.as_ref());
+        let (state, description) = task.outcome(&d.creator, held.as_ref(), reason);
         sqlx::query(
             "INSERT INTO deployments (id, repository, environment, task, git_ref, sha, payload,
                  creator, production, transient, installation_id, state, description,

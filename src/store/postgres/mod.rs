@@ -17,6 +17,7 @@ use sqlx::{Postgres, Row, Transaction};
 mod actions;
 mod cancels;
 mod deployments;
+mod freezes;
 mod intake;
 mod listen;
 mod locks;

@@ -30,7 +30,12 @@ impl Deployments for SqliteStore {
         answer.await.map_err(|_| Error::Closed)?
     }
 
-    async fn claim_next(&self, owner: &Owner) -> Result<Option<Deployment>> {
+    async fn claim_next_except(
+        &self,
+        owner: &Owner,
+        held: &[(String, String)],
+    ) -> Result<Option<Deployment>> {
+        // `held` travels as one JSON array of [repository, environment].
         const RUNNABLE: &str = "SELECT d.id FROM deployments d
              WHERE d.state = 'queued' AND NOT EXISTS (
                  SELECT 1 FROM deployments r WHERE r.state = 'running'
@@ -41,13 +46,19 @@ impl Deployments for SqliteStore {
              AND NOT EXISTS (
                  SELECT 1 FROM remote_steps s JOIN deployments h ON h.id = s.deployment_id
                  WHERE h.repository = d.repository AND h.environment = d.environment)
+             AND NOT EXISTS (
+                 SELECT 1 FROM json_each(?4) f
+                 WHERE f.value ->> 0 = d.repository AND f.value ->> 1 = d.environment)
              ORDER BY d.seq LIMIT 1";
+        let held = serde_json::to_string(held).unwrap_or_else(|_| "[]".into());
         // The runner asks after every delivery; during a burst the answer is
         // mostly "nothing", and a read finds that out without the writer.
+        let read_held = held.clone();
         let any = self
-            .read(|c| {
-                c.prepare_cached(RUNNABLE)?
-                    .query_row([], |r| r.get::<_, i64>(0))
+            .read(move |c| {
+                let sql = RUNNABLE.replace("?4", "?1");
+                c.prepare_cached(&sql)?
+                    .query_row(params![read_held], |r| r.get::<_, i64>(0))
                     .optional()
             })
             .await?;
@@ -62,8 +73,22 @@ impl Deployments for SqliteStore {
                  WHERE id = ({RUNNABLE}) RETURNING {DEPLOYMENT_COLUMNS}"
             );
             tx.prepare_cached(&sql)?
-                .query_row(params![now_ms(), owner, lease_ms()], deployment_from_row)
+                .query_row(
+                    params![now_ms(), owner, lease_ms(), held],
+                    deployment_from_row,
+                )
                 .optional()
+        })
+        .await
+    }
+
+    async fn waiting_environments(&self) -> Result<Vec<(String, String)>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT DISTINCT repository, environment FROM deployments WHERE state = 'queued'",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
         })
         .await
     }

@@ -117,7 +117,7 @@ impl Locks for SqliteStore {
                 }
                 _ => {}
             }
-            let (state, description) = task.outcome(&d.creator, held.as_ref());
+            let (state, description) = task.outcome(&d.creator, held.as_ref(), &reason);
             tx.prepare_cached(
                 "INSERT INTO deployments (id, seq, repository, environment, task, git_ref, sha,
                      payload, creator, production, transient, installation_id, state,

@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0009_cancel_rollback.sql"),
     include_str!("../../../migrations/sqlite/0010_deploy_requests.sql"),
     include_str!("../../../migrations/sqlite/0011_store_info_repair.sql"),
+    include_str!("../../../migrations/sqlite/0012_freeze_lifts.sql"),
 ];
 
 pub fn run(conn: &mut Connection) -> anyhow::Result<()> {

@@ -15,6 +15,7 @@
 mod actions;
 mod cancels;
 mod deployments;
+mod freezes;
 mod locks;
 mod migrate;
 mod outbox;

@@ -1,0 +1,128 @@
+//! `[[freeze]]`: windows in which the environments a freeze matches wait,
+//! as if locked (SPEC "Freeze windows"). Each window is read here, once, so
+//! that one that cannot be read is refused with its key and line before
+//! ferry starts, not found out on a Friday.
+
+use super::*;
+use crate::freeze::{Dated, Freeze, Weekly};
+
+impl<'a> Checker<'a> {
+    /// Every `[[freeze]]`; None after reporting each bad key.
+    pub(super) fn freezes(&mut self) -> Option<Vec<Freeze>> {
+        let Some(value) = self.value_at(&[Seg::Key("freeze")]) else {
+            return Some(Vec::new());
+        };
+        let DeValue::Array(items) = value.get_ref() else {
+            self.problem(&[Seg::Key("freeze")], "expected [[freeze]] tables");
+            return None;
+        };
+        let mut freezes = Vec::new();
+        let mut ok = true;
+        let mut names = HashSet::new();
+        for (i, item) in items.iter().enumerate() {
+            let path = [Seg::Key("freeze"), Seg::Index(i)];
+            let raw: Option<RawFreeze> = self.table_at(&path, item.span());
+            match raw.and_then(|r| self.freeze(i, r)) {
+                Some(f) => {
+                    if !names.insert(f.name.clone()) {
+                        self.problem(
+                            &[Seg::Key("freeze"), Seg::Index(i), Seg::Key("name")],
+                            format!("a freeze named {:?} comes before this one", f.name),
+                        );
+                        ok = false;
+                    }
+                    freezes.push(f);
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some(freezes)
+    }
+
+    fn freeze(&mut self, i: usize, raw: RawFreeze) -> Option<Freeze> {
+        let at = |k| [Seg::Key("freeze"), Seg::Index(i), Seg::Key(k)];
+        let item = |k, j| {
+            [
+                Seg::Key("freeze"),
+                Seg::Index(i),
+                Seg::Key(k),
+                Seg::Index(j),
+            ]
+        };
+        let mut ok = true;
+        let name = match raw.name {
+            Some(n) if !n.trim().is_empty() => n,
+            _ => {
+                self.problem(&at("name"), "missing, e.g. \"weekend\"");
+                ok = false;
+                String::new()
+            }
+        };
+        let timezone_name = raw
+            .timezone
+            .unwrap_or_else(|| DEFAULT_FREEZE_TIMEZONE.into());
+        let timezone = match jiff::tz::TimeZone::get(&timezone_name) {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                self.problem(
+                    &at("timezone"),
+                    format!(
+                        "{timezone_name:?} is not a time zone of the IANA database (such as \"Europe/Berlin\"; is tzdata installed?)"
+                    ),
+                );
+                ok = false;
+                None
+            }
+        };
+        let mut weekly = Vec::new();
+        for (j, w) in raw.weekly.iter().enumerate() {
+            match Weekly::parse(w) {
+                Ok(w) => weekly.push(w),
+                Err(e) => {
+                    self.problem(&item("weekly", j), e);
+                    ok = false;
+                }
+            }
+        }
+        let mut dates = Vec::new();
+        for (j, d) in raw.dates.iter().enumerate() {
+            match Dated::parse(d) {
+                Ok(d) => dates.push(d),
+                Err(e) => {
+                    self.problem(&item("dates", j), e);
+                    ok = false;
+                }
+            }
+        }
+        if raw.weekly.is_empty() && raw.dates.is_empty() {
+            self.problem(
+                &[Seg::Key("freeze"), Seg::Index(i)],
+                "no window: give it weekly = [\"Fri 16:00 - Mon 08:00\"] or dates = [...]",
+            );
+            ok = false;
+        }
+        for (key, globs) in [
+            ("repositories", &raw.repositories),
+            ("environments", &raw.environments),
+        ] {
+            for (j, g) in globs.iter().enumerate() {
+                if g.trim().is_empty() {
+                    self.problem(&item(key, j), "an empty name matches nothing");
+                    ok = false;
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
+        Some(Freeze {
+            name,
+            repositories: raw.repositories,
+            environments: raw.environments,
+            weekly,
+            dates,
+            timezone: timezone?,
+            timezone_name,
+        })
+    }
+}

@@ -1,0 +1,402 @@
+//! Freeze windows (`[[freeze]]`, SPEC "Freeze windows"): times in which the
+//! environments a freeze matches act as locked by "freeze NAME".
+//!
+//! Windows are written in the freeze's IANA time zone and computed on the
+//! timeline with its rules (jiff, the system's tz database): "Fri 16:00 -
+//! Mon 08:00" in Europe/Berlin is 64 hours long on most weekends and 65 on
+//! the one whose Sunday ends summer time. A local time that a change skips
+//! (02:30 on the last Sunday of March) is moved past the gap by its length
+//! (03:30), one that happens twice is its first occurrence (jiff's
+//! "compatible", as RFC 5545 reads such times).
+
+use jiff::civil::{DateTime, Time, Weekday};
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, ToSpan};
+
+use crate::glob;
+use crate::store::{FreezeLift, SharedStore};
+
+/// One freeze as configured.
+#[derive(Debug, Clone)]
+pub struct Freeze {
+    pub name: String,
+    /// Globs; empty: every repository.
+    pub repositories: Vec<String>,
+    /// Globs; empty: every environment.
+    pub environments: Vec<String>,
+    pub weekly: Vec<Weekly>,
+    pub dates: Vec<Dated>,
+    pub timezone: TimeZone,
+    /// As written (`Europe/Berlin`), for messages.
+    pub timezone_name: String,
+}
+
+/// `DAY HH:MM - DAY HH:MM`, every week.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Weekly {
+    pub from: (Weekday, Time),
+    pub to: (Weekday, Time),
+}
+
+/// `YYYY-MM-DD HH:MM - YYYY-MM-DD HH:MM`, once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dated {
+    pub from: DateTime,
+    pub to: DateTime,
+}
+
+/// A stretch of time a freeze holds, on the timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start: Timestamp,
+    pub end: Timestamp,
+}
+
+const DAYS: [(&str, Weekday); 7] = [
+    ("Mon", Weekday::Monday),
+    ("Tue", Weekday::Tuesday),
+    ("Wed", Weekday::Wednesday),
+    ("Thu", Weekday::Thursday),
+    ("Fri", Weekday::Friday),
+    ("Sat", Weekday::Saturday),
+    ("Sun", Weekday::Sunday),
+];
+
+/// `a - b`, split at the one " - " (dates have dashes of their own).
+fn halves(s: &str) -> Option<(&str, &str)> {
+    let (a, b) = s.split_once(" - ")?;
+    Some((a.trim(), b.trim()))
+}
+
+fn time_of(s: &str) -> Option<Time> {
+    let (h, m) = s.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    Time::new(h.parse().ok()?, m.parse().ok()?, 0, 0).ok()
+}
+
+fn day_time(s: &str) -> Option<(Weekday, Time)> {
+    let (day, time) = s.split_once(' ')?;
+    let day = DAYS.iter().find(|(n, _)| *n == day.trim())?.1;
+    Some((day, time_of(time.trim())?))
+}
+
+fn date_time(s: &str) -> Option<DateTime> {
+    let (date, time) = s.split_once(' ')?;
+    let date: jiff::civil::Date = date.trim().parse().ok()?;
+    Some(date.to_datetime(time_of(time.trim())?))
+}
+
+impl Weekly {
+    pub fn parse(s: &str) -> Result<Weekly, String> {
+        let bad = || {
+            format!(
+                "cannot read {s:?}: expected DAY HH:MM - DAY HH:MM, such as \"Fri 16:00 - Mon 08:00\" (days Mon ... Sun)"
+            )
+        };
+        let (a, b) = halves(s).ok_or_else(bad)?;
+        let w = Weekly {
+            from: day_time(a).ok_or_else(bad)?,
+            to: day_time(b).ok_or_else(bad)?,
+        };
+        if w.from == w.to {
+            return Err(format!("{s:?} starts where it ends: it would be empty"));
+        }
+        Ok(w)
+    }
+
+    /// Days from the start's day to the end's, in 1..=7.
+    fn length_in_days(&self) -> i64 {
+        let (from, to) = (
+            i64::from(self.from.0.to_monday_zero_offset()),
+            i64::from(self.to.0.to_monday_zero_offset()),
+        );
+        let days = (to - from).rem_euclid(7);
+        if days == 0 && self.to.1 <= self.from.1 {
+            7
+        } else {
+            days
+        }
+    }
+}
+
+impl Dated {
+    pub fn parse(s: &str) -> Result<Dated, String> {
+        let bad = || {
+            format!(
+                "cannot read {s:?}: expected YYYY-MM-DD HH:MM - YYYY-MM-DD HH:MM, such as \"2026-12-23 00:00 - 2027-01-04 08:00\""
+            )
+        };
+        let (a, b) = halves(s).ok_or_else(bad)?;
+        let d = Dated {
+            from: date_time(a).ok_or_else(bad)?,
+            to: date_time(b).ok_or_else(bad)?,
+        };
+        if d.to <= d.from {
+            return Err(format!("{s:?} ends before it starts"));
+        }
+        Ok(d)
+    }
+}
+
+impl Freeze {
+    pub fn matches(&self, repository: &str, environment: &str) -> bool {
+        let any = |globs: &[String], name: &str| {
+            globs.is_empty() || globs.iter().any(|g| glob::matches(g, name))
+        };
+        any(&self.repositories, repository) && any(&self.environments, environment)
+    }
+
+    /// A local time in this freeze's zone, on the timeline.
+    fn instant(&self, at: DateTime) -> Timestamp {
+        self.timezone
+            .to_ambiguous_timestamp(at)
+            .compatible()
+            .unwrap_or(Timestamp::MAX)
+    }
+
+    /// Every window that starts within a week before or after `now`, and
+    /// the dated ones: what `in_force` and `next` choose from.
+    fn windows_near(&self, now: Timestamp) -> Vec<Window> {
+        let today = now.to_zoned(self.timezone.clone()).date();
+        let mut out = Vec::new();
+        for w in &self.weekly {
+            for offset in -7..=7i64 {
+                let Ok(day) = today.checked_add(offset.days()) else {
+                    continue;
+                };
+                if day.weekday() != w.from.0 {
+                    continue;
+                }
+                let Ok(end_day) = day.checked_add(w.length_in_days().days()) else {
+                    continue;
+                };
+                out.push(Window {
+                    start: self.instant(day.to_datetime(w.from.1)),
+                    end: self.instant(end_day.to_datetime(w.to.1)),
+                });
+            }
+        }
+        for d in &self.dates {
+            out.push(Window {
+                start: self.instant(d.from),
+                end: self.instant(d.to),
+            });
+        }
+        out
+    }
+
+    /// The window holding `now`, if any; of overlapping ones, the one that
+    /// ends last.
+    pub fn in_force(&self, now: Timestamp) -> Option<Window> {
+        self.windows_near(now)
+            .into_iter()
+            .filter(|w| w.start <= now && now < w.end)
+            .max_by_key(|w| w.end)
+    }
+
+    /// The window in force at `now`, else the next one to start.
+    pub fn next(&self, now: Timestamp) -> Option<Window> {
+        self.in_force(now).or_else(|| {
+            self.windows_near(now)
+                .into_iter()
+                .filter(|w| w.start > now)
+                .min_by_key(|w| w.start)
+        })
+    }
+
+    /// `at` as the freeze's zone shows it: "Mon 08:00 CET", with the date
+    /// when it is not within the coming week.
+    pub fn local(&self, at: Timestamp, now: Timestamp) -> String {
+        let zoned = at.to_zoned(self.timezone.clone());
+        let within_week = at.as_second() - now.as_second() < 6 * 86400;
+        if within_week {
+            zoned.strftime("%a %H:%M %Z").to_string()
+        } else {
+            zoned.strftime("%a %Y-%m-%d %H:%M %Z").to_string()
+        }
+    }
+}
+
+/// What freezes hold an environment at `now`: the freeze, and its window.
+pub fn holding<'a>(
+    freezes: &'a [Freeze],
+    repository: &str,
+    environment: &str,
+    now: Timestamp,
+) -> Vec<(&'a Freeze, Window)> {
+    freezes
+        .iter()
+        .filter(|f| f.matches(repository, environment))
+        .filter_map(|f| f.in_force(now).map(|w| (f, w)))
+        .collect()
+}
+
+/// The freeze holding an environment at `now` that no lift lets it
+/// through, with its window: of several, the one that ends last.
+pub fn frozen<'a>(
+    freezes: &'a [Freeze],
+    lifts: &[FreezeLift],
+    repository: &str,
+    environment: &str,
+    now: Timestamp,
+) -> Option<(&'a Freeze, Window)> {
+    holding(freezes, repository, environment, now)
+        .into_iter()
+        .filter(|(f, w)| {
+            !lifts
+                .iter()
+                .any(|l| l.covers(repository, environment, &f.name, ms(w.end)))
+        })
+        .max_by_key(|(_, w)| w.end)
+}
+
+/// Milliseconds since the epoch, as the store keeps times.
+pub fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+/// The environments with a deployment waiting that a freeze holds now:
+/// what the runner must not claim. Nothing is read when no freeze is
+/// configured.
+pub async fn held_now(
+    store: &SharedStore,
+    freezes: &[Freeze],
+) -> crate::store::Result<Vec<(String, String)>> {
+    if freezes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = Timestamp::now();
+    let waiting = store.waiting_environments().await?;
+    let lifts = store.freeze_lifts(ms(now)).await?;
+    Ok(waiting
+        .into_iter()
+        .filter(|(r, e)| frozen(freezes, &lifts, r, e, now).is_some())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::civil::date;
+
+    fn freeze(weekly: &[&str], dates: &[&str], tz: &str) -> Freeze {
+        Freeze {
+            name: "weekend".into(),
+            repositories: vec!["octo-org/*".into()],
+            environments: vec!["production".into()],
+            weekly: weekly.iter().map(|w| Weekly::parse(w).unwrap()).collect(),
+            dates: dates.iter().map(|d| Dated::parse(d).unwrap()).collect(),
+            timezone: TimeZone::get(tz).unwrap(),
+            timezone_name: tz.into(),
+        }
+    }
+
+    fn at(tz: &str, dt: DateTime) -> Timestamp {
+        dt.to_zoned(TimeZone::get(tz).unwrap()).unwrap().timestamp()
+    }
+
+    #[test]
+    fn windows_are_read_or_refused_with_the_reason() {
+        assert_eq!(
+            Weekly::parse("Fri 16:00 - Mon 08:00").unwrap(),
+            Weekly {
+                from: (Weekday::Friday, Time::constant(16, 0, 0, 0)),
+                to: (Weekday::Monday, Time::constant(8, 0, 0, 0)),
+            }
+        );
+        for bad in [
+            "Fri 16:00-Mon 08:00",
+            "Friday 16:00 - Mon 08:00",
+            "Fri 25:00 - Mon 08:00",
+            "Fri 16:00 - Mon",
+            "Fri 4pm - Mon 08:00",
+            "",
+        ] {
+            assert!(
+                Weekly::parse(bad).unwrap_err().contains("DAY HH:MM"),
+                "{bad}"
+            );
+        }
+        assert!(
+            Weekly::parse("Mon 08:00 - Mon 08:00")
+                .unwrap_err()
+                .contains("empty")
+        );
+        assert!(Dated::parse("2026-12-23 00:00 - 2027-01-04 08:00").is_ok());
+        assert!(Dated::parse("2026-02-30 00:00 - 2027-01-04 08:00").is_err());
+        assert!(
+            Dated::parse("2027-01-04 08:00 - 2026-12-23 00:00")
+                .unwrap_err()
+                .contains("ends before it starts")
+        );
+    }
+
+    #[test]
+    fn a_weekend_window_holds_from_friday_to_monday_in_its_zone() {
+        let f = freeze(&["Fri 16:00 - Mon 08:00"], &[], "Europe/Berlin");
+        // Friday 2026-11-27: 15:59 Berlin is before, 16:00 is in.
+        let before = at("Europe/Berlin", date(2026, 11, 27).at(15, 59, 0, 0));
+        let start = at("Europe/Berlin", date(2026, 11, 27).at(16, 0, 0, 0));
+        let end = at("Europe/Berlin", date(2026, 11, 30).at(8, 0, 0, 0));
+        assert_eq!(f.in_force(before), None);
+        assert_eq!(f.next(before), Some(Window { start, end }));
+        let sunday = at("Europe/Berlin", date(2026, 11, 29).at(12, 0, 0, 0));
+        assert_eq!(f.in_force(sunday), Some(Window { start, end }));
+        assert_eq!(f.in_force(end), None);
+        // 16:00 in Berlin is 15:00 UTC in winter.
+        assert_eq!(start.to_string(), "2026-11-27T15:00:00Z");
+        assert_eq!(f.local(end, sunday), "Mon 08:00 CET");
+        assert!(f.matches("octo-org/web", "production"));
+        assert!(!f.matches("octo-org/web", "staging"));
+        assert!(!f.matches("other/web", "production"));
+    }
+
+    #[test]
+    fn a_window_across_the_end_of_summer_time_is_an_hour_longer() {
+        // Europe/Berlin leaves summer time on Sunday 2026-10-25 at 03:00.
+        let f = freeze(&["Fri 16:00 - Mon 08:00"], &[], "Europe/Berlin");
+        let saturday = at("Europe/Berlin", date(2026, 10, 24).at(12, 0, 0, 0));
+        let w = f.in_force(saturday).unwrap();
+        assert_eq!(w.start.to_string(), "2026-10-23T14:00:00Z"); // 16:00 CEST
+        assert_eq!(w.end.to_string(), "2026-10-26T07:00:00Z"); // 08:00 CET
+        assert_eq!((w.end.as_second() - w.start.as_second()) / 3600, 65);
+        // And across its start (Sunday 2026-03-29, 02:00 -> 03:00), shorter.
+        let saturday = at("Europe/Berlin", date(2026, 3, 28).at(12, 0, 0, 0));
+        let w = f.in_force(saturday).unwrap();
+        assert_eq!((w.end.as_second() - w.start.as_second()) / 3600, 63);
+        // A window starting in the skipped hour starts past it.
+        let gap = freeze(&["Sun 02:30 - Sun 04:00"], &[], "Europe/Berlin");
+        let w = gap.next(saturday).unwrap();
+        assert_eq!(w.start.to_string(), "2026-03-29T01:30:00Z"); // 03:30 CEST
+        assert_eq!(w.end.to_string(), "2026-03-29T02:00:00Z");
+    }
+
+    #[test]
+    fn a_window_may_wrap_past_sunday_and_dates_hold_once() {
+        let f = freeze(
+            &["Sun 22:00 - Mon 02:00"],
+            &["2026-12-23 00:00 - 2027-01-04 08:00"],
+            "America/New_York",
+        );
+        let monday = at("America/New_York", date(2026, 11, 30).at(1, 0, 0, 0));
+        let w = f.in_force(monday).unwrap();
+        assert_eq!(
+            w.start,
+            at("America/New_York", date(2026, 11, 29).at(22, 0, 0, 0))
+        );
+        let christmas = at("America/New_York", date(2026, 12, 25).at(12, 0, 0, 0));
+        let w = f.in_force(christmas).unwrap();
+        assert_eq!(
+            w.end,
+            at("America/New_York", date(2027, 1, 4).at(8, 0, 0, 0))
+        );
+        assert_eq!(f.local(w.end, christmas), "Mon 2027-01-04 08:00 EST");
+        let after = at("America/New_York", date(2027, 1, 4).at(9, 0, 0, 0));
+        assert_eq!(f.in_force(after), None);
+        // A freeze whose only window is past holds nothing, ever again.
+        let past = freeze(&[], &["2026-01-01 00:00 - 2026-01-02 00:00"], "UTC");
+        assert_eq!(past.next(after), None);
+    }
+}

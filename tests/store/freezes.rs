@@ -1,0 +1,119 @@
+//! Freeze windows in the store: lifts shared by every replica, and claims
+//! that pass over the environments a freeze holds (the runner names them).
+
+use ferry::store::*;
+use ferry_testkit::backends;
+
+use super::*;
+
+backends!(
+    with backend;
+    a_held_environment_is_not_claimed_and_others_are,
+    lifts_are_recorded_once_and_forgotten_after_their_window,
+);
+
+fn held(env: &str) -> Vec<(String, String)> {
+    vec![("o/r".to_string(), env.to_string())]
+}
+
+async fn a_held_environment_is_not_claimed_and_others_are(b: Backend) {
+    let store = (b.open)().await;
+    assert!(store.waiting_environments().await.unwrap().is_empty());
+    accept(&store, 1, "production", false).await;
+    accept(&store, 2, "production", false).await;
+    accept(&store, 3, "staging", false).await;
+    let mut waiting = store.waiting_environments().await.unwrap();
+    waiting.sort();
+    assert_eq!(
+        waiting,
+        [
+            ("o/r".to_string(), "production".to_string()),
+            ("o/r".to_string(), "staging".to_string())
+        ]
+    );
+    // production is held: staging's deployment goes, though it came later.
+    let first = store
+        .claim_next_except(&me(), &held("production"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.id, DeploymentId(3));
+    assert!(
+        store
+            .claim_next_except(&me(), &held("production"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Another repository's environment of the same name is not held.
+    let other = vec![("x/y".to_string(), "production".to_string())];
+    let next = store
+        .claim_next_except(&me(), &other)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.id, DeploymentId(1));
+    succeed(&store, next.claim()).await;
+    // Released: production's next one, in its turn.
+    let last = store.claim_next(&me()).await.unwrap().unwrap();
+    assert_eq!(last.id, DeploymentId(2));
+}
+
+async fn lifts_are_recorded_once_and_forgotten_after_their_window(b: Backend) {
+    let store = (b.open)().await;
+    let lift = |env: &str, until: i64, at: i64| FreezeLift {
+        repository: "o/r".into(),
+        environment: env.into(),
+        freeze: "weekend".into(),
+        until,
+        by: "alice".into(),
+        at,
+    };
+    assert!(store.freeze_lifts(1_000).await.unwrap().is_empty());
+    assert!(
+        store
+            .lift_freeze(&lift("production", 5_000, 1_000))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .lift_freeze(&lift("production", 5_000, 1_500))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .lift_freeze(&lift("staging", 9_000, 2_000))
+            .await
+            .unwrap()
+    );
+    let other = (b.open)().await;
+    let lifts = other.freeze_lifts(2_000).await.unwrap();
+    assert_eq!(
+        lifts,
+        [
+            lift("production", 5_000, 1_000),
+            lift("staging", 9_000, 2_000)
+        ]
+    );
+    assert!(lifts[0].covers("o/r", "production", "weekend", 5_000));
+    assert!(!lifts[0].covers("o/r", "production", "weekend", 6_000));
+    assert!(!lifts[0].covers("o/r", "production", "nights", 5_000));
+    // After its window, a lift means nothing.
+    assert_eq!(
+        store.freeze_lifts(5_000).await.unwrap(),
+        [lift("staging", 9_000, 2_000)]
+    );
+    // The next window of the same freeze may be lifted anew.
+    assert!(
+        store
+            .lift_freeze(&lift("production", 12_000, 10_000))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.freeze_lifts(10_000).await.unwrap(),
+        [lift("production", 12_000, 10_000)]
+    );
+}
