@@ -125,6 +125,8 @@ pub struct WakeUps {
     pub runner: Arc<Notify>,
     /// There may be a status to post.
     pub outbox: Arc<Notify>,
+    /// A sha's checks changed: look at the deployments waiting for them.
+    pub gates: Arc<Notify>,
 }
 
 impl WakeUps {
@@ -193,6 +195,7 @@ fn http_parts(
         locks: Default::default(),
         runner: wake.runner.clone(),
         outbox: wake.outbox.clone(),
+        gates: wake.gates.clone(),
     };
     let pages = Pages {
         store: store.clone(),
@@ -338,6 +341,18 @@ pub async fn serve(
             }
         });
     }
+    tasks.spawn(
+        crate::gate::Gatekeeper {
+            store: store.clone(),
+            github: github_now.clone(),
+            config: config_now.clone(),
+            logs: logs.clone(),
+            wake: wake.gates.clone(),
+            runner: wake.runner.clone(),
+            outbox: wake.outbox.clone(),
+        }
+        .run(stop.clone()),
+    );
     tasks.spawn(
         crate::github::create::Requester {
             github: github_now.clone(),

@@ -21,6 +21,7 @@
 //! - [`current`]: the config and what is built from it, replaced on reload.
 //! - [`metrics`]: Prometheus metric names and the exporter.
 //! - [`freeze`]: freeze windows on the timeline, in their time zones.
+//! - [`gate`]: deployments waiting for their sha's required checks.
 //! - [`sign`] and [`glob`]: HMAC, and environment globs.
 
 pub mod cli;
@@ -31,6 +32,7 @@ pub mod daemon;
 pub mod error;
 pub mod format;
 pub mod freeze;
+pub mod gate;
 pub mod github;
 pub mod glob;
 pub mod health;

@@ -51,6 +51,48 @@ pub fn freeze_lifted_by(creator: &str, lifted: &str) -> String {
     format!("Lifted by {creator}: {lifted}")
 }
 
+/// A deployment waiting for its required checks: "Waiting for checks on
+/// abc1234: test, lint" (`*`: every check, named as they appear).
+pub fn checks_waiting(sha: &str, names: &[String]) -> String {
+    let names: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| *n != "*")
+        .collect();
+    if names.is_empty() {
+        format!("Waiting for checks on {}", short_sha(sha))
+    } else {
+        format!(
+            "Waiting for checks on {}: {}",
+            short_sha(sha),
+            names.join(", ")
+        )
+    }
+}
+
+/// A required check that failed.
+pub fn required_check_failed(check: &str, sha: &str) -> String {
+    format!("Check '{check}' failed on {}", short_sha(sha))
+}
+
+/// A required check that had not passed by `checks_timeout`.
+pub fn required_check_timed_out(check: &str, sha: &str, within: Duration) -> String {
+    format!(
+        "Check '{check}' did not pass on {} within {}",
+        short_sha(sha),
+        duration(within)
+    )
+}
+
+/// GitHub would not show a sha's checks (403, 404): what the credentials
+/// need.
+pub fn checks_refused(sha: &str, why: &str) -> String {
+    format!(
+        "Waiting for checks on {}: GitHub refuses to show them; needs Checks: read and Commit statuses: read ({why})",
+        short_sha(sha)
+    )
+}
+
 /// Who holds a frozen environment, in `ferry locks`.
 pub fn freeze_holder(freeze: &str) -> String {
     format!("freeze {freeze}")

@@ -19,6 +19,7 @@ mod metrics;
 mod queue;
 mod reconcile;
 mod replicas;
+mod required_checks;
 mod rollback;
 mod service;
 mod statuses;

@@ -145,6 +145,11 @@ pub struct Target {
     pub rollback: bool,
     /// `[[target.rollback]]`; none: the target's steps put a host back.
     pub rollback_steps: Vec<Step>,
+    /// Check runs and status contexts that must have passed on the sha
+    /// before the steps start; `*`: every one reported. Empty: none.
+    pub require_checks: Vec<String>,
+    /// How long a deployment waits for them.
+    pub checks_timeout: Duration,
 }
 
 /// `[[target.checks]]`: a script that tells whether what was deployed on a
@@ -296,6 +301,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// `[[target.checks]]`'s `within` and `interval`.
 pub const DEFAULT_CHECK_WITHIN: Duration = Duration::from_secs(60);
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a deployment waits for its `require_checks`.
+pub const DEFAULT_CHECKS_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// A `[[freeze]]`'s `timezone`.
 pub const DEFAULT_FREEZE_TIMEZONE: &str = "UTC";
 /// A whole deployment's `timeout`.

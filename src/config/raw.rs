@@ -98,6 +98,9 @@ pub struct RawTarget {
     #[serde(default)]
     pub checks: Vec<RawCheck>,
     pub rollback: Option<RawRollback>,
+    pub require_checks: Option<Vec<String>>,
+    #[serde(default, with = "humantime_serde")]
+    pub checks_timeout: Option<Duration>,
 }
 
 /// `rollback = true` (the target's steps put a host back), or

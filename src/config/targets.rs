@@ -252,6 +252,26 @@ impl<'a> Checker<'a> {
             Some(RawRollback::On(on)) => (on, Some(Vec::new())),
             Some(RawRollback::Steps(steps)) => (true, self.steps(i, "rollback", steps)),
         };
+        let require_checks = raw.require_checks.unwrap_or_default();
+        for (j, name) in require_checks.iter().enumerate() {
+            if name.trim().is_empty() {
+                self.problem(
+                    &[
+                        Seg::Key("target"),
+                        Seg::Index(i),
+                        Seg::Key("require_checks"),
+                        Seg::Index(j),
+                    ],
+                    "an empty name: give a check run or status context, such as \"test\", or \"*\" for every one",
+                );
+                ok = false;
+            }
+        }
+        let checks_timeout = raw.checks_timeout.unwrap_or(DEFAULT_CHECKS_TIMEOUT);
+        if checks_timeout.is_zero() {
+            self.problem(&at("checks_timeout"), "must be longer than 0s");
+            ok = false;
+        }
         let teardown_after = raw.teardown_after;
         if teardown_after.is_some_and(|t| t.is_zero()) {
             self.problem(&at("teardown_after"), "must be longer than 0s");
@@ -287,6 +307,8 @@ impl<'a> Checker<'a> {
             checks,
             rollback,
             rollback_steps,
+            require_checks,
+            checks_timeout,
         })
     }
 }

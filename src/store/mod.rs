@@ -11,6 +11,7 @@
 //! split the same way) runs against both.
 
 mod freezes;
+mod gates;
 pub mod postgres;
 mod requests;
 pub mod sqlite;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use freezes::*;
+pub use gates::*;
 pub use requests::*;
 pub use types::*;
 
@@ -71,8 +73,9 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// queue ([`Deployments`]), steps on hosts ([`Steps`]), the outbox of
 /// statuses ([`Outbox`]), locks ([`Locks`]), cancel ([`Cancels`]),
 /// teardowns ([`Teardowns`]), operators' actions ([`Actions`]) and the
-/// deployments they ask GitHub for ([`Requests`]), and freeze windows
-/// lifted for an environment ([`Freezes`]). Each
+/// deployments they ask GitHub for ([`Requests`]), freeze windows lifted
+/// for an environment ([`Freezes`]) and deployments waiting for their
+/// required checks ([`Gates`]). Each
 /// backend has one file per noun, named alike in `sqlite/` and `postgres/`,
 /// and the conformance suite (`tests/store/`) is split the same way.
 #[async_trait]
@@ -86,6 +89,7 @@ pub trait Store:
     + Actions
     + Requests
     + Freezes
+    + Gates
     + Send
     + Sync
     + 'static

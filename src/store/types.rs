@@ -136,6 +136,9 @@ pub struct NewDeployment {
     pub production: bool,
     pub transient: bool,
     pub installation_id: Option<i64>,
+    /// Waits for its target's `require_checks` before it may run (read
+    /// back: still waiting).
+    pub gated: bool,
 }
 
 #[derive(Debug, Clone)]

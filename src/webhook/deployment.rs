@@ -44,6 +44,9 @@ pub async fn take(
         );
     };
     let hosts = target.hosts.len();
+    // Its steps wait for the sha's required checks (SPEC "Required checks").
+    let mut deployment = deployment;
+    deployment.gated = !target.require_checks.is_empty();
     let description = match app
         .locks
         .waiting(
@@ -55,6 +58,9 @@ pub async fn take(
         .await
     {
         Some(waiting) => waiting,
+        None if !target.require_checks.is_empty() => {
+            crate::wording::checks_waiting(&deployment.sha, &target.require_checks)
+        }
         None => crate::wording::queued(&deployment.sha, &deployment.environment, hosts),
     };
     let queued = NewStatus::new(StatusState::Queued, description);

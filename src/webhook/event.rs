@@ -59,6 +59,35 @@ pub struct RawDeployment {
     pub created_at: Option<String>,
 }
 
+/// A `check_run`, `check_suite` or `status` event: which sha of which
+/// repository it is about (`check_run.head_sha`, `check_suite.head_sha`,
+/// or the status's `sha`).
+#[derive(Deserialize)]
+pub struct ChecksEvent {
+    pub repository: Repository,
+    #[serde(default)]
+    pub check_run: Option<HeadSha>,
+    #[serde(default)]
+    pub check_suite: Option<HeadSha>,
+    #[serde(default)]
+    pub sha: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct HeadSha {
+    pub head_sha: String,
+}
+
+impl ChecksEvent {
+    pub fn sha(&self) -> Option<&str> {
+        self.check_run
+            .as_ref()
+            .or(self.check_suite.as_ref())
+            .map(|h| h.head_sha.as_str())
+            .or(self.sha.as_deref())
+    }
+}
+
 /// A `pull_request` event: a closed one tears its review apps down.
 #[derive(Deserialize)]
 pub struct PullRequestEvent {
@@ -138,6 +167,7 @@ impl RawDeployment {
             payload: d.payload.to_string(),
             creator: d.creator.map(|u| u.login).unwrap_or_default(),
             installation_id,
+            gated: false,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! dispatches each kind to the part that acts on it; every way out is an
 //! [`Answer`], which records its metric once as it becomes the response.
 
+mod checks;
 mod deployment;
 mod event;
 mod extract;
@@ -36,6 +37,8 @@ pub struct Intake {
     /// Rung when a deployment was queued, for the runner and the outbox.
     pub runner: Arc<Notify>,
     pub outbox: Arc<Notify>,
+    /// Rung when a sha's checks changed, for the gatekeeper.
+    pub gates: Arc<Notify>,
 }
 
 impl Intake {
@@ -194,6 +197,7 @@ pub async fn receive(State(app): State<Intake>, delivery: Delivery) -> Answer {
             "ignored: only action \"created\" starts a deployment",
         ),
         Event::PullRequest(pr) => pull_request::closed(&app, pr).await,
+        Event::ChecksChanged { name, checks } => checks::changed(&app, &name, checks).await,
         Event::Other(name) => {
             tracing::debug!(event = %name, delivery = %delivery.id, "ignored event");
             let text = format!("ignored: ferry does not act on {name:?} events");

@@ -65,6 +65,7 @@ fn deployment(id: i64, env: &str) -> NewDeployment {
         production: true,
         transient: false,
         installation_id: Some(7),
+        gated: false,
     }
 }
 
@@ -114,6 +115,7 @@ mod actions;
 mod cancels;
 mod deployments;
 mod freezes;
+mod gates;
 mod leases;
 mod locks;
 mod migrations;

@@ -38,7 +38,7 @@ impl Deployments for PgStore {
         // "nothing", and a read finds that out without locking the row a
         // delivery is superseding.
         let runnable: Option<i32> = sqlx::query_scalar(
-            "SELECT 1 FROM deployments d WHERE d.state = 'queued'
+            "SELECT 1 FROM deployments d WHERE d.state = 'queued' AND NOT d.checks_gate
                AND NOT EXISTS (SELECT 1 FROM deployments r WHERE r.state = 'running'
                                AND r.repository = d.repository AND r.environment = d.environment)
                AND NOT EXISTS (SELECT 1 FROM env_locks l
@@ -58,13 +58,14 @@ impl Deployments for PgStore {
         }
         // The oldest waiting deployment of each environment is the only
         // candidate there, so a replica that skips a row another is
-        // claiming never runs a newer one out of turn.
+        // claiming never runs a newer one out of turn; one waiting for its
+        // checks holds the environment's turn.
         let sql = format!(
             "UPDATE deployments SET state = 'running', started_at = $1,
                  attempt = attempt + 1, owner = $2, lease_until = {DB_NOW} + $3
              WHERE id = (
                  SELECT d.id FROM deployments d
-                 WHERE d.state = 'queued'
+                 WHERE d.state = 'queued' AND NOT d.checks_gate
                    AND d.seq = (SELECT MIN(q.seq) FROM deployments q WHERE q.state = 'queued'
                                 AND q.repository = d.repository AND q.environment = d.environment)
                    AND NOT EXISTS (SELECT 1 FROM deployments r WHERE r.state = 'running'

@@ -52,9 +52,18 @@ async fn commit(
     fn column<'a, T>(batch: &'a [Intake], f: impl Fn(&'a Intake) -> T) -> Vec<T> {
         batch.iter().map(f).collect()
     }
+    // Deployments that wait for their checks are marked in the same
+    // transaction, which then needs to be explicit; most batches have none
+    // and stay one round trip.
+    let gated = batch.iter().any(|r| r.deployment.gated);
+    let mut tx = if gated {
+        Some(pool.begin().await?)
+    } else {
+        None
+    };
     // ferry_accept (migrations/postgres/0007) takes the batch column by
     // column and answers one row per delivery, in order.
-    let rows: Vec<(i32, bool, bool, Vec<i64>)> = sqlx::query_as(
+    let query = sqlx::query_as(
         "SELECT * FROM ferry_accept($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
          $14, $15, $16, $17, $18, $19, $20) ORDER BY n",
     )
@@ -77,15 +86,34 @@ async fn commit(
     .bind(column(batch, |r| r.queued.environment_url.as_deref()))
     .bind(column(batch, |r| r.queued.auto_inactive))
     .bind(column(batch, |r| r.supersede))
-    .bind(crate::wording::SUPERSEDED_BY_PREFIX)
-    .fetch_all(pool)
-    .await?;
+    .bind(crate::wording::SUPERSEDED_BY_PREFIX);
+    let rows: Vec<(i32, bool, bool, Vec<i64>)> = match tx.as_mut() {
+        Some(tx) => query.fetch_all(&mut **tx).await?,
+        None => query.fetch_all(pool).await?,
+    };
     if rows.len() != batch.len() {
         return Err(sqlx::Error::Protocol(format!(
             "ferry_accept answered {} rows for {} deliveries",
             rows.len(),
             batch.len()
         )));
+    }
+    if let Some(mut tx) = tx {
+        let ids: Vec<i64> = batch
+            .iter()
+            .zip(&rows)
+            .filter(|(r, (_, fresh, inserted, _))| r.deployment.gated && *fresh && *inserted)
+            .map(|(r, _)| r.deployment.id.0)
+            .collect();
+        sqlx::query(
+            "UPDATE deployments SET checks_gate = true, checks_next_at = $1
+             WHERE id = ANY($2) AND state = 'queued'",
+        )
+        .bind(now_ms())
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
     }
     Ok(rows
         .into_iter()

@@ -18,6 +18,7 @@ mod actions;
 mod cancels;
 mod deployments;
 mod freezes;
+mod gates;
 mod intake;
 mod listen;
 mod locks;
@@ -100,7 +101,7 @@ fn lease_ms() -> i64 {
 
 const DEPLOYMENT_COLUMNS: &str = "id, repository, environment, task, git_ref, sha, payload, \
      creator, production, transient, installation_id, state, description, created_at, \
-     started_at, finished_at, attempt, owner, cancelled_by, cancel_reason, teardown_of";
+     started_at, finished_at, attempt, owner, cancelled_by, cancel_reason, teardown_of, checks_gate";
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -125,6 +126,7 @@ fn deployment_from_row(row: &PgRow) -> std::result::Result<Deployment, sqlx::Err
             production: row.try_get("production")?,
             transient: row.try_get("transient")?,
             installation_id: row.try_get("installation_id")?,
+            gated: row.try_get("checks_gate")?,
         },
         state: State::parse(&state).ok_or_else(|| sqlx::Error::ColumnDecode {
             index: "state".into(),

@@ -35,7 +35,9 @@ impl Deployments for SqliteStore {
         owner: &Owner,
         held: &[(String, String)],
     ) -> Result<Option<Deployment>> {
-        // `held` travels as one JSON array of [repository, environment].
+        // `held` travels as one JSON array of [repository, environment]. A
+        // deployment waiting for its checks holds its environment's turn:
+        // neither it nor one behind it runs.
         const RUNNABLE: &str = "SELECT d.id FROM deployments d
              WHERE d.state = 'queued' AND NOT EXISTS (
                  SELECT 1 FROM deployments r WHERE r.state = 'running'
@@ -46,6 +48,10 @@ impl Deployments for SqliteStore {
              AND NOT EXISTS (
                  SELECT 1 FROM remote_steps s JOIN deployments h ON h.id = s.deployment_id
                  WHERE h.repository = d.repository AND h.environment = d.environment)
+             AND NOT EXISTS (
+                 SELECT 1 FROM deployments g
+                 WHERE g.state = 'queued' AND g.checks_gate = 1 AND g.seq <= d.seq
+                 AND g.repository = d.repository AND g.environment = d.environment)
              AND NOT EXISTS (
                  SELECT 1 FROM json_each(?4) f
                  WHERE f.value ->> 0 = d.repository AND f.value ->> 1 = d.environment)

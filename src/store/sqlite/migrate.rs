@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0010_deploy_requests.sql"),
     include_str!("../../../migrations/sqlite/0011_store_info_repair.sql"),
     include_str!("../../../migrations/sqlite/0012_freeze_lifts.sql"),
+    include_str!("../../../migrations/sqlite/0013_required_checks.sql"),
 ];
 
 pub fn run(conn: &mut Connection) -> anyhow::Result<()> {

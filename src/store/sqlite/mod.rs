@@ -16,6 +16,7 @@ mod actions;
 mod cancels;
 mod deployments;
 mod freezes;
+mod gates;
 mod locks;
 mod migrate;
 mod outbox;
@@ -85,7 +86,7 @@ impl Readers {
 
 const DEPLOYMENT_COLUMNS: &str = "id, repository, environment, task, git_ref, sha, payload, \
      creator, production, transient, installation_id, state, description, created_at, \
-     started_at, finished_at, attempt, owner, cancelled_by, cancel_reason, teardown_of";
+     started_at, finished_at, attempt, owner, cancelled_by, cancel_reason, teardown_of, checks_gate";
 
 fn bad_column(index: usize, what: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, what.into())
@@ -106,6 +107,7 @@ fn deployment_from_row(row: &Row<'_>) -> rusqlite::Result<Deployment> {
             production: row.get("production")?,
             transient: row.get("transient")?,
             installation_id: row.get("installation_id")?,
+            gated: row.get("checks_gate")?,
         },
         state: State::parse(&state).ok_or_else(|| bad_column(11, format!("state {state:?}")))?,
         description: row.get("description")?,

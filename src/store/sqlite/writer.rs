@@ -161,7 +161,8 @@ fn commit(
         let mut deployment = tx.prepare_cached(
             "INSERT INTO deployments (id, seq, repository, environment, task, git_ref, sha, \
              payload, creator, production, transient, installation_id, state, description, \
-             created_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             created_at, finished_at, checks_gate, checks_next_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )?;
         // Deployments of its environment still waiting become inactive,
         // each saying which deployment took its place.
@@ -207,6 +208,8 @@ fn commit(
                 first.description,
                 now,
                 finished,
+                d.gated,
+                d.gated.then_some(now),
             ])?;
             insert_status(&mut status, d.id, &first, now)?;
             let mut superseded: Vec<DeploymentId> = (0..i)

@@ -17,6 +17,7 @@ use serde_json::Value;
 use crate::schema::{check_body, create_deployment_schema, request_schema};
 
 mod app;
+mod checks;
 mod create;
 use app::{access_token, repo_installation};
 pub use create::Created;
@@ -119,6 +120,12 @@ struct Inner {
     hook: Option<create::Hook>,
     /// Those webhooks: (deployment id, ferry's answer; 0 for none).
     hooks_sent: Vec<(i64, u16)>,
+    /// (repository, sha) → check runs and commit statuses GitHub reports.
+    checks: std::collections::HashMap<(String, String), checks::Reported>,
+    /// The answer every checks read gets instead, while set.
+    checks_fault: Option<Fault>,
+    /// Checks reads (both endpoints, every page).
+    check_reads: usize,
 }
 
 #[derive(Clone)]
@@ -230,6 +237,23 @@ fn common_problems(
     headers: &HeaderMap,
     repository: &str,
 ) -> Result<Vec<String>, Box<Response>> {
+    let mut problems = read_problems(fake, headers, repository)?;
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !content_type.starts_with("application/json") {
+        problems.push(format!("Content-Type is {content_type:?}"));
+    }
+    Ok(problems)
+}
+
+/// As [`common_problems`], for a request without a body (a GET).
+fn read_problems(
+    fake: &FakeGitHub,
+    headers: &HeaderMap,
+    repository: &str,
+) -> Result<Vec<String>, Box<Response>> {
     let mut problems = Vec::new();
     let header = |name: &str| {
         headers
@@ -284,9 +308,6 @@ fn common_problems(
                 Some(_) => {}
             }
         }
-    }
-    if !header("content-type").starts_with("application/json") {
-        problems.push(format!("Content-Type is {:?}", header("content-type")));
     }
     Ok(problems)
 }
@@ -398,6 +419,14 @@ impl FakeGitHub {
             .route(
                 &format!("{prefix}/repos/{{owner}}/{{repo}}/deployments"),
                 get(list_deployments).post(create::create_deployment),
+            )
+            .route(
+                &format!("{prefix}/repos/{{owner}}/{{repo}}/commits/{{sha}}/check-runs"),
+                get(checks::check_runs),
+            )
+            .route(
+                &format!("{prefix}/repos/{{owner}}/{{repo}}/commits/{{sha}}/status"),
+                get(checks::combined_status),
             )
             .route(
                 &format!("{prefix}/repos/{{owner}}/{{repo}}/installation"),
