@@ -97,7 +97,13 @@ pub async fn check_config(c: &Config) -> anyhow::Result<()> {
     );
     match database {
         Some(about) => println!("  storage PostgreSQL {about}"),
-        None => println!("  storage {}", c.storage.dir.display()),
+        // The directory as ferry will use it, not as the file spells it.
+        None => println!(
+            "  storage {}",
+            std::fs::canonicalize(&c.storage.dir)
+                .unwrap_or_else(|_| c.storage.dir.clone())
+                .display()
+        ),
     }
     for t in &c.targets {
         let parallel = t.parallel.map_or("all".to_string(), |p| p.to_string());
@@ -148,6 +154,28 @@ pub async fn check_config(c: &Config) -> anyhow::Result<()> {
                     duration(a)
                 )),
             );
+        }
+    }
+    // A host whose key is not in known_hosts cannot be reached; with an
+    // ssh_config the names may be aliases, which only ssh resolves.
+    let empty_known_hosts = c.warnings.iter().any(|w| w.key == "ssh.known_hosts_file");
+    if c.ssh.config_file.is_none() && !empty_known_hosts {
+        for t in &c.targets {
+            for h in &t.hosts {
+                if crate::known_hosts::fingerprints(&c.ssh.known_hosts_file, h).is_empty() {
+                    println!(
+                        "warning: {}: ssh.known_hosts_file has no key for {} ({}): connections to it will be refused; add it with `ssh-keyscan -H{} {} >> {}` and compare the fingerprint",
+                        c.path.display(),
+                        h.spec(),
+                        crate::known_hosts::lookup_name(h),
+                        h.port
+                            .filter(|p| *p != 22)
+                            .map_or(String::new(), |p| format!(" -p {p}")),
+                        h.name,
+                        c.ssh.known_hosts_file.display()
+                    );
+                }
+            }
         }
     }
     let now = jiff::Timestamp::now();
@@ -249,14 +277,20 @@ pub async fn check_hosts(c: &Config, only: Option<&str>) -> anyhow::Result<()> {
         .unwrap_or(4)
         .max(4);
     println!(
-        "{:<width$}  {:<6}  {:>8}  TARGET / CAUSE",
-        "HOST", "RESULT", "CONNECT"
+        "{:<width$}  {:<6}  {:>8}  {:<51}  TARGET / CAUSE",
+        "HOST", "RESULT", "CONNECT", "TRUSTED KEY (known_hosts)"
     );
     let mut failed = 0;
     for ((label, host), r) in hosts.iter().zip(results) {
+        let trusted = crate::known_hosts::fingerprints(&c.ssh.known_hosts_file, host);
+        let trusted = if trusted.is_empty() {
+            "-".to_string()
+        } else {
+            trusted.join(" ")
+        };
         match r.expect("every check reports") {
             Ok(took) => println!(
-                "{:<width$}  {:<6}  {:>6}ms  {label}",
+                "{:<width$}  {:<6}  {:>6}ms  {trusted:<51}  {label}",
                 host.spec(),
                 "ok",
                 took.as_millis()
@@ -264,7 +298,7 @@ pub async fn check_hosts(c: &Config, only: Option<&str>) -> anyhow::Result<()> {
             Err(cause) => {
                 failed += 1;
                 println!(
-                    "{:<width$}  {:<6}  {:>8}  {label}: {cause}",
+                    "{:<width$}  {:<6}  {:>8}  {trusted:<51}  {label}: {cause}",
                     host.spec(),
                     "FAILED",
                     "-"
@@ -338,9 +372,65 @@ pub(crate) fn clock(ms: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-pub async fn deployments(c: &Steering, limit: u32) -> anyhow::Result<()> {
+/// Which deployments `ferry deployments` lists.
+pub struct Listing {
+    pub limit: u32,
+    /// `REPO:ENV`.
+    pub environment: Option<(String, String)>,
+    pub state: Option<crate::store::State>,
+    pub json: bool,
+}
+
+/// Deployments read to filter from: the most recent, whatever the filter.
+const FILTERED_FROM: i64 = 10_000;
+
+/// A time as `--json` writes it: RFC 3339, or null.
+fn json_time(ms: Option<i64>) -> serde_json::Value {
+    ms.map_or(serde_json::Value::Null, |t| clock(t).into())
+}
+
+pub async fn deployments(c: &Steering, l: Listing) -> anyhow::Result<()> {
     let store = open_store(c).await?.store;
-    let list = store.recent(i64::from(limit)).await?;
+    let filtered = l.environment.is_some() || l.state.is_some();
+    let read = if filtered {
+        FILTERED_FROM
+    } else {
+        i64::from(l.limit)
+    };
+    let list: Vec<_> = store
+        .recent(read)
+        .await?
+        .into_iter()
+        .filter(|d| {
+            l.environment
+                .as_ref()
+                .is_none_or(|(r, e)| d.repository == *r && d.environment == *e)
+        })
+        .filter(|d| l.state.is_none_or(|s| d.state == s))
+        .take(l.limit as usize)
+        .collect();
+    if l.json {
+        // JSON Lines, one deployment per line, field names as the README
+        // documents them.
+        for d in list {
+            let line = serde_json::json!({
+                "id": d.id.0,
+                "repository": d.repository,
+                "environment": d.environment,
+                "task": d.task,
+                "ref": d.git_ref,
+                "sha": d.sha,
+                "state": d.state.as_str(),
+                "description": d.description,
+                "creator": d.creator,
+                "created_at": json_time(Some(d.created_at)),
+                "started_at": json_time(d.started_at),
+                "finished_at": json_time(d.finished_at),
+            });
+            println!("{line}");
+        }
+        return Ok(());
+    }
     println!(
         "{:<12}  {:<28}  {:<14}  {:<20}  {:<9}  {:<20}  {:<10}  DESCRIPTION",
         "ID", "REPOSITORY", "ENVIRONMENT", "REF", "STATE", "STARTED", "DURATION"
@@ -360,7 +450,7 @@ pub async fn deployments(c: &Steering, limit: u32) -> anyhow::Result<()> {
             (_, state) => state.to_string(),
         };
         // Teardowns (negative ids) say what they tore down; every row says
-        // why it ended as it did.
+        // what GitHub was told last.
         let description = match d.teardown_of {
             Some(latest) => format!("teardown of {latest}: {}", d.description),
             None => d.description.clone(),

@@ -3,12 +3,23 @@
 
 use std::time::Duration;
 
-/// `148ms`, `14s`, `2m 5s`: precise when short, rounded when long.
+/// `148ms`, `14s`, `2m 5s`, `7d`: precise when short, rounded to the
+/// second when long, in the units the config is written in.
 pub fn duration(d: Duration) -> String {
     if d < Duration::from_secs(1) {
         return format!("{}ms", d.as_millis());
     }
-    humantime::format_duration(Duration::from_secs(d.as_secs_f64().round() as u64)).to_string()
+    let total = d.as_secs_f64().round() as u64;
+    let parts: Vec<String> = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")]
+        .iter()
+        .scan(total, |left, &(unit, name)| {
+            let n = *left / unit;
+            *left %= unit;
+            Some((n > 0).then(|| format!("{n}{name}")))
+        })
+        .flatten()
+        .collect();
+    parts.join(" ")
 }
 
 /// [`duration`] of a span in milliseconds; a negative one (clocks that
@@ -40,6 +51,10 @@ mod tests {
         assert_eq!(duration(Duration::from_millis(148)), "148ms");
         assert_eq!(duration(Duration::from_millis(14_400)), "14s");
         assert_eq!(duration(Duration::from_secs(125)), "2m 5s");
+        assert_eq!(duration(Duration::from_secs(7 * 86400)), "7d");
+        assert_eq!(duration(Duration::from_secs(30 * 86400)), "30d");
+        assert_eq!(duration(Duration::from_secs(93_784)), "1d 2h 3m 4s");
+        assert_eq!(duration(Duration::from_secs(3600)), "1h");
         assert_eq!(duration_ms(-5), "0ms");
         assert_eq!(
             short_sha("f95f852bd8fca8fcc58a9a2d6c842781e32a215e"),

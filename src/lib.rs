@@ -11,9 +11,11 @@
 //! - [`github`]: statuses to GitHub (token or App) from the outbox, and the
 //!   reconciler for deliveries that never came.
 //! - [`daemon`]: `ferry serve`: wiring once, reload, orderly shutdown.
-//! - [`cli`] and [`control`]: the other subcommands (steering through the store).
+//! - [`cli`] and [`control`]: the other subcommands (steering through the store);
+//!   [`show`]: one deployment's whole story.
 //! - [`http`]: the routes, and the server with its timeouts.
 //! - [`health`]: whether the store takes writes, for `/healthz`.
+//! - [`known_hosts`]: the fingerprints `known_hosts` holds for a host.
 //! - [`wording`]: every text GitHub or an operator reads for a state.
 //! - [`service`]: systemd: readiness, watchdog, status, open files.
 //! - [`error`]: errors as one line.
@@ -37,10 +39,12 @@ pub mod github;
 pub mod glob;
 pub mod health;
 pub mod http;
+pub mod known_hosts;
 pub mod logs;
 pub mod metrics;
 pub mod runner;
 pub mod service;
+pub mod show;
 pub mod sign;
 pub mod store;
 pub mod teardown;

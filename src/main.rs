@@ -42,6 +42,28 @@ enum Command {
         config: ConfigArg,
         #[arg(long, value_name = "N", default_value_t = 20)]
         limit: u32,
+        /// Only this environment's.
+        #[arg(long, value_name = "REPO:ENV")]
+        environment: Option<EnvName>,
+        /// Only those in this state: queued, running, success, failure,
+        /// error or inactive.
+        #[arg(long, value_name = "STATE", value_parser = parse_state)]
+        state: Option<ferry::store::State>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One deployment: its fields, log link, statuses (and whether GitHub
+    /// has each yet) and who acted on it.
+    Show {
+        /// Deployment id (a teardown's is negative).
+        #[arg(allow_negative_numbers = true)]
+        id: i64,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a deployment's log; with --follow, exit 0 only for a success.
     Logs {
@@ -72,7 +94,13 @@ enum Command {
         config: ConfigArg,
     },
     /// List locked environments: who, since when, why.
-    Locks(ConfigArg),
+    Locks {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Tear an environment down now, in its turn: its teardown steps, then
     /// `inactive` on GitHub for its deployments.
     Teardown {
@@ -137,6 +165,12 @@ enum Command {
     },
 }
 
+fn parse_state(s: &str) -> Result<ferry::store::State, String> {
+    ferry::store::State::parse(s).ok_or_else(|| {
+        format!("{s:?} is not a state: queued, running, success, failure, error or inactive")
+    })
+}
+
 fn load(arg: ConfigArg) -> Result<Config, cli::Failed> {
     let path = config::resolve_path(arg.config);
     Config::load(&path).map_err(|e| {
@@ -176,8 +210,23 @@ async fn try_main(args: Args) -> anyhow::Result<()> {
         Command::CheckHosts { config, target } => {
             cli::check_hosts(&load(config)?, target.as_deref()).await
         }
-        Command::Deployments { config, limit } => {
-            cli::deployments(&load_for_store(config)?, limit).await
+        Command::Deployments {
+            config,
+            limit,
+            environment,
+            state,
+            json,
+        } => {
+            let listing = cli::Listing {
+                limit,
+                environment: environment.map(|e| (e.repository, e.environment)),
+                state,
+                json,
+            };
+            cli::deployments(&load_for_store(config)?, listing).await
+        }
+        Command::Show { id, config, json } => {
+            ferry::show::show(&load_for_store(config)?, id, json).await
         }
         Command::Logs { id, config, follow } => {
             cli::logs(&load_for_store(config)?, id, follow).await
@@ -188,7 +237,7 @@ async fn try_main(args: Args) -> anyhow::Result<()> {
             config,
         } => control::lock(&load_for_store(config)?, &env, &reason).await,
         Command::Unlock { env, config } => control::unlock(&load_for_store(config)?, &env).await,
-        Command::Locks(c) => control::locks(&load_for_store(c)?).await,
+        Command::Locks { config, json } => control::locks(&load_for_store(config)?, json).await,
         Command::Teardown { env, yes, config } => {
             control::teardown(&load_for_store(config)?, &env, yes).await
         }

@@ -370,13 +370,25 @@ async fn check_hosts_prints_a_table_and_fails_if_any_host_fails() {
             .unwrap_or_else(|| panic!("{needle}: {table}"))
             .to_string()
     };
+    // Each host with the fingerprint of the key ferry trusts for it.
+    let trusted = std::process::Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(w.dir.path().join("known_hosts"))
+        .output()
+        .unwrap();
+    let trusted = String::from_utf8_lossy(&trusted.stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with("SHA256:"))
+        .unwrap()
+        .to_string();
     for host in w.sshd.displays() {
         let l = line(&host);
         assert!(l.contains(" ok ") && l.contains("ms"), "{l}");
+        assert!(l.contains(&trusted), "{l}");
     }
     let bad = line(&format!("127.0.0.1:{closed}"));
     assert!(
-        bad.contains("FAILED") && bad.contains("connection refused"),
+        bad.contains("FAILED") && bad.contains("connection refused") && !bad.contains("SHA256:"),
         "{bad}"
     );
     // One target's hosts only: all good.

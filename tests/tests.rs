@@ -16,6 +16,7 @@ mod intake;
 mod log_page;
 mod log_storage;
 mod metrics;
+mod operator_view;
 mod queue;
 mod reconcile;
 mod replicas;

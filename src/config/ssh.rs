@@ -30,6 +30,23 @@ impl<'a> Checker<'a> {
                 None
             }
         };
+        // An empty file is legal, and no host can be reached with it:
+        // said at once rather than as a host key error per host later.
+        if let Some(f) = &known_hosts_file
+            && let Ok(text) = std::fs::read_to_string(f)
+            && !text
+                .lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        {
+            self.warning(
+                &at("known_hosts_file"),
+                format!(
+                    "{} holds no host key: every connection will be refused; add each host's key (`ssh-keyscan -H HOST >> {}`) and compare its fingerprint with the host's owner",
+                    f.display(),
+                    f.display()
+                ),
+            );
+        }
         let max = raw
             .max_connections
             .unwrap_or(DEFAULT_MAX_CONNECTIONS as i64);

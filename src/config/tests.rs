@@ -8,7 +8,11 @@ fn no_env(_: &str) -> Option<String> {
 fn write_config(dir: &Path, body: &str) -> PathBuf {
     std::fs::write(dir.join("secret"), "s3cret\n\nold-secret\n").unwrap();
     std::fs::write(dir.join("token"), "ghp_x\n").unwrap();
-    std::fs::write(dir.join("known_hosts"), "").unwrap();
+    std::fs::write(
+        dir.join("known_hosts"),
+        "web1.internal ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDnmjz7QvS0T4yC7c+2nGZ0hn8Ou2L1e4P/8aR5IkO9h\n",
+    )
+    .unwrap();
     let path = dir.join("ferry.toml");
     std::fs::write(&path, body).unwrap();
     path
@@ -438,4 +442,19 @@ fn freezes_are_read_and_bad_windows_named_with_key_and_line() {
         weekly.message.contains("DAY HH:MM - DAY HH:MM"),
         "{weekly:?}"
     );
+}
+
+#[test]
+fn an_empty_known_hosts_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), BASE);
+    std::fs::write(dir.path().join("known_hosts"), "# nothing yet\n\n").unwrap();
+    let c = Config::parse(BASE, &path, &no_env).unwrap();
+    let w: Vec<&Problem> = c
+        .warnings
+        .iter()
+        .filter(|w| w.key == "ssh.known_hosts_file")
+        .collect();
+    assert_eq!(w.len(), 1, "{:?}", c.warnings);
+    assert!(w[0].message.contains("holds no host key"), "{:?}", w[0]);
 }

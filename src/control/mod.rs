@@ -268,12 +268,55 @@ async fn frozen_now(
         .collect())
 }
 
-pub async fn locks(c: &Steering) -> anyhow::Result<()> {
+pub async fn locks(c: &Steering, json: bool) -> anyhow::Result<()> {
     warn_freeze_problems(c);
     let store = open_store(c).await?.store;
     let locks = store.locks().await?;
     let holds = store.holds().await?;
     let frozen = frozen_now(c, &store).await?;
+    if json {
+        // JSON Lines: one environment held per line, whatever holds it.
+        let line = |r: &str, e: &str, kind: &str, by: &str, since: Option<i64>, reason: &str| {
+            serde_json::json!({
+                "repository": r,
+                "environment": e,
+                "kind": kind,
+                "by": by,
+                "since": since.map(clock),
+                "reason": reason,
+            })
+        };
+        for l in &locks {
+            let v = line(
+                &l.repository,
+                &l.environment,
+                "lock",
+                &l.holder,
+                Some(l.since),
+                &l.reason,
+            );
+            println!("{v}");
+        }
+        for h in &holds {
+            let v = line(
+                &h.repository,
+                &h.environment,
+                "hold",
+                "ferry",
+                None,
+                &h.describe(),
+            );
+            println!("{v}");
+        }
+        for (env, freeze, window, until) in &frozen {
+            let (r, e) = env.split_once(':').unwrap_or((env.as_str(), ""));
+            let by = crate::wording::freeze_holder(freeze);
+            let since = Some(crate::freeze::ms(window.start));
+            let v = line(r, e, "freeze", &by, since, &format!("frozen until {until}"));
+            println!("{v}");
+        }
+        return Ok(());
+    }
     if locks.is_empty() && holds.is_empty() && frozen.is_empty() {
         println!("no environment is locked");
         return Ok(());

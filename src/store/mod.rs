@@ -239,6 +239,9 @@ pub trait Outbox: Send + Sync {
 
     async fn pending_statuses(&self) -> Result<i64>;
 
+    /// Every status of one deployment, in order, sent or not.
+    async fn statuses_of(&self, id: DeploymentId) -> Result<Vec<StatusRecord>>;
+
     /// Records what became of status posts, by outbox seq.
     async fn record_posts(&self, posts: &[(i64, PostOutcome)]) -> Result<()>;
 }
@@ -393,4 +396,7 @@ pub trait Actions: Send + Sync {
     /// Actions no ferry has written to its log yet, oldest first, marked as
     /// written: with replicas, each goes to one replica.
     async fn take_actions(&self, limit: i64) -> Result<Vec<OperatorAction>>;
+
+    /// The actions on one deployment, oldest first.
+    async fn actions_on(&self, id: DeploymentId) -> Result<Vec<OperatorAction>>;
 }

@@ -610,3 +610,23 @@ pub struct OperatorAction {
     /// What it did, in words: "locked octo-org/web:production: db migration".
     pub detail: String,
 }
+
+/// One status of a deployment as the outbox keeps it, for `ferry show`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusRecord {
+    pub state: StatusState,
+    pub description: String,
+    pub log_url: Option<String>,
+    /// When it was queued (ms since the epoch).
+    pub created_at: i64,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    /// When GitHub took it.
+    pub sent_at: Option<i64>,
+    /// When ferry gave up on it (refused for good, or coalesced).
+    pub failed_at: Option<i64>,
+    pub last_error: Option<String>,
+    /// Sent, and no answer recorded: GitHub's statuses are read before it
+    /// is sent again.
+    pub in_doubt: bool,
+}

@@ -22,18 +22,29 @@ async fn a_sqlite_store_without_store_info_gets_one() {
         .unwrap()
         .created_at;
     store.close().await;
-    // As a store migrated through 0010 before 0008 made store_info (the
-    // tables of the migrations after the repair go too: they run again).
+    // As a store migrated before 0008 made store_info, when the repair
+    // (0011) runs on it.
     let c = rusqlite::Connection::open(dir.path().join("ferry.db")).unwrap();
-    c.execute_batch("DROP TABLE store_info; DROP TABLE freeze_lifts; PRAGMA user_version = 10;")
-        .unwrap();
+    c.execute_batch("DROP TABLE store_info").unwrap();
+    c.execute_batch(include_str!(
+        "../../migrations/sqlite/0011_store_info_repair.sql"
+    ))
+    .unwrap();
     drop(c);
     let store = SqliteStore::open(dir.path()).await.unwrap();
     assert_eq!(store.created_at().await.unwrap(), first);
     store.close().await;
-    // Once there, it stays as it was.
-    let store = SqliteStore::open(dir.path()).await.unwrap();
-    assert_eq!(store.created_at().await.unwrap(), first);
+    // Once there, the repair changes nothing.
+    store.close().await;
+    let c = rusqlite::Connection::open(dir.path().join("ferry.db")).unwrap();
+    c.execute_batch(include_str!(
+        "../../migrations/sqlite/0011_store_info_repair.sql"
+    ))
+    .unwrap();
+    let rows: i64 = c
+        .query_row("SELECT COUNT(*) FROM store_info", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -49,12 +60,16 @@ async fn a_postgres_store_without_store_info_gets_one() {
         .created_at;
     store.close().await;
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    sqlx::raw_sql(
-        "DROP TABLE store_info; DROP TABLE freeze_lifts; DELETE FROM ferry_migrations WHERE version > 9;",
-    )
+    sqlx::raw_sql("DROP TABLE store_info")
         .execute(&pool)
         .await
         .unwrap();
+    sqlx::raw_sql(include_str!(
+        "../../migrations/postgres/0010_store_info_repair.sql"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
     pool.close().await;
     let store = PgStore::connect(&url).await.unwrap();
     assert_eq!(store.created_at().await.unwrap(), first);

@@ -63,4 +63,15 @@ impl Actions for PgStore {
         taken.sort_by_key(|a| a.seq);
         Ok(taken)
     }
+    async fn actions_on(&self, id: DeploymentId) -> Result<Vec<OperatorAction>> {
+        let rows =
+            sqlx::query("SELECT * FROM operator_actions WHERE deployment_id = $1 ORDER BY seq")
+                .bind(id.0)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .iter()
+            .map(action_from_row)
+            .collect::<std::result::Result<Vec<_>, _>>()?)
+    }
 }

@@ -168,14 +168,18 @@ impl Deployments for PgStore {
 
     async fn add_status(&self, claim: Claim, status: &NewStatus) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        // FOR SHARE: a rescue cannot take the deployment over between this
-        // check and the insert.
+        // The row stays locked to the commit: a rescue cannot take the
+        // deployment over between this check and the insert. The deployment
+        // says what GitHub is told ("Deploying f95f852 to 2 hosts"), for
+        // `ferry deployments` and the log page.
         let holds: Option<i32> = sqlx::query_scalar(
-            "SELECT 1 FROM deployments WHERE id = $1 AND attempt = $2 AND state = 'running'
-             FOR SHARE",
+            "UPDATE deployments SET description = $3
+             WHERE id = $1 AND attempt = $2 AND state = 'running'
+             RETURNING 1",
         )
         .bind(claim.id.0)
         .bind(claim.attempt as i32)
+        .bind(&status.description)
         .fetch_optional(&mut *tx)
         .await?;
         if holds.is_none() {

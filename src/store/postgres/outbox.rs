@@ -8,6 +8,7 @@
 //! bounds how fast statuses go anyway. A sender that stops lets go of the
 //! lease; one that dies holds it until it runs out ([`LEASE`]).
 
+use crate::store::{StatusRecord, StatusState};
 use async_trait::async_trait;
 
 use super::*;
@@ -90,6 +91,30 @@ impl Outbox for PgStore {
         )
         .fetch_one(&self.pool)
         .await?)
+    }
+
+    async fn statuses_of(&self, id: DeploymentId) -> Result<Vec<StatusRecord>> {
+        let rows = sqlx::query("SELECT * FROM status_outbox WHERE deployment_id = $1 ORDER BY seq")
+            .bind(id.0)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let state: String = r.try_get("state")?;
+            out.push(StatusRecord {
+                state: StatusState::parse(&state).unwrap_or(StatusState::Error),
+                description: r.try_get("description")?,
+                log_url: r.try_get("log_url")?,
+                created_at: r.try_get("created_at")?,
+                attempts: i64::from(r.try_get::<i32, _>("attempts")?),
+                next_attempt_at: r.try_get("next_attempt_at")?,
+                sent_at: r.try_get("sent_at")?,
+                failed_at: r.try_get("failed_at")?,
+                last_error: r.try_get("last_error")?,
+                in_doubt: r.try_get::<Option<i64>, _>("tried_at")?.is_some(),
+            });
+        }
+        Ok(out)
     }
 
     async fn record_posts(&self, posts: &[(i64, PostOutcome)]) -> Result<()> {

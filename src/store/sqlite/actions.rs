@@ -73,4 +73,12 @@ impl Actions for SqliteStore {
         })
         .await
     }
+    async fn actions_on(&self, id: DeploymentId) -> Result<Vec<OperatorAction>> {
+        self.read(move |c| {
+            c.prepare_cached("SELECT * FROM operator_actions WHERE deployment_id = ? ORDER BY seq")?
+                .query_map(params![id.0], action_from_row)?
+                .collect()
+        })
+        .await
+    }
 }

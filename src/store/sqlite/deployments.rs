@@ -150,6 +150,10 @@ impl Deployments for SqliteStore {
             if !holds(tx, claim)? {
                 return Ok(false);
             }
+            // The deployment says what GitHub is told ("Deploying f95f852
+            // to 2 hosts"), for `ferry deployments` and the log page.
+            tx.prepare_cached("UPDATE deployments SET description = ? WHERE id = ?")?
+                .execute(params![status.description, claim.id.0])?;
             insert_status(tx, claim.id, &status, now_ms())?;
             Ok(true)
         })

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::*;
-use crate::store::Outbox;
+use crate::store::{Outbox, StatusRecord};
 
 #[async_trait]
 impl Outbox for SqliteStore {
@@ -81,6 +81,29 @@ impl Outbox for SqliteStore {
                 "SELECT COUNT(*) FROM status_outbox WHERE sent_at IS NULL AND failed_at IS NULL",
             )?
             .query_row([], |r| r.get(0))
+        })
+        .await
+    }
+
+    async fn statuses_of(&self, id: DeploymentId) -> Result<Vec<StatusRecord>> {
+        self.read(move |c| {
+            c.prepare_cached("SELECT * FROM status_outbox WHERE deployment_id = ? ORDER BY seq")?
+                .query_map(params![id.0], |r| {
+                    let state: String = r.get("state")?;
+                    Ok(StatusRecord {
+                        state: StatusState::parse(&state).unwrap_or(StatusState::Error),
+                        description: r.get("description")?,
+                        log_url: r.get("log_url")?,
+                        created_at: r.get("created_at")?,
+                        attempts: r.get("attempts")?,
+                        next_attempt_at: r.get("next_attempt_at")?,
+                        sent_at: r.get("sent_at")?,
+                        failed_at: r.get("failed_at")?,
+                        last_error: r.get("last_error")?,
+                        in_doubt: r.get::<_, Option<i64>>("tried_at")?.is_some(),
+                    })
+                })?
+                .collect()
         })
         .await
     }

@@ -1,0 +1,152 @@
+//! `ferry show ID`: one deployment's whole story, for the incident channel:
+//! its fields, its log link, every status in order with its time and
+//! whether GitHub has it yet (and if not, why), and who acted on it.
+
+use anyhow::bail;
+
+use crate::cli::{clock, open_store};
+use crate::config::Steering;
+use crate::format::duration_ms;
+use crate::store::{DeploymentId, OperatorAction, StatusRecord, now_ms};
+
+/// Where a status stands with GitHub, in words; `None` once GitHub has it.
+pub fn not_on_github(s: &StatusRecord, now: i64) -> Option<String> {
+    if s.sent_at.is_some() {
+        return None;
+    }
+    let error = s.last_error.as_deref().unwrap_or_default();
+    if s.failed_at.is_some() {
+        return Some(if error.is_empty() {
+            "never: ferry gave up on it".to_string()
+        } else {
+            format!("never: {error}")
+        });
+    }
+    if s.in_doubt {
+        return Some(
+            "in doubt: sent without an answer; ferry reads GitHub's statuses before sending it again"
+                .to_string(),
+        );
+    }
+    let when = if s.next_attempt_at > now {
+        format!("next try at {}", clock(s.next_attempt_at))
+    } else {
+        "due now".to_string()
+    };
+    Some(match (s.attempts, error.is_empty()) {
+        (0, _) => format!("not yet: waiting its turn ({when})"),
+        (n, true) => format!("not yet: {n} tries so far; {when}"),
+        (n, false) => {
+            let rate_limited = error.to_ascii_lowercase().contains("rate limit")
+                || error.starts_with("429")
+                || error.starts_with("403");
+            let why = if rate_limited {
+                format!("rate limited ({error})")
+            } else {
+                format!("GitHub answered {error}")
+            };
+            format!("not yet: {why}; {when} (try {})", n + 1)
+        }
+    })
+}
+
+pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
+    let id = DeploymentId(id);
+    let store = open_store(c).await?.store;
+    let Some(d) = store.get(id).await? else {
+        bail!("no deployment {id} in the store");
+    };
+    let statuses = store.statuses_of(id).await?;
+    let actions = store.actions_on(id).await?;
+    let log_url = statuses.iter().rev().find_map(|s| s.log_url.clone());
+    let now = now_ms();
+    if json {
+        let time = |t: Option<i64>| t.map(clock);
+        let line = serde_json::json!({
+            "id": d.id.0,
+            "repository": d.repository,
+            "environment": d.environment,
+            "task": d.task,
+            "ref": d.git_ref,
+            "sha": d.sha,
+            "state": d.state.as_str(),
+            "description": d.description,
+            "creator": d.creator,
+            "production": d.production,
+            "transient": d.transient,
+            "created_at": clock(d.created_at),
+            "started_at": time(d.started_at),
+            "finished_at": time(d.finished_at),
+            "log_url": log_url,
+            "statuses": statuses.iter().map(|s| serde_json::json!({
+                "state": s.state.as_str(),
+                "description": s.description,
+                "queued_at": clock(s.created_at),
+                "on_github": s.sent_at.is_some(),
+                "sent_at": time(s.sent_at),
+                "pending": not_on_github(s, now),
+            })).collect::<Vec<_>>(),
+            "actions": actions.iter().map(action_json).collect::<Vec<_>>(),
+        });
+        println!("{line}");
+        return Ok(());
+    }
+    println!(
+        "deployment {}: {} to {} (task {})",
+        d.id, d.repository, d.environment, d.task
+    );
+    println!("  ref       {} ({})", d.git_ref, d.sha);
+    println!(
+        "  creator   {}{}{}",
+        d.creator,
+        if d.production { ", production" } else { "" },
+        if d.transient { ", transient" } else { "" }
+    );
+    let state = match (&d.cancelled, d.state) {
+        (Some(_), crate::store::State::Error) => "cancelled".to_string(),
+        (_, s) => s.to_string(),
+    };
+    println!("  state     {state}: {}", d.description);
+    let took = match (d.started_at, d.finished_at) {
+        (Some(s), Some(f)) => format!(", took {}", duration_ms(f - s)),
+        (Some(s), None) => format!(", running for {}", duration_ms(now - s)),
+        _ => String::new(),
+    };
+    println!(
+        "  times     created {}, started {}, finished {}{took}",
+        clock(d.created_at),
+        d.started_at.map_or("-".into(), clock),
+        d.finished_at.map_or("-".into(), clock)
+    );
+    println!("  log       {}", log_url.as_deref().unwrap_or("-"));
+    println!("statuses:");
+    if statuses.is_empty() {
+        println!("  none (teardowns and ignored deployments post nothing)");
+    }
+    for s in &statuses {
+        let github = not_on_github(s, now)
+            .unwrap_or_else(|| format!("on GitHub since {}", s.sent_at.map_or("-".into(), clock)));
+        println!(
+            "  {}  {:<11}  {}  [{github}]",
+            clock(s.created_at),
+            s.state.as_str(),
+            s.description
+        );
+    }
+    if !actions.is_empty() {
+        println!("actions:");
+        for a in &actions {
+            println!("  {}  {}  {}: {}", clock(a.at), a.actor, a.action, a.detail);
+        }
+    }
+    Ok(())
+}
+
+fn action_json(a: &OperatorAction) -> serde_json::Value {
+    serde_json::json!({
+        "at": clock(a.at),
+        "actor": a.actor,
+        "action": a.action,
+        "detail": a.detail,
+    })
+}
