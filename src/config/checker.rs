@@ -138,6 +138,18 @@ impl<'a> Checker<'a> {
         });
     }
 
+    /// A duration key's value; a problem at the key (and None) when it
+    /// cannot be read.
+    pub(super) fn duration(&mut self, path: &[Seg], raw: Option<RawDuration>) -> Option<Duration> {
+        match raw?.0 {
+            Ok(d) => Some(d),
+            Err(message) => {
+                self.problem(path, message);
+                None
+            }
+        }
+    }
+
     pub(super) fn warning(&mut self, path: &[Seg], message: impl Into<String>) {
         let line = self.span_of(path).map(|s| line_of(self.text, s.start));
         self.warnings.push(Problem {

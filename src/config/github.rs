@@ -119,11 +119,14 @@ impl<'a> Checker<'a> {
                 None
             }
         };
+        let reconcile_every = self
+            .duration(&at("reconcile_every"), raw.reconcile_every)
+            .unwrap_or(DEFAULT_RECONCILE_EVERY);
         Some(GitHub {
             api_url: api_url?,
             webhook_secrets: secrets?,
             auth: auth?,
-            reconcile_every: raw.reconcile_every.unwrap_or(DEFAULT_RECONCILE_EVERY),
+            reconcile_every,
         })
     }
 }

@@ -31,8 +31,8 @@ mod targets;
 use checker::{Checker, Seg, line_of, read_text};
 pub use host::Host;
 use raw::{
-    RawCheck, RawConfig, RawFreeze, RawGitHub, RawRollback, RawRunner, RawServer, RawSsh, RawStep,
-    RawStorage, RawTarget, keys,
+    RawCheck, RawConfig, RawDuration, RawFreeze, RawGitHub, RawRollback, RawRunner, RawServer,
+    RawSsh, RawStep, RawStorage, RawTarget, keys,
 };
 pub use secret::Secret;
 pub use steering::{Owned, Steering};

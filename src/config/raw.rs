@@ -40,16 +40,14 @@ pub struct RawGitHub {
     pub token_file: Option<PathBuf>,
     pub app_id: Option<u64>,
     pub app_private_key_file: Option<PathBuf>,
-    #[serde(default, with = "humantime_serde")]
-    pub reconcile_every: Option<Duration>,
+    pub reconcile_every: Option<RawDuration>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawStorage {
     pub dir: Option<PathBuf>,
-    #[serde(default, with = "humantime_serde")]
-    pub log_retention: Option<Duration>,
+    pub log_retention: Option<RawDuration>,
     pub database_url: Option<String>,
 }
 
@@ -57,8 +55,7 @@ pub struct RawStorage {
 #[serde(deny_unknown_fields)]
 pub struct RawRunner {
     pub max_concurrent: Option<i64>,
-    #[serde(default, with = "humantime_serde")]
-    pub shutdown_grace: Option<Duration>,
+    pub shutdown_grace: Option<RawDuration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -66,14 +63,11 @@ pub struct RawRunner {
 pub struct RawSsh {
     pub identity_file: Option<PathBuf>,
     pub known_hosts_file: Option<PathBuf>,
-    #[serde(default, with = "humantime_serde")]
-    pub connect_timeout: Option<Duration>,
+    pub connect_timeout: Option<RawDuration>,
     pub config_file: Option<PathBuf>,
     pub max_connections: Option<i64>,
-    #[serde(default, with = "humantime_serde")]
-    pub idle_timeout: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    pub keepalive: Option<Duration>,
+    pub idle_timeout: Option<RawDuration>,
+    pub keepalive: Option<RawDuration>,
 }
 
 #[derive(Deserialize)]
@@ -84,13 +78,11 @@ pub struct RawTarget {
     pub task: Option<String>,
     pub hosts: Option<Vec<String>>,
     pub parallel: Option<i64>,
-    #[serde(default, with = "humantime_serde")]
-    pub timeout: Option<Duration>,
+    pub timeout: Option<RawDuration>,
     pub environment_url: Option<String>,
     pub supersede: Option<bool>,
     pub auto_inactive: Option<bool>,
-    #[serde(default, with = "humantime_serde")]
-    pub teardown_after: Option<Duration>,
+    pub teardown_after: Option<RawDuration>,
     #[serde(default)]
     pub steps: Vec<RawStep>,
     #[serde(default)]
@@ -99,8 +91,7 @@ pub struct RawTarget {
     pub checks: Vec<RawCheck>,
     pub rollback: Option<RawRollback>,
     pub require_checks: Option<Vec<String>>,
-    #[serde(default, with = "humantime_serde")]
-    pub checks_timeout: Option<Duration>,
+    pub checks_timeout: Option<RawDuration>,
 }
 
 /// `rollback = true` (the target's steps put a host back), or
@@ -146,10 +137,8 @@ pub struct RawFreeze {
 pub struct RawCheck {
     pub name: Option<String>,
     pub run: Option<String>,
-    #[serde(default, with = "humantime_serde")]
-    pub within: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    pub interval: Option<Duration>,
+    pub within: Option<RawDuration>,
+    pub interval: Option<RawDuration>,
 }
 
 #[derive(Deserialize)]
@@ -157,6 +146,26 @@ pub struct RawCheck {
 pub struct RawStep {
     pub name: Option<String>,
     pub run: Option<String>,
+}
+
+/// A duration as written (`"90s"`, `"15m"`, `"7d"`), read without failing
+/// its table: one that cannot be read is a problem at its own key, and the
+/// other keys of the table are still checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawDuration(pub Result<Duration, String>);
+
+impl<'de> Deserialize<'de> for RawDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = toml::Value::deserialize(d)?;
+        Ok(RawDuration(match value {
+            toml::Value::String(s) => humantime::parse_duration(s.trim()).map_err(|e| {
+                format!("{s:?} is not a duration ({e}); write it as \"90s\", \"15m\" or \"7d\"")
+            }),
+            other => Err(format!(
+                "expected a duration in quotes, such as \"90s\" or \"15m\", not {other}"
+            )),
+        }))
+    }
 }
 
 /// The keys a table accepts: the field names serde gives `T`'s derived

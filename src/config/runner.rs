@@ -15,9 +15,15 @@ impl<'a> Checker<'a> {
                 return None;
             }
         };
+        let shutdown_grace = self
+            .duration(
+                &[Seg::Key("runner"), Seg::Key("shutdown_grace")],
+                raw.shutdown_grace,
+            )
+            .unwrap_or(DEFAULT_SHUTDOWN_GRACE);
         Some(Runner {
             max_concurrent,
-            shutdown_grace: raw.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            shutdown_grace,
         })
     }
 }

@@ -58,13 +58,20 @@ impl<'a> Checker<'a> {
             );
             ok = false;
         }
-        let connect_timeout = raw.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let connect_timeout = self
+            .duration(&at("connect_timeout"), raw.connect_timeout)
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         if connect_timeout < Duration::from_secs(1) {
             self.problem(&at("connect_timeout"), "must be at least 1s");
             ok = false;
         }
         // ssh counts ServerAliveInterval in whole seconds; 0 turns it off.
-        let keepalive = raw.keepalive.unwrap_or(DEFAULT_KEEPALIVE);
+        let keepalive = self
+            .duration(&at("keepalive"), raw.keepalive)
+            .unwrap_or(DEFAULT_KEEPALIVE);
+        let idle_timeout = self
+            .duration(&at("idle_timeout"), raw.idle_timeout)
+            .unwrap_or(DEFAULT_IDLE_TIMEOUT);
         if keepalive < Duration::from_secs(1) || keepalive.subsec_nanos() != 0 {
             self.problem(
                 &at("keepalive"),
@@ -81,7 +88,7 @@ impl<'a> Checker<'a> {
             connect_timeout,
             config_file,
             max_connections: max_connections?,
-            idle_timeout: raw.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
+            idle_timeout,
             keepalive,
         })
     }

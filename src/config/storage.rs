@@ -42,12 +42,18 @@ impl<'a> Checker<'a> {
                 Some(Secret::new(url.into_bytes()))
             }
         };
+        let log_retention = self
+            .duration(
+                &[Seg::Key("storage"), Seg::Key("log_retention")],
+                raw.log_retention,
+            )
+            .unwrap_or(DEFAULT_LOG_RETENTION);
         Some(Storage {
             dir: self.path(
                 raw.dir
                     .unwrap_or_else(|| PathBuf::from(DEFAULT_STORAGE_DIR)),
             ),
-            log_retention: raw.log_retention.unwrap_or(DEFAULT_LOG_RETENTION),
+            log_retention,
             database_url,
         })
     }

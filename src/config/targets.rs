@@ -84,8 +84,12 @@ impl<'a> Checker<'a> {
                     Seg::Key(k),
                 ]
             };
-            let within = c.within.unwrap_or(DEFAULT_CHECK_WITHIN);
-            let interval = c.interval.unwrap_or(DEFAULT_CHECK_INTERVAL);
+            let within = self
+                .duration(&at("within"), c.within.clone())
+                .unwrap_or(DEFAULT_CHECK_WITHIN);
+            let interval = self
+                .duration(&at("interval"), c.interval.clone())
+                .unwrap_or(DEFAULT_CHECK_INTERVAL);
             for (key, d) in [("within", within), ("interval", interval)] {
                 if d.is_zero() {
                     self.problem(&at(key), "must be longer than 0s");
@@ -231,7 +235,9 @@ impl<'a> Checker<'a> {
                 }
             },
         };
-        let timeout = raw.timeout.unwrap_or(DEFAULT_TARGET_TIMEOUT);
+        let timeout = self
+            .duration(&at("timeout"), raw.timeout)
+            .unwrap_or(DEFAULT_TARGET_TIMEOUT);
         if timeout.is_zero() {
             self.problem(&at("timeout"), "must be longer than 0s");
             ok = false;
@@ -267,12 +273,14 @@ impl<'a> Checker<'a> {
                 ok = false;
             }
         }
-        let checks_timeout = raw.checks_timeout.unwrap_or(DEFAULT_CHECKS_TIMEOUT);
+        let checks_timeout = self
+            .duration(&at("checks_timeout"), raw.checks_timeout)
+            .unwrap_or(DEFAULT_CHECKS_TIMEOUT);
         if checks_timeout.is_zero() {
             self.problem(&at("checks_timeout"), "must be longer than 0s");
             ok = false;
         }
-        let teardown_after = raw.teardown_after;
+        let teardown_after = self.duration(&at("teardown_after"), raw.teardown_after);
         if teardown_after.is_some_and(|t| t.is_zero()) {
             self.problem(&at("teardown_after"), "must be longer than 0s");
             ok = false;

@@ -458,3 +458,58 @@ fn an_empty_known_hosts_is_a_warning() {
     assert_eq!(w.len(), 1, "{:?}", c.warnings);
     assert!(w[0].message.contains("holds no host key"), "{:?}", w[0]);
 }
+
+#[test]
+fn a_bad_duration_hides_no_other_problem_of_its_target() {
+    let body = r#"
+[server]
+public_url = "https://deploy.example.com/"
+
+[github]
+webhook_secret_file = "secret"
+token_file = "token"
+
+[ssh]
+known_hosts_file = "known_hosts"
+keepalive = 15
+
+[[target]]
+repository = "not a repository"
+environment = "production"
+hosts = ["deploy@web1.internal:22222222"]
+timeout = "5 minutes please"
+
+[[target.steps]]
+name = "restart"
+
+[[target.checks]]
+name = "healthz"
+run = "true"
+within = "soon"
+"#;
+    let e = parse(body).unwrap_err();
+    let keys: Vec<&str> = e.problems.iter().map(|p| p.key.as_str()).collect();
+    for key in [
+        "target[0].timeout",
+        "target[0].repository",
+        "target[0].hosts[0]",
+        "target[0].steps[0].run",
+        "target[0].checks[0].within",
+        "ssh.keepalive",
+    ] {
+        assert!(keys.contains(&key), "{key} not in {:#?}", e.problems);
+    }
+    let timeout = e
+        .problems
+        .iter()
+        .find(|p| p.key == "target[0].timeout")
+        .unwrap();
+    let line = body.lines().position(|l| l.starts_with("timeout")).unwrap() + 1;
+    assert_eq!(timeout.line, Some(line));
+    assert!(
+        timeout
+            .message
+            .contains("\"5 minutes please\" is not a duration"),
+        "{timeout:?}"
+    );
+}
