@@ -114,3 +114,58 @@ async fn the_log_page_updates_live_and_runs_no_injected_script() {
     eprintln!("screenshot of the finished page: {}", path.display());
     assert!(png.starts_with(b"\x89PNG"));
 }
+
+/// At 1200 px no label wraps away from its value, however many hosts, and
+/// a collapsed step group shows that it opens.
+#[tokio::test(flavor = "multi_thread")]
+async fn at_1200_px_labels_stay_with_their_values_and_groups_show_a_marker() {
+    let setup = common::Setup {
+        sshds: vec![common::loopback(120, 14)],
+        ..common::Setup::default()
+    };
+    let w = World::build(setup, |sshd, _| {
+        target(REPO, "production", &sshd.hosts(), &[("noop", "true")], "")
+    })
+    .await;
+    w.deploy(98, REPO, "production").await;
+    let done = w.github.wait_final(98, Duration::from_secs(60)).await;
+    let url = done.last().unwrap().log_url().unwrap().to_string();
+    let mut b = Browser::start().await;
+    b.call(
+        "Emulation.setDeviceMetricsOverride",
+        serde_json::json!({"width": 1200, "height": 900, "deviceScaleFactor": 1, "mobile": false}),
+    )
+    .await;
+    b.navigate(&url).await;
+    assert_eq!(b.eval("window.innerWidth").await, 1200);
+    // Long enough to wrap: fourteen hosts.
+    assert_eq!(
+        b.eval("document.querySelector('.hosts dd').getClientRects().length > 0 && document.querySelector('.hosts dd').offsetHeight > 20").await,
+        true,
+        "the hosts value should be long enough to wrap at 1200 px"
+    );
+    let beside = "Array.from(document.querySelectorAll('header dl > div')).every(p => {
+        const t = p.querySelector('dt').getBoundingClientRect();
+        const d = p.querySelector('dd').getClientRects()[0];
+        return Math.abs(t.top - d.top) < 2 && d.left > t.left;
+    })";
+    assert_eq!(
+        b.eval("document.querySelectorAll('header dl > div > dt').length")
+            .await,
+        8
+    );
+    assert_eq!(
+        b.eval(beside).await,
+        true,
+        "a label wrapped away from its value"
+    );
+    // Collapsed groups (a finished, successful deployment's steps) have a
+    // marker, and an open one another.
+    let marker = |selector: &str| {
+        format!("getComputedStyle(document.querySelector('{selector}'), '::before').content")
+    };
+    let closed = b.eval(&marker("details.group:not([open]) > summary")).await;
+    let open = b.eval(&marker("details.group[open] > summary")).await;
+    assert_eq!(closed, "\"▸\"", "{closed}");
+    assert_eq!(open, "\"▾\"", "{open}");
+}

@@ -300,15 +300,17 @@ pub fn page(
                         span #state class={ "badge " (state_class(d.state)) } { (d.state) }
                     }
                     p #description { (Esc(&d.description)) }
+                    // Each label with its value in one box, so that a long
+                    // value wraps beside its label, never away from it.
                     dl {
-                        dt { "deployment" } dd { (d.id) }
-                        dt { "task" } dd { (Esc(d.task_run())) }
-                        dt { "ref" } dd { (Esc(&d.git_ref)) }
-                        dt { "sha" } dd title=(Esc(&d.sha)) { (Esc(short_sha(&d.sha))) }
-                        dt { "by" } dd { (Esc(&d.creator)) }
-                        dt { "started" } dd { (Esc(started.as_deref().unwrap_or("-"))) }
-                        dt { "duration" } dd #duration { (took) }
-                        dt { "hosts" } dd { (Esc(&hosts.join(", "))) }
+                        div { dt { "deployment" } dd { (d.id) } }
+                        div { dt { "task" } dd { (Esc(d.task_run())) } }
+                        div { dt { "ref" } dd { (Esc(&d.git_ref)) } }
+                        div { dt { "sha" } dd title=(Esc(&d.sha)) { (Esc(short_sha(&d.sha))) } }
+                        div { dt { "by" } dd { (Esc(&d.creator)) } }
+                        div { dt { "started" } dd { (Esc(started.as_deref().unwrap_or("-"))) } }
+                        div { dt { "duration" } dd #duration { (took) } }
+                        div.hosts { dt { "hosts" } dd { (Esc(&hosts.join(", "))) } }
                     }
                 }
                 main #log { (log(d, lines, live)) }
