@@ -177,6 +177,15 @@ async fn rollback_follow_deploys_the_last_good_version_and_exits_0(database_url:
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(w.ferry.output().contains("asked for a rollback of"));
+    // The deployment rolled back from says who did it.
+    let shown = ferry_as("carol", &config, &["show", "2"]).await;
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(
+        shown.contains(&format!(
+            "alice  rollback: rolled octo-org/web:production back from deployment 2 to f95f852 (deployment 1): deployment {id}"
+        )),
+        "{shown}"
+    );
     // The newest is the good version now, and no other version ever
     // succeeded: nothing to roll back to.
     let again = ferry_as("alice", &config, &["rollback", ENV]).await;

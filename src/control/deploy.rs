@@ -90,28 +90,26 @@ pub async fn rollback(
 ) -> anyhow::Result<()> {
     owned(c, env)?;
     let store = open_store(c).await?.store;
+    let history = store
+        .history(&env.repository, &env.environment, HISTORY)
+        .await?;
     let good = match to {
         Some(id) => named(&store, env, DeploymentId(id)).await?,
-        None => {
-            let history = store
-                .history(&env.repository, &env.environment, HISTORY)
-                .await?;
-            match (history.first(), last_good(&history)) {
-                (_, Some(good)) => good.clone(),
-                (None, None) => {
-                    eprintln!("error: {env} has no deployments: nothing to roll back to");
-                    return Err(Failed.into());
-                }
-                (Some(newest), None) => {
-                    eprintln!(
-                        "error: nothing to roll back to: no deployment of {env} succeeded with a sha other than {}, its newest ({})",
-                        short_sha(&newest.sha),
-                        newest.id
-                    );
-                    return Err(Failed.into());
-                }
+        None => match (history.first(), last_good(&history)) {
+            (_, Some(good)) => good.clone(),
+            (None, None) => {
+                eprintln!("error: {env} has no deployments: nothing to roll back to");
+                return Err(Failed.into());
             }
-        }
+            (Some(newest), None) => {
+                eprintln!(
+                    "error: nothing to roll back to: no deployment of {env} succeeded with a sha other than {}, its newest ({})",
+                    short_sha(&newest.sha),
+                    newest.id
+                );
+                return Err(Failed.into());
+            }
+        },
     };
     let actor = operator();
     let request = DeployRequest {
@@ -136,6 +134,22 @@ pub async fn rollback(
             .map_or(String::new(), |t| format!(", deployed {}", clock(t)))
     );
     let id = ask(&store, &request).await?;
+    // `ferry show` of the deployment rolled back from says who did it.
+    if let Some(newest) = history.first().filter(|n| n.id != good.id) {
+        super::audit(
+            &store,
+            "rollback",
+            (&env.repository, &env.environment),
+            Some(newest.id),
+            format!(
+                "rolled {env} back from deployment {} to {} (deployment {}): deployment {id}",
+                newest.id,
+                short_sha(&good.sha),
+                good.id
+            ),
+        )
+        .await;
+    }
     after_created(c, &store, id, follow).await
 }
 

@@ -80,7 +80,7 @@ fn login_name(uid: libc::uid_t) -> Option<String> {
 /// Records what the operator did, for the running ferry to write to its
 /// log with `ACTOR=`. The action itself has happened: a failure here is
 /// said, not fatal.
-async fn audit(
+pub(super) async fn audit(
     store: &SharedStore,
     action: &str,
     env: (&str, &str),
