@@ -258,6 +258,25 @@ run = 'echo "$FERRY_DEPLOYMENT_ID $FERRY_SHA" >> {scratch}/deployed'
         creates[1].body["description"],
         "Rollback to f95f852 (deployment 5001) by oncall"
     );
+    // One deployment's story, and the listings for scripts, as a member.
+    let shown = c.ok(&format!(
+        "{member} show 5003 --config /etc/ferry/ferry.toml"
+    ));
+    assert!(
+        shown.contains("deployment 5003: octo-org/web to production")
+            && shown.contains("[on GitHub since "),
+        "{shown}"
+    );
+    let listed = c.ok(&format!(
+        "{member} deployments --json --state success --config /etc/ferry/ferry.toml"
+    ));
+    assert!(listed.lines().all(|l| l.starts_with("{\"")), "{listed}");
+    assert_eq!(
+        c.ok(&format!(
+            "{member} locks --json --config /etc/ferry/ferry.toml"
+        )),
+        ""
+    );
     assert_eq!(c.ok("find /var/lib/ferry -user root"), "");
     assert_eq!(c.ok("find /var/lib/ferry ! -group ferry"), "");
     // A closed output ends a command quietly.
