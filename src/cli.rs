@@ -385,8 +385,32 @@ pub struct Listing {
 const FILTERED_FROM: i64 = 10_000;
 
 /// A time as `--json` writes it: RFC 3339, or null.
-fn json_time(ms: Option<i64>) -> serde_json::Value {
+pub(crate) fn json_time(ms: Option<i64>) -> serde_json::Value {
     ms.map_or(serde_json::Value::Null, |t| clock(t).into())
+}
+
+/// A deployment as `--json` writes it (`ferry deployments`, `ferry show`),
+/// field names as the README documents them.
+pub(crate) fn deployment_json(
+    d: &crate::store::Deployment,
+) -> serde_json::Map<String, serde_json::Value> {
+    let serde_json::Value::Object(fields) = serde_json::json!({
+        "id": d.id.0,
+        "repository": d.repository,
+        "environment": d.environment,
+        "task": d.task,
+        "ref": d.git_ref,
+        "sha": d.sha,
+        "state": d.state.as_str(),
+        "description": d.description,
+        "creator": d.creator,
+        "created_at": json_time(Some(d.created_at)),
+        "started_at": json_time(d.started_at),
+        "finished_at": json_time(d.finished_at),
+    }) else {
+        unreachable!("a JSON object literal")
+    };
+    fields
 }
 
 pub async fn deployments(c: &Steering, l: Listing) -> anyhow::Result<()> {
@@ -410,24 +434,9 @@ pub async fn deployments(c: &Steering, l: Listing) -> anyhow::Result<()> {
         .take(l.limit as usize)
         .collect();
     if l.json {
-        // JSON Lines, one deployment per line, field names as the README
-        // documents them.
+        // JSON Lines, one deployment per line.
         for d in list {
-            let line = serde_json::json!({
-                "id": d.id.0,
-                "repository": d.repository,
-                "environment": d.environment,
-                "task": d.task,
-                "ref": d.git_ref,
-                "sha": d.sha,
-                "state": d.state.as_str(),
-                "description": d.description,
-                "creator": d.creator,
-                "created_at": json_time(Some(d.created_at)),
-                "started_at": json_time(d.started_at),
-                "finished_at": json_time(d.finished_at),
-            });
-            println!("{line}");
+            println!("{}", serde_json::Value::Object(deployment_json(&d)));
         }
         return Ok(());
     }

@@ -62,21 +62,10 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
     let now = now_ms();
     if json {
         let time = |t: Option<i64>| t.map(clock);
-        let line = serde_json::json!({
-            "id": d.id.0,
-            "repository": d.repository,
-            "environment": d.environment,
-            "task": d.task,
-            "ref": d.git_ref,
-            "sha": d.sha,
-            "state": d.state.as_str(),
-            "description": d.description,
-            "creator": d.creator,
+        let mut line = crate::cli::deployment_json(&d);
+        let extra = serde_json::json!({
             "production": d.production,
             "transient": d.transient,
-            "created_at": clock(d.created_at),
-            "started_at": time(d.started_at),
-            "finished_at": time(d.finished_at),
             "log_url": log_url,
             "statuses": statuses.iter().map(|s| serde_json::json!({
                 "state": s.state.as_str(),
@@ -88,6 +77,10 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
             })).collect::<Vec<_>>(),
             "actions": actions.iter().map(action_json).collect::<Vec<_>>(),
         });
+        if let serde_json::Value::Object(extra) = extra {
+            line.extend(extra);
+        }
+        let line = serde_json::Value::Object(line);
         println!("{line}");
         return Ok(());
     }

@@ -60,22 +60,35 @@ fn refused(fake: &FakeGitHub, headers: &HeaderMap, repository: &str) -> Option<R
     })
 }
 
+/// What GitHub reports for `sha`, once the request is checked; or the
+/// answer to give instead.
+fn reported(
+    fake: &FakeGitHub,
+    headers: &HeaderMap,
+    repository: String,
+    sha: &str,
+) -> Result<Reported, Response> {
+    if let Some(answer) = refused(fake, headers, &repository) {
+        return Err(answer);
+    }
+    let inner = fake.inner.lock().unwrap();
+    Ok(inner
+        .checks
+        .get(&(repository, sha.to_string()))
+        .cloned()
+        .unwrap_or_default())
+}
+
 pub(super) async fn check_runs(
     State(fake): State<FakeGitHub>,
     Path((owner, repo, sha)): Path<(String, String, String)>,
     Query(q): Params,
     headers: HeaderMap,
 ) -> Response {
-    let repository = format!("{owner}/{repo}");
-    if let Some(answer) = refused(&fake, &headers, &repository) {
-        return answer;
-    }
-    let inner = fake.inner.lock().unwrap();
-    let runs = inner
-        .checks
-        .get(&(repository, sha))
-        .map(|r| r.runs.clone())
-        .unwrap_or_default();
+    let runs = match reported(&fake, &headers, format!("{owner}/{repo}"), &sha) {
+        Ok(r) => r.runs,
+        Err(answer) => return answer,
+    };
     axum::Json(json!({"total_count": runs.len(), "check_runs": page(&runs, &q)})).into_response()
 }
 
@@ -85,16 +98,10 @@ pub(super) async fn combined_status(
     Query(q): Params,
     headers: HeaderMap,
 ) -> Response {
-    let repository = format!("{owner}/{repo}");
-    if let Some(answer) = refused(&fake, &headers, &repository) {
-        return answer;
-    }
-    let inner = fake.inner.lock().unwrap();
-    let statuses = inner
-        .checks
-        .get(&(repository, sha.clone()))
-        .map(|r| r.statuses.clone())
-        .unwrap_or_default();
+    let statuses = match reported(&fake, &headers, format!("{owner}/{repo}"), &sha) {
+        Ok(r) => r.statuses,
+        Err(answer) => return answer,
+    };
     let state = if statuses.iter().any(|s| s["state"] != "success") || statuses.is_empty() {
         "pending"
     } else {

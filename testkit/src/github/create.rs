@@ -13,8 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{FakeGitHub, Fault, common_problems};
-use crate::schema::check_body;
+use super::{FakeGitHub, Fault, checked_body};
 
 /// Ids of created deployments, far from the ones tests deliver themselves.
 static NEXT_ID: AtomicI64 = AtomicI64::new(900_001);
@@ -43,18 +42,11 @@ pub(super) async fn create_deployment(
     body: Bytes,
 ) -> Response {
     let repository = format!("{owner}/{repo}");
-    let mut problems = match common_problems(&fake, &headers, &repository) {
-        Ok(p) => p,
-        Err(answer) => return *answer,
-    };
-    let value: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            problems.push(format!("body is not JSON: {e}"));
-            Value::Null
-        }
-    };
-    problems.extend(check_body(&fake.create_schema, &value));
+    let (value, problems) =
+        match checked_body(&fake, &headers, &repository, &body, &fake.create_schema) {
+            Ok(checked) => checked,
+            Err(answer) => return *answer,
+        };
     let mut inner = fake.inner.lock().unwrap();
     let refuse = |inner: &mut super::Inner, f: Fault| {
         inner.creates.push(Created {

@@ -248,6 +248,28 @@ fn common_problems(
     Ok(problems)
 }
 
+/// A JSON request's body, with what GitHub would refuse in it (its
+/// headers, credentials, and the body against `schema`), or the answer
+/// GitHub gives at once.
+fn checked_body(
+    fake: &FakeGitHub,
+    headers: &HeaderMap,
+    repository: &str,
+    body: &[u8],
+    schema: &Value,
+) -> Result<(Value, Vec<String>), Box<Response>> {
+    let mut problems = common_problems(fake, headers, repository)?;
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            problems.push(format!("body is not JSON: {e}"));
+            Value::Null
+        }
+    };
+    problems.extend(check_body(schema, &value));
+    Ok((value, problems))
+}
+
 /// As [`common_problems`], for a request without a body (a GET).
 fn read_problems(
     fake: &FakeGitHub,
@@ -319,18 +341,10 @@ async fn create_status(
     body: Bytes,
 ) -> Response {
     let repository = format!("{owner}/{repo}");
-    let mut problems = match common_problems(&fake, &headers, &repository) {
-        Ok(p) => p,
+    let (value, problems) = match checked_body(&fake, &headers, &repository, &body, &fake.schema) {
+        Ok(checked) => checked,
         Err(answer) => return *answer,
     };
-    let value: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            problems.push(format!("body is not JSON: {e}"));
-            Value::Null
-        }
-    };
-    problems.extend(check_body(&fake.schema, &value));
     let pace = fake.inner.lock().unwrap().pace;
     let _turn = match pace {
         Some(pace) => {
