@@ -67,9 +67,9 @@ fn reported(
     headers: &HeaderMap,
     repository: String,
     sha: &str,
-) -> Result<Reported, Response> {
+) -> Result<Reported, Box<Response>> {
     if let Some(answer) = refused(fake, headers, &repository) {
-        return Err(answer);
+        return Err(Box::new(answer));
     }
     let inner = fake.inner.lock().unwrap();
     Ok(inner
@@ -87,7 +87,7 @@ pub(super) async fn check_runs(
 ) -> Response {
     let runs = match reported(&fake, &headers, format!("{owner}/{repo}"), &sha) {
         Ok(r) => r.runs,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     axum::Json(json!({"total_count": runs.len(), "check_runs": page(&runs, &q)})).into_response()
 }
@@ -100,7 +100,7 @@ pub(super) async fn combined_status(
 ) -> Response {
     let statuses = match reported(&fake, &headers, format!("{owner}/{repo}"), &sha) {
         Ok(r) => r.statuses,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let state = if statuses.iter().any(|s| s["state"] != "success") || statuses.is_empty() {
         "pending"
