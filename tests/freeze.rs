@@ -67,21 +67,23 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// A freeze whose window runs from an hour ago to two hours from now.
-fn in_force() -> String {
-    format!(
+/// A freeze whose window runs from an hour ago to two hours from now, and
+/// its end as `DAY HH:MM` (read once: a minute may turn meanwhile).
+fn in_force() -> (String, String) {
+    let until = local(120);
+    let freeze = format!(
         "[[freeze]]\nname = \"weekend\"\nrepositories = [\"octo-org/*\"]\nenvironments = [\"prod*\"]\n\
-         weekly = [\"{} - {}\"]\ntimezone = \"{ZONE}\"\n",
+         weekly = [\"{} - {until}\"]\ntimezone = \"{ZONE}\"\n",
         local(-60),
-        local(120)
-    )
+    );
+    (freeze, until)
 }
 
 async fn a_freeze_in_force_holds_until_an_operator_lifts_it(database_url: Option<String>) {
-    let w = world(database_url, &in_force()).await;
+    let (freeze, until) = in_force();
+    let w = world(database_url, &freeze).await;
     w.deploy(91, REPO, "production").await;
     w.github.wait_state(91, "queued", WAIT).await;
-    let until = local(120);
     let queued = w.github.statuses_of(91);
     let description = queued[0].description();
     assert!(
@@ -120,7 +122,7 @@ async fn a_freeze_in_force_holds_until_an_operator_lifts_it(database_url: Option
 }
 
 async fn a_deploy_unlock_from_github_lifts_the_freeze(database_url: Option<String>) {
-    let w = world(database_url, &in_force()).await;
+    let w = world(database_url, &in_force().0).await;
     w.deploy(94, REPO, "production").await;
     w.github.wait_state(94, "queued", WAIT).await;
     let mut unlock = common::deployment_event(95, REPO, "production");
