@@ -257,6 +257,34 @@ pub fn ms(t: Timestamp) -> i64 {
     t.as_millisecond()
 }
 
+/// Lifts, for `by`, every freeze window holding the environment now, each
+/// until it ends: each freeze's name, its window's end as its zone shows it
+/// ("Mon 08:00 CET"), and whether this call lifted it (false: it was
+/// lifted already).
+pub async fn lift(
+    store: &SharedStore,
+    freezes: &[Freeze],
+    repository: &str,
+    environment: &str,
+    by: &str,
+) -> crate::store::Result<Vec<(String, String, bool)>> {
+    let now = Timestamp::now();
+    let mut lifted = Vec::new();
+    for (f, w) in holding(freezes, repository, environment, now) {
+        let lift = FreezeLift {
+            repository: repository.to_string(),
+            environment: environment.to_string(),
+            freeze: f.name.clone(),
+            until: ms(w.end),
+            by: by.to_string(),
+            at: ms(now),
+        };
+        let new = store.lift_freeze(&lift).await?;
+        lifted.push((f.name.clone(), f.local(w.end, now), new));
+    }
+    Ok(lifted)
+}
+
 /// The environments with a deployment waiting that a freeze holds now:
 /// what the runner must not claim. Nothing is read when no freeze is
 /// configured.

@@ -156,41 +156,29 @@ fn warn_freeze_problems(c: &Steering) {
     }
 }
 
-/// Lifts every freeze window holding the environment now, until each ends.
+/// Lifts every freeze window holding the environment now, until each ends;
+/// what it lifted (windows lifted before are not lifted again).
 async fn lift_freezes(
     c: &Steering,
     store: &SharedStore,
     env: &EnvName,
 ) -> anyhow::Result<Vec<String>> {
-    let now = jiff::Timestamp::now();
-    let lifts = store.freeze_lifts(crate::freeze::ms(now)).await?;
+    let all = crate::freeze::lift(
+        store,
+        &c.freezes,
+        &env.repository,
+        &env.environment,
+        &operator(),
+    )
+    .await?;
     let mut lifted = Vec::new();
-    for (f, w) in crate::freeze::holding(&c.freezes, &env.repository, &env.environment, now) {
-        let lift = crate::store::FreezeLift {
-            repository: env.repository.clone(),
-            environment: env.environment.clone(),
-            freeze: f.name.clone(),
-            until: crate::freeze::ms(w.end),
-            by: operator(),
-            at: crate::freeze::ms(now),
-        };
-        if lifts.iter().any(|l| {
-            l.covers(
-                &lift.repository,
-                &lift.environment,
-                &lift.freeze,
-                lift.until,
-            )
-        }) {
-            continue;
+    for (freeze, until, new) in all {
+        if new {
+            println!(
+                "lifted freeze {freeze} for {env} until {until}; its next window holds it again"
+            );
+            lifted.push(format!("freeze {freeze} until {until}"));
         }
-        store.lift_freeze(&lift).await?;
-        let until = f.local(w.end, now);
-        println!(
-            "lifted freeze {} for {env} until {until}; its next window holds it again",
-            f.name
-        );
-        lifted.push(format!("freeze {} until {until}", f.name));
     }
     Ok(lifted)
 }

@@ -192,23 +192,20 @@ async fn lock_task(
 /// CET"), empty when nothing.
 async fn lift_freezes(app: &Intake, d: &NewDeployment) -> crate::store::Result<String> {
     let config = app.config.get();
-    let now = jiff::Timestamp::now();
-    let holding = crate::freeze::holding(&config.freezes, &d.repository, &d.environment, now);
-    let mut lifted = Vec::new();
-    for (f, w) in holding {
-        let lift = crate::store::FreezeLift {
-            repository: d.repository.clone(),
-            environment: d.environment.clone(),
-            freeze: f.name.clone(),
-            until: crate::freeze::ms(w.end),
-            by: d.creator.clone(),
-            at: crate::freeze::ms(now),
-        };
-        within_deadline(app.store.lift_freeze(&lift)).await?;
-        lifted.push(format!("freeze {} until {}", f.name, f.local(w.end, now)));
-    }
+    let lifted = within_deadline(crate::freeze::lift(
+        &app.store,
+        &config.freezes,
+        &d.repository,
+        &d.environment,
+        &d.creator,
+    ))
+    .await?;
     if !lifted.is_empty() {
         app.locks.forget();
     }
-    Ok(lifted.join(", "))
+    let what: Vec<String> = lifted
+        .into_iter()
+        .map(|(freeze, until, _)| format!("freeze {freeze} until {until}"))
+        .collect();
+    Ok(what.join(", "))
 }

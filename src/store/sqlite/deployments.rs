@@ -53,7 +53,7 @@ impl Deployments for SqliteStore {
                  WHERE g.state = 'queued' AND g.checks_gate = 1 AND g.seq <= d.seq
                  AND g.repository = d.repository AND g.environment = d.environment)
              AND NOT EXISTS (
-                 SELECT 1 FROM json_each(?4) f
+                 SELECT 1 FROM json_each(:held) f
                  WHERE f.value ->> 0 = d.repository AND f.value ->> 1 = d.environment)
              ORDER BY d.seq LIMIT 1";
         let held = serde_json::to_string(held).unwrap_or_else(|_| "[]".into());
@@ -62,8 +62,9 @@ impl Deployments for SqliteStore {
         let read_held = held.clone();
         let any = self
             .read(move |c| {
-                let sql = RUNNABLE.replace("?4", "?1");
-                c.prepare_cached(&sql)?
+                // `:held` takes the index after the numbered ones: 1 here,
+                // 4 in the claim below.
+                c.prepare_cached(RUNNABLE)?
                     .query_row(params![read_held], |r| r.get::<_, i64>(0))
                     .optional()
             })
