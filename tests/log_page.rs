@@ -147,10 +147,7 @@ async fn text_on_request_tokens_and_retention() {
                 .starts_with("text/plain")
         );
         let body = text.text().await.unwrap();
-        assert!(
-            body.contains("build stderr: <script>alert(1)</script>"),
-            "{body}"
-        );
+        assert!(body.contains("build: <script>alert(1)</script>"), "{body}");
     }
     let token = url.split("token=").nth(1).unwrap().to_string();
     let base = format!("{}/deployments/77", w.ferry.url);
@@ -325,4 +322,29 @@ async fn ferry_logs_follow_exits_1_for_a_failed_deployment() {
         "{followed:?}"
     );
     assert!(w.cli(&["logs", "67"]).status.success());
+}
+
+/// What a step writes to stdout and stderr reaches the log in the order it
+/// was written, through sshd, the multiplexer and ferry's pipes.
+#[tokio::test(flavor = "multi_thread")]
+async fn stdout_and_stderr_lines_keep_the_order_they_were_written_in() {
+    let script = "i=0; while [ $i -lt 300 ]; do echo out$i; echo err$i >&2; i=$((i+1)); done";
+    let w =
+        World::start(|sshd, _| target(REPO, "production", &[sshd.host()], &[("talk", script)], ""))
+            .await;
+    w.deploy(78, REPO, "production").await;
+    let statuses = w.github.wait_final(78, WAIT).await;
+    assert_eq!(statuses.last().unwrap().state(), "success");
+    let log = w
+        .log_text(statuses.last().unwrap().log_url().unwrap())
+        .await;
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| !l.contains("Z ferry "))
+        .filter_map(|l| l.split_once(" talk: ").map(|(_, text)| text))
+        .collect();
+    let expected: Vec<String> = (0..300)
+        .flat_map(|i| [format!("out{i}"), format!("err{i}")])
+        .collect();
+    assert_eq!(said, expected, "{log}");
 }

@@ -130,7 +130,7 @@ async fn a_failing_step_stops_the_deployment_and_names_step_and_host() {
     assert!(!w.scratch().join("restarted").exists(), "a later step ran");
     let log = w.log_text(failure.log_url().unwrap()).await;
     assert!(
-        log.contains("migrate stderr: relation users does not exist"),
+        log.contains("migrate: relation users does not exist"),
         "{log}"
     );
     w.assert_no_violations();

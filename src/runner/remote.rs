@@ -11,6 +11,13 @@
 //! session in a new session (`setsid`), so that group holds the step and
 //! everything it started; killing it on timeout or cancel leaves nothing
 //! behind (short of a process that calls `setsid` itself).
+//!
+//! Then the step's stderr is pointed at its stdout (`exec 2>&1`), so the
+//! log holds its output in the order it was written, as a terminal would
+//! show it. Two streams cannot keep their order: sshd, the connection's
+//! multiplexer and ferry each read stdout and stderr apart, and a line
+//! written to stderr after one on stdout could land first. Only what the
+//! wrapper itself says before that (the marker; `cat` failing) is stderr.
 
 /// First stderr line of every step, before any output of the step.
 pub const PGID_MARKER: &str = "ferry-pgid:";
@@ -20,7 +27,7 @@ pub const WRAPPER: &str = concat!(
     "read -r _ _ _ _ __ferry_g _ 2>/dev/null </proc/$$/stat || __ferry_g=$(ps -o pgid= -p $$ 2>/dev/null); ",
     "echo \"ferry-pgid:$__ferry_g $(cat /proc/sys/kernel/random/boot_id 2>/dev/null)\" >&2; ",
     "__ferry_s=$(cat) || exit 125; unset __ferry_g; ",
-    "set -e; eval \"$__ferry_s\"'"
+    "exec 2>&1; set -e; eval \"$__ferry_s\"'"
 );
 
 /// Ends every process of the step's group: TERM, a moment to clean up, KILL.
@@ -155,6 +162,23 @@ mod tests {
         );
         let (_, _, code) = run_locally(&[], "exit 3");
         assert_eq!(code, 3);
+    }
+
+    #[test]
+    fn stdout_and_stderr_arrive_as_one_stream_in_the_order_written() {
+        let script = "i=0\nwhile [ $i -lt 200 ]; do echo out$i; echo err$i >&2; i=$((i+1)); done\nls /no/such/file";
+        let (out, err, code) = run_locally(&[], script);
+        assert_eq!(code, 2);
+        let expected: Vec<String> = (0..200)
+            .flat_map(|i| [format!("out{i}"), format!("err{i}")])
+            .collect();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[..400],
+            expected.iter().map(String::as_str).collect::<Vec<_>>()[..]
+        );
+        assert!(lines[400].contains("/no/such/file"), "{out}");
+        assert_eq!(err.lines().count(), 1, "only the marker: {err}");
     }
 
     #[test]
