@@ -18,23 +18,56 @@ pub(crate) fn write_burst(path: &Path, n: usize, first_id: i64) {
     std::fs::write(path, out).unwrap();
 }
 
-/// A ferry (on SQLite, or on PostgreSQL at `database_url`) with a
-/// deployment running in the environment the burst goes to.
-pub(crate) async fn held_ferry(database_url: Option<String>) -> World {
+/// What the environment the burst goes to is doing meanwhile.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Busy {
+    /// One deployment runs through the whole burst (a step that never
+    /// ends): nothing else runs, no logs are written.
+    Held,
+    /// Deployments run and finish all through the burst: `true` on one
+    /// host over a kept connection, each claim, `in_progress`, log and
+    /// `success` written while the deliveries arrive.
+    Running,
+}
+
+impl Busy {
+    fn name(self) -> &'static str {
+        match self {
+            Busy::Held => "environment held",
+            Busy::Running => "deployments running",
+        }
+    }
+}
+
+/// A ferry (on SQLite, or on PostgreSQL at `database_url`) with the
+/// environment the burst goes to `busy`.
+pub(crate) async fn burst_ferry(database_url: Option<String>, busy: Busy) -> World {
     let w = World::build(
         Setup {
             database_url,
+            // Debian's bash reads ~/.bashrc for every command sshd runs
+            // (here pyenv, ~120 ms): SHLVL=1 skips it, so deployments run
+            // as often as a quick host lets them.
+            sshd_config: "SetEnv SHLVL=1".into(),
             ..Setup::default()
         },
         |sshd, scratch| {
-            let hold = common::hold(scratch);
-            target(REPO, "production", &[sshd.host()], &[("hold", &hold)], "")
+            let step = match busy {
+                Busy::Held => common::hold(scratch),
+                Busy::Running => "true".to_string(),
+            };
+            target(REPO, "production", &[sshd.host()], &[("step", &step)], "")
         },
     )
     .await;
-    w.deploy(2_999_999, REPO, "production").await;
+    let first = 2_999_999;
+    w.deploy(first, REPO, "production").await;
+    let wanted = match busy {
+        Busy::Held => "in_progress",
+        Busy::Running => "success",
+    };
     w.github
-        .wait_state(2_999_999, "in_progress", Duration::from_secs(60))
+        .wait_state(first, wanted, Duration::from_secs(60))
         .await;
     w
 }
@@ -90,115 +123,201 @@ pub(crate) async fn settle_disk() {
     tokio::time::sleep(Duration::from_secs(5)).await;
 }
 
+/// `BURST=held` or `BURST=running` measures one case only (for `perf`).
+fn cases() -> Vec<Busy> {
+    match std::env::var("BURST").as_deref() {
+        Ok("held") => vec![Busy::Held],
+        Ok("running") => vec![Busy::Running],
+        _ => vec![Busy::Held, Busy::Running],
+    }
+}
+
+fn busy_or_running() -> Busy {
+    cases().last().copied().unwrap_or(Busy::Running)
+}
+
+/// `BURST_PROFILE=SECONDS`: ferry alone under one long burst, its pid on
+/// stderr, for `perf record -g -p PID` (no peer, nothing reported).
+async fn profile(stores: Vec<(&str, Option<String>)>, busy: Busy, seconds: u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("burst.tsv");
+    write_burst(&path, 400_000, 3_000_000);
+    for (name, url) in stores {
+        let w = burst_ferry(url, busy).await;
+        eprintln!(
+            "  profile {name}, {}: ferry pid {}",
+            busy.name(),
+            w.ferry.pid()
+        );
+        settle_disk().await;
+        let load = wrk(&w.ferry.url, "/webhook", &path, dir.path(), seconds, 16);
+        eprintln!("  p50 {} p99 {}", load.p50, load.p99);
+        w.release();
+    }
+}
+
 pub(crate) async fn burst(report: &mut Vec<[String; 5]>, postgres: bool) {
     let (seconds, connections, n) = (4, 16, 100_000);
     let dir = tempfile::tempdir().unwrap();
-    // Each round's deliveries are new to ferry: a repeat is a cheaper 200.
-    let data: Vec<_> = (0..BURST_ROUNDS)
-        .map(|round| {
-            let path = dir.path().join(format!("burst-{round}.tsv"));
-            write_burst(&path, n, 3_000_000 + (round * n) as i64);
-            path
-        })
-        .collect();
     let mut stores = vec![("SQLite", None)];
     if postgres {
         stores.push(("PostgreSQL", Some(common::postgres::cluster().database())));
     }
-    for (name, url) in stores {
-        let w = held_ferry(url).await;
-        let (mut webhook, port) = start_webhook(dir.path());
-        let before = w.github.statuses().len();
-        let (mut peers, mut ferries) = (Vec::new(), Vec::new());
-        for deliveries in &data {
-            settle_disk().await;
-            peers.push(wrk(
-                &format!("http://127.0.0.1:{port}"),
-                "/hooks/deploy",
-                &data[0],
-                dir.path(),
-                seconds,
-                connections,
-            ));
-            settle_disk().await;
-            let ferry = wrk(
-                &w.ferry.url,
-                "/webhook",
-                deliveries,
-                dir.path(),
-                seconds,
-                connections,
-            );
-            assert!(
-                ferry.requests < n as u64,
-                "more requests than deliveries: raise n"
-            );
-            ferries.push(ferry);
-        }
-        let _ = webhook.kill();
-        let _ = webhook.wait();
-        let accepted: u64 = ferries.iter().map(|f| f.requests - f.non_2xx).sum();
-        let (settled, drained) = settled_posts(&w).await;
-        let posts = settled - before;
-        let sqlite = name == "SQLite";
-        let rate = |loads: &[Load]| median_of(loads.iter().map(|l| l.per_second).collect());
-        let p = |loads: &[Load], pick: fn(&Load) -> &str| {
-            median_of(loads.iter().map(|l| latency_ms(pick(l))).collect())
-        };
-        let rounds: Vec<String> = ferries
-            .iter()
-            .zip(&peers)
-            .map(|(f, p)| format!("{:.2}", f.per_second / p.per_second))
-            .collect();
-        report.push([
-            format!(
-                "Burst to one environment, statuses flowing, wrk -c{connections}: {name} \
-                 (medians of {BURST_ROUNDS} rounds)"
-            ),
-            format!("{:.0}/s (durable)", rate(&ferries)),
-            format!("webhook {:.0}/s (not durable)", rate(&peers)),
-            format!(
-                "{:.2}x (rounds {})",
-                rate(&ferries) / rate(&peers),
-                rounds.join(", ")
-            ),
-            if sqlite { ">= 3x" } else { ">= 1x" }.into(),
-        ]);
-        report.push([
-            format!("Burst latency p50 / p99: {name}"),
-            format!(
-                "{:.2}ms / {:.2}ms",
-                p(&ferries, |l| &l.p50),
-                p(&ferries, |l| &l.p99)
-            ),
-            format!(
-                "webhook {:.2}ms / {:.2}ms",
-                p(&peers, |l| &l.p50),
-                p(&peers, |l| &l.p99)
-            ),
-            String::new(),
-            if sqlite {
-                "p99 <= 10 ms"
-            } else {
-                "p99 <= 50 ms"
-            }
-            .into(),
-        ]);
-        report.push([
-            format!("GitHub status posts per deployment of the burst: {name}"),
-            format!(
-                "{:.2} ({posts} for {accepted}{})",
-                posts as f64 / accepted.max(1) as f64,
-                if drained {
-                    ""
-                } else {
-                    "; outbox not drained in 10 min"
-                }
-            ),
-            String::new(),
-            String::new(),
-            "<= 1.05".into(),
-        ]);
-        w.release();
+    let mut first_id = 3_000_000;
+    if let Ok(secs) = std::env::var("BURST_PROFILE") {
+        return profile(stores, busy_or_running(), secs.parse().unwrap_or(20)).await;
     }
+    for (name, url) in stores {
+        for busy in cases() {
+            // Each round's deliveries are new to ferry: a repeat is a cheaper 200.
+            let data: Vec<_> = (0..BURST_ROUNDS)
+                .map(|round| {
+                    let path = dir.path().join(format!("burst-{round}.tsv"));
+                    write_burst(&path, n, first_id + (round * n) as i64);
+                    path
+                })
+                .collect();
+            first_id += (BURST_ROUNDS * n) as i64;
+            let w = burst_ferry(url.clone(), busy).await;
+            let (mut webhook, port) = start_webhook(dir.path());
+            let before = w.github.statuses().len();
+            let (mut peers, mut ferries) = (Vec::new(), Vec::new());
+            for deliveries in &data {
+                settle_disk().await;
+                peers.push(wrk(
+                    &format!("http://127.0.0.1:{port}"),
+                    "/hooks/deploy",
+                    &data[0],
+                    dir.path(),
+                    seconds,
+                    connections,
+                ));
+                settle_disk().await;
+                let ferry = wrk(
+                    &w.ferry.url,
+                    "/webhook",
+                    deliveries,
+                    dir.path(),
+                    seconds,
+                    connections,
+                );
+                assert!(
+                    ferry.requests < n as u64,
+                    "more requests than deliveries: raise n"
+                );
+                ferries.push(ferry);
+            }
+            let _ = webhook.kill();
+            let _ = webhook.wait();
+            let accepted: u64 = ferries.iter().map(|f| f.requests - f.non_2xx).sum();
+            let (settled, drained) = settled_posts(&w).await;
+            let posts = settled - before;
+            let ran = w
+                .github
+                .statuses()
+                .iter()
+                .filter(|s| s.state() == "success")
+                .count()
+                .saturating_sub(1);
+            burst_rows(
+                report,
+                &format!("{name}, {}", busy.name()),
+                name == "SQLite",
+                (&ferries, &peers),
+                connections,
+            );
+            report.push([
+                format!(
+                    "GitHub status posts per deployment of the burst: {name}, {}",
+                    busy.name()
+                ),
+                format!(
+                    "{:.2} ({posts} for {accepted}{}{})",
+                    posts as f64 / accepted.max(1) as f64,
+                    if busy == Busy::Running {
+                        format!("; {ran} ran to success")
+                    } else {
+                        String::new()
+                    },
+                    if drained {
+                        ""
+                    } else {
+                        "; outbox not drained in 10 min"
+                    }
+                ),
+                String::new(),
+                String::new(),
+                "<= 1.05".into(),
+            ]);
+            w.release();
+        }
+    }
+}
+
+/// The rate (medians, and ferry's worst round against webhook's best) and
+/// the latencies of one store and case.
+fn burst_rows(
+    report: &mut Vec<[String; 5]>,
+    case: &str,
+    sqlite: bool,
+    (ferries, peers): (&[Load], &[Load]),
+    connections: u32,
+) {
+    let rates = |loads: &[Load]| loads.iter().map(|l| l.per_second).collect::<Vec<_>>();
+    let rate = |loads: &[Load]| median_of(rates(loads));
+    let p = |loads: &[Load], pick: fn(&Load) -> &str| {
+        median_of(loads.iter().map(|l| latency_ms(pick(l))).collect())
+    };
+    let worst = rates(ferries).into_iter().fold(f64::INFINITY, f64::min);
+    let best = rates(peers).into_iter().fold(0.0, f64::max);
+    let worst_p99 = ferries
+        .iter()
+        .map(|l| latency_ms(&l.p99))
+        .fold(0.0, f64::max);
+    let rounds: Vec<String> = ferries
+        .iter()
+        .zip(peers)
+        .map(|(f, p)| format!("{:.2}", f.per_second / p.per_second))
+        .collect();
+    let goal = if sqlite { ">= 3x" } else { ">= 1.5x" };
+    report.push([
+        format!(
+            "Burst to one environment, wrk -c{connections}: {case} (medians of {BURST_ROUNDS} rounds)"
+        ),
+        format!("{:.0}/s (durable)", rate(ferries)),
+        format!("webhook {:.0}/s (not durable)", rate(peers)),
+        format!(
+            "{:.2}x (rounds {})",
+            rate(ferries) / rate(peers),
+            rounds.join(", ")
+        ),
+        goal.into(),
+    ]);
+    report.push([
+        format!("Burst, same: ferry's worst round against webhook's best: {case}"),
+        format!("{worst:.0}/s"),
+        format!("webhook {best:.0}/s"),
+        format!("{:.2}x", worst / best),
+        goal.into(),
+    ]);
+    report.push([
+        format!("Burst latency p50 / p99 (worst round's p99): {case}"),
+        format!(
+            "{:.2}ms / {:.2}ms ({worst_p99:.2}ms)",
+            p(ferries, |l| &l.p50),
+            p(ferries, |l| &l.p99)
+        ),
+        format!(
+            "webhook {:.2}ms / {:.2}ms",
+            p(peers, |l| &l.p50),
+            p(peers, |l| &l.p99)
+        ),
+        String::new(),
+        if sqlite {
+            "p99 <= 10 ms"
+        } else {
+            "p99 <= 25 ms"
+        }
+        .into(),
+    ]);
 }

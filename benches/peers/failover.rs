@@ -6,7 +6,7 @@ use super::*;
 /// how long until the other has posted its `error`.
 pub(crate) async fn failover(report: &mut Vec<[String; 5]>) {
     let url = common::postgres::cluster().database();
-    let mut w = held_ferry(Some(url.clone())).await;
+    let mut w = burst_ferry(Some(url.clone()), Busy::Held).await;
     let mut b = w.replica(2).await;
     let id = 2_999_999;
     let pid = common::postgres::holder(&url, id).await.expect("held");

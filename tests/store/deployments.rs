@@ -417,3 +417,64 @@ async fn a_closed_store_refuses_work(b: Backend) {
     let reopened = (b.open)().await;
     assert!(reopened.recent(10).await.unwrap().is_empty());
 }
+
+/// The claim's look on PostgreSQL reads the queued deployments and the
+/// steps left on hosts, each step's deployment by its key: never the
+/// environment's history, also when the statistics lag a burst: they
+/// were gathered with 20 deployments and no step on a host, and now there
+/// are 20,000 and a step.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_postgres_claims_look_never_walks_past_deployments() {
+    let url = ferry_testkit::postgres::cluster().database();
+    let store = PgStore::connect(&url).await.unwrap();
+    store.close().await;
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO deployments (id, repository, environment, task, git_ref, sha, payload,
+             creator, production, transient, state, created_at)
+         SELECT n, 'o/r', 'production', 'deploy', 'main', 'abc', '{}', 'me', true, false,
+             CASE WHEN n = 20000 THEN 'queued' ELSE 'inactive' END, 0
+         FROM generate_series(1, 20000) n WHERE n <= 10 OR n > 19990;
+         ANALYZE;
+         INSERT INTO deployments (id, repository, environment, task, git_ref, sha, payload,
+             creator, production, transient, state, created_at)
+         SELECT n, 'o/r', 'production', 'deploy', 'main', 'abc', '{}', 'me', true, false,
+             'inactive', 0
+         FROM generate_series(11, 19990) n;
+         INSERT INTO remote_steps VALUES (19999, 'web1', 42, 'boot');",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let empty: Vec<String> = Vec::new();
+    let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN (ANALYZE, COSTS OFF) {}",
+        ferry::store::postgres::deployments::CLAIM_LOOK
+    )))
+    .bind(&empty)
+    .bind(&empty)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("Index Scan using deployments_pkey on deployments h"),
+        "{plan}"
+    );
+    for walk in [
+        "Seq Scan on deployments",
+        "deployments_env_seq",
+        "Hash Join",
+    ] {
+        assert!(!plan.contains(walk), "{walk}: {plan}");
+    }
+    // The step on the host holds the environment: nothing may run.
+    let runnable: Option<i32> = sqlx::query_scalar(ferry::store::postgres::deployments::CLAIM_LOOK)
+        .bind(&empty)
+        .bind(&empty)
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+    assert_eq!(runnable, None);
+    pool.close().await;
+}

@@ -6,6 +6,34 @@ use async_trait::async_trait;
 use super::*;
 use crate::store::Deployments;
 
+/// Whether any deployment may be claimed now. Public for its plan test
+/// (tests/store/deployments.rs); `$1`, `$2`: held repositories and
+/// environments.
+///
+/// Runners ask after every delivery; in a burst the answer is mostly
+/// "nothing", and a read finds that out without locking the row a
+/// delivery is superseding.
+///
+/// Steps left on hosts are read from remote_steps (a handful of
+/// rows), each one's deployment looked up by its key in a scalar
+/// subquery, which the planner cannot turn around. As a join, it
+/// walked the environment's every past deployment to probe
+/// remote_steps for each (5,200 rows, 8 ms, in a burst whose
+/// deployments ran), or hashed the whole table when a step was
+/// running, because the statistics lag a burst.
+pub const CLAIM_LOOK: &str =
+    "SELECT 1 FROM deployments d WHERE d.state = 'queued' AND NOT d.checks_gate
+               AND NOT EXISTS (SELECT 1 FROM deployments r WHERE r.state = 'running'
+                               AND r.repository = d.repository AND r.environment = d.environment)
+               AND NOT EXISTS (SELECT 1 FROM env_locks l
+                               WHERE l.repository = d.repository AND l.environment = d.environment)
+               AND NOT EXISTS (SELECT 1 FROM remote_steps s WHERE (
+                   SELECT h.repository = d.repository AND h.environment = d.environment
+                   FROM deployments h WHERE h.id = s.deployment_id))
+               AND NOT EXISTS (SELECT 1 FROM unnest($1::text[], $2::text[]) AS f(r, e)
+                               WHERE f.r = d.repository AND f.e = d.environment)
+             LIMIT 1";
+
 #[async_trait]
 impl Deployments for PgStore {
     async fn accept(
@@ -34,25 +62,11 @@ impl Deployments for PgStore {
     ) -> Result<Option<Deployment>> {
         let (held_repos, held_envs): (Vec<&str>, Vec<&str>) =
             held.iter().map(|(r, e)| (r.as_str(), e.as_str())).unzip();
-        // Runners ask after every delivery; in a burst the answer is mostly
-        // "nothing", and a read finds that out without locking the row a
-        // delivery is superseding.
-        let runnable: Option<i32> = sqlx::query_scalar(
-            "SELECT 1 FROM deployments d WHERE d.state = 'queued' AND NOT d.checks_gate
-               AND NOT EXISTS (SELECT 1 FROM deployments r WHERE r.state = 'running'
-                               AND r.repository = d.repository AND r.environment = d.environment)
-               AND NOT EXISTS (SELECT 1 FROM env_locks l
-                               WHERE l.repository = d.repository AND l.environment = d.environment)
-               AND NOT EXISTS (SELECT 1 FROM remote_steps s JOIN deployments h ON h.id = s.deployment_id
-                               WHERE h.repository = d.repository AND h.environment = d.environment)
-               AND NOT EXISTS (SELECT 1 FROM unnest($1::text[], $2::text[]) AS f(r, e)
-                               WHERE f.r = d.repository AND f.e = d.environment)
-             LIMIT 1",
-        )
-        .bind(&held_repos)
-        .bind(&held_envs)
-        .fetch_optional(&self.pool)
-        .await?;
+        let runnable: Option<i32> = sqlx::query_scalar(CLAIM_LOOK)
+            .bind(&held_repos)
+            .bind(&held_envs)
+            .fetch_optional(&self.pool)
+            .await?;
         if runnable.is_none() {
             return Ok(None);
         }
@@ -72,8 +86,9 @@ impl Deployments for PgStore {
                                    AND r.repository = d.repository AND r.environment = d.environment)
                    AND NOT EXISTS (SELECT 1 FROM env_locks l
                                    WHERE l.repository = d.repository AND l.environment = d.environment)
-                   AND NOT EXISTS (SELECT 1 FROM remote_steps s JOIN deployments h ON h.id = s.deployment_id
-                                   WHERE h.repository = d.repository AND h.environment = d.environment)
+                   AND NOT EXISTS (SELECT 1 FROM remote_steps s WHERE (
+                       SELECT h.repository = d.repository AND h.environment = d.environment
+                       FROM deployments h WHERE h.id = s.deployment_id))
                    AND NOT EXISTS (SELECT 1 FROM unnest($4::text[], $5::text[]) AS f(r, e)
                                    WHERE f.r = d.repository AND f.e = d.environment)
                  ORDER BY d.seq LIMIT 1

@@ -16,7 +16,7 @@ use sqlx::{Postgres, Row, Transaction};
 
 mod actions;
 mod cancels;
-mod deployments;
+pub mod deployments;
 mod freezes;
 mod gates;
 mod intake;

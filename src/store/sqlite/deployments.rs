@@ -6,6 +6,37 @@ use async_trait::async_trait;
 use super::*;
 use crate::store::Deployments;
 
+/// The claim's look: the oldest deployment that may run now. `held`
+/// travels as one JSON array of [repository, environment]. A
+/// deployment waiting for its checks holds its environment's turn:
+/// neither it nor one behind it runs.
+///
+/// Each look must start from the few rows it is about, not from the
+/// environment's history: `CROSS JOIN` makes SQLite start from the
+/// steps left on hosts (a handful), and `+` keeps it off the
+/// (repository, environment, seq) index for the gate, which would
+/// walk every earlier deployment; `deployments_state` finds the few
+/// queued ones instead. With 200,000 past deployments a look took
+/// 49 ms before and 0.014 ms after (the plan is tested below).
+const RUNNABLE: &str = "SELECT d.id FROM deployments d
+     WHERE d.state = 'queued' AND NOT EXISTS (
+         SELECT 1 FROM deployments r WHERE r.state = 'running'
+         AND r.repository = d.repository AND r.environment = d.environment)
+     AND NOT EXISTS (
+         SELECT 1 FROM env_locks l
+         WHERE l.repository = d.repository AND l.environment = d.environment)
+     AND NOT EXISTS (
+         SELECT 1 FROM remote_steps s CROSS JOIN deployments h ON h.id = s.deployment_id
+         WHERE h.repository = d.repository AND h.environment = d.environment)
+     AND NOT EXISTS (
+         SELECT 1 FROM deployments g
+         WHERE g.state = 'queued' AND g.checks_gate = 1 AND g.seq <= d.seq
+         AND +g.repository = d.repository AND +g.environment = d.environment)
+     AND NOT EXISTS (
+         SELECT 1 FROM json_each(:held) f
+         WHERE f.value ->> 0 = d.repository AND f.value ->> 1 = d.environment)
+     ORDER BY d.seq LIMIT 1";
+
 #[async_trait]
 impl Deployments for SqliteStore {
     async fn accept(
@@ -35,27 +66,6 @@ impl Deployments for SqliteStore {
         owner: &Owner,
         held: &[(String, String)],
     ) -> Result<Option<Deployment>> {
-        // `held` travels as one JSON array of [repository, environment]. A
-        // deployment waiting for its checks holds its environment's turn:
-        // neither it nor one behind it runs.
-        const RUNNABLE: &str = "SELECT d.id FROM deployments d
-             WHERE d.state = 'queued' AND NOT EXISTS (
-                 SELECT 1 FROM deployments r WHERE r.state = 'running'
-                 AND r.repository = d.repository AND r.environment = d.environment)
-             AND NOT EXISTS (
-                 SELECT 1 FROM env_locks l
-                 WHERE l.repository = d.repository AND l.environment = d.environment)
-             AND NOT EXISTS (
-                 SELECT 1 FROM remote_steps s JOIN deployments h ON h.id = s.deployment_id
-                 WHERE h.repository = d.repository AND h.environment = d.environment)
-             AND NOT EXISTS (
-                 SELECT 1 FROM deployments g
-                 WHERE g.state = 'queued' AND g.checks_gate = 1 AND g.seq <= d.seq
-                 AND g.repository = d.repository AND g.environment = d.environment)
-             AND NOT EXISTS (
-                 SELECT 1 FROM json_each(:held) f
-                 WHERE f.value ->> 0 = d.repository AND f.value ->> 1 = d.environment)
-             ORDER BY d.seq LIMIT 1";
         let held = serde_json::to_string(held).unwrap_or_else(|_| "[]".into());
         // The runner asks after every delivery; during a burst the answer is
         // mostly "nothing", and a read finds that out without the writer.
@@ -246,5 +256,39 @@ impl Deployments for SqliteStore {
                 .query_row(params![state.as_str()], |r| r.get(0))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RUNNABLE;
+
+    /// The look reads the queued deployments, the steps left on hosts and
+    /// the few rows indexes lead to: never a scan of the history.
+    #[test]
+    fn the_claims_look_never_walks_past_deployments() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        super::super::migrate::run(&mut conn).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {RUNNABLE}"))
+            .unwrap()
+            .query_map([&"[]"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("SCAN s") && plan.contains("SEARCH g USING INDEX deployments_state"),
+            "{plan}"
+        );
+        for walk in [
+            "SCAN d",
+            "SCAN h",
+            "SCAN g",
+            "SCAN r",
+            "deployments_env_seq",
+        ] {
+            assert!(!plan.contains(walk), "{walk}: {plan}");
+        }
     }
 }
