@@ -20,7 +20,9 @@ use crate::store::Deployments;
 /// walked the environment's every past deployment to probe
 /// remote_steps for each (5,200 rows, 8 ms, in a burst whose
 /// deployments ran), or hashed the whole table when a step was
-/// running, because the statistics lag a burst.
+/// running, because the statistics lag a burst. The order is the
+/// queued-deployments index's, so the planner walks that index (a handful
+/// of rows) rather than the table, whatever it believes of the table.
 pub const CLAIM_LOOK: &str =
     "SELECT 1 FROM deployments d WHERE d.state = 'queued' AND NOT d.checks_gate
                AND NOT EXISTS (SELECT 1 FROM deployments r WHERE r.state = 'running'
@@ -32,7 +34,7 @@ pub const CLAIM_LOOK: &str =
                    FROM deployments h WHERE h.id = s.deployment_id))
                AND NOT EXISTS (SELECT 1 FROM unnest($1::text[], $2::text[]) AS f(r, e)
                                WHERE f.r = d.repository AND f.e = d.environment)
-             LIMIT 1";
+             ORDER BY d.repository, d.environment, d.seq LIMIT 1";
 
 #[async_trait]
 impl Deployments for PgStore {

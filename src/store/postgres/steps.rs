@@ -7,8 +7,13 @@ use async_trait::async_trait;
 use super::*;
 use crate::store::Steps;
 
+/// Each step's deployment is looked up by its key (`OFFSET 0` keeps the
+/// planner from making it a join, which hashed the whole deployments
+/// table for the one step on a host while statistics lagged a burst).
 const HOLDS: &str = "SELECT d.repository, d.environment, s.deployment_id, s.host, s.pgid, s.boot_id
-     FROM remote_steps s JOIN deployments d ON d.id = s.deployment_id
+     FROM remote_steps s CROSS JOIN LATERAL (
+         SELECT h.repository, h.environment, h.state FROM deployments h
+         WHERE h.id = s.deployment_id OFFSET 0) d
      WHERE d.state NOT IN ('queued', 'running')";
 
 fn hold_from_row(r: &PgRow) -> std::result::Result<Hold, sqlx::Error> {
