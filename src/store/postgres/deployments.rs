@@ -6,6 +6,24 @@ use async_trait::async_trait;
 use super::*;
 use crate::store::Deployments;
 
+/// What leaves a queued deployment `d` free to run: nothing running in its
+/// environment, no lock, no step left on a host, not held (`$1`, `$2`:
+/// held repositories and environments). One text for the look and the
+/// claim.
+macro_rules! may_run {
+    () => {
+        " AND NOT EXISTS (SELECT 1 FROM deployments r WHERE r.state = 'running'
+                 AND r.repository = d.repository AND r.environment = d.environment)
+           AND NOT EXISTS (SELECT 1 FROM env_locks l
+                 WHERE l.repository = d.repository AND l.environment = d.environment)
+           AND NOT EXISTS (SELECT 1 FROM remote_steps s WHERE (
+                 SELECT h.repository = d.repository AND h.environment = d.environment
+                 FROM deployments h WHERE h.id = s.deployment_id))
+           AND NOT EXISTS (SELECT 1 FROM unnest($1::text[], $2::text[]) AS f(r, e)
+                 WHERE f.r = d.repository AND f.e = d.environment)"
+    };
+}
+
 /// Whether any deployment may be claimed now. Public for its plan test
 /// (tests/store/deployments.rs); `$1`, `$2`: held repositories and
 /// environments.
@@ -23,18 +41,11 @@ use crate::store::Deployments;
 /// running, because the statistics lag a burst. The order is the
 /// queued-deployments index's, so the planner walks that index (a handful
 /// of rows) rather than the table, whatever it believes of the table.
-pub const CLAIM_LOOK: &str =
-    "SELECT 1 FROM deployments d WHERE d.state = 'queued' AND NOT d.checks_gate
-               AND NOT EXISTS (SELECT 1 FROM deployments r WHERE r.state = 'running'
-                               AND r.repository = d.repository AND r.environment = d.environment)
-               AND NOT EXISTS (SELECT 1 FROM env_locks l
-                               WHERE l.repository = d.repository AND l.environment = d.environment)
-               AND NOT EXISTS (SELECT 1 FROM remote_steps s WHERE (
-                   SELECT h.repository = d.repository AND h.environment = d.environment
-                   FROM deployments h WHERE h.id = s.deployment_id))
-               AND NOT EXISTS (SELECT 1 FROM unnest($1::text[], $2::text[]) AS f(r, e)
-                               WHERE f.r = d.repository AND f.e = d.environment)
-             ORDER BY d.repository, d.environment, d.seq LIMIT 1";
+pub const CLAIM_LOOK: &str = concat!(
+    "SELECT 1 FROM deployments d WHERE d.state = 'queued' AND NOT d.checks_gate",
+    may_run!(),
+    " ORDER BY d.repository, d.environment, d.seq LIMIT 1"
+);
 
 #[async_trait]
 impl Deployments for PgStore {
@@ -77,35 +88,28 @@ impl Deployments for PgStore {
         // claiming never runs a newer one out of turn; one waiting for its
         // checks holds the environment's turn.
         let sql = format!(
-            "UPDATE deployments SET state = 'running', started_at = $1,
-                 attempt = attempt + 1, owner = $2, lease_until = {DB_NOW} + $3
+            "UPDATE deployments SET state = 'running', started_at = $3,
+                 attempt = attempt + 1, owner = $4, lease_until = {DB_NOW} + $5
              WHERE id = (
                  SELECT d.id FROM deployments d
                  WHERE d.state = 'queued' AND NOT d.checks_gate
                    AND d.seq = (SELECT MIN(q.seq) FROM deployments q WHERE q.state = 'queued'
                                 AND q.repository = d.repository AND q.environment = d.environment)
-                   AND NOT EXISTS (SELECT 1 FROM deployments r WHERE r.state = 'running'
-                                   AND r.repository = d.repository AND r.environment = d.environment)
-                   AND NOT EXISTS (SELECT 1 FROM env_locks l
-                                   WHERE l.repository = d.repository AND l.environment = d.environment)
-                   AND NOT EXISTS (SELECT 1 FROM remote_steps s WHERE (
-                       SELECT h.repository = d.repository AND h.environment = d.environment
-                       FROM deployments h WHERE h.id = s.deployment_id))
-                   AND NOT EXISTS (SELECT 1 FROM unnest($4::text[], $5::text[]) AS f(r, e)
-                                   WHERE f.r = d.repository AND f.e = d.environment)
+                   {may_run}
                  ORDER BY d.seq LIMIT 1
                  FOR UPDATE SKIP LOCKED)
-             RETURNING {DEPLOYMENT_COLUMNS}"
+             RETURNING {DEPLOYMENT_COLUMNS}",
+            may_run = may_run!()
         );
         // Two replicas claiming in one environment at once: the unique
         // index refuses the second, which then looks again.
         for _ in 0..3 {
             match sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(&held_repos)
+                .bind(&held_envs)
                 .bind(now_ms())
                 .bind(&owner.0)
                 .bind(lease_ms())
-                .bind(&held_repos)
-                .bind(&held_envs)
                 .fetch_optional(&self.pool)
                 .await
             {
