@@ -132,18 +132,17 @@ fn cases() -> Vec<Busy> {
     }
 }
 
-fn busy_or_running() -> Busy {
-    cases().last().copied().unwrap_or(Busy::Running)
-}
-
 /// `BURST_PROFILE=SECONDS`: ferry alone under one long burst, its pid on
 /// stderr, for `perf record -g -p PID` (no peer, nothing reported).
-async fn profile(stores: Vec<(&str, Option<String>)>, busy: Busy, seconds: u32) {
+async fn profile(stores: &[&str], url: impl Fn(&str) -> Option<String>, seconds: u32) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("burst.tsv");
     write_burst(&path, 400_000, 3_000_000);
-    for (name, url) in stores {
-        let w = burst_ferry(url, busy).await;
+    for (name, busy) in stores
+        .iter()
+        .flat_map(|s| cases().into_iter().map(move |b| (*s, b)))
+    {
+        let w = burst_ferry(url(name), busy).await;
         eprintln!(
             "  profile {name}, {}: ferry pid {}",
             busy.name(),
@@ -167,8 +166,7 @@ pub(crate) async fn burst(report: &mut Vec<[String; 5]>, postgres: bool) {
     let url = |store: &str| (store == "PostgreSQL").then(|| common::postgres::cluster().database());
     let mut first_id = 3_000_000;
     if let Ok(secs) = std::env::var("BURST_PROFILE") {
-        let stores = stores.iter().map(|s| (*s, url(s))).collect();
-        return profile(stores, busy_or_running(), secs.parse().unwrap_or(20)).await;
+        return profile(&stores, url, secs.parse().unwrap_or(20)).await;
     }
     for name in stores {
         for busy in cases() {

@@ -31,11 +31,7 @@ impl Outbox for PgStore {
         // head test is a correlated MIN, not NOT EXISTS: PostgreSQL turned
         // that into a hash anti-join over every pending status (29 ms a
         // look with a burst's backlog), where this walks the pending
-        // statuses in order and stops at `limit`. Each head is found in
-        // the (deployment_id, seq) index, whose order the subquery asks
-        // for: as MIN() the planner, with statistics that lagged a burst,
-        // walked the backlog from its start for each head instead (16 ms
-        // a look).
+        // statuses in order and stops at `limit`.
         const ITEM: &str = "SELECT o.seq, o.deployment_id, o.state, o.description, o.log_url,
                 o.environment_url, o.auto_inactive, o.attempts, d.repository, d.installation_id,
                 (o.state = 'queued' AND d.state = 'inactive') AS superseded,
@@ -43,10 +39,9 @@ impl Outbox for PgStore {
              FROM status_outbox o JOIN deployments d ON d.id = o.deployment_id";
         let urgent = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{ITEM} WHERE o.next_attempt_at <= $1 AND o.seq IN (
-                 SELECT (SELECT p.seq FROM status_outbox p
+                 SELECT (SELECT MIN(p.seq) FROM status_outbox p
                          WHERE p.deployment_id = u.deployment_id
-                           AND p.sent_at IS NULL AND p.failed_at IS NULL
-                         ORDER BY p.deployment_id, p.seq LIMIT 1)
+                           AND p.sent_at IS NULL AND p.failed_at IS NULL)
                  FROM status_outbox u
                  WHERE u.sent_at IS NULL AND u.failed_at IS NULL
                    AND u.state NOT IN ('queued', 'inactive'))
@@ -59,10 +54,9 @@ impl Outbox for PgStore {
         let backlog = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{ITEM} WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= $1
                AND o.seq = (
-                   SELECT p.seq FROM status_outbox p
+                   SELECT MIN(p.seq) FROM status_outbox p
                    WHERE p.deployment_id = o.deployment_id
-                     AND p.sent_at IS NULL AND p.failed_at IS NULL
-                   ORDER BY p.deployment_id, p.seq LIMIT 1)
+                     AND p.sent_at IS NULL AND p.failed_at IS NULL)
              ORDER BY o.seq LIMIT $2"
         )))
         .bind(now)
