@@ -134,10 +134,16 @@ fn cases() -> Vec<Busy> {
 
 /// `BURST_PROFILE=SECONDS`: ferry alone under one long burst, its pid on
 /// stderr, for `perf record -g -p PID` (no peer, nothing reported).
-async fn profile(stores: &[&str], url: impl Fn(&str) -> Option<String>, seconds: u32) {
+/// `BURST_PROFILE=SECONDSxTIMES`: that many bursts in a row, each of
+/// deliveries new to ferry, to see whether its pace drifts.
+async fn profile(stores: &[&str], url: impl Fn(&str) -> Option<String>, spec: &str) {
+    let (seconds, times) = match spec.split_once('x') {
+        Some((s, t)) => (s.parse().unwrap_or(4), t.parse().unwrap_or(1)),
+        None => (spec.parse().unwrap_or(20), 1),
+    };
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("burst.tsv");
-    write_burst(&path, 400_000, 3_000_000);
+    let per_burst = (seconds as usize * 12_000).min(400_000);
+    let mut first_id = 3_000_000;
     for (name, busy) in stores
         .iter()
         .flat_map(|s| cases().into_iter().map(move |b| (*s, b)))
@@ -148,9 +154,17 @@ async fn profile(stores: &[&str], url: impl Fn(&str) -> Option<String>, seconds:
             busy.name(),
             w.ferry.pid()
         );
-        settle_disk().await;
-        let load = wrk(&w.ferry.url, "/webhook", &path, dir.path(), seconds, 16);
-        eprintln!("  p50 {} p99 {}", load.p50, load.p99);
+        for _ in 0..times {
+            let path = dir.path().join("burst.tsv");
+            write_burst(&path, per_burst, first_id);
+            first_id += per_burst as i64;
+            settle_disk().await;
+            let load = wrk(&w.ferry.url, "/webhook", &path, dir.path(), seconds, 16);
+            eprintln!(
+                "  {:.0}/s p50 {} p99 {} ({} requests, {} not 2xx)",
+                load.per_second, load.p50, load.p99, load.requests, load.non_2xx
+            );
+        }
         w.release();
     }
 }
@@ -162,11 +176,15 @@ pub(crate) async fn burst(report: &mut Vec<[String; 5]>, postgres: bool) {
     if postgres {
         stores.push("PostgreSQL");
     }
+    // `BURST_STORE=postgres` (or `sqlite`) measures one store only.
+    if let Ok(only) = std::env::var("BURST_STORE") {
+        stores.retain(|s| s.to_lowercase().starts_with(&only.to_lowercase()));
+    }
     // A database of its own for each case.
     let url = |store: &str| (store == "PostgreSQL").then(|| common::postgres::cluster().database());
     let mut first_id = 3_000_000;
     if let Ok(secs) = std::env::var("BURST_PROFILE") {
-        return profile(&stores, url, secs.parse().unwrap_or(20)).await;
+        return profile(&stores, url, &secs).await;
     }
     for name in stores {
         for busy in cases() {
