@@ -185,3 +185,84 @@ async fn each_status_is_handed_to_one_replica_at_a_time(b: Backend) {
     assert_eq!(again.len(), 1, "the next replica sends it");
     assert_eq!(again[0].seq, first[0].seq);
 }
+
+/// The outbox's head lookups on PostgreSQL find each deployment's first
+/// pending status by its key, never by walking the pending statuses in
+/// order, also when the statistics lag a burst: they were gathered with
+/// 2,000 statuses all sent, and now 20,000 more are pending behind them.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_postgres_outbox_finds_heads_by_deployment() {
+    let url = ferry_testkit::postgres::cluster().database();
+    let store = PgStore::connect(&url).await.unwrap();
+    store.close().await;
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO deployments (id, repository, environment, task, git_ref, sha, payload,
+             creator, production, transient, state, created_at)
+         SELECT n, 'o/r', 'production', 'deploy', 'main', 'abc', '{}', 'me', true, false,
+             'inactive', 0
+         FROM generate_series(1, 11000) n;
+         INSERT INTO status_outbox (deployment_id, state, description, created_at,
+             next_attempt_at, sent_at)
+         SELECT n, s, 'sent', 0, 0, 1 FROM generate_series(1, 1000) n,
+             unnest(ARRAY['queued', 'inactive']) s;
+         ANALYZE;
+         INSERT INTO status_outbox (deployment_id, state, description, created_at,
+             next_attempt_at)
+         SELECT n, s, 'burst', 0, 0 FROM generate_series(1001, 11000) n,
+             unnest(ARRAY['queued', 'inactive']) s ORDER BY n, s DESC;
+         INSERT INTO status_outbox (deployment_id, state, description, created_at,
+             next_attempt_at)
+         VALUES (11000, 'in_progress', 'running', 0, 0);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for query in [
+        ferry::store::postgres::outbox::URGENT_HEADS,
+        ferry::store::postgres::outbox::BACKLOG_HEADS,
+    ] {
+        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN (ANALYZE, COSTS OFF) {query}"
+        )))
+        .bind(i64::MAX)
+        .bind(64_i64)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let plan = plan.join("\n");
+        let lookups: Vec<&str> = plan
+            .lines()
+            .filter(|l| l.contains(" on status_outbox p"))
+            .collect();
+        assert!(!lookups.is_empty(), "{plan}");
+        for lookup in lookups {
+            assert!(
+                lookup.contains("using status_outbox_pending on status_outbox p"),
+                "{lookup}: {plan}"
+            );
+        }
+    }
+    // What the lookups found: the running deployment's head first, then
+    // the backlog's from its start.
+    let heads: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT deployment_id, state FROM ({}) h UNION ALL
+             SELECT deployment_id, state FROM ({}) b",
+        ferry::store::postgres::outbox::URGENT_HEADS,
+        ferry::store::postgres::outbox::BACKLOG_HEADS
+    )))
+    .bind(i64::MAX)
+    .bind(2_i64)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        heads,
+        [
+            (11000, "queued".into()),
+            (1001, "queued".into()),
+            (1002, "queued".into())
+        ]
+    );
+    pool.close().await;
+}

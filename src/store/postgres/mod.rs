@@ -24,7 +24,7 @@ mod listen;
 mod locks;
 mod logs;
 mod migrate;
-mod outbox;
+pub mod outbox;
 mod requests;
 mod steps;
 mod teardowns;

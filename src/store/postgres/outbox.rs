@@ -18,6 +18,50 @@ use sqlx::PgPool;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// What [`OutboxItem`] is read from: a status and its deployment.
+macro_rules! outbox_item {
+    () => {
+        "SELECT o.seq, o.deployment_id, o.state, o.description, o.log_url,
+             o.environment_url, o.auto_inactive, o.attempts, d.repository, d.installation_id,
+             (o.state = 'queued' AND d.state = 'inactive') AS superseded,
+             o.tried_at IS NOT NULL AS in_doubt
+         FROM status_outbox o JOIN deployments d ON d.id = o.deployment_id"
+    };
+}
+
+/// The heads (first pending status) of running and just-finished
+/// deployments, due by `$1`, at most `$2`: few, found through their own
+/// index, and sent before the backlog. The head test is a correlated MIN,
+/// not NOT EXISTS: PostgreSQL turned that into a hash anti-join over every
+/// pending status (29 ms a look with a burst's backlog).
+pub const URGENT_HEADS: &str = concat!(
+    outbox_item!(),
+    " WHERE o.next_attempt_at <= $1 AND o.seq IN (
+         SELECT (SELECT MIN(p.seq) FROM status_outbox p
+                 WHERE p.deployment_id = u.deployment_id
+                   AND p.sent_at IS NULL AND p.failed_at IS NULL)
+         FROM status_outbox u
+         WHERE u.sent_at IS NULL AND u.failed_at IS NULL
+           AND u.state NOT IN ('queued', 'inactive'))
+     ORDER BY o.seq LIMIT $2"
+);
+
+/// The backlog's heads in order, due by `$1`, at most `$2`: the pending
+/// `queued` and `inactive` statuses walked in order (status_outbox_backlog),
+/// stopping at `$2` heads. Only those states: a deployment whose head is of
+/// another state is urgent, and an index of every pending status in order
+/// is one the planner also walked for each head's MIN (migration 0013).
+pub const BACKLOG_HEADS: &str = concat!(
+    outbox_item!(),
+    " WHERE o.sent_at IS NULL AND o.failed_at IS NULL
+       AND o.state IN ('queued', 'inactive') AND o.next_attempt_at <= $1
+       AND o.seq = (
+           SELECT MIN(p.seq) FROM status_outbox p
+           WHERE p.deployment_id = o.deployment_id
+             AND p.sent_at IS NULL AND p.failed_at IS NULL)
+     ORDER BY o.seq LIMIT $2"
+);
+
 #[async_trait]
 impl Outbox for PgStore {
     /// Only the replica holding the outbox's lease gets any: one sends at
@@ -26,43 +70,14 @@ impl Outbox for PgStore {
         if !self.outbox.held(&self.pool).await? {
             return Ok(Vec::new());
         }
-        // Heads of running and just-finished deployments first (few,
-        // found through their own index), then the backlog in order. The
-        // head test is a correlated MIN, not NOT EXISTS: PostgreSQL turned
-        // that into a hash anti-join over every pending status (29 ms a
-        // look with a burst's backlog), where this walks the pending
-        // statuses in order and stops at `limit`.
-        const ITEM: &str = "SELECT o.seq, o.deployment_id, o.state, o.description, o.log_url,
-                o.environment_url, o.auto_inactive, o.attempts, d.repository, d.installation_id,
-                (o.state = 'queued' AND d.state = 'inactive') AS superseded,
-                o.tried_at IS NOT NULL AS in_doubt
-             FROM status_outbox o JOIN deployments d ON d.id = o.deployment_id";
-        let urgent = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{ITEM} WHERE o.next_attempt_at <= $1 AND o.seq IN (
-                 SELECT (SELECT MIN(p.seq) FROM status_outbox p
-                         WHERE p.deployment_id = u.deployment_id
-                           AND p.sent_at IS NULL AND p.failed_at IS NULL)
-                 FROM status_outbox u
-                 WHERE u.sent_at IS NULL AND u.failed_at IS NULL
-                   AND u.state NOT IN ('queued', 'inactive'))
-             ORDER BY o.seq LIMIT $2"
-        )))
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        let backlog = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{ITEM} WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= $1
-               AND o.seq = (
-                   SELECT MIN(p.seq) FROM status_outbox p
-                   WHERE p.deployment_id = o.deployment_id
-                     AND p.sent_at IS NULL AND p.failed_at IS NULL)
-             ORDER BY o.seq LIMIT $2"
-        )))
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let heads = |query: &'static str| {
+            sqlx::query(query)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&self.pool)
+        };
+        let urgent = heads(URGENT_HEADS).await?;
+        let backlog = heads(BACKLOG_HEADS).await?;
         let items = |rows: Vec<PgRow>| -> Result<Vec<OutboxItem>> {
             rows.iter().map(outbox_item).collect()
         };
