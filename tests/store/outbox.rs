@@ -81,6 +81,16 @@ async fn statuses_in_doubt_superseded_and_urgent_are_marked(b: Backend) {
         .record_posts(&[(q1.seq, PostOutcome::Confirmed)])
         .await
         .unwrap();
+    // What each answer left: three attempts (refused, unanswered,
+    // confirmed) and the last error; the coalesced one never tried.
+    let first = &store.statuses_of(DeploymentId(1)).await.unwrap()[0];
+    assert_eq!(first.attempts, 3);
+    assert_eq!(first.last_error.as_deref(), Some("timeout"));
+    assert!(first.sent_at.is_some() && first.failed_at.is_none());
+    let settled = &store.statuses_of(DeploymentId(2)).await.unwrap()[0];
+    assert_eq!(settled.attempts, 0);
+    assert_eq!(settled.last_error.as_deref(), Some(COALESCED));
+    assert!(settled.failed_at.is_some() && settled.sent_at.is_none());
 
     // 1 finishes: its success comes first even with room for one only.
     succeed(&store, one.claim()).await;
