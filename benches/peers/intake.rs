@@ -220,7 +220,7 @@ pub(crate) async fn intake(report: &mut Vec<[String; 5]>) {
             );
         }
         report.push([
-            format!("Intake: signed deliveries/s, wrk -t2 -c{connections}"),
+            format!("Intake: signed deliveries/s, wrk -t1 -c{connections}"),
             format!("{:.0}/s (durable)", ferry.per_second),
             format!("webhook {:.0}/s (not durable)", peer.per_second),
             format!("{:.2}x", ferry.per_second / peer.per_second),
