@@ -478,3 +478,103 @@ async fn the_postgres_claims_look_never_walks_past_deployments() {
     assert_eq!(runnable, None);
     pool.close().await;
 }
+
+/// PostgreSQL's batch intake stores a deployment superseded within its
+/// batch `inactive` at once, with only that status; and where a
+/// deployment of the batch was stored already, what was stored decides,
+/// as one delivery at a time would: an old deployment arriving again
+/// supersedes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_postgres_batch_supersedes_within_itself_as_one_at_a_time_would() {
+    let url = ferry_testkit::postgres::cluster().database();
+    let store: SharedStore = std::sync::Arc::new(PgStore::connect(&url).await.unwrap());
+    store
+        .accept(&key("x"), &deployment(1, "p"), &queued(), true)
+        .await
+        .unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    // (delivery, deployment, supersedes)
+    let accept = |batch: &[(&str, i64, bool)]| {
+        let pool = pool.clone();
+        let batch: Vec<(String, i64, bool)> = batch
+            .iter()
+            .map(|(d, i, s)| (d.to_string(), *i, *s))
+            .collect();
+        async move {
+            let n = batch.len();
+            let text = |v: &str| vec![v.to_string(); n];
+            let rows: Vec<(i32, bool, bool, Vec<i64>)> = sqlx::query_as(
+                "SELECT * FROM ferry_accept($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+                 $13, $14, $15, $16, $17, $18, $19, $20) ORDER BY n",
+            )
+            .bind(now_ms())
+            .bind(text("1"))
+            .bind(batch.iter().map(|b| b.0.clone()).collect::<Vec<_>>())
+            .bind(batch.iter().map(|b| b.1).collect::<Vec<_>>())
+            .bind(text("o/r"))
+            .bind(text("p"))
+            .bind(text("deploy"))
+            .bind(text("main"))
+            .bind(text("abc"))
+            .bind(text("{}"))
+            .bind(text("me"))
+            .bind(vec![true; n])
+            .bind(vec![false; n])
+            .bind(vec![7_i64; n])
+            .bind(text("queued"))
+            .bind(vec![None::<String>; n])
+            .bind(vec![None::<String>; n])
+            .bind(vec![None::<bool>; n])
+            .bind(batch.iter().map(|b| b.2).collect::<Vec<_>>())
+            .bind(ferry::wording::SUPERSEDED_BY_PREFIX)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            rows.into_iter()
+                .map(|(_, fresh, inserted, superseded)| (fresh, inserted, superseded))
+                .collect::<Vec<_>>()
+        }
+    };
+    // 1 arrives again (another delivery) after 2: it is no newer than 2.
+    assert_eq!(
+        accept(&[("a", 2, true), ("x2", 1, true)]).await,
+        [(true, true, vec![1]), (true, false, vec![])]
+    );
+    // 3 and 4 together: 3 supersedes 2, and 4 supersedes 3.
+    assert_eq!(
+        accept(&[("c", 3, true), ("d", 4, true)]).await,
+        [(true, true, vec![2]), (true, true, vec![3])]
+    );
+    let state = |id: i64| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT state, description FROM deployments WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        state(1).await,
+        ("inactive".into(), "Superseded by deployment 2".into())
+    );
+    assert_eq!(
+        state(2).await,
+        ("inactive".into(), "Superseded by deployment 3".into())
+    );
+    assert_eq!(
+        state(3).await,
+        ("inactive".into(), "Superseded by deployment 4".into())
+    );
+    assert_eq!(state(4).await, ("queued".into(), "queued".into()));
+    let statuses = drain_outbox(&store).await;
+    assert_eq!(statuses[&1], ["queued", "inactive"]);
+    assert_eq!(statuses[&2], ["queued", "inactive"]);
+    assert_eq!(statuses[&3], ["inactive"], "superseded in its own batch");
+    assert_eq!(statuses[&4], ["queued"]);
+    store.close().await;
+    pool.close().await;
+}
