@@ -160,6 +160,42 @@ async fn a_timed_out_step_fails_and_leaves_no_remote_process() {
     );
 }
 
+/// The deadline runs out while the host is still starting the step (each
+/// session there takes 3 s to start): the step is killed once it says
+/// which process group it runs in, not left running. The host runs every
+/// command with /bin/sh (dash), as for a deploy user whose login shell it
+/// is: the kill must be one dash understands.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_timed_out_before_it_announced_its_group_is_still_killed() {
+    let setup = common::Setup {
+        sshd_config: "ForceCommand sleep 3; exec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"".into(),
+        ..common::Setup::default()
+    };
+    let w = World::build(setup, |sshd, scratch| {
+        target(
+            REPO,
+            "production",
+            &[sshd.host()],
+            &[("hang", &hanging_step(scratch))],
+            "timeout = \"2s\"",
+        )
+    })
+    .await;
+    w.deploy(402, REPO, "production").await;
+    let statuses = w.github.wait_final(402, WAIT).await;
+    assert_eq!(statuses.last().unwrap().state(), "failure");
+    // Whatever the step started before the kill is gone, and nothing of
+    // it starts later.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for pid in ["shell.pid", "child.pid"] {
+        let file = w.scratch().join(pid);
+        assert!(
+            !(file.exists() && alive(&file)),
+            "{pid}: the step survived its timeout"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_finishes_what_fits_in_the_grace_cancels_the_rest_and_exits_0() {
     let mut w = World::start_with("shutdown_grace = \"2s\"", |sshd, scratch| {

@@ -31,8 +31,11 @@ pub const WRAPPER: &str = concat!(
 );
 
 /// Ends every process of the step's group: TERM, a moment to clean up, KILL.
+/// No `--` before the group: dash, the login shell of many deploy users
+/// (`/bin/sh`), takes it for a pid ("Illegal number"), and the kill,
+/// its error hidden, left the step running.
 pub fn kill_command(pgid: u32) -> String {
-    format!("kill -TERM -- -{pgid} 2>/dev/null; sleep 2; kill -KILL -- -{pgid} 2>/dev/null; exit 0")
+    format!("kill -TERM -{pgid} 2>/dev/null; sleep 2; kill -KILL -{pgid} 2>/dev/null; exit 0")
 }
 
 /// The process group a step runs in, and the boot of the host it runs on.

@@ -85,6 +85,11 @@ pub async fn run_step(
         return StepEnd::Lost("ssh gave no stdio for the step".into());
     };
     let pgid = OnceLock::new();
+    let announced = tokio::sync::Notify::new();
+    let announce = |group: &RemoteGroup| {
+        started(group);
+        announced.notify_one();
+    };
     let feed = async move {
         // A write error means the step already ended; its status says why.
         let _ = stdin.write_all(&input).await;
@@ -95,7 +100,7 @@ pub async fn run_step(
         tokio::join!(
             feed,
             pump(stdout, Stream::Out, emit, None),
-            pump(stderr, Stream::Err, emit, Some((&pgid, started))),
+            pump(stderr, Stream::Err, emit, Some((&pgid, &announce))),
         )
     };
     tokio::pin!(io);
@@ -106,6 +111,19 @@ pub async fn run_step(
     tokio::select! {
         _ = &mut io => {}
         _ = stopped => {
+            // Asked to stop before the wrapper said which group the step
+            // runs in (a deadline that ran out while the session started):
+            // its first line says so, so wait for it rather than leave the
+            // step running on the host, unkilled.
+            if pgid.get().is_none() {
+                let _ = tokio::time::timeout(ANNOUNCE_WAIT, async {
+                    tokio::select! {
+                        _ = &mut io => {}
+                        _ = announced.notified() => {}
+                    }
+                })
+                .await;
+            }
             let ended = kill_group(session, pgid.get().map(|g: &RemoteGroup| g.pgid), emit).await;
             // Give the streams a moment to deliver the last lines.
             let _ = tokio::time::timeout(Duration::from_secs(5), &mut io).await;
@@ -128,6 +146,10 @@ pub async fn run_step(
         StepEnd::ConnectionLost
     }
 }
+
+/// How long a step asked to stop may take to announce its process group
+/// (the wrapper's first line) so that it can be killed.
+const ANNOUNCE_WAIT: Duration = Duration::from_secs(5);
 
 /// Kills the step's process group; whether the kill reached the host.
 async fn kill_group(

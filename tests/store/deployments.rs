@@ -425,10 +425,7 @@ async fn a_closed_store_refuses_work(b: Backend) {
 /// are 20,000 and a step.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_postgres_claims_look_never_walks_past_deployments() {
-    let url = ferry_testkit::postgres::cluster().database();
-    let store = PgStore::connect(&url).await.unwrap();
-    store.close().await;
-    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let pool = migrated_postgres().await;
     sqlx::raw_sql(
         "INSERT INTO deployments (id, repository, environment, task, git_ref, sha, payload,
              creator, production, transient, state, created_at)

@@ -52,6 +52,15 @@ fn backend(database_url: Option<String>) -> Backend {
     }
 }
 
+/// A PostgreSQL database of its own, migrated, and a pool to it for the
+/// tests that read query plans or fill tables directly.
+async fn migrated_postgres() -> sqlx::PgPool {
+    let url = ferry_testkit::postgres::cluster().database();
+    let store = PgStore::connect(&url).await.unwrap();
+    store.close().await;
+    sqlx::PgPool::connect(&url).await.unwrap()
+}
+
 fn deployment(id: i64, env: &str) -> NewDeployment {
     NewDeployment {
         id: DeploymentId(id),

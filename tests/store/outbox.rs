@@ -202,10 +202,7 @@ async fn each_status_is_handed_to_one_replica_at_a_time(b: Backend) {
 /// 2,000 statuses all sent, and now 20,000 more are pending behind them.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_postgres_outbox_finds_heads_by_deployment() {
-    let url = ferry_testkit::postgres::cluster().database();
-    let store = PgStore::connect(&url).await.unwrap();
-    store.close().await;
-    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let pool = migrated_postgres().await;
     sqlx::raw_sql(
         "INSERT INTO deployments (id, repository, environment, task, git_ref, sha, payload,
              creator, production, transient, state, created_at)
