@@ -130,18 +130,20 @@ fn hanging_step(scratch: &Path) -> String {
     format!("echo $$ > {s}/shell.pid\nsleep 300 &\necho $! > {s}/child.pid\necho waiting\nwait")
 }
 
+/// A target whose one step hangs, with a 2 s deadline.
+fn hanging_for_2s(sshd: &common::sshd::Sshd, scratch: &Path) -> String {
+    target(
+        REPO,
+        "production",
+        &[sshd.host()],
+        &[("hang", &hanging_step(scratch))],
+        "timeout = \"2s\"",
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_timed_out_step_fails_and_leaves_no_remote_process() {
-    let w = World::start(|sshd, scratch| {
-        target(
-            REPO,
-            "production",
-            &[sshd.host()],
-            &[("hang", &hanging_step(scratch))],
-            "timeout = \"2s\"",
-        )
-    })
-    .await;
+    let w = World::start(hanging_for_2s).await;
     w.deploy(401, REPO, "production").await;
     let statuses = w.github.wait_final(401, WAIT).await;
     let last = statuses.last().unwrap();
@@ -171,16 +173,7 @@ async fn a_step_timed_out_before_it_announced_its_group_is_still_killed() {
         sshd_config: "ForceCommand sleep 3; exec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"".into(),
         ..common::Setup::default()
     };
-    let w = World::build(setup, |sshd, scratch| {
-        target(
-            REPO,
-            "production",
-            &[sshd.host()],
-            &[("hang", &hanging_step(scratch))],
-            "timeout = \"2s\"",
-        )
-    })
-    .await;
+    let w = World::build(setup, hanging_for_2s).await;
     w.deploy(402, REPO, "production").await;
     let statuses = w.github.wait_final(402, WAIT).await;
     assert_eq!(statuses.last().unwrap().state(), "failure");
