@@ -6,7 +6,7 @@ use ferry_testkit as common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Setup, World, loopback, target};
+use common::{Setup, World, alive, loopback, target};
 
 const REPO: &str = "octo-org/web";
 const WAIT: Duration = Duration::from_secs(120);
@@ -249,11 +249,6 @@ async fn proxy_jump_through_a_bastion_from_ssh_config_file() {
     assert!(page.contains("via the bastion on web-internal"), "{page}");
 }
 
-fn alive(pid_file: &Path) -> bool {
-    let pid = std::fs::read_to_string(pid_file).unwrap_or_default();
-    !pid.trim().is_empty() && Path::new(&format!("/proc/{}", pid.trim())).exists()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_host_cancels_running_hosts_and_leaves_no_remote_process() {
     let setup = Setup {
@@ -261,7 +256,6 @@ async fn a_failing_host_cancels_running_hosts_and_leaves_no_remote_process() {
         ..Setup::default()
     };
     let w = World::build(setup, |sshd, scratch| {
-        let s = scratch.display();
         let first = sshd.displays()[0].clone();
         target(
             REPO,
@@ -270,7 +264,8 @@ async fn a_failing_host_cancels_running_hosts_and_leaves_no_remote_process() {
             &[(
                 "work",
                 &format!(
-                    "if [ \"$FERRY_HOST\" = {first} ]; then\n  echo $$ > {s}/shell.pid\n  sleep 300 &\n  echo $! > {s}/child.pid\n  wait\nfi\nsleep 1\nexit 9"
+                    "if [ \"$FERRY_HOST\" = {first} ]; then\n{hang}\nfi\nsleep 1\nexit 9",
+                    hang = common::hang(scratch)
                 ),
             )],
             "",
@@ -506,6 +501,7 @@ async fn a_step_that_cannot_start_on_a_kept_connection_starts_on_a_new_one() {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !std::process::Command::new("pgrep")
         .args(["-f", &format!("^{sleep}$")])
+        .stdout(std::process::Stdio::null())
         .status()
         .unwrap()
         .success()

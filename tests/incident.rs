@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{Setup, World, target};
+use common::{Setup, World, alive, running, target};
 
 const REPO: &str = "octo-org/web";
 const WAIT: Duration = Duration::from_secs(60);
@@ -49,13 +49,6 @@ async fn world(database_url: Option<String>, ssh: &str) -> World {
 
 fn ran(w: &World) -> String {
     std::fs::read_to_string(w.scratch().join("ran")).unwrap_or_default()
-}
-
-fn alive(pid_file: &Path) -> bool {
-    let Ok(pid) = std::fs::read_to_string(pid_file) else {
-        return false;
-    };
-    Path::new(&format!("/proc/{}", pid.trim())).exists()
 }
 
 async fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
@@ -111,7 +104,7 @@ async fn a_crash_while_the_host_does_not_answer_holds_the_environment(db: Option
     let mut w = world(db, "").await;
     let pid1 = w.scratch().join("pid-1");
     w.deploy(1, REPO, "production").await;
-    wait_for("step 1 running", WAIT, || alive(&pid1)).await;
+    wait_for("step 1 running", WAIT, || running(&pid1) == Some(true)).await;
 
     // The host stops answering new connections, and ferry is killed.
     signal(&[w.sshd.pid()], "STOP");
@@ -171,7 +164,7 @@ async fn a_host_that_stops_answering_mid_step_is_lost_and_held(db: Option<String
     let w = world(db, "keepalive = \"1s\"").await;
     let pid1 = w.scratch().join("pid-1");
     w.deploy(1, REPO, "production").await;
-    wait_for("step 1 running", WAIT, || alive(&pid1)).await;
+    wait_for("step 1 running", WAIT, || running(&pid1) == Some(true)).await;
 
     // The connection's sshd freezes: the host answers no keepalive.
     let frozen = sshd_sessions(w.sshd.pid());

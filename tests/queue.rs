@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::timeline::{assert_serialized, runs, timed_step};
-use common::{World, deployment_event, target};
+use common::{World, alive, deployment_event, running, target};
 
 const REPO: &str = "octo-org/web";
 const WAIT: Duration = Duration::from_secs(90);
@@ -119,24 +119,13 @@ async fn after_kill_9_the_running_deployment_errors_and_queued_ones_run() {
     w.assert_no_violations();
 }
 
-fn alive(pid_file: &Path) -> bool {
-    let pid = std::fs::read_to_string(pid_file).unwrap();
-    Path::new(&format!("/proc/{}", pid.trim())).exists()
-}
-
-/// A step that leaves a shell and a background child running, recording both pids.
-fn hanging_step(scratch: &Path) -> String {
-    let s = scratch.display();
-    format!("echo $$ > {s}/shell.pid\nsleep 300 &\necho $! > {s}/child.pid\necho waiting\nwait")
-}
-
 /// A target whose one step hangs, with a 2 s deadline.
 fn hanging_for_2s(sshd: &common::sshd::Sshd, scratch: &Path) -> String {
     target(
         REPO,
         "production",
         &[sshd.host()],
-        &[("hang", &hanging_step(scratch))],
+        &[("hang", &common::hang(scratch))],
         "timeout = \"2s\"",
     )
 }
@@ -183,7 +172,7 @@ async fn a_step_timed_out_before_it_announced_its_group_is_still_killed() {
     for pid in ["shell.pid", "child.pid"] {
         let file = w.scratch().join(pid);
         assert!(
-            !(file.exists() && alive(&file)),
+            running(&file) != Some(true),
             "{pid}: the step survived its timeout"
         );
     }
@@ -196,7 +185,7 @@ async fn sigterm_finishes_what_fits_in_the_grace_cancels_the_rest_and_exits_0() 
             REPO,
             "production",
             &[sshd.host()],
-            &[("hang", &hanging_step(scratch))],
+            &[("hang", &common::hang(scratch))],
             "",
         ) + &target(
             REPO,
@@ -323,7 +312,7 @@ async fn after_kill_9_the_interrupted_step_is_ended_on_the_host() {
             REPO,
             "production",
             &[sshd.host()],
-            &[("hang", &hanging_step(scratch))],
+            &[("hang", &common::hang(scratch))],
             "",
         )
     })

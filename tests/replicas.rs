@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::postgres::holder;
 use common::timeline::{assert_serialized, runs, timed_step};
-use common::{Ferry, SECRET, Setup, World, deployment_event, signature, target};
+use common::{Ferry, SECRET, Setup, World, alive, deployment_event, signature, target};
 
 const REPO: &str = "octo-org/web";
 const WAIT: Duration = Duration::from_secs(60);
@@ -99,19 +99,14 @@ async fn two_replicas_share_the_work_run_each_deployment_once_and_serialize_envi
     w.assert_no_violations();
 }
 
-/// A step that records its shell's and its child's pids, then waits.
+/// Deployment 801 hangs ([`common::hang`]); every other one records in
+/// `done` that it ran.
 fn hanging_step(scratch: &Path) -> String {
-    let s = scratch.display();
     format!(
-        "if [ \"$FERRY_DEPLOYMENT_ID\" = 801 ]; then\n\
-           echo $$ > {s}/shell.pid\nsleep 300 &\necho $! > {s}/child.pid\necho waiting\nwait\n\
-         fi\necho \"$FERRY_DEPLOYMENT_ID\" >> {s}/done"
+        "if [ \"$FERRY_DEPLOYMENT_ID\" = 801 ]; then\n{}\nfi\necho \"$FERRY_DEPLOYMENT_ID\" >> {}/done",
+        common::hang(scratch),
+        scratch.display()
     )
-}
-
-fn alive(pid_file: &Path) -> bool {
-    let pid = std::fs::read_to_string(pid_file).unwrap();
-    Path::new(&format!("/proc/{}", pid.trim())).exists()
 }
 
 async fn wait_for_file(path: &Path) {

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{Ferry, Setup, World, deployment_event, loopback, target};
+use common::{Ferry, Setup, World, deployment_event, loopback, pid_alive, target};
 
 const REPO: &str = "octo-org/web";
 const WAIT: Duration = Duration::from_secs(60);
@@ -220,18 +220,10 @@ fn two_hosts() -> Setup {
     }
 }
 
-fn alive(pid: &str) -> bool {
-    Command::new("kill")
-        .args(["-0", pid.trim()])
-        .status()
-        .unwrap()
-        .success()
-}
-
 /// The remote step `pid` ends within 5 s of a cancel.
 async fn gone_within_5s(pid: &str) {
     let deadline = Instant::now() + Duration::from_secs(5);
-    while alive(pid) {
+    while pid_alive(pid) {
         assert!(
             Instant::now() < deadline,
             "the remote step outlived the cancel"
@@ -269,7 +261,7 @@ async fn cancel_ends_a_waiting_and_a_running_deployment(database_url: Option<Str
     w.deploy(20, REPO, "production").await;
     w.deploy(21, REPO, "production").await;
     let pid = wait_for_file(&w.scratch().join("pid-20")).await;
-    assert!(alive(&pid));
+    assert!(pid_alive(&pid));
 
     // The waiting one: ended at once, never runs.
     let out = ferry_as(

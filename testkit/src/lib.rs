@@ -140,6 +140,44 @@ pub async fn deliver_to(http: &reqwest::Client, base: &str, event: &Value, deliv
         .as_u16()
 }
 
+/// Step lines that leave a shell and a background child running until
+/// killed, their pids in `shell.pid` and `child.pid` in `scratch`: what a
+/// timeout, a cancel or a lost host must end on the host.
+pub fn hang(scratch: &Path) -> String {
+    let s = scratch.display();
+    format!("echo $$ > {s}/shell.pid\nsleep 300 &\necho $! > {s}/child.pid\necho waiting\nwait")
+}
+
+/// Whether process `pid` still runs. A zombie has ended: only its parent's
+/// `wait` is missing, and a test asking whether a step was killed means the
+/// step, not its exit status.
+pub fn pid_alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+        .ok()
+        .and_then(|stat| {
+            // `pid (comm) S ...`: the state follows the last `)`, since a
+            // command's name may hold one.
+            let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+            Some(state != "Z" && state != "X")
+        })
+        .unwrap_or(false)
+}
+
+/// Whether the process whose pid a step wrote to `pid_file` still runs;
+/// `None` while no pid is written.
+pub fn running(pid_file: &Path) -> Option<bool> {
+    let pid = std::fs::read_to_string(pid_file).ok()?;
+    let pid = pid.trim();
+    (!pid.is_empty()).then(|| pid_alive(pid))
+}
+
+/// As [`running`], for a step known to have written its pid. Panics when
+/// it has not: a process never seen cannot be shown to have ended, and an
+/// assertion that it has would pass without proving anything.
+pub fn alive(pid_file: &Path) -> bool {
+    running(pid_file).unwrap_or_else(|| panic!("no pid written to {}", pid_file.display()))
+}
+
 /// A step line that waits until the test calls [`World::release`]: a shared
 /// lock on a file the World holds exclusively until then. Blocking, not
 /// polling, so held steps cost no CPU while benchmarks measure.
