@@ -7,7 +7,9 @@
 //! single-quoted, which POSIX sh takes literally: `$(…)`, backticks, `;` and
 //! `${IFS}` in a ref are just characters.
 //!
-//! The wrapper first reports its process group on stderr. sshd starts every
+//! The wrapper first reports its process group and the host's boot on
+//! stderr, both read by the shell itself (`read`, not `cat`: a step
+//! should cost its host as few processes as can be). sshd starts every
 //! session in a new session (`setsid`), so that group holds the step and
 //! everything it started; killing it on timeout or cancel leaves nothing
 //! behind (short of a process that calls `setsid` itself).
@@ -25,8 +27,9 @@ pub const PGID_MARKER: &str = "ferry-pgid:";
 pub const WRAPPER: &str = concat!(
     "exec sh -c '",
     "read -r _ _ _ _ __ferry_g _ 2>/dev/null </proc/$$/stat || __ferry_g=$(ps -o pgid= -p $$ 2>/dev/null); ",
-    "echo \"ferry-pgid:$__ferry_g $(cat /proc/sys/kernel/random/boot_id 2>/dev/null)\" >&2; ",
-    "__ferry_s=$(cat) || exit 125; unset __ferry_g; ",
+    "read -r __ferry_b 2>/dev/null </proc/sys/kernel/random/boot_id || __ferry_b=; ",
+    "echo \"ferry-pgid:$__ferry_g $__ferry_b\" >&2; ",
+    "__ferry_s=$(cat) || exit 125; unset __ferry_g __ferry_b; ",
     "exec 2>&1; set -e; eval \"$__ferry_s\"'"
 );
 
