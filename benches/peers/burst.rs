@@ -49,6 +49,7 @@ pub(crate) async fn burst_ferry(database_url: Option<String>, busy: Busy) -> Wor
             // (here pyenv, ~120 ms): SHLVL=1 skips it, so deployments run
             // as often as a quick host lets them.
             sshd_config: "SetEnv SHLVL=1".into(),
+            env: production_log(),
             ..Setup::default()
         },
         |sshd, scratch| {

@@ -129,6 +129,7 @@ pub(crate) fn wrk(
 pub(crate) async fn busy_ferry() -> World {
     let setup = Setup {
         runner: "max_concurrent = 16\nshutdown_grace = \"5s\"".into(),
+        env: production_log(),
         ..Setup::default()
     };
     let w = World::build(setup, |sshd, scratch| {

@@ -17,6 +17,13 @@ use common::{Setup, Sshd, World, loopback, target};
 const REPO: &str = "octo-org/web";
 const SECRET: &str = common::SECRET;
 
+/// ferry's environment for the rate measures: its own default log level,
+/// as under systemd (a line per delivery, none per status posted), not the
+/// tests' debug lines.
+fn production_log() -> Vec<(String, String)> {
+    vec![("RUST_LOG".into(), "info".into())]
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]

@@ -30,11 +30,13 @@ impl Ferry {
         stderr: PathBuf,
         env: &[(String, String)],
     ) -> Ferry {
+        // Debug lines for the failure message, unless the caller asks for
+        // another level (a benchmark runs ferry as it runs in production).
         let child = Command::new(ferry_binary())
+            .env("RUST_LOG", "info,ferry=debug")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["serve", "--config"])
             .arg(&config)
-            .env("RUST_LOG", "info,ferry=debug")
             .env_remove("FERRY_WEBHOOK_SECRET")
             .env_remove("FERRY_GITHUB_TOKEN")
             .stdin(Stdio::null())
