@@ -92,8 +92,10 @@ impl Cluster {
         // fsync stays on: the tests check what survives kill -9.
         let options = format!(
             "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={d} \
-             -c max_connections=200",
-            d = dir.display()
+             -c max_connections=200 {extra}",
+            d = dir.display(),
+            // For profiling runs: `FERRY_PG_OPTIONS="-c shared_preload_libraries=pg_stat_statements"`.
+            extra = std::env::var("FERRY_PG_OPTIONS").unwrap_or_default()
         );
         run(cluster
             .command("pg_ctl")

@@ -475,3 +475,172 @@ async fn the_postgres_claims_look_never_walks_past_deployments() {
     assert_eq!(runnable, None);
     pool.close().await;
 }
+
+/// PostgreSQL's batch intake stores a deployment superseded within its
+/// batch `inactive` at once, with only that status; and a deployment of
+/// the batch that was stored already supersedes nothing, as one delivery
+/// at a time would: it is no newer for arriving again.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_postgres_batch_supersedes_within_itself_as_one_at_a_time_would() {
+    let url = ferry_testkit::postgres::cluster().database();
+    let store: SharedStore = std::sync::Arc::new(PgStore::connect(&url).await.unwrap());
+    store
+        .accept(&key("x"), &deployment(1, "p"), &queued(), true)
+        .await
+        .unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let accept = |batch: &'static [(&'static str, i64, bool)]| {
+        let pool = pool.clone();
+        async move { accept_batch(&pool, "p", batch).await }
+    };
+    // 1 arrives again (another delivery) after 2: it is no newer than 2.
+    assert_eq!(
+        accept(&[("a", 2, true), ("x2", 1, true)]).await,
+        [(true, true, vec![1]), (true, false, vec![])]
+    );
+    // 3 and 4 together: 3 supersedes 2, and 4 supersedes 3.
+    assert_eq!(
+        accept(&[("c", 3, true), ("d", 4, true)]).await,
+        [(true, true, vec![2]), (true, true, vec![3])]
+    );
+    // 4 arrives again after 5 and 6, new ones: it supersedes nothing, and
+    // 6 supersedes 5 within the batch as if 4 were not there.
+    assert_eq!(
+        accept(&[("e", 5, true), ("f", 6, true), ("x4", 4, true)]).await,
+        [
+            (true, true, vec![4]),
+            (true, true, vec![5]),
+            (true, false, vec![])
+        ]
+    );
+    let state = |id: i64| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT state, description FROM deployments WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        state(1).await,
+        ("inactive".into(), "Superseded by deployment 2".into())
+    );
+    assert_eq!(
+        state(2).await,
+        ("inactive".into(), "Superseded by deployment 3".into())
+    );
+    assert_eq!(
+        state(3).await,
+        ("inactive".into(), "Superseded by deployment 4".into())
+    );
+    assert_eq!(
+        state(4).await,
+        ("inactive".into(), "Superseded by deployment 5".into())
+    );
+    assert_eq!(
+        state(5).await,
+        ("inactive".into(), "Superseded by deployment 6".into())
+    );
+    assert_eq!(state(6).await, ("queued".into(), "queued".into()));
+    let statuses = drain_outbox(&store).await;
+    assert_eq!(statuses[&1], ["queued", "inactive"]);
+    assert_eq!(statuses[&2], ["queued", "inactive"]);
+    assert_eq!(statuses[&3], ["inactive"], "superseded in its own batch");
+    assert_eq!(statuses[&4], ["queued", "inactive"]);
+    assert_eq!(statuses[&5], ["inactive"], "superseded in its own batch");
+    assert_eq!(statuses[&6], ["queued"]);
+    store.close().await;
+    pool.close().await;
+}
+
+/// One call of PostgreSQL's batch intake (`ferry_accept`) for deliveries
+/// (delivery id, deployment id, supersedes) to environment `env` of `o/r`:
+/// for each, (fresh, inserted, superseded).
+async fn accept_batch<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    env: &str,
+    batch: &[(&str, i64, bool)],
+) -> Vec<(bool, bool, Vec<i64>)> {
+    let n = batch.len();
+    let text = |v: &str| vec![v.to_string(); n];
+    let rows: Vec<(i32, bool, bool, Vec<i64>)> = sqlx::query_as(
+        "SELECT * FROM ferry_accept($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+         $13, $14, $15, $16, $17, $18, $19, $20) ORDER BY n",
+    )
+    .bind(now_ms())
+    .bind(text("1"))
+    .bind(batch.iter().map(|b| b.0).collect::<Vec<_>>())
+    .bind(batch.iter().map(|b| b.1).collect::<Vec<_>>())
+    .bind(text("o/r"))
+    .bind(text(env))
+    .bind(text("deploy"))
+    .bind(text("main"))
+    .bind(text("abc"))
+    .bind(text("{}"))
+    .bind(text("me"))
+    .bind(vec![true; n])
+    .bind(vec![false; n])
+    .bind(vec![7_i64; n])
+    .bind(text("queued"))
+    .bind(vec![None::<String>; n])
+    .bind(vec![None::<String>; n])
+    .bind(vec![None::<bool>; n])
+    .bind(batch.iter().map(|b| b.2).collect::<Vec<_>>())
+    .bind(ferry::wording::SUPERSEDED_BY_PREFIX)
+    .fetch_all(db)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|(_, fresh, inserted, superseded)| (fresh, inserted, superseded))
+        .collect()
+}
+
+/// PostgreSQL's batch intake finds what it needs of the deployments table
+/// by key (each deployment of the batch, the environment's waiting ones),
+/// never by a scan, also when the statistics lag a burst: gathered with 20
+/// deployments, and now there are 20,000.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_postgres_batch_intake_never_scans_the_deployments() {
+    let pool = migrated_postgres().await;
+    sqlx::raw_sql(
+        "INSERT INTO deployments (id, repository, environment, task, git_ref, sha, payload,
+             creator, production, transient, state, created_at)
+         SELECT n, 'o/r', 'production', 'deploy', 'main', 'abc', '{}', 'me', true, false,
+             CASE WHEN n = 20000 THEN 'queued' ELSE 'inactive' END, 0
+         FROM generate_series(1, 20000) n WHERE n <= 10 OR n > 19990;
+         ANALYZE;
+         INSERT INTO deployments (id, repository, environment, task, git_ref, sha, payload,
+             creator, production, transient, state, created_at)
+         SELECT n, 'o/r', 'production', 'deploy', 'main', 'abc', '{}', 'me', true, false,
+             'inactive', 0
+         FROM generate_series(11, 19990) n;",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // This transaction's own scans, counted as they happen.
+    let mut tx = pool.begin().await.unwrap();
+    let batch = [("a", 20001, true), ("b", 20002, true), ("c", 15, true)];
+    assert_eq!(
+        accept_batch(&mut *tx, "production", &batch).await,
+        [
+            (true, true, vec![20000]),
+            (true, true, vec![20001]),
+            (true, false, vec![])
+        ]
+    );
+    let (seq_scans, index_scans): (i64, i64) = sqlx::query_as(
+        "SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables WHERE relname = 'deployments'",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(seq_scans, 0, "the batch scanned the deployments table");
+    assert!(index_scans > 0);
+    tx.commit().await.unwrap();
+    pool.close().await;
+}
