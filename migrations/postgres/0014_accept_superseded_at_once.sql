@@ -5,6 +5,9 @@
 -- deployments), given a `queued` status that the outbox only settled
 -- unsent (another update), and an `inactive` one.
 --
+-- And a deployment claimed while its supersede is under way keeps running
+-- (see `gone` below).
+--
 -- And the batch is one statement after the lock instead of seven. A batch
 -- of one delivery took 0.8 ms, of sixteen 1.7 ms: most of a batch's time
 -- was each statement's own start (plans of unnests, CTEs and subplans set
@@ -138,11 +141,17 @@ BEGIN
             SELECT q.id FROM deployments q
             WHERE q.repository = v.repository AND q.environment = v.environment
               AND q.state = 'queued' AND q.id >= 0) AS w),
+    -- `state = 'queued'` again here: a claim may have taken a victim's row
+    -- since it was read, and the update then looks at the row as the
+    -- claim left it. Without it (0002 to 0007) a deployment claimed in
+    -- that moment was marked superseded while it ran, its statuses were
+    -- refused as from a lost claim, and its environment ran the next one
+    -- beside it.
     gone AS (
         UPDATE deployments d SET state = 'inactive', finished_at = now_ms,
             description = superseded_by || verdict.victor
         FROM verdict
-        WHERE d.id = verdict.victim
+        WHERE d.id = verdict.victim AND d.state = 'queued'
         RETURNING d.id, verdict.victor),
     gone_statuses AS (
         INSERT INTO status_outbox (deployment_id, state, description, created_at,

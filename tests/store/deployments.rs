@@ -644,3 +644,69 @@ async fn the_postgres_batch_intake_never_scans_the_deployments() {
     tx.commit().await.unwrap();
     pool.close().await;
 }
+
+/// A deployment claimed while a newer one's batch supersedes it keeps
+/// running: the batch found it waiting, but the claim took its row first,
+/// and the batch must look again before it marks it `inactive`. It did
+/// not: the running deployment was marked superseded, its `in_progress`
+/// and `success` were refused as from a lost claim, and the environment,
+/// free to the store, ran the next deployment beside it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_postgres_batch_never_supersedes_a_deployment_being_claimed() {
+    let url = ferry_testkit::postgres::cluster().database();
+    let store: SharedStore = std::sync::Arc::new(PgStore::connect(&url).await.unwrap());
+    accept(&store, 1, "p", true).await;
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    // A claim under way: the row taken, not yet committed.
+    let mut claim = pool.begin().await.unwrap();
+    sqlx::query(
+        "UPDATE deployments SET state = 'running', attempt = attempt + 1, owner = 'x'
+         WHERE id = 1",
+    )
+    .execute(&mut *claim)
+    .await
+    .unwrap();
+    let batch = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .accept(&key("b2"), &deployment(2, "p"), &queued(), true)
+                .await
+        }
+    });
+    // The batch waits for the claim's row.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE wait_event_type = 'Lock' AND query LIKE '%ferry_accept%'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the batch never waited"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    claim.commit().await.unwrap();
+    assert_eq!(
+        batch.await.unwrap().unwrap(),
+        Accepted::New { superseded: vec![] }
+    );
+    let one = store.get(DeploymentId(1)).await.unwrap().unwrap();
+    assert_eq!(one.state, State::Running);
+    assert_eq!(store.count_by_state(State::Queued).await.unwrap(), 1);
+    let statuses = drain_outbox(&store).await;
+    assert_eq!(
+        statuses[&1],
+        ["queued"],
+        "no inactive for a running deployment"
+    );
+    store.close().await;
+    pool.close().await;
+}
