@@ -20,8 +20,12 @@ use crate::store::{DeploymentId, OutboxItem, PostOutcome, SharedStore, StatusSta
 const IN_FLIGHT: usize = 16;
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 /// Heads looked at beyond the posts there is room for: `queued` statuses of
-/// superseded deployments among them are settled without GitHub.
-const COALESCE_AHEAD: usize = 64;
+/// superseded deployments among them are settled without GitHub. Few are:
+/// a deployment superseded within its intake batch never gets one (both
+/// stores), so a burst leaves about one per batch. Each head looked at is
+/// a row read and returned: 64 made the PostgreSQL outbox's looks 0.5 ms
+/// each in a burst, for 7 posts.
+const COALESCE_AHEAD: usize = 16;
 /// How often the store is polled when nothing wakes us.
 const IDLE_POLL: Duration = Duration::from_secs(5);
 /// While posts are in flight, the outbox asks the store for more at most

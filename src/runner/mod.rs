@@ -198,6 +198,9 @@ impl Runner {
                 Ok(held) => {
                     renewed = Instant::now();
                     for lost in claims.iter().filter(|c| !held.contains(c)) {
+                        if Self::finished_here(&shared, lost).await {
+                            continue;
+                        }
                         tracing::warn!(deployment = %lost.id, "deployment {}: lease lost to another replica; stopping it here", lost.id);
                         running.interrupt(Some(lost.id), Interrupt::LeaseLost);
                     }
@@ -244,6 +247,19 @@ impl Runner {
                     }
                 }));
             }
+        }
+    }
+
+    /// Whether a claim the renewal did not hold any more is one whose
+    /// deployment ended under it meanwhile: the renewal took the claims,
+    /// the deployment finished, the renewal found it no longer running. In
+    /// a burst that was several times a minute, each logged as a lease
+    /// lost to another replica, with no other replica there. A store that
+    /// cannot say counts as lost: stopping is the safe side.
+    async fn finished_here(shared: &Handles, claim: &Claim) -> bool {
+        match shared.store.get(claim.id).await {
+            Ok(Some(d)) => d.state.is_final() && d.attempt == claim.attempt,
+            _ => false,
         }
     }
 
