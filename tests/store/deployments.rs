@@ -426,23 +426,11 @@ async fn a_closed_store_refuses_work(b: Backend) {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_postgres_claims_look_never_walks_past_deployments() {
     let pool = migrated_postgres().await;
-    sqlx::raw_sql(
-        "INSERT INTO deployments (id, repository, environment, task, git_ref, sha, payload,
-             creator, production, transient, state, created_at)
-         SELECT n, 'o/r', 'production', 'deploy', 'main', 'abc', '{}', 'me', true, false,
-             CASE WHEN n = 20000 THEN 'queued' ELSE 'inactive' END, 0
-         FROM generate_series(1, 20000) n WHERE n <= 10 OR n > 19990;
-         ANALYZE;
-         INSERT INTO deployments (id, repository, environment, task, git_ref, sha, payload,
-             creator, production, transient, state, created_at)
-         SELECT n, 'o/r', 'production', 'deploy', 'main', 'abc', '{}', 'me', true, false,
-             'inactive', 0
-         FROM generate_series(11, 19990) n;
-         INSERT INTO remote_steps VALUES (19999, 'web1', 42, 'boot');",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    lagging_statistics(&pool).await;
+    sqlx::query("INSERT INTO remote_steps VALUES (19999, 'web1', 42, 'boot')")
+        .execute(&pool)
+        .await
+        .unwrap();
     let empty: Vec<String> = Vec::new();
     let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "EXPLAIN (ANALYZE, COSTS OFF) {}",
@@ -606,22 +594,7 @@ async fn accept_batch<'e>(
 #[tokio::test(flavor = "multi_thread")]
 async fn the_postgres_batch_intake_never_scans_the_deployments() {
     let pool = migrated_postgres().await;
-    sqlx::raw_sql(
-        "INSERT INTO deployments (id, repository, environment, task, git_ref, sha, payload,
-             creator, production, transient, state, created_at)
-         SELECT n, 'o/r', 'production', 'deploy', 'main', 'abc', '{}', 'me', true, false,
-             CASE WHEN n = 20000 THEN 'queued' ELSE 'inactive' END, 0
-         FROM generate_series(1, 20000) n WHERE n <= 10 OR n > 19990;
-         ANALYZE;
-         INSERT INTO deployments (id, repository, environment, task, git_ref, sha, payload,
-             creator, production, transient, state, created_at)
-         SELECT n, 'o/r', 'production', 'deploy', 'main', 'abc', '{}', 'me', true, false,
-             'inactive', 0
-         FROM generate_series(11, 19990) n;",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    lagging_statistics(&pool).await;
     // This transaction's own scans, counted as they happen.
     let mut tx = pool.begin().await.unwrap();
     let batch = [("a", 20001, true), ("b", 20002, true), ("c", 15, true)];
@@ -709,4 +682,25 @@ async fn the_postgres_batch_never_supersedes_a_deployment_being_claimed() {
     );
     store.close().await;
     pool.close().await;
+}
+
+/// 20,000 deployments in `o/r` `production`, the last one waiting, with
+/// statistics gathered when there were 20: as right after a burst.
+async fn lagging_statistics(pool: &sqlx::PgPool) {
+    sqlx::raw_sql(
+        "INSERT INTO deployments (id, repository, environment, task, git_ref, sha, payload,
+             creator, production, transient, state, created_at)
+         SELECT n, 'o/r', 'production', 'deploy', 'main', 'abc', '{}', 'me', true, false,
+             CASE WHEN n = 20000 THEN 'queued' ELSE 'inactive' END, 0
+         FROM generate_series(1, 20000) n WHERE n <= 10 OR n > 19990;
+         ANALYZE;
+         INSERT INTO deployments (id, repository, environment, task, git_ref, sha, payload,
+             creator, production, transient, state, created_at)
+         SELECT n, 'o/r', 'production', 'deploy', 'main', 'abc', '{}', 'me', true, false,
+             'inactive', 0
+         FROM generate_series(11, 19990) n;",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
 }
