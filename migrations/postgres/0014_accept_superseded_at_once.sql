@@ -113,6 +113,9 @@ BEGIN
         FROM batch b ORDER BY b.i
         ON CONFLICT (id) DO NOTHING
         RETURNING deployments.id),
+    -- Those the insert stored: all of the batch's, under the lock.
+    stored AS MATERIALIZED (
+        SELECT b.* FROM batch b WHERE b.id IN (SELECT dep.id FROM dep)),
     -- The first status of each: `queued`, or `inactive` for those
     -- superseded within the batch.
     first_statuses AS (
@@ -126,14 +129,14 @@ BEGIN
             CASE WHEN b.beaten_by IS NULL THEN b.environment_url END,
             CASE WHEN b.beaten_by IS NULL THEN b.auto_inactive END,
             now_ms, now_ms
-        FROM batch b WHERE b.id IN (SELECT dep.id FROM dep) ORDER BY b.i),
+        FROM stored b ORDER BY b.i),
     -- Deployments stored before the batch and waiting in an environment
     -- that a new deployment with `supersede` came to are superseded by the
     -- first of those. Each environment's waiting ones are read through
     -- its queued index (see `SET enable_seqscan` above).
     victor AS (
         SELECT DISTINCT ON (b.repository, b.environment) b.repository, b.environment, b.id
-        FROM batch b WHERE b.supersede
+        FROM stored b WHERE b.supersede
         ORDER BY b.repository, b.environment, b.i),
     verdict AS (
         SELECT w.id AS victim, v.id AS victor
@@ -162,14 +165,13 @@ BEGIN
     beaten AS (
         SELECT g.id AS victim, g.victor FROM gone g
         UNION ALL
-        SELECT b.id, b.beaten_by FROM batch b
-        WHERE b.beaten_by IS NOT NULL AND b.id IN (SELECT dep.id FROM dep))
+        SELECT b.id, b.beaten_by FROM stored b WHERE b.beaten_by IS NOT NULL)
     SELECT x.i::INTEGER,
         x.i IN (SELECT f.i FROM fresh_ns f),
-        x.i IN (SELECT b.i FROM batch b WHERE b.id IN (SELECT dep.id FROM dep)),
+        x.i IN (SELECT b.i FROM stored b),
         COALESCE((SELECT array_agg(z.victim ORDER BY z.victim) FROM beaten z
                   WHERE z.victor = x.id
-                    AND x.i IN (SELECT b.i FROM batch b)), '{}')
+                    AND x.i IN (SELECT b.i FROM stored b)), '{}')
     FROM input x
     ORDER BY x.i;
 END

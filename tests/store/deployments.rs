@@ -472,29 +472,26 @@ async fn the_postgres_claims_look_never_walks_past_deployments() {
 async fn the_postgres_batch_supersedes_within_itself_as_one_at_a_time_would() {
     let url = ferry_testkit::postgres::cluster().database();
     let store: SharedStore = std::sync::Arc::new(PgStore::connect(&url).await.unwrap());
-    store
-        .accept(&key("x"), &deployment(1, "p"), &queued(), true)
-        .await
-        .unwrap();
+    accept(&store, 1, "p", true).await;
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    let accept = |batch: &'static [(&'static str, i64, bool)]| {
+    let batch_of = |batch: &'static [(&'static str, i64, bool)]| {
         let pool = pool.clone();
         async move { accept_batch(&pool, "p", batch).await }
     };
     // 1 arrives again (another delivery) after 2: it is no newer than 2.
     assert_eq!(
-        accept(&[("a", 2, true), ("x2", 1, true)]).await,
+        batch_of(&[("a", 2, true), ("x2", 1, true)]).await,
         [(true, true, vec![1]), (true, false, vec![])]
     );
     // 3 and 4 together: 3 supersedes 2, and 4 supersedes 3.
     assert_eq!(
-        accept(&[("c", 3, true), ("d", 4, true)]).await,
+        batch_of(&[("c", 3, true), ("d", 4, true)]).await,
         [(true, true, vec![2]), (true, true, vec![3])]
     );
     // 4 arrives again after 5 and 6, new ones: it supersedes nothing, and
     // 6 supersedes 5 within the batch as if 4 were not there.
     assert_eq!(
-        accept(&[("e", 5, true), ("f", 6, true), ("x4", 4, true)]).await,
+        batch_of(&[("e", 5, true), ("f", 6, true), ("x4", 4, true)]).await,
         [
             (true, true, vec![4]),
             (true, true, vec![5]),
