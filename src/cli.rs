@@ -377,7 +377,8 @@ pub struct Listing {
     pub limit: u32,
     /// `REPO:ENV`.
     pub environment: Option<(String, String)>,
-    pub state: Option<crate::store::State>,
+    /// One of [`crate::store::STATE_WORDS`].
+    pub state: Option<String>,
     pub json: bool,
 }
 
@@ -401,7 +402,7 @@ pub(crate) fn deployment_json(
         "task": d.task,
         "ref": d.git_ref,
         "sha": d.sha,
-        "state": d.state.as_str(),
+        "state": d.state_word(),
         "description": d.description,
         "creator": d.creator,
         "created_at": json_time(Some(d.created_at)),
@@ -430,7 +431,7 @@ pub async fn deployments(c: &Steering, l: Listing) -> anyhow::Result<()> {
                 .as_ref()
                 .is_none_or(|(r, e)| d.repository == *r && d.environment == *e)
         })
-        .filter(|d| l.state.is_none_or(|s| d.state == s))
+        .filter(|d| l.state.as_deref().is_none_or(|s| d.state_word() == s))
         .take(l.limit as usize)
         .collect();
     if l.json {
@@ -454,10 +455,7 @@ pub async fn deployments(c: &Steering, l: Listing) -> anyhow::Result<()> {
             ),
             _ => "-".to_string(),
         };
-        let state = match (&d.cancelled, d.state) {
-            (Some(_), crate::store::State::Error) => "cancelled".to_string(),
-            (_, state) => state.to_string(),
-        };
+        let state = d.state_word();
         // Teardowns (negative ids) say what they tore down; every row says
         // what GitHub was told last.
         let description = match d.teardown_of {

@@ -116,6 +116,26 @@ async fn prune_logs(logs: Logs, config: Current<Config>, stop: CancellationToken
     }
 }
 
+/// Beats in the store every second while ferry serves, so that `ferry
+/// deploy` can tell at once whether any ferry runs; says it is gone when
+/// it stops in order. A failed beat is only logged: the store's own
+/// trouble is `/healthz`'s to report.
+async fn beat(store: SharedStore, stop: CancellationToken) {
+    let me = crate::store::Owner::this_process();
+    loop {
+        if let Err(e) = store.beat(&me).await {
+            tracing::debug!(error = %e, "cannot record this ferry's heartbeat: {e}");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(crate::store::daemons::BEAT_EVERY) => {}
+            _ = stop.cancelled() => break,
+        }
+    }
+    if let Err(e) = store.gone(&me).await {
+        tracing::debug!(error = %e, "cannot record that this ferry stopped: {e}");
+    }
+}
+
 /// The parts that sleep until there may be work: rung by intake, by a
 /// reload and by other replicas' announcements. Named, so that each ring
 /// says whom it is for.
@@ -234,6 +254,12 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let path = config.path.clone();
     let listen = config.server.listen;
+    // Before anything is read or migrated: a second daemon on this store
+    // changes nothing. Held until serve returns.
+    let _hold = match config.storage.database_url {
+        None => Some(crate::store::sqlite::holder::hold(&config.storage.dir)?),
+        Some(_) => None,
+    };
     let opened = crate::store::open(&config.storage).await?;
     let store = opened.store;
     let logs = Logs::open(
@@ -311,6 +337,7 @@ pub async fn serve(
         .with_log_links(logs.clone());
     let outbox = tasks.spawn(outbox.run(outbox_stop.clone(), OUTBOX_DRAIN));
     let runner = tasks.spawn(runner.run(stop.clone()));
+    tasks.spawn(beat(store.clone(), stop.clone()));
     tasks.spawn(prune_logs(logs.clone(), config_now.clone(), stop.clone()));
     tasks.spawn(service::watchdog(heartbeat, stop.clone()));
     tasks.spawn(crate::health::probe(

@@ -40,15 +40,16 @@ enum Command {
     Deployments {
         #[command(flatten)]
         config: ConfigArg,
+        /// At most this many, newest first.
         #[arg(long, value_name = "N", default_value_t = 20)]
         limit: u32,
         /// Only this environment's.
         #[arg(long, value_name = "REPO:ENV")]
         environment: Option<EnvName>,
         /// Only those in this state: queued, running, success, failure,
-        /// error or inactive.
+        /// error, cancelled or inactive.
         #[arg(long, value_name = "STATE", value_parser = parse_state)]
-        state: Option<ferry::store::State>,
+        state: Option<String>,
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
@@ -78,6 +79,7 @@ enum Command {
     },
     /// Hold an environment: its deployments wait until it is unlocked.
     Lock {
+        /// The environment, as owner/repo:environment.
         #[arg(value_name = "REPO:ENV")]
         env: EnvName,
         /// Why; shown on GitHub and in `ferry locks`.
@@ -88,6 +90,7 @@ enum Command {
     },
     /// Lift an environment's lock; its waiting deployment starts.
     Unlock {
+        /// The environment, as owner/repo:environment.
         #[arg(value_name = "REPO:ENV")]
         env: EnvName,
         #[command(flatten)]
@@ -104,6 +107,7 @@ enum Command {
     /// Tear an environment down now, in its turn: its teardown steps, then
     /// `inactive` on GitHub for its deployments.
     Teardown {
+        /// The environment, as owner/repo:environment.
         #[arg(value_name = "REPO:ENV")]
         env: EnvName,
         /// Also when its latest deployment is not transient (production):
@@ -130,11 +134,13 @@ enum Command {
     },
     /// Ask GitHub (through the running ferry) for a deployment of REF.
     Deploy {
+        /// The environment, as owner/repo:environment.
         #[arg(value_name = "REPO:ENV")]
         env: EnvName,
         /// A branch, tag or sha.
         #[arg(value_name = "REF")]
         git_ref: String,
+        /// The deployment's task.
         #[arg(long, value_name = "TASK", default_value = "deploy")]
         task: String,
         /// The deployment's payload, a JSON object [default: {}].
@@ -152,6 +158,7 @@ enum Command {
     /// Ask GitHub (through the running ferry) for a new deployment of the
     /// environment's last good version.
     Rollback {
+        /// The environment, as owner/repo:environment.
         #[arg(value_name = "REPO:ENV")]
         env: EnvName,
         /// The deployment whose version to put back, instead of the last good one.
@@ -165,10 +172,12 @@ enum Command {
     },
 }
 
-fn parse_state(s: &str) -> Result<ferry::store::State, String> {
-    ferry::store::State::parse(s).ok_or_else(|| {
-        format!("{s:?} is not a state: queued, running, success, failure, error or inactive")
-    })
+fn parse_state(s: &str) -> Result<String, String> {
+    let words = ferry::store::STATE_WORDS;
+    if words.contains(&s) {
+        return Ok(s.to_string());
+    }
+    Err(format!("{s:?} is not a state: {}", words.join(", ")))
 }
 
 fn load(arg: ConfigArg) -> Result<Config, cli::Failed> {

@@ -95,10 +95,7 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
         if d.production { ", production" } else { "" },
         if d.transient { ", transient" } else { "" }
     );
-    let state = match (&d.cancelled, d.state) {
-        (Some(_), crate::store::State::Error) => "cancelled".to_string(),
-        (_, s) => s.to_string(),
-    };
+    let state = d.state_word();
     println!("  state     {state}: {}", d.description);
     let took = match (d.started_at, d.finished_at) {
         (Some(s), Some(f)) => format!(", took {}", duration_ms(f - s)),

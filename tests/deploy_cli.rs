@@ -23,6 +23,7 @@ const BAD: &str = "badbadbadbadbadbadbadbadbadbadbadbadbad0";
 backends!(
     rollback_follow_deploys_the_last_good_version_and_exits_0,
     a_refused_deploy_says_why_and_force_skips_the_contexts,
+    without_a_running_ferry_deploy_says_so_within_5s,
 );
 
 /// Half a minute of waiting (the command's own deadline): once, on
@@ -317,4 +318,30 @@ async fn an_unreachable_github_creates_nothing_later(database_url: Option<String
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(w.github.creates().is_empty(), "{:?}", w.github.creates());
     assert!(ran(&w).is_empty());
+}
+
+/// The store's heartbeat tells the command that no ferry runs: killed
+/// (its last beat goes stale) or stopped in order (it says it is gone).
+/// The request is withdrawn: a ferry started later creates nothing.
+async fn without_a_running_ferry_deploy_says_so_within_5s(database_url: Option<String>) {
+    let mut w = world(setup(database_url)).await;
+    let config = w.ferry.config.clone();
+    for how in ["KILL", "TERM"] {
+        w.ferry.signal(how);
+        w.ferry.wait(WAIT);
+        let started = Instant::now();
+        let out = ferry_as("alice", &config, &["deploy", ENV, "main"]).await;
+        let took = started.elapsed();
+        assert_eq!(out.status.code(), Some(1), "{how}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no ferry is running"), "{how}: {}", text(&out));
+        assert!(err.contains("nothing was created"), "{how}: {}", text(&out));
+        assert!(took < Duration::from_secs(5), "{how}: {took:?}");
+        w.restart().await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(w.github.creates().is_empty(), "{:?}", w.github.creates());
+    // With ferry running again, the same command goes through.
+    let out = ferry_as("alice", &config, &["deploy", ENV, GOOD]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }

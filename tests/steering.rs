@@ -321,6 +321,19 @@ async fn cancel_ends_a_waiting_and_a_running_deployment(database_url: Option<Str
     };
     assert!(row("20 ").contains("cancelled"), "{listed}");
     assert!(row("21 ").contains("cancelled"), "{listed}");
+    // One word in the table, `--state` and `--json`.
+    let only = w.cli(&["deployments", "--state", "cancelled", "--json"]);
+    assert!(only.status.success(), "{only:?}");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&only.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<i64> = lines.iter().map(|d| d["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [21, 20], "{lines:?}");
+    assert!(lines.iter().all(|d| d["state"] == "cancelled"), "{lines:?}");
+    let errors = w.cli(&["deployments", "--state", "error"]);
+    let errors = String::from_utf8_lossy(&errors.stdout);
+    assert!(!errors.contains("cancelled"), "{errors}");
     // Counted in the store once a second.
     let deadline = Instant::now() + Duration::from_secs(5);
     while w.metric("ferry_deployments_cancelled").await != 2.0 {

@@ -9,6 +9,7 @@
 mod browser;
 mod checks;
 mod deploy_cli;
+mod first_hour;
 mod fleet;
 mod freeze;
 mod incident;

@@ -21,6 +21,9 @@ const WAIT: Duration = Duration::from_secs(30);
 /// A ferry may take the request this long after it was left; the rest of
 /// [`WAIT`] is for it to record GitHub's answer.
 const TAKE_WITHIN: Duration = Duration::from_secs(28);
+/// When no ferry has beaten this long after the request was left, none
+/// runs (SPEC: within 5 seconds); a ferry starting now has beaten by then.
+const NO_DAEMON_AFTER: Duration = Duration::from_secs(2);
 /// How often the command looks for the answer.
 const LOOK: Duration = Duration::from_millis(200);
 /// With `--follow`, how long to wait for the created deployment to reach
@@ -179,7 +182,8 @@ async fn named(store: &SharedStore, env: &EnvName, id: DeploymentId) -> anyhow::
 async fn ask(store: &SharedStore, request: &DeployRequest) -> anyhow::Result<DeploymentId> {
     let started = Instant::now();
     let seq = store.request_deployment(request, TAKE_WITHIN).await?;
-    loop {
+    let mut progress = Progress::new();
+    let result = loop {
         let state = if started.elapsed() >= WAIT {
             // Withdrawn unless a ferry took it meanwhile: then its answer
             // (or its silence) is what is reported.
@@ -188,24 +192,89 @@ async fn ask(store: &SharedStore, request: &DeployRequest) -> anyhow::Result<Dep
             store.request_state(seq).await?
         };
         match state {
-            Some(RequestState::Answered(answer)) => return answered(request, answer),
+            Some(RequestState::Answered(answer)) => break answered(request, answer),
+            Some(RequestState::Pending)
+                if started.elapsed() >= NO_DAEMON_AFTER
+                    && !crate::store::daemons::running(&**store).await =>
+            {
+                // Withdrawn first: a ferry that starts now must not take it.
+                if let Some(RequestState::Withdrawn | RequestState::Pending) | None =
+                    store.withdraw_request(seq).await?
+                {
+                    progress.clear();
+                    let last = match store.last_beat().await {
+                        Ok(Some(b)) => format!(
+                            "; the last one ({}) stopped {} ago",
+                            b.name,
+                            crate::format::duration(b.ago)
+                        ),
+                        _ => String::new(),
+                    };
+                    eprintln!(
+                        "error: no ferry is running on this store{last}: start it (`systemctl start ferry`, or `ferry serve`) and ask again; nothing was created"
+                    );
+                    break Err(Failed.into());
+                }
+            }
             Some(RequestState::Pending | RequestState::Withdrawn) | None
                 if started.elapsed() >= WAIT =>
             {
+                progress.clear();
                 eprintln!(
                     "error: no running ferry took the request within {}s (is `ferry serve` running? `systemctl status ferry`); nothing was created, and nothing will be",
                     WAIT.as_secs()
                 );
-                return Err(Failed.into());
+                break Err(Failed.into());
             }
             Some(RequestState::Taken { by }) if started.elapsed() >= WAIT => {
+                progress.clear();
                 eprintln!(
                     "error: ferry ({by}) asked GitHub but recorded no answer within {}s: the deployment may exist; look with `ferry deployments` before asking again",
                     WAIT.as_secs()
                 );
-                return Err(Failed.into());
+                break Err(Failed.into());
             }
-            _ => tokio::time::sleep(LOOK).await,
+            _ => {
+                progress.show(started.elapsed());
+                tokio::time::sleep(LOOK).await
+            }
+        }
+    };
+    progress.clear();
+    result
+}
+
+/// "waiting for GitHub… 4s" on a terminal, rewritten in place; nothing
+/// where stderr is a file or a pipe (scripts, the journal).
+struct Progress {
+    tty: bool,
+    shown: bool,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        use std::io::IsTerminal;
+        Progress {
+            tty: std::io::stderr().is_terminal(),
+            shown: false,
+        }
+    }
+
+    fn show(&mut self, elapsed: Duration) {
+        if self.tty && elapsed >= Duration::from_secs(1) {
+            eprint!(
+                "\r\x1b[Kwaiting for GitHub's answer ({}s of {}s)",
+                elapsed.as_secs(),
+                WAIT.as_secs()
+            );
+            self.shown = true;
+        }
+    }
+
+    fn clear(&mut self) {
+        if self.shown {
+            eprint!("\r\x1b[K");
+            self.shown = false;
         }
     }
 }

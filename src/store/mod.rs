@@ -10,6 +10,7 @@
 //! noun named alike in both; the same conformance suite (`tests/store/`,
 //! split the same way) runs against both.
 
+pub mod daemons;
 mod freezes;
 mod gates;
 pub mod postgres;
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use daemons::{Daemons, LastBeat};
 pub use freezes::*;
 pub use gates::*;
 pub use requests::*;
@@ -75,7 +77,7 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// teardowns ([`Teardowns`]), operators' actions ([`Actions`]) and the
 /// deployments they ask GitHub for ([`Requests`]), freeze windows lifted
 /// for an environment ([`Freezes`]) and deployments waiting for their
-/// required checks ([`Gates`]). Each
+/// required checks ([`Gates`]), and the daemons running ([`Daemons`]). Each
 /// backend has one file per noun, named alike in `sqlite/` and `postgres/`,
 /// and the conformance suite (`tests/store/`) is split the same way.
 #[async_trait]
@@ -90,6 +92,7 @@ pub trait Store:
     + Requests
     + Freezes
     + Gates
+    + Daemons
     + Send
     + Sync
     + 'static

@@ -216,6 +216,29 @@ impl fmt::Display for Owner {
     }
 }
 
+/// The words `ferry deployments` and `ferry show` use for a deployment's
+/// state, in the table, `--state` and `--json` alike: the store's states,
+/// and `cancelled` for an `error` an operator caused (GitHub gets `error`).
+pub const STATE_WORDS: [&str; 7] = [
+    "queued",
+    "running",
+    "success",
+    "failure",
+    "error",
+    "cancelled",
+    "inactive",
+];
+
+impl Deployment {
+    /// Its state as [`STATE_WORDS`] say it.
+    pub fn state_word(&self) -> &'static str {
+        match (&self.cancelled, self.state) {
+            (Some(_), State::Error) => "cancelled",
+            (_, state) => state.as_str(),
+        }
+    }
+}
+
 impl std::ops::Deref for Deployment {
     type Target = NewDeployment;
     fn deref(&self) -> &NewDeployment {

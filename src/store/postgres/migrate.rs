@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0012_required_checks.sql"),
     include_str!("../../../migrations/postgres/0013_outbox_backlog_index.sql"),
     include_str!("../../../migrations/postgres/0014_accept_superseded_at_once.sql"),
+    include_str!("../../../migrations/postgres/0015_daemons.sql"),
 ];
 
 /// `pg_advisory_xact_lock` key under which migrations run: replicas that

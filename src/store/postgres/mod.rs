@@ -16,6 +16,7 @@ use sqlx::{Postgres, Row, Transaction};
 
 mod actions;
 mod cancels;
+mod daemons;
 pub mod deployments;
 mod freezes;
 mod gates;

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0011_store_info_repair.sql"),
     include_str!("../../../migrations/sqlite/0012_freeze_lifts.sql"),
     include_str!("../../../migrations/sqlite/0013_required_checks.sql"),
+    include_str!("../../../migrations/sqlite/0014_daemons.sql"),
 ];
 
 pub fn run(conn: &mut Connection) -> anyhow::Result<()> {

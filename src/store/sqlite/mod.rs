@@ -14,9 +14,11 @@
 
 mod actions;
 mod cancels;
+mod daemons;
 mod deployments;
 mod freezes;
 mod gates;
+pub mod holder;
 mod locks;
 mod migrate;
 mod outbox;
