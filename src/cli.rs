@@ -434,15 +434,21 @@ pub async fn deployments(c: &Steering, l: Listing) -> anyhow::Result<()> {
         .filter(|d| l.state.as_deref().is_none_or(|s| d.state_word() == s))
         .take(l.limit as usize)
         .collect();
+    let awaiting = store.awaiting_github().await?;
     if l.json {
         // JSON Lines, one deployment per line.
         for d in list {
-            println!("{}", serde_json::Value::Object(deployment_json(&d)));
+            let mut fields = deployment_json(&d);
+            // Teardowns post nothing: null.
+            let on_github = (!d.id.is_teardown()).then(|| !awaiting.contains(&d.id));
+            fields.insert("on_github".into(), on_github.into());
+            println!("{}", serde_json::Value::Object(fields));
         }
         return Ok(());
     }
+    let mut marked = false;
     println!(
-        "{:<12}  {:<28}  {:<14}  {:<20}  {:<9}  {:<20}  {:<10}  DESCRIPTION",
+        "{:<12}  {:<28}  {:<14}  {:<20}  {:<10}  {:<20}  {:<10}  DESCRIPTION",
         "ID", "REPOSITORY", "ENVIRONMENT", "REF", "STATE", "STARTED", "DURATION"
     );
     for d in list {
@@ -455,7 +461,12 @@ pub async fn deployments(c: &Steering, l: Listing) -> anyhow::Result<()> {
             ),
             _ => "-".to_string(),
         };
-        let state = d.state_word();
+        let state = if awaiting.contains(&d.id) {
+            marked = true;
+            format!("{}*", d.state_word())
+        } else {
+            d.state_word().to_string()
+        };
         // Teardowns (negative ids) say what they tore down; every row says
         // what GitHub was told last.
         let description = match d.teardown_of {
@@ -463,9 +474,12 @@ pub async fn deployments(c: &Steering, l: Listing) -> anyhow::Result<()> {
             None => d.description.clone(),
         };
         println!(
-            "{:<12}  {:<28}  {:<14}  {:<20}  {:<9}  {:<20}  {took:<10}  {description}",
+            "{:<12}  {:<28}  {:<14}  {:<20}  {:<10}  {:<20}  {took:<10}  {description}",
             d.id, d.repository, d.environment, d.git_ref, state, started
         );
+    }
+    if marked {
+        println!("* GitHub does not have this status yet; `ferry show ID` says why");
     }
     Ok(())
 }

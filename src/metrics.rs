@@ -14,6 +14,10 @@ pub const QUEUED: &str = "ferry_deployments_queued";
 pub const RUNNING: &str = "ferry_deployments_running";
 pub const LOCKED: &str = "ferry_environments_locked";
 pub const CANCELLED: &str = "ferry_deployments_cancelled";
+/// Statuses GitHub does not have yet, and the age of the oldest (counted
+/// in the store: every replica reports the same).
+pub const STATUSES_PENDING: &str = "ferry_statuses_pending";
+pub const STATUSES_OLDEST_PENDING: &str = "ferry_statuses_oldest_pending_seconds";
 /// Status posts to GitHub, by `result`: sent, retried, failed.
 pub const STATUS_POSTS: &str = "ferry_status_posts_total";
 pub const SSH_CONNECT_SECONDS: &str = "ferry_ssh_connect_seconds";
@@ -63,6 +67,15 @@ fn describe() {
     describe_gauge!(
         CANCELLED,
         "Deployments cancelled with ferry cancel, waiting or running (counted in the store: every replica reports the same)."
+    );
+    describe_gauge!(
+        STATUSES_PENDING,
+        "Deployment statuses waiting to reach GitHub (counted in the store)."
+    );
+    describe_gauge!(
+        STATUSES_OLDEST_PENDING,
+        metrics::Unit::Seconds,
+        "Age of the oldest status waiting to reach GitHub; 0 when none waits. Alert on it: GitHub out of reach."
     );
     describe_counter!(
         STATUS_POSTS,

@@ -10,7 +10,8 @@ use crate::format::duration_ms;
 use crate::store::{DeploymentId, OperatorAction, StatusRecord, now_ms};
 
 /// Where a status stands with GitHub, in words; `None` once GitHub has it.
-pub fn not_on_github(s: &StatusRecord, now: i64) -> Option<String> {
+/// `serving`: whether any ferry runs to send it (the store's heartbeat).
+pub fn not_on_github(s: &StatusRecord, now: i64, serving: bool) -> Option<String> {
     if s.sent_at.is_some() {
         return None;
     }
@@ -22,31 +23,58 @@ pub fn not_on_github(s: &StatusRecord, now: i64) -> Option<String> {
             format!("never: {error}")
         });
     }
-    if s.in_doubt {
-        return Some(
-            "in doubt: sent without an answer; ferry reads GitHub's statuses before sending it again"
-                .to_string(),
-        );
-    }
-    let when = if s.next_attempt_at > now {
+    let when = if !serving {
+        "no ferry is running to send it".to_string()
+    } else if s.next_attempt_at > now {
         format!("next try at {}", clock(s.next_attempt_at))
     } else {
         "due now".to_string()
     };
+    if s.in_doubt {
+        return Some(format!(
+            "in doubt: sent without an answer; ferry reads GitHub's statuses before sending it again ({when})"
+        ));
+    }
     Some(match (s.attempts, error.is_empty()) {
         (0, _) => format!("not yet: waiting its turn ({when})"),
-        (n, true) => format!("not yet: {n} tries so far; {when}"),
+        (n, true) => format!("not yet: {} so far; {when}", tries(n)),
         (n, false) => {
             let rate_limited = error.to_ascii_lowercase().contains("rate limit")
                 || error.starts_with("429")
                 || error.starts_with("403");
-            let why = if rate_limited {
+            let why = if crate::wording::is_unreached(error) {
+                error.to_string()
+            } else if rate_limited {
                 format!("rate limited ({error})")
             } else {
                 format!("GitHub answered {error}")
             };
-            format!("not yet: {why}; {when} (try {})", n + 1)
+            format!("not yet: {why}; {} so far; {when}", tries(n))
         }
+    })
+}
+
+fn tries(n: i64) -> String {
+    if n == 1 {
+        "1 try".into()
+    } else {
+        format!("{n} tries")
+    }
+}
+
+/// A status as `show --json` writes it: null where a field does not apply.
+fn status_json(s: &StatusRecord, now: i64, serving: bool) -> serde_json::Value {
+    let waiting = s.sent_at.is_none() && s.failed_at.is_none();
+    serde_json::json!({
+        "state": s.state.as_str(),
+        "description": s.description,
+        "queued_at": clock(s.created_at),
+        "on_github": s.sent_at.is_some(),
+        "sent_at": s.sent_at.map(clock),
+        "attempts": s.attempts,
+        "next_try_at": waiting.then(|| clock(s.next_attempt_at.max(now))),
+        "last_error": s.last_error.as_deref().filter(|e| !e.is_empty() && s.sent_at.is_none()),
+        "pending": not_on_github(s, now, serving),
     })
 }
 
@@ -60,21 +88,15 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
     let actions = store.actions_on(id).await?;
     let log_url = statuses.iter().rev().find_map(|s| s.log_url.clone());
     let now = now_ms();
+    let serving = statuses.iter().all(|s| s.sent_at.is_some())
+        || crate::store::daemons::running(&*store).await;
     if json {
-        let time = |t: Option<i64>| t.map(clock);
         let mut line = crate::cli::deployment_json(&d);
         let extra = serde_json::json!({
             "production": d.production,
             "transient": d.transient,
             "log_url": log_url,
-            "statuses": statuses.iter().map(|s| serde_json::json!({
-                "state": s.state.as_str(),
-                "description": s.description,
-                "queued_at": clock(s.created_at),
-                "on_github": s.sent_at.is_some(),
-                "sent_at": time(s.sent_at),
-                "pending": not_on_github(s, now),
-            })).collect::<Vec<_>>(),
+            "statuses": statuses.iter().map(|s| status_json(s, now, serving)).collect::<Vec<_>>(),
             "actions": actions.iter().map(action_json).collect::<Vec<_>>(),
         });
         if let serde_json::Value::Object(extra) = extra {
@@ -114,7 +136,7 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
         println!("  none (teardowns and ignored deployments post nothing)");
     }
     for s in &statuses {
-        let github = not_on_github(s, now)
+        let github = not_on_github(s, now, serving)
             .unwrap_or_else(|| format!("on GitHub since {}", s.sent_at.map_or("-".into(), clock)));
         println!(
             "  {}  {:<11}  {}  [{github}]",

@@ -329,3 +329,15 @@ mod tests {
         assert!(d.len() <= 140);
     }
 }
+
+/// What a try records when its request never reached GitHub (DNS, a
+/// refused connection, TLS): `ferry show` tells it from what GitHub said.
+pub const UNREACHED: &str = "could not reach GitHub";
+/// What a try records when the request left but no answer came back.
+pub const UNANSWERED: &str = "no answer from GitHub";
+
+/// Whether a recorded error is ferry's failing to reach GitHub rather
+/// than GitHub's answer.
+pub fn is_unreached(error: &str) -> bool {
+    error.starts_with(UNREACHED) || error.starts_with(UNANSWERED)
+}

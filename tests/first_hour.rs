@@ -79,3 +79,106 @@ async fn a_second_serve_on_the_same_store_refuses_and_changes_nothing() {
     let log = w.ferry.output();
     assert!(!log.contains("another replica"), "{log}");
 }
+
+/// `ferry show ID --json`.
+fn show_json(w: &World, id: i64) -> serde_json::Value {
+    let out = w.cli(&["show", &id.to_string(), "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// GitHub out of reach: deployments run, their statuses wait, and
+/// everything an operator reads says so plainly, once; when GitHub is
+/// back, the statuses go out and the journal says that too.
+#[tokio::test]
+async fn github_out_of_reach_is_visible_once_and_its_return_too() {
+    let dead = format!("http://127.0.0.1:{}", common::sshd::free_port());
+    let w = World::build(
+        common::Setup {
+            api_url: Some(dead.clone()),
+            ..common::Setup::default()
+        },
+        |sshd, _| {
+            let mut t = String::new();
+            for env in ["production", "staging", "qa"] {
+                t += &target(REPO, env, &[sshd.host()], &[("ok", "true")], "");
+            }
+            t
+        },
+    )
+    .await;
+    for (id, env) in [(1, "production"), (2, "staging"), (3, "qa")] {
+        w.deploy(id, REPO, env).await;
+    }
+    // Ran as usual; its statuses tried and retried.
+    let deadline = Instant::now() + WAIT;
+    let shown = loop {
+        let shown = show_json(&w, 1);
+        let tried = shown["statuses"][0]["attempts"].as_i64().unwrap();
+        if shown["state"] == "success" && tried >= 2 {
+            break shown;
+        }
+        assert!(Instant::now() < deadline, "{shown}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let first = &shown["statuses"][0];
+    assert_eq!(first["on_github"], false, "{shown}");
+    assert!(first["next_try_at"].is_string(), "{shown}");
+    let error = first["last_error"].as_str().unwrap();
+    assert!(error.starts_with("could not reach GitHub"), "{shown}");
+    let later = &shown["statuses"][2];
+    assert_eq!(later["state"], "success", "{shown}");
+    assert_eq!(later["attempts"], 0, "{shown}");
+    assert!(later["last_error"].is_null(), "{shown}");
+
+    let text = w.cli(&["show", "1"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("not yet: could not reach GitHub"), "{text}");
+    assert!(!text.contains("GitHub answered"), "{text}");
+    let listed = w.cli(&["deployments"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("success*"), "{listed}");
+    assert!(listed.contains("GitHub does not have"), "{listed}");
+
+    // Counted once a second, in the store.
+    let deadline = Instant::now() + WAIT;
+    while w.metric("ferry_statuses_pending").await < 9.0
+        || w.metric("ferry_statuses_oldest_pending_seconds").await <= 0.0
+    {
+        assert!(Instant::now() < deadline, "no pending gauges");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = w.ferry.output();
+    let down: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("GitHub unreachable since"))
+        .collect();
+    assert_eq!(down.len(), 1, "{log}");
+    assert!(down[0].contains("WARN"), "{log}");
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("WARN") && l.contains("not posted")),
+        "{log}"
+    );
+
+    // GitHub is back: the statuses go out in order, and the journal says so.
+    let config = std::fs::read_to_string(&w.ferry.config).unwrap();
+    std::fs::write(&w.ferry.config, config.replace(&dead, &w.github.url)).unwrap();
+    w.ferry.signal("HUP");
+    for id in 1..=3 {
+        assert_eq!(
+            w.final_states(id, WAIT).await,
+            ["queued", "in_progress", "success"]
+        );
+    }
+    let deadline = Instant::now() + WAIT;
+    while !w.ferry.output().contains("GitHub answers again")
+        || w.metric("ferry_statuses_pending").await != 0.0
+    {
+        assert!(Instant::now() < deadline, "{}", w.ferry.output());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(w.metric("ferry_statuses_oldest_pending_seconds").await, 0.0);
+    assert_eq!(show_json(&w, 1)["statuses"][0]["on_github"], true);
+    w.assert_no_violations();
+}

@@ -6,6 +6,7 @@ pub mod app;
 pub mod checks;
 pub mod create;
 pub mod outbox;
+pub mod reach;
 pub mod reconcile;
 
 use std::time::Duration;
@@ -209,11 +210,11 @@ impl GitHub {
                 // later (a timeout, a reset) may have.
                 if e.is_connect() {
                     CallError::Unreached {
-                        reason: format!("cannot reach GitHub: {}", error_chain(&e)),
+                        reason: format!("{}: {}", crate::wording::UNREACHED, error_chain(&e)),
                     }
                 } else {
                     CallError::Unanswered {
-                        reason: format!("no answer from GitHub: {}", error_chain(&e)),
+                        reason: format!("{}: {}", crate::wording::UNANSWERED, error_chain(&e)),
                     }
                 }
             })?;

@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::reach::Reach;
 use super::{CallError, GitHub};
 use crate::current::Current;
 use crate::logs::Logs;
@@ -92,6 +93,7 @@ impl Outbox {
         let mut deadline: Option<Instant> = None;
         let mut looked = Instant::now() - BUSY_GAP;
         let mut paused = Paused::new();
+        let mut reach = Reach::default();
         let mut woken = false;
         loop {
             if !in_flight.is_empty() {
@@ -147,7 +149,7 @@ impl Outbox {
                                 let at = paused.entry(item.installation_id).or_insert(until);
                                 *at = (*at).max(until);
                             }
-                            (item.seq, Self::outcome(&item, result))
+                            (item.seq, Self::outcome(&item, result, &mut reach))
                         })
                         .collect();
                     match self.store.record_posts(&posts).await {
@@ -264,25 +266,47 @@ impl Outbox {
         }
     }
 
-    /// What to record for a post, with its log line.
-    fn outcome(item: &OutboxItem, result: Result<bool, CallError>) -> PostOutcome {
+    /// What to record for a post, with its log line: while GitHub does
+    /// not answer, [`Reach`] says so once and each try is a debug line.
+    fn outcome(
+        item: &OutboxItem,
+        result: Result<bool, CallError>,
+        reach: &mut Reach,
+    ) -> PostOutcome {
         let state = item.status.state.as_str();
+        let id = item.deployment_id;
+        let unanswered = match &result {
+            Err(CallError::Unreached { reason } | CallError::Unanswered { reason }) => Some(reason),
+            Err(CallError::Retry { reason, .. }) if reason.starts_with('5') => Some(reason),
+            _ => None,
+        };
+        let quiet = match unanswered {
+            Some(reason) => reach.failed(reason) || reach.is_down(),
+            None => {
+                reach.answered();
+                false
+            }
+        };
         match result {
             Ok(false) => {
-                tracing::debug!(deployment = %item.deployment_id, status = state, "deployment {}: {state} posted", item.deployment_id);
+                tracing::debug!(deployment = %id, status = state, "deployment {id}: {state} posted");
                 PostOutcome::Sent
             }
             Ok(true) => {
-                tracing::info!(deployment = %item.deployment_id, status = state,
-                    "deployment {}: GitHub already had {state} (its post's answer was lost); not posting it again", item.deployment_id);
+                tracing::info!(deployment = %id, status = state,
+                    "deployment {id}: GitHub already had {state} (its post's answer was lost); not posting it again");
                 PostOutcome::Confirmed
             }
             Err(CallError::Unanswered { reason }) => {
                 let wait = backoff(item.attempts);
-                tracing::warn!(
-                    deployment = %item.deployment_id, status = state, attempt = item.attempts + 1,
-                    "deployment {}: {state} sent without an answer; GitHub's statuses are read before it is sent again: {reason}", item.deployment_id
+                let line = format!(
+                    "deployment {id}: {state} sent without an answer; GitHub's statuses are read before it is sent again: {reason}"
                 );
+                if quiet {
+                    tracing::debug!(deployment = %id, status = state, attempt = item.attempts + 1, "{line}");
+                } else {
+                    tracing::warn!(deployment = %id, status = state, attempt = item.attempts + 1, "{line}");
+                }
                 PostOutcome::Unanswered {
                     at: now_ms() + wait.as_millis() as i64,
                     error: reason,
@@ -295,11 +319,16 @@ impl Outbox {
                 };
                 let reason = e.to_string();
                 let wait = after.unwrap_or_else(|| backoff(item.attempts));
-                tracing::warn!(
-                    deployment = %item.deployment_id, status = state, attempt = item.attempts + 1,
-                    retry_in = %humantime::format_duration(Duration::from_secs(wait.as_secs().max(1))),
-                    "deployment {}: {state} not posted, will retry: {reason}", item.deployment_id
+                let retry_in =
+                    humantime::format_duration(Duration::from_secs(wait.as_secs().max(1)));
+                let line = format!(
+                    "deployment {id}: {state} not posted, will retry in {retry_in}: {reason}"
                 );
+                if quiet {
+                    tracing::debug!(deployment = %id, status = state, attempt = item.attempts + 1, "{line}");
+                } else {
+                    tracing::warn!(deployment = %id, status = state, attempt = item.attempts + 1, "{line}");
+                }
                 PostOutcome::RetryAt {
                     at: now_ms() + wait.as_millis() as i64,
                     error: reason,
@@ -307,8 +336,8 @@ impl Outbox {
             }
             Err(CallError::Permanent { reason }) => {
                 tracing::error!(
-                    deployment = %item.deployment_id, repository = %item.repository, status = state,
-                    "GitHub refused the {state} status of deployment {} ({}), giving up on it: {reason}", item.deployment_id, item.repository
+                    deployment = %id, repository = %item.repository, status = state,
+                    "GitHub refused the {state} status of deployment {id} ({}), giving up on it: {reason}", item.repository
                 );
                 PostOutcome::Failed { error: reason }
             }

@@ -378,6 +378,14 @@ impl Runner {
                 if let Ok(locks) = self.shared.store.locks().await {
                     metrics::gauge!(crate::metrics::LOCKED).set(locks.len() as f64);
                 }
+                if let Ok(p) = self.shared.store.pending_summary().await {
+                    metrics::gauge!(crate::metrics::STATUSES_PENDING).set(p.count as f64);
+                    let age = p
+                        .oldest_at
+                        .map_or(0, |at| (crate::store::now_ms() - at).max(0));
+                    metrics::gauge!(crate::metrics::STATUSES_OLDEST_PENDING)
+                        .set(age as f64 / 1000.0);
+                }
                 if let Ok(n) = self.shared.store.cancelled().await {
                     metrics::gauge!(crate::metrics::CANCELLED).set(n as f64);
                 }

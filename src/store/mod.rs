@@ -242,6 +242,14 @@ pub trait Outbox: Send + Sync {
 
     async fn pending_statuses(&self) -> Result<i64>;
 
+    /// The deployments with a status GitHub does not have yet (waiting or
+    /// being retried; not those ferry gave up on).
+    async fn awaiting_github(&self) -> Result<std::collections::HashSet<DeploymentId>>;
+
+    /// How many statuses wait for GitHub, and when the oldest of them was
+    /// queued (ms since the epoch): `/metrics`' view of an outage.
+    async fn pending_summary(&self) -> Result<PendingStatuses>;
+
     /// Every status of one deployment, in order, sent or not.
     async fn statuses_of(&self, id: DeploymentId) -> Result<Vec<StatusRecord>>;
 

@@ -653,3 +653,11 @@ pub struct StatusRecord {
     /// is sent again.
     pub in_doubt: bool,
 }
+
+/// The statuses GitHub does not have yet, in sum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PendingStatuses {
+    pub count: i64,
+    /// When the oldest was queued (ms since the epoch).
+    pub oldest_at: Option<i64>,
+}

@@ -8,7 +8,7 @@
 //! bounds how fast statuses go anyway. A sender that stops lets go of the
 //! lease; one that dies holds it until it runs out ([`LEASE`]).
 
-use crate::store::{StatusRecord, StatusState};
+use crate::store::{PendingStatuses, StatusRecord, StatusState};
 use async_trait::async_trait;
 
 use super::*;
@@ -106,6 +106,26 @@ impl Outbox for PgStore {
         )
         .fetch_one(&self.pool)
         .await?)
+    }
+
+    async fn awaiting_github(&self) -> Result<std::collections::HashSet<DeploymentId>> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT DISTINCT deployment_id FROM status_outbox
+             WHERE sent_at IS NULL AND failed_at IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(DeploymentId).collect())
+    }
+
+    async fn pending_summary(&self) -> Result<PendingStatuses> {
+        let (count, oldest_at): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(created_at) FROM status_outbox
+             WHERE sent_at IS NULL AND failed_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(PendingStatuses { count, oldest_at })
     }
 
     async fn statuses_of(&self, id: DeploymentId) -> Result<Vec<StatusRecord>> {

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::*;
-use crate::store::{Outbox, StatusRecord};
+use crate::store::{Outbox, PendingStatuses, StatusRecord};
 
 #[async_trait]
 impl Outbox for SqliteStore {
@@ -81,6 +81,34 @@ impl Outbox for SqliteStore {
                 "SELECT COUNT(*) FROM status_outbox WHERE sent_at IS NULL AND failed_at IS NULL",
             )?
             .query_row([], |r| r.get(0))
+        })
+        .await
+    }
+
+    async fn awaiting_github(&self) -> Result<std::collections::HashSet<DeploymentId>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT DISTINCT deployment_id FROM status_outbox
+                 WHERE sent_at IS NULL AND failed_at IS NULL",
+            )?
+            .query_map([], |r| Ok(DeploymentId(r.get(0)?)))?
+            .collect()
+        })
+        .await
+    }
+
+    async fn pending_summary(&self) -> Result<PendingStatuses> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT COUNT(*), MIN(created_at) FROM status_outbox
+                 WHERE sent_at IS NULL AND failed_at IS NULL",
+            )?
+            .query_row([], |r| {
+                Ok(PendingStatuses {
+                    count: r.get(0)?,
+                    oldest_at: r.get(1)?,
+                })
+            })
         })
         .await
     }
