@@ -182,3 +182,64 @@ async fn github_out_of_reach_is_visible_once_and_its_return_too() {
     assert_eq!(show_json(&w, 1)["statuses"][0]["on_github"], true);
     w.assert_no_violations();
 }
+
+/// Refused deliveries: a 413 decided from `Content-Length` before the
+/// body is read (no `100 Continue` asked for it), naming the limit; a 400
+/// naming the field; each logged at warning priority with its delivery id.
+#[tokio::test]
+async fn refused_deliveries_say_why_and_are_logged_with_their_id() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let w =
+        World::start(|sshd, _| target(REPO, "production", &[sshd.host()], &[("ok", "true")], ""))
+            .await;
+    let addr = &w.ferry.url["http://".len()..];
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         X-GitHub-Event: deployment\r\nX-GitHub-Delivery: too-big-1\r\n\
+         X-Hub-Signature-256: sha256=00\r\nExpect: 100-continue\r\n\
+         Content-Length: {}\r\n\r\n",
+        30 * 1024 * 1024
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed without the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(!answer.contains("100 Continue"), "{answer}");
+    assert!(answer.contains("25 MiB"), "{answer}");
+
+    let mut event = common::deployment_event(7, REPO, "production");
+    event["deployment"]["id"] = "seven".into();
+    let (code, text) = w.deliver_as("deployment", &event, "bad-field-1").await;
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("deployment.id"), "{text}");
+    assert!(!text.contains("column"), "{text}");
+    let (code, _) = w
+        .post(
+            &[
+                ("x-github-event", "deployment".into()),
+                ("x-github-delivery", "unsigned-1".into()),
+            ],
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_eq!(code, 401);
+
+    let log = w.ferry.output();
+    for (id, code) in [
+        ("too-big-1", "413"),
+        ("bad-field-1", "400"),
+        ("unsigned-1", "401"),
+    ] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("WARN") && l.contains(id) && l.contains(code)),
+            "{id}: {log}"
+        );
+    }
+    assert!(w.github.statuses().is_empty());
+}

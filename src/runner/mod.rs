@@ -151,7 +151,8 @@ impl Runner {
                             .get(&claim.id)
                             .is_some_and(|(_, tx)| *tx.borrow() == Interrupt::None);
                         if stopping {
-                            tracing::warn!(deployment = %claim.id, "deployment {}: {}", claim.id, c.describe());
+                            // People chose it: info (SPEC: Log levels).
+                            tracing::info!(deployment = %claim.id, "deployment {}: {}", claim.id, c.describe());
                             running.interrupt(Some(claim.id), Interrupt::Cancel(c));
                         }
                     }

@@ -54,6 +54,19 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Whether an operator must fix something before the environment can
+    /// deploy again: logged at warning priority.
+    pub fn needs_an_operator(&self) -> bool {
+        matches!(
+            self,
+            Outcome::ConnectFailed { .. }
+                | Outcome::Lost { .. }
+                | Outcome::ConnectionLost { .. }
+                | Outcome::NoTarget
+                | Outcome::NoSteps
+        )
+    }
+
     pub fn state(&self) -> State {
         match self {
             Outcome::Success { .. } => State::Success,

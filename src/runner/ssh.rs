@@ -297,11 +297,10 @@ impl Connector {
             Ok(Err(e)) => {
                 metrics::counter!(crate::metrics::SSH_CONNECT_FAILURES).increment(1);
                 let cause = connect_cause(&e, self.ssh.connect_timeout);
-                if cause.starts_with("host key mismatch") {
-                    // At warning priority: `journalctl -p warning` is where
-                    // a man-in-the-middle must show.
-                    tracing::warn!(host = %host, "{host}: {cause}");
-                }
+                // At warning priority: `journalctl -p warning` is where a
+                // man-in-the-middle, an unknown key or a host that does not
+                // answer must show.
+                tracing::warn!(host = %host, "{host}: {cause}");
                 Err(cause)
             }
             Err(_) => {

@@ -6,7 +6,8 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use crate::store::{DeploymentId, NewDeployment};
 
 /// The JSON document of a delivery: the body itself, or the `payload` field
-/// of a form-encoded body.
+/// of a form-encoded body. An error names the field at fault
+/// (`deployment.id: invalid type: ...`) where there is one.
 pub fn decode<T: DeserializeOwned>(content_type: Option<&str>, body: &[u8]) -> Result<T, String> {
     let form = content_type.is_some_and(|ct| {
         ct.trim_start()
@@ -18,11 +19,37 @@ pub fn decode<T: DeserializeOwned>(content_type: Option<&str>, body: &[u8]) -> R
             .find(|(k, _)| k == "payload")
             .map(|(_, v)| v.into_owned())
             .ok_or("form-encoded body without a payload field")?;
-        serde_json::from_str(&payload)
-            .map_err(|e| format!("payload field is not the expected JSON: {e}"))
+        from_json(payload.as_bytes()).map_err(|e| format!("payload field: {e}"))
     } else {
-        serde_json::from_slice(body).map_err(|e| format!("body is not the expected JSON: {e}"))
+        from_json(body).map_err(|e| format!("body: {e}"))
     }
+}
+
+/// `serde_json` with the path to the field at fault.
+fn from_json<T: DeserializeOwned>(json: &[u8]) -> Result<T, String> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        // The position is noise once the field is named.
+        let what = match inner.classify() {
+            serde_json::error::Category::Data => {
+                let text = inner.to_string();
+                match text.rfind(" at line ") {
+                    Some(at) => text[..at].to_string(),
+                    None => text,
+                }
+            }
+            _ => format!("not JSON: {inner}"),
+        };
+        if path == "." || path.is_empty() {
+            what
+        } else {
+            format!("{path}: {what}")
+        }
+    })?;
+    de.end().map_err(|e| format!("not JSON: {e}"))?;
+    Ok(value)
 }
 
 /// Checks that a body is JSON without keeping any of it.
@@ -233,5 +260,27 @@ mod tests {
         assert!(check_json(Some("application/x-www-form-urlencoded"), b"other=1").is_err());
         assert!(check_json(Some("application/json"), b"not json").is_err());
         assert!(check_json(None, &fixture("ping/payload.json")).is_ok());
+    }
+
+    #[test]
+    fn a_refusal_names_the_field_at_fault() {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&fixture("deployment/payload.json")).unwrap();
+        v["deployment"]["id"] = "seven".into();
+        let err = decode::<DeploymentEvent>(None, &serde_json::to_vec(&v).unwrap())
+            .err()
+            .unwrap();
+        assert!(
+            err.starts_with("body: deployment.id: invalid type: string"),
+            "{err}"
+        );
+        assert!(!err.contains("column"), "{err}");
+        v["deployment"].as_object_mut().unwrap().remove("id");
+        let err = decode::<DeploymentEvent>(None, &serde_json::to_vec(&v).unwrap())
+            .err()
+            .unwrap();
+        assert!(err.contains("deployment: missing field `id`"), "{err}");
+        let err = decode::<DeploymentEvent>(None, b"{oops").err().unwrap();
+        assert!(err.starts_with("body: not JSON"), "{err}");
     }
 }

@@ -51,14 +51,21 @@ impl FromRequest<Intake> for Delivery {
     async fn from_request(req: Request, state: &Intake) -> Result<Self, Response> {
         let signed = SignedDelivery::from_request(req, state).await?;
         let headers = &signed.headers;
-        let Some(name) = header(headers, "x-github-event") else {
-            return Err(Answer::bad_request("", "missing X-GitHub-Event header").into_response());
-        };
-        let content_type = header(headers, "content-type");
         let id = header(headers, "x-github-delivery")
             .unwrap_or_default()
             .to_string();
-        let bad = |e: String| Answer::bad_request(name, e).into_response();
+        // Unreadable deliveries are an operator's to fix (a proxy, the
+        // webhook's content type): at warning priority, with the delivery
+        // id to find it in GitHub's Recent Deliveries.
+        let refuse = |event: &str, why: String| {
+            tracing::warn!(delivery = %id, event, "refused webhook delivery {id} (400): {why}");
+            Answer::bad_request(event, why).into_response()
+        };
+        let Some(name) = header(headers, "x-github-event") else {
+            return Err(refuse("", "missing X-GitHub-Event header".into()));
+        };
+        let content_type = header(headers, "content-type");
+        let bad = |e: String| refuse(name, e);
         let event = match name {
             "deployment" => {
                 let parsed: DeploymentEvent =

@@ -29,17 +29,53 @@ pub fn verify(secrets: &[Secret], header: Option<&[u8]>, body: &[u8]) -> bool {
         .fold(false, |ok, s| sign::verify(s.expose(), body, &tag) | ok)
 }
 
+/// `413`, naming the limit; logged at warning priority (SPEC: HTTP).
+fn too_large(delivery: &str, declared: Option<u64>) -> Response {
+    let limit = crate::http::BODY_LIMIT / (1024 * 1024);
+    let size = declared.map_or("a body".to_string(), |n| format!("a body of {n} bytes"));
+    let why =
+        format!("{size} is over the {limit} MiB limit for webhook deliveries (GitHub's own cap)");
+    crate::metrics::delivery("", "too_large");
+    tracing::warn!(delivery, "refused webhook delivery {delivery} (413): {why}");
+    let mut r = (StatusCode::PAYLOAD_TOO_LARGE, format!("{why}\n")).into_response();
+    // The body was not read: the connection cannot carry another request.
+    r.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    r
+}
+
 impl FromRequest<Intake> for SignedDelivery {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &Intake) -> Result<Self, Response> {
         let headers = req.headers().clone();
-        // The body first: an oversized one is 413 whoever sent it; one that
-        // trickles in for longer than BODY_TIMEOUT costs its connection.
+        let delivery = headers
+            .get("x-github-delivery")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        // An oversized body is 413 whoever sent it, decided from its
+        // Content-Length before a byte of it is read: the body is never
+        // polled, so hyper sends no `100 Continue` for it either.
+        let declared = headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(n) = declared.filter(|n| *n > crate::http::BODY_LIMIT as u64) {
+            return Err(too_large(&delivery, Some(n)));
+        }
+        // One that trickles in for longer than BODY_TIMEOUT costs its
+        // connection.
         let body =
             match tokio::time::timeout(crate::http::BODY_TIMEOUT, Bytes::from_request(req, state))
                 .await
             {
+                // Chunked, with no length declared: the limit stops the read.
+                Ok(Err(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    return Err(too_large(&delivery, None));
+                }
                 Ok(read) => read.map_err(IntoResponse::into_response)?,
                 Err(_) => {
                     crate::metrics::delivery("", "bad_request");
@@ -68,11 +104,8 @@ impl FromRequest<Intake> for SignedDelivery {
                 .unwrap_or_default();
             crate::metrics::delivery(event, "unauthorized");
             tracing::warn!(
-                delivery = headers
-                    .get("x-github-delivery")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default(),
-                "rejected webhook delivery: {why}"
+                delivery = %delivery,
+                "refused webhook delivery {delivery} (401): {why}"
             );
             return Err((StatusCode::UNAUTHORIZED, format!("{why}\n")).into_response());
         }

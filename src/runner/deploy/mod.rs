@@ -107,9 +107,21 @@ pub async fn deploy(
             tracing::warn!(deployment = %id, "the end of deployment {id}'s log is not stored yet: {e}");
         }
     }
-    tracing::info!(deployment = %id, repository = %deployment.repository,
-        environment = %deployment.environment, state = %state,
-        "deployment {id} of {} to {}: {state}: {description}", deployment.repository, deployment.environment);
+    // SPEC (When things go wrong): what an operator must fix (a host that
+    // cannot be reached, its key, a lost connection) at warning priority;
+    // what people chose (a cancel) and what the code did (a step's exit) at
+    // info.
+    let line = format!(
+        "deployment {id} of {} to {}: {state}: {description}",
+        deployment.repository, deployment.environment
+    );
+    if outcome.needs_an_operator() {
+        tracing::warn!(deployment = %id, repository = %deployment.repository,
+            environment = %deployment.environment, state = %state, "{line}");
+    } else {
+        tracing::info!(deployment = %id, repository = %deployment.repository,
+            environment = %deployment.environment, state = %state, "{line}");
+    }
     let counter = if teardown {
         crate::metrics::TEARDOWNS
     } else {
