@@ -511,6 +511,29 @@ async fn host_key_problems_are_errors_naming_the_host_and_cause() {
         "{}",
         statuses[1].description()
     );
+    // The key it offered and the exact command, in the log and in the
+    // journal at warning priority.
+    let log = w.log_text(statuses[1].log_url().unwrap()).await;
+    let keyscan = format!(
+        "ssh-keyscan -H -p {} 127.0.0.1 >> {}",
+        w.sshd.port,
+        known_hosts.display()
+    );
+    assert!(log.contains(&offered), "{offered} not in:\n{log}");
+    assert!(log.contains(&keyscan), "{log}");
+    let journal = w.ferry.output();
+    assert!(
+        journal
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains(&offered) && l.contains(&keyscan)),
+        "{journal}"
+    );
+    let hosts = w.cli(&["check-hosts"]);
+    let hosts = String::from_utf8_lossy(&hosts.stdout);
+    assert!(
+        hosts.contains(&offered) && hosts.contains(&keyscan),
+        "{hosts}"
+    );
     assert!(!w.scratch().join("ran").exists());
     w.assert_no_violations();
 }

@@ -296,7 +296,10 @@ impl Connector {
             }
             Ok(Err(e)) => {
                 metrics::counter!(crate::metrics::SSH_CONNECT_FAILURES).increment(1);
-                let cause = connect_cause(&e, self.ssh.connect_timeout);
+                let mut cause = connect_cause(&e, self.ssh.connect_timeout);
+                if cause.starts_with(UNKNOWN_HOST_KEY) {
+                    cause = crate::known_hosts::unknown_key(host, &self.ssh.known_hosts_file).await;
+                }
                 // At warning priority: `journalctl -p warning` is where a
                 // man-in-the-middle, an unknown key or a host that does not
                 // answer must show.
@@ -314,6 +317,9 @@ impl Connector {
     }
 }
 
+/// How a cause for a key `known_hosts` does not list begins.
+const UNKNOWN_HOST_KEY: &str = "unknown host key";
+
 /// Turns ssh's diagnostics into a cause in an operator's words.
 pub fn connect_cause(e: &openssh::Error, timeout: Duration) -> String {
     let text = crate::error::error_chain(e);
@@ -326,7 +332,9 @@ pub fn connect_cause(e: &openssh::Error, timeout: Duration) -> String {
         || t.contains("no matching host key")
         || (t.contains("host key verification failed") && !t.contains("changed"))
     {
-        "unknown host key: add the host to ssh.known_hosts_file (ssh-keyscan, then check the fingerprint)".to_string()
+        format!(
+            "{UNKNOWN_HOST_KEY}: add the host to ssh.known_hosts_file (ssh-keyscan, then check the fingerprint)"
+        )
     } else if t.contains("permission denied") {
         "authentication refused: check ssh.identity_file and the user's authorized_keys".to_string()
     } else if t.contains("connection refused") {
