@@ -161,7 +161,7 @@ pub async fn check_config(c: &Config) -> anyhow::Result<()> {
     let empty_known_hosts = c.warnings.iter().any(|w| w.key == "ssh.known_hosts_file");
     if c.ssh.config_file.is_none() && !empty_known_hosts {
         for t in &c.targets {
-            for h in &t.hosts {
+            for h in t.hosts.iter().filter(|h| !h.is_local()) {
                 if crate::known_hosts::fingerprints(&c.ssh.known_hosts_file, h).is_empty() {
                     println!(
                         "warning: {}: ssh.known_hosts_file has no key for {} ({}): connections to it will be refused; add it with `ssh-keyscan -H{} {} >> {}` and compare the fingerprint",
@@ -251,9 +251,9 @@ pub async fn check_hosts(c: &Config, only: Option<&str>) -> anyhow::Result<()> {
         // The connector bounds concurrent handshakes.
         checks.spawn(async move {
             let result = match connector.connect(&host).await {
-                Ok((session, took)) => {
-                    let ran = session.command("true").status().await;
-                    let _ = session.close().await;
+                Ok((link, took)) => {
+                    let ran = link.status("true").await;
+                    link.close().await;
                     match ran {
                         Ok(s) if s.success() => Ok(took),
                         Ok(s) => Err(format!("`true` exited with {s}")),

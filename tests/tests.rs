@@ -14,6 +14,7 @@ mod fleet;
 mod freeze;
 mod incident;
 mod intake;
+mod local_hosts;
 mod log_page;
 mod log_storage;
 mod metrics;

@@ -66,6 +66,11 @@ impl Host {
 
 impl Host {
     /// The host as a config writes it, for [`Host::parse`] to read back.
+    /// `local`: ferry's own host, no SSH (SPEC: Steps on the hosts).
+    pub fn is_local(&self) -> bool {
+        self.user.is_none() && self.port.is_none() && self.name == crate::runner::link::LOCAL
+    }
+
     pub fn spec(&self) -> String {
         match &self.user {
             Some(u) => format!("{u}@{self}"),

@@ -3,6 +3,7 @@
 //! all, runs each over SSH, and keeps the leases on them alive.
 
 mod deploy;
+pub mod link;
 mod outcome;
 pub mod remote;
 mod rescue;

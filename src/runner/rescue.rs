@@ -146,10 +146,9 @@ async fn end_step(
         remote::kill_leftover_command(&group),
     ) {
         (Ok(host), Some(command)) => match connector.connect(&host).await {
-            Ok((session, _)) => {
-                let ran =
-                    tokio::time::timeout(KILL_WITHIN, session.raw_command(&command).status()).await;
-                let _ = session.close().await;
+            Ok((link, _)) => {
+                let ran = tokio::time::timeout(KILL_WITHIN, link.status(&command)).await;
+                link.close().await;
                 match ran {
                     Ok(Ok(_)) => Ok(format!(
                         "ended the interrupted step (process group {})",

@@ -12,6 +12,7 @@ use anyhow::Context;
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
 use tokio::sync::Semaphore;
 
+use super::link::Link;
 use crate::config::{Host, Ssh};
 
 pub struct Connector {
@@ -206,7 +207,10 @@ impl Connector {
 
     /// A connection for one deployment: one left idle for this host if it
     /// is still alive, else a new one. Give it back with [`Self::release`].
-    pub async fn checkout(&self, host: &Host) -> Result<(Session, Connected), String> {
+    pub async fn checkout(&self, host: &Host) -> Result<(Link, Connected), String> {
+        if host.is_local() {
+            return Ok((Link::Local, Connected::Opened(Duration::ZERO)));
+        }
         let spec = host.spec();
         loop {
             let Some((session, since)) = lock(&self.idle).get_mut(&spec).and_then(Vec::pop) else {
@@ -221,18 +225,21 @@ impl Connector {
                 );
             if alive {
                 metrics::counter!(crate::metrics::SSH_CONNECTIONS_REUSED).increment(1);
-                return Ok((session, Connected::Reused(idle_for)));
+                return Ok((Link::Ssh(session), Connected::Reused(idle_for)));
             }
             tokio::spawn(close_all(vec![session]));
         }
-        let (session, took) = self.connect(host).await?;
-        Ok((session, Connected::Opened(took)))
+        let (link, took) = self.connect(host).await?;
+        Ok((link, Connected::Opened(took)))
     }
 
     /// Takes back a connection from [`Self::checkout`]: kept for the next
     /// deployment to `host` when `reusable` and idle_timeout allows, else
     /// closed.
-    pub async fn release(&self, host: &Host, session: Session, reusable: bool) {
+    pub async fn release(&self, host: &Host, link: Link, reusable: bool) {
+        let Link::Ssh(session) = link else {
+            return;
+        };
         if !reusable || self.ssh.idle_timeout.is_zero() {
             close_all(vec![session]).await;
             return;
@@ -256,7 +263,10 @@ impl Connector {
     }
 
     /// Opens a connection; the error is a cause an operator can act on.
-    pub async fn connect(&self, host: &Host) -> Result<(Session, Duration), String> {
+    pub async fn connect(&self, host: &Host) -> Result<(Link, Duration), String> {
+        if host.is_local() {
+            return Ok((Link::Local, Duration::ZERO));
+        }
         let _slot = self
             .handshakes
             .acquire()
@@ -292,7 +302,7 @@ impl Connector {
             Ok(Ok(session)) => {
                 let took = started.elapsed();
                 metrics::histogram!(crate::metrics::SSH_CONNECT_SECONDS).record(took.as_secs_f64());
-                Ok((session, took))
+                Ok((Link::Ssh(session), took))
             }
             Ok(Err(e)) => {
                 metrics::counter!(crate::metrics::SSH_CONNECT_FAILURES).increment(1);

@@ -5,10 +5,10 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use openssh::{Session, Stdio};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
+use super::link::Link;
 use super::remote::{self, RemoteGroup};
 use crate::logs::Stream;
 
@@ -47,43 +47,21 @@ pub enum StepEnd {
     },
 }
 
-/// Whether the connection's master still answers: after a step ended
-/// without a status, this tells a killed step from a lost host.
-async fn connection_alive(session: &Session) -> bool {
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), session.check()).await,
-        Ok(Ok(()))
-    )
-}
-
 /// Runs one step's input through the wrapper; every output line goes to
 /// `emit`. Returns when the step ends or `stop` says to stop (after killing
 /// the step's process group on the host).
 pub async fn run_step(
-    session: &Session,
+    link: &Link,
     input: Vec<u8>,
     stop: &mut watch::Receiver<Stop>,
     emit: &(dyn Fn(Stream, &str) + Sync),
     started: &(dyn Fn(&RemoteGroup) + Sync),
 ) -> StepEnd {
-    let mut child = match session
-        .raw_command(remote::WRAPPER)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .await
-    {
+    let child = match link.spawn(remote::WRAPPER).await {
         Ok(c) => c,
         Err(e) => return StepEnd::NotStarted(format!("cannot start the step: {e}")),
     };
-    let (Some(mut stdin), Some(stdout), Some(stderr)) = (
-        child.stdin().take(),
-        child.stdout().take(),
-        child.stderr().take(),
-    ) else {
-        return StepEnd::Lost("ssh gave no stdio for the step".into());
-    };
+    let (mut stdin, stdout, stderr, child) = (child.stdin, child.stdout, child.stderr, child.child);
     let pgid = OnceLock::new();
     let announced = tokio::sync::Notify::new();
     let announce = |group: &RemoteGroup| {
@@ -124,7 +102,7 @@ pub async fn run_step(
                 })
                 .await;
             }
-            let ended = kill_group(session, pgid.get().map(|g: &RemoteGroup| g.pgid), emit).await;
+            let ended = kill_group(link, pgid.get().map(|g: &RemoteGroup| g.pgid), emit).await;
             // Give the streams a moment to deliver the last lines.
             let _ = tokio::time::timeout(Duration::from_secs(5), &mut io).await;
             return StepEnd::Stopped { ended };
@@ -140,7 +118,7 @@ pub async fn run_step(
     // The multiplexer says the same ("the remote process has terminated")
     // when the connection died: only a master that still answers means
     // the step is really gone.
-    if connection_alive(session).await {
+    if link.alive().await {
         StepEnd::Lost(ended)
     } else {
         StepEnd::ConnectionLost
@@ -152,11 +130,7 @@ pub async fn run_step(
 const ANNOUNCE_WAIT: Duration = Duration::from_secs(5);
 
 /// Kills the step's process group; whether the kill reached the host.
-async fn kill_group(
-    session: &Session,
-    pgid: Option<u32>,
-    emit: &(dyn Fn(Stream, &str) + Sync),
-) -> bool {
+async fn kill_group(link: &Link, pgid: Option<u32>, emit: &(dyn Fn(Stream, &str) + Sync)) -> bool {
     let Some(pgid) = pgid.filter(|&g| g > 1) else {
         // Nothing announced a group: the step had not started, or its
         // wrapper never ran. Nothing is recorded to hold the host for.
@@ -166,8 +140,8 @@ async fn kill_group(
         );
         return true;
     };
-    let mut kill = session.raw_command(remote::kill_command(pgid));
-    match tokio::time::timeout(Duration::from_secs(15), kill.status()).await {
+    let command = remote::kill_command(pgid);
+    match tokio::time::timeout(Duration::from_secs(15), link.status(&command)).await {
         Ok(Ok(_)) => {
             emit(
                 Stream::Ferry,

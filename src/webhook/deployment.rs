@@ -86,7 +86,16 @@ pub async fn take(
                 superseded = %ids,
                 "deployment {} accepted: {} to {}{superseding}", deployment.id, deployment.repository, deployment.environment
             );
-            app.accepted(EVENT, format!("accepted deployment {}", deployment.id))
+            // The log link too: GitHub's Recent Deliveries and a delivery
+            // sent by hand (scripts/try-deployment) lead straight to it.
+            app.accepted(
+                EVENT,
+                format!(
+                    "accepted deployment {}; its log: {}",
+                    deployment.id,
+                    app.logs.url(deployment.id)
+                ),
+            )
         }
         Ok(duplicate) => duplicate_answer(&duplicate, &deployment),
         Err(e) => {

@@ -13,13 +13,13 @@ use crate::runner::remote::{self, RemoteGroup};
 use crate::runner::step::{StepEnd, Stop, run_step};
 
 impl Run {
-    /// Runs one script (a step or a check try) on `session`. While it runs
+    /// Runs one script (a step or a check try) on `link`. While it runs
     /// the store knows its process group, so a ferry killed meanwhile can
     /// end it at the next start; one that may still run on the host stays
     /// recorded, and holds the environment until ferry ends it there.
     pub(super) async fn run_tracked(
         &self,
-        session: &openssh::Session,
+        link: &crate::runner::link::Link,
         spec: &str,
         input: Vec<u8>,
         stop: &mut watch::Receiver<Stop>,
@@ -44,7 +44,7 @@ impl Run {
         let announce = move |g: &RemoteGroup| {
             let _ = groups.send(g.clone());
         };
-        let end = run_step(session, input, stop, emit, &announce).await;
+        let end = run_step(link, input, stop, emit, &announce).await;
         drop(announce);
         let _ = remember.await;
         let gone = !matches!(
@@ -64,7 +64,7 @@ impl Run {
     /// flood it.
     pub(super) async fn check_host(
         &self,
-        session: &openssh::Session,
+        link: &crate::runner::link::Link,
         name: &str,
         spec: &str,
         vars: &[(&'static str, String)],
@@ -99,7 +99,7 @@ impl Run {
                 let (try_stop, mut try_rx) = watch::channel(Stop::Run);
                 let mut outer = stop.clone();
                 let input = remote::stdin_for(vars, &check.run);
-                let run = self.run_tracked(session, spec, input, &mut try_rx, &emit);
+                let run = self.run_tracked(link, spec, input, &mut try_rx, &emit);
                 tokio::pin!(run);
                 let end = tokio::select! {
                     end = &mut run => end,
