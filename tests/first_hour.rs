@@ -243,3 +243,102 @@ async fn refused_deliveries_say_why_and_are_logged_with_their_id() {
     }
     assert!(w.github.statuses().is_empty());
 }
+
+/// The README's quickstart, literally: ferry on the example config (its
+/// port, state directory and GitHub pointed at the test's own), then
+/// `scripts/try-deployment` as the README runs it; the deployment ends
+/// `success` on `local` and its log link answers.
+#[tokio::test]
+async fn the_quickstart_reaches_a_successful_deployment() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let config_dir = dir.path().join("config");
+    std::fs::create_dir_all(config_dir.join("example")).unwrap();
+    for f in ["webhook-secret", "github-token", "known_hosts"] {
+        std::fs::copy(
+            root.join("config/example").join(f),
+            config_dir.join("example").join(f),
+        )
+        .unwrap();
+    }
+    // The token GitHub (the fake) takes, where the placeholder was.
+    std::fs::write(
+        config_dir.join("example/github-token"),
+        common::github::TOKEN,
+    )
+    .unwrap();
+    let github = common::github::FakeGitHub::start("").await;
+    let port = common::sshd::free_port();
+    let text = std::fs::read_to_string(root.join("config/ferry.example.toml"))
+        .unwrap()
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
+        .replace("https://api.github.com", &github.url)
+        .replace("../target/ferry-example-state", "state");
+    let config = config_dir.join("ferry.example.toml");
+    std::fs::write(&config, text).unwrap();
+    let ferry = common::Ferry::start(config.clone(), port, dir.path().join("ferry.log")).await;
+
+    let out = Command::new(root.join("scripts/try-deployment"))
+        .args(["--url", &format!("http://127.0.0.1:{port}/webhook")])
+        .arg("--secret-file")
+        .arg(config_dir.join("example/webhook-secret"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("ferry answered 202"), "{said}");
+    let log_url = said
+        .lines()
+        .find_map(|l| l.strip_prefix("log: "))
+        .unwrap_or_else(|| panic!("no log link: {said}"))
+        .to_string();
+    let id: i64 = said
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("deployment ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap();
+
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = Command::new(ferry_binary())
+            .args(["deployments", "--json", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let listed = String::from_utf8_lossy(&out.stdout);
+        let line: serde_json::Value =
+            serde_json::from_str(listed.lines().next().unwrap_or("{}")).unwrap();
+        if line["id"] == id && line["state"] == "success" {
+            assert_eq!(line["environment"], "staging", "{line}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{listed}\n{}", ferry.output());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let page = reqwest::Client::new()
+        .get(&log_url)
+        .header("accept", "text/plain")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let log = page.text().await.unwrap();
+    assert!(log.contains("released main"), "{log}");
+    assert!(log.contains("success"), "{log}");
+    let states: Vec<String> = github
+        .wait_final(id, WAIT)
+        .await
+        .iter()
+        .map(|s| s.state().to_string())
+        .collect();
+    assert_eq!(states, ["queued", "in_progress", "success"]);
+}

@@ -2,6 +2,10 @@
 
 use super::*;
 
+/// The placeholders `config/example/` ships, warned about wherever found.
+const EXAMPLE_TOKEN: &str = "example-token-replace-me";
+const EXAMPLE_WEBHOOK_SECRET: &str = "example-webhook-secret-replace-me";
+
 impl<'a> Checker<'a> {
     pub(super) fn read_file(&mut self, path: &[Seg], file: &Path) -> Option<Vec<u8>> {
         match std::fs::read(file) {
@@ -39,6 +43,15 @@ impl<'a> Checker<'a> {
                             .filter(|l| !l.is_empty())
                             .map(|l| Secret::new(l.as_bytes()))
                             .collect();
+                        if text.lines().any(|l| l.trim() == EXAMPLE_WEBHOOK_SECRET) {
+                            self.warning(
+                                &at("webhook_secret_file"),
+                                format!(
+                                    "{} holds the example's placeholder secret, which anyone can read: put a secret of your own there (`openssl rand -hex 32`) and on the GitHub webhook",
+                                    file.display()
+                                ),
+                            );
+                        }
                         if secrets.is_empty() {
                             self.problem(
                                 &at("webhook_secret_file"),
@@ -83,6 +96,15 @@ impl<'a> Checker<'a> {
                     if t.is_empty() {
                         self.problem(&at("token_file"), format!("{} is empty", file.display()));
                         return None;
+                    }
+                    if t == EXAMPLE_TOKEN {
+                        self.warning(
+                            &at("token_file"),
+                            format!(
+                                "{} holds the example's placeholder token: GitHub will refuse every status; put a token there (Deployments: write), or set {ENV_GITHUB_TOKEN}",
+                                file.display()
+                            ),
+                        );
                     }
                     Some(GitHubAuth::Token(Secret::new(t.into_bytes())))
                 })
