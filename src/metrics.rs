@@ -13,7 +13,9 @@ pub const DEPLOYMENT_SECONDS: &str = "ferry_deployment_duration_seconds";
 pub const QUEUED: &str = "ferry_deployments_queued";
 pub const RUNNING: &str = "ferry_deployments_running";
 pub const LOCKED: &str = "ferry_environments_locked";
-pub const CANCELLED: &str = "ferry_deployments_cancelled";
+/// Deployments cancelled with `ferry cancel`, waiting or running: a
+/// counter set from the store's count (every replica reports the same).
+pub const CANCELLED: &str = "ferry_deployments_cancelled_total";
 /// Statuses GitHub does not have yet, and the age of the oldest (counted
 /// in the store: every replica reports the same).
 pub const STATUSES_PENDING: &str = "ferry_statuses_pending";
@@ -64,7 +66,7 @@ fn describe() {
     describe_gauge!(QUEUED, "Deployments waiting to run.");
     describe_gauge!(RUNNING, "Deployments running now.");
     describe_gauge!(LOCKED, "Environments locked (ferry lock, deploy:lock).");
-    describe_gauge!(
+    describe_counter!(
         CANCELLED,
         "Deployments cancelled with ferry cancel, waiting or running (counted in the store: every replica reports the same)."
     );

@@ -336,10 +336,10 @@ async fn cancel_ends_a_waiting_and_a_running_deployment(database_url: Option<Str
     assert!(!errors.contains("cancelled"), "{errors}");
     // Counted in the store once a second.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while w.metric("ferry_deployments_cancelled").await != 2.0 {
+    while w.metric("ferry_deployments_cancelled_total").await != 2.0 {
         assert!(
             Instant::now() < deadline,
-            "ferry_deployments_cancelled is not 2"
+            "ferry_deployments_cancelled_total is not 2"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

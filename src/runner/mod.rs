@@ -389,7 +389,7 @@ impl Runner {
                         .set(age as f64 / 1000.0);
                 }
                 if let Ok(n) = self.shared.store.cancelled().await {
-                    metrics::gauge!(crate::metrics::CANCELLED).set(n as f64);
+                    metrics::counter!(crate::metrics::CANCELLED).absolute(n as u64);
                 }
                 let now = format!("{} running, {queued} queued", tasks.len());
                 if now != status {

@@ -72,6 +72,12 @@ async fn settle(shared: &Handles, d: Deployment) -> crate::store::Result<()> {
     {
         tracing::warn!(deployment = %d.id, repository = %d.repository, environment = %d.environment,
             "deployment {} of {} to {}: {why}", d.id, d.repository, d.environment);
+        let counter = if d.id.is_teardown() {
+            crate::metrics::TEARDOWNS
+        } else {
+            crate::metrics::DEPLOYMENTS
+        };
+        metrics::counter!(counter, "state" => State::Error.as_str()).increment(1);
         shared.outbox.notify_one();
     }
     Ok(())
