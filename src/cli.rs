@@ -27,12 +27,18 @@ impl std::error::Error for Failed {}
 /// Structured logs to the journal when systemd started us (fields such as
 /// DEPLOYMENT, REPOSITORY, ENVIRONMENT, DELIVERY), else human-readable on
 /// stderr. `RUST_LOG` picks what is shown either way.
-pub fn init_tracing() {
+pub fn init_tracing(daemon: bool) {
     use tracing_subscriber::EnvFilter;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    if std::env::var_os("JOURNAL_STREAM").is_some()
+    // The other commands say what they have to say themselves: the parts
+    // they share with the daemon (the SSH connector, the store) log for a
+    // journal, and those lines on a terminal repeated the command's own
+    // output. RUST_LOG still shows them.
+    let default = if daemon { "info" } else { "off" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    if daemon
+        && std::env::var_os("JOURNAL_STREAM").is_some()
         && let Ok(journald) = tracing_journald::layer()
     {
         // Fields as operators type them: `journalctl -u ferry DEPLOYMENT=5001`
@@ -47,8 +53,14 @@ pub fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(colour(&std::io::stderr()))
         .init();
+}
+
+/// Whether to colour what goes to `out`: a terminal, unless `NO_COLOR` is
+/// set to anything but the empty string (no-color.org).
+pub fn colour(out: &impl std::io::IsTerminal) -> bool {
+    out.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 pub async fn check_config(c: &Config) -> anyhow::Result<()> {
@@ -195,9 +207,9 @@ pub async fn check_config(c: &Config) -> anyhow::Result<()> {
                         .strftime("%a %Y-%m-%d %H:%M %Z")
                         .to_string()
                 };
-                let utc = |t: jiff::Timestamp| t.strftime("%Y-%m-%d %H:%M").to_string();
+                let utc = |t: jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
                 format!(
-                    "{} {} - {} ({} - {} UTC)",
+                    "{} {} - {} ({} - {})",
                     if w.start <= now {
                         "in force now:"
                     } else {
@@ -290,10 +302,10 @@ pub async fn check_hosts(c: &Config, only: Option<&str>) -> anyhow::Result<()> {
         };
         match r.expect("every check reports") {
             Ok(took) => println!(
-                "{:<width$}  {:<6}  {:>6}ms  {trusted:<51}  {label}",
+                "{:<width$}  {:<6}  {:>8}  {trusted:<51}  {label}",
                 host.spec(),
                 "ok",
-                took.as_millis()
+                duration(took)
             ),
             Err(cause) => {
                 failed += 1;
@@ -360,7 +372,7 @@ fn become_storage_owner(dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// Where the deployments are, for messages.
-fn where_stored(c: &Steering) -> String {
+pub(crate) fn where_stored(c: &Steering) -> String {
     match &c.storage.database_url {
         Some(_) => "the PostgreSQL database (storage.database_url)".into(),
         None => c.db_path().display().to_string(),
@@ -489,7 +501,7 @@ pub async fn logs(c: &Steering, id: i64, follow: bool) -> anyhow::Result<()> {
     let opened = open_store(c).await?;
     let store = opened.store;
     let Some(d) = store.get(id).await? else {
-        bail!("no deployment {id} in {}", where_stored(c));
+        bail!("{}", crate::wording::no_deployment(id, &where_stored(c)));
     };
     let reader = Logs::reader(&c.storage.dir, opened.database);
     print!("{}", logs::page::header_text(&d));

@@ -269,6 +269,7 @@ pub async fn serve(
     )
     .await?;
     let metrics = Some(crate::metrics::install()?);
+    crate::runner::ssh::sweep_control_dir();
     let built = Built::new(config)?;
     let (config, config_now) = current(built.config);
     let (github, github_now) = current(built.github);

@@ -296,7 +296,7 @@ fn main() -> ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
-    ferry::cli::init_tracing();
+    ferry::cli::init_tracing(matches!(args.command, Command::Serve(_)));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

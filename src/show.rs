@@ -82,7 +82,10 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
     let id = DeploymentId(id);
     let store = open_store(c).await?.store;
     let Some(d) = store.get(id).await? else {
-        bail!("no deployment {id} in the store");
+        bail!(
+            "{}",
+            crate::wording::no_deployment(id, &crate::cli::where_stored(c))
+        );
     };
     let statuses = store.statuses_of(id).await?;
     let actions = store.actions_on(id).await?;
@@ -113,7 +116,11 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
     println!("  ref       {} ({})", d.git_ref, d.sha);
     println!(
         "  creator   {}{}{}",
-        d.creator,
+        if d.creator.is_empty() {
+            "-"
+        } else {
+            &d.creator
+        },
         if d.production { ", production" } else { "" },
         if d.transient { ", transient" } else { "" }
     );

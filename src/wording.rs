@@ -330,6 +330,11 @@ mod tests {
     }
 }
 
+/// Every command's answer for an id the store does not have.
+pub fn no_deployment(id: DeploymentId, stored_in: &str) -> String {
+    format!("no deployment {id} in {stored_in}; `ferry deployments` lists the recent ones")
+}
+
 /// What a try records when its request never reached GitHub (DNS, a
 /// refused connection, TLS): `ferry show` tells it from what GitHub said.
 pub const UNREACHED: &str = "could not reach GitHub";

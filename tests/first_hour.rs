@@ -62,6 +62,13 @@ async fn a_second_serve_on_the_same_store_refuses_and_changes_nothing() {
     assert!(took < Duration::from_secs(1), "refused after {took:?}");
     let dir = w.dir.path().join("state");
     assert!(err.contains(&dir.display().to_string()), "{err}");
+    // The store is its owner's alone outside the package's setgid directory.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("ferry.db"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     assert!(err.contains(&format!("pid {}", w.ferry.pid())), "{err}");
     assert!(
         reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
@@ -341,4 +348,43 @@ async fn the_quickstart_reaches_a_successful_deployment() {
         .map(|s| s.state().to_string())
         .collect();
     assert_eq!(states, ["queued", "in_progress", "success"]);
+}
+
+/// What a `kill -9` left in the SSH control directory (ferry's ssh_config
+/// and connection directories whose master is gone) goes at the next
+/// start; what a live process holds stays.
+#[tokio::test]
+async fn ssh_control_files_left_by_a_crash_are_removed_at_the_next_start() {
+    let runtime = tempfile::tempdir().unwrap();
+    let dir = runtime.path();
+    // A pid no process has: above the kernel's pid_max.
+    let dead = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .unwrap()
+        .trim()
+        .parse::<u64>()
+        .unwrap()
+        + 1;
+    std::fs::write(dir.join(format!("ssh_config.{dead}.0")), "").unwrap();
+    std::fs::write(dir.join(format!("ssh_config.{}.0", std::process::id())), "").unwrap();
+    std::fs::create_dir(dir.join(".ssh-connectionOLD")).unwrap();
+    let old = Command::new("touch")
+        .args(["-d", "2 hours ago"])
+        .arg(dir.join(".ssh-connectionOLD"))
+        .status()
+        .unwrap();
+    assert!(old.success());
+    let _w = World::build(
+        common::Setup {
+            env: vec![("RUNTIME_DIRECTORY".into(), dir.display().to_string())],
+            ..common::Setup::default()
+        },
+        |sshd, _| target(REPO, "production", &[sshd.host()], &[("ok", "true")], ""),
+    )
+    .await;
+    assert!(!dir.join(format!("ssh_config.{dead}.0")).exists());
+    assert!(!dir.join(".ssh-connectionOLD").exists());
+    assert!(
+        dir.join(format!("ssh_config.{}.0", std::process::id()))
+            .exists()
+    );
 }

@@ -305,6 +305,9 @@ impl<'a> Checker<'a> {
         let ssh = ssh.and_then(|s| self.ssh(s));
         let targets = self.targets();
         let freezes = self.freezes();
+        if let (Some(t), Some(f)) = (&targets, &freezes) {
+            self.freezes_match_targets(f, t);
+        }
 
         Some(Config {
             path: path.to_path_buf(),

@@ -7,6 +7,65 @@ use super::*;
 use crate::freeze::{Dated, Freeze, Weekly};
 
 impl<'a> Checker<'a> {
+    /// A freeze whose globs match no target's repository or environment
+    /// holds nothing back: most likely a typo ("prodution"), found out
+    /// only when a deployment goes out during the window.
+    pub(super) fn freezes_match_targets(&mut self, freezes: &[Freeze], targets: &[Target]) {
+        let overlap = |a: &str, b: &str| crate::glob::matches(a, b) || crate::glob::matches(b, a);
+        for (i, f) in freezes.iter().enumerate() {
+            let at = |key, j| {
+                [
+                    Seg::Key("freeze"),
+                    Seg::Index(i),
+                    Seg::Key(key),
+                    Seg::Index(j),
+                ]
+            };
+            let repo_ok = |t: &&Target| {
+                f.repositories
+                    .iter()
+                    .any(|r| crate::glob::matches(r, &t.repository))
+                    || f.repositories.is_empty()
+            };
+            for (j, r) in f.repositories.iter().enumerate() {
+                if !targets
+                    .iter()
+                    .any(|t| crate::glob::matches(r, &t.repository))
+                {
+                    let names: Vec<&str> = targets.iter().map(|t| t.repository.as_str()).collect();
+                    self.warning(
+                        &at("repositories", j),
+                        format!(
+                            "{r:?} matches no target's repository, so it freezes nothing; the targets' are: {}",
+                            names.join(", ")
+                        ),
+                    );
+                }
+            }
+            for (j, e) in f.environments.iter().enumerate() {
+                if !targets
+                    .iter()
+                    .filter(repo_ok)
+                    .any(|t| overlap(e, &t.environment))
+                {
+                    let mut names: Vec<&str> = targets
+                        .iter()
+                        .filter(repo_ok)
+                        .map(|t| t.environment.as_str())
+                        .collect();
+                    names.dedup();
+                    self.warning(
+                        &at("environments", j),
+                        format!(
+                            "{e:?} matches no target's environment, so it freezes nothing; the targets' are: {}",
+                            names.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
     /// Every `[[freeze]]`; None after reporting each bad key.
     pub(super) fn freezes(&mut self) -> Option<Vec<Freeze>> {
         let Some(value) = self.value_at(&[Seg::Key("freeze")]) else {

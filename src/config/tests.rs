@@ -513,3 +513,39 @@ within = "soon"
         "{timeout:?}"
     );
 }
+
+#[test]
+fn a_freeze_that_matches_no_target_is_a_warning_naming_the_glob() {
+    let freeze = |repos: &str, envs: &str| {
+        format!(
+            "{BASE}\n[[freeze]]\nname = \"weekend\"\nrepositories = [{repos}]\nenvironments = [{envs}]\nweekly = [\"Fri 16:00 - Mon 08:00\"]\n"
+        )
+    };
+    let c = parse(&freeze("\"octo-org/*\"", "\"prod*\", \"staging\"")).unwrap();
+    let w: Vec<String> = c.warnings.iter().map(|w| w.at(Path::new("f"))).collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("freeze[0].environments[1]"), "{w:?}");
+    assert!(
+        w[0].contains("\"staging\" matches no target's environment"),
+        "{w:?}"
+    );
+    assert!(w[0].contains("production"), "{w:?}");
+    let c = parse(&freeze("\"octo-org/api\"", "\"production\"")).unwrap();
+    let w: Vec<String> = c.warnings.iter().map(|w| w.at(Path::new("f"))).collect();
+    assert!(
+        w.iter()
+            .any(|w| w.contains("freeze[0].repositories[0]") && w.contains("octo-org/web")),
+        "{w:?}"
+    );
+    // A glob either way, and no globs at all, match.
+    let c = parse(&freeze("", "\"*\"")).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn local_is_ferry_s_own_host() {
+    assert!(Host::parse("local").unwrap().is_local());
+    assert!(!Host::parse("deploy@local").unwrap().is_local());
+    assert!(!Host::parse("local:2222").unwrap().is_local());
+    assert!(!Host::parse("localhost").unwrap().is_local());
+}

@@ -173,7 +173,7 @@ async fn named(store: &SharedStore, env: &EnvName, id: DeploymentId) -> anyhow::
             d.environment,
             d.task
         ),
-        None => bail!("no deployment {id} in the store"),
+        None => bail!("{}", crate::wording::no_deployment(id, "the store")),
     }
 }
 

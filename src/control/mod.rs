@@ -421,7 +421,10 @@ pub async fn cancel(c: &Steering, id: i64, reason: &str, rollback: bool) -> anyh
     let outcome = store.cancel(id, &cancellation, &status).await?;
     let d = match outcome {
         CancelOutcome::Unknown => {
-            eprintln!("error: no deployment {id}");
+            eprintln!(
+                "error: {}",
+                crate::wording::no_deployment(id, &crate::cli::where_stored(c))
+            );
             return Err(Failed.into());
         }
         CancelOutcome::Finished(state) => {

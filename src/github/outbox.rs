@@ -319,8 +319,7 @@ impl Outbox {
                 };
                 let reason = e.to_string();
                 let wait = after.unwrap_or_else(|| backoff(item.attempts));
-                let retry_in =
-                    humantime::format_duration(Duration::from_secs(wait.as_secs().max(1)));
+                let retry_in = crate::format::duration(Duration::from_secs(wait.as_secs().max(1)));
                 let line = format!(
                     "deployment {id}: {state} not posted, will retry in {retry_in}: {reason}"
                 );

@@ -307,7 +307,9 @@ pub fn page(
                         div { dt { "task" } dd { (Esc(d.task_run())) } }
                         div { dt { "ref" } dd { (Esc(&d.git_ref)) } }
                         div { dt { "sha" } dd title=(Esc(&d.sha)) { (Esc(short_sha(&d.sha))) } }
-                        div { dt { "by" } dd { (Esc(&d.creator)) } }
+                        @if !d.creator.is_empty() {
+                            div { dt { "by" } dd { (Esc(&d.creator)) } }
+                        }
                         div { dt { "started" } dd { (Esc(started.as_deref().unwrap_or("-"))) } }
                         div { dt { "duration" } dd #duration { (took) } }
                         div.hosts { dt { "hosts" } dd { (Esc(&hosts.join(", "))) } }

@@ -188,15 +188,20 @@ pub async fn log(
 
 pub fn header_text(d: &Deployment) -> String {
     let mut s = format!(
-        "{} of {} to {} (task {})\nref {} at {}, by {}\nstate: {}",
+        "{} of {} to {} (task {})\nref {} at {}{}\nstate: {}",
         d.name(),
         d.repository,
         d.environment,
         d.task_run(),
         d.git_ref,
         d.sha,
-        d.creator,
-        d.state
+        // GitHub may send no creator (an App's deployment, a delivery by hand).
+        if d.creator.is_empty() {
+            String::new()
+        } else {
+            format!(", by {}", d.creator)
+        },
+        d.state_word()
     );
     if !d.description.is_empty() {
         s.push_str(" - ");

@@ -157,6 +157,54 @@ pub fn control_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+/// Removes what processes that died without cleaning up (`kill -9`) left
+/// in the control directory: their ssh_config files, and the connection
+/// directories whose master no longer answers. Files of live processes
+/// (a CLI command beside the daemon, another replica) stay.
+pub fn sweep_control_dir() {
+    let Ok(dir) = control_dir() else { return };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        let stale = if let Some(rest) = name.strip_prefix("ssh_config.") {
+            // ssh_config.<pid>.<n>
+            rest.split('.')
+                .next()
+                .and_then(|p| p.parse::<i32>().ok())
+                // SAFETY: signal 0 only asks whether the process exists.
+                .is_some_and(|pid| unsafe { libc::kill(pid, 0) } != 0 && pid != 0)
+        } else if name.starts_with(".ssh-connection") {
+            // Not one another process is setting up this moment.
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|e| e > Duration::from_secs(60)));
+            let master = path.join("master");
+            old && (!master.exists() || std::os::unix::net::UnixStream::connect(&master).is_err())
+        } else {
+            false
+        };
+        if stale {
+            let gone = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed += usize::from(gone.is_ok());
+        }
+    }
+    if removed > 0 {
+        tracing::debug!(
+            removed,
+            "removed {removed} SSH control files left by processes that ended without cleaning up"
+        );
+    }
+}
+
 fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -320,7 +368,7 @@ impl Connector {
                 metrics::counter!(crate::metrics::SSH_CONNECT_FAILURES).increment(1);
                 Err(format!(
                     "timed out after {}",
-                    humantime::format_duration(limit)
+                    crate::format::duration(limit)
                 ))
             }
         }
@@ -352,7 +400,7 @@ pub fn connect_cause(e: &openssh::Error, timeout: Duration) -> String {
     } else if t.contains("timed out") {
         format!(
             "connection timed out after {}",
-            humantime::format_duration(timeout)
+            crate::format::duration(timeout)
         )
     } else if t.contains("could not resolve") || t.contains("name or service not known") {
         "cannot resolve the host name".to_string()

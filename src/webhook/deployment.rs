@@ -133,8 +133,8 @@ pub(super) async fn within_deadline<T>(
     let result = match tokio::time::timeout(STORE_DEADLINE, call).await {
         Ok(r) => r,
         Err(_) => Err(crate::store::Error::Database(format!(
-            "no answer within {} ms",
-            STORE_DEADLINE.as_millis()
+            "no answer within {}",
+            crate::format::duration(STORE_DEADLINE)
         ))),
     };
     match &result {

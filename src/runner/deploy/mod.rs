@@ -492,7 +492,7 @@ impl Run {
             Ok((s, how)) => {
                 let reused = matches!(how, Connected::Reused(_));
                 let text = match how {
-                    Connected::Opened(took) => format!("connected in {} ms", took.as_millis()),
+                    Connected::Opened(took) => format!("connected in {}", duration(took)),
                     Connected::Reused(idle) => {
                         format!("reusing the connection left open {} ago", duration(idle))
                     }

@@ -139,11 +139,21 @@ fn deployment_from_row(row: &Row<'_>) -> rusqlite::Result<Deployment> {
 /// group's operators write the database too (`ferry lock`, `cancel`).
 /// SQLite makes a database 0644 less the umask, so the group could only
 /// read it; its `-wal` and `-shm` copy the database's mode. Elsewhere
-/// (no setgid directory) modes are left as they are.
+/// (no setgid directory) a new database is 0600.
 fn share_with_group(dir: &Path, db: &Path) {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let setgid = std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o2000 != 0);
     if !setgid {
+        // Elsewhere (a ferry run by hand) the database is its owner's
+        // alone: SQLite would make it 0644, readable by every local user,
+        // and its -wal and -shm copy the mode.
+        if !db.exists() {
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(db);
+        }
         return;
     }
     if !db.exists() {
