@@ -58,6 +58,16 @@ async fn wait_for(file: &std::path::Path) {
     }
 }
 
+/// SIGHUP, and waits until ferry has said "reloaded" `n` times.
+async fn reload(w: &World, n: usize) {
+    w.ferry.signal("HUP");
+    let deadline = Instant::now() + WAIT;
+    while w.ferry.output().matches("reloaded").count() < n {
+        assert!(Instant::now() < deadline, "{}", w.ferry.output());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_local_step_gets_the_variables_the_home_directory_and_no_secret() {
     let w = world(
@@ -113,12 +123,7 @@ async fn a_timed_out_or_cancelled_local_step_is_killed_with_its_children() {
     // The hanging step, written into the config for this world's scratch.
     let config = std::fs::read_to_string(&w.ferry.config).unwrap();
     std::fs::write(&w.ferry.config, config.replace("HANG", &hang(&w.scratch()))).unwrap();
-    w.ferry.signal("HUP");
-    let deadline = Instant::now() + WAIT;
-    while !w.ferry.output().contains("reloaded") {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    reload(&w, 1).await;
     w.deploy(2, REPO, "production").await;
     let statuses = w.github.wait_final(2, WAIT).await;
     let last = statuses.last().unwrap();
@@ -127,14 +132,7 @@ async fn a_timed_out_or_cancelled_local_step_is_killed_with_its_children() {
         last.description(),
         "Timed out after 2s in step 'hang' on local"
     );
-    assert!(
-        !alive(&w.scratch().join("shell.pid")),
-        "the step's shell survived"
-    );
-    assert!(
-        !alive(&w.scratch().join("child.pid")),
-        "the step's child survived"
-    );
+    common::assert_hang_ended(&w.scratch());
 
     // Cancelled (no timeout this time).
     for pid in ["shell.pid", "child.pid"] {
@@ -142,26 +140,14 @@ async fn a_timed_out_or_cancelled_local_step_is_killed_with_its_children() {
     }
     let config = std::fs::read_to_string(&w.ferry.config).unwrap();
     std::fs::write(&w.ferry.config, config.replace("timeout = \"2s\"", "")).unwrap();
-    w.ferry.signal("HUP");
-    let deadline = Instant::now() + WAIT;
-    while w.ferry.output().matches("reloaded").count() < 2 {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    reload(&w, 2).await;
     w.deploy(3, REPO, "production").await;
     wait_for(&w.scratch().join("child.pid")).await;
     let out = w.cli(&["cancel", "3", "--reason", "test"]);
     assert!(out.status.success(), "{out:?}");
     let statuses = w.github.wait_final(3, WAIT).await;
     assert_eq!(statuses.last().unwrap().state(), "error");
-    assert!(
-        !alive(&w.scratch().join("shell.pid")),
-        "the step's shell survived"
-    );
-    assert!(
-        !alive(&w.scratch().join("child.pid")),
-        "the step's child survived"
-    );
+    common::assert_hang_ended(&w.scratch());
 }
 
 #[tokio::test]

@@ -141,14 +141,7 @@ async fn a_timed_out_step_fails_and_leaves_no_remote_process() {
         last.description(),
         format!("Timed out after 2s in step 'hang' on {}", w.sshd.display())
     );
-    assert!(
-        !alive(&w.scratch().join("shell.pid")),
-        "the step's shell survived"
-    );
-    assert!(
-        !alive(&w.scratch().join("child.pid")),
-        "the step's child survived"
-    );
+    common::assert_hang_ended(&w.scratch());
 }
 
 /// The deadline runs out while the host is still starting the step (each

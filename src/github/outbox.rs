@@ -302,11 +302,7 @@ impl Outbox {
                 let line = format!(
                     "deployment {id}: {state} sent without an answer; GitHub's statuses are read before it is sent again: {reason}"
                 );
-                if quiet {
-                    tracing::debug!(deployment = %id, status = state, attempt = item.attempts + 1, "{line}");
-                } else {
-                    tracing::warn!(deployment = %id, status = state, attempt = item.attempts + 1, "{line}");
-                }
+                retry_line(quiet, item, &line);
                 PostOutcome::Unanswered {
                     at: now_ms() + wait.as_millis() as i64,
                     error: reason,
@@ -323,11 +319,7 @@ impl Outbox {
                 let line = format!(
                     "deployment {id}: {state} not posted, will retry in {retry_in}: {reason}"
                 );
-                if quiet {
-                    tracing::debug!(deployment = %id, status = state, attempt = item.attempts + 1, "{line}");
-                } else {
-                    tracing::warn!(deployment = %id, status = state, attempt = item.attempts + 1, "{line}");
-                }
+                retry_line(quiet, item, &line);
                 PostOutcome::RetryAt {
                     at: now_ms() + wait.as_millis() as i64,
                     error: reason,
@@ -341,6 +333,21 @@ impl Outbox {
                 PostOutcome::Failed { error: reason }
             }
         }
+    }
+}
+
+/// A try's line: a warning, unless [`Reach`] said already that GitHub
+/// does not answer.
+fn retry_line(quiet: bool, item: &OutboxItem, line: &str) {
+    let (id, state, attempt) = (
+        item.deployment_id,
+        item.status.state.as_str(),
+        item.attempts + 1,
+    );
+    if quiet {
+        tracing::debug!(deployment = %id, status = state, attempt, "{line}");
+    } else {
+        tracing::warn!(deployment = %id, status = state, attempt, "{line}");
     }
 }
 

@@ -31,18 +31,17 @@ fn from_json<T: DeserializeOwned>(json: &[u8]) -> Result<T, String> {
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        // The position is noise once the field is named.
-        let what = match inner.classify() {
-            serde_json::error::Category::Data => {
-                let text = inner.to_string();
-                match text.rfind(" at line ") {
-                    Some(at) => text[..at].to_string(),
-                    None => text,
-                }
-            }
-            _ => format!("not JSON: {inner}"),
+        // The position is noise once the field is named; where the text is
+        // no JSON at all there is no field to name.
+        if inner.classify() != serde_json::error::Category::Data {
+            return format!("not JSON: {inner}");
+        }
+        let text = inner.to_string();
+        let what = match text.rfind(" at line ") {
+            Some(at) => text[..at].to_string(),
+            None => text,
         };
-        if path == "." || path.is_empty() {
+        if path == "." || path == "?" || path.is_empty() {
             what
         } else {
             format!("{path}: {what}")

@@ -148,6 +148,13 @@ pub fn hang(scratch: &Path) -> String {
     format!("echo $$ > {s}/shell.pid\nsleep 300 &\necho $! > {s}/child.pid\necho waiting\nwait")
 }
 
+/// Asserts that the shell and the child of a [`hang`] step were killed.
+pub fn assert_hang_ended(scratch: &Path) {
+    for (pid, what) in [("shell.pid", "shell"), ("child.pid", "child")] {
+        assert!(!alive(&scratch.join(pid)), "the step's {what} survived");
+    }
+}
+
 /// Whether process `pid` still runs. A zombie has ended: only its parent's
 /// `wait` is missing, and a test asking whether a step was killed means the
 /// step, not its exit status.
