@@ -297,6 +297,23 @@ pub fn not_torn_down(why: &str) -> String {
     format!("Not torn down: {why}")
 }
 
+/// Every command's answer for an id the store does not have.
+pub fn no_deployment(id: DeploymentId, stored_in: &str) -> String {
+    format!("no deployment {id} in {stored_in}; `ferry deployments` lists the recent ones")
+}
+
+/// What a try records when its request never reached GitHub (DNS, a
+/// refused connection, TLS): `ferry show` tells it from what GitHub said.
+pub const UNREACHED: &str = "could not reach GitHub";
+/// What a try records when the request left but no answer came back.
+pub const UNANSWERED: &str = "no answer from GitHub";
+
+/// Whether a recorded error is ferry's failing to reach GitHub rather
+/// than GitHub's answer.
+pub fn is_unreached(error: &str) -> bool {
+    error.starts_with(UNREACHED) || error.starts_with(UNANSWERED)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,21 +345,4 @@ mod tests {
         );
         assert!(d.len() <= 140);
     }
-}
-
-/// Every command's answer for an id the store does not have.
-pub fn no_deployment(id: DeploymentId, stored_in: &str) -> String {
-    format!("no deployment {id} in {stored_in}; `ferry deployments` lists the recent ones")
-}
-
-/// What a try records when its request never reached GitHub (DNS, a
-/// refused connection, TLS): `ferry show` tells it from what GitHub said.
-pub const UNREACHED: &str = "could not reach GitHub";
-/// What a try records when the request left but no answer came back.
-pub const UNANSWERED: &str = "no answer from GitHub";
-
-/// Whether a recorded error is ferry's failing to reach GitHub rather
-/// than GitHub's answer.
-pub fn is_unreached(error: &str) -> bool {
-    error.starts_with(UNREACHED) || error.starts_with(UNANSWERED)
 }

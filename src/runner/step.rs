@@ -113,7 +113,7 @@ pub async fn run_step(
             Some(code) => return StepEnd::Exited(code),
             None => "the step ended without an exit status (killed by a signal?)".to_string(),
         },
-        Err(e) => format!("{e}"),
+        Err(e) => e,
     };
     // The multiplexer says the same ("the remote process has terminated")
     // when the connection died: only a master that still answers means
