@@ -10,8 +10,14 @@ use crate::format::duration_ms;
 use crate::store::{DeploymentId, OperatorAction, StatusRecord, now_ms};
 
 /// Where a status stands with GitHub, in words; `None` once GitHub has it.
-/// `serving`: whether any ferry runs to send it (the store's heartbeat).
-pub fn not_on_github(s: &StatusRecord, now: i64, serving: bool) -> Option<String> {
+/// `serving`: whether any ferry runs to send it (the store's heartbeat);
+/// `behind`: an earlier status of the deployment that GitHub must get first.
+pub fn not_on_github(
+    s: &StatusRecord,
+    now: i64,
+    serving: bool,
+    behind: Option<&StatusRecord>,
+) -> Option<String> {
     if s.sent_at.is_some() {
         return None;
     }
@@ -36,6 +42,10 @@ pub fn not_on_github(s: &StatusRecord, now: i64, serving: bool) -> Option<String
         ));
     }
     Some(match (s.attempts, error.is_empty()) {
+        (0, _) if let Some(first) = behind => format!(
+            "not yet: goes after {} (a deployment's statuses reach GitHub in order)",
+            first.state.as_str()
+        ),
         (0, _) => format!("not yet: waiting its turn ({when})"),
         (n, true) => format!("not yet: {} so far; {when}", tries(n)),
         (n, false) => {
@@ -62,8 +72,21 @@ fn tries(n: i64) -> String {
     }
 }
 
+/// The earliest status before the `i`th that GitHub does not have yet and
+/// ferry still means to send: the `i`th waits for it.
+fn waiting_before(statuses: &[StatusRecord], i: usize) -> Option<&StatusRecord> {
+    statuses[..i]
+        .iter()
+        .find(|p| p.sent_at.is_none() && p.failed_at.is_none())
+}
+
 /// A status as `show --json` writes it: null where a field does not apply.
-fn status_json(s: &StatusRecord, now: i64, serving: bool) -> serde_json::Value {
+fn status_json(
+    s: &StatusRecord,
+    now: i64,
+    serving: bool,
+    behind: Option<&StatusRecord>,
+) -> serde_json::Value {
     let waiting = s.sent_at.is_none() && s.failed_at.is_none();
     serde_json::json!({
         "state": s.state.as_str(),
@@ -74,7 +97,7 @@ fn status_json(s: &StatusRecord, now: i64, serving: bool) -> serde_json::Value {
         "attempts": s.attempts,
         "next_try_at": waiting.then(|| clock(s.next_attempt_at.max(now))),
         "last_error": s.last_error.as_deref().filter(|e| !e.is_empty() && s.sent_at.is_none()),
-        "pending": not_on_github(s, now, serving),
+        "pending": not_on_github(s, now, serving, behind),
     })
 }
 
@@ -99,7 +122,9 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
             "production": d.production,
             "transient": d.transient,
             "log_url": log_url,
-            "statuses": statuses.iter().map(|s| status_json(s, now, serving)).collect::<Vec<_>>(),
+            "statuses": statuses.iter().enumerate()
+                .map(|(i, s)| status_json(s, now, serving, waiting_before(&statuses, i)))
+                .collect::<Vec<_>>(),
             "actions": actions.iter().map(action_json).collect::<Vec<_>>(),
         });
         if let serde_json::Value::Object(extra) = extra {
@@ -142,8 +167,8 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
     if statuses.is_empty() {
         println!("  none (teardowns and ignored deployments post nothing)");
     }
-    for s in &statuses {
-        let github = not_on_github(s, now, serving)
+    for (i, s) in statuses.iter().enumerate() {
+        let github = not_on_github(s, now, serving, waiting_before(&statuses, i))
             .unwrap_or_else(|| format!("on GitHub since {}", s.sent_at.map_or("-".into(), clock)));
         println!(
             "  {}  {:<11}  {}  [{github}]",

@@ -492,6 +492,9 @@ impl Run {
             Ok((s, how)) => {
                 let reused = matches!(how, Connected::Reused(_));
                 let text = match how {
+                    Connected::Opened(_) if host.is_local() => {
+                        "on ferry's own host, as its user".to_string()
+                    }
                     Connected::Opened(took) => format!("connected in {}", duration(took)),
                     Connected::Reused(idle) => {
                         format!("reusing the connection left open {} ago", duration(idle))
