@@ -25,7 +25,9 @@
 //! - [`freeze`]: freeze windows on the timeline, in their time zones.
 //! - [`gate`]: deployments waiting for their sha's required checks.
 //! - [`sign`] and [`glob`]: HMAC, and environment globs.
+//! - [`backoff`]: growing pauses between tries.
 
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -49,22 +49,9 @@ pub(super) fn lookup<'v>(table: &'v DeTable<'v>, key: &str) -> Option<&'v Spanne
 
 /// The closest edit-distance match among `known`, for "did you mean" hints.
 pub(super) fn suggest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
-    pub(super) fn distance(a: &str, b: &str) -> usize {
-        let b: Vec<char> = b.chars().collect();
-        let mut prev: Vec<usize> = (0..=b.len()).collect();
-        for (i, ca) in a.chars().enumerate() {
-            let mut cur = vec![i + 1];
-            for (j, cb) in b.iter().enumerate() {
-                let sub = prev[j] + usize::from(ca != *cb);
-                cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-            }
-            prev = cur;
-        }
-        prev[b.len()]
-    }
     known
         .iter()
-        .map(|k| (distance(word, k), *k))
+        .map(|k| (strsim::levenshtein(word, k), *k))
         .filter(|(d, k)| *d <= 2.max(k.len() / 3))
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)

@@ -2,7 +2,6 @@
 //! deployment, retrying what GitHub asks us to retry, across restarts.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,9 +58,12 @@ type Paused = HashMap<Option<i64>, Instant>;
 /// Exponential backoff from 1s, capped, with ±25% jitter so that many
 /// statuses refused together do not come back together.
 pub fn backoff(attempts: i64) -> Duration {
-    let base = Duration::from_secs(1u64 << attempts.clamp(0, 20)).min(MAX_BACKOFF);
-    let jitter = RandomState::new().hash_one(now_ms()) % 1000;
-    base.mul_f64(0.75 + jitter as f64 / 2000.0)
+    crate::backoff::Backoff {
+        first: Duration::from_secs(1),
+        max: MAX_BACKOFF,
+        jitter: true,
+    }
+    .after(attempts)
 }
 
 impl Outbox {

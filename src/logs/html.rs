@@ -49,97 +49,59 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// Text with ANSI SGR colours as `<span class="…">`, escaped; other escape
-/// sequences are dropped.
-pub fn ansi_to_html(text: &str) -> String {
-    #[derive(Default, Clone, Copy, PartialEq)]
-    struct Style {
-        fg: Option<u8>,
-        bg: Option<u8>,
-        bold: bool,
-        italic: bool,
-        underline: bool,
+/// A style as ANSI SGR codes set it.
+#[derive(Default, Clone, Copy, PartialEq)]
+struct Style {
+    fg: Option<u8>,
+    bg: Option<u8>,
+    bold: bool,
+    italic: bool,
+    underline: bool,
+}
+
+impl Style {
+    fn classes(&self) -> String {
+        let mut c = Vec::new();
+        if let Some(f) = self.fg {
+            c.push(format!("f{f}"));
+        }
+        if let Some(b) = self.bg {
+            c.push(format!("g{b}"));
+        }
+        if self.bold {
+            c.push("b".into());
+        }
+        if self.italic {
+            c.push("i".into());
+        }
+        if self.underline {
+            c.push("u".into());
+        }
+        c.join(" ")
     }
-    impl Style {
-        fn classes(&self) -> String {
-            let mut c = Vec::new();
-            if let Some(f) = self.fg {
-                c.push(format!("f{f}"));
-            }
-            if let Some(b) = self.bg {
-                c.push(format!("g{b}"));
-            }
-            if self.bold {
-                c.push("b".into());
-            }
-            if self.italic {
-                c.push("i".into());
-            }
-            if self.underline {
-                c.push("u".into());
-            }
-            c.join(" ")
+
+    /// This style with one SGR sequence's codes applied.
+    fn apply(mut self, codes: &[u16]) -> Style {
+        // `ESC [ m` alone resets.
+        if codes.is_empty() {
+            return Style::default();
         }
-    }
-    let mut out = String::new();
-    let mut style = Style::default();
-    let mut open = false;
-    let mut chars = text.chars().peekable();
-    let mut run = String::new();
-    let flush = |out: &mut String, run: &mut String, style: &Style, open: &mut bool| {
-        if run.is_empty() {
-            return;
-        }
-        if !*open && *style != Style::default() {
-            let _ = write!(out, "<span class=\"{}\">", style.classes());
-            *open = true;
-        }
-        out.push_str(&escape(run));
-        run.clear();
-    };
-    while let Some(c) = chars.next() {
-        if c != '\x1b' {
-            if c.is_control() && c != '\t' {
-                continue;
-            }
-            run.push(c);
-            continue;
-        }
-        if chars.peek() != Some(&'[') {
-            chars.next();
-            continue;
-        }
-        chars.next();
-        let mut params = String::new();
-        let mut end = None;
-        for p in chars.by_ref() {
-            if ('\x40'..='\x7e').contains(&p) {
-                end = Some(p);
-                break;
-            }
-            params.push(p);
-        }
-        if end != Some('m') {
-            continue;
-        }
-        flush(&mut out, &mut run, &style, &mut open);
-        let mut codes = params.split(';').map(|p| p.parse::<u16>().unwrap_or(0));
-        let mut next = style;
+        let mut codes = codes.iter().copied();
         while let Some(code) = codes.next() {
             match code {
-                0 => next = Style::default(),
-                1 => next.bold = true,
-                3 => next.italic = true,
-                4 => next.underline = true,
-                22 => next.bold = false,
-                23 => next.italic = false,
-                24 => next.underline = false,
-                30..=37 => next.fg = Some((code - 30) as u8),
-                39 => next.fg = None,
-                40..=47 => next.bg = Some((code - 40) as u8),
-                49 => next.bg = None,
-                90..=97 => next.fg = Some((code - 90 + 8) as u8),
-                100..=107 => next.bg = Some((code - 100 + 8) as u8),
+                0 => self = Style::default(),
+                1 => self.bold = true,
+                3 => self.italic = true,
+                4 => self.underline = true,
+                22 => self.bold = false,
+                23 => self.italic = false,
+                24 => self.underline = false,
+                30..=37 => self.fg = Some((code - 30) as u8),
+                39 => self.fg = None,
+                40..=47 => self.bg = Some((code - 40) as u8),
+                49 => self.bg = None,
+                90..=97 => self.fg = Some((code - 90 + 8) as u8),
+                100..=107 => self.bg = Some((code - 100 + 8) as u8),
                 38 | 48 => {
                     // 256-colour: the 16 basic ones map; others and 24-bit are skipped.
                     let colour = match codes.next() {
@@ -153,25 +115,95 @@ pub fn ansi_to_html(text: &str) -> String {
                         _ => None,
                     };
                     if code == 38 {
-                        next.fg = colour;
+                        self.fg = colour;
                     } else {
-                        next.bg = colour;
+                        self.bg = colour;
                     }
                 }
                 _ => {}
             }
         }
-        if next != style && open {
-            out.push_str("</span>");
-            open = false;
+        self
+    }
+}
+
+/// What the terminal parser hands over, written out as HTML.
+#[derive(Default)]
+struct Html {
+    out: String,
+    run: String,
+    style: Style,
+    open: bool,
+}
+
+impl Html {
+    fn flush(&mut self) {
+        if self.run.is_empty() {
+            return;
         }
-        style = next;
+        if !self.open && self.style != Style::default() {
+            let _ = write!(self.out, "<span class=\"{}\">", self.style.classes());
+            self.open = true;
+        }
+        self.out.push_str(&escape(&self.run));
+        self.run.clear();
     }
-    flush(&mut out, &mut run, &style, &mut open);
-    if open {
-        out.push_str("</span>");
+
+    fn finish(mut self) -> String {
+        self.flush();
+        if self.open {
+            self.out.push_str("</span>");
+        }
+        self.out
     }
-    out
+}
+
+impl anstyle_parse::Perform for Html {
+    fn print(&mut self, c: char) {
+        self.run.push(c);
+    }
+
+    /// Control characters: a tab stays, the rest (carriage returns,
+    /// bells, backspaces) are dropped.
+    fn execute(&mut self, byte: u8) {
+        if byte == b'\t' {
+            self.run.push('\t');
+        }
+    }
+
+    fn csi_dispatch(
+        &mut self,
+        params: &anstyle_parse::Params,
+        _intermediates: &[u8],
+        ignore: bool,
+        action: u8,
+    ) {
+        // Only colours (SGR) show; cursor moves and erases do not.
+        if action != b'm' || ignore {
+            return;
+        }
+        let codes: Vec<u16> = params.iter().flatten().copied().collect();
+        let next = self.style.apply(&codes);
+        self.flush();
+        if next != self.style && self.open {
+            self.out.push_str("</span>");
+            self.open = false;
+        }
+        self.style = next;
+    }
+}
+
+/// Text with ANSI SGR colours as `<span class="…">`, escaped. Every other
+/// escape sequence (cursor moves, OSC hyperlinks and titles, DCS) is
+/// dropped whole, as a terminal's parser (anstyle-parse, the VT500 state
+/// machine) delimits it: none of its bytes reach the page.
+pub fn ansi_to_html(text: &str) -> String {
+    let mut parser = anstyle_parse::Parser::<anstyle_parse::DefaultCharAccumulator>::new();
+    let mut html = Html::default();
+    for byte in text.bytes() {
+        parser.advance(&mut html, byte);
+    }
+    html.finish()
 }
 
 fn clock(ms: i64) -> (String, String) {
@@ -388,6 +420,22 @@ mod tests {
         // Cursor movement and other sequences are dropped, not shown.
         assert_eq!(ansi_to_html("a\x1b[2Kb\x1b[1Ac\rd"), "abcd");
         assert_eq!(ansi_to_html("unterminated \x1b[31"), "unterminated ");
+    }
+
+    #[test]
+    fn osc_sequences_are_dropped_whole() {
+        // A terminal hyperlink (OSC 8) and a window title (OSC 0), ended by
+        // ST or BEL: only the link's visible text shows.
+        assert_eq!(
+            ansi_to_html("see \x1b]8;;https://example.com\x1b\\docs\x1b]8;;\x1b\\ now"),
+            "see docs now"
+        );
+        assert_eq!(ansi_to_html("\x1b]0;my title\x07after"), "after");
+        assert_eq!(ansi_to_html("tab\there\r"), "tab\there");
+        assert_eq!(
+            ansi_to_html("é\x1b[1mü\x1b[0m"),
+            "é<span class=\"b\">ü</span>"
+        );
     }
 
     fn line(host: Option<&str>, step: Option<&str>, text: &str, exit: Option<i32>) -> LogLine {

@@ -135,7 +135,11 @@ pub async fn deploy(
     }
     // The final state must not be lost to a passing storage hiccup: a
     // deployment left "running" would only be settled at the next restart.
-    let mut delay = Duration::from_millis(200);
+    let pause = crate::backoff::Backoff {
+        first: Duration::from_millis(200),
+        max: Duration::from_secs(5),
+        jitter: false,
+    };
     for attempt in 1.. {
         let recorded = if teardown {
             let ended = shared
@@ -166,8 +170,7 @@ pub async fn deploy(
             // start.
             Err(e) if attempt < 120 => {
                 tracing::warn!(deployment = %id, error = %e, "cannot record the final state of deployment {id}, retrying: {e}");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+                tokio::time::sleep(pause.after(attempt - 1)).await;
             }
             Err(e) => {
                 tracing::error!(deployment = %id, error = %e, "cannot record the final state of deployment {id}; it is settled at the next start: {e}");
