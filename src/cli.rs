@@ -385,7 +385,7 @@ pub(crate) fn clock(ms: i64) -> String {
 }
 
 /// Which deployments `ferry deployments` lists.
-pub struct Listing {
+pub struct ListOptions {
     pub limit: u32,
     /// `REPO:ENV`.
     pub environment: Option<(String, String)>,
@@ -426,7 +426,7 @@ pub(crate) fn deployment_json(
     fields
 }
 
-pub async fn deployments(c: &Steering, l: Listing) -> anyhow::Result<()> {
+pub async fn deployments(c: &Steering, l: ListOptions) -> anyhow::Result<()> {
     let store = open_store(c).await?.store;
     let filtered = l.environment.is_some() || l.state.is_some();
     let read = if filtered {

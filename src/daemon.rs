@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::current::{Current, Publisher, current};
-use crate::github::{GitHub, outbox::Outbox};
+use crate::github::{GitHub, outbox::StatusPoster};
 use crate::logs::Logs;
 use crate::logs::page::Pages;
 use crate::runner::{Connector, Handles, Runner};
@@ -334,7 +334,7 @@ pub async fn serve(
     let outbox_stop = CancellationToken::new();
     let tasks = TaskTracker::new();
     let (intake, pages) = http_parts(&store, &config_now, &logs, &wake);
-    let outbox = Outbox::new(store.clone(), github_now.clone(), wake.outbox.clone())
+    let outbox = StatusPoster::new(store.clone(), github_now.clone(), wake.outbox.clone())
         .with_log_links(logs.clone());
     let outbox = tasks.spawn(outbox.run(outbox_stop.clone(), OUTBOX_DRAIN));
     let runner = tasks.spawn(runner.run(stop.clone()));

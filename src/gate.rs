@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::current::Current;
-use crate::github::checks::Outcome;
+use crate::github::checks::CheckState;
 use crate::github::{CallError, GitHub};
 use crate::logs::Logs;
 use crate::store::{Deployment, NewStatus, SharedStore, StatusState, now_ms};
@@ -44,15 +44,15 @@ pub enum Verdict {
 /// Decides on `required` (names, or `*` for every one reported, and at
 /// least one) from what GitHub reported. A failure decides at once; a
 /// missing check is pending.
-pub fn decide(required: &[String], reported: &[(String, Outcome)]) -> Verdict {
+pub fn decide(required: &[String], reported: &[(String, CheckState)]) -> Verdict {
     let mut pending = Vec::new();
     let mut failed = None;
-    let mut note = |name: &str, outcome: Option<Outcome>| match outcome {
-        Some(Outcome::Passed) => {}
-        Some(Outcome::Failed) => {
+    let mut note = |name: &str, outcome: Option<CheckState>| match outcome {
+        Some(CheckState::Passed) => {}
+        Some(CheckState::Failed) => {
             failed.get_or_insert_with(|| name.to_string());
         }
-        Some(Outcome::Pending) | None => {
+        Some(CheckState::Pending) | None => {
             if !pending.iter().any(|p| p == name) {
                 pending.push(name.to_string());
             }
@@ -245,18 +245,18 @@ mod tests {
     #[test]
     fn named_checks_must_each_pass() {
         let required = names(&["test", "lint"]);
-        let reported = vec![("test".to_string(), Outcome::Passed)];
+        let reported = vec![("test".to_string(), CheckState::Passed)];
         assert_eq!(
             decide(&required, &reported),
             Verdict::Pending(names(&["lint"]))
         );
         let mut all = reported.clone();
-        all.push(("lint".into(), Outcome::Passed));
-        all.push(("unrelated".into(), Outcome::Failed));
+        all.push(("lint".into(), CheckState::Passed));
+        all.push(("unrelated".into(), CheckState::Failed));
         assert_eq!(decide(&required, &all), Verdict::Passed);
-        all[1].1 = Outcome::Failed;
+        all[1].1 = CheckState::Failed;
         assert_eq!(decide(&required, &all), Verdict::Failed("lint".into()));
-        all[1].1 = Outcome::Pending;
+        all[1].1 = CheckState::Pending;
         assert_eq!(decide(&required, &all), Verdict::Pending(names(&["lint"])));
     }
 
@@ -265,15 +265,15 @@ mod tests {
         let every = names(&["*"]);
         assert_eq!(decide(&every, &[]), Verdict::Pending(vec![]));
         let reported = vec![
-            ("build".to_string(), Outcome::Passed),
-            ("e2e".to_string(), Outcome::Pending),
+            ("build".to_string(), CheckState::Passed),
+            ("e2e".to_string(), CheckState::Pending),
         ];
         assert_eq!(decide(&every, &reported), Verdict::Pending(names(&["e2e"])));
-        let passed = vec![("build".to_string(), Outcome::Passed)];
+        let passed = vec![("build".to_string(), CheckState::Passed)];
         assert_eq!(decide(&every, &passed), Verdict::Passed);
         let failed = vec![
-            ("build".to_string(), Outcome::Failed),
-            ("e2e".to_string(), Outcome::Pending),
+            ("build".to_string(), CheckState::Failed),
+            ("e2e".to_string(), CheckState::Pending),
         ];
         assert_eq!(decide(&every, &failed), Verdict::Failed("build".into()));
     }
@@ -281,28 +281,28 @@ mod tests {
     #[test]
     fn outcomes_as_github_reports_them() {
         assert_eq!(
-            Outcome::of_run("completed", Some("success")),
-            Outcome::Passed
+            CheckState::of_run("completed", Some("success")),
+            CheckState::Passed
         );
         assert_eq!(
-            Outcome::of_run("completed", Some("neutral")),
-            Outcome::Passed
+            CheckState::of_run("completed", Some("neutral")),
+            CheckState::Passed
         );
         assert_eq!(
-            Outcome::of_run("completed", Some("skipped")),
-            Outcome::Passed
+            CheckState::of_run("completed", Some("skipped")),
+            CheckState::Passed
         );
         assert_eq!(
-            Outcome::of_run("completed", Some("failure")),
-            Outcome::Failed
+            CheckState::of_run("completed", Some("failure")),
+            CheckState::Failed
         );
         assert_eq!(
-            Outcome::of_run("completed", Some("cancelled")),
-            Outcome::Failed
+            CheckState::of_run("completed", Some("cancelled")),
+            CheckState::Failed
         );
-        assert_eq!(Outcome::of_run("in_progress", None), Outcome::Pending);
-        assert_eq!(Outcome::of_status("success"), Outcome::Passed);
-        assert_eq!(Outcome::of_status("error"), Outcome::Failed);
-        assert_eq!(Outcome::of_status("pending"), Outcome::Pending);
+        assert_eq!(CheckState::of_run("in_progress", None), CheckState::Pending);
+        assert_eq!(CheckState::of_status("success"), CheckState::Passed);
+        assert_eq!(CheckState::of_status("error"), CheckState::Failed);
+        assert_eq!(CheckState::of_status("pending"), CheckState::Pending);
     }
 }

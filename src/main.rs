@@ -226,7 +226,7 @@ async fn try_main(args: Args) -> anyhow::Result<()> {
             state,
             json,
         } => {
-            let listing = cli::Listing {
+            let listing = cli::ListOptions {
                 limit,
                 environment: environment.map(|e| (e.repository, e.environment)),
                 state,

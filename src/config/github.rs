@@ -22,7 +22,7 @@ impl<'a> Checker<'a> {
         &mut self,
         raw: RawGitHub,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Option<GitHub> {
+    ) -> Option<GitHubSettings> {
         let at = |k| [Seg::Key("github"), Seg::Key(k)];
         let api_url = match raw.api_url {
             Some(u) => self.http_url(&at("api_url"), &u),
@@ -144,7 +144,7 @@ impl<'a> Checker<'a> {
         let reconcile_every = self
             .duration(&at("reconcile_every"), raw.reconcile_every)
             .unwrap_or(DEFAULT_RECONCILE_EVERY);
-        Some(GitHub {
+        Some(GitHubSettings {
             api_url: api_url?,
             webhook_secrets: secrets?,
             auth: auth?,

@@ -31,7 +31,7 @@ mod targets;
 use checker::{Checker, Seg, line_of, read_text};
 pub use host::Host;
 use raw::{
-    RawCheck, RawConfig, RawDuration, RawFreeze, RawGitHub, RawRollback, RawRunner, RawServer,
+    RawConfig, RawDuration, RawFreeze, RawGitHub, RawHostCheck, RawRollback, RawRunner, RawServer,
     RawSsh, RawStep, RawStorage, RawTarget, keys,
 };
 pub use secret::Secret;
@@ -51,9 +51,9 @@ pub const DEFAULT_TASK: &str = "deploy";
 pub struct Config {
     pub path: PathBuf,
     pub server: Server,
-    pub github: GitHub,
+    pub github: GitHubSettings,
     pub storage: Storage,
-    pub runner: Runner,
+    pub runner: RunnerSettings,
     pub ssh: Ssh,
     pub targets: Vec<Target>,
     /// `[[freeze]]` windows.
@@ -70,7 +70,7 @@ pub struct Server {
 }
 
 #[derive(Debug, Clone)]
-pub struct GitHub {
+pub struct GitHubSettings {
     /// Without a trailing slash, e.g. `https://ghe.example.com/api/v3`.
     pub api_url: String,
     pub webhook_secrets: Vec<Secret>,
@@ -99,7 +99,7 @@ pub struct Storage {
 }
 
 #[derive(Debug, Clone)]
-pub struct Runner {
+pub struct RunnerSettings {
     pub max_concurrent: NonZeroUsize,
     pub shutdown_grace: Duration,
 }
@@ -140,7 +140,7 @@ pub struct Target {
     /// Run by a teardown (`FERRY_TASK=teardown`); none is fine.
     pub teardown: Vec<Step>,
     /// Run on each host after its steps, until each passes.
-    pub checks: Vec<Check>,
+    pub checks: Vec<HostCheck>,
     /// A failed deployment puts back the hosts where its steps started.
     pub rollback: bool,
     /// `[[target.rollback]]`; none: the target's steps put a host back.
@@ -155,7 +155,7 @@ pub struct Target {
 /// `[[target.checks]]`: a script that tells whether what was deployed on a
 /// host works, tried every `interval` until it passes or `within` passed.
 #[derive(Debug, Clone)]
-pub struct Check {
+pub struct HostCheck {
     pub name: String,
     pub run: String,
     pub within: Duration,

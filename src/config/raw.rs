@@ -88,7 +88,7 @@ pub struct RawTarget {
     #[serde(default)]
     pub teardown: Vec<RawStep>,
     #[serde(default)]
-    pub checks: Vec<RawCheck>,
+    pub checks: Vec<RawHostCheck>,
     pub rollback: Option<RawRollback>,
     pub require_checks: Option<Vec<String>>,
     pub checks_timeout: Option<RawDuration>,
@@ -110,7 +110,7 @@ pub fn item_lists() -> [(&'static str, &'static [&'static str]); 4] {
     [
         ("steps", keys::<RawStep>()),
         ("teardown", keys::<RawStep>()),
-        ("checks", keys::<RawCheck>()),
+        ("checks", keys::<RawHostCheck>()),
         ("rollback", keys::<RawStep>()),
     ]
 }
@@ -134,7 +134,7 @@ pub struct RawFreeze {
 /// `[[target.checks]]`: a step that must pass, tried until it does.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawCheck {
+pub struct RawHostCheck {
     pub name: Option<String>,
     pub run: Option<String>,
     pub within: Option<RawDuration>,

@@ -3,7 +3,7 @@
 use super::*;
 
 impl<'a> Checker<'a> {
-    pub(super) fn runner(&mut self, raw: RawRunner) -> Option<Runner> {
+    pub(super) fn runner(&mut self, raw: RawRunner) -> Option<RunnerSettings> {
         let max = raw.max_concurrent.unwrap_or(DEFAULT_MAX_CONCURRENT as i64);
         let max_concurrent = match usize::try_from(max).ok().and_then(NonZeroUsize::new) {
             Some(n) => n,
@@ -21,7 +21,7 @@ impl<'a> Checker<'a> {
                 raw.shutdown_grace,
             )
             .unwrap_or(DEFAULT_SHUTDOWN_GRACE);
-        Some(Runner {
+        Some(RunnerSettings {
             max_concurrent,
             shutdown_grace,
         })

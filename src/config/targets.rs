@@ -71,7 +71,7 @@ impl<'a> Checker<'a> {
 
     /// A target's `[[target.checks]]`: steps with `within` and
     /// `interval`; None after reporting every bad one.
-    pub(super) fn checks(&mut self, i: usize, raw: Vec<RawCheck>) -> Option<Vec<Check>> {
+    pub(super) fn checks(&mut self, i: usize, raw: Vec<RawHostCheck>) -> Option<Vec<HostCheck>> {
         let mut ok = true;
         let mut timing = Vec::new();
         for (j, c) in raw.iter().enumerate() {
@@ -111,7 +111,7 @@ impl<'a> Checker<'a> {
             steps
                 .into_iter()
                 .zip(timing)
-                .map(|(step, (within, interval))| Check {
+                .map(|(step, (within, interval))| HostCheck {
                     name: step.name,
                     run: step.run,
                     within,

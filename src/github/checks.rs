@@ -11,29 +11,29 @@ const MAX_PAGES: u32 = 10;
 
 /// Where one reported check stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum CheckState {
     Passed,
     Failed,
     Pending,
 }
 
-impl Outcome {
+impl CheckState {
     /// A check run: `completed` with `success`, `neutral` or `skipped`
     /// passed; completed otherwise failed; anything else is pending.
-    pub fn of_run(status: &str, conclusion: Option<&str>) -> Outcome {
+    pub fn of_run(status: &str, conclusion: Option<&str>) -> CheckState {
         match (status, conclusion) {
-            ("completed", Some("success" | "neutral" | "skipped")) => Outcome::Passed,
-            ("completed", _) => Outcome::Failed,
-            _ => Outcome::Pending,
+            ("completed", Some("success" | "neutral" | "skipped")) => CheckState::Passed,
+            ("completed", _) => CheckState::Failed,
+            _ => CheckState::Pending,
         }
     }
 
     /// A commit status: `success` passed, `failure` and `error` failed.
-    pub fn of_status(state: &str) -> Outcome {
+    pub fn of_status(state: &str) -> CheckState {
         match state {
-            "success" => Outcome::Passed,
-            "failure" | "error" => Outcome::Failed,
-            _ => Outcome::Pending,
+            "success" => CheckState::Passed,
+            "failure" | "error" => CheckState::Failed,
+            _ => CheckState::Pending,
         }
     }
 }
@@ -72,7 +72,7 @@ impl GitHub {
         repository: &str,
         sha: &str,
         installation: Option<i64>,
-    ) -> Result<Vec<(String, Outcome)>, CallError> {
+    ) -> Result<Vec<(String, CheckState)>, CallError> {
         let mut found = Vec::new();
         let unreadable = |what: &str, e: reqwest::Error| CallError::Retry {
             after: None,
@@ -94,7 +94,7 @@ impl GitHub {
             let last = runs.check_runs.is_empty();
             for r in runs.check_runs {
                 if !found.iter().any(|(n, _)| *n == r.name) {
-                    let outcome = Outcome::of_run(&r.status, r.conclusion.as_deref());
+                    let outcome = CheckState::of_run(&r.status, r.conclusion.as_deref());
                     found.push((r.name, outcome));
                 }
             }
@@ -119,7 +119,7 @@ impl GitHub {
             let last = statuses.statuses.is_empty();
             for s in statuses.statuses {
                 if !found.iter().any(|(n, _)| *n == s.context) {
-                    found.push((s.context, Outcome::of_status(&s.state)));
+                    found.push((s.context, CheckState::of_status(&s.state)));
                 }
             }
             if last || found.len() - runs >= statuses.total_count {

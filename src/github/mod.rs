@@ -97,7 +97,7 @@ fn client_error(e: &reqwest::Error) -> anyhow::Error {
 }
 
 impl GitHub {
-    pub fn new(config: &config::GitHub) -> anyhow::Result<GitHub> {
+    pub fn new(config: &config::GitHubSettings) -> anyhow::Result<GitHub> {
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .connect_timeout(Duration::from_secs(10))

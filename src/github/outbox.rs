@@ -40,7 +40,7 @@ const BUSY_GAP: Duration = Duration::from_millis(20);
 /// status still goes out at once.
 const WAKE_GAP: Duration = Duration::from_millis(5);
 
-pub struct Outbox {
+pub struct StatusPoster {
     store: SharedStore,
     github: Current<GitHub>,
     /// Rung when a status is queued.
@@ -66,9 +66,9 @@ pub fn backoff(attempts: i64) -> Duration {
     .after(attempts)
 }
 
-impl Outbox {
-    pub fn new(store: SharedStore, github: Current<GitHub>, wake: Arc<Notify>) -> Outbox {
-        Outbox {
+impl StatusPoster {
+    pub fn new(store: SharedStore, github: Current<GitHub>, wake: Arc<Notify>) -> StatusPoster {
+        StatusPoster {
             store,
             github,
             wake,
@@ -78,7 +78,7 @@ impl Outbox {
 
     /// Statuses other than `queued` and `inactive` queued without a
     /// `log_url` get `logs`' link to the deployment's log.
-    pub fn with_log_links(mut self, logs: Logs) -> Outbox {
+    pub fn with_log_links(mut self, logs: Logs) -> StatusPoster {
         self.links = Some(logs);
         self
     }

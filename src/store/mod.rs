@@ -42,7 +42,7 @@ pub enum Error {
     /// Unavailable for a reason of ferry's own (no answer in time, a full
     /// disk seen by the probe).
     #[error("{0}")]
-    Database(String),
+    Unavailable(String),
 }
 
 impl From<rusqlite::Error> for Error {
@@ -345,7 +345,7 @@ pub trait Teardowns: Send + Sync {
 
 /// One delivery waiting for a backend's batching writer, and where its
 /// answer goes once the batch holding it is durable.
-pub struct Intake {
+pub struct IntakeJob {
     pub delivery: DeliveryKey,
     pub deployment: NewDeployment,
     pub queued: NewStatus,

@@ -128,11 +128,11 @@ pub(super) async fn within_deadline<T>(
     call: impl std::future::Future<Output = crate::store::Result<T>>,
 ) -> crate::store::Result<T> {
     if let Some(why) = crate::health::probe_problem() {
-        return Err(crate::store::Error::Database(why));
+        return Err(crate::store::Error::Unavailable(why));
     }
     let result = match tokio::time::timeout(STORE_DEADLINE, call).await {
         Ok(r) => r,
-        Err(_) => Err(crate::store::Error::Database(format!(
+        Err(_) => Err(crate::store::Error::Unavailable(format!(
             "no answer within {}",
             crate::format::duration(STORE_DEADLINE)
         ))),

@@ -16,7 +16,7 @@ pub use super::outcome::Outcome;
 use super::remote;
 use super::ssh::{Connected, Connector};
 use super::step::{StepEnd, Stop};
-use crate::config::{Check, Host, Step, Target};
+use crate::config::{Host, HostCheck, Step, Target};
 use crate::format::{duration, plural, short_sha};
 use crate::logs::{LogWriter, Stream};
 use crate::store::{Cancellation, Deployment, NewStatus, State, StatusState};
@@ -44,7 +44,7 @@ struct Run {
     /// The target's steps, or its teardown steps for a teardown.
     steps: Vec<Step>,
     /// Run on each host after its steps (none for a teardown).
-    checks: Vec<Check>,
+    checks: Vec<HostCheck>,
     /// The hosts to run on: the target's, or for a rollback those where the
     /// failed deployment's steps started.
     hosts: Vec<Host>,

@@ -97,7 +97,7 @@ pub(super) async fn roll_back(
         checks: run
             .checks
             .iter()
-            .map(|c| crate::config::Check {
+            .map(|c| crate::config::HostCheck {
                 name: format!("rollback: {}", c.name),
                 ..c.clone()
             })

@@ -57,7 +57,7 @@ impl Deployments for PgStore {
         supersede: bool,
     ) -> Result<Accepted> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let request = intake::Intake {
+        let request = intake::IntakeJob {
             delivery: delivery.clone(),
             deployment: deployment.clone(),
             queued: queued.clone(),

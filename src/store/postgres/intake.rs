@@ -16,10 +16,10 @@ use crate::store::{Accepted, DeploymentId, Error, now_ms};
 /// Deliveries committed together at most.
 pub const BATCH: usize = 128;
 
-pub use crate::store::Intake;
+pub use crate::store::IntakeJob;
 
 /// Runs until every sender is gone.
-pub async fn run(pool: PgPool, mut queue: mpsc::Receiver<Intake>) {
+pub async fn run(pool: PgPool, mut queue: mpsc::Receiver<IntakeJob>) {
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(first) = queue.recv().await {
         batch.push(first);
@@ -47,9 +47,9 @@ pub async fn run(pool: PgPool, mut queue: mpsc::Receiver<Intake>) {
 
 async fn commit(
     pool: &PgPool,
-    batch: &[Intake],
+    batch: &[IntakeJob],
 ) -> std::result::Result<Vec<Accepted>, sqlx::Error> {
-    fn column<'a, T>(batch: &'a [Intake], f: impl Fn(&'a Intake) -> T) -> Vec<T> {
+    fn column<'a, T>(batch: &'a [IntakeJob], f: impl Fn(&'a IntakeJob) -> T) -> Vec<T> {
         batch.iter().map(f).collect()
     }
     // Deployments that wait for their checks are marked in the same

@@ -40,7 +40,7 @@ impl Locks for PgStore {
                 return Ok(Some(lock_from_row(&row)?));
             }
         }
-        Err(Error::Database(
+        Err(Error::Unavailable(
             "the lock was taken and lifted three times while locking: try again".into(),
         ))
     }

@@ -108,7 +108,7 @@ const DEPLOYMENT_COLUMNS: &str = "id, repository, environment, task, git_ref, sh
 pub struct PgStore {
     pool: PgPool,
     /// Deliveries for the batching intake task.
-    intake: tokio::sync::mpsc::Sender<intake::Intake>,
+    intake: tokio::sync::mpsc::Sender<intake::IntakeJob>,
     outbox: std::sync::Arc<outbox::OutboxLease>,
 }
 

@@ -47,7 +47,7 @@ impl Deployments for SqliteStore {
         supersede: bool,
     ) -> Result<Accepted> {
         let (reply, answer) = oneshot::channel();
-        let request = writer::Intake {
+        let request = writer::IntakeJob {
             delivery: delivery.clone(),
             deployment: deployment.clone(),
             queued: queued.clone(),

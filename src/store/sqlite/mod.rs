@@ -228,7 +228,7 @@ impl SqliteStore {
         let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || readers.with(f))
             .await
-            .map_err(|e| Error::Database(format!("a store read panicked: {e}")))?
+            .map_err(|e| Error::Unavailable(format!("a store read panicked: {e}")))?
     }
 
     /// Runs `f` in a transaction of its own on the writer thread.

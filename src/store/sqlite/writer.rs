@@ -26,7 +26,7 @@ use crate::store::{
 /// Deliveries committed together at most; more wait for the next commit.
 pub const BATCH: usize = 256;
 
-pub use crate::store::Intake;
+pub use crate::store::IntakeJob;
 
 /// A write of its own: runs in its transaction and says whether that may
 /// commit, and what to tell its caller once the commit's outcome is known.
@@ -34,7 +34,7 @@ pub type Job = Box<dyn FnOnce(&rusqlite::Transaction<'_>) -> (bool, Reply) + Sen
 pub type Reply = Box<dyn FnOnce(Result<()>) + Send>;
 
 pub enum Message {
-    Deliver(Box<Intake>),
+    Deliver(Box<IntakeJob>),
     /// What became of status posts, by outbox seq.
     Record {
         posts: Vec<(i64, PostOutcome)>,
@@ -54,7 +54,7 @@ pub fn start(conn: Connection, queue: mpsc::Receiver<Message>) -> std::io::Resul
 }
 
 fn writer(mut conn: Connection, mut queue: mpsc::Receiver<Message>) {
-    let mut batch: Vec<Intake> = Vec::with_capacity(BATCH);
+    let mut batch: Vec<IntakeJob> = Vec::with_capacity(BATCH);
     let mut records = Vec::new();
     let mut jobs: Vec<Job> = Vec::new();
     // Only this thread inserts deployments, so it can count arrival order
@@ -133,7 +133,7 @@ type Records = [(Vec<(i64, PostOutcome)>, oneshot::Sender<Result<()>>)];
 /// One transaction for all of it; what became of each delivery.
 fn commit(
     conn: &mut Connection,
-    batch: &[Intake],
+    batch: &[IntakeJob],
     records: &Records,
     next_seq: &mut Option<i64>,
 ) -> rusqlite::Result<Vec<Accepted>> {
@@ -244,7 +244,7 @@ fn commit(
 /// stored neither before nor earlier in the batch, else what it duplicates.
 fn new_deployments(
     tx: &rusqlite::Transaction<'_>,
-    batch: &[Intake],
+    batch: &[IntakeJob],
     now: i64,
 ) -> rusqlite::Result<Vec<Option<Accepted>>> {
     let mut delivery = tx.prepare_cached(INSERT_DELIVERY)?;
@@ -271,7 +271,7 @@ fn new_deployments(
 
 /// For each new deployment of the batch, the later one in it that
 /// supersedes it (the first in its environment whose target supersedes).
-fn superseded_in_batch(batch: &[Intake], fresh: &[Option<Accepted>]) -> Vec<Option<usize>> {
+fn superseded_in_batch(batch: &[IntakeJob], fresh: &[Option<Accepted>]) -> Vec<Option<usize>> {
     let mut by = vec![None; batch.len()];
     let mut waiting: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
     for (i, r) in batch.iter().enumerate() {
