@@ -11,8 +11,7 @@
 //! - [`github`]: statuses to GitHub (token or App) from the outbox, and the
 //!   reconciler for deliveries that never came.
 //! - [`daemon`]: `ferry serve`: wiring once, reload, orderly shutdown.
-//! - [`cli`] and [`control`]: the other subcommands (steering through the store);
-//!   [`show`]: one deployment's whole story.
+//! - [`cmd`]: the command line, one file per command.
 //! - [`http`]: the routes, and the server with its timeouts.
 //! - [`health`]: whether the store takes writes, for `/healthz`.
 //! - [`known_hosts`]: the fingerprints `known_hosts` holds for a host.
@@ -28,9 +27,8 @@
 //! - [`backoff`]: growing pauses between tries.
 
 pub mod backoff;
-pub mod cli;
+pub mod cmd;
 pub mod config;
-pub mod control;
 pub mod current;
 pub mod daemon;
 pub mod error;
@@ -46,7 +44,6 @@ pub mod logs;
 pub mod metrics;
 pub mod runner;
 pub mod service;
-pub mod show;
 pub mod sign;
 pub mod store;
 pub mod teardown;

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use crate::cli::clock;
+use crate::cmd::clock;
 use crate::store::now_ms;
 
 #[derive(Default)]

@@ -1,4 +1,4 @@
-//! `ferry deploy` and `ferry rollback`: the command's half. It has no
+//! What `ferry deploy` and `ferry rollback` share: the command has no
 //! credentials, so it leaves a request in the store for the running ferry
 //! (any replica, [`crate::github::create`]), which asks GitHub, and waits
 //! up to 30 seconds for GitHub's answer. A request no ferry took by then is
@@ -6,15 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
-
-use super::{EnvName, operator, owned};
-use crate::cli::{Failed, clock, open_store};
+use super::Failed;
 use crate::config::Steering;
-use crate::format::short_sha;
-use crate::store::{
-    DeployRequest, Deployment, DeploymentId, RequestAnswer, RequestState, SharedStore, last_good,
-};
+use crate::store::{DeployRequest, DeploymentId, RequestAnswer, RequestState, SharedStore};
 
 /// How long the command waits for GitHub's answer (SPEC).
 const WAIT: Duration = Duration::from_secs(30);
@@ -29,157 +23,13 @@ const LOOK: Duration = Duration::from_millis(200);
 /// With `--follow`, how long to wait for the created deployment to reach
 /// the store (queued from GitHub's answer, else by its webhook).
 const ARRIVAL: Duration = Duration::from_secs(60);
-/// The environment's deployments read to find the last good version.
-const HISTORY: i64 = 1000;
-
-/// What `ferry deploy` asks for.
-pub struct Deploy {
-    pub env: EnvName,
-    pub git_ref: String,
-    pub task: String,
-    pub payload: Option<String>,
-    pub force: bool,
-    pub follow: bool,
-}
-
-pub async fn deploy(c: &Steering, d: Deploy) -> anyhow::Result<()> {
-    if !c.owns(&d.env.repository, &d.env.environment, &d.task) {
-        bail!(
-            "no target runs task {} in {}; the targets are: {}",
-            d.task,
-            d.env,
-            c.names()
-        );
-    }
-    if d.git_ref.trim().is_empty() {
-        bail!("REF is empty: name a branch, tag or sha");
-    }
-    let payload = match &d.payload {
-        None => "{}".to_string(),
-        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(v) if v.is_object() => v.to_string(),
-            Ok(_) => bail!("--payload must be a JSON object, such as '{{\"migrate\": true}}'"),
-            Err(e) => bail!("--payload is not JSON: {e}"),
-        },
-    };
-    let actor = operator();
-    let request = DeployRequest {
-        description: crate::wording::deploy_by(&actor),
-        actor,
-        repository: d.env.repository.clone(),
-        environment: d.env.environment.clone(),
-        git_ref: d.git_ref.clone(),
-        task: d.task.clone(),
-        payload,
-        skip_contexts: d.force,
-        production: None,
-        transient: None,
-        rollback_of: None,
-    };
-    let store = open_store(c).await?.store;
-    eprintln!(
-        "asking GitHub for a deployment of {} to {}",
-        d.git_ref, d.env
-    );
-    let id = ask(&store, &request).await?;
-    after_created(c, &store, id, d.follow).await
-}
-
-pub async fn rollback(
-    c: &Steering,
-    env: &EnvName,
-    to: Option<i64>,
-    follow: bool,
-) -> anyhow::Result<()> {
-    owned(c, env)?;
-    let store = open_store(c).await?.store;
-    let history = store
-        .history(&env.repository, &env.environment, HISTORY)
-        .await?;
-    let good = match to {
-        Some(id) => named(&store, env, DeploymentId(id)).await?,
-        None => match (history.first(), last_good(&history)) {
-            (_, Some(good)) => good.clone(),
-            (None, None) => {
-                eprintln!("error: {env} has no deployments: nothing to roll back to");
-                return Err(Failed.into());
-            }
-            (Some(newest), None) => {
-                eprintln!(
-                    "error: nothing to roll back to: no deployment of {env} succeeded with a sha other than {}, its newest ({})",
-                    short_sha(&newest.sha),
-                    newest.id
-                );
-                return Err(Failed.into());
-            }
-        },
-    };
-    let actor = operator();
-    let request = DeployRequest {
-        description: crate::wording::rollback_by(&good.sha, good.id, &actor),
-        actor,
-        repository: env.repository.clone(),
-        environment: env.environment.clone(),
-        git_ref: good.sha.clone(),
-        task: good.task.clone(),
-        payload: good.payload.clone(),
-        skip_contexts: true,
-        production: Some(good.production),
-        transient: Some(good.transient),
-        rollback_of: Some(good.id),
-    };
-    eprintln!(
-        "asking GitHub for a rollback of {env} to {} (deployment {}, {}{})",
-        short_sha(&good.sha),
-        good.id,
-        good.git_ref,
-        good.finished_at
-            .map_or(String::new(), |t| format!(", deployed {}", clock(t)))
-    );
-    let id = ask(&store, &request).await?;
-    // `ferry show` of the deployment rolled back from says who did it.
-    if let Some(newest) = history.first().filter(|n| n.id != good.id) {
-        super::audit(
-            &store,
-            "rollback",
-            (&env.repository, &env.environment),
-            Some(newest.id),
-            format!(
-                "rolled {env} back from deployment {} to {} (deployment {}): deployment {id}",
-                newest.id,
-                short_sha(&good.sha),
-                good.id
-            ),
-        )
-        .await;
-    }
-    after_created(c, &store, id, follow).await
-}
-
-/// The deployment `--to ID` names, if it is one of the environment's.
-async fn named(store: &SharedStore, env: &EnvName, id: DeploymentId) -> anyhow::Result<Deployment> {
-    match store.get(id).await? {
-        Some(d)
-            if d.repository == env.repository
-                && d.environment == env.environment
-                && !d.id.is_teardown()
-                && crate::store::LockTask::of(&d.task).is_none() =>
-        {
-            Ok(d)
-        }
-        Some(d) => bail!(
-            "deployment {id} is not one of {env}'s (it is {} to {}, task {})",
-            d.repository,
-            d.environment,
-            d.task
-        ),
-        None => bail!("{}", crate::wording::no_deployment(id, "the store")),
-    }
-}
 
 /// Leaves the request and waits for GitHub's answer: the new deployment's
 /// id, or the reason (already said) why there is none.
-async fn ask(store: &SharedStore, request: &DeployRequest) -> anyhow::Result<DeploymentId> {
+pub(super) async fn ask(
+    store: &SharedStore,
+    request: &DeployRequest,
+) -> anyhow::Result<DeploymentId> {
     let started = Instant::now();
     let seq = store.request_deployment(request, TAKE_WITHIN).await?;
     let mut progress = Progress::new();
@@ -314,7 +164,7 @@ fn answered(request: &DeployRequest, answer: RequestAnswer) -> anyhow::Result<De
 
 /// Prints the id (alone on stdout, for scripts) and, with `--follow`,
 /// tails the deployment like `ferry logs --follow`, with its exit status.
-async fn after_created(
+pub(super) async fn after_created(
     c: &Steering,
     store: &SharedStore,
     id: DeploymentId,
@@ -356,5 +206,5 @@ async fn after_created(
         }
         tokio::time::sleep(LOOK).await;
     }
-    crate::cli::logs(c, id.0, true).await
+    super::logs::logs(c, id.0, true).await
 }

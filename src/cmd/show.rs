@@ -1,13 +1,33 @@
-//! `ferry show ID`: one deployment's whole story, for the incident channel:
-//! its fields, its log link, every status in order with its time and
-//! whether GitHub has it yet (and if not, why), and who acted on it.
+//! `ferry show ID`: one deployment's whole story, for the incident channel: its fields, its log link, every status in order with its time and whether GitHub has it yet (and if not, why), and who acted on it.
 
 use anyhow::bail;
 
-use crate::cli::{clock, open_store};
+use super::ConfigArg;
+use super::output::{clock, deployment_json};
+use super::steering::{open_store, where_stored};
 use crate::config::Steering;
 use crate::format::duration_ms;
 use crate::store::{DeploymentId, OperatorAction, StatusRecord, now_ms};
+
+/// One deployment: its fields, log link, statuses (and whether GitHub
+/// has each yet) and who acted on it.
+#[derive(clap::Args)]
+pub struct Show {
+    /// Deployment id (a teardown's is negative).
+    #[arg(allow_negative_numbers = true)]
+    id: i64,
+    #[command(flatten)]
+    config: ConfigArg,
+    /// One JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Show {
+    pub async fn run(self) -> anyhow::Result<()> {
+        show(&self.config.load_for_store()?, self.id, self.json).await
+    }
+}
 
 /// Where a status stands with GitHub, in words; `None` once GitHub has it.
 /// `serving`: whether any ferry runs to send it (the store's heartbeat);
@@ -105,10 +125,7 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
     let id = DeploymentId(id);
     let store = open_store(c).await?.store;
     let Some(d) = store.get(id).await? else {
-        bail!(
-            "{}",
-            crate::wording::no_deployment(id, &crate::cli::where_stored(c))
-        );
+        bail!("{}", crate::wording::no_deployment(id, &where_stored(c)));
     };
     let statuses = store.statuses_of(id).await?;
     let actions = store.actions_on(id).await?;
@@ -117,7 +134,7 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
     let serving = statuses.iter().all(|s| s.sent_at.is_some())
         || crate::store::daemons::running(&*store).await;
     if json {
-        let mut line = crate::cli::deployment_json(&d);
+        let mut line = deployment_json(&d);
         let extra = serde_json::json!({
             "production": d.production,
             "transient": d.transient,

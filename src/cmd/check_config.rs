@@ -1,0 +1,192 @@
+//! `ferry check-config`: every problem of the config, each with its key and line, or a summary of what it holds.
+
+use super::{ConfigArg, Failed};
+use crate::config::Config;
+use crate::config::GitHubAuth;
+use crate::format::duration;
+
+/// Validate the config and print a summary.
+#[derive(clap::Args)]
+pub struct CheckConfig {
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+impl CheckConfig {
+    pub async fn run(self) -> anyhow::Result<()> {
+        check_config(&self.config.load()?).await
+    }
+}
+
+pub async fn check_config(c: &Config) -> anyhow::Result<()> {
+    // Everything but the database was checked while loading; the database
+    // is checked by asking it.
+    let database = match &c.storage.database_url {
+        None => None,
+        Some(url) => match crate::store::postgres::ping(url.expose_str()).await {
+            Ok(about) => Some(about),
+            Err(e) => {
+                eprintln!(
+                    "{}: storage.database_url: PostgreSQL does not answer: {e:#}",
+                    c.path.display()
+                );
+                return Err(Failed.into());
+            }
+        },
+    };
+    let hosts: usize = c.targets.iter().map(|t| t.hosts.len()).sum();
+    let steps: usize = c.targets.iter().map(|t| t.steps.len()).sum();
+    println!(
+        "{}: ok: {} target{}, {hosts} host{}, {steps} step{}",
+        c.path.display(),
+        c.targets.len(),
+        if c.targets.len() == 1 { "" } else { "s" },
+        if hosts == 1 { "" } else { "s" },
+        if steps == 1 { "" } else { "s" },
+    );
+    println!(
+        "  listen {}, public_url {}",
+        c.server.listen, c.server.public_url
+    );
+    let auth = match &c.github.auth {
+        GitHubAuth::Token(_) => "token".to_string(),
+        GitHubAuth::App { app_id, .. } => format!("GitHub App {app_id}"),
+    };
+    println!(
+        "  github {} ({auth}), {} webhook secret{}",
+        c.github.api_url,
+        c.github.webhook_secrets.len(),
+        if c.github.webhook_secrets.len() == 1 {
+            ""
+        } else {
+            "s"
+        }
+    );
+    match database {
+        Some(about) => println!("  storage PostgreSQL {about}"),
+        // The directory as ferry will use it, not as the file spells it.
+        None => println!(
+            "  storage {}",
+            std::fs::canonicalize(&c.storage.dir)
+                .unwrap_or_else(|_| c.storage.dir.clone())
+                .display()
+        ),
+    }
+    for t in &c.targets {
+        let parallel = t.parallel.map_or("all".to_string(), |p| p.to_string());
+        let names: Vec<&str> = t.steps.iter().map(|s| s.name.as_str()).collect();
+        println!(
+            "  target {} {} (task {}): {} host{} ({parallel} at a time), steps: {}, timeout {}",
+            t.repository,
+            t.environment,
+            t.task,
+            t.hosts.len(),
+            if t.hosts.len() == 1 { "" } else { "s" },
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            },
+            duration(t.timeout),
+        );
+        if !t.checks.is_empty() {
+            let checks: Vec<String> = t
+                .checks
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} (within {}, every {})",
+                        c.name,
+                        duration(c.within),
+                        duration(c.interval)
+                    )
+                })
+                .collect();
+            println!(
+                "    checks on each host, batch by batch: {}",
+                checks.join(", ")
+            );
+        }
+        if !t.teardown.is_empty() || t.teardown_after.is_some() {
+            let names: Vec<&str> = t.teardown.iter().map(|s| s.name.as_str()).collect();
+            println!(
+                "    teardown steps: {}{}",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                },
+                t.teardown_after.map_or(String::new(), |a| format!(
+                    ", transient environments torn down {} after their latest deployment",
+                    duration(a)
+                )),
+            );
+        }
+    }
+    // A host whose key is not in known_hosts cannot be reached; with an
+    // ssh_config the names may be aliases, which only ssh resolves.
+    let empty_known_hosts = c.warnings.iter().any(|w| w.key == "ssh.known_hosts_file");
+    if c.ssh.config_file.is_none() && !empty_known_hosts {
+        for t in &c.targets {
+            for h in t.hosts.iter().filter(|h| !h.is_local()) {
+                if crate::known_hosts::fingerprints(&c.ssh.known_hosts_file, h).is_empty() {
+                    println!(
+                        "warning: {}: ssh.known_hosts_file has no key for {} ({}): connections to it will be refused; add it with `ssh-keyscan -H{} {} >> {}` and compare the fingerprint",
+                        c.path.display(),
+                        h.spec(),
+                        crate::known_hosts::lookup_name(h),
+                        h.port
+                            .filter(|p| *p != 22)
+                            .map_or(String::new(), |p| format!(" -p {p}")),
+                        h.name,
+                        c.ssh.known_hosts_file.display()
+                    );
+                }
+            }
+        }
+    }
+    let now = jiff::Timestamp::now();
+    for f in &c.freezes {
+        let globs = |g: &[String], all: &str| {
+            if g.is_empty() {
+                all.to_string()
+            } else {
+                g.join(", ")
+            }
+        };
+        let when = match f.next(now) {
+            None => "no window ahead".to_string(),
+            Some(w) => {
+                let local = |t: jiff::Timestamp| {
+                    t.to_zoned(f.timezone.clone())
+                        .strftime("%a %Y-%m-%d %H:%M %Z")
+                        .to_string()
+                };
+                let utc = |t: jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+                format!(
+                    "{} {} - {} ({} - {})",
+                    if w.start <= now {
+                        "in force now:"
+                    } else {
+                        "next window"
+                    },
+                    local(w.start),
+                    local(w.end),
+                    utc(w.start),
+                    utc(w.end)
+                )
+            }
+        };
+        println!(
+            "  freeze {} ({} in {}, {}): {when}",
+            f.name,
+            globs(&f.environments, "every environment"),
+            globs(&f.repositories, "every repository"),
+            f.timezone_name,
+        );
+    }
+    for w in &c.warnings {
+        println!("warning: {}", w.at(&c.path));
+    }
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! `ferry locks`: locked, frozen and held environments.
+
+use super::ConfigArg;
+use super::output::clock;
+use super::steering::open_store;
+use super::steering::warn_freeze_problems;
+use crate::config::Steering;
+use crate::store::SharedStore;
+
+/// List locked environments: who, since when, why.
+#[derive(clap::Args)]
+pub struct Locks {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Locks {
+    pub async fn run(self) -> anyhow::Result<()> {
+        locks(&self.config.load_for_store()?, self.json).await
+    }
+}
+
+/// The environments a freeze holds now, among those a target names
+/// exactly and those with a deployment waiting: (environment, freeze,
+/// window).
+async fn frozen_now(
+    c: &Steering,
+    store: &SharedStore,
+) -> anyhow::Result<Vec<(String, String, crate::freeze::Window, String)>> {
+    if c.freezes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = jiff::Timestamp::now();
+    let lifts = store.freeze_lifts(crate::freeze::ms(now)).await?;
+    let mut candidates: Vec<(String, String)> = c
+        .targets
+        .iter()
+        .filter(|t| !t.environment.contains(['*', '?', '[']))
+        .map(|t| (t.repository.clone(), t.environment.clone()))
+        .collect();
+    candidates.extend(store.waiting_environments().await?);
+    candidates.sort();
+    candidates.dedup();
+    Ok(candidates
+        .into_iter()
+        .filter_map(|(r, e)| {
+            let (f, w) = crate::freeze::frozen(&c.freezes, &lifts, &r, &e, now)?;
+            let until = f.local(w.end, now);
+            Some((format!("{r}:{e}"), f.name.clone(), w, until))
+        })
+        .collect())
+}
+
+pub async fn locks(c: &Steering, json: bool) -> anyhow::Result<()> {
+    warn_freeze_problems(c);
+    let store = open_store(c).await?.store;
+    let locks = store.locks().await?;
+    let holds = store.holds().await?;
+    let frozen = frozen_now(c, &store).await?;
+    if json {
+        // JSON Lines: one environment held per line, whatever holds it.
+        let line = |r: &str, e: &str, kind: &str, by: &str, since: Option<i64>, reason: &str| {
+            serde_json::json!({
+                "repository": r,
+                "environment": e,
+                "kind": kind,
+                "by": by,
+                "since": since.map(clock),
+                "reason": reason,
+            })
+        };
+        for l in &locks {
+            let v = line(
+                &l.repository,
+                &l.environment,
+                "lock",
+                &l.holder,
+                Some(l.since),
+                &l.reason,
+            );
+            println!("{v}");
+        }
+        for h in &holds {
+            let v = line(
+                &h.repository,
+                &h.environment,
+                "hold",
+                "ferry",
+                None,
+                &h.describe(),
+            );
+            println!("{v}");
+        }
+        for (env, freeze, window, until) in &frozen {
+            let (r, e) = env.split_once(':').unwrap_or((env.as_str(), ""));
+            let by = crate::wording::freeze_holder(freeze);
+            let since = Some(crate::freeze::ms(window.start));
+            let v = line(r, e, "freeze", &by, since, &format!("frozen until {until}"));
+            println!("{v}");
+        }
+        return Ok(());
+    }
+    if locks.is_empty() && holds.is_empty() && frozen.is_empty() {
+        println!("no environment is locked");
+        return Ok(());
+    }
+    println!(
+        "{:<40}  {:<16}  {:<20}  REASON",
+        "ENVIRONMENT", "LOCKED BY", "SINCE"
+    );
+    for l in locks {
+        println!(
+            "{:<40}  {:<16}  {:<20}  {}",
+            format!("{}:{}", l.repository, l.environment),
+            l.holder,
+            clock(l.since),
+            l.reason
+        );
+    }
+    for h in holds {
+        println!(
+            "{:<40}  {:<16}  {:<20}  held: {}",
+            format!("{}:{}", h.repository, h.environment),
+            "ferry",
+            "-",
+            h.describe()
+        );
+    }
+    for (env, freeze, window, until) in frozen {
+        println!(
+            "{:<40}  {:<16}  {:<20}  frozen until {until}",
+            env,
+            crate::wording::freeze_holder(&freeze),
+            clock(crate::freeze::ms(window.start)),
+        );
+    }
+    Ok(())
+}

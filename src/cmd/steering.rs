@@ -1,0 +1,194 @@
+//! What the steering commands share (`lock`, `unlock`, `locks`, `cancel`,
+//! `teardown`, `deploy`, `rollback`, and the readers `deployments`, `show`
+//! and `logs`): they act through the store, which every replica reads (the
+//! runners look for unlocked environments and cancelled deployments twice a
+//! second), so they work whichever replica or none is up, and need no
+//! socket through the hardened unit. They read only `[storage]` and the
+//! targets' names ([`Steering`]).
+
+use anyhow::{Context, bail};
+
+use crate::config::Steering;
+use crate::store::{DeploymentId, OperatorAction, SharedStore};
+
+/// `REPO:ENV` as the command line takes it: `owner/name:environment`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvName {
+    pub repository: String,
+    pub environment: String,
+}
+
+impl std::str::FromStr for EnvName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<EnvName, String> {
+        let bad = || format!("{s:?} is not REPO:ENV (for example octo-org/web:production)");
+        let (repository, environment) = s.split_once(':').ok_or_else(bad)?;
+        let (owner, name) = repository.split_once('/').ok_or_else(bad)?;
+        if owner.is_empty() || name.is_empty() || name.contains('/') || environment.is_empty() {
+            return Err(bad());
+        }
+        Ok(EnvName {
+            repository: repository.into(),
+            environment: environment.into(),
+        })
+    }
+}
+
+impl std::fmt::Display for EnvName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.repository, self.environment)
+    }
+}
+
+/// Who runs this command (NAME): the person behind sudo, else the login
+/// name of the caller's user id. Not `$USER` or `$LOGNAME`, which anyone
+/// can set and which a service or `sudo -i` leaves unset or wrong.
+pub fn operator() -> String {
+    if let Ok(name) = std::env::var("SUDO_USER")
+        && !name.is_empty()
+    {
+        return name;
+    }
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    login_name(uid).unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// The passwd entry's name for `uid`, if it has one.
+fn login_name(uid: libc::uid_t) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: an all-zero passwd is a valid out-parameter.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is to memory we own, `buf.len()` is its size,
+    // and the strings read below live in `buf`, which outlives them.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() || pwd.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: getpwuid_r succeeded, so pw_name is a NUL-terminated string in `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    Some(name.to_string_lossy().into_owned()).filter(|n| !n.is_empty())
+}
+
+/// Records what the operator did, for the running ferry to write to its
+/// log with `ACTOR=`. The action itself has happened: a failure here is
+/// said, not fatal.
+pub(crate) async fn audit(
+    store: &SharedStore,
+    action: &str,
+    env: (&str, &str),
+    deployment: Option<DeploymentId>,
+    detail: String,
+) {
+    let a = OperatorAction {
+        seq: 0,
+        at: crate::store::now_ms(),
+        actor: operator(),
+        action: action.to_string(),
+        repository: env.0.to_string(),
+        environment: env.1.to_string(),
+        deployment,
+        detail,
+    };
+    if let Err(e) = store.record_action(&a).await {
+        eprintln!("warning: done, but not recorded for ferry's log: {e}");
+    }
+}
+
+pub(crate) fn owned(c: &Steering, env: &EnvName) -> anyhow::Result<()> {
+    if c.owns_environment(&env.repository, &env.environment) {
+        return Ok(());
+    }
+    bail!("no target owns {env}; the targets are: {}", c.names())
+}
+
+/// Says once that the file's freezes were left out, and why.
+pub(super) fn warn_freeze_problems(c: &Steering) {
+    for p in &c.freeze_problems {
+        eprintln!(
+            "warning: freezes left out ({}); run `ferry check-config`",
+            p.at(&c.path)
+        );
+    }
+}
+
+pub(crate) async fn open_store(c: &Steering) -> anyhow::Result<crate::store::Opened> {
+    if c.storage.database_url.is_none() {
+        if !c.db_path().exists() {
+            bail!(
+                "no deployments yet: {} does not exist (is storage.dir right, and has `ferry serve` run?)",
+                c.db_path().display()
+            );
+        }
+        become_storage_owner(&c.storage.dir)?;
+    }
+    crate::store::open(&c.storage).await
+}
+
+/// Run as root, the CLI takes on the user and group that own
+/// `storage.dir` (the daemon's), so that the files SQLite and the logs make
+/// beside the database (`-wal`, `-shm`, a log) are never root's: the
+/// daemon could not write them later.
+fn become_storage_owner(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let meta = std::fs::metadata(dir)
+        .with_context(|| format!("cannot read storage.dir {}", dir.display()))?;
+    if meta.uid() == 0 {
+        return Ok(());
+    }
+    // SAFETY: plain system calls on integers; each result is checked.
+    // glibc applies set*id to every thread of the process.
+    let dropped = unsafe {
+        libc::setgroups(0, std::ptr::null()) == 0
+            && libc::setgid(meta.gid()) == 0
+            && libc::setuid(meta.uid()) == 0
+    };
+    if !dropped {
+        bail!(
+            "cannot switch to the owner of {} (uid {}): {}",
+            dir.display(),
+            meta.uid(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+/// Where the deployments are, for messages.
+pub(crate) fn where_stored(c: &Steering) -> String {
+    match &c.storage.database_url {
+        Some(_) => "the PostgreSQL database (storage.database_url)".into(),
+        None => c.db_path().display().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EnvName;
+
+    #[test]
+    fn environment_names_are_owner_slash_repo_colon_environment() {
+        let e: EnvName = "octo-org/web:pr-12:eu".parse().unwrap();
+        assert_eq!(
+            (e.repository.as_str(), e.environment.as_str()),
+            ("octo-org/web", "pr-12:eu")
+        );
+        for bad in [
+            "",
+            "web",
+            "octo-org/web",
+            "octo-org/web:",
+            "/web:p",
+            "o/:p",
+            "a/b/c:p",
+        ] {
+            assert!(bad.parse::<EnvName>().is_err(), "{bad:?}");
+        }
+    }
+}
