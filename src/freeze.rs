@@ -1,4 +1,4 @@
-//! Freeze windows (`[[freeze]]`, SPEC "Freeze windows"): times in which the
+//! Freeze windows (`[[freeze]]`, docs/configuration.md, "Freeze windows"): times in which the
 //! environments a freeze matches act as locked by "freeze NAME".
 //!
 //! Windows are written in the freeze's IANA time zone and computed on the

@@ -1,4 +1,4 @@
-//! Required checks (SPEC "Required checks"): a deployment of a target with
+//! Required checks (docs/configuration.md, "Required checks"): a deployment of a target with
 //! `require_checks` waits in its environment's turn until its sha's check
 //! runs and commit statuses have passed, and ends `failure` when one
 //! failed or none passed within `checks_timeout`.

@@ -1,4 +1,4 @@
-//! Whether the store can take writes, for `GET /healthz` (SPEC: HTTP and
+//! Whether the store can take writes, for `GET /healthz` (docs/reference.md, "HTTP", and
 //! "Storage unavailable"): a load balancer or monitor sees `503` and the
 //! reason while the database is unreachable or the disk is full, and `200`
 //! again as soon as it is back, without a restart.

@@ -16,9 +16,9 @@ use crate::webhook::Intake;
 /// GitHub caps webhook payloads at 25 MiB.
 pub const BODY_LIMIT: usize = 25 * 1024 * 1024;
 /// A connection that has not sent a whole request head by then is closed
-/// (SPEC: HTTP). hyper's timer also runs while a kept-alive connection
+/// (docs/reference.md, "HTTP"). hyper's timer also runs while a kept-alive connection
 /// waits for its next request, so an idle connection goes after this long
-/// too, well within the SPEC's 60 s.
+/// too, well within the 60 s docs/reference.md promises.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A body (a webhook's) that has not arrived by then ends its request.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,7 +42,7 @@ async fn metrics(State(metrics): State<Option<PrometheusHandle>>) -> Response {
 }
 
 /// `200` while serving; `503` with the reason while the store cannot take
-/// writes (SPEC: HTTP).
+/// writes (docs/reference.md, "HTTP").
 async fn healthz() -> Response {
     match crate::health::problem() {
         None => "ok\n".into_response(),

@@ -1,4 +1,4 @@
-//! Checks between batches (SPEC "Checks and rollback"): after a host's
+//! Checks between batches (docs/configuration.md, "Configure a target"): after a host's
 //! steps, each `[[target.checks]]` runs there until it passes or `within`
 //! runs out; the next batch starts only once the batch passed.
 

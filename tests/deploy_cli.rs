@@ -1,5 +1,5 @@
-//! `ferry deploy` and `ferry rollback` (SPEC "Deploying from the command
-//! line"): the command asks the running ferry, which creates the deployment
+//! `ferry deploy` and `ferry rollback` (docs/operations.md, "Deploy from the
+//! command line"): the command asks the running ferry, which creates the deployment
 //! on the fake GitHub with its own token; GitHub sends the webhook, and the
 //! deployment runs like any other. On SQLite and on PostgreSQL.
 

@@ -1,4 +1,4 @@
-//! Freeze windows (SPEC "Freeze windows"): during a `[[freeze]]` window the
+//! Freeze windows (docs/configuration.md, "Freeze windows"): during a `[[freeze]]` window the
 //! environments it matches act as locked by "freeze NAME", until the window
 //! ends or an operator lifts it for one environment. On both stores.
 

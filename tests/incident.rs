@@ -366,7 +366,7 @@ async fn idle_and_slow_clients_never_hold_up_a_delivery() {
     }
     assert!(
         opened.elapsed() >= Duration::from_secs(9),
-        "closed after {:?}: before the 10 s the SPEC gives",
+        "closed after {:?}: before the 10 s docs/reference.md gives",
         opened.elapsed()
     );
     assert_eq!(w.health().await.0, 200);

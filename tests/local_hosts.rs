@@ -1,5 +1,5 @@
 //! `hosts = ["local"]`: steps on ferry's own host, as ferry's user, with
-//! what the SSH path has (SPEC: Steps on the hosts): the variables, the
+//! what the SSH path has (docs/configuration.md, "Configure a target"): the variables, the
 //! log, the home directory, a timeout and a cancel that kill the step's
 //! process group, and a crash whose leftover step the next start ends.
 //! None of ferry's own environment (its secrets) reaches a step.

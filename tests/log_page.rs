@@ -293,7 +293,7 @@ async fn ferry_logs_follow_tails_until_the_deployment_ends() {
     );
 }
 
-/// SPEC: `logs --follow` exits 0 only for a success, so a script can wait
+/// docs/reference.md: `logs --follow` exits 0 only for a success, so a script can wait
 /// for a deployment and act on its result; without `--follow` it prints
 /// the log and exits 0 whatever the outcome.
 #[tokio::test(flavor = "multi_thread")]

@@ -13,7 +13,7 @@ use common::{Ferry, SECRET, Setup, World, alive, deployment_event, signature, ta
 
 const REPO: &str = "octo-org/web";
 const WAIT: Duration = Duration::from_secs(60);
-/// SPEC: a dead replica's deployments are settled within 30 seconds.
+/// docs/operations.md: a dead replica's deployments are settled within 30 seconds.
 const SETTLED_WITHIN: Duration = Duration::from_secs(30);
 
 async fn world(targets: impl FnOnce(&common::Sshd, &Path) -> String) -> (World, String) {

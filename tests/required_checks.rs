@@ -1,4 +1,4 @@
-//! Required checks (SPEC "Required checks"): a deployment waits in its
+//! Required checks (docs/configuration.md, "Required checks"): a deployment waits in its
 //! environment's turn until its sha's check runs and commit statuses have
 //! passed, as the fake GitHub reports them. On both stores.
 

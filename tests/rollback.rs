@@ -1,4 +1,4 @@
-//! Automatic rollback (SPEC "Checks and rollback"): a deployment whose
+//! Automatic rollback (docs/configuration.md, "Configure a target"): a deployment whose
 //! check fails is undone on the hosts where its steps started, with the
 //! version of the environment's newest successful deployment.
 

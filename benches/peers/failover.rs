@@ -22,7 +22,7 @@ pub(crate) async fn failover(report: &mut Vec<[String; 5]>) {
         "Failover: kill -9 of the replica running a deployment, until the other posts `error`"
             .into(),
         secs(took),
-        "SPEC: 30 s".into(),
+        "docs: 30 s".into(),
         format!("{:.2}x", took.as_secs_f64() / 30.0),
         "<= 30 s".into(),
     ]);

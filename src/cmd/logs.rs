@@ -48,7 +48,7 @@ pub(super) async fn logs(c: &Steering, id: i64, follow: bool) -> anyhow::Result<
         }
         if done {
             return match now {
-                // SPEC: `--follow` exits 0 only for a success, so that a
+                // docs/reference.md: `--follow` exits 0 only for a success, so that a
                 // script can wait for a deployment and act on its result.
                 Some(d) if follow && d.state != crate::store::State::Success => {
                     eprintln!("deployment {id} ended in {}: {}", d.state, d.description);

@@ -10,13 +10,13 @@ use super::Failed;
 use crate::config::Steering;
 use crate::store::{DeployRequest, DeploymentId, RequestAnswer, RequestState, SharedStore};
 
-/// How long the command waits for GitHub's answer (SPEC).
+/// How long the command waits for GitHub's answer (docs/reference.md).
 const WAIT: Duration = Duration::from_secs(30);
 /// A ferry may take the request this long after it was left; the rest of
 /// [`WAIT`] is for it to record GitHub's answer.
 const TAKE_WITHIN: Duration = Duration::from_secs(28);
 /// When no ferry has beaten this long after the request was left, none
-/// runs (SPEC: within 5 seconds); a ferry starting now has beaten by then.
+/// runs (docs/reference.md: within 5 seconds); a ferry starting now has beaten by then.
 const NO_DAEMON_AFTER: Duration = Duration::from_secs(2);
 /// How often the command looks for the answer.
 const LOOK: Duration = Duration::from_millis(200);

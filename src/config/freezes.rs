@@ -1,5 +1,5 @@
 //! `[[freeze]]`: windows in which the environments a freeze matches wait,
-//! as if locked (SPEC "Freeze windows"). Each window is read here, once, so
+//! as if locked (docs/configuration.md, "Freeze windows"). Each window is read here, once, so
 //! that one that cannot be read is refused with its key and line before
 //! ferry starts, not found out on a Friday.
 

@@ -66,7 +66,7 @@ impl Host {
 
 impl Host {
     /// The host as a config writes it, for [`Host::parse`] to read back.
-    /// `local`: ferry's own host, no SSH (SPEC: Steps on the hosts).
+    /// `local`: ferry's own host, no SSH (docs/configuration.md, "Configure a target").
     pub fn is_local(&self) -> bool {
         self.user.is_none() && self.port.is_none() && self.name == crate::runner::link::LOCAL
     }

@@ -271,7 +271,7 @@ impl Config {
         }
     }
 
-    /// The first target that owns this deployment, as SPEC.md says.
+    /// The first target that owns this deployment, as docs/configuration.md says.
     /// Whether any target owns the environment, whatever its task.
     pub fn owns_environment(&self, repository: &str, environment: &str) -> bool {
         self.targets
@@ -290,7 +290,7 @@ impl Config {
     }
 }
 
-// Defaults, each named once; SPEC.md's example config shows the same.
+// Defaults, each named once; config/ferry.example.toml shows the same.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
 pub const DEFAULT_STORAGE_DIR: &str = "/var/lib/ferry";

@@ -46,7 +46,7 @@ pub struct StatusPoster {
     /// Rung when a status is queued.
     wake: Arc<Notify>,
     /// Mints the log link of a final status queued without one: `ferry
-    /// cancel` reads no `server.public_url` (SPEC: Command line).
+    /// cancel` reads no `server.public_url` (docs/reference.md, "Command line").
     links: Option<Logs>,
 }
 

@@ -1,4 +1,4 @@
-//! Deliveries that never came (SPEC): GitHub does not redeliver a failed
+//! Deliveries that never came (docs/github.md): GitHub does not redeliver a failed
 //! webhook delivery by itself, so at start and every
 //! `github.reconcile_every` ferry lists the recent deployments of each
 //! repository a target names and takes any that it owns and has never
@@ -206,7 +206,7 @@ impl Reconciler {
         Ok(taken)
     }
 
-    /// Takes one listed deployment if the SPEC says to; whether it did.
+    /// Takes one listed deployment if docs/reference.md says to; whether it did.
     async fn consider(
         &self,
         config: &Config,

@@ -152,7 +152,7 @@ impl Runner {
                             .get(&claim.id)
                             .is_some_and(|(_, tx)| *tx.borrow() == Interrupt::None);
                         if stopping {
-                            // People chose it: info (SPEC: Log levels).
+                            // People chose it: info (docs/runbook.md).
                             tracing::info!(deployment = %claim.id, "deployment {}: {}", claim.id, c.describe());
                             running.interrupt(Some(claim.id), Interrupt::Cancel(c));
                         }

@@ -136,7 +136,7 @@ pub(crate) fn state_of(
     }
 }
 
-/// The last good version (SPEC, Deploying from the command line): in an
+/// The last good version (docs/operations.md, "Deploy from the command line"): in an
 /// environment's history, newest first, the newest deployment that ended
 /// in `success` with a sha other than the newest deployment's.
 pub fn last_good(history: &[Deployment]) -> Option<&Deployment> {

@@ -1,6 +1,6 @@
 //! `check_run`, `check_suite` and `status` events: a sha's checks changed,
 //! so the deployments waiting for them are looked at again now instead of
-//! at their next look (SPEC "Required checks"). Answered `200`.
+//! at their next look (docs/configuration.md, "Required checks"). Answered `200`.
 
 use axum::http::StatusCode;
 

@@ -10,7 +10,7 @@ use crate::store::{Accepted, DeliveryKey, LockTask, NewDeployment, NewStatus, St
 const EVENT: &str = "deployment";
 
 /// Stores (or, for a lock task, does) what `deployment` asks, exactly as
-/// the SPEC says a delivery is; the answer GitHub would get.
+/// docs/reference.md says a delivery is; the answer GitHub would get.
 pub async fn take(
     app: &Intake,
     key: &DeliveryKey,
@@ -44,7 +44,7 @@ pub async fn take(
         );
     };
     let hosts = target.hosts.len();
-    // Its steps wait for the sha's required checks (SPEC "Required checks").
+    // Its steps wait for the sha's required checks (docs/configuration.md, "Required checks").
     let mut deployment = deployment;
     deployment.gated = !target.require_checks.is_empty();
     let description = match app
@@ -117,7 +117,7 @@ fn duplicate_answer(accepted: &Accepted, deployment: &NewDeployment) -> Answer {
 }
 
 /// How long a delivery may wait for the store before its `503`: GitHub
-/// gives up after 10 s, and the SPEC promises the answer within 2 s so
+/// gives up after 10 s, and docs/reference.md promises the answer within 2 s so
 /// that its delivery log shows why. A write that commits after this still
 /// counts (the deployment runs; a redelivery is then a duplicate).
 pub const STORE_DEADLINE: std::time::Duration = std::time::Duration::from_millis(1800);
@@ -158,7 +158,7 @@ async fn lock_task(
 ) -> Answer {
     let log_url = app.logs.url(deployment.id);
     // An unlock lifts the freeze windows holding the environment too, each
-    // until it ends (SPEC "Freeze windows").
+    // until it ends (docs/configuration.md, "Freeze windows").
     let lifted = match task {
         LockTask::Unlock => match lift_freezes(app, deployment).await {
             Ok(lifted) => lifted,

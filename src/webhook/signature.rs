@@ -29,7 +29,7 @@ pub fn verify(secrets: &[Secret], header: Option<&[u8]>, body: &[u8]) -> bool {
         .fold(false, |ok, s| sign::verify(s.expose(), body, &tag) | ok)
 }
 
-/// `413`, naming the limit; logged at warning priority (SPEC: HTTP).
+/// `413`, naming the limit; logged at warning priority (docs/reference.md, "HTTP").
 fn too_large(delivery: &str, declared: Option<u64>) -> Response {
     let limit = crate::http::BODY_LIMIT / (1024 * 1024);
     let size = declared.map_or("a body".to_string(), |n| format!("a body of {n} bytes"));

@@ -107,7 +107,7 @@ pub async fn deploy(
             tracing::warn!(deployment = %id, "the end of deployment {id}'s log is not stored yet: {e}");
         }
     }
-    // SPEC (When things go wrong): what an operator must fix (a host that
+    // docs/runbook.md: what an operator must fix (a host that
     // cannot be reached, its key, a lost connection) at warning priority;
     // what people chose (a cancel) and what the code did (a step's exit) at
     // info.

@@ -1,4 +1,4 @@
-//! Automatic rollback (`rollback = true`, SPEC "Checks and rollback"): a
+//! Automatic rollback (`rollback = true`, docs/configuration.md, "Configure a target"): a
 //! deployment whose step or check failed, or that timed out, is undone on
 //! every host where its steps started, with `[[target.rollback]]` (else
 //! the target's steps) and the variables of the environment's newest

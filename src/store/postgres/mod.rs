@@ -204,7 +204,7 @@ impl PgStore {
         let options = options.application_name("ferry");
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            // GitHub gives up on a delivery after 10 s and the SPEC wants a
+            // GitHub gives up on a delivery after 10 s and docs/reference.md wants a
             // 503 within 2: with the database gone, a query must fail fast
             // rather than wait for a connection that will not come.
             .acquire_timeout(ACQUIRE_TIMEOUT)

@@ -206,7 +206,7 @@ impl Outbox for PgStore {
 
 /// How long the lease lasts unrenewed: as long as GitHub's request timeout
 /// (15 s, in `github`), and short enough that a dead replica's `error`
-/// statuses go out within the 30 s the SPEC allows.
+/// statuses go out within the 30 s docs/reference.md allows.
 const LEASE: Duration = Duration::from_secs(15);
 /// Renewed when less than this is left; an idle outbox asks every 5 s.
 const RENEW_BELOW: Duration = Duration::from_secs(10);
