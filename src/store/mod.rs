@@ -370,6 +370,12 @@ pub(crate) fn urgent_first(
         .collect()
 }
 
+/// A migration's (or function's) checksum, as the migration tables keep it.
+pub(crate) fn checksum(sql: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(sql.as_bytes()))
+}
+
 /// The store every part is handed.
 pub type SharedStore = Arc<dyn Store>;
 

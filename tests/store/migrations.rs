@@ -74,3 +74,66 @@ async fn a_postgres_store_without_store_info_gets_one() {
     let store = PgStore::connect(&url).await.unwrap();
     assert_eq!(store.created_at().await.unwrap(), first);
 }
+
+/// A shipped migration edited after a database applied it is refused by
+/// name; a database migrated before checksums were kept records them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sqlite_migration_edited_after_it_ran_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    SqliteStore::open(dir.path()).await.unwrap().close().await;
+    let c = rusqlite::Connection::open(dir.path().join("ferry.db")).unwrap();
+    c.execute_batch("DELETE FROM migration_checksums WHERE version = 2")
+        .unwrap();
+    drop(c);
+    SqliteStore::open(dir.path()).await.unwrap().close().await;
+    let c = rusqlite::Connection::open(dir.path().join("ferry.db")).unwrap();
+    let recorded: i64 = c
+        .query_row("SELECT COUNT(*) FROM migration_checksums", [], |r| r.get(0))
+        .unwrap();
+    assert!(recorded >= 14, "{recorded}");
+    c.execute_batch("UPDATE migration_checksums SET checksum = 'edited' WHERE version = 3")
+        .unwrap();
+    drop(c);
+    let err = format!("{:#}", SqliteStore::open(dir.path()).await.err().unwrap());
+    assert!(err.contains("migration 3 differs"), "{err}");
+}
+
+/// The same on PostgreSQL; and `ferry_accept`, kept in one file, is
+/// applied again when the checksum the database recorded differs.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_migrations_are_checksummed_and_functions_reapplied() {
+    let url = ferry_testkit::postgres::cluster().database();
+    let store: SharedStore = Arc::new(PgStore::connect(&url).await.unwrap());
+    store.close().await;
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    // As a database migrated before checksums, with an older ferry_accept.
+    let declared = include_str!("../../migrations/postgres/functions/ferry_accept.sql");
+    let head = &declared[declared.find("CREATE OR REPLACE FUNCTION").unwrap()..];
+    let head = &head[..head.find("LANGUAGE").unwrap()];
+    let stub = format!("{head} LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'older'; END $$;");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "UPDATE ferry_migrations SET checksum = NULL;
+         UPDATE ferry_functions SET checksum = 'older';
+         {stub}"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let store: SharedStore = Arc::new(PgStore::connect(&url).await.unwrap());
+    // The real function again: a delivery is stored.
+    super::accept(&store, 7, "p", false).await;
+    assert!(store.get(DeploymentId(7)).await.unwrap().is_some());
+    store.close().await;
+    let unrecorded: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM ferry_migrations WHERE checksum IS NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(unrecorded, 0);
+    sqlx::raw_sql("UPDATE ferry_migrations SET checksum = 'edited' WHERE version = 4")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let err = format!("{:#}", PgStore::connect(&url).await.err().unwrap());
+    assert!(err.contains("migration 4 differs"), "{err}");
+}

@@ -27,6 +27,14 @@ const MIGRATIONS: &[&str] = &[
 /// start together migrate once, one after the other.
 const MIGRATION_LOCK: i64 = 0x6665_7272_795f_6d67; // "ferry_mg"
 
+/// Functions kept in one file each and applied after the numbered
+/// migrations whenever their text changes (`ferry_functions` holds the
+/// checksum each database last applied).
+const FUNCTIONS: &[(&str, &str)] = &[(
+    "ferry_accept",
+    include_str!("../../../migrations/postgres/functions/ferry_accept.sql"),
+)];
+
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -47,6 +55,7 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
         .execute(&mut *tx)
         .await?;
     }
+    checksum_tables(&mut tx).await?;
     let version: i32 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM ferry_migrations")
         .fetch_one(&mut *tx)
         .await?;
@@ -57,16 +66,99 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
              ({known}): every replica must run the same or a newer ferry"
         );
     }
+    check_applied(&mut tx, version).await?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
             .execute(&mut *tx)
             .await
             .with_context(|| format!("migration {}", i + 1))?;
-        sqlx::query("INSERT INTO ferry_migrations (version) VALUES ($1)")
+        sqlx::query("INSERT INTO ferry_migrations (version, checksum) VALUES ($1, $2)")
             .bind(i as i32 + 1)
+            .bind(crate::store::checksum(sql))
             .execute(&mut *tx)
             .await?;
     }
+    for (name, sql) in FUNCTIONS {
+        let sum = crate::store::checksum(sql);
+        let applied: Option<String> =
+            sqlx::query_scalar("SELECT checksum FROM ferry_functions WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if applied.as_deref() != Some(sum.as_str()) {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("function {name}"))?;
+            sqlx::query(
+                "INSERT INTO ferry_functions (name, checksum) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum",
+            )
+            .bind(name)
+            .bind(&sum)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
     tx.commit().await?;
+    Ok(())
+}
+
+/// The checksum column and the functions' table, on a database made
+/// before they existed (again without IF NOT EXISTS and its notice).
+async fn checksum_tables(tx: &mut sqlx::PgConnection) -> anyhow::Result<()> {
+    let has_checksum: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns
+          WHERE table_name = 'ferry_migrations' AND column_name = 'checksum'
+            AND table_schema = current_schema())",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if !has_checksum {
+        sqlx::raw_sql("ALTER TABLE ferry_migrations ADD COLUMN checksum TEXT")
+            .execute(&mut *tx)
+            .await?;
+    }
+    let has_functions: bool =
+        sqlx::query_scalar("SELECT to_regclass('ferry_functions') IS NOT NULL")
+            .fetch_one(&mut *tx)
+            .await?;
+    if !has_functions {
+        sqlx::raw_sql(
+            "CREATE TABLE ferry_functions (name TEXT PRIMARY KEY, checksum TEXT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Each applied migration is the one this ferry ships: one edited after it
+/// ran would leave databases that differ with nothing to tell them apart.
+/// Databases migrated before checksums were kept record them now.
+async fn check_applied(tx: &mut sqlx::PgConnection, version: i32) -> anyhow::Result<()> {
+    let rows: Vec<(i32, Option<String>)> =
+        sqlx::query_as("SELECT version, checksum FROM ferry_migrations ORDER BY version")
+            .fetch_all(&mut *tx)
+            .await?;
+    for (v, stored) in rows.into_iter().filter(|(v, _)| *v <= version) {
+        let Some(sql) = MIGRATIONS.get(v as usize - 1) else {
+            continue;
+        };
+        let sum = crate::store::checksum(sql);
+        match stored {
+            None => {
+                sqlx::query("UPDATE ferry_migrations SET checksum = $2 WHERE version = $1")
+                    .bind(v)
+                    .bind(&sum)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Some(s) if s != sum => anyhow::bail!(
+                "migration {v} differs from the one applied to this database (checksum {s}, this ferry's {sum}): a shipped migration was edited; run the ferry that applied it"
+            ),
+            Some(_) => {}
+        }
+    }
     Ok(())
 }

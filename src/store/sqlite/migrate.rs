@@ -33,9 +33,42 @@ pub fn run(conn: &mut Connection) -> anyhow::Result<()> {
              ({known}): run the newer ferry, or restore a backup taken before the upgrade"
         );
     }
+    // Each applied migration is the one this ferry ships; databases
+    // migrated before checksums were kept record them now.
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS migration_checksums (
+             version INTEGER PRIMARY KEY, checksum TEXT NOT NULL)",
+    )?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().take(version as usize) {
+        let v = i as i64 + 1;
+        let sum = crate::store::checksum(sql);
+        let stored: Option<String> = tx
+            .query_row(
+                "SELECT checksum FROM migration_checksums WHERE version = ?",
+                [v],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match stored {
+            None => {
+                tx.execute(
+                    "INSERT INTO migration_checksums (version, checksum) VALUES (?, ?)",
+                    rusqlite::params![v, sum],
+                )?;
+            }
+            Some(s) if s != sum => anyhow::bail!(
+                "migration {v} differs from the one applied to this database (checksum {s}, this ferry's {sum}): a shipped migration was edited; run the ferry that applied it"
+            ),
+            Some(_) => {}
+        }
+    }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO migration_checksums (version, checksum) VALUES (?, ?)",
+            rusqlite::params![i as i64 + 1, crate::store::checksum(sql)],
+        )?;
     }
     tx.commit()?;
     Ok(())
