@@ -95,9 +95,19 @@ impl Live {
     }
 }
 
-/// Applies `storage.log_retention` at start and every hour.
-async fn prune_logs(logs: Logs, config: Current<Config>, stop: CancellationToken) {
+/// Applies `storage.log_retention` (and the events' retention) at start
+/// and every hour.
+async fn prune_logs(
+    logs: Logs,
+    store: SharedStore,
+    config: Current<Config>,
+    stop: CancellationToken,
+) {
     loop {
+        let before = crate::store::now_ms() - crate::store::EVENT_RETENTION.as_millis() as i64;
+        if let Err(e) = store.prune_events(before).await {
+            tracing::warn!(error = %e, "cannot prune old events: {e}");
+        }
         let retention = config.get().storage.log_retention;
         match logs.prune(retention).await {
             Ok(0) => {}
@@ -339,7 +349,12 @@ pub async fn serve(
     let outbox = tasks.spawn(outbox.run(outbox_stop.clone(), OUTBOX_DRAIN));
     let runner = tasks.spawn(runner.run(stop.clone()));
     tasks.spawn(beat(store.clone(), stop.clone()));
-    tasks.spawn(prune_logs(logs.clone(), config_now.clone(), stop.clone()));
+    tasks.spawn(prune_logs(
+        logs.clone(),
+        store.clone(),
+        config_now.clone(),
+        stop.clone(),
+    ));
     tasks.spawn(service::watchdog(heartbeat, stop.clone()));
     tasks.spawn(crate::health::probe(
         store.clone(),

@@ -11,6 +11,7 @@
 //! split the same way) runs against both.
 
 pub mod daemons;
+mod events;
 mod freezes;
 mod gates;
 pub mod postgres;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use daemons::{Daemons, LastBeat};
+pub use events::*;
 pub use freezes::*;
 pub use gates::*;
 pub use requests::*;
@@ -77,7 +79,8 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// teardowns ([`Teardowns`]), operators' actions ([`Actions`]) and the
 /// deployments they ask GitHub for ([`Requests`]), freeze windows lifted
 /// for an environment ([`Freezes`]) and deployments waiting for their
-/// required checks ([`Gates`]), and the daemons running ([`Daemons`]). Each
+/// required checks ([`Gates`]), the daemons running ([`Daemons`]), and
+/// the stream of state changes its consumers read ([`Events`]). Each
 /// backend has one file per noun, named alike in `sqlite/` and `postgres/`,
 /// and the conformance suite (`tests/store/`) is split the same way.
 #[async_trait]
@@ -93,6 +96,7 @@ pub trait Store:
     + Freezes
     + Gates
     + Daemons
+    + Events
     + Send
     + Sync
     + 'static

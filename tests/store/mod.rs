@@ -124,6 +124,7 @@ mod actions;
 mod cancels;
 mod daemons;
 mod deployments;
+mod events;
 mod freezes;
 mod gates;
 mod leases;

@@ -18,6 +18,7 @@ mod actions;
 mod cancels;
 mod daemons;
 pub mod deployments;
+mod events;
 mod freezes;
 mod gates;
 mod intake;

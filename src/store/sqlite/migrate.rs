@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0012_freeze_lifts.sql"),
     include_str!("../../../migrations/sqlite/0013_required_checks.sql"),
     include_str!("../../../migrations/sqlite/0014_daemons.sql"),
+    include_str!("../../../migrations/sqlite/0015_events.sql"),
 ];
 
 pub fn run(conn: &mut Connection) -> anyhow::Result<()> {

@@ -16,6 +16,7 @@ mod actions;
 mod cancels;
 mod daemons;
 mod deployments;
+mod events;
 mod freezes;
 mod gates;
 pub mod holder;
