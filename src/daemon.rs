@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{Backend, Config};
 use crate::current::{Current, Publisher, current};
 use crate::github::{GitHub, outbox::StatusPoster};
 use crate::logs::Logs;
@@ -80,9 +80,11 @@ impl Live {
                 old.storage.dir.display()
             ));
         }
-        if new.storage.database_url.as_ref().map(|u| u.expose())
-            != old.storage.database_url.as_ref().map(|u| u.expose())
-        {
+        let url = |b: &Backend| match b {
+            Backend::Postgres { url } => Some(url.expose().to_vec()),
+            Backend::Sqlite => None,
+        };
+        if url(&new.storage.backend) != url(&old.storage.backend) {
             kept.push("storage.database_url stays as it was until ferry restarts".into());
         }
         new.server = old.server.clone();
@@ -266,9 +268,9 @@ pub async fn serve(
     let listen = config.server.listen;
     // Before anything is read or migrated: a second daemon on this store
     // changes nothing. Held until serve returns.
-    let _hold = match config.storage.database_url {
-        None => Some(crate::store::sqlite::holder::hold(&config.storage.dir)?),
-        Some(_) => None,
+    let _hold = match config.storage.backend {
+        Backend::Sqlite => Some(crate::store::sqlite::holder::hold(&config.storage.dir)?),
+        Backend::Postgres { .. } => None,
     };
     let opened = crate::store::open(&config.storage).await?;
     let store = opened.store;

@@ -21,18 +21,20 @@ impl CheckConfig {
 pub async fn check_config(c: &Config) -> anyhow::Result<()> {
     // Everything but the database was checked while loading; the database
     // is checked by asking it.
-    let database = match &c.storage.database_url {
-        None => None,
-        Some(url) => match crate::store::postgres::ping(url.expose_str()).await {
-            Ok(about) => Some(about),
-            Err(e) => {
-                eprintln!(
-                    "{}: storage.database_url: PostgreSQL does not answer: {e:#}",
-                    c.path.display()
-                );
-                return Err(Failed.into());
+    let database = match &c.storage.backend {
+        crate::config::Backend::Sqlite => None,
+        crate::config::Backend::Postgres { url } => {
+            match crate::store::postgres::ping(url.expose_str()).await {
+                Ok(about) => Some(about),
+                Err(e) => {
+                    eprintln!(
+                        "{}: storage.database_url: PostgreSQL does not answer: {e:#}",
+                        c.path.display()
+                    );
+                    return Err(Failed.into());
+                }
             }
-        },
+        }
     };
     let hosts: usize = c.targets.iter().map(|t| t.hosts.len()).sum();
     let steps: usize = c.targets.iter().map(|t| t.steps.len()).sum();

@@ -115,7 +115,7 @@ pub(super) fn warn_freeze_problems(c: &Steering) {
 }
 
 pub(crate) async fn open_store(c: &Steering) -> anyhow::Result<crate::store::Opened> {
-    if c.storage.database_url.is_none() {
+    if !c.storage.backend.shared() {
         if !c.db_path().exists() {
             bail!(
                 "no deployments yet: {} does not exist (is storage.dir right, and has `ferry serve` run?)",
@@ -162,9 +162,11 @@ fn become_storage_owner(dir: &std::path::Path) -> anyhow::Result<()> {
 
 /// Where the deployments are, for messages.
 pub(crate) fn where_stored(c: &Steering) -> String {
-    match &c.storage.database_url {
-        Some(_) => "the PostgreSQL database (storage.database_url)".into(),
-        None => c.db_path().display().to_string(),
+    match &c.storage.backend {
+        crate::config::Backend::Postgres { .. } => {
+            "the PostgreSQL database (storage.database_url)".into()
+        }
+        crate::config::Backend::Sqlite => c.db_path().display().to_string(),
     }
 }
 

@@ -93,9 +93,28 @@ pub enum GitHubAuth {
 pub struct Storage {
     pub dir: PathBuf,
     pub log_retention: Duration,
-    /// PostgreSQL shared by replicas; None: SQLite in `dir`. A secret, as
-    /// it may carry a password.
-    pub database_url: Option<Secret>,
+    /// Where deployments are kept.
+    pub backend: Backend,
+}
+
+/// The store's backend: SQLite in `storage.dir` (one box), or PostgreSQL
+/// shared by replicas (`storage.database_url`). Adding a backend is one
+/// variant here and one arm in `store::open`.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    /// The URL is a secret: it may carry a password.
+    Postgres {
+        url: Secret,
+    },
+}
+
+impl Backend {
+    /// Whether several processes share the store (and `serve` does not
+    /// hold `storage.dir` for itself).
+    pub fn shared(&self) -> bool {
+        matches!(self, Backend::Postgres { .. })
+    }
 }
 
 #[derive(Debug, Clone)]

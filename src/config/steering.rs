@@ -246,9 +246,9 @@ task = "deploy:api"
             &|k| (k == super::super::ENV_DATABASE_URL).then(|| "postgres://env@db/ferry".into()),
         )
         .unwrap();
-        assert_eq!(
-            s.storage.database_url.unwrap().expose_str(),
-            "postgres://env@db/ferry"
-        );
+        let crate::config::Backend::Postgres { url } = s.storage.backend else {
+            panic!("not PostgreSQL");
+        };
+        assert_eq!(url.expose_str(), "postgres://env@db/ferry");
     }
 }

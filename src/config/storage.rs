@@ -31,15 +31,17 @@ impl<'a> Checker<'a> {
     ) -> Option<Storage> {
         let from_env = env(ENV_DATABASE_URL).filter(|s| !s.trim().is_empty());
         let at = [Seg::Key("storage"), Seg::Key("database_url")];
-        let database_url = match from_env.or(raw.database_url) {
-            None => None,
+        let backend = match from_env.or(raw.database_url) {
+            None => Backend::Sqlite,
             Some(url) => {
                 let url = url.trim().to_string();
                 if let Err(why) = check_database_url(&url) {
                     self.problem(&at, why);
                     return None;
                 }
-                Some(Secret::new(url.into_bytes()))
+                Backend::Postgres {
+                    url: Secret::new(url.into_bytes()),
+                }
             }
         };
         let log_retention = self
@@ -54,7 +56,7 @@ impl<'a> Checker<'a> {
                     .unwrap_or_else(|| PathBuf::from(DEFAULT_STORAGE_DIR)),
             ),
             log_retention,
-            database_url,
+            backend,
         })
     }
 }

@@ -392,15 +392,15 @@ pub struct Opened {
 }
 
 pub async fn open(storage: &crate::config::Storage) -> anyhow::Result<Opened> {
-    Ok(match &storage.database_url {
-        Some(url) => {
+    Ok(match &storage.backend {
+        crate::config::Backend::Postgres { url } => {
             let pg = postgres::PgStore::connect(url.expose_str()).await?;
             Opened {
                 database: Some(pg.database()),
                 store: Arc::new(pg),
             }
         }
-        None => Opened {
+        crate::config::Backend::Sqlite => Opened {
             store: Arc::new(sqlite::SqliteStore::open(&storage.dir).await?),
             database: None,
         },

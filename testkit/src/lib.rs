@@ -23,43 +23,39 @@ pub use process::Ferry;
 pub use sshd::Sshd;
 
 /// `backends!(name, ...)` runs each `async fn name(database_url:
-/// Option<String>)` of the calling module on SQLite (`None`) and on
-/// PostgreSQL (a database of the shared test cluster); `backends!(with f;
-/// name, ...)` hands each `f(database_url)` instead.
+/// Option<String>)` of the calling module on every backend, one module
+/// each; `backends!(with f; name, ...)` hands each `f(database_url)`
+/// instead. The backends are the list below (riverqueue/river's driver
+/// test suite, garage's `db/test.rs`): adding one is one line, a module
+/// name and the `storage.database_url` its tests get (None: SQLite).
 #[macro_export]
 macro_rules! backends {
-    (with $with:ident; $($name:ident),* $(,)?) => {
-        mod on_sqlite {
+    ($($tests:tt)*) => {
+        $crate::backend_tests!(on_sqlite, None; $($tests)*);
+        $crate::backend_tests!(on_postgres, Some($crate::postgres::cluster().database()); $($tests)*);
+    };
+}
+
+/// One backend's module of [`backends!`]: `$url` is evaluated in each
+/// test, so each gets a store of its own.
+#[macro_export]
+macro_rules! backend_tests {
+    ($module:ident, $url:expr; with $with:ident; $($name:ident),* $(,)?) => {
+        mod $module {
             $(
                 #[tokio::test(flavor = "multi_thread")]
                 async fn $name() {
-                    super::$name(super::$with(None)).await
-                }
-            )*
-        }
-        mod on_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $name() {
-                    super::$name(super::$with(Some($crate::postgres::cluster().database()))).await
+                    super::$name(super::$with($url)).await
                 }
             )*
         }
     };
-    ($($name:ident),* $(,)?) => {
-        mod on_sqlite {
+    ($module:ident, $url:expr; $($name:ident),* $(,)?) => {
+        mod $module {
             $(
                 #[tokio::test(flavor = "multi_thread")]
                 async fn $name() {
-                    super::$name(None).await
-                }
-            )*
-        }
-        mod on_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $name() {
-                    super::$name(Some($crate::postgres::cluster().database())).await
+                    super::$name($url).await
                 }
             )*
         }
