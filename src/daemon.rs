@@ -387,7 +387,7 @@ pub async fn serve(
         });
     }
     tasks.spawn(
-        crate::gate::Gatekeeper {
+        crate::admission::required_checks::Gatekeeper {
             store: store.clone(),
             github: github_now.clone(),
             config: config_now.clone(),

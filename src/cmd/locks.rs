@@ -29,12 +29,14 @@ impl Locks {
 async fn frozen_now(
     c: &Steering,
     store: &SharedStore,
-) -> anyhow::Result<Vec<(String, String, crate::freeze::Window, String)>> {
+) -> anyhow::Result<Vec<(String, String, crate::admission::freeze::Window, String)>> {
     if c.freezes.is_empty() {
         return Ok(Vec::new());
     }
     let now = jiff::Timestamp::now();
-    let lifts = store.freeze_lifts(crate::freeze::ms(now)).await?;
+    let lifts = store
+        .freeze_lifts(crate::admission::freeze::ms(now))
+        .await?;
     let mut candidates: Vec<(String, String)> = c
         .targets
         .iter()
@@ -47,7 +49,7 @@ async fn frozen_now(
     Ok(candidates
         .into_iter()
         .filter_map(|(r, e)| {
-            let (f, w) = crate::freeze::frozen(&c.freezes, &lifts, &r, &e, now)?;
+            let (f, w) = crate::admission::freeze::frozen(&c.freezes, &lifts, &r, &e, now)?;
             let until = f.local(w.end, now);
             Some((format!("{r}:{e}"), f.name.clone(), w, until))
         })
@@ -97,7 +99,7 @@ pub async fn locks(c: &Steering, json: bool) -> anyhow::Result<()> {
         for (env, freeze, window, until) in &frozen {
             let (r, e) = env.split_once(':').unwrap_or((env.as_str(), ""));
             let by = crate::wording::freeze_holder(freeze);
-            let since = Some(crate::freeze::ms(window.start));
+            let since = Some(crate::admission::freeze::ms(window.start));
             let v = line(r, e, "freeze", &by, since, &format!("frozen until {until}"));
             println!("{v}");
         }
@@ -134,7 +136,7 @@ pub async fn locks(c: &Steering, json: bool) -> anyhow::Result<()> {
             "{:<40}  {:<16}  {:<20}  frozen until {until}",
             env,
             crate::wording::freeze_holder(&freeze),
-            clock(crate::freeze::ms(window.start)),
+            clock(crate::admission::freeze::ms(window.start)),
         );
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! The command line, one file per command (mini-redis's `src/cmd/`): each
 //! holds its arguments and `run`; `main.rs` only parses and dispatches. The
 //! commands that act on the running ferry through the store are the
-//! steering commands; [`steering`] holds what they share, [`output`] how
+//! steering commands; [`steering`] holds what they share, `output` how
 //! they write.
 
 pub mod cancel;

@@ -44,7 +44,9 @@ pub async fn teardown(c: &Steering, env: &EnvName, yes: bool) -> anyhow::Result<
         return Err(Failed.into());
     }
     let cause = TeardownCause::Operator(operator());
-    match crate::teardown::queue(&store, &env.repository, &env.environment, &cause).await? {
+    match crate::admission::teardown::queue(&store, &env.repository, &env.environment, &cause)
+        .await?
+    {
         TeardownQueued::Queued {
             teardown,
             superseded,

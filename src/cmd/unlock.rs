@@ -29,7 +29,7 @@ async fn lift_freezes(
     store: &SharedStore,
     env: &EnvName,
 ) -> anyhow::Result<Vec<String>> {
-    let all = crate::freeze::lift(
+    let all = crate::admission::freeze::lift(
         store,
         &c.freezes,
         &env.repository,

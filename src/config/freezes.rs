@@ -4,7 +4,7 @@
 //! ferry starts, not found out on a Friday.
 
 use super::*;
-use crate::freeze::{Dated, Freeze, Weekly};
+use crate::admission::freeze::{Dated, Freeze, Weekly};
 
 impl<'a> Checker<'a> {
     /// A freeze whose globs match no target's repository or environment

@@ -57,7 +57,7 @@ pub struct Config {
     pub ssh: Ssh,
     pub targets: Vec<Target>,
     /// `[[freeze]]` windows.
-    pub freezes: Vec<crate::freeze::Freeze>,
+    pub freezes: Vec<crate::admission::freeze::Freeze>,
     /// Things that are legal but probably not what the operator meant.
     pub warnings: Vec<Problem>,
 }

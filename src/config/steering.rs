@@ -23,7 +23,7 @@ pub struct Steering {
     pub targets: Vec<Owned>,
     /// `[[freeze]]`, for `ferry locks` and `ferry unlock`; empty when the
     /// file's freezes have a problem (said in `freeze_problems`).
-    pub freezes: Vec<crate::freeze::Freeze>,
+    pub freezes: Vec<crate::admission::freeze::Freeze>,
     pub freeze_problems: Vec<Problem>,
 }
 

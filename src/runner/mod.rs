@@ -25,7 +25,6 @@ use crate::logs::Logs;
 use crate::service::Heartbeat;
 use crate::store::{Claim, DeploymentId, Owner, RENEW_EVERY, SharedStore, State};
 use deploy::Interrupt;
-pub use rescue::RESTARTED as INTERRUPTED;
 pub use ssh::Connector;
 
 /// How often the store is asked for work without a wake-up: an unlock or
@@ -316,14 +315,16 @@ impl Runner {
         let mut by_task: HashMap<tokio::task::Id, DeploymentId> = HashMap::new();
         let mut status = String::new();
         let mut counted = Instant::now() - Duration::from_secs(1);
-        let mut swept = Instant::now() - crate::teardown::SWEEP_EVERY;
+        let mut swept = Instant::now() - crate::admission::teardown::SWEEP_EVERY;
         let mut found_none: Option<Instant> = None;
         loop {
             let config = self.shared.config.get();
             let max = config.runner.max_concurrent.get();
             // Environments a freeze window holds are not claimed; a store
             // that cannot say which claims nothing this round.
-            let held = match crate::freeze::held_now(&self.shared.store, &config.freezes).await {
+            let held = match crate::admission::freeze::held_now(&self.shared.store, &config.freezes)
+                .await
+            {
                 Ok(held) => Some(held),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read freeze lifts, retrying: {e}");
@@ -356,10 +357,12 @@ impl Runner {
                     }
                 }
             }
-            if swept.elapsed() >= crate::teardown::SWEEP_EVERY && !shutdown.is_cancelled() {
+            if swept.elapsed() >= crate::admission::teardown::SWEEP_EVERY
+                && !shutdown.is_cancelled()
+            {
                 swept = Instant::now();
                 let config = self.shared.config.get();
-                match crate::teardown::sweep_idle(&self.shared.store, &config).await {
+                match crate::admission::teardown::sweep_idle(&self.shared.store, &config).await {
                     Ok(0) => {}
                     Ok(_) => {
                         self.wake.notify_one();

@@ -1,6 +1,6 @@
 //! Freeze windows lifted for one environment (`ferry unlock` while a
 //! `[[freeze]]` holds it): the windows themselves are config, computed on
-//! the clock by every replica alike ([`crate::freeze`]); only the operator's
+//! the clock by every replica alike ([`crate::admission::freeze`]); only the operator's
 //! decision to let one environment through is state, shared here.
 
 use async_trait::async_trait;

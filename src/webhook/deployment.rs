@@ -201,7 +201,7 @@ async fn lock_task(
 /// CET"), empty when nothing.
 async fn lift_freezes(app: &Intake, d: &NewDeployment) -> crate::store::Result<String> {
     let config = app.config.get();
-    let lifted = within_deadline(crate::freeze::lift(
+    let lifted = within_deadline(crate::admission::freeze::lift(
         &app.store,
         &config.freezes,
         &d.repository,

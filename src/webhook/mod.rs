@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::current::Current;
 use crate::logs::Logs;
 use crate::store::{EnvLock, Hold, SharedStore, waiting_on};
-pub use deployment::{STORE_DEADLINE, take};
+pub use deployment::take;
 pub use event::RawDeployment;
 pub use extract::{Delivery, Event};
 pub use signature::SignedDelivery;
@@ -75,16 +75,18 @@ impl LockCache {
     async fn waiting(
         &self,
         store: &SharedStore,
-        freezes: &[crate::freeze::Freeze],
+        freezes: &[crate::admission::freeze::Freeze],
         repository: &str,
         environment: &str,
     ) -> Option<String> {
         let find = |locks: &[EnvLock], holds: &[Hold], lifts: &[crate::store::FreezeLift]| {
             waiting_on(locks, holds, repository, environment).or_else(|| {
                 let now = jiff::Timestamp::now();
-                crate::freeze::frozen(freezes, lifts, repository, environment, now).map(|(f, w)| {
-                    crate::wording::frozen_waiting(environment, &f.local(w.end, now), &f.name)
-                })
+                crate::admission::freeze::frozen(freezes, lifts, repository, environment, now).map(
+                    |(f, w)| {
+                        crate::wording::frozen_waiting(environment, &f.local(w.end, now), &f.name)
+                    },
+                )
             })
         };
         // Every delivery passes here: answer from the cache without

@@ -27,12 +27,9 @@ pub async fn closed(app: &Intake, parsed: PullRequestEvent) -> Answer {
         head_ref: parsed.pull_request.head.git_ref,
         head_sha: parsed.pull_request.head.sha,
     };
-    let done = match super::deployment::within_deadline(crate::teardown::pull_request_closed(
-        &app.store,
-        &config,
-        &repository,
-        &cause,
-    ))
+    let done = match super::deployment::within_deadline(
+        crate::admission::teardown::pull_request_closed(&app.store, &config, &repository, &cause),
+    )
     .await
     {
         Ok(done) => done,
