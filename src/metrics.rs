@@ -20,6 +20,8 @@ pub const CANCELLED: &str = "ferry_deployments_cancelled_total";
 /// in the store: every replica reports the same).
 pub const STATUSES_PENDING: &str = "ferry_statuses_pending";
 pub const STATUSES_OLDEST_PENDING: &str = "ferry_statuses_oldest_pending_seconds";
+/// Times the runner looked for work (each look claims all it may).
+pub const RUNNER_ROUNDS: &str = "ferry_runner_rounds_total";
 /// Status posts to GitHub, by `result`: sent, retried, failed.
 pub const STATUS_POSTS: &str = "ferry_status_posts_total";
 pub const SSH_CONNECT_SECONDS: &str = "ferry_ssh_connect_seconds";
@@ -69,6 +71,10 @@ fn describe() {
     describe_counter!(
         CANCELLED,
         "Deployments cancelled with ferry cancel, waiting or running (counted in the store: every replica reports the same)."
+    );
+    describe_counter!(
+        RUNNER_ROUNDS,
+        "Times the runner looked for deployments to start; a runner that stops counting is wedged."
     );
     describe_gauge!(
         STATUSES_PENDING,

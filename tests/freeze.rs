@@ -93,7 +93,7 @@ async fn a_freeze_in_force_holds_until_an_operator_lifts_it(database_url: Option
         "{description}"
     );
     // Held, as a lock holds: nothing runs.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    w.settled().await;
     assert_eq!(w.states(91), ["queued"]);
     let locks = stdout(&ferry_as("alice", &w, &["locks"]));
     assert!(

@@ -141,7 +141,7 @@ async fn a_crash_while_the_host_does_not_answer_holds_the_environment(db: Option
         queued.contains("production is held: cannot end the step of deployment 1"),
         "{queued}"
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    w.settled().await;
     assert_eq!(w.states(3), ["queued"], "nothing starts while held");
     assert!(alive(&pid1), "the old step still runs");
 
@@ -423,9 +423,20 @@ async fn a_full_disk_gets_503s_and_loses_nothing_accepted() {
         .status()
         .unwrap();
     // The probe notices within a second.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (code, why) = w.health().await;
+    let noticed = Instant::now();
+    let (code, why) = loop {
+        let (code, why) = w.health().await;
+        if code == 503 || noticed.elapsed() > Duration::from_secs(5) {
+            break (code, why);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(code, 503);
+    assert!(
+        noticed.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        noticed.elapsed()
+    );
     assert!(why.contains("disk full"), "{why}");
     let event = common::deployment_event(2, REPO, "production");
     let redeliver = || w.deliver_as("deployment", &event, "while-full");
@@ -436,6 +447,8 @@ async fn a_full_disk_gets_503s_and_loses_nothing_accepted() {
 
     // Deployment 1 ends while the disk is full, then space comes back.
     w.release();
+    // Deployment 1 must try to record its end while the disk is still
+    // full; its failed write leaves nothing to wait for.
     tokio::time::sleep(Duration::from_secs(2)).await;
     std::fs::remove_file(&fill).unwrap();
     w.wait_healthy(WAIT).await;

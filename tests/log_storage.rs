@@ -136,6 +136,7 @@ async fn retention_removes_only_old_logs(b: Backend) {
     w.flush().await.unwrap();
     // Nothing is a day old yet.
     assert_eq!(logs.prune(Duration::from_secs(86400)).await.unwrap(), 0);
+    // Log files age by their modification time, in whole seconds.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let fresh = logs.writer(DeploymentId(13)).await.unwrap();
     fresh.ferry(None, None, "new");

@@ -161,6 +161,8 @@ async fn a_step_timed_out_before_it_announced_its_group_is_still_killed() {
     assert_eq!(statuses.last().unwrap().state(), "failure");
     // Whatever the step started before the kill is gone, and nothing of
     // it starts later.
+    // A straggler the killed step started would show on the host only: no
+    // event marks its absence, so this bounds how late one could appear.
     tokio::time::sleep(Duration::from_secs(2)).await;
     for pid in ["shell.pid", "child.pid"] {
         let file = w.scratch().join(pid);

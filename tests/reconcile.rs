@@ -78,6 +78,8 @@ async fn a_deployment_whose_webhook_never_came_runs_once(database_url: Option<St
     assert!(body.contains("duplicate"), "{body}");
 
     // A few more rounds change nothing.
+    // Reconciler rounds (every second here) that find nothing leave no
+    // trace to wait for: this spans a few of them.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let ran = std::fs::read_to_string(w.scratch().join("ran")).unwrap_or_default();
     assert_eq!(ran, "301\n", "ran once, on one replica");

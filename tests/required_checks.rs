@@ -93,7 +93,7 @@ async fn pending_checks_hold_the_deployment_until_a_webhook_says_they_passed(
     // as sent first: one in flight at the kill would be checked for later).
     w.wait_posts_recorded(2.0).await;
     w.restart().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    w.settled().await;
     assert!(
         w.states(101).iter().all(|s| s == "queued"),
         "{:?}",

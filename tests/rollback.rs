@@ -294,6 +294,8 @@ async fn a_replica_killed_mid_rollback_is_settled_by_the_other_and_nothing_runs_
     let last = done.last().unwrap();
     assert_eq!(last.state(), "error", "{done:?}");
     w.release();
+    // A step that outlived its kill would go on on the host the moment it
+    // is released: no event marks that it did not; this gives it the time.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let hosts = w.sshd.displays();
     // One rollback step started and was ended by the other replica (it

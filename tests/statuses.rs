@@ -96,6 +96,8 @@ async fn a_refused_status_is_not_retried_and_does_not_block_other_deployments() 
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // A fourth try would come after the backoff; no event marks that none
+    // comes, so this waits out one backoff.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(w.github.attempts(81).len(), 3, "a 422 was retried");
     assert!(w.github.statuses_of(81).is_empty());
@@ -192,6 +194,8 @@ async fn app_tokens_are_renewed_before_they_expire() {
     );
     w.github.wait_final(95, WAIT).await;
     assert_eq!(w.github.tokens_issued(), [5]);
+    // The token must age past the fake GitHub App's short TTL: a clock,
+    // not an event.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         w.deliver("deployment", &with_installation(96, REPO, 5))

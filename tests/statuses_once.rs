@@ -58,6 +58,8 @@ async fn a_success_whose_answer_was_lost_is_not_posted_twice(database_url: Optio
         assert!(Instant::now() < deadline, "never confirmed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // A read that was not needed would come right after the answer; no
+    // event marks its absence, so this leaves it the time.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(w.states(1), ["queued", "in_progress", "success"]);
     assert_eq!(w.github.reads(), [1], "read only the status in doubt");
@@ -65,6 +67,7 @@ async fn a_success_whose_answer_was_lost_is_not_posted_twice(database_url: Optio
     // The next deployment reads nothing: its posts are answered.
     w.deploy(2, REPO, "production").await;
     w.github.wait_state(2, "success", WAIT).await;
+    // As above: an unneeded read leaves no sign by not coming.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(w.github.reads(), [1]);
     w.assert_no_violations();
@@ -81,6 +84,8 @@ async fn deployments_superseded_while_github_is_down_get_only_inactive(
         w.deploy(id, REPO, "production").await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The outage must outlast the outbox's first tries: a clock, not an
+    // event.
     tokio::time::sleep(Duration::from_secs(1)).await;
     w.github.set_down(false);
     for id in 2..=10 {
@@ -111,6 +116,8 @@ async fn the_running_deployments_statuses_go_before_the_backlog(database_url: Op
     for id in 2..=121 {
         w.deploy(id, REPO, "production").await;
     }
+    // The backlog must be queued behind GitHub's pace before the release
+    // that is measured against it: a clock, not an event.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let released = Instant::now();
     w.release();

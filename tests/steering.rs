@@ -98,7 +98,7 @@ async fn a_lock_holds_new_deployments_until_unlocked(database_url: Option<String
     // Another environment of the same repository is not held.
     w.deploy(2, REPO, "staging").await;
     w.github.wait_state(2, "success", WAIT).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    w.settled().await;
     assert_eq!(w.states(1), ["queued"], "a locked environment runs nothing");
     assert_eq!(ran(&w), "");
 
@@ -430,7 +430,8 @@ async fn with_replicas_a_lock_and_a_cancel_reach_the_other_replica() {
     );
     assert!(out.status.success(), "{}", text(&out));
     deliver(&w, &b, 40).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    w.settled().await;
+    w.settled_on(&b).await;
     assert_eq!(w.states(40), ["queued"]);
     assert!(w.github.statuses_of(40)[0].description().contains("alice"));
     let out = ferry_as("alice", &b.config, &["unlock", "octo-org/web:production"]);

@@ -201,6 +201,8 @@ run = 'echo "$FERRY_DEPLOYMENT_ID $FERRY_SHA" >> {scratch}/deployed'
     ));
     assert_eq!(deliver(&http, &url, 5003).await, 202);
     github.wait_state(5003, "queued", wait).await;
+    // Inside the container there is no /metrics reachable to wait on the
+    // runner's rounds; this gives it a few.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let held = github.statuses_of(5003);
     assert_eq!(held.len(), 1, "a locked environment runs nothing: {held:?}");

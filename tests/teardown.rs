@@ -171,7 +171,7 @@ async fn a_closed_pull_request_tears_down_its_review_app(database_url: Option<St
         .post(&[("x-github-event", "pull_request".to_string())], body)
         .await;
     assert_eq!(code, 401);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    w.settled().await;
     assert!(teardowns_ran(&w).is_empty());
 
     // GitHub sends head.ref without refs/heads/; the deployment had it.
@@ -216,7 +216,7 @@ async fn a_closed_pull_request_tears_down_its_review_app(database_url: Option<St
         )
         .await;
     assert_eq!(code, 200, "{answer}");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    w.settled().await;
     assert_eq!(teardowns_ran(&w).len(), 1);
     assert_eq!(inactive(&w, 1).len(), 1, "inactive once");
     // Another pull request's app and a non-transient environment are left.
@@ -243,6 +243,8 @@ async fn teardown_after_an_idle_review_app_also_across_a_restart(database_url: O
     deploy(&w, review(2, "review-2", "feature-y", SHA_B, false)).await;
     w.github.wait_state(2, "success", WAIT).await;
 
+    // teardown_after is measured from when the deployment ended: time must
+    // pass, before and after the restart (whose first runner round sweeps).
     tokio::time::sleep(Duration::from_secs(2)).await;
     w.restart().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -266,6 +268,8 @@ async fn teardown_after_an_idle_review_app_also_across_a_restart(database_url: O
         at.duration_since(ended)
     );
     assert_eq!(teardowns_ran(&w).len(), 1);
+    // Sweeps run every 2 s and one that finds nothing leaves no trace:
+    // this spans one more.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(teardowns_ran(&w).len(), 1, "swept once");
     assert!(inactive(&w, 2).is_empty());
@@ -342,7 +346,7 @@ async fn a_failing_teardown_changes_no_status(database_url: Option<String>) {
     assert!(log.contains("(task teardown)"), "{log}");
     assert!(log.contains("cannot remove it"), "{log}");
     assert!(log.contains("no status was changed on GitHub"), "{log}");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    w.settled().await;
     assert_eq!(w.states(1), ["queued", "in_progress", "success"]);
     w.assert_no_violations();
 }
@@ -365,7 +369,7 @@ async fn a_teardown_waits_for_the_running_deployment_and_for_a_lock(database_url
 
     w.release();
     w.github.wait_state(1, "success", WAIT).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    w.settled().await;
     assert!(
         teardowns_ran(&w).is_empty(),
         "a locked environment's teardown waits"

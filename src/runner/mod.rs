@@ -372,6 +372,7 @@ impl Runner {
                 }
             }
             self.heartbeat.beat();
+            metrics::counter!(crate::metrics::RUNNER_ROUNDS).increment(1);
             metrics::gauge!(crate::metrics::RUNNING).set(tasks.len() as f64);
             // Counted at most once a second: the runner wakes for every
             // delivery, and in a burst the count was a query per delivery.

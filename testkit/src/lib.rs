@@ -511,6 +511,27 @@ impl World {
             .map_or(0.0, |v| v.parse().unwrap())
     }
 
+    /// Waits until the runner has looked for work twice since now: what it
+    /// could start by then, it has. The signal a "nothing ran" assertion
+    /// waits for, instead of a fixed time.
+    pub async fn settled(&self) {
+        self.settled_on(&self.ferry).await
+    }
+
+    /// As [`World::settled`], for another ferry (a replica).
+    pub async fn settled_on(&self, ferry: &Ferry) {
+        let series = "ferry_runner_rounds_total";
+        let from = self.metric_of(ferry, series).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.metric_of(ferry, series).await < from + 2.0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the runner stopped looking for work"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until ferry has recorded `n` statuses as posted, so that a
     /// crash now does not send them again.
     pub async fn wait_posts_recorded(&self, n: f64) {

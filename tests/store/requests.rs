@@ -129,6 +129,7 @@ async fn no_ferry_takes_a_request_after_its_deadline_or_once_withdrawn(b: Backen
         .await
         .unwrap();
     assert!(store.take_request(&me(), MARGIN).await.unwrap().is_none());
+    // The request's deadline (1 s on the store's clock) must pass.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(
         store
