@@ -16,12 +16,24 @@ pub struct Sshd {
     child: Child,
 }
 
+/// A port nothing listens on, never handed out twice in this process: the
+/// kernel may give a port just dropped to the next `bind(0)`, and with
+/// tests running side by side two of them got the same one, so the second
+/// server failed to start.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 fn run(cmd: &mut Command) {
