@@ -6,7 +6,7 @@
 
 use ferry_testkit as common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Setup, World, alive, hang, running, target};
 
@@ -47,25 +47,17 @@ async fn world(steps: &[(&str, &str)], extra: &str) -> World {
 }
 
 async fn wait_for(file: &std::path::Path) {
-    let deadline = Instant::now() + WAIT;
-    while running(file).is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never written",
-            file.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = format!("{} written", file.display());
+    common::eventually(&what, WAIT, || async { running(file).map(drop) }).await
 }
 
 /// SIGHUP, and waits until ferry has said "reloaded" `n` times.
 async fn reload(w: &World, n: usize) {
     w.ferry.signal("HUP");
-    let deadline = Instant::now() + WAIT;
-    while w.ferry.output().matches("reloaded").count() < n {
-        assert!(Instant::now() < deadline, "{}", w.ferry.output());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually("reloaded", WAIT, || async {
+        (w.ferry.output().matches("reloaded").count() >= n).then_some(())
+    })
+    .await
 }
 
 #[tokio::test]
@@ -172,9 +164,9 @@ async fn a_local_step_left_by_a_crash_is_ended_at_the_next_start() {
         "{}",
         last.description()
     );
-    let deadline = Instant::now() + WAIT;
-    while alive(&w.scratch().join("shell.pid")) || alive(&w.scratch().join("child.pid")) {
-        assert!(Instant::now() < deadline, "the leftover step was not ended");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::eventually("the leftover step ended", WAIT, || async {
+        (!alive(&w.scratch().join("shell.pid")) && !alive(&w.scratch().join("child.pid")))
+            .then_some(())
+    })
+    .await;
 }

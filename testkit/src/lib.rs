@@ -144,6 +144,27 @@ pub fn hang(scratch: &Path) -> String {
     format!("echo $$ > {s}/shell.pid\nsleep 300 &\necho $! > {s}/child.pid\necho waiting\nwait")
 }
 
+/// Polls `check` every 20 ms until it gives `Some`, and returns that;
+/// panics naming `what` (and the last answer's reason) after `within`.
+/// The one way tests wait for a signal.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Asserts that the shell and the child of a [`hang`] step were killed.
 pub fn assert_hang_ended(scratch: &Path) {
     for (pid, what) in [("shell.pid", "shell"), ("child.pid", "child")] {
