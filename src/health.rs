@@ -8,6 +8,7 @@
 //! counts for [`REMEMBER`] unless something succeeds since; the probe's
 //! finding counts until its next look.
 
+use crate::sync::LockExt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -39,7 +40,7 @@ struct Finding {
 static FINDINGS: Mutex<Vec<Finding>> = Mutex::new(Vec::new());
 
 fn findings() -> std::sync::MutexGuard<'static, Vec<Finding>> {
-    FINDINGS.lock().unwrap_or_else(|p| p.into_inner())
+    FINDINGS.locked()
 }
 
 /// `part` could not write: `why` is what `/healthz` says.

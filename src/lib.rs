@@ -48,5 +48,6 @@ pub(crate) mod runner;
 pub(crate) mod service;
 pub mod sign;
 pub mod store;
+pub(crate) mod sync;
 pub(crate) mod webhook;
 pub mod wording;

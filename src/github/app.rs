@@ -1,6 +1,7 @@
 //! GitHub App authentication: an RS256 JWT signed with the App's key is
 //! exchanged for a short-lived installation token, cached per installation.
 
+use crate::sync::LockExt;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -70,11 +71,7 @@ impl AppAuth {
     }
 
     pub fn forget(&self, installation: i64) -> bool {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&installation)
-            .is_some()
+        self.cache.locked().remove(&installation).is_some()
     }
 
     /// `GET /repos/{repository}/installation`: the installation of this
@@ -118,11 +115,7 @@ impl AppAuth {
                 reason: "the event named no installation; in GitHub App mode the webhook must be the App's own".into(),
             });
         };
-        if let Some((token, renew_at)) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
+        if let Some((token, renew_at)) = self.cache.locked().get(&id)
             && SystemTime::now() < *renew_at
         {
             return Ok(token.clone());
@@ -153,10 +146,7 @@ impl AppAuth {
             .unwrap_or_else(|_| SystemTime::now() + Duration::from_secs(3600));
         let renew_at = expires.checked_sub(RENEW_BEFORE).unwrap_or(expires);
         let token = Secret::new(access.token);
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, (token.clone(), renew_at));
+        self.cache.locked().insert(id, (token.clone(), renew_at));
         Ok(token)
     }
 }

@@ -8,6 +8,7 @@ pub mod html;
 pub mod page;
 mod render;
 
+use crate::sync::LockExt;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -165,13 +166,7 @@ impl Logs {
     /// A writer for `id`'s log, sharing its state with any other writer of
     /// it open in this process.
     pub async fn writer(&self, id: DeploymentId) -> io::Result<LogWriter> {
-        if let Some(open) = self
-            .writers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .and_then(Weak::upgrade)
-        {
+        if let Some(open) = self.writers.locked().get(&id).and_then(Weak::upgrade) {
             return Ok(LogWriter { sink: open });
         }
         let (target, written) = match &self.storage {
@@ -191,7 +186,7 @@ impl Logs {
             written,
             truncated: false,
         }));
-        let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut writers = self.writers.locked();
         writers.retain(|_, w| w.strong_count() > 0);
         // Another task may have opened one meanwhile: use that one.
         if let Some(open) = writers.get(&id).and_then(Weak::upgrade) {
@@ -282,7 +277,7 @@ enum Target {
 
 impl LogWriter {
     fn lock(&self) -> std::sync::MutexGuard<'_, Sink> {
-        self.sink.lock().unwrap_or_else(|p| p.into_inner())
+        self.sink.locked()
     }
 
     pub fn line(&self, host: Option<&str>, step: Option<&str>, stream: Stream, text: &str) {

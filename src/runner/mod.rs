@@ -10,6 +10,7 @@ mod rescue;
 pub mod ssh;
 pub mod step;
 
+use crate::sync::LockExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -80,7 +81,7 @@ type ByDeployment = HashMap<DeploymentId, (Claim, watch::Sender<Interrupt>)>;
 
 impl Running {
     fn lock(&self) -> std::sync::MutexGuard<'_, ByDeployment> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.locked()
     }
 
     fn claims(&self) -> Vec<Claim> {

@@ -1,6 +1,7 @@
 //! SSH connections (the system `ssh`, multiplexed through a control socket)
 //! and running one step on one of them.
 
+use crate::sync::LockExt;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
@@ -48,7 +49,7 @@ impl Drop for Connector {
 }
 
 fn lock(idle: &Idle) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(Session, Instant)>>> {
-    idle.lock().unwrap_or_else(|p| p.into_inner())
+    idle.locked()
 }
 
 async fn close_all(sessions: Vec<Session>) {

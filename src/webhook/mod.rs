@@ -10,6 +10,7 @@ mod extract;
 mod pull_request;
 mod signature;
 
+use crate::sync::LockExt;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -91,7 +92,7 @@ impl LockCache {
         };
         // Every delivery passes here: answer from the cache without
         // copying it.
-        if let Some((at, locks, holds, lifts)) = &*self.0.lock().unwrap_or_else(|p| p.into_inner())
+        if let Some((at, locks, holds, lifts)) = &*self.0.locked()
             && at.elapsed() < Self::FRESH
         {
             return find(locks, holds, lifts);
@@ -119,13 +120,12 @@ impl LockCache {
                 .unwrap_or_default()
         };
         let found = find(&locks, &holds, &lifts);
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((std::time::Instant::now(), locks, holds, lifts));
+        *self.0.locked() = Some((std::time::Instant::now(), locks, holds, lifts));
         found
     }
 
     fn forget(&self) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.0.locked() = None;
     }
 }
 

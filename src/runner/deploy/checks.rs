@@ -1,6 +1,7 @@
 //! On one host: running a script with its process group tracked, and the
 //! target's checks after the steps, each tried until it passes.
 
+use crate::sync::LockExt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -80,15 +81,11 @@ impl Run {
                     return;
                 }
                 self.current
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
+                    .locked()
                     .insert(name.to_string(), check.name.clone());
                 let output = Mutex::new(Vec::<(Stream, String)>::new());
                 let emit = |stream: Stream, text: &str| {
-                    output
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push((stream, text.to_string()));
+                    output.locked().push((stream, text.to_string()));
                 };
                 // A try may not outlast `within`: it is stopped then, and
                 // counts as failed (exit 124, as timeout(1) says).
@@ -113,10 +110,7 @@ impl Run {
                         run.await
                     }
                 };
-                self.current
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(name);
+                self.current.locked().remove(name);
                 let code = match end {
                     StepEnd::Exited(code) => code,
                     StepEnd::Stopped { .. } if *stop.borrow() != Stop::Run => return,
@@ -145,8 +139,7 @@ impl Run {
                     duration(spent)
                 );
                 if last {
-                    let lines =
-                        std::mem::take(&mut *output.lock().unwrap_or_else(|p| p.into_inner()));
+                    let lines = std::mem::take(&mut *output.locked());
                     for (stream, line) in lines {
                         log.line(Some(name), Some(&check.name), stream, &line);
                     }

@@ -1,6 +1,7 @@
 //! One deployment: hosts `parallel` at a time, steps in order, the first
 //! failure stops every host, and one final status that says what happened.
 
+use crate::sync::LockExt;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -325,7 +326,7 @@ async fn drive(
         tokio::select! {
             _ = &mut hosts_done => break,
             _ = &mut deadline, if timed_out.is_none() => {
-                let at = run.current.lock().unwrap_or_else(|p| p.into_inner())
+                let at = run.current.locked()
                     .iter().next().map(|(h, s)| (s.clone(), h.clone()));
                 timed_out = Some(Outcome::TimedOut { after: timeout, at });
                 run.log.ferry(None, None, &format!("timed out after {}: stopping every host", duration(timeout)));
@@ -355,12 +356,7 @@ async fn drive(
     if let Some(t) = timed_out {
         return t;
     }
-    if let Some(f) = run
-        .first_failure
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-    {
+    if let Some(f) = run.first_failure.locked().take() {
         return f;
     }
     match *run.stop.borrow() {
@@ -406,7 +402,7 @@ async fn run_hosts(run: Arc<Run>) {
 
 impl Run {
     fn fail(&self, outcome: Outcome) {
-        let mut first = self.first_failure.lock().unwrap_or_else(|p| p.into_inner());
+        let mut first = self.first_failure.locked();
         if first.is_none() && *self.stop.borrow() == Stop::Run {
             *first = Some(outcome);
             self.stop.send_replace(Stop::Halt);
@@ -523,11 +519,10 @@ impl Run {
             }
             self.mark_in_progress().await;
             self.current
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .locked()
                 .insert(name.clone(), step.name.clone());
             if i == 0 {
-                let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+                let mut started = self.started.locked();
                 if !started.contains(host) {
                     started.push(host.clone());
                 }
@@ -546,10 +541,7 @@ impl Run {
                     &emit,
                 )
                 .await;
-            self.current
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&name);
+            self.current.locked().remove(&name);
             let took = duration(started.elapsed());
             match end {
                 StepEnd::Exited(0) => {

@@ -6,6 +6,7 @@
 //! rollback runs under the same claim (a lost lease stops it too), with a
 //! timeout of its own, as a section of the same log.
 
+use crate::sync::LockExt;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -59,11 +60,7 @@ pub(super) async fn roll_back(
             return Ok(wording::rollback_failed_to_start(&e.to_string()));
         }
     };
-    let hosts = run
-        .started
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let hosts = run.started.locked().clone();
     let sha = short_sha(&good.sha).to_string();
     let names: Vec<String> = hosts.iter().map(ToString::to_string).collect();
     log.ferry(

@@ -6,6 +6,7 @@
 //! every [`FLUSH_EVERY`] or [`FLUSH_BYTES`], and `NOTIFY ferry_log` so that
 //! other replicas' live pages wake (a hint: they poll too).
 
+use crate::sync::LockExt;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -143,7 +144,7 @@ impl Buffer {
 
     pub fn push(&self, line: &[u8]) {
         let full = {
-            let mut bytes = self.shared.bytes.lock().unwrap_or_else(|p| p.into_inner());
+            let mut bytes = self.shared.bytes.locked();
             bytes.extend_from_slice(line);
             bytes.len() >= FLUSH_BYTES
         };
@@ -181,7 +182,7 @@ impl Drop for Buffer {
 impl Shared {
     async fn append(&self) -> io::Result<()> {
         let _turn = self.appending.lock().await;
-        let chunk = std::mem::take(&mut *self.bytes.lock().unwrap_or_else(|p| p.into_inner()));
+        let chunk = std::mem::take(&mut *self.bytes.locked());
         if chunk.is_empty() {
             return Ok(());
         }
@@ -192,7 +193,7 @@ impl Shared {
             }
             Err(e) => {
                 // Back in front of whatever arrived meanwhile, for the next try.
-                let mut bytes = self.bytes.lock().unwrap_or_else(|p| p.into_inner());
+                let mut bytes = self.bytes.locked();
                 let later = std::mem::replace(&mut *bytes, chunk);
                 bytes.extend_from_slice(&later);
                 Err(io_error(e))
@@ -258,13 +259,7 @@ async fn flush_loop(shared: Arc<Shared>) {
                 continue;
             }
         }
-        if closed
-            && shared
-                .bytes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_empty()
-        {
+        if closed && shared.bytes.locked().is_empty() {
             return;
         }
     }

@@ -9,6 +9,7 @@
 //! lease; one that dies holds it until it runs out ([`LEASE`]).
 
 use crate::store::{PendingStatuses, StatusRecord, StatusState};
+use crate::sync::LockExt;
 use async_trait::async_trait;
 
 use super::*;
@@ -226,7 +227,7 @@ impl OutboxLease {
     }
 
     fn until(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
-        self.held_until.lock().unwrap_or_else(|p| p.into_inner())
+        self.held_until.locked()
     }
 
     /// Whether this replica may send now: takes or renews the lease when

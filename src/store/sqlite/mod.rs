@@ -28,6 +28,7 @@ mod steps;
 mod teardowns;
 mod writer;
 
+use crate::sync::LockExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -73,13 +74,13 @@ impl Readers {
         if self.closed.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(Error::Closed);
         }
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let idle = self.idle.locked().pop();
         let conn = match idle {
             Some(c) => c,
             None => self.open()?,
         };
         let result = f(&conn);
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.idle.locked();
         if idle.len() < READERS {
             idle.push(conn);
         }
@@ -317,11 +318,7 @@ impl Store for SqliteStore {
         self.readers
             .closed
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        self.readers
-            .idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.readers.idle.locked().clear();
         let (reply, closed) = oneshot::channel();
         if self.writer.send(Message::Close(reply)).await.is_ok() {
             let _ = closed.await;
