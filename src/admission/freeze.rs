@@ -291,7 +291,7 @@ pub async fn lift(
 pub async fn held_now(
     store: &SharedStore,
     freezes: &[Freeze],
-) -> crate::store::Result<Vec<(String, String)>> {
+) -> crate::store::Result<Vec<crate::store::EnvKey>> {
     if freezes.is_empty() {
         return Ok(Vec::new());
     }
@@ -300,7 +300,7 @@ pub async fn held_now(
     let lifts = store.freeze_lifts(ms(now)).await?;
     Ok(waiting
         .into_iter()
-        .filter(|(r, e)| frozen(freezes, &lifts, r, e, now).is_some())
+        .filter(|k| frozen(freezes, &lifts, &k.repository, &k.environment, now).is_some())
         .collect())
 }
 

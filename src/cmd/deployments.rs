@@ -33,7 +33,7 @@ impl Deployments {
         let c = self.config.load_for_store()?;
         let listing = ListOptions {
             limit: self.limit,
-            environment: self.environment.map(|e| (e.repository, e.environment)),
+            environment: self.environment.clone(),
             state: self.state,
             json: self.json,
         };
@@ -45,7 +45,7 @@ impl Deployments {
 pub struct ListOptions {
     pub limit: u32,
     /// `REPO:ENV`.
-    pub environment: Option<(String, String)>,
+    pub environment: Option<EnvName>,
     /// One of [`crate::store::STATE_WORDS`].
     pub state: Option<String>,
     pub json: bool,
@@ -69,7 +69,7 @@ pub async fn deployments(c: &Steering, l: ListOptions) -> anyhow::Result<()> {
         .filter(|d| {
             l.environment
                 .as_ref()
-                .is_none_or(|(r, e)| d.repository == *r && d.environment == *e)
+                .is_none_or(|k| d.repository == k.repository && d.environment == k.environment)
         })
         .filter(|d| l.state.as_deref().is_none_or(|s| d.state_word() == s))
         .take(l.limit as usize)

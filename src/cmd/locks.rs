@@ -37,21 +37,27 @@ async fn frozen_now(
     let lifts = store
         .freeze_lifts(crate::admission::freeze::ms(now))
         .await?;
-    let mut candidates: Vec<(String, String)> = c
+    let mut candidates: Vec<crate::store::EnvKey> = c
         .targets
         .iter()
         .filter(|t| !t.environment.contains(['*', '?', '[']))
-        .map(|t| (t.repository.clone(), t.environment.clone()))
+        .map(|t| crate::store::EnvKey::new(&t.repository, &t.environment))
         .collect();
     candidates.extend(store.waiting_environments().await?);
     candidates.sort();
     candidates.dedup();
     Ok(candidates
         .into_iter()
-        .filter_map(|(r, e)| {
-            let (f, w) = crate::admission::freeze::frozen(&c.freezes, &lifts, &r, &e, now)?;
+        .filter_map(|k| {
+            let (f, w) = crate::admission::freeze::frozen(
+                &c.freezes,
+                &lifts,
+                &k.repository,
+                &k.environment,
+                now,
+            )?;
             let until = f.local(w.end, now);
-            Some((format!("{r}:{e}"), f.name.clone(), w, until))
+            Some((k.to_string(), f.name.clone(), w, until))
         })
         .collect())
 }

@@ -11,35 +11,8 @@ use anyhow::{Context, bail};
 use crate::config::Steering;
 use crate::store::{DeploymentId, OperatorAction, SharedStore};
 
-/// `REPO:ENV` as the command line takes it: `owner/name:environment`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvName {
-    pub repository: String,
-    pub environment: String,
-}
-
-impl std::str::FromStr for EnvName {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<EnvName, String> {
-        let bad = || format!("{s:?} is not REPO:ENV (for example octo-org/web:production)");
-        let (repository, environment) = s.split_once(':').ok_or_else(bad)?;
-        let (owner, name) = repository.split_once('/').ok_or_else(bad)?;
-        if owner.is_empty() || name.is_empty() || name.contains('/') || environment.is_empty() {
-            return Err(bad());
-        }
-        Ok(EnvName {
-            repository: repository.into(),
-            environment: environment.into(),
-        })
-    }
-}
-
-impl std::fmt::Display for EnvName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.repository, self.environment)
-    }
-}
+/// `REPO:ENV` as the command line takes it.
+pub use crate::store::EnvKey as EnvName;
 
 /// Who runs this command (NAME): the person behind sudo, else the login
 /// name of the caller's user id. Not `$USER` or `$LOGNAME`, which anyone

@@ -145,14 +145,11 @@ pub trait Deployments: Send + Sync {
     /// As [`Deployments::claim_next`], with the environments in `held`
     /// (repository, environment) not runnable either: those a freeze
     /// window holds now.
-    async fn claim_next_except(
-        &self,
-        owner: &Owner,
-        held: &[(String, String)],
-    ) -> Result<Option<Deployment>>;
+    async fn claim_next_except(&self, owner: &Owner, held: &[EnvKey])
+    -> Result<Option<Deployment>>;
 
     /// The environments with a deployment waiting, each once.
-    async fn waiting_environments(&self) -> Result<Vec<(String, String)>>;
+    async fn waiting_environments(&self) -> Result<Vec<EnvKey>>;
 
     /// Extends `owner`'s leases on `claims`; returns the claims it still
     /// holds. One missing was taken over: its process must stop it and

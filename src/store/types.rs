@@ -661,3 +661,49 @@ pub struct PendingStatuses {
     /// When the oldest was queued (ms since the epoch).
     pub oldest_at: Option<i64>,
 }
+
+/// One environment of one repository: what locks, holds, freezes and the
+/// queue's turns are kept by. The command line names it `REPO:ENV`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EnvKey {
+    pub repository: String,
+    pub environment: String,
+}
+
+impl EnvKey {
+    pub fn new(repository: impl Into<String>, environment: impl Into<String>) -> EnvKey {
+        EnvKey {
+            repository: repository.into(),
+            environment: environment.into(),
+        }
+    }
+}
+
+impl fmt::Display for EnvKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.repository, self.environment)
+    }
+}
+
+/// `REPO:ENV`, as the command line takes it: `owner/name:environment`.
+impl std::str::FromStr for EnvKey {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<EnvKey, String> {
+        let bad = || format!("{s:?} is not REPO:ENV (for example octo-org/web:production)");
+        let (repository, environment) = s.split_once(':').ok_or_else(bad)?;
+        let (owner, name) = repository.split_once('/').ok_or_else(bad)?;
+        if owner.is_empty() || name.is_empty() || name.contains('/') || environment.is_empty() {
+            return Err(bad());
+        }
+        Ok(EnvKey::new(repository, environment))
+    }
+}
+
+/// As a `[repository, environment]` pair: SQLite's claim reads the held
+/// environments as a JSON array of those.
+impl serde::Serialize for EnvKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (&self.repository, &self.environment).serialize(s)
+    }
+}

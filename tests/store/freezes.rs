@@ -12,8 +12,8 @@ backends!(
     lifts_are_recorded_once_and_forgotten_after_their_window,
 );
 
-fn held(env: &str) -> Vec<(String, String)> {
-    vec![("o/r".to_string(), env.to_string())]
+fn held(env: &str) -> Vec<EnvKey> {
+    vec![EnvKey::new("o/r", env)]
 }
 
 async fn a_held_environment_is_not_claimed_and_others_are(b: Backend) {
@@ -27,8 +27,8 @@ async fn a_held_environment_is_not_claimed_and_others_are(b: Backend) {
     assert_eq!(
         waiting,
         [
-            ("o/r".to_string(), "production".to_string()),
-            ("o/r".to_string(), "staging".to_string())
+            EnvKey::new("o/r", "production"),
+            EnvKey::new("o/r", "staging")
         ]
     );
     // production is held: staging's deployment goes, though it came later.
@@ -46,7 +46,7 @@ async fn a_held_environment_is_not_claimed_and_others_are(b: Backend) {
             .is_none()
     );
     // Another repository's environment of the same name is not held.
-    let other = vec![("x/y".to_string(), "production".to_string())];
+    let other = vec![EnvKey::new("x/y", "production")];
     let next = store
         .claim_next_except(&me(), &other)
         .await

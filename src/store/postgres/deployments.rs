@@ -1,6 +1,7 @@
 //! Deployments and their queue on PostgreSQL: intake, claims with leases and
 //! fencing, the rescue of expired claims, final states, and reads.
 
+use crate::store::EnvKey;
 use async_trait::async_trait;
 
 use super::*;
@@ -71,10 +72,12 @@ impl Deployments for PgStore {
     async fn claim_next_except(
         &self,
         owner: &Owner,
-        held: &[(String, String)],
+        held: &[EnvKey],
     ) -> Result<Option<Deployment>> {
-        let (held_repos, held_envs): (Vec<&str>, Vec<&str>) =
-            held.iter().map(|(r, e)| (r.as_str(), e.as_str())).unzip();
+        let (held_repos, held_envs): (Vec<&str>, Vec<&str>) = held
+            .iter()
+            .map(|k| (k.repository.as_str(), k.environment.as_str()))
+            .unzip();
         let runnable: Option<i32> = sqlx::query_scalar(CLAIM_LOOK)
             .bind(&held_repos)
             .bind(&held_envs)
@@ -121,13 +124,13 @@ impl Deployments for PgStore {
         Ok(None)
     }
 
-    async fn waiting_environments(&self) -> Result<Vec<(String, String)>> {
+    async fn waiting_environments(&self) -> Result<Vec<EnvKey>> {
         let rows: Vec<(String, String)> = sqlx::query_as(
             "SELECT DISTINCT repository, environment FROM deployments WHERE state = 'queued'",
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows)
+        Ok(rows.into_iter().map(|(r, e)| EnvKey::new(r, e)).collect())
     }
 
     async fn renew(&self, owner: &Owner, claims: &[Claim]) -> Result<Vec<Claim>> {

@@ -1,6 +1,7 @@
 //! Deployments and their queue on SQLite: intake, claims with leases and
 //! fencing, the rescue of expired claims, final states, and reads.
 
+use crate::store::EnvKey;
 use async_trait::async_trait;
 
 use super::*;
@@ -64,7 +65,7 @@ impl Deployments for SqliteStore {
     async fn claim_next_except(
         &self,
         owner: &Owner,
-        held: &[(String, String)],
+        held: &[EnvKey],
     ) -> Result<Option<Deployment>> {
         let held = serde_json::to_string(held).unwrap_or_else(|_| "[]".into());
         // The runner asks after every delivery; during a burst the answer is
@@ -99,12 +100,14 @@ impl Deployments for SqliteStore {
         .await
     }
 
-    async fn waiting_environments(&self) -> Result<Vec<(String, String)>> {
+    async fn waiting_environments(&self) -> Result<Vec<EnvKey>> {
         self.read(|c| {
             c.prepare_cached(
                 "SELECT DISTINCT repository, environment FROM deployments WHERE state = 'queued'",
             )?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map([], |r| {
+                Ok(EnvKey::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?
             .collect()
         })
         .await
