@@ -11,12 +11,14 @@
 //! split the same way) runs against both.
 
 pub mod daemons;
+mod environments;
 mod events;
 mod freezes;
 mod gates;
 pub mod postgres;
 mod requests;
 pub mod sqlite;
+mod statuses;
 mod types;
 
 use std::sync::Arc;
@@ -25,10 +27,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use daemons::{Daemons, LastBeat};
+pub use environments::*;
 pub use events::*;
 pub use freezes::*;
 pub use gates::*;
 pub use requests::*;
+pub use statuses::*;
 pub use types::*;
 
 /// What went wrong in the store: the driver's own words, with its error
