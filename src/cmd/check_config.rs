@@ -1,8 +1,8 @@
 //! `ferry check-config`: every problem of the config, each with its key and line, or a summary of what it holds.
 
 use super::{ConfigArg, Failed};
-use crate::config::Config;
-use crate::config::GitHubAuth;
+use crate::admission::freeze::Freeze;
+use crate::config::{Config, GitHubAuth, Target};
 use crate::format::duration;
 
 /// Validate the config and print a summary.
@@ -36,15 +36,37 @@ pub async fn check_config(c: &Config) -> anyhow::Result<()> {
             }
         }
     };
+    print_summary(c, database);
+    for t in &c.targets {
+        print_target(t);
+    }
+    warn_unknown_hosts(c);
+    let now = jiff::Timestamp::now();
+    for f in &c.freezes {
+        print_freeze(f, now);
+    }
+    for w in &c.warnings {
+        println!("warning: {}", w.at(&c.path));
+    }
+    Ok(())
+}
+
+/// `1 target`, `3 hosts`.
+fn count(n: usize, one: &str) -> String {
+    crate::format::plural(n, one)
+}
+
+/// What the file holds, in sum: its targets, where ferry listens, GitHub,
+/// the store.
+fn print_summary(c: &Config, database: Option<String>) {
     let hosts: usize = c.targets.iter().map(|t| t.hosts.len()).sum();
     let steps: usize = c.targets.iter().map(|t| t.steps.len()).sum();
     println!(
-        "{}: ok: {} target{}, {hosts} host{}, {steps} step{}",
+        "{}: ok: {}, {}, {}",
         c.path.display(),
-        c.targets.len(),
-        if c.targets.len() == 1 { "" } else { "s" },
-        if hosts == 1 { "" } else { "s" },
-        if steps == 1 { "" } else { "s" },
+        count(c.targets.len(), "target"),
+        count(hosts, "host"),
+        count(steps, "step"),
     );
     println!(
         "  listen {}, public_url {}",
@@ -55,14 +77,9 @@ pub async fn check_config(c: &Config) -> anyhow::Result<()> {
         GitHubAuth::App { app_id, .. } => format!("GitHub App {app_id}"),
     };
     println!(
-        "  github {} ({auth}), {} webhook secret{}",
+        "  github {} ({auth}), {}",
         c.github.api_url,
-        c.github.webhook_secrets.len(),
-        if c.github.webhook_secrets.len() == 1 {
-            ""
-        } else {
-            "s"
-        }
+        count(c.github.webhook_secrets.len(), "webhook secret"),
     );
     match database {
         Some(about) => println!("  storage PostgreSQL {about}"),
@@ -74,121 +91,118 @@ pub async fn check_config(c: &Config) -> anyhow::Result<()> {
                 .display()
         ),
     }
-    for t in &c.targets {
-        let parallel = t.parallel.map_or("all".to_string(), |p| p.to_string());
-        let names: Vec<&str> = t.steps.iter().map(|s| s.name.as_str()).collect();
-        println!(
-            "  target {} {} (task {}): {} host{} ({parallel} at a time), steps: {}, timeout {}",
-            t.repository,
-            t.environment,
-            t.task,
-            t.hosts.len(),
-            if t.hosts.len() == 1 { "" } else { "s" },
-            if names.is_empty() {
-                "none".to_string()
-            } else {
-                names.join(", ")
-            },
-            duration(t.timeout),
-        );
-        if !t.checks.is_empty() {
-            let checks: Vec<String> = t
-                .checks
-                .iter()
-                .map(|c| {
-                    format!(
-                        "{} (within {}, every {})",
-                        c.name,
-                        duration(c.within),
-                        duration(c.interval)
-                    )
-                })
-                .collect();
-            println!(
-                "    checks on each host, batch by batch: {}",
-                checks.join(", ")
-            );
-        }
-        if !t.teardown.is_empty() || t.teardown_after.is_some() {
-            let names: Vec<&str> = t.teardown.iter().map(|s| s.name.as_str()).collect();
-            println!(
-                "    teardown steps: {}{}",
-                if names.is_empty() {
-                    "none".to_string()
-                } else {
-                    names.join(", ")
-                },
-                t.teardown_after.map_or(String::new(), |a| format!(
-                    ", transient environments torn down {} after their latest deployment",
-                    duration(a)
-                )),
-            );
-        }
+}
+
+fn names_or_none<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.collect();
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
     }
-    // A host whose key is not in known_hosts cannot be reached; with an
-    // ssh_config the names may be aliases, which only ssh resolves.
-    let empty_known_hosts = c.warnings.iter().any(|w| w.key == "ssh.known_hosts_file");
-    if c.ssh.config_file.is_none() && !empty_known_hosts {
-        for t in &c.targets {
-            for h in t.hosts.iter().filter(|h| !h.is_local()) {
-                if crate::known_hosts::fingerprints(&c.ssh.known_hosts_file, h).is_empty() {
-                    println!(
-                        "warning: {}: ssh.known_hosts_file has no key for {} ({}): connections to it will be refused; add it with `ssh-keyscan -H{} {} >> {}` and compare the fingerprint",
-                        c.path.display(),
-                        h.spec(),
-                        crate::known_hosts::lookup_name(h),
-                        h.port
-                            .filter(|p| *p != 22)
-                            .map_or(String::new(), |p| format!(" -p {p}")),
-                        h.name,
-                        c.ssh.known_hosts_file.display()
-                    );
-                }
-            }
-        }
-    }
-    let now = jiff::Timestamp::now();
-    for f in &c.freezes {
-        let globs = |g: &[String], all: &str| {
-            if g.is_empty() {
-                all.to_string()
-            } else {
-                g.join(", ")
-            }
-        };
-        let when = match f.next(now) {
-            None => "no window ahead".to_string(),
-            Some(w) => {
-                let local = |t: jiff::Timestamp| {
-                    t.to_zoned(f.timezone.clone())
-                        .strftime("%a %Y-%m-%d %H:%M %Z")
-                        .to_string()
-                };
-                let utc = |t: jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+}
+
+/// One target: its hosts, steps, checks and teardown.
+fn print_target(t: &Target) {
+    let parallel = t.parallel.map_or("all".to_string(), |p| p.to_string());
+    println!(
+        "  target {} {} (task {}): {} ({parallel} at a time), steps: {}, timeout {}",
+        t.repository,
+        t.environment,
+        t.task,
+        count(t.hosts.len(), "host"),
+        names_or_none(t.steps.iter().map(|s| s.name.as_str())),
+        duration(t.timeout),
+    );
+    if !t.checks.is_empty() {
+        let checks: Vec<String> = t
+            .checks
+            .iter()
+            .map(|c| {
                 format!(
-                    "{} {} - {} ({} - {})",
-                    if w.start <= now {
-                        "in force now:"
-                    } else {
-                        "next window"
-                    },
-                    local(w.start),
-                    local(w.end),
-                    utc(w.start),
-                    utc(w.end)
+                    "{} (within {}, every {})",
+                    c.name,
+                    duration(c.within),
+                    duration(c.interval)
                 )
-            }
-        };
+            })
+            .collect();
         println!(
-            "  freeze {} ({} in {}, {}): {when}",
-            f.name,
-            globs(&f.environments, "every environment"),
-            globs(&f.repositories, "every repository"),
-            f.timezone_name,
+            "    checks on each host, batch by batch: {}",
+            checks.join(", ")
         );
     }
-    for w in &c.warnings {
-        println!("warning: {}", w.at(&c.path));
+    if !t.teardown.is_empty() || t.teardown_after.is_some() {
+        println!(
+            "    teardown steps: {}{}",
+            names_or_none(t.teardown.iter().map(|s| s.name.as_str())),
+            t.teardown_after.map_or(String::new(), |a| format!(
+                ", transient environments torn down {} after their latest deployment",
+                duration(a)
+            )),
+        );
     }
-    Ok(())
+}
+
+/// A host whose key is not in known_hosts cannot be reached; with an
+/// ssh_config the names may be aliases, which only ssh resolves.
+fn warn_unknown_hosts(c: &Config) {
+    let empty_known_hosts = c.warnings.iter().any(|w| w.key == "ssh.known_hosts_file");
+    if c.ssh.config_file.is_some() || empty_known_hosts {
+        return;
+    }
+    for t in &c.targets {
+        for h in t.hosts.iter().filter(|h| !h.is_local()) {
+            if crate::known_hosts::fingerprints(&c.ssh.known_hosts_file, h).is_empty() {
+                println!(
+                    "warning: {}: ssh.known_hosts_file has no key for {} ({}): connections to it will be refused; add it with `{}` and compare the fingerprint",
+                    c.path.display(),
+                    h.spec(),
+                    crate::known_hosts::lookup_name(h),
+                    crate::known_hosts::keyscan_command(h, &c.ssh.known_hosts_file),
+                );
+            }
+        }
+    }
+}
+
+/// A freeze: what it holds and its next window, in its time zone and UTC.
+fn print_freeze(f: &Freeze, now: jiff::Timestamp) {
+    let globs = |g: &[String], all: &str| {
+        if g.is_empty() {
+            all.to_string()
+        } else {
+            g.join(", ")
+        }
+    };
+    let when = match f.next(now) {
+        None => "no window ahead".to_string(),
+        Some(w) => {
+            let local = |t: jiff::Timestamp| {
+                t.to_zoned(f.timezone.clone())
+                    .strftime("%a %Y-%m-%d %H:%M %Z")
+                    .to_string()
+            };
+            let utc = |t: jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+            format!(
+                "{} {} - {} ({} - {})",
+                if w.start <= now {
+                    "in force now:"
+                } else {
+                    "next window"
+                },
+                local(w.start),
+                local(w.end),
+                utc(w.start),
+                utc(w.end)
+            )
+        }
+    };
+    println!(
+        "  freeze {} ({} in {}, {}): {when}",
+        f.name,
+        globs(&f.environments, "every environment"),
+        globs(&f.repositories, "every repository"),
+        f.timezone_name,
+    );
 }
