@@ -29,6 +29,27 @@ pub fn verify(secrets: &[Secret], header: Option<&[u8]>, body: &[u8]) -> bool {
         .fold(false, |ok, s| sign::verify(s.expose(), body, &tag) | ok)
 }
 
+/// The most of a refused body read and thrown away; past it the
+/// connection is closed on a sender that may not see the answer.
+const DISCARD_AT_MOST: usize = 64 * 1024 * 1024;
+
+/// Reads an oversized body to its end without keeping it, within
+/// [`crate::http::BODY_TIMEOUT`] and [`DISCARD_AT_MOST`].
+async fn discard(body: axum::body::Body) {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut read = 0usize;
+    let drain = async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len();
+            if read > DISCARD_AT_MOST {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(crate::http::BODY_TIMEOUT, drain).await;
+}
+
 /// `413`, naming the limit; logged at warning priority (docs/reference.md, "HTTP").
 fn too_large(delivery: &str, declared: Option<u64>) -> Response {
     let limit = crate::http::BODY_LIMIT / (1024 * 1024);
@@ -37,13 +58,12 @@ fn too_large(delivery: &str, declared: Option<u64>) -> Response {
         format!("{size} is over the {limit} MiB limit for webhook deliveries (GitHub's own cap)");
     crate::metrics::delivery("", "too_large");
     tracing::warn!(delivery, "refused webhook delivery {delivery} (413): {why}");
-    let mut r = (StatusCode::PAYLOAD_TOO_LARGE, format!("{why}\n")).into_response();
-    // The body was not read: the connection cannot carry another request.
-    r.headers_mut().insert(
-        axum::http::header::CONNECTION,
-        axum::http::HeaderValue::from_static("close"),
-    );
-    r
+    // No `Connection: close`: a sender that did not wait for `100
+    // Continue` is still writing the body, and a socket closed under it
+    // resets before it reads this answer (seen as EPIPE in a test). hyper
+    // closes the connection itself once the answer is out and the unread
+    // body is in the way.
+    (StatusCode::PAYLOAD_TOO_LARGE, format!("{why}\n")).into_response()
 }
 
 impl FromRequest<Intake> for SignedDelivery {
@@ -64,6 +84,16 @@ impl FromRequest<Intake> for SignedDelivery {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
         if let Some(n) = declared.filter(|n| *n > crate::http::BODY_LIMIT as u64) {
+            // A sender that asked `Expect: 100-continue` waits for this
+            // answer and sends nothing. One that did not is writing the body
+            // now: it is read and thrown away (never kept), so that the
+            // sender finishes writing and reads the 413 instead of a reset.
+            let waits = headers
+                .get(axum::http::header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+            if !waits {
+                discard(req.into_body()).await;
+            }
             return Err(too_large(&delivery, Some(n)));
         }
         // One that trickles in for longer than BODY_TIMEOUT costs its
