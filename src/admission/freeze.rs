@@ -257,17 +257,24 @@ pub fn ms(t: Timestamp) -> i64 {
     t.as_millisecond()
 }
 
+/// A freeze window lifted for one environment.
+pub struct Lifted {
+    pub freeze: String,
+    /// The window's end as its zone shows it ("Mon 08:00 CET").
+    pub until: String,
+    /// This call lifted it (false: it was lifted already).
+    pub new: bool,
+}
+
 /// Lifts, for `by`, every freeze window holding the environment now, each
-/// until it ends: each freeze's name, its window's end as its zone shows it
-/// ("Mon 08:00 CET"), and whether this call lifted it (false: it was
-/// lifted already).
+/// until it ends.
 pub async fn lift(
     store: &SharedStore,
     freezes: &[Freeze],
     repository: &str,
     environment: &str,
     by: &str,
-) -> crate::store::Result<Vec<(String, String, bool)>> {
+) -> crate::store::Result<Vec<Lifted>> {
     let now = Timestamp::now();
     let mut lifted = Vec::new();
     for (f, w) in holding(freezes, repository, environment, now) {
@@ -280,7 +287,11 @@ pub async fn lift(
             at: ms(now),
         };
         let new = store.lift_freeze(&lift).await?;
-        lifted.push((f.name.clone(), f.local(w.end, now), new));
+        lifted.push(Lifted {
+            freeze: f.name.clone(),
+            until: f.local(w.end, now),
+            new,
+        });
     }
     Ok(lifted)
 }

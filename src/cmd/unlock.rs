@@ -38,7 +38,7 @@ async fn lift_freezes(
     )
     .await?;
     let mut lifted = Vec::new();
-    for (freeze, until, new) in all {
+    for crate::admission::freeze::Lifted { freeze, until, new } in all {
         if new {
             println!(
                 "lifted freeze {freeze} for {env} until {until}; its next window holds it again"

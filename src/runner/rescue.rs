@@ -107,7 +107,7 @@ async fn end_leftover_steps(shared: &Handles, id: DeploymentId) {
         let (shared, connector) = (shared.clone(), connector.clone());
         kills.spawn(async move {
             let host = step.host_name();
-            let (ended, outcome) = end_step(&shared, &connector, id, &step).await;
+            let StepEnded { ended, outcome } = end_step(&shared, &connector, id, &step).await;
             (host, ended, outcome)
         });
     }
@@ -133,16 +133,23 @@ async fn end_leftover_steps(shared: &Handles, id: DeploymentId) {
     }
 }
 
+/// What came of trying to end a step left on a host.
+struct StepEnded {
+    /// Gone (killed, or its host rebooted) and forgotten by the store.
+    ended: bool,
+    /// What happened, in words.
+    outcome: String,
+}
+
 /// Ends one step left on a host, and forgets it once it is gone: killed,
 /// the host rebooted since (its boot id differs), or the step has no boot
-/// id to check against (it is left alone). Whether it is gone, and what
-/// happened, in words.
+/// id to check against (it is left alone).
 async fn end_step(
     shared: &Handles,
     connector: &Connector,
     id: DeploymentId,
     step: &RemoteStep,
-) -> (bool, String) {
+) -> StepEnded {
     let group = remote::RemoteGroup {
         pgid: u32::try_from(step.pgid).unwrap_or(0),
         boot_id: step.boot_id.clone(),
@@ -180,14 +187,23 @@ async fn end_step(
         _ => Ok("left the interrupted step alone: its host's boot is unknown".to_string()),
     };
     match outcome {
-        Ok(text) => {
+        Ok(outcome) => {
             if let Err(e) = shared.store.forget_step(id, &step.host).await {
                 tracing::warn!(deployment = %id, error = %e, "cannot clear an ended step of deployment {id}: {e}");
-                return (false, text);
+                return StepEnded {
+                    ended: false,
+                    outcome,
+                };
             }
-            (true, text)
+            StepEnded {
+                ended: true,
+                outcome,
+            }
         }
-        Err(text) => (false, text),
+        Err(outcome) => StepEnded {
+            ended: false,
+            outcome,
+        },
     }
 }
 
@@ -207,7 +223,8 @@ pub async fn end_held_steps(shared: &Handles) -> crate::store::Result<usize> {
     for hold in holds {
         let (shared, connector) = (shared.clone(), connector.clone());
         kills.spawn(async move {
-            let (ended, outcome) = end_step(&shared, &connector, hold.deployment, &hold.step).await;
+            let StepEnded { ended, outcome } =
+                end_step(&shared, &connector, hold.deployment, &hold.step).await;
             (hold, ended, outcome)
         });
     }

@@ -214,7 +214,7 @@ async fn lift_freezes(app: &Intake, d: &NewDeployment) -> crate::store::Result<S
     }
     let what: Vec<String> = lifted
         .into_iter()
-        .map(|(freeze, until, _)| format!("freeze {freeze} until {until}"))
+        .map(|l| format!("freeze {} until {}", l.freeze, l.until))
         .collect();
     Ok(what.join(", "))
 }
