@@ -10,16 +10,16 @@ use tokio::sync::{OnceCell, watch};
 use tokio::task::JoinSet;
 
 mod checks;
+mod host;
 mod rollback;
 
 use super::Handles;
 pub use super::outcome::Outcome;
-use super::remote;
-use super::ssh::{Connected, Connector};
-use super::step::{StepEnd, Stop};
+use super::ssh::Connector;
+use super::step::Stop;
 use crate::config::{Host, HostCheck, Step, Target};
 use crate::format::{duration, plural, short_sha};
-use crate::logs::{LogWriter, Stream};
+use crate::logs::LogWriter;
 use crate::store::{Cancellation, Deployment, NewStatus, State, StatusState};
 
 /// Exit statuses in the log for steps that did not exit on their own, as
@@ -456,187 +456,4 @@ impl Run {
             })
             .await;
     }
-
-    async fn host(self: Arc<Self>, host: Host) {
-        // A connection left open may have died unnoticed (a host rebooted
-        // while it idled). If the first step could not even start on it,
-        // nothing ran: start again on a new connection.
-        if let OnHost::Again = self.on_host(&host, true).await {
-            self.on_host(&host, false).await;
-        }
-    }
-
-    async fn on_host(&self, host: &Host, reuse: bool) -> OnHost {
-        let name = host.to_string();
-        let log = &self.log;
-        log.ferry(Some(&name), None, "connecting");
-        let mut stop = self.stop.subscribe();
-        let open = async {
-            if reuse {
-                self.connector.checkout(host).await
-            } else {
-                let (session, took) = self.connector.connect(host).await?;
-                Ok((session, Connected::Opened(took)))
-            }
-        };
-        // A timeout, a failure elsewhere or a shutdown also ends a handshake.
-        let connected = tokio::select! {
-            c = open => c,
-            _ = stop.wait_for(|s| *s != Stop::Run) => {
-                log.ended(&name, None, "stopped while connecting", EXIT_STOPPED);
-                return OnHost::Done;
-            }
-        };
-        let (session, reused) = match connected {
-            Ok((s, how)) => {
-                let reused = matches!(how, Connected::Reused(_));
-                let text = match how {
-                    Connected::Opened(_) if host.is_local() => {
-                        "on ferry's own host, as its user".to_string()
-                    }
-                    Connected::Opened(took) => format!("connected in {}", duration(took)),
-                    Connected::Reused(idle) => {
-                        format!("reusing the connection left open {} ago", duration(idle))
-                    }
-                };
-                log.ferry(Some(&name), None, &text);
-                (s, reused)
-            }
-            Err(cause) => {
-                log.ended(&name, None, &format!("cannot connect: {cause}"), EXIT_LOST);
-                self.fail(Outcome::ConnectFailed { host: name, cause });
-                return OnHost::Done;
-            }
-        };
-        let vars = self.vars(&name);
-        // After a lost step the connection is not trusted with another
-        // deployment; a failed or stopped step leaves it sound.
-        let mut reusable = true;
-        let mut steps_done = 0;
-        for (i, step) in self.steps.iter().enumerate() {
-            if *stop.borrow() != Stop::Run {
-                break;
-            }
-            self.mark_in_progress().await;
-            self.current
-                .locked()
-                .insert(name.clone(), step.name.clone());
-            if i == 0 {
-                let mut started = self.started.locked();
-                if !started.contains(host) {
-                    started.push(host.clone());
-                }
-            }
-            log.ferry(Some(&name), Some(&step.name), "step started");
-            let started = Instant::now();
-            let emit =
-                |stream: Stream, text: &str| log.line(Some(&name), Some(&step.name), stream, text);
-            let spec = host.spec();
-            let end = self
-                .run_tracked(
-                    &session,
-                    &spec,
-                    remote::stdin_for(&vars, &step.run),
-                    &mut stop,
-                    &emit,
-                )
-                .await;
-            self.current.locked().remove(&name);
-            let took = duration(started.elapsed());
-            match end {
-                StepEnd::Exited(0) => {
-                    log.ended(
-                        &name,
-                        Some(&step.name),
-                        &format!("step finished in {took} (exit 0)"),
-                        0,
-                    );
-                    steps_done += 1;
-                }
-                StepEnd::Exited(code) => {
-                    log.ended(
-                        &name,
-                        Some(&step.name),
-                        &format!("step failed after {took} (exit {code})"),
-                        code,
-                    );
-                    self.fail(Outcome::StepFailed {
-                        step: step.name.clone(),
-                        host: name.clone(),
-                        code,
-                    });
-                    break;
-                }
-                StepEnd::NotStarted(cause) if reused && i == 0 => {
-                    log.ferry(
-                        Some(&name),
-                        Some(&step.name),
-                        &format!("the connection left open is gone ({cause}); opening a new one"),
-                    );
-                    self.connector.release(host, session, false).await;
-                    return OnHost::Again;
-                }
-                StepEnd::Lost(cause) | StepEnd::NotStarted(cause) => {
-                    reusable = false;
-                    log.ended(
-                        &name,
-                        Some(&step.name),
-                        &format!("step lost after {took}: {cause}"),
-                        EXIT_LOST,
-                    );
-                    self.fail(Outcome::Lost {
-                        step: step.name.clone(),
-                        host: name.clone(),
-                        cause,
-                    });
-                    break;
-                }
-                StepEnd::ConnectionLost => {
-                    reusable = false;
-                    let hold = crate::wording::hold(self.deployment.id, &name);
-                    log.ended(
-                        &name,
-                        Some(&step.name),
-                        &format!(
-                            "lost the connection after {took}: {name} answered none of {} keepalives; \
-                             the step may still run there, so the environment is held ({hold}) \
-                             until ferry ends it",
-                            crate::config::KEEPALIVES_MISSED
-                        ),
-                        EXIT_LOST,
-                    );
-                    self.fail(Outcome::ConnectionLost {
-                        step: step.name.clone(),
-                        host: name.clone(),
-                    });
-                    break;
-                }
-                StepEnd::Stopped { ended } => {
-                    if !ended {
-                        reusable = false;
-                    }
-                    log.ended(
-                        &name,
-                        Some(&step.name),
-                        &format!("step stopped after {took}"),
-                        EXIT_STOPPED,
-                    );
-                    break;
-                }
-            }
-        }
-        if steps_done == self.steps.len() && !self.checks.is_empty() {
-            self.check_host(&session, &name, &host.spec(), &vars, &mut stop)
-                .await;
-        }
-        self.connector.release(host, session, reusable).await;
-        OnHost::Done
-    }
-}
-
-/// How one attempt at a host's steps ended.
-enum OnHost {
-    Done,
-    /// Nothing ran: try again on a new connection.
-    Again,
 }
