@@ -49,5 +49,6 @@ pub(crate) mod service;
 pub mod sign;
 pub mod store;
 pub(crate) mod sync;
+pub(crate) mod user;
 pub(crate) mod webhook;
 pub mod wording;

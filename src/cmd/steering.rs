@@ -25,24 +25,10 @@ pub fn operator() -> String {
     }
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
-    login_name(uid).unwrap_or_else(|| format!("uid {uid}"))
-}
-
-/// The passwd entry's name for `uid`, if it has one.
-fn login_name(uid: libc::uid_t) -> Option<String> {
-    let mut buf = vec![0 as libc::c_char; 4096];
-    // SAFETY: an all-zero passwd is a valid out-parameter.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is to memory we own, `buf.len()` is its size,
-    // and the strings read below live in `buf`, which outlives them.
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found) };
-    if rc != 0 || found.is_null() || pwd.pw_name.is_null() {
-        return None;
-    }
-    // SAFETY: getpwuid_r succeeded, so pw_name is a NUL-terminated string in `buf`.
-    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
-    Some(name.to_string_lossy().into_owned()).filter(|n| !n.is_empty())
+    crate::user::entry(uid)
+        .map(|e| e.name)
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 /// Records what the operator did, for the running ferry to write to its

@@ -8,7 +8,6 @@
 //! set, then the step's own): ferry's own environment may hold its GitHub
 //! token or webhook secret, and a step must not see them.
 
-use std::ffi::CStr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::{ExitStatus, Stdio};
@@ -55,45 +54,13 @@ impl Process<'_> {
 }
 
 /// ferry's user: its name, home and shell, as sshd would set them.
-struct Me {
-    name: String,
-    home: PathBuf,
-    shell: String,
-}
-
-fn me() -> Me {
-    // SAFETY: getpwuid_r writes into buffers this function owns and sized.
-    unsafe {
-        let mut pwd: libc::passwd = std::mem::zeroed();
-        let mut buf = vec![0 as libc::c_char; 16 * 1024];
-        let mut found: *mut libc::passwd = std::ptr::null_mut();
-        let rc = libc::getpwuid_r(
-            libc::geteuid(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut found,
-        );
-        if rc == 0 && !found.is_null() {
-            let s = |p: *const libc::c_char| {
-                if p.is_null() {
-                    String::new()
-                } else {
-                    CStr::from_ptr(p).to_string_lossy().into_owned()
-                }
-            };
-            return Me {
-                name: s(pwd.pw_name),
-                home: PathBuf::from(s(pwd.pw_dir)),
-                shell: s(pwd.pw_shell),
-            };
-        }
-    }
-    Me {
+fn me() -> crate::user::Entry {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    crate::user::entry(unsafe { libc::geteuid() }).unwrap_or_else(|| crate::user::Entry {
         name: std::env::var("USER").unwrap_or_default(),
         home: std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from),
         shell: "/bin/sh".into(),
-    }
+    })
 }
 
 fn local_command(command: &str) -> tokio::process::Command {
