@@ -282,8 +282,13 @@ impl StatusPoster {
             Err(CallError::Retry { reason, .. }) if reason.starts_with('5') => Some(reason),
             _ => None,
         };
+        // While GitHub does not answer, Reach says so once; each try is a
+        // debug line.
         let quiet = match unanswered {
-            Some(reason) => reach.failed(reason) || reach.is_down(),
+            Some(reason) => {
+                reach.failed(reason);
+                true
+            }
             None => {
                 reach.answered();
                 false

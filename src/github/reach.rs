@@ -18,14 +18,11 @@ pub struct Reach {
 
 impl Reach {
     /// A try that did not get GitHub's answer (unreachable, no answer, a
-    /// server error). True the first time: the caller's own line is then
-    /// redundant, and it logs at debug from now on.
-    pub fn failed(&mut self, reason: &str) -> bool {
+    /// server error). The first since GitHub last answered is said here;
+    /// the caller logs each try at debug.
+    pub fn failed(&mut self, reason: &str) {
         match &mut self.down {
-            Some((_, _, n)) => {
-                *n += 1;
-                false
-            }
+            Some((_, _, n)) => *n += 1,
             None => {
                 let since = now_ms();
                 tracing::warn!(
@@ -34,7 +31,6 @@ impl Reach {
                     clock(since)
                 );
                 self.down = Some((since, Instant::now(), 1));
-                true
             }
         }
     }
@@ -48,9 +44,5 @@ impl Reach {
                 crate::format::duration(at.elapsed())
             );
         }
-    }
-
-    pub fn is_down(&self) -> bool {
-        self.down.is_some()
     }
 }
