@@ -245,7 +245,10 @@ pub trait Outbox: Send + Sync {
     /// with replicas, this one is the one sending).
     async fn next_status_due(&self) -> Result<Option<i64>>;
 
-    async fn pending_statuses(&self) -> Result<i64>;
+    /// How many statuses wait for GitHub.
+    async fn pending_statuses(&self) -> Result<i64> {
+        Ok(self.pending_summary().await?.count)
+    }
 
     /// The deployments with a status GitHub does not have yet (waiting or
     /// being retried; not those ferry gave up on).

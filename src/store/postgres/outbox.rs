@@ -101,14 +101,6 @@ impl Outbox for PgStore {
         .await?)
     }
 
-    async fn pending_statuses(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM status_outbox WHERE sent_at IS NULL AND failed_at IS NULL",
-        )
-        .fetch_one(&self.pool)
-        .await?)
-    }
-
     async fn awaiting_github(&self) -> Result<std::collections::HashSet<DeploymentId>> {
         let ids: Vec<i64> = sqlx::query_scalar(
             "SELECT DISTINCT deployment_id FROM status_outbox

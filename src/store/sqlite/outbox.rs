@@ -75,16 +75,6 @@ impl Outbox for SqliteStore {
         .await
     }
 
-    async fn pending_statuses(&self) -> Result<i64> {
-        self.read(|c| {
-            c.prepare_cached(
-                "SELECT COUNT(*) FROM status_outbox WHERE sent_at IS NULL AND failed_at IS NULL",
-            )?
-            .query_row([], |r| r.get(0))
-        })
-        .await
-    }
-
     async fn awaiting_github(&self) -> Result<std::collections::HashSet<DeploymentId>> {
         self.read(|c| {
             c.prepare_cached(
