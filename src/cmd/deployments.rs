@@ -31,30 +31,14 @@ pub struct Deployments {
 impl Deployments {
     pub async fn run(self) -> anyhow::Result<()> {
         let c = self.config.load_for_store()?;
-        let listing = ListOptions {
-            limit: self.limit,
-            environment: self.environment.clone(),
-            state: self.state,
-            json: self.json,
-        };
-        deployments(&c, listing).await
+        deployments(&c, &self).await
     }
-}
-
-/// Which deployments `ferry deployments` lists.
-pub struct ListOptions {
-    pub limit: u32,
-    /// `REPO:ENV`.
-    pub environment: Option<EnvName>,
-    /// One of [`crate::store::STATE_WORDS`].
-    pub state: Option<String>,
-    pub json: bool,
 }
 
 /// Deployments read to filter from: the most recent, whatever the filter.
 const FILTERED_FROM: i64 = 10_000;
 
-pub async fn deployments(c: &Steering, l: ListOptions) -> anyhow::Result<()> {
+async fn deployments(c: &Steering, l: &Deployments) -> anyhow::Result<()> {
     let store = open_store(c).await?.store;
     let filtered = l.environment.is_some() || l.state.is_some();
     let read = if filtered {
