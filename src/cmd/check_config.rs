@@ -3,7 +3,7 @@
 use super::{ConfigArg, Failed};
 use crate::admission::freeze::Freeze;
 use crate::config::{Config, GitHubAuth, Target};
-use crate::format::duration;
+use crate::format::{duration, plural};
 
 /// Validate the config and print a summary.
 #[derive(clap::Args)]
@@ -51,11 +51,6 @@ pub async fn check_config(c: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `1 target`, `3 hosts`.
-fn count(n: usize, one: &str) -> String {
-    crate::format::plural(n, one)
-}
-
 /// What the file holds, in sum: its targets, where ferry listens, GitHub,
 /// the store.
 fn print_summary(c: &Config, database: Option<String>) {
@@ -64,9 +59,9 @@ fn print_summary(c: &Config, database: Option<String>) {
     println!(
         "{}: ok: {}, {}, {}",
         c.path.display(),
-        count(c.targets.len(), "target"),
-        count(hosts, "host"),
-        count(steps, "step"),
+        plural(c.targets.len(), "target"),
+        plural(hosts, "host"),
+        plural(steps, "step"),
     );
     println!(
         "  listen {}, public_url {}",
@@ -79,7 +74,7 @@ fn print_summary(c: &Config, database: Option<String>) {
     println!(
         "  github {} ({auth}), {}",
         c.github.api_url,
-        count(c.github.webhook_secrets.len(), "webhook secret"),
+        plural(c.github.webhook_secrets.len(), "webhook secret"),
     );
     match database {
         Some(about) => println!("  storage PostgreSQL {about}"),
@@ -110,7 +105,7 @@ fn print_target(t: &Target) {
         t.repository,
         t.environment,
         t.task,
-        count(t.hosts.len(), "host"),
+        plural(t.hosts.len(), "host"),
         names_or_none(t.steps.iter().map(|s| s.name.as_str())),
         duration(t.timeout),
     );

@@ -82,26 +82,16 @@ mod tests {
 
     #[test]
     fn a_second_hold_names_the_first_holder_and_a_dropped_one_frees_the_dir() {
-        let dir = tempfile_dir();
-        let first = hold(&dir).unwrap();
-        let err = hold(&dir).unwrap_err().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let first = hold(dir).unwrap();
+        let err = hold(dir).unwrap_err().to_string();
         assert!(err.contains(&dir.display().to_string()), "{err}");
         assert!(
             err.contains(&format!("pid {}", std::process::id())),
             "{err}"
         );
         drop(first);
-        hold(&dir).expect("free again once dropped");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    fn tempfile_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "ferry-hold-{}-{}",
-            std::process::id(),
-            super::super::super::now_ms()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+        hold(dir).expect("free again once dropped");
     }
 }
