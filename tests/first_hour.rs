@@ -272,14 +272,7 @@ async fn the_quickstart_reaches_a_successful_deployment() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     let config_dir = dir.path().join("config");
-    std::fs::create_dir_all(config_dir.join("example")).unwrap();
-    for f in ["webhook-secret", "github-token", "known_hosts"] {
-        std::fs::copy(
-            root.join("config/example").join(f),
-            config_dir.join("example").join(f),
-        )
-        .unwrap();
-    }
+    let example = common::example_config(&config_dir);
     // The token GitHub (the fake) takes, where the placeholder was.
     std::fs::write(
         config_dir.join("example/github-token"),
@@ -288,8 +281,7 @@ async fn the_quickstart_reaches_a_successful_deployment() {
     .unwrap();
     let github = common::github::FakeGitHub::start("").await;
     let port = common::sshd::free_port();
-    let text = std::fs::read_to_string(root.join("config/ferry.example.toml"))
-        .unwrap()
+    let text = example
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
         .replace("https://api.github.com", &github.url)
         .replace("../target/ferry-example-state", "state");

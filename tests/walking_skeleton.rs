@@ -396,18 +396,8 @@ async fn form_encoded_deliveries_are_verified_over_the_raw_body() {
 #[test]
 fn check_config_and_serve_name_a_misspelt_key() {
     let dir = tempfile::tempdir().unwrap();
-    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    std::fs::create_dir(dir.path().join("example")).unwrap();
-    for f in ["webhook-secret", "github-token", "known_hosts"] {
-        std::fs::copy(
-            config.join("example").join(f),
-            dir.path().join("example").join(f),
-        )
-        .unwrap();
-    }
-    let text = std::fs::read_to_string(config.join("ferry.example.toml"))
-        .unwrap()
-        .replace("connect_timeout = ", "conect_timeout = ");
+    let text =
+        common::example_config(dir.path()).replace("connect_timeout = ", "conect_timeout = ");
     let path = dir.path().join("ferry.toml");
     std::fs::write(&path, &text).unwrap();
     let line = text

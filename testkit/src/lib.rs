@@ -165,6 +165,18 @@ where
     }
 }
 
+/// The shipped example config's placeholder files (`config/example/`),
+/// copied into `dir/example`, and the example config's text: what the
+/// config refers to relative to itself, for a copy of it written to `dir`.
+pub fn example_config(dir: &Path) -> String {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    std::fs::create_dir_all(dir.join("example")).unwrap();
+    for f in ["webhook-secret", "github-token", "known_hosts"] {
+        std::fs::copy(config.join("example").join(f), dir.join("example").join(f)).unwrap();
+    }
+    std::fs::read_to_string(config.join("ferry.example.toml")).unwrap()
+}
+
 /// Asserts that the shell and the child of a [`hang`] step were killed.
 pub fn assert_hang_ended(scratch: &Path) {
     for (pid, what) in [("shell.pid", "shell"), ("child.pid", "child")] {
