@@ -316,7 +316,7 @@ impl Connector {
         if host.is_local() {
             return Ok((Link::Local, Duration::ZERO));
         }
-        let _slot = self
+        let slot = self
             .handshakes
             .acquire()
             .await
@@ -357,6 +357,9 @@ impl Connector {
                 metrics::counter!(crate::metrics::SSH_CONNECT_FAILURES).increment(1);
                 let mut cause = connect_cause(&e, self.ssh.connect_timeout);
                 if cause.starts_with(UNKNOWN_HOST_KEY) {
+                    // The handshake is over: the scan for the key the host
+                    // offers (up to 8 s) must not hold a handshake slot.
+                    drop(slot);
                     cause = crate::known_hosts::unknown_key(host, &self.ssh.known_hosts_file).await;
                 }
                 // At warning priority: `journalctl -p warning` is where a
