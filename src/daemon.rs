@@ -97,7 +97,8 @@ impl Live {
     }
 }
 
-/// Applies `storage.log_retention` (and the events' retention) at start
+/// Applies `storage.log_retention` (to logs and to notifications sent or
+/// given up) and the events' retention at start
 /// and every hour.
 async fn prune_logs(
     logs: Logs,
@@ -111,6 +112,10 @@ async fn prune_logs(
             tracing::warn!(error = %e, "cannot prune old events: {e}");
         }
         let retention = config.get().storage.log_retention;
+        let done_before = crate::store::now_ms() - retention.as_millis() as i64;
+        if let Err(e) = store.prune_notifications(done_before).await {
+            tracing::warn!(error = %e, "cannot prune old notifications: {e}");
+        }
         match logs.prune(retention).await {
             Ok(0) => {}
             Ok(n) => {
@@ -156,7 +161,7 @@ pub struct WakeUps {
     /// There may be a deployment to claim.
     pub runner: Arc<Notify>,
     /// There may be a status to post.
-    pub outbox: Arc<Notify>,
+    pub outbox: crate::sync::Bell,
     /// A sha's checks changed: look at the deployments waiting for them.
     pub gates: Arc<Notify>,
 }
@@ -164,7 +169,7 @@ pub struct WakeUps {
 impl WakeUps {
     fn all(&self) {
         self.runner.notify_one();
-        self.outbox.notify_one();
+        self.outbox.ring();
     }
 }
 
@@ -358,6 +363,15 @@ pub async fn serve(
         stop.clone(),
     ));
     tasks.spawn(service::watchdog(heartbeat, stop.clone()));
+    tasks.spawn(
+        crate::notify::Notifier {
+            store: store.clone(),
+            config: config_now.clone(),
+            logs: logs.clone(),
+            statuses: wake.outbox.clone(),
+        }
+        .run(stop.clone()),
+    );
     tasks.spawn(crate::health::probe(
         store.clone(),
         opened

@@ -9,6 +9,7 @@
 //! - `admission`: whether a deployment may run now: freeze windows,
 //!   required checks, review apps' teardowns.
 //! - `logs`: per-deployment logs, their tokens and pages.
+//! - `notify`: the `[[notify]]` sinks (webhooks, Slack), fed by the event stream.
 //! - `github`: statuses to GitHub (token or App) from the outbox, and the
 //!   reconciler for deliveries that never came.
 //! - `daemon`: `ferry serve`: wiring once, reload, orderly shutdown.
@@ -44,6 +45,7 @@ pub(crate) mod http;
 pub(crate) mod known_hosts;
 pub mod logs;
 pub(crate) mod metrics;
+pub(crate) mod notify;
 pub(crate) mod runner;
 pub(crate) mod service;
 pub mod sign;

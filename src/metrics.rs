@@ -24,6 +24,12 @@ pub const STATUSES_OLDEST_PENDING: &str = "ferry_statuses_oldest_pending_seconds
 pub const RUNNER_ROUNDS: &str = "ferry_runner_rounds_total";
 /// Status posts to GitHub, by `result`: sent, retried, failed.
 pub const STATUS_POSTS: &str = "ferry_status_posts_total";
+/// Tries to notify a sink, by `sink` and `result`: delivered, retried,
+/// given_up.
+pub const NOTIFICATIONS: &str = "ferry_notifications_total";
+/// Notifications not yet delivered or given up, by `sink` (counted in the
+/// store: every replica reports the same).
+pub const NOTIFICATIONS_PENDING: &str = "ferry_notifications_pending";
 pub const SSH_CONNECT_SECONDS: &str = "ferry_ssh_connect_seconds";
 pub const SSH_CONNECT_FAILURES: &str = "ferry_ssh_connect_failures_total";
 pub const SSH_CONNECTIONS_REUSED: &str = "ferry_ssh_connections_reused_total";
@@ -66,6 +72,14 @@ fn describe() {
         "Teardowns of environments that ended, by final state."
     );
     describe_gauge!(QUEUED, "Deployments waiting to run.");
+    describe_counter!(
+        NOTIFICATIONS,
+        "Tries to notify a [[notify]] sink, by sink and result (delivered, retried, given_up)."
+    );
+    describe_gauge!(
+        NOTIFICATIONS_PENDING,
+        "Notifications not yet delivered or given up, by sink (counted in the store: every replica reports the same)."
+    );
     describe_gauge!(RUNNING, "Deployments running now.");
     describe_gauge!(LOCKED, "Environments locked (ferry lock, deploy:lock).");
     describe_counter!(

@@ -90,7 +90,7 @@ pub struct Gatekeeper {
     pub wake: Arc<Notify>,
     /// Rung when a gate opened, and when a status was queued.
     pub runner: Arc<Notify>,
-    pub outbox: Arc<Notify>,
+    pub outbox: crate::sync::Bell,
 }
 
 impl Gatekeeper {
@@ -208,7 +208,7 @@ impl Gatekeeper {
         let status = NewStatus::new(StatusState::Queued, text).with_log_url(self.logs.url(d.id));
         if self.store.gate_waiting(d.id, &status).await? {
             self.log(d, text).await;
-            self.outbox.notify_one();
+            self.outbox.ring();
         }
         Ok(())
     }
@@ -219,7 +219,7 @@ impl Gatekeeper {
             tracing::warn!(deployment = %d.id, repository = %d.repository, environment = %d.environment,
                 "deployment {} of {} to {}: failure: {text}", d.id, d.repository, d.environment);
             self.log(d, &format!("failure: {text}")).await;
-            self.outbox.notify_one();
+            self.outbox.ring();
         }
         Ok(())
     }

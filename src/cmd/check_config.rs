@@ -45,6 +45,9 @@ pub async fn check_config(c: &Config) -> anyhow::Result<()> {
     for f in &c.freezes {
         print_freeze(f, now);
     }
+    for sink in &c.sinks {
+        print_sink(sink);
+    }
     for w in &c.warnings {
         println!("warning: {}", w.at(&c.path));
     }
@@ -199,5 +202,33 @@ fn print_freeze(f: &Freeze, now: jiff::Timestamp) {
         globs(&f.environments, "every environment"),
         globs(&f.repositories, "every repository"),
         f.timezone_name,
+    );
+}
+
+/// A `[[notify]]` sink: where it goes and what it hears. Never the token,
+/// the secret or a webhook URL's query (it may carry a key).
+fn print_sink(s: &crate::config::Sink) {
+    let globs = |g: &[String], all: &str| {
+        if g.is_empty() {
+            all.to_string()
+        } else {
+            g.join(", ")
+        }
+    };
+    let to = match &s.kind {
+        crate::config::SinkKind::Webhook { url, secret } => format!(
+            "webhook {}{}",
+            url.split('?').next().unwrap_or(url),
+            if secret.is_some() { ", signed" } else { "" }
+        ),
+        crate::config::SinkKind::Slack { channel, .. } => format!("Slack channel {channel}"),
+    };
+    let events: Vec<&str> = s.events.iter().map(|e| e.as_str()).collect();
+    println!(
+        "  notify {} ({to}): {} in {}, {}",
+        s.name,
+        events.join(", "),
+        globs(&s.environments, "every environment"),
+        globs(&s.repositories, "every repository"),
     );
 }

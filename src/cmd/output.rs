@@ -1,8 +1,6 @@
 //! How the commands write for people and scripts: their own log lines
 //! (none by default), times, and deployments as JSON.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 /// Structured logs to the journal when systemd started us (fields such as
 /// DEPLOYMENT, REPOSITORY, ENVIRONMENT, DELIVERY), else human-readable on
 /// stderr. `RUST_LOG` picks what is shown either way.
@@ -43,8 +41,7 @@ pub fn colour(out: &impl std::io::IsTerminal) -> bool {
 }
 
 pub fn clock(ms: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
+    crate::format::rfc3339(ms)
 }
 
 /// A time as `--json` writes it: RFC 3339, or null.

@@ -7,7 +7,9 @@ use super::output::{clock, deployment_json};
 use super::steering::{open_store, where_stored};
 use crate::config::Steering;
 use crate::format::duration_ms;
-use crate::store::{DeploymentId, OperatorAction, StatusRecord, now_ms};
+use crate::store::{
+    DeploymentId, NotificationRecord, NotificationState, OperatorAction, StatusRecord, now_ms,
+};
 
 /// One deployment: its fields, log link, statuses (and whether GitHub
 /// has each yet) and who acted on it.
@@ -129,9 +131,14 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
     };
     let statuses = store.statuses_of(id).await?;
     let actions = store.actions_on(id).await?;
+    let notifications = store.notifications_of(id).await?;
     let log_url = statuses.iter().rev().find_map(|s| s.log_url.clone());
     let now = now_ms();
     let serving = statuses.iter().all(|s| s.sent_at.is_some())
+        || crate::store::daemons::running(&*store).await;
+    let notifying = notifications
+        .iter()
+        .all(|n| n.state != NotificationState::Pending)
         || crate::store::daemons::running(&*store).await;
     if json {
         let mut line = deployment_json(&d);
@@ -143,6 +150,9 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
                 .map(|(i, s)| status_json(s, now, serving, waiting_before(&statuses, i)))
                 .collect::<Vec<_>>(),
             "actions": actions.iter().map(action_json).collect::<Vec<_>>(),
+            "notifications": notifications.iter()
+                .map(|n| notification_json(n, now, notifying))
+                .collect::<Vec<_>>(),
         });
         if let serde_json::Value::Object(extra) = extra {
             line.extend(extra);
@@ -200,7 +210,60 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
             println!("  {}  {}  {}: {}", clock(a.at), a.actor, a.action, a.detail);
         }
     }
+    if !notifications.is_empty() {
+        println!("notifications:");
+        for n in &notifications {
+            println!(
+                "  {}  {:<12}  {:<11}  [{}]",
+                clock(n.created_at),
+                n.sink,
+                n.event,
+                notification_fate(n, now, notifying)
+            );
+        }
+    }
     Ok(())
+}
+
+/// What became of a notification, in words.
+fn notification_fate(n: &NotificationRecord, now: i64, serving: bool) -> String {
+    let error = n.last_error.as_deref().unwrap_or_default();
+    match n.state {
+        NotificationState::Delivered => {
+            format!("delivered at {}", n.done_at.map_or("-".into(), clock))
+        }
+        NotificationState::GivenUp => format!("given up: {error}"),
+        NotificationState::Pending => {
+            let when = match n.next_try_at {
+                _ if !serving => "no ferry is running to send it".to_string(),
+                Some(at) if at > now => format!("next try at {}", clock(at)),
+                _ => "due now".to_string(),
+            };
+            if n.attempts == 0 {
+                format!("not yet: {when}")
+            } else {
+                format!("retrying: {error}; {} so far; {when}", tries(n.attempts))
+            }
+        }
+    }
+}
+
+fn notification_json(n: &NotificationRecord, now: i64, serving: bool) -> serde_json::Value {
+    serde_json::json!({
+        "sink": n.sink,
+        "event": n.event,
+        "delivery": n.delivery,
+        "state": match n.state {
+            NotificationState::Pending if n.attempts > 0 => "retrying",
+            s => s.as_str(),
+        },
+        "attempts": n.attempts,
+        "created_at": clock(n.created_at),
+        "next_try_at": n.next_try_at.map(|t| clock(t.max(now))),
+        "last_error": n.last_error,
+        "done_at": n.done_at.map(clock),
+        "summary": notification_fate(n, now, serving),
+    })
 }
 
 fn action_json(a: &OperatorAction) -> serde_json::Value {

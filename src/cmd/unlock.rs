@@ -53,7 +53,9 @@ pub async fn unlock(c: &Steering, env: &EnvName) -> anyhow::Result<()> {
     owned(c, env)?;
     warn_freeze_problems(c);
     let store = open_store(c).await?.store;
-    let lock = store.unlock(&env.repository, &env.environment).await?;
+    let lock = store
+        .unlock(&env.repository, &env.environment, &operator())
+        .await?;
     let holds = store
         .release_holds(&env.repository, &env.environment)
         .await?;

@@ -292,6 +292,7 @@ impl<'a> Checker<'a> {
         let ssh = ssh.and_then(|s| self.ssh(s));
         let targets = self.targets();
         let freezes = self.freezes();
+        let sinks = self.sinks();
         if let (Some(t), Some(f)) = (&targets, &freezes) {
             self.freezes_match_targets(f, t);
         }
@@ -305,6 +306,7 @@ impl<'a> Checker<'a> {
             ssh: ssh?,
             targets: targets?,
             freezes: freezes?,
+            sinks: sinks?,
             warnings: Vec::new(),
         })
     }

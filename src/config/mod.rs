@@ -20,6 +20,7 @@ mod checker;
 mod freezes;
 mod github;
 mod host;
+mod notify;
 mod raw;
 mod runner;
 mod secret;
@@ -30,9 +31,10 @@ mod storage;
 mod targets;
 use checker::{Checker, Seg, line_of, read_text};
 pub use host::Host;
+pub use notify::{DEFAULT_SLACK_API_URL, NotifyEvent, Sink, SinkKind};
 use raw::{
-    RawConfig, RawDuration, RawFreeze, RawGitHub, RawHostCheck, RawRollback, RawRunner, RawServer,
-    RawSsh, RawStep, RawStorage, RawTarget, keys,
+    RawConfig, RawDuration, RawFreeze, RawGitHub, RawHostCheck, RawNotify, RawRollback, RawRunner,
+    RawServer, RawSsh, RawStep, RawStorage, RawTarget, keys,
 };
 pub use secret::Secret;
 pub use steering::{Owned, Steering};
@@ -58,6 +60,8 @@ pub struct Config {
     pub targets: Vec<Target>,
     /// `[[freeze]]` windows.
     pub freezes: Vec<crate::admission::freeze::Freeze>,
+    /// `[[notify]]` sinks.
+    pub sinks: Vec<Sink>,
     /// Things that are legal but probably not what the operator meant.
     pub warnings: Vec<Problem>,
 }

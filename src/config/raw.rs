@@ -23,6 +23,7 @@ pub struct RawConfig {
     ssh: Option<toml::Value>,
     target: Option<toml::Value>,
     freeze: Option<toml::Value>,
+    notify: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -131,6 +132,23 @@ pub struct RawFreeze {
     pub timezone: Option<String>,
 }
 
+/// `[[notify]]`: a sink for notifications, a webhook or Slack.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub slack_token_file: Option<PathBuf>,
+    pub channel: Option<String>,
+    pub slack_api_url: Option<String>,
+    #[serde(default)]
+    pub repositories: Vec<String>,
+    #[serde(default)]
+    pub environments: Vec<String>,
+    pub events: Option<Vec<String>>,
+}
+
 /// `[[target.checks]]`: a step that must pass, tried until it does.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -209,7 +227,7 @@ mod tests {
         assert_eq!(
             keys::<RawConfig>(),
             [
-                "server", "github", "storage", "runner", "ssh", "target", "freeze"
+                "server", "github", "storage", "runner", "ssh", "target", "freeze", "notify"
             ]
         );
     }

@@ -5,7 +5,7 @@ fn no_env(_: &str) -> Option<String> {
 }
 
 /// A valid config whose files exist in `dir`, with `extra` appended.
-fn write_config(dir: &Path, body: &str) -> PathBuf {
+pub(super) fn write_config(dir: &Path, body: &str) -> PathBuf {
     std::fs::write(dir.join("secret"), "s3cret\n\nold-secret\n").unwrap();
     std::fs::write(dir.join("token"), "ghp_x\n").unwrap();
     std::fs::write(
@@ -18,7 +18,7 @@ fn write_config(dir: &Path, body: &str) -> PathBuf {
     path
 }
 
-const BASE: &str = r#"
+pub(super) const BASE: &str = r#"
 [server]
 public_url = "https://deploy.example.com/"
 
@@ -39,7 +39,7 @@ name = "restart"
 run = "true"
 "#;
 
-fn parse(body: &str) -> Result<Config, ConfigError> {
+pub(super) fn parse(body: &str) -> Result<Config, ConfigError> {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), body);
     Config::parse(body, &path, &no_env)

@@ -2,10 +2,8 @@
 //! deployment, retrying what GitHub asks us to retry, across restarts.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -44,7 +42,7 @@ pub struct StatusPoster {
     store: SharedStore,
     github: Current<GitHub>,
     /// Rung when a status is queued.
-    wake: Arc<Notify>,
+    wake: crate::sync::Bell,
     /// Mints the log link of a final status queued without one: `ferry
     /// cancel` reads no `server.public_url` (docs/reference.md, "Command line").
     links: Option<Logs>,
@@ -67,7 +65,11 @@ pub fn backoff(attempts: i64) -> Duration {
 }
 
 impl StatusPoster {
-    pub fn new(store: SharedStore, github: Current<GitHub>, wake: Arc<Notify>) -> StatusPoster {
+    pub fn new(
+        store: SharedStore,
+        github: Current<GitHub>,
+        wake: crate::sync::Bell,
+    ) -> StatusPoster {
         StatusPoster {
             store,
             github,
@@ -97,6 +99,7 @@ impl StatusPoster {
         let mut paused = Paused::new();
         let mut reach = Reach::default();
         let mut woken = false;
+        let mut wake = self.wake.listener();
         loop {
             if !in_flight.is_empty() {
                 tokio::time::sleep_until(looked + BUSY_GAP).await;
@@ -160,7 +163,7 @@ impl StatusPoster {
                         Err(e) => tracing::error!(error = %e, "cannot record status posts; they are sent again: {e}"),
                     }
                 }
-                _ = self.wake.notified() => woken = true,
+                _ = wake.rung() => woken = true,
                 _ = tokio::time::sleep(idle) => {}
                                 _ = shutdown.cancelled(), if deadline.is_none() => {
                     deadline = Some(Instant::now() + drain);

@@ -70,7 +70,7 @@ pub struct Handles {
     pub config: Current<Config>,
     pub connector: Current<Connector>,
     /// Rung when a status is queued.
-    pub outbox: Arc<Notify>,
+    pub outbox: crate::sync::Bell,
 }
 
 /// The deployments this process runs: their claims, and how to stop each.
@@ -367,7 +367,7 @@ impl Runner {
                     Ok(0) => {}
                     Ok(_) => {
                         self.wake.notify_one();
-                        self.shared.outbox.notify_one();
+                        self.shared.outbox.ring();
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot look for idle review apps: {e}"),
                 }

@@ -78,7 +78,7 @@ async fn settle(shared: &Handles, d: Deployment) -> crate::store::Result<()> {
             crate::metrics::DEPLOYMENTS
         };
         metrics::counter!(counter, "state" => State::Error.as_str()).increment(1);
-        shared.outbox.notify_one();
+        shared.outbox.ring();
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ mod environments;
 mod events;
 mod freezes;
 mod gates;
+mod notifications;
 pub mod postgres;
 mod requests;
 pub mod sqlite;
@@ -31,6 +32,7 @@ pub use environments::*;
 pub use events::*;
 pub use freezes::*;
 pub use gates::*;
+pub use notifications::*;
 pub use requests::*;
 pub use statuses::*;
 pub use types::*;
@@ -84,7 +86,8 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// deployments they ask GitHub for ([`Requests`]), freeze windows lifted
 /// for an environment ([`Freezes`]) and deployments waiting for their
 /// required checks ([`Gates`]), the daemons running ([`Daemons`]), and
-/// the stream of state changes its consumers read ([`Events`]). Each
+/// the stream of state changes its consumers read ([`Events`]) and the
+/// notifications made of it ([`Notifications`]). Each
 /// backend has one file per noun, named alike in `sqlite/` and `postgres/`,
 /// and the conformance suite (`tests/store/`) is split the same way.
 #[async_trait]
@@ -101,6 +104,7 @@ pub trait Store:
     + Gates
     + Daemons
     + Events
+    + Notifications
     + Send
     + Sync
     + 'static
@@ -273,8 +277,14 @@ pub trait Locks: Send + Sync {
     /// returns the lock that holds it.
     async fn lock(&self, lock: &EnvLock) -> Result<Option<EnvLock>>;
 
-    /// Lifts an environment's lock; returns it, or None if there was none.
-    async fn unlock(&self, repository: &str, environment: &str) -> Result<Option<EnvLock>>;
+    /// Lifts an environment's lock, `by` whom (the unlock event names
+    /// them); returns it, or None if there was none.
+    async fn unlock(
+        &self,
+        repository: &str,
+        environment: &str,
+        by: &str,
+    ) -> Result<Option<EnvLock>>;
 
     /// Every lock, oldest first.
     async fn locks(&self) -> Result<Vec<EnvLock>>;

@@ -37,7 +37,7 @@ pub struct Intake {
     pub locks: LockCache,
     /// Rung when a deployment was queued, for the runner and the outbox.
     pub runner: Arc<Notify>,
-    pub outbox: Arc<Notify>,
+    pub outbox: crate::sync::Bell,
     /// Rung when a sha's checks changed, for the gatekeeper.
     pub gates: Arc<Notify>,
 }
@@ -47,7 +47,7 @@ impl Intake {
     /// answers `202`.
     fn accepted(&self, event: &str, text: String) -> Answer {
         self.runner.notify_one();
-        self.outbox.notify_one();
+        self.outbox.ring();
         Answer::new(StatusCode::ACCEPTED, event, "accepted", text)
     }
 }

@@ -75,7 +75,7 @@ async fn every_state_change_is_one_event_in_order(b: Backend) {
     let one = store.claim_next(&me).await.unwrap().unwrap();
     succeed(&store, one.claim()).await;
     store.lock(&lock_of("p", "alice")).await.unwrap();
-    store.unlock("o/r", "p").await.unwrap();
+    store.unlock("o/r", "p", "bob").await.unwrap();
     let TeardownQueued::Queued { teardown, .. } = store
         .queue_teardown("o/r", "p", &TeardownCause::Operator("bob".into()))
         .await
@@ -97,7 +97,7 @@ async fn every_state_change_is_one_event_in_order(b: Backend) {
             "status o/r:p queued",
             "status o/r:p success",
             "lock o/r:p alice",
-            "unlock o/r:p alice",
+            "unlock o/r:p bob",
             "teardown o/r:p success",
             "status o/r:p inactive",
         ]

@@ -43,10 +43,10 @@ async fn a_locked_environment_is_claimed_only_after_its_unlock(b: Backend) {
     let store = (b.open)().await;
     assert_eq!(store.locks().await.unwrap().len(), 1);
     assert_eq!(
-        store.unlock("o/r", "p").await.unwrap(),
+        store.unlock("o/r", "p", "bob").await.unwrap(),
         Some(env_lock("p", "alice"))
     );
-    assert_eq!(store.unlock("o/r", "p").await.unwrap(), None);
+    assert_eq!(store.unlock("o/r", "p", "bob").await.unwrap(), None);
     assert!(store.locks().await.unwrap().is_empty());
     let claimed = store.claim_next(&me()).await.unwrap().unwrap();
     assert_eq!(claimed.id, DeploymentId(1));

@@ -130,6 +130,7 @@ mod gates;
 mod leases;
 mod locks;
 mod migrations;
+mod notifications;
 mod outbox;
 mod requests;
 mod steps;

@@ -179,7 +179,7 @@ pub async fn deploy(
             }
         }
     }
-    shared.outbox.notify_one();
+    shared.outbox.ring();
 }
 
 /// Another process settled the deployment: say so where people look, and
@@ -452,7 +452,7 @@ impl Run {
                     Ok(false) => tracing::warn!(deployment = %d.id, "deployment {} was taken over before it started; not posting in_progress", d.id),
                     Err(e) => tracing::error!(deployment = %d.id, error = %e, "cannot queue the in_progress status of deployment {}: {e}", d.id),
                 }
-                self.shared.outbox.notify_one();
+                self.shared.outbox.ring();
             })
             .await;
     }

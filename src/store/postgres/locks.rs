@@ -45,14 +45,22 @@ impl Locks for PgStore {
         ))
     }
 
-    async fn unlock(&self, repository: &str, environment: &str) -> Result<Option<EnvLock>> {
+    async fn unlock(
+        &self,
+        repository: &str,
+        environment: &str,
+        by: &str,
+    ) -> Result<Option<EnvLock>> {
+        let mut tx = self.pool.begin().await?;
+        set_unlocked_by(&mut tx, repository, environment, by).await?;
         let row = sqlx::query(
             "DELETE FROM env_locks WHERE repository = $1 AND environment = $2 RETURNING *",
         )
         .bind(repository)
         .bind(environment)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(row.as_ref().map(lock_from_row).transpose()?)
     }
 
@@ -132,6 +140,7 @@ impl Locks for PgStore {
                 .await?;
             }
             (LockTask::Unlock, Some(_)) => {
+                set_unlocked_by(&mut tx, &d.repository, &d.environment, &d.creator).await?;
                 sqlx::query("DELETE FROM env_locks WHERE repository = $1 AND environment = $2")
                     .bind(&d.repository)
                     .bind(&d.environment)
@@ -176,4 +185,21 @@ impl Locks for PgStore {
             Some((state, description)),
         ))
     }
+}
+
+/// Names who lifts a lock just before its row goes, for the unlock event
+/// (migration 0017).
+async fn set_unlocked_by(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    repository: &str,
+    environment: &str,
+    by: &str,
+) -> Result<()> {
+    sqlx::query("UPDATE env_locks SET unlocked_by = $3 WHERE repository = $1 AND environment = $2")
+        .bind(repository)
+        .bind(environment)
+        .bind(by)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

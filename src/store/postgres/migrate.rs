@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0014_accept_superseded_at_once.sql"),
     include_str!("../../../migrations/postgres/0015_daemons.sql"),
     include_str!("../../../migrations/postgres/0016_events.sql"),
+    include_str!("../../../migrations/postgres/0017_notifications.sql"),
 ];
 
 /// `pg_advisory_xact_lock` key under which migrations run: replicas that

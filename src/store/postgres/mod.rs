@@ -26,6 +26,7 @@ mod listen;
 mod locks;
 mod logs;
 mod migrate;
+mod notifications;
 pub mod outbox;
 mod requests;
 mod steps;

@@ -39,9 +39,19 @@ impl Locks for SqliteStore {
         .await
     }
 
-    async fn unlock(&self, repository: &str, environment: &str) -> Result<Option<EnvLock>> {
-        let (repository, environment) = (repository.to_string(), environment.to_string());
+    async fn unlock(
+        &self,
+        repository: &str,
+        environment: &str,
+        by: &str,
+    ) -> Result<Option<EnvLock>> {
+        let (repository, environment, by) = (
+            repository.to_string(),
+            environment.to_string(),
+            by.to_string(),
+        );
         self.write(move |tx| {
+            set_unlocked_by(tx, &repository, &environment, &by)?;
             tx.prepare_cached(
                 "DELETE FROM env_locks WHERE repository = ? AND environment = ? RETURNING *",
             )?
@@ -110,6 +120,7 @@ impl Locks for SqliteStore {
                     ])?;
                 }
                 (LockTask::Unlock, Some(_)) => {
+                    set_unlocked_by(tx, &d.repository, &d.environment, &d.creator)?;
                     tx.prepare_cached(
                         "DELETE FROM env_locks WHERE repository = ? AND environment = ?",
                     )?
@@ -156,4 +167,18 @@ impl Locks for SqliteStore {
         })
         .await
     }
+}
+
+/// Names who lifts a lock just before its row goes, for the unlock event
+/// (migration 0016).
+fn set_unlocked_by(
+    tx: &rusqlite::Transaction<'_>,
+    repository: &str,
+    environment: &str,
+    by: &str,
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached(
+        "UPDATE env_locks SET unlocked_by = ?3 WHERE repository = ?1 AND environment = ?2",
+    )?
+    .execute(params![repository, environment, by])
 }

@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0013_required_checks.sql"),
     include_str!("../../../migrations/sqlite/0014_daemons.sql"),
     include_str!("../../../migrations/sqlite/0015_events.sql"),
+    include_str!("../../../migrations/sqlite/0016_notifications.sql"),
 ];
 
 pub fn run(conn: &mut Connection) -> anyhow::Result<()> {

@@ -22,6 +22,7 @@ mod gates;
 pub mod holder;
 mod locks;
 mod migrate;
+mod notifications;
 mod outbox;
 mod requests;
 mod steps;

@@ -1,0 +1,50 @@
+-- Notifications: one row per sink per event it hears, written by the
+-- notifier as it reads the event stream, with the event's position as a
+-- unique key (fanned out twice, stored once). The body is the JSON sent,
+-- the same on every try; `chain` is what order is kept within (one
+-- deployment, or one environment's locks): only the oldest pending row
+-- of a chain is sent.
+CREATE TABLE notifications (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    sink          TEXT    NOT NULL,
+    event         TEXT    NOT NULL,   -- queued … inactive, locked, unlocked
+    chain         TEXT    NOT NULL,
+    deployment_id INTEGER,
+    delivery      TEXT    NOT NULL,   -- X-Ferry-Delivery
+    body          TEXT    NOT NULL,
+    created_at    INTEGER NOT NULL,   -- unix ms
+    state         TEXT    NOT NULL DEFAULT 'pending',   -- pending, delivered, given_up
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    next_try_at   INTEGER NOT NULL,
+    last_error    TEXT,
+    done_at       INTEGER,
+    leased_by     TEXT,
+    lease_until   INTEGER,
+    event_xid     INTEGER NOT NULL,
+    event_seq     INTEGER NOT NULL,
+    UNIQUE (sink, event_xid, event_seq)
+);
+CREATE INDEX notifications_heads ON notifications (sink, chain, id) WHERE state = 'pending';
+CREATE INDEX notifications_of ON notifications (deployment_id) WHERE deployment_id IS NOT NULL;
+CREATE INDEX notifications_done ON notifications (done_at) WHERE state <> 'pending';
+
+-- The Slack message each deployment has in a sink's channel, updated in
+-- place by its later events.
+CREATE TABLE slack_messages (
+    sink          TEXT    NOT NULL,
+    deployment_id INTEGER NOT NULL,
+    channel       TEXT    NOT NULL,
+    ts            TEXT    NOT NULL,
+    PRIMARY KEY (sink, deployment_id)
+);
+
+-- Who lifted a lock, set just before its row is deleted, so that the
+-- unlock event names who unlocked (not only who had held it).
+ALTER TABLE env_locks ADD COLUMN unlocked_by TEXT;
+DROP TRIGGER env_locks_unlock_event;
+CREATE TRIGGER env_locks_unlock_event AFTER DELETE ON env_locks BEGIN
+    INSERT INTO events (at, kind, repository, environment, description, actor)
+    VALUES (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER), 'unlock',
+            OLD.repository, OLD.environment, OLD.reason,
+            COALESCE(OLD.unlocked_by, OLD.holder));
+END;

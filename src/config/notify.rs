@@ -1,0 +1,414 @@
+//! `[[notify]]`: the sinks ferry tells of deployments and locks, a generic
+//! webhook or a Slack channel each (docs/configuration.md, "Notifications").
+//! Every problem is named by its key, so that a typo in an event name is
+//! found by `check-config`, not by a quiet channel on the day it mattered.
+
+use super::*;
+
+/// An event a sink may hear: a deployment's status, or an environment's
+/// lock being taken or lifted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NotifyEvent {
+    Queued,
+    InProgress,
+    Success,
+    Failure,
+    Error,
+    Inactive,
+    Locked,
+    Unlocked,
+}
+
+impl NotifyEvent {
+    pub const ALL: [NotifyEvent; 8] = [
+        NotifyEvent::Queued,
+        NotifyEvent::InProgress,
+        NotifyEvent::Success,
+        NotifyEvent::Failure,
+        NotifyEvent::Error,
+        NotifyEvent::Inactive,
+        NotifyEvent::Locked,
+        NotifyEvent::Unlocked,
+    ];
+    /// What a sink hears when it names no `events`.
+    pub const DEFAULT: [NotifyEvent; 6] = [
+        NotifyEvent::InProgress,
+        NotifyEvent::Success,
+        NotifyEvent::Failure,
+        NotifyEvent::Error,
+        NotifyEvent::Locked,
+        NotifyEvent::Unlocked,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyEvent::Queued => "queued",
+            NotifyEvent::InProgress => "in_progress",
+            NotifyEvent::Success => "success",
+            NotifyEvent::Failure => "failure",
+            NotifyEvent::Error => "error",
+            NotifyEvent::Inactive => "inactive",
+            NotifyEvent::Locked => "locked",
+            NotifyEvent::Unlocked => "unlocked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<NotifyEvent> {
+        NotifyEvent::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+
+    /// Whether it is about one deployment (rather than an environment).
+    pub fn of_deployment(self) -> bool {
+        !matches!(self, NotifyEvent::Locked | NotifyEvent::Unlocked)
+    }
+}
+
+/// One `[[notify]]` table.
+#[derive(Debug, Clone)]
+pub struct Sink {
+    pub name: String,
+    pub kind: SinkKind,
+    /// Globs; empty: every repository.
+    pub repositories: Vec<String>,
+    /// Globs; empty: every environment.
+    pub environments: Vec<String>,
+    pub events: Vec<NotifyEvent>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SinkKind {
+    /// A generic webhook; `secret` (the file's first line) signs each body.
+    Webhook { url: String, secret: Option<Secret> },
+    /// A Slack channel, through the Web API with a bot token.
+    Slack {
+        token: Secret,
+        channel: String,
+        /// Without a trailing slash.
+        api_url: String,
+    },
+}
+
+impl Sink {
+    /// Whether this sink hears `event` in this repository and environment.
+    pub fn hears(&self, event: NotifyEvent, repository: &str, environment: &str) -> bool {
+        let any = |globs: &[String], name: &str| {
+            globs.is_empty() || globs.iter().any(|g| glob::matches(g, name))
+        };
+        self.events.contains(&event)
+            && any(&self.repositories, repository)
+            && any(&self.environments, environment)
+    }
+}
+
+pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api";
+
+impl<'a> Checker<'a> {
+    /// Every `[[notify]]`; None after reporting each bad key.
+    pub(super) fn sinks(&mut self) -> Option<Vec<Sink>> {
+        let Some(value) = self.value_at(&[Seg::Key("notify")]) else {
+            return Some(Vec::new());
+        };
+        let DeValue::Array(items) = value.get_ref() else {
+            self.problem(&[Seg::Key("notify")], "expected [[notify]] tables");
+            return None;
+        };
+        let mut sinks = Vec::new();
+        let mut ok = true;
+        let mut names = HashSet::new();
+        for (i, item) in items.iter().enumerate() {
+            let path = [Seg::Key("notify"), Seg::Index(i)];
+            let raw: Option<RawNotify> = self.table_at(&path, item.span());
+            match raw.and_then(|r| self.sink(i, r)) {
+                Some(s) => {
+                    if !names.insert(s.name.clone()) {
+                        self.problem(
+                            &[Seg::Key("notify"), Seg::Index(i), Seg::Key("name")],
+                            format!("a sink named {:?} comes before this one", s.name),
+                        );
+                        ok = false;
+                    }
+                    sinks.push(s);
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some(sinks)
+    }
+
+    fn sink(&mut self, i: usize, raw: RawNotify) -> Option<Sink> {
+        let at = |k| [Seg::Key("notify"), Seg::Index(i), Seg::Key(k)];
+        let item = |k, j| {
+            [
+                Seg::Key("notify"),
+                Seg::Index(i),
+                Seg::Key(k),
+                Seg::Index(j),
+            ]
+        };
+        let mut ok = true;
+        let name = match raw.name {
+            Some(n) if !n.trim().is_empty() => n,
+            _ => {
+                self.problem(&at("name"), "missing, e.g. \"ops-slack\"");
+                ok = false;
+                String::new()
+            }
+        };
+        let mut events = Vec::new();
+        match raw.events {
+            None => events.extend(NotifyEvent::DEFAULT),
+            Some(names) if names.is_empty() => {
+                self.problem(
+                    &at("events"),
+                    "empty: this sink would hear nothing; leave the key out for the default",
+                );
+                ok = false;
+            }
+            Some(names) => {
+                for (j, e) in names.iter().enumerate() {
+                    match NotifyEvent::parse(e) {
+                        Some(e) if !events.contains(&e) => events.push(e),
+                        Some(_) => {}
+                        None => {
+                            let known: Vec<&str> =
+                                NotifyEvent::ALL.iter().map(|e| e.as_str()).collect();
+                            let hint = match checker::suggest(e, &known) {
+                                Some(s) => format!("did you mean {s:?}?"),
+                                None => format!("the events are: {}", known.join(", ")),
+                            };
+                            self.problem(
+                                &item("events", j),
+                                format!("{e:?} is not an event; {hint}"),
+                            );
+                            ok = false;
+                        }
+                    }
+                }
+            }
+        }
+        for (key, globs) in [
+            ("repositories", &raw.repositories),
+            ("environments", &raw.environments),
+        ] {
+            for (j, g) in globs.iter().enumerate() {
+                if g.trim().is_empty() {
+                    self.problem(&item(key, j), "an empty name matches nothing");
+                    ok = false;
+                }
+            }
+        }
+        let kind = match (raw.url, raw.slack_token_file) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    &at("url"),
+                    "a sink is a webhook (url) or Slack (slack_token_file), not both: make two [[notify]] tables",
+                );
+                None
+            }
+            (None, None) => {
+                self.problem(
+                    &[Seg::Key("notify"), Seg::Index(i)],
+                    "no kind: give it url = \"https://...\" (a webhook) or slack_token_file and channel (Slack)",
+                );
+                None
+            }
+            (Some(url), None) => {
+                for (key, set) in [
+                    ("channel", raw.channel.is_some()),
+                    ("slack_api_url", raw.slack_api_url.is_some()),
+                ] {
+                    if set {
+                        self.problem(&at(key), "only for Slack (slack_token_file), not with url");
+                        ok = false;
+                    }
+                }
+                let url = self.notify_url(&at("url"), &url);
+                let secret = match raw.secret_file {
+                    None => Some(None),
+                    Some(file) => self.first_line(&at("secret_file"), file).map(Some),
+                };
+                match (url, secret) {
+                    (Some(url), Some(secret)) => Some(SinkKind::Webhook { url, secret }),
+                    _ => None,
+                }
+            }
+            (None, Some(token_file)) => {
+                if raw.secret_file.is_some() {
+                    self.problem(
+                        &at("secret_file"),
+                        "signs a webhook's bodies: only with url (Slack is reached with the token)",
+                    );
+                    ok = false;
+                }
+                let token = self.first_line(&at("slack_token_file"), token_file);
+                let channel = match raw.channel {
+                    Some(c) if !c.trim().is_empty() => Some(c.trim().to_string()),
+                    _ => {
+                        self.problem(
+                            &at("channel"),
+                            "missing: the channel's id, e.g. \"C0123456789\" (in Slack: the channel's details, at the bottom)",
+                        );
+                        None
+                    }
+                };
+                let api_url = match raw.slack_api_url {
+                    Some(u) => self.notify_url(&at("slack_api_url"), &u),
+                    None => Some(DEFAULT_SLACK_API_URL.to_string()),
+                };
+                match (token, channel, api_url) {
+                    (Some(token), Some(channel), Some(api_url)) => Some(SinkKind::Slack {
+                        token,
+                        channel,
+                        api_url,
+                    }),
+                    _ => None,
+                }
+            }
+        };
+        if !ok {
+            return None;
+        }
+        Some(Sink {
+            name,
+            kind: kind?,
+            repositories: raw.repositories,
+            environments: raw.environments,
+            events,
+        })
+    }
+
+    /// An http(s) URL with a host; a query is fine (some receivers take
+    /// their key there).
+    fn notify_url(&mut self, path: &[Seg], url: &str) -> Option<String> {
+        match reqwest::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+                Some(url.trim_end_matches('/').to_string())
+            }
+            _ => {
+                self.problem(
+                    path,
+                    format!("{url:?} is not an http(s) URL, e.g. \"https://host/path\""),
+                );
+                None
+            }
+        }
+    }
+
+    /// A secret file's first line; a problem at `path` when it cannot be
+    /// read or is empty.
+    fn first_line(&mut self, path: &[Seg], file: PathBuf) -> Option<Secret> {
+        let file = self.path(file);
+        let bytes = self.read_file(path, &file)?;
+        let text = String::from_utf8_lossy(&bytes);
+        match text.lines().map(str::trim).next().filter(|l| !l.is_empty()) {
+            Some(line) => Some(Secret::new(line.as_bytes())),
+            None => {
+                self.problem(
+                    path,
+                    format!("{} is empty: its first line is the secret", file.display()),
+                );
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::{BASE, parse};
+
+    #[test]
+    fn sinks_are_read_with_their_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("slack-token");
+        std::fs::write(&token, "xoxb-1\n").unwrap();
+        let c = parse(&format!(
+            "{BASE}\n[[notify]]\nname = \"ops\"\nslack_token_file = {token:?}\nchannel = \"C1\"\n\
+             environments = [\"production\"]\n\
+             [[notify]]\nname = \"hook\"\nurl = \"https://hooks.example.com/ferry?key=1\"\nevents = [\"failure\", \"locked\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(c.sinks.len(), 2);
+        let SinkKind::Slack {
+            token,
+            channel,
+            api_url,
+        } = &c.sinks[0].kind
+        else {
+            panic!("not Slack: {:?}", c.sinks[0]);
+        };
+        assert_eq!((token.expose(), channel.as_str()), (&b"xoxb-1"[..], "C1"));
+        assert_eq!(api_url, DEFAULT_SLACK_API_URL);
+        assert_eq!(c.sinks[0].events, NotifyEvent::DEFAULT);
+        assert!(c.sinks[0].hears(NotifyEvent::Success, "any/repo", "production"));
+        assert!(!c.sinks[0].hears(NotifyEvent::Queued, "any/repo", "production"));
+        assert!(!c.sinks[0].hears(NotifyEvent::Success, "any/repo", "staging"));
+        assert!(matches!(
+            &c.sinks[1].kind,
+            SinkKind::Webhook { secret: None, .. }
+        ));
+        assert!(c.sinks[1].hears(NotifyEvent::Locked, "o/r", "e"));
+        assert!(!c.sinks[1].hears(NotifyEvent::Success, "o/r", "e"));
+    }
+
+    #[test]
+    fn every_problem_is_named_by_its_key() {
+        let e = parse(&format!(
+            "{BASE}\n[[notify]]\nname = \"a\"\nurl = \"https://h/x\"\nevents = [\"sucess\", \"deployed\"]\n\
+             [[notify]]\nname = \"a\"\nurl = \"ftp://h\"\nslack_token_file = \"/nonexistent\"\n\
+             [[notify]]\nname = \"c\"\n\
+             [[notify]]\nname = \"d\"\nslack_token_file = \"/nonexistent/token\"\nsecret_file = \"s\"\n\
+             [[notify]]\nname = \"e\"\nurl = \"https://h\"\nsecret_file = \"/nonexistent/secret\"\nchannel = \"C1\"\n"
+        ))
+        .unwrap_err();
+        let has = |key: &str, words: &str| {
+            assert!(
+                e.problems
+                    .iter()
+                    .any(|p| p.key == key && p.message.contains(words)),
+                "no problem at {key} saying {words:?}: {e}"
+            )
+        };
+        has(
+            "notify[0].events[0]",
+            "\"sucess\" is not an event; did you mean \"success\"?",
+        );
+        has("notify[0].events[1]", "the events are: queued, in_progress");
+        has("notify[1].url", "not both");
+        has("notify[2]", "no kind");
+        has(
+            "notify[3].slack_token_file",
+            "cannot read /nonexistent/token",
+        );
+        has("notify[3].channel", "missing");
+        has("notify[3].secret_file", "only with url");
+        has("notify[4].secret_file", "cannot read /nonexistent/secret");
+        has("notify[4].channel", "only for Slack");
+        assert!(e.problems.iter().all(|p| p.line.is_some()), "{e}");
+    }
+
+    #[test]
+    fn a_duplicate_name_and_an_empty_event_list_are_refused() {
+        let e = parse(&format!(
+            "{BASE}\n[[notify]]\nname = \"a\"\nurl = \"https://h/x\"\n\
+             [[notify]]\nname = \"a\"\nurl = \"https://h/y\"\nevents = []\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.problems.iter().any(|p| p.key == "notify[1].events"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "{BASE}\n[[notify]]\nname = \"a\"\nurl = \"https://h/x\"\n\
+             [[notify]]\nname = \"a\"\nurl = \"https://h/y\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.problems
+                .iter()
+                .any(|p| p.key == "notify[1].name" && p.message.contains("comes before")),
+            "{e}"
+        );
+    }
+}

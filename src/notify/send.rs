@@ -1,0 +1,206 @@
+//! One sink's worker: claims its due notifications (the oldest pending of
+//! each chain, so a deployment's events arrive in order), sends a few at a
+//! time with a client of its own, and records each try. A sink that hangs
+//! costs its own workers' time only: each request ends within [`TIMEOUT`].
+
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::{Tried, slack, webhook};
+use crate::config::{Config, Sink, SinkKind};
+use crate::current::Current;
+use crate::store::{Notification, NotificationOutcome, Owner, SharedStore, now_ms};
+use crate::sync::Listener;
+
+/// A receiver that has not answered by then is tried again later.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// Sends in flight per sink (and so connections to it).
+const IN_FLIGHT: usize = 4;
+/// A claim's lease: a Slack try may make two requests.
+const LEASE: Duration = Duration::from_secs(25);
+/// Retries stop this long after the event.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// The store is looked at this often when nothing rings (retries fall due).
+const POLL: Duration = Duration::from_millis(500);
+/// After stop, sends in flight get this long to be recorded.
+const DRAIN: Duration = Duration::from_secs(3);
+
+fn backoff(attempts: i64) -> Duration {
+    crate::backoff::Backoff {
+        first: Duration::from_secs(1),
+        max: Duration::from_secs(10 * 60),
+        jitter: true,
+    }
+    .after(attempts)
+}
+
+pub struct Worker {
+    name: String,
+    store: SharedStore,
+    config: Current<Config>,
+    owner: Owner,
+    http: reqwest::Client,
+}
+
+type Sends = JoinSet<(Sink, Notification, Tried)>;
+
+impl Worker {
+    pub fn new(name: String, store: SharedStore, config: Current<Config>) -> Worker {
+        let http = reqwest::Client::builder()
+            .user_agent(crate::github::USER_AGENT)
+            .connect_timeout(TIMEOUT)
+            .timeout(TIMEOUT)
+            .pool_max_idle_per_host(IN_FLIGHT)
+            .build()
+            .unwrap_or_default();
+        Worker {
+            name,
+            store,
+            config,
+            owner: Owner::this_process(),
+            http,
+        }
+    }
+
+    /// The sink as configured now; None once a reload removed it.
+    fn sink(&self) -> Option<Sink> {
+        self.config
+            .get()
+            .sinks
+            .iter()
+            .find(|s| s.name == self.name)
+            .cloned()
+    }
+
+    pub async fn run(self, mut stored: Listener, stop: CancellationToken) {
+        let mut sends = Sends::new();
+        loop {
+            let Some(sink) = self.sink() else {
+                break;
+            };
+            let room = IN_FLIGHT - sends.len();
+            if room > 0 {
+                match self
+                    .store
+                    .claim_notifications(&self.name, &self.owner, room as i64, LEASE)
+                    .await
+                {
+                    Ok(due) => {
+                        for n in due {
+                            let (http, sink) = (self.http.clone(), sink.clone());
+                            sends.spawn(async move {
+                                let tried = send(&http, &sink, &n).await;
+                                (sink, n, tried)
+                            });
+                        }
+                    }
+                    Err(e) => tracing::warn!(sink = %self.name, error = %e,
+                        "cannot read notifications for sink {}: {e}", self.name),
+                }
+            }
+            tokio::select! {
+                Some(done) = sends.join_next(), if !sends.is_empty() => {
+                    if let Ok((sink, n, tried)) = done {
+                        self.record(&sink, &n, tried).await;
+                    }
+                }
+                _ = stored.rung() => {}
+                _ = tokio::time::sleep(POLL), if sends.len() < IN_FLIGHT => {}
+                _ = stop.cancelled() => break,
+            }
+        }
+        // What is still in flight gets a moment; the rest is tried again
+        // once its lease runs out.
+        let _ = tokio::time::timeout(DRAIN, async {
+            while let Some(done) = sends.join_next().await {
+                if let Ok((sink, n, tried)) = done {
+                    self.record(&sink, &n, tried).await;
+                }
+            }
+        })
+        .await;
+    }
+
+    async fn record(&self, sink: &Sink, n: &Notification, tried: Tried) {
+        let outcome = outcome(sink, n, tried);
+        let result = match &outcome {
+            NotificationOutcome::Delivered { .. } => "delivered",
+            NotificationOutcome::RetryAt { .. } => "retried",
+            NotificationOutcome::GaveUp { .. } => "given_up",
+        };
+        match self.store.record_notification(n.id, &self.owner, &outcome).await {
+            Ok(true) => {
+                metrics::counter!(crate::metrics::NOTIFICATIONS, "sink" => sink.name.clone(), "result" => result)
+                    .increment(1)
+            }
+            Ok(false) => tracing::debug!(sink = %sink.name, delivery = %n.delivery,
+                "notification {} was taken over by another ferry; its try is not recorded", n.delivery),
+            Err(e) => tracing::warn!(sink = %sink.name, error = %e,
+                "cannot record a notification's try; it is sent again: {e}"),
+        }
+    }
+}
+
+async fn send(http: &reqwest::Client, sink: &Sink, n: &Notification) -> Tried {
+    match &sink.kind {
+        SinkKind::Webhook { url, secret } => webhook::send(http, url, secret.as_ref(), n).await,
+        SinkKind::Slack {
+            token,
+            channel,
+            api_url,
+        } => slack::send(http, api_url, token, channel, n).await,
+    }
+}
+
+/// What to record of a try, with its journal line: a give-up is a warning
+/// for a webhook and an error for Slack (its errors need the operator); the
+/// first retry of a notification a warning, later ones debug lines.
+fn outcome(sink: &Sink, n: &Notification, tried: Tried) -> NotificationOutcome {
+    let what = match n.deployment {
+        Some(d) => format!("{} of deployment {d}", n.event),
+        None => n.event.clone(),
+    };
+    let name = &sink.name;
+    match tried {
+        Tried::Delivered(slack) => {
+            tracing::debug!(sink = %name, delivery = %n.delivery, "notified {name} of {what}");
+            NotificationOutcome::Delivered { slack }
+        }
+        Tried::Retry { after, reason } => {
+            if now_ms() - n.created_at > GIVE_UP_AFTER.as_millis() as i64 {
+                let error = format!("not delivered within 24 hours; the last try: {reason}");
+                tracing::warn!(sink = %name, delivery = %n.delivery,
+                    "gave up notifying {name} of {what}: {error}");
+                return NotificationOutcome::GaveUp { error };
+            }
+            let wait = after.unwrap_or_else(|| backoff(n.attempts));
+            let retry_in = crate::format::duration(Duration::from_secs(wait.as_secs().max(1)));
+            let line =
+                format!("could not notify {name} of {what}, trying again in {retry_in}: {reason}");
+            if n.attempts == 0 {
+                tracing::warn!(sink = %name, delivery = %n.delivery, "{line}");
+            } else {
+                tracing::debug!(sink = %name, delivery = %n.delivery, attempt = n.attempts + 1, "{line}");
+            }
+            NotificationOutcome::RetryAt {
+                at: now_ms() + wait.as_millis() as i64,
+                error: reason,
+            }
+        }
+        Tried::GiveUp { reason, fix } => {
+            let error = match fix {
+                Some(fix) => format!("{reason}: {fix}"),
+                None => reason,
+            };
+            match sink.kind {
+                SinkKind::Slack { .. } => tracing::error!(sink = %name, delivery = %n.delivery,
+                    "gave up notifying {name} of {what}: {error}"),
+                SinkKind::Webhook { .. } => tracing::warn!(sink = %name, delivery = %n.delivery,
+                    "gave up notifying {name} of {what}: {error}"),
+            }
+            NotificationOutcome::GaveUp { error }
+        }
+    }
+}

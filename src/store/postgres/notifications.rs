@@ -1,0 +1,229 @@
+//! Notifications on PostgreSQL: replicas claim the heads of each chain
+//! with `FOR UPDATE SKIP LOCKED` and a lease, so each try is made by one.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use super::{DB_NOW, DeploymentId, Owner, PgStore, Result};
+use crate::store::events::EventPosition;
+use crate::store::notifications::*;
+
+fn record_from_row(r: &PgRow) -> Result<NotificationRecord> {
+    let state: String = r.try_get("state")?;
+    let state = NotificationState::parse(&state).unwrap_or(NotificationState::Pending);
+    let pending = state == NotificationState::Pending;
+    Ok(NotificationRecord {
+        sink: r.try_get("sink")?,
+        event: r.try_get("event")?,
+        delivery: r.try_get("delivery")?,
+        state,
+        attempts: r.try_get("attempts")?,
+        created_at: r.try_get("created_at")?,
+        next_try_at: if pending {
+            r.try_get("next_try_at")?
+        } else {
+            None
+        },
+        last_error: r.try_get("last_error")?,
+        done_at: r.try_get("done_at")?,
+    })
+}
+
+#[async_trait]
+impl Notifications for PgStore {
+    async fn fan_out(
+        &self,
+        consumer: &str,
+        owner: &Owner,
+        notes: &[NewNotification],
+        through: EventPosition,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let held = sqlx::query(
+            "UPDATE event_cursors
+                SET xid = CASE WHEN (xid, seq) < ($3, $4) THEN $3 ELSE xid END,
+                    seq = CASE WHEN (xid, seq) < ($3, $4) THEN $4 ELSE seq END
+              WHERE consumer = $1 AND leased_by = $2",
+        )
+        .bind(consumer)
+        .bind(&owner.0)
+        .bind(through.xid)
+        .bind(through.seq)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if held == 0 {
+            return Ok(false);
+        }
+        for n in notes {
+            sqlx::query(
+                "INSERT INTO notifications
+                     (sink, event, chain, deployment_id, delivery, body, created_at,
+                      next_try_at, event_xid, event_seq)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9)
+                 ON CONFLICT (sink, event_xid, event_seq) DO NOTHING",
+            )
+            .bind(&n.sink)
+            .bind(&n.event)
+            .bind(&n.chain)
+            .bind(n.deployment.map(|d| d.0))
+            .bind(&n.delivery)
+            .bind(&n.body)
+            .bind(n.at)
+            .bind(n.position.xid)
+            .bind(n.position.seq)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn claim_notifications(
+        &self,
+        sink: &str,
+        owner: &Owner,
+        limit: i64,
+        lease: Duration,
+    ) -> Result<Vec<Notification>> {
+        let sql = format!(
+            "WITH due AS (
+                 SELECT n.id FROM notifications n
+                 WHERE n.sink = $1 AND n.state = 'pending' AND n.next_try_at <= {DB_NOW}
+                   AND (n.lease_until IS NULL OR n.lease_until < {DB_NOW})
+                   AND NOT EXISTS (
+                       SELECT 1 FROM notifications p
+                       WHERE p.sink = n.sink AND p.chain = n.chain
+                         AND p.state = 'pending' AND p.id < n.id)
+                 ORDER BY n.id LIMIT $3
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE notifications n SET leased_by = $2, lease_until = {DB_NOW} + $4
+               FROM due WHERE n.id = due.id
+             RETURNING n.id, n.sink, n.event, n.deployment_id, n.delivery, n.body,
+                       n.created_at, n.attempts,
+                       (SELECT m.channel FROM slack_messages m
+                         WHERE m.sink = n.sink AND m.deployment_id = n.deployment_id) AS channel,
+                       (SELECT m.ts FROM slack_messages m
+                         WHERE m.sink = n.sink AND m.deployment_id = n.deployment_id) AS ts"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(sink)
+            .bind(&owner.0)
+            .bind(limit)
+            .bind(lease.as_millis() as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut claimed = rows
+            .iter()
+            .map(|r| {
+                let channel: Option<String> = r.try_get("channel")?;
+                let ts: Option<String> = r.try_get("ts")?;
+                Ok(Notification {
+                    id: r.try_get("id")?,
+                    sink: r.try_get("sink")?,
+                    event: r.try_get("event")?,
+                    deployment: r
+                        .try_get::<Option<i64>, _>("deployment_id")?
+                        .map(DeploymentId),
+                    delivery: r.try_get("delivery")?,
+                    body: r.try_get("body")?,
+                    created_at: r.try_get("created_at")?,
+                    attempts: r.try_get("attempts")?,
+                    slack: channel
+                        .zip(ts)
+                        .map(|(channel, ts)| SlackMessage { channel, ts }),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        claimed.sort_by_key(|n| n.id);
+        Ok(claimed)
+    }
+
+    async fn record_notification(
+        &self,
+        id: i64,
+        owner: &Owner,
+        outcome: &NotificationOutcome,
+    ) -> Result<bool> {
+        let (state, next, error) = match outcome {
+            NotificationOutcome::Delivered { .. } => ("delivered", None, None),
+            NotificationOutcome::RetryAt { at, error } => ("pending", Some(*at), Some(error)),
+            NotificationOutcome::GaveUp { error } => ("given_up", None, Some(error)),
+        };
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "UPDATE notifications
+                SET state = $3, attempts = attempts + 1,
+                    next_try_at = COALESCE($4, next_try_at),
+                    last_error = COALESCE($5, last_error),
+                    done_at = CASE WHEN $3 = 'pending' THEN NULL ELSE {DB_NOW} END,
+                    leased_by = NULL, lease_until = NULL
+              WHERE id = $1 AND leased_by = $2 AND state = 'pending'
+              RETURNING sink, deployment_id"
+        );
+        let row: Option<(String, Option<i64>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(&owner.0)
+            .bind(state)
+            .bind(next)
+            .bind(error)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((sink, deployment)) = row else {
+            return Ok(false);
+        };
+        if let (NotificationOutcome::Delivered { slack: Some(m) }, Some(d)) = (outcome, deployment)
+        {
+            sqlx::query(
+                "INSERT INTO slack_messages (sink, deployment_id, channel, ts)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (sink, deployment_id)
+                 DO UPDATE SET channel = EXCLUDED.channel, ts = EXCLUDED.ts",
+            )
+            .bind(&sink)
+            .bind(d)
+            .bind(&m.channel)
+            .bind(&m.ts)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn notifications_of(&self, deployment: DeploymentId) -> Result<Vec<NotificationRecord>> {
+        let rows = sqlx::query("SELECT * FROM notifications WHERE deployment_id = $1 ORDER BY id")
+            .bind(deployment.0)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    async fn pending_notifications(&self) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT sink, COUNT(*) FROM notifications
+             WHERE state = 'pending' GROUP BY sink ORDER BY sink",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn prune_notifications(&self, before: i64) -> Result<u64> {
+        let n = sqlx::query("DELETE FROM notifications WHERE state <> 'pending' AND done_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        sqlx::query(
+            "DELETE FROM slack_messages m WHERE NOT EXISTS (
+                 SELECT 1 FROM notifications n
+                 WHERE n.sink = m.sink AND n.deployment_id = m.deployment_id)",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(n)
+    }
+}
