@@ -42,6 +42,13 @@ pub fn plural(n: usize, one: &str) -> String {
     }
 }
 
+/// A time (ms since the epoch) as RFC 3339 in UTC, to the second: how
+/// `--json` and notifications write times.
+pub fn rfc3339(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,11 +71,4 @@ mod tests {
         assert_eq!(plural(1, "host"), "1 host");
         assert_eq!(plural(3, "host"), "3 hosts");
     }
-}
-
-/// A time (ms since the epoch) as RFC 3339 in UTC, to the second: how
-/// `--json` and notifications write times.
-pub fn rfc3339(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
 }
