@@ -18,6 +18,7 @@ mod local_hosts;
 mod log_page;
 mod log_storage;
 mod metrics;
+mod notifications;
 mod operator_view;
 mod queue;
 mod reconcile;

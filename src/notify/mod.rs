@@ -94,6 +94,11 @@ impl Notifier {
                 return;
             }
         };
+        if !self.store.replicas()
+            && let Err(e) = self.store.release_notifications().await
+        {
+            tracing::warn!(error = %e, "cannot release the last run's notification claims: {e}");
+        }
         let stored = Bell::default();
         let tasks = TaskTracker::new();
         tasks.spawn(

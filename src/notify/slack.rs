@@ -117,7 +117,7 @@ async fn call(
         .as_str()
         .unwrap_or("unknown_error")
         .to_string();
-    if error == "ratelimited" {
+    if error == "ratelimited" || error == "rate_limited" {
         return Answer::Tried(Tried::Retry {
             after: Some(after.unwrap_or(RATE_LIMITED_PAUSE)),
             reason: "Slack is rate limiting (ratelimited)".into(),

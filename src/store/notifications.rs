@@ -150,6 +150,11 @@ pub trait Notifications: Send + Sync {
         outcome: &NotificationOutcome,
     ) -> Result<bool>;
 
+    /// Releases every claim (at the start of a process that uses the store
+    /// alone: whoever held them is gone), so what was in flight at a
+    /// `kill -9` is sent again at once rather than when its lease ends.
+    async fn release_notifications(&self) -> Result<u64>;
+
     /// A deployment's notifications, oldest first.
     async fn notifications_of(&self, deployment: DeploymentId) -> Result<Vec<NotificationRecord>>;
 

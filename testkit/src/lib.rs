@@ -7,7 +7,9 @@ pub mod container;
 pub mod github;
 pub mod postgres;
 mod process;
+pub mod receiver;
 mod schema;
+pub mod slack;
 pub mod sshd;
 pub mod timeline;
 

@@ -194,6 +194,16 @@ impl Notifications for PgStore {
         Ok(true)
     }
 
+    async fn release_notifications(&self) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE notifications SET leased_by = NULL, lease_until = NULL
+             WHERE state = 'pending' AND leased_by IS NOT NULL",
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     async fn notifications_of(&self, deployment: DeploymentId) -> Result<Vec<NotificationRecord>> {
         let rows = sqlx::query("SELECT * FROM notifications WHERE deployment_id = $1 ORDER BY id")
             .bind(deployment.0)

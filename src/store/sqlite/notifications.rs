@@ -182,6 +182,18 @@ impl Notifications for SqliteStore {
         .await
     }
 
+    async fn release_notifications(&self) -> Result<u64> {
+        self.write(|tx| {
+            Ok(tx
+                .prepare_cached(
+                    "UPDATE notifications SET leased_by = NULL, lease_until = NULL
+                     WHERE state = 'pending' AND leased_by IS NOT NULL",
+                )?
+                .execute([])? as u64)
+        })
+        .await
+    }
+
     async fn notifications_of(&self, deployment: DeploymentId) -> Result<Vec<NotificationRecord>> {
         self.read(move |c| {
             c.prepare_cached(
