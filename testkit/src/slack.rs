@@ -191,10 +191,8 @@ async fn call(
         }
     }
     for r in &required {
-        if !args
-            .get(r)
-            .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
-        {
+        let given = args.get(r).and_then(Value::as_str).unwrap_or_default();
+        if given.is_empty() {
             violation(&mut inner, format!("no {r}"));
             return error(if r == "channel" {
                 "channel_not_found"
