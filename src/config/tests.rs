@@ -549,3 +549,34 @@ fn local_is_ferry_s_own_host() {
     assert!(!Host::parse("local:2222").unwrap().is_local());
     assert!(!Host::parse("localhost").unwrap().is_local());
 }
+
+/// Every key is in the shipped example (set, or commented out with its
+/// default), so that the example is where an operator finds them all.
+#[test]
+fn every_key_is_in_the_example() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ferry.example.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut missing = Vec::new();
+    for (table, keys) in [
+        ("server", keys::<RawServer>()),
+        ("github", keys::<RawGitHub>()),
+        ("storage", keys::<RawStorage>()),
+        ("runner", keys::<RawRunner>()),
+        ("ssh", keys::<RawSsh>()),
+        ("target", keys::<RawTarget>()),
+        ("target.checks", keys::<RawHostCheck>()),
+        ("freeze", keys::<RawFreeze>()),
+        ("notify", keys::<RawNotify>()),
+    ] {
+        for key in keys {
+            let set = text.lines().any(|l| {
+                let l = l.trim_start_matches(['#', ' ']);
+                l.starts_with(&format!("{key} =")) || l.starts_with(&format!("[[target.{key}]]"))
+            });
+            if !set {
+                missing.push(format!("{table}.{key}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "not in config/ferry.example.toml: {missing:?}");
+}
