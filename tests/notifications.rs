@@ -387,7 +387,11 @@ async fn a_sink_that_hangs_holds_up_no_deployment_and_no_other_sink(database_url
             .unwrap();
         assert_eq!(first.event, "in_progress", "{r:?}");
     }
-    assert!(w.metric("ferry_notifications_pending{sink=\"hung\"}").await >= 1.0);
+    // Counted in the store every few seconds.
+    eventually("the gauge counts the hung sink's notifications", WAIT, || async {
+        (w.metric("ferry_notifications_pending{sink=\"hung\"}").await >= 1.0).then_some(())
+    })
+    .await;
 }
 
 async fn slack_errors_are_retried_or_given_up_naming_the_fix(database_url: Option<String>) {

@@ -42,6 +42,15 @@ impl Busy {
 /// A ferry (on SQLite, or on PostgreSQL at `database_url`) with the
 /// environment the burst goes to `busy`.
 pub(crate) async fn burst_ferry(database_url: Option<String>, busy: Busy) -> World {
+    burst_ferry_with(database_url, busy, String::new()).await
+}
+
+/// As [`burst_ferry`], with `extra` tables (`[[notify]]`) in its config.
+pub(crate) async fn burst_ferry_with(
+    database_url: Option<String>,
+    busy: Busy,
+    extra: String,
+) -> World {
     let w = World::build(
         Setup {
             database_url,
@@ -57,7 +66,7 @@ pub(crate) async fn burst_ferry(database_url: Option<String>, busy: Busy) -> Wor
                 Busy::Held => common::hold(scratch),
                 Busy::Running => "true".to_string(),
             };
-            target(REPO, "production", &[sshd.host()], &[("step", &step)], "")
+            target(REPO, "production", &[sshd.host()], &[("step", &step)], "") + &extra
         },
     )
     .await;

@@ -64,6 +64,7 @@ mod failover;
 mod fanout;
 mod footprint;
 mod intake;
+mod notify;
 mod reaction;
 mod rolling;
 use burst::*;
@@ -71,6 +72,7 @@ use failover::*;
 use fanout::*;
 use footprint::*;
 use intake::*;
+use notify::*;
 use reaction::*;
 use rolling::*;
 
@@ -132,6 +134,11 @@ async fn main() {
     if wanted("burst") || wanted("burst-sqlite") {
         eprintln!("burst to one environment ...");
         burst(&mut report, !wanted("burst-sqlite") || wanted("burst")).await;
+    }
+    // `notify-sqlite`: SQLite alone.
+    if wanted("notify") || wanted("notify-sqlite") {
+        eprintln!("burst with notification sinks ...");
+        notify(&mut report, !wanted("notify-sqlite") || wanted("notify")).await;
     }
     if wanted("failover") {
         eprintln!("failover ...");

@@ -24,6 +24,11 @@ CREATE TABLE notifications (
     event_seq     INTEGER NOT NULL,
     UNIQUE (sink, event_xid, event_seq)
 );
+-- A claim walks a sink's pending notifications in order (notifications_due)
+-- and stops at its limit; whether one is its chain's head is a probe of
+-- notifications_heads. Sorting all of a sink's pending rows instead cost
+-- the SQLite writer its time once a sink fell behind.
+CREATE INDEX notifications_due ON notifications (sink, id) WHERE state = 'pending';
 CREATE INDEX notifications_heads ON notifications (sink, chain, id) WHERE state = 'pending';
 CREATE INDEX notifications_of ON notifications (deployment_id) WHERE deployment_id IS NOT NULL;
 CREATE INDEX notifications_done ON notifications (done_at) WHERE state <> 'pending';

@@ -150,8 +150,8 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
                 .map(|(i, s)| status_json(s, now, serving, waiting_before(&statuses, i)))
                 .collect::<Vec<_>>(),
             "actions": actions.iter().map(action_json).collect::<Vec<_>>(),
-            "notifications": notifications.iter()
-                .map(|n| notification_json(n, now, notifying))
+            "notifications": notifications.iter().enumerate()
+                .map(|(i, n)| notification_json(n, now, notifying, notification_behind(&notifications, i)))
                 .collect::<Vec<_>>(),
         });
         if let serde_json::Value::Object(extra) = extra {
@@ -212,21 +212,27 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
     }
     if !notifications.is_empty() {
         println!("notifications:");
-        for n in &notifications {
+        for (i, n) in notifications.iter().enumerate() {
             println!(
                 "  {}  {:<12}  {:<11}  [{}]",
                 clock(n.created_at),
                 n.sink,
                 n.event,
-                notification_fate(n, now, notifying)
+                notification_fate(n, now, notifying, notification_behind(&notifications, i))
             );
         }
     }
     Ok(())
 }
 
-/// What became of a notification, in words.
-fn notification_fate(n: &NotificationRecord, now: i64, serving: bool) -> String {
+/// What became of a notification, in words; `behind`: an earlier one of
+/// the same sink still pending, which goes first.
+fn notification_fate(
+    n: &NotificationRecord,
+    now: i64,
+    serving: bool,
+    behind: Option<&NotificationRecord>,
+) -> String {
     let error = n.last_error.as_deref().unwrap_or_default();
     match n.state {
         NotificationState::Delivered => {
@@ -239,7 +245,14 @@ fn notification_fate(n: &NotificationRecord, now: i64, serving: bool) -> String 
                 Some(at) if at > now => format!("next try at {}", clock(at)),
                 _ => "due now".to_string(),
             };
-            if n.attempts == 0 {
+            if n.attempts == 0
+                && let Some(first) = behind
+            {
+                format!(
+                    "not yet: goes after {} (a deployment's notifications reach a sink in order)",
+                    first.event
+                )
+            } else if n.attempts == 0 {
                 format!("not yet: {when}")
             } else {
                 format!("retrying: {error}; {} so far; {when}", tries(n.attempts))
@@ -248,7 +261,19 @@ fn notification_fate(n: &NotificationRecord, now: i64, serving: bool) -> String 
     }
 }
 
-fn notification_json(n: &NotificationRecord, now: i64, serving: bool) -> serde_json::Value {
+/// The first notification before the `i`th of the same sink still pending.
+fn notification_behind(all: &[NotificationRecord], i: usize) -> Option<&NotificationRecord> {
+    all[..i]
+        .iter()
+        .find(|p| p.sink == all[i].sink && p.state == NotificationState::Pending)
+}
+
+fn notification_json(
+    n: &NotificationRecord,
+    now: i64,
+    serving: bool,
+    behind: Option<&NotificationRecord>,
+) -> serde_json::Value {
     serde_json::json!({
         "sink": n.sink,
         "event": n.event,
@@ -262,7 +287,7 @@ fn notification_json(n: &NotificationRecord, now: i64, serving: bool) -> serde_j
         "next_try_at": n.next_try_at.map(|t| clock(t.max(now))),
         "last_error": n.last_error,
         "done_at": n.done_at.map(clock),
-        "summary": notification_fate(n, now, serving),
+        "summary": notification_fate(n, now, serving, behind),
     })
 }
 

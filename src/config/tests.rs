@@ -578,5 +578,8 @@ fn every_key_is_in_the_example() {
             }
         }
     }
-    assert!(missing.is_empty(), "not in config/ferry.example.toml: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "not in config/ferry.example.toml: {missing:?}"
+    );
 }

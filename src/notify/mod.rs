@@ -46,14 +46,24 @@ pub enum Tried {
 }
 
 /// A request that got no answer: no connection, or none within the
-/// timeout. Both are tried again.
-fn sent_error(e: &reqwest::Error) -> Tried {
+/// timeout. Both are tried again. The URL is left out of the reason (a
+/// webhook's may carry a key in its query); the innermost cause says what
+/// happened.
+fn sent_error(e: reqwest::Error) -> Tried {
     let reason = if e.is_timeout() {
         format!("no answer within {}s", send::TIMEOUT.as_secs())
-    } else if e.is_connect() {
-        format!("cannot connect: {}", crate::error::error_chain(e))
     } else {
-        crate::error::error_chain(e)
+        let connect = e.is_connect();
+        let e = e.without_url();
+        let mut cause: &dyn std::error::Error = &e;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
+        if connect {
+            format!("cannot connect: {cause}")
+        } else {
+            format!("no answer: {cause}")
+        }
     };
     Tried::Retry {
         after: None,
@@ -82,8 +92,11 @@ pub struct Notifier {
 }
 
 /// How often the sinks in force are compared with the workers running
-/// (a reload may add one), and the pending counts refreshed.
+/// (a reload may add one).
 const LOOK_EVERY: Duration = Duration::from_secs(1);
+/// How often the pending counts are refreshed: each is a pass over the
+/// pending notifications' index, long when a sink has been down a while.
+const COUNT_EVERY: Duration = Duration::from_secs(5);
 
 impl Notifier {
     pub async fn run(self, stop: CancellationToken) {
@@ -113,6 +126,7 @@ impl Notifier {
         );
         let mut workers: std::collections::HashMap<String, tokio::task::JoinHandle<()>> =
             Default::default();
+        let mut counted = tokio::time::Instant::now() - COUNT_EVERY;
         loop {
             let config = self.config.get();
             workers.retain(|_, w| !w.is_finished());
@@ -127,7 +141,10 @@ impl Notifier {
                     workers.insert(sink.name.clone(), handle);
                 }
             }
-            self.count_pending(&config).await;
+            if counted.elapsed() >= COUNT_EVERY {
+                counted = tokio::time::Instant::now();
+                self.count_pending(&config).await;
+            }
             tokio::select! {
                 _ = tokio::time::sleep(LOOK_EVERY) => {}
                 _ = stop.cancelled() => break,

@@ -17,7 +17,7 @@ use crate::sync::Listener;
 /// A receiver that has not answered by then is tried again later.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// Sends in flight per sink (and so connections to it).
-const IN_FLIGHT: usize = 4;
+const IN_FLIGHT: usize = 8;
 /// A claim's lease: a Slack try may make two requests.
 const LEASE: Duration = Duration::from_secs(25);
 /// Retries stop this long after the event.
@@ -38,6 +38,10 @@ fn backoff(attempts: i64) -> Duration {
 
 pub struct Worker {
     name: String,
+    /// Whether the sink's last try failed and was retried: the journal
+    /// says once that a sink stopped answering, and once that it is back,
+    /// not once per notification while it is down.
+    failing: std::sync::atomic::AtomicBool,
     store: SharedStore,
     config: Current<Config>,
     owner: Owner,
@@ -57,6 +61,7 @@ impl Worker {
             .unwrap_or_default();
         Worker {
             name,
+            failing: Default::default(),
             store,
             config,
             owner: Owner::this_process(),
@@ -101,10 +106,13 @@ impl Worker {
                 }
             }
             tokio::select! {
-                Some(done) = sends.join_next(), if !sends.is_empty() => {
-                    if let Ok((sink, n, tried)) = done {
-                        self.record(&sink, &n, tried).await;
+                Some(first) = sends.join_next(), if !sends.is_empty() => {
+                    // Whatever else has finished is recorded in the same transaction.
+                    let mut done = vec![first];
+                    while let Some(more) = sends.try_join_next() {
+                        done.push(more);
                     }
+                    self.record(done.into_iter().flatten().collect()).await;
                 }
                 _ = stored.rung() => {}
                 _ = tokio::time::sleep(POLL), if sends.len() < IN_FLIGHT => {}
@@ -115,30 +123,36 @@ impl Worker {
         // once its lease runs out.
         let _ = tokio::time::timeout(DRAIN, async {
             while let Some(done) = sends.join_next().await {
-                if let Ok((sink, n, tried)) = done {
-                    self.record(&sink, &n, tried).await;
-                }
+                self.record(done.into_iter().collect()).await;
             }
         })
         .await;
     }
 
-    async fn record(&self, sink: &Sink, n: &Notification, tried: Tried) {
-        let outcome = outcome(sink, n, tried);
-        let result = match &outcome {
-            NotificationOutcome::Delivered { .. } => "delivered",
-            NotificationOutcome::RetryAt { .. } => "retried",
-            NotificationOutcome::GaveUp { .. } => "given_up",
-        };
-        match self.store.record_notification(n.id, &self.owner, &outcome).await {
-            Ok(true) => {
-                metrics::counter!(crate::metrics::NOTIFICATIONS, "sink" => sink.name.clone(), "result" => result)
-                    .increment(1)
+    async fn record(&self, done: Vec<(Sink, Notification, Tried)>) {
+        let tries: Vec<(i64, NotificationOutcome)> = done
+            .into_iter()
+            .map(|(sink, n, tried)| (n.id, outcome(&sink, &n, tried, &self.failing)))
+            .collect();
+        match self.store.record_notifications(&self.owner, &tries).await {
+            Ok(recorded) => {
+                for ((id, outcome), recorded) in tries.iter().zip(recorded) {
+                    if !recorded {
+                        tracing::debug!(sink = %self.name,
+                            "notification {id} was taken over by another ferry; its try is not recorded");
+                        continue;
+                    }
+                    let result = match outcome {
+                        NotificationOutcome::Delivered { .. } => "delivered",
+                        NotificationOutcome::RetryAt { .. } => "retried",
+                        NotificationOutcome::GaveUp { .. } => "given_up",
+                    };
+                    metrics::counter!(crate::metrics::NOTIFICATIONS, "sink" => self.name.clone(), "result" => result)
+                        .increment(1);
+                }
             }
-            Ok(false) => tracing::debug!(sink = %sink.name, delivery = %n.delivery,
-                "notification {} was taken over by another ferry; its try is not recorded", n.delivery),
-            Err(e) => tracing::warn!(sink = %sink.name, error = %e,
-                "cannot record a notification's try; it is sent again: {e}"),
+            Err(e) => tracing::warn!(sink = %self.name, error = %e,
+                "cannot record notifications' tries; they are sent again: {e}"),
         }
     }
 }
@@ -155,9 +169,17 @@ async fn send(http: &reqwest::Client, sink: &Sink, n: &Notification) -> Tried {
 }
 
 /// What to record of a try, with its journal line: a give-up is a warning
-/// for a webhook and an error for Slack (its errors need the operator); the
-/// first retry of a notification a warning, later ones debug lines.
-fn outcome(sink: &Sink, n: &Notification, tried: Tried) -> NotificationOutcome {
+/// for a webhook and an error for Slack (its errors need the operator); a
+/// retry is a warning when the sink stops answering (`failing` was false),
+/// and an info line says when it answers again; the tries between are
+/// debug lines.
+fn outcome(
+    sink: &Sink,
+    n: &Notification,
+    tried: Tried,
+    failing: &std::sync::atomic::AtomicBool,
+) -> NotificationOutcome {
+    use std::sync::atomic::Ordering::Relaxed;
     let what = match n.deployment {
         Some(d) => format!("{} of deployment {d}", n.event),
         None => n.event.clone(),
@@ -165,6 +187,9 @@ fn outcome(sink: &Sink, n: &Notification, tried: Tried) -> NotificationOutcome {
     let name = &sink.name;
     match tried {
         Tried::Delivered(slack) => {
+            if failing.swap(false, Relaxed) {
+                tracing::info!(sink = %name, "{name} answers again; the notifications waiting for it go out");
+            }
             tracing::debug!(sink = %name, delivery = %n.delivery, "notified {name} of {what}");
             NotificationOutcome::Delivered { slack }
         }
@@ -179,8 +204,9 @@ fn outcome(sink: &Sink, n: &Notification, tried: Tried) -> NotificationOutcome {
             let retry_in = crate::format::duration(Duration::from_secs(wait.as_secs().max(1)));
             let line =
                 format!("could not notify {name} of {what}, trying again in {retry_in}: {reason}");
-            if n.attempts == 0 {
-                tracing::warn!(sink = %name, delivery = %n.delivery, "{line}");
+            if !failing.swap(true, Relaxed) {
+                tracing::warn!(sink = %name, delivery = %n.delivery,
+                    "{line} (said once while {name} does not answer; its notifications wait, retried for up to 24 hours)");
             } else {
                 tracing::debug!(sink = %name, delivery = %n.delivery, attempt = n.attempts + 1, "{line}");
             }

@@ -85,7 +85,7 @@ async fn call(
         .await;
     let response = match response {
         Ok(r) => r,
-        Err(e) => return Answer::Tried(sent_error(&e)),
+        Err(e) => return Answer::Tried(sent_error(e)),
     };
     let status = response.status();
     let after = retry_after(response.headers());

@@ -27,7 +27,7 @@ pub async fn send(
     }
     let response = match request.send().await {
         Ok(r) => r,
-        Err(e) => return sent_error(&e),
+        Err(e) => return sent_error(e),
     };
     let status = response.status();
     if status.is_success() {

@@ -141,14 +141,27 @@ pub trait Notifications: Send + Sync {
         lease: Duration,
     ) -> Result<Vec<Notification>>;
 
-    /// Records a try of a notification `owner` claimed; false (and nothing
-    /// written) when its lease was lost, and another owner tries it.
+    /// Records tries of notifications `owner` claimed, in one transaction;
+    /// for each, false (and nothing written) when its lease was lost, and
+    /// another owner tries it.
+    async fn record_notifications(
+        &self,
+        owner: &Owner,
+        tries: &[(i64, NotificationOutcome)],
+    ) -> Result<Vec<bool>>;
+
+    /// [`Notifications::record_notifications`] for one try.
     async fn record_notification(
         &self,
         id: i64,
         owner: &Owner,
         outcome: &NotificationOutcome,
-    ) -> Result<bool>;
+    ) -> Result<bool> {
+        let recorded = self
+            .record_notifications(owner, &[(id, outcome.clone())])
+            .await?;
+        Ok(recorded.first().copied().unwrap_or(false))
+    }
 
     /// Releases every claim (at the start of a process that uses the store
     /// alone: whoever held them is gone), so what was in flight at a

@@ -58,26 +58,35 @@ impl Notifications for PgStore {
         if held == 0 {
             return Ok(false);
         }
-        for n in notes {
-            sqlx::query(
-                "INSERT INTO notifications
-                     (sink, event, chain, deployment_id, delivery, body, created_at,
-                      next_try_at, event_xid, event_seq)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9)
-                 ON CONFLICT (sink, event_xid, event_seq) DO NOTHING",
-            )
-            .bind(&n.sink)
-            .bind(&n.event)
-            .bind(&n.chain)
-            .bind(n.deployment.map(|d| d.0))
-            .bind(&n.delivery)
-            .bind(&n.body)
-            .bind(n.at)
-            .bind(n.position.xid)
-            .bind(n.position.seq)
-            .execute(&mut *tx)
-            .await?;
-        }
+        // One statement for the batch: a burst fans out hundreds at a time.
+        let col = |f: fn(&NewNotification) -> String| notes.iter().map(f).collect::<Vec<_>>();
+        let num = |f: fn(&NewNotification) -> i64| notes.iter().map(f).collect::<Vec<_>>();
+        sqlx::query(
+            "INSERT INTO notifications
+                 (sink, event, chain, deployment_id, delivery, body, created_at,
+                  next_try_at, event_xid, event_seq)
+             SELECT sink, event, chain, deployment_id, delivery, body, at, at, xid, seq
+               FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[],
+                           $6::text[], $7::bigint[], $8::bigint[], $9::bigint[])
+                    AS n(sink, event, chain, deployment_id, delivery, body, at, xid, seq)
+             ON CONFLICT (sink, event_xid, event_seq) DO NOTHING",
+        )
+        .bind(col(|n| n.sink.clone()))
+        .bind(col(|n| n.event.clone()))
+        .bind(col(|n| n.chain.clone()))
+        .bind(
+            notes
+                .iter()
+                .map(|n| n.deployment.map(|d| d.0))
+                .collect::<Vec<_>>(),
+        )
+        .bind(col(|n| n.delivery.clone()))
+        .bind(col(|n| n.body.clone()))
+        .bind(num(|n| n.at))
+        .bind(num(|n| n.position.xid))
+        .bind(num(|n| n.position.seq))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -142,17 +151,11 @@ impl Notifications for PgStore {
         Ok(claimed)
     }
 
-    async fn record_notification(
+    async fn record_notifications(
         &self,
-        id: i64,
         owner: &Owner,
-        outcome: &NotificationOutcome,
-    ) -> Result<bool> {
-        let (state, next, error) = match outcome {
-            NotificationOutcome::Delivered { .. } => ("delivered", None, None),
-            NotificationOutcome::RetryAt { at, error } => ("pending", Some(*at), Some(error)),
-            NotificationOutcome::GaveUp { error } => ("given_up", None, Some(error)),
-        };
+        tries: &[(i64, NotificationOutcome)],
+    ) -> Result<Vec<bool>> {
         let mut tx = self.pool.begin().await?;
         let sql = format!(
             "UPDATE notifications
@@ -164,34 +167,42 @@ impl Notifications for PgStore {
               WHERE id = $1 AND leased_by = $2 AND state = 'pending'
               RETURNING sink, deployment_id"
         );
-        let row: Option<(String, Option<i64>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .bind(&owner.0)
-            .bind(state)
-            .bind(next)
-            .bind(error)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some((sink, deployment)) = row else {
-            return Ok(false);
-        };
-        if let (NotificationOutcome::Delivered { slack: Some(m) }, Some(d)) = (outcome, deployment)
-        {
-            sqlx::query(
-                "INSERT INTO slack_messages (sink, deployment_id, channel, ts)
-                 VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (sink, deployment_id)
-                 DO UPDATE SET channel = EXCLUDED.channel, ts = EXCLUDED.ts",
-            )
-            .bind(&sink)
-            .bind(d)
-            .bind(&m.channel)
-            .bind(&m.ts)
-            .execute(&mut *tx)
-            .await?;
+        let mut recorded = Vec::with_capacity(tries.len());
+        for (id, outcome) in tries {
+            let (state, next, error) = match outcome {
+                NotificationOutcome::Delivered { .. } => ("delivered", None, None),
+                NotificationOutcome::RetryAt { at, error } => ("pending", Some(*at), Some(error)),
+                NotificationOutcome::GaveUp { error } => ("given_up", None, Some(error)),
+            };
+            let row: Option<(String, Option<i64>)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(id)
+                    .bind(&owner.0)
+                    .bind(state)
+                    .bind(next)
+                    .bind(error)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let (Some((sink, Some(d))), NotificationOutcome::Delivered { slack: Some(m) }) =
+                (&row, outcome)
+            {
+                sqlx::query(
+                    "INSERT INTO slack_messages (sink, deployment_id, channel, ts)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (sink, deployment_id)
+                     DO UPDATE SET channel = EXCLUDED.channel, ts = EXCLUDED.ts",
+                )
+                .bind(sink)
+                .bind(d)
+                .bind(&m.channel)
+                .bind(&m.ts)
+                .execute(&mut *tx)
+                .await?;
+            }
+            recorded.push(row.is_some());
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(recorded)
     }
 
     async fn release_notifications(&self) -> Result<u64> {

@@ -83,7 +83,7 @@ impl Notifications for SqliteStore {
             let now = now_ms();
             let ids: Vec<i64> = tx
                 .prepare_cached(
-                    "SELECT n.id FROM notifications n INDEXED BY notifications_heads
+                    "SELECT n.id FROM notifications n INDEXED BY notifications_due
                      WHERE n.sink = ?1 AND n.state = 'pending' AND n.next_try_at <= ?2
                        AND (n.lease_until IS NULL OR n.lease_until < ?2)
                        AND NOT EXISTS (
@@ -134,50 +134,46 @@ impl Notifications for SqliteStore {
         .await
     }
 
-    async fn record_notification(
+    async fn record_notifications(
         &self,
-        id: i64,
         owner: &Owner,
-        outcome: &NotificationOutcome,
-    ) -> Result<bool> {
-        let (owner, outcome) = (owner.0.clone(), outcome.clone());
+        tries: &[(i64, NotificationOutcome)],
+    ) -> Result<Vec<bool>> {
+        let (owner, tries) = (owner.0.clone(), tries.to_vec());
         self.write(move |tx| {
             let now = now_ms();
-            let (state, next, error) = match &outcome {
-                NotificationOutcome::Delivered { .. } => ("delivered", None, None),
-                NotificationOutcome::RetryAt { at, error } => ("pending", Some(*at), Some(error)),
-                NotificationOutcome::GaveUp { error } => ("given_up", None, Some(error)),
-            };
-            let done = (state != "pending").then_some(now);
-            let row: Option<(String, Option<i64>)> = tx
-                .prepare_cached(
-                    "UPDATE notifications
-                        SET state = ?3, attempts = attempts + 1,
-                            next_try_at = COALESCE(?4, next_try_at),
-                            last_error = COALESCE(?5, last_error), done_at = ?6,
-                            leased_by = NULL, lease_until = NULL
-                      WHERE id = ?1 AND leased_by = ?2 AND state = 'pending'
-                      RETURNING sink, deployment_id",
-                )?
-                .query_row(params![id, owner, state, next, error, done], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()?;
-            let Some((sink, deployment)) = row else {
-                return Ok(false);
-            };
-            if let (NotificationOutcome::Delivered { slack: Some(m) }, Some(d)) =
-                (&outcome, deployment)
-            {
-                tx.prepare_cached(
-                    "INSERT INTO slack_messages (sink, deployment_id, channel, ts)
-                     VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (sink, deployment_id)
-                     DO UPDATE SET channel = excluded.channel, ts = excluded.ts",
-                )?
-                .execute(params![sink, d, m.channel, m.ts])?;
+            let mut update = tx.prepare_cached(
+                "UPDATE notifications
+                    SET state = ?3, attempts = attempts + 1,
+                        next_try_at = COALESCE(?4, next_try_at),
+                        last_error = COALESCE(?5, last_error), done_at = ?6,
+                        leased_by = NULL, lease_until = NULL
+                  WHERE id = ?1 AND leased_by = ?2 AND state = 'pending'
+                  RETURNING sink, deployment_id",
+            )?;
+            let mut message = tx.prepare_cached(
+                "INSERT INTO slack_messages (sink, deployment_id, channel, ts)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (sink, deployment_id)
+                 DO UPDATE SET channel = excluded.channel, ts = excluded.ts",
+            )?;
+            let mut recorded = Vec::with_capacity(tries.len());
+            for (id, outcome) in &tries {
+                let (state, next, error) = columns(outcome);
+                let done = (state != "pending").then_some(now);
+                let row: Option<(String, Option<i64>)> = update
+                    .query_row(params![id, owner, state, next, error, done], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()?;
+                if let (Some((sink, Some(d))), NotificationOutcome::Delivered { slack: Some(m) }) =
+                    (&row, outcome)
+                {
+                    message.execute(params![sink, d, m.channel, m.ts])?;
+                }
+                recorded.push(row.is_some());
             }
-            Ok(true)
+            Ok(recorded)
         })
         .await
     }
@@ -209,7 +205,7 @@ impl Notifications for SqliteStore {
     async fn pending_notifications(&self) -> Result<Vec<(String, i64)>> {
         self.read(|c| {
             c.prepare_cached(
-                "SELECT sink, COUNT(*) FROM notifications INDEXED BY notifications_heads
+                "SELECT sink, COUNT(*) FROM notifications INDEXED BY notifications_due
                  WHERE state = 'pending' GROUP BY sink ORDER BY sink",
             )?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -235,5 +231,14 @@ impl Notifications for SqliteStore {
             Ok(n as u64)
         })
         .await
+    }
+}
+
+/// A try's outcome as the row keeps it: state, next try, error.
+fn columns(outcome: &NotificationOutcome) -> (&'static str, Option<i64>, Option<&str>) {
+    match outcome {
+        NotificationOutcome::Delivered { .. } => ("delivered", None, None),
+        NotificationOutcome::RetryAt { at, error } => ("pending", Some(*at), Some(error)),
+        NotificationOutcome::GaveUp { error } => ("given_up", None, Some(error)),
     }
 }
