@@ -388,9 +388,13 @@ async fn a_sink_that_hangs_holds_up_no_deployment_and_no_other_sink(database_url
         assert_eq!(first.event, "in_progress", "{r:?}");
     }
     // Counted in the store every few seconds.
-    eventually("the gauge counts the hung sink's notifications", WAIT, || async {
-        (w.metric("ferry_notifications_pending{sink=\"hung\"}").await >= 1.0).then_some(())
-    })
+    eventually(
+        "the gauge counts the hung sink's notifications",
+        WAIT,
+        || async {
+            (w.metric("ferry_notifications_pending{sink=\"hung\"}").await >= 1.0).then_some(())
+        },
+    )
     .await;
 }
 

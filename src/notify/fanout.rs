@@ -21,6 +21,13 @@ pub const CONSUMER: &str = "notify";
 const BATCH: i64 = 256;
 /// The cursor's lease: renewed at every look, at least every [`POLL`].
 const LEASE: Duration = Duration::from_secs(15);
+/// Between a look that found events and the next: each look is two writes
+/// (the cursor's lease, then the cursor), and in a burst every delivery
+/// rings. A pause this long gathers a burst's events into batches, while a
+/// lone status still goes out at once. Measured (docs/benchmarks.md): with
+/// 10 ms the SQLite writer's rounds for the fan-out cost a burst 10% of its
+/// rate; with 50 ms, nothing measurable.
+const GAP: Duration = Duration::from_millis(50);
 /// Changes made where no bell rings (`ferry lock` from the command line,
 /// another replica's statuses between its announcements) are found this
 /// often.
@@ -41,11 +48,15 @@ impl Fanout {
         let mut failing = false;
         loop {
             match self.round(&owner).await {
-                Ok(true) => {
+                Ok(Some(true)) => {
                     failing = false;
                     continue;
                 }
-                Ok(false) => failing = false,
+                Ok(Some(false)) => {
+                    failing = false;
+                    tokio::time::sleep(GAP).await;
+                }
+                Ok(None) => failing = false,
                 Err(e) if !failing => {
                     failing = true;
                     tracing::warn!(error = %e, "cannot read events for notifications; trying again: {e}");
@@ -60,17 +71,18 @@ impl Fanout {
         }
     }
 
-    /// Reads and fans out one batch; true when there may be more.
-    async fn round(&self, owner: &Owner) -> crate::store::Result<bool> {
+    /// Reads and fans out one batch: None when there was nothing to read,
+    /// else whether there may be more at once (the batch was full).
+    async fn round(&self, owner: &Owner) -> crate::store::Result<Option<bool>> {
         let Some(events) = self
             .store
             .take_events(CONSUMER, owner, BATCH, LEASE)
             .await?
         else {
-            return Ok(false);
+            return Ok(None);
         };
         let Some(last) = events.last() else {
-            return Ok(false);
+            return Ok(None);
         };
         let through = last.position;
         let notes = self.notes(&events).await?;
@@ -79,9 +91,9 @@ impl Fanout {
             if !notes.is_empty() {
                 self.stored.ring();
             }
-            return Ok(full);
+            return Ok(Some(full));
         }
-        Ok(false)
+        Ok(None)
     }
 
     /// The notifications the sinks in force hear of `events`.

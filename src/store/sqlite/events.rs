@@ -37,16 +37,18 @@ impl Events for SqliteStore {
         lease: Duration,
     ) -> Result<Option<Vec<Event>>> {
         let (consumer, owner) = (consumer.to_string(), owner.0.clone());
-        self.write(move |tx| {
-            let now = now_ms();
-            // A new consumer starts at the end of the stream.
-            tx.prepare_cached(
-                "INSERT OR IGNORE INTO event_cursors (consumer, seq)
-                 VALUES (?1, (SELECT COALESCE(MAX(seq), 0) FROM events))",
-            )?
-            .execute(params![consumer])?;
-            let cursor: Option<i64> = tx
-                .prepare_cached(
+        // The lease in the writer; the events on a reader, after it
+        // committed: the writer's time is intake's.
+        let cursor = self
+            .write(move |tx| {
+                let now = now_ms();
+                // A new consumer starts at the end of the stream.
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO event_cursors (consumer, seq)
+                     VALUES (?1, (SELECT COALESCE(MAX(seq), 0) FROM events))",
+                )?
+                .execute(params![consumer])?;
+                tx.prepare_cached(
                     "UPDATE event_cursors SET leased_by = ?2, lease_until = ?3
                      WHERE consumer = ?1
                        AND (leased_by IS NULL OR leased_by = ?2 OR lease_until < ?4)
@@ -54,19 +56,21 @@ impl Events for SqliteStore {
                 )?
                 .query_row(
                     params![consumer, owner, now + lease.as_millis() as i64, now],
-                    |r| r.get(0),
+                    |r| r.get::<_, i64>(0),
                 )
-                .optional()?;
-            let Some(cursor) = cursor else {
-                return Ok(None);
-            };
-            let events = tx
-                .prepare_cached("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?")?
+                .optional()
+            })
+            .await?;
+        let Some(cursor) = cursor else {
+            return Ok(None);
+        };
+        self.read(move |c| {
+            c.prepare_cached("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?")?
                 .query_map(params![cursor, limit], event_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(Some(events))
+                .collect::<rusqlite::Result<Vec<_>>>()
         })
         .await
+        .map(Some)
     }
 
     async fn ack_events(
