@@ -261,6 +261,137 @@ pub async fn signals() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The journal's lines for a start: what the last stop interrupted, that
+/// ferry serves, and an open-file limit too low for its clients.
+fn announce(listen: std::net::SocketAddr, targets: usize, interrupted: usize) {
+    if interrupted > 0 {
+        tracing::warn!(
+            count = interrupted,
+            "{} interrupted by the last stop: ending their steps",
+            crate::format::plural(interrupted, "deployment")
+        );
+    }
+    let open_files = service::raise_open_files();
+    tracing::info!(
+        listen = %listen,
+        targets,
+        open_files,
+        "ferry {} serving", env!("CARGO_PKG_VERSION")
+    );
+    if open_files < 4096 {
+        tracing::warn!(
+            "the open-file limit is {open_files}: a few thousand idle clients could starve intake; raise it (LimitNOFILE=65536 in the unit)"
+        );
+    }
+}
+
+/// After every task ended: idle SSH connections closed, what GitHub
+/// still lacks said, the store closed.
+async fn wind_down(store: &SharedStore, connector: &Current<Connector>) {
+    connector.get().close_idle().await;
+    let pending = store.pending_statuses().await.unwrap_or(0);
+    if pending > 0 {
+        tracing::warn!(
+            pending,
+            "statuses not yet posted; they are sent at the next start"
+        );
+    }
+    store.close().await;
+}
+
+/// What runs beside intake, the runner and the outbox until `stop`: the
+/// heartbeat, pruning, the watchdog, notifications, the health probe,
+/// other replicas' announcements, reload, required checks, the deployments
+/// the command line asks GitHub for, and the reconciler.
+struct Background {
+    store: SharedStore,
+    logs: Logs,
+    config: Current<Config>,
+    github: Current<GitHub>,
+    wake: WakeUps,
+    heartbeat: Arc<Heartbeat>,
+    database: Option<Database>,
+    live: Live,
+    path: std::path::PathBuf,
+    intake: Intake,
+}
+
+impl Background {
+    fn spawn(self, tasks: &TaskTracker, stop: &CancellationToken) {
+        tasks.spawn(beat(self.store.clone(), stop.clone()));
+        tasks.spawn(prune_logs(
+            self.logs.clone(),
+            self.store.clone(),
+            self.config.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(service::watchdog(self.heartbeat, stop.clone()));
+        tasks.spawn(
+            crate::notify::Notifier {
+                store: self.store.clone(),
+                config: self.config.clone(),
+                logs: self.logs.clone(),
+                statuses: self.wake.outbox.clone(),
+            }
+            .run(stop.clone()),
+        );
+        tasks.spawn(crate::health::probe(
+            self.store.clone(),
+            self.database
+                .is_none()
+                .then(|| self.config.get().storage.dir.clone()),
+            stop.clone(),
+        ));
+        if let Some(db) = self.database {
+            let (wake, logs, stop) = (self.wake.clone(), self.logs.clone(), stop.clone());
+            tasks.spawn(async move {
+                tokio::select! {
+                    _ = listen_to_replicas(db, wake, logs) => {}
+                    _ = stop.cancelled() => {}
+                }
+            });
+        }
+        {
+            let (wake, stop, live, path) = (self.wake.clone(), stop.clone(), self.live, self.path);
+            tasks.spawn(async move {
+                tokio::select! {
+                    r = reload_on_hangup(live, wake, &path) => if let Err(e) = r {
+                        tracing::error!(error = %e, "cannot listen for SIGHUP, reload needs a restart: {e}");
+                    },
+                    _ = stop.cancelled() => {}
+                }
+            });
+        }
+        tasks.spawn(
+            crate::admission::required_checks::Gatekeeper {
+                store: self.store.clone(),
+                github: self.github.clone(),
+                config: self.config.clone(),
+                logs: self.logs.clone(),
+                wake: self.wake.gates.clone(),
+                runner: self.wake.runner.clone(),
+                outbox: self.wake.outbox.clone(),
+            }
+            .run(stop.clone()),
+        );
+        tasks.spawn(
+            crate::github::create::Requester {
+                github: self.github.clone(),
+                intake: self.intake.clone(),
+            }
+            .run(stop.clone()),
+        );
+        tasks.spawn(
+            crate::github::reconcile::Reconciler {
+                github: self.github,
+                config: self.config.clone(),
+                intake: self.intake.clone(),
+            }
+            .run(stop.clone()),
+        );
+    }
+}
+
 /// Runs ferry on `config` until `shutdown` completes, then stops every
 /// part in order (mini-redis's shape): stop taking webhooks and new
 /// deployments, give running ones `runner.shutdown_grace`, let the outbox
@@ -324,25 +455,7 @@ pub async fn serve(
         .recover()
         .await
         .context("cannot take over interrupted deployments")?;
-    if interrupted > 0 {
-        tracing::warn!(
-            count = interrupted,
-            "{} interrupted by the last stop: ending their steps",
-            crate::format::plural(interrupted, "deployment")
-        );
-    }
-    let open_files = service::raise_open_files();
-    tracing::info!(
-        listen = %listen,
-        targets = config_now.get().targets.len(),
-        open_files,
-        "ferry {} serving", env!("CARGO_PKG_VERSION")
-    );
-    if open_files < 4096 {
-        tracing::warn!(
-            "the open-file limit is {open_files}: a few thousand idle clients could starve intake; raise it (LimitNOFILE=65536 in the unit)"
-        );
-    }
+    announce(listen, config_now.get().targets.len(), interrupted);
 
     // Two stages: `stop` ends intake, the runner and the background parts;
     // the outbox stops after the runner (`outbox_stop`), so that the final
@@ -355,78 +468,19 @@ pub async fn serve(
         .with_log_links(logs.clone());
     let outbox = tasks.spawn(outbox.run(outbox_stop.clone(), OUTBOX_DRAIN));
     let runner = tasks.spawn(runner.run(stop.clone()));
-    tasks.spawn(beat(store.clone(), stop.clone()));
-    tasks.spawn(prune_logs(
-        logs.clone(),
-        store.clone(),
-        config_now.clone(),
-        stop.clone(),
-    ));
-    tasks.spawn(service::watchdog(heartbeat, stop.clone()));
-    tasks.spawn(
-        crate::notify::Notifier {
-            store: store.clone(),
-            config: config_now.clone(),
-            logs: logs.clone(),
-            statuses: wake.outbox.clone(),
-        }
-        .run(stop.clone()),
-    );
-    tasks.spawn(crate::health::probe(
-        store.clone(),
-        opened
-            .database
-            .is_none()
-            .then(|| config_now.get().storage.dir.clone()),
-        stop.clone(),
-    ));
-    if let Some(db) = opened.database {
-        let (wake, logs, stop) = (wake.clone(), logs.clone(), stop.clone());
-        tasks.spawn(async move {
-            tokio::select! {
-                _ = listen_to_replicas(db, wake, logs) => {}
-                _ = stop.cancelled() => {}
-            }
-        });
+    Background {
+        store: store.clone(),
+        logs: logs.clone(),
+        config: config_now.clone(),
+        github: github_now,
+        wake: wake.clone(),
+        heartbeat,
+        database: opened.database,
+        live,
+        path,
+        intake: intake.clone(),
     }
-    {
-        let (wake, stop) = (wake.clone(), stop.clone());
-        tasks.spawn(async move {
-            tokio::select! {
-                r = reload_on_hangup(live, wake, &path) => if let Err(e) = r {
-                    tracing::error!(error = %e, "cannot listen for SIGHUP, reload needs a restart: {e}");
-                },
-                _ = stop.cancelled() => {}
-            }
-        });
-    }
-    tasks.spawn(
-        crate::admission::required_checks::Gatekeeper {
-            store: store.clone(),
-            github: github_now.clone(),
-            config: config_now.clone(),
-            logs: logs.clone(),
-            wake: wake.gates.clone(),
-            runner: wake.runner.clone(),
-            outbox: wake.outbox.clone(),
-        }
-        .run(stop.clone()),
-    );
-    tasks.spawn(
-        crate::github::create::Requester {
-            github: github_now.clone(),
-            intake: intake.clone(),
-        }
-        .run(stop.clone()),
-    );
-    tasks.spawn(
-        crate::github::reconcile::Reconciler {
-            github: github_now,
-            config: config_now.clone(),
-            intake: intake.clone(),
-        }
-        .run(stop.clone()),
-    );
+    .spawn(&tasks, &stop);
     let http_stop = stop.clone();
     tasks.spawn(crate::http::serve(
         listener,
@@ -446,15 +500,7 @@ pub async fn serve(
     outbox_stop.cancel();
     outbox.await.context("the outbox panicked")?;
     tasks.wait().await;
-    connector_now.get().close_idle().await;
-    let pending = store.pending_statuses().await.unwrap_or(0);
-    if pending > 0 {
-        tracing::warn!(
-            pending,
-            "statuses not yet posted; they are sent at the next start"
-        );
-    }
-    store.close().await;
+    wind_down(&store, &connector_now).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -95,6 +95,15 @@ fn events_of(r: &Receiver, id: i64) -> Vec<String> {
         .collect()
 }
 
+/// No notification was received twice (by its delivery id).
+fn assert_each_once(received: &[common::receiver::Received]) {
+    let mut ids: Vec<&str> = received.iter().map(|r| r.delivery.as_str()).collect();
+    ids.sort();
+    let n = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "a notification sent twice: {received:?}");
+}
+
 async fn a_deployment_is_one_slack_message_and_signed_webhooks_in_order(
     database_url: Option<String>,
 ) {
@@ -499,16 +508,7 @@ async fn notifications_pending_at_kill_9_are_sent_after_the_restart(database_url
         },
     )
     .await;
-    // Delivered once each.
-    let mut ids: Vec<&str> = delivered.iter().map(|r| r.delivery.as_str()).collect();
-    ids.sort();
-    let n = ids.len();
-    ids.dedup();
-    assert_eq!(
-        ids.len(),
-        n,
-        "a notification delivered twice: {delivered:?}"
-    );
+    assert_each_once(&delivered);
 }
 
 /// Two replicas on one PostgreSQL: each notification is sent by one of
@@ -541,11 +541,7 @@ async fn replicas_send_each_notification_once_and_lose_none_to_a_kill() {
             .then(|| hook.received())
     })
     .await;
-    let mut seen: Vec<&str> = delivered.iter().map(|r| r.delivery.as_str()).collect();
-    seen.sort();
-    let n = seen.len();
-    seen.dedup();
-    assert_eq!(seen.len(), n, "sent twice while both ran: {delivered:?}");
+    assert_each_once(&delivered);
 
     // A send in flight, then one replica is killed.
     hook.hang();

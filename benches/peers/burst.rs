@@ -179,19 +179,29 @@ async fn profile(stores: &[&str], url: impl Fn(&str) -> Option<String>, spec: &s
     }
 }
 
-pub(crate) async fn burst(report: &mut Vec<[String; 5]>, postgres: bool) {
-    let (seconds, connections, n) = (4, 16, 100_000);
-    let dir = tempfile::tempdir().unwrap();
+/// The stores a burst measures: SQLite, and PostgreSQL unless left out;
+/// `BURST_STORE=postgres` (or `sqlite`) measures one only.
+pub(crate) fn burst_stores(postgres: bool) -> Vec<&'static str> {
     let mut stores = vec!["SQLite"];
     if postgres {
         stores.push("PostgreSQL");
     }
-    // `BURST_STORE=postgres` (or `sqlite`) measures one store only.
     if let Ok(only) = std::env::var("BURST_STORE") {
         stores.retain(|s| s.to_lowercase().starts_with(&only.to_lowercase()));
     }
-    // A database of its own for each case.
-    let url = |store: &str| (store == "PostgreSQL").then(|| common::postgres::cluster().database());
+    stores
+}
+
+/// A database of its own for each case on PostgreSQL; None for SQLite.
+pub(crate) fn store_url(store: &str) -> Option<String> {
+    (store == "PostgreSQL").then(|| common::postgres::cluster().database())
+}
+
+pub(crate) async fn burst(report: &mut Vec<[String; 5]>, postgres: bool) {
+    let (seconds, connections, n) = (4, 16, 100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let stores = burst_stores(postgres);
+    let url = store_url;
     let mut first_id = 3_000_000;
     if let Ok(secs) = std::env::var("BURST_PROFILE") {
         return profile(&stores, url, &secs).await;

@@ -11,14 +11,8 @@ use common::receiver::Receiver;
 pub(crate) async fn notify(report: &mut Vec<[String; 5]>, postgres: bool) {
     let (seconds, connections, n) = (4, 16, 100_000);
     let dir = tempfile::tempdir().unwrap();
-    let mut stores = vec!["SQLite"];
-    if postgres {
-        stores.push("PostgreSQL");
-    }
-    if let Ok(only) = std::env::var("BURST_STORE") {
-        stores.retain(|s| s.to_lowercase().starts_with(&only.to_lowercase()));
-    }
-    let url = |store: &str| (store == "PostgreSQL").then(|| common::postgres::cluster().database());
+    let stores = burst_stores(postgres);
+    let url = store_url;
     let answering = Receiver::start(None).await;
     let hanging = Receiver::start(None).await;
     hanging.hang();

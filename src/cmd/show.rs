@@ -161,6 +161,28 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
         println!("{line}");
         return Ok(());
     }
+    print_fields(&d, log_url.as_deref(), now);
+    println!("statuses:");
+    if statuses.is_empty() {
+        println!("  none (teardowns and ignored deployments post nothing)");
+    }
+    for (i, s) in statuses.iter().enumerate() {
+        let github = not_on_github(s, now, serving, waiting_before(&statuses, i))
+            .unwrap_or_else(|| format!("on GitHub since {}", s.sent_at.map_or("-".into(), clock)));
+        println!(
+            "  {}  {:<11}  {}  [{github}]",
+            clock(s.created_at),
+            s.state.as_str(),
+            s.description
+        );
+    }
+    print_actions(&actions);
+    print_notifications(&notifications, now, notifying);
+    Ok(())
+}
+
+/// The deployment's own fields, one a line.
+fn print_fields(d: &crate::store::Deployment, log_url: Option<&str>, now: i64) {
     println!(
         "deployment {}: {} to {} (task {})",
         d.id, d.repository, d.environment, d.task
@@ -189,27 +211,21 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
         d.started_at.map_or("-".into(), clock),
         d.finished_at.map_or("-".into(), clock)
     );
-    println!("  log       {}", log_url.as_deref().unwrap_or("-"));
-    println!("statuses:");
-    if statuses.is_empty() {
-        println!("  none (teardowns and ignored deployments post nothing)");
-    }
-    for (i, s) in statuses.iter().enumerate() {
-        let github = not_on_github(s, now, serving, waiting_before(&statuses, i))
-            .unwrap_or_else(|| format!("on GitHub since {}", s.sent_at.map_or("-".into(), clock)));
-        println!(
-            "  {}  {:<11}  {}  [{github}]",
-            clock(s.created_at),
-            s.state.as_str(),
-            s.description
-        );
-    }
+    println!("  log       {}", log_url.unwrap_or("-"));
+}
+
+/// Who acted on it (cancel, rollback), if anyone did.
+fn print_actions(actions: &[OperatorAction]) {
     if !actions.is_empty() {
         println!("actions:");
-        for a in &actions {
+        for a in actions {
             println!("  {}  {}  {}: {}", clock(a.at), a.actor, a.action, a.detail);
         }
     }
+}
+
+/// Each notification about it and what became of it.
+fn print_notifications(notifications: &[NotificationRecord], now: i64, notifying: bool) {
     if !notifications.is_empty() {
         println!("notifications:");
         for (i, n) in notifications.iter().enumerate() {
@@ -218,11 +234,10 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
                 clock(n.created_at),
                 n.sink,
                 n.event,
-                notification_fate(n, now, notifying, notification_behind(&notifications, i))
+                notification_fate(n, now, notifying, notification_behind(notifications, i))
             );
         }
     }
-    Ok(())
 }
 
 /// What became of a notification, in words; `behind`: an earlier one of

@@ -226,6 +226,46 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Every `[[key]]` table, each read as `R` and checked by `check(i,
+    /// raw)`; names (by `name`) must be unique, `what` saying what one is
+    /// ("a freeze"). None after reporting each bad key.
+    pub(super) fn named_tables<R: DeserializeOwned, T>(
+        &mut self,
+        key: &'static str,
+        what: &str,
+        mut check: impl FnMut(&mut Self, usize, R) -> Option<T>,
+        name: impl Fn(&T) -> &str,
+    ) -> Option<Vec<T>> {
+        let Some(value) = self.value_at(&[Seg::Key(key)]) else {
+            return Some(Vec::new());
+        };
+        let DeValue::Array(items) = value.get_ref() else {
+            self.problem(&[Seg::Key(key)], format!("expected [[{key}]] tables"));
+            return None;
+        };
+        let mut all = Vec::new();
+        let mut ok = true;
+        let mut names = HashSet::new();
+        for (i, item) in items.iter().enumerate() {
+            let path = [Seg::Key(key), Seg::Index(i)];
+            let raw: Option<R> = self.table_at(&path, item.span());
+            match raw.and_then(|r| check(self, i, r)) {
+                Some(t) => {
+                    if !names.insert(name(&t).to_string()) {
+                        self.problem(
+                            &[Seg::Key(key), Seg::Index(i), Seg::Key("name")],
+                            format!("{what} named {:?} comes before this one", name(&t)),
+                        );
+                        ok = false;
+                    }
+                    all.push(t);
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some(all)
+    }
+
     pub(super) fn value_at(&self, path: &[Seg]) -> Option<&'a Spanned<DeValue<'a>>> {
         let mut value: Option<&'a Spanned<DeValue<'a>>> = None;
         for seg in path {

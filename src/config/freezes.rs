@@ -68,34 +68,7 @@ impl<'a> Checker<'a> {
 
     /// Every `[[freeze]]`; None after reporting each bad key.
     pub(super) fn freezes(&mut self) -> Option<Vec<Freeze>> {
-        let Some(value) = self.value_at(&[Seg::Key("freeze")]) else {
-            return Some(Vec::new());
-        };
-        let DeValue::Array(items) = value.get_ref() else {
-            self.problem(&[Seg::Key("freeze")], "expected [[freeze]] tables");
-            return None;
-        };
-        let mut freezes = Vec::new();
-        let mut ok = true;
-        let mut names = HashSet::new();
-        for (i, item) in items.iter().enumerate() {
-            let path = [Seg::Key("freeze"), Seg::Index(i)];
-            let raw: Option<RawFreeze> = self.table_at(&path, item.span());
-            match raw.and_then(|r| self.freeze(i, r)) {
-                Some(f) => {
-                    if !names.insert(f.name.clone()) {
-                        self.problem(
-                            &[Seg::Key("freeze"), Seg::Index(i), Seg::Key("name")],
-                            format!("a freeze named {:?} comes before this one", f.name),
-                        );
-                        ok = false;
-                    }
-                    freezes.push(f);
-                }
-                None => ok = false,
-            }
-        }
-        ok.then_some(freezes)
+        self.named_tables::<RawFreeze, _>("freeze", "a freeze", Self::freeze, |f| &f.name)
     }
 
     fn freeze(&mut self, i: usize, raw: RawFreeze) -> Option<Freeze> {

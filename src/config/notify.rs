@@ -100,39 +100,21 @@ impl Sink {
     }
 }
 
+/// The keys that decide a sink's kind.
+struct SinkKeys {
+    url: Option<String>,
+    secret_file: Option<PathBuf>,
+    slack_token_file: Option<PathBuf>,
+    channel: Option<String>,
+    slack_api_url: Option<String>,
+}
+
 pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api";
 
 impl<'a> Checker<'a> {
     /// Every `[[notify]]`; None after reporting each bad key.
     pub(super) fn sinks(&mut self) -> Option<Vec<Sink>> {
-        let Some(value) = self.value_at(&[Seg::Key("notify")]) else {
-            return Some(Vec::new());
-        };
-        let DeValue::Array(items) = value.get_ref() else {
-            self.problem(&[Seg::Key("notify")], "expected [[notify]] tables");
-            return None;
-        };
-        let mut sinks = Vec::new();
-        let mut ok = true;
-        let mut names = HashSet::new();
-        for (i, item) in items.iter().enumerate() {
-            let path = [Seg::Key("notify"), Seg::Index(i)];
-            let raw: Option<RawNotify> = self.table_at(&path, item.span());
-            match raw.and_then(|r| self.sink(i, r)) {
-                Some(s) => {
-                    if !names.insert(s.name.clone()) {
-                        self.problem(
-                            &[Seg::Key("notify"), Seg::Index(i), Seg::Key("name")],
-                            format!("a sink named {:?} comes before this one", s.name),
-                        );
-                        ok = false;
-                    }
-                    sinks.push(s);
-                }
-                None => ok = false,
-            }
-        }
-        ok.then_some(sinks)
+        self.named_tables::<RawNotify, _>("notify", "a sink", Self::sink, |s| &s.name)
     }
 
     fn sink(&mut self, i: usize, raw: RawNotify) -> Option<Sink> {
@@ -154,15 +136,67 @@ impl<'a> Checker<'a> {
                 String::new()
             }
         };
+        let events = self.sink_events(i, raw.events, &mut ok);
+        for (key, globs) in [
+            ("repositories", &raw.repositories),
+            ("environments", &raw.environments),
+        ] {
+            for (j, g) in globs.iter().enumerate() {
+                if g.trim().is_empty() {
+                    self.problem(&item(key, j), "an empty name matches nothing");
+                    ok = false;
+                }
+            }
+        }
+        let kind = self.sink_kind(
+            i,
+            SinkKeys {
+                url: raw.url,
+                secret_file: raw.secret_file,
+                slack_token_file: raw.slack_token_file,
+                channel: raw.channel,
+                slack_api_url: raw.slack_api_url,
+            },
+            &mut ok,
+        );
+        if !ok {
+            return None;
+        }
+        Some(Sink {
+            name,
+            kind: kind?,
+            repositories: raw.repositories,
+            environments: raw.environments,
+            events,
+        })
+    }
+
+    /// `events`, the default when it is left out; a problem for each name
+    /// that is not an event (with the closest one), and for none at all.
+    fn sink_events(
+        &mut self,
+        i: usize,
+        raw: Option<Vec<String>>,
+        ok: &mut bool,
+    ) -> Vec<NotifyEvent> {
+        let at = |k| [Seg::Key("notify"), Seg::Index(i), Seg::Key(k)];
+        let item = |k, j| {
+            [
+                Seg::Key("notify"),
+                Seg::Index(i),
+                Seg::Key(k),
+                Seg::Index(j),
+            ]
+        };
         let mut events = Vec::new();
-        match raw.events {
+        match raw {
             None => events.extend(NotifyEvent::DEFAULT),
             Some(names) if names.is_empty() => {
                 self.problem(
                     &at("events"),
                     "empty: this sink would hear nothing; leave the key out for the default",
                 );
-                ok = false;
+                *ok = false;
             }
             Some(names) => {
                 for (j, e) in names.iter().enumerate() {
@@ -180,24 +214,21 @@ impl<'a> Checker<'a> {
                                 &item("events", j),
                                 format!("{e:?} is not an event; {hint}"),
                             );
-                            ok = false;
+                            *ok = false;
                         }
                     }
                 }
             }
         }
-        for (key, globs) in [
-            ("repositories", &raw.repositories),
-            ("environments", &raw.environments),
-        ] {
-            for (j, g) in globs.iter().enumerate() {
-                if g.trim().is_empty() {
-                    self.problem(&item(key, j), "an empty name matches nothing");
-                    ok = false;
-                }
-            }
-        }
-        let kind = match (raw.url, raw.slack_token_file) {
+        events
+    }
+
+    /// The sink's kind from its keys: a webhook (`url`) or Slack
+    /// (`slack_token_file` and `channel`), exactly one; a problem for each
+    /// key of the other kind.
+    fn sink_kind(&mut self, i: usize, keys: SinkKeys, ok: &mut bool) -> Option<SinkKind> {
+        let at = |k| [Seg::Key("notify"), Seg::Index(i), Seg::Key(k)];
+        match (keys.url, keys.slack_token_file) {
             (Some(_), Some(_)) => {
                 self.problem(
                     &at("url"),
@@ -214,16 +245,16 @@ impl<'a> Checker<'a> {
             }
             (Some(url), None) => {
                 for (key, set) in [
-                    ("channel", raw.channel.is_some()),
-                    ("slack_api_url", raw.slack_api_url.is_some()),
+                    ("channel", keys.channel.is_some()),
+                    ("slack_api_url", keys.slack_api_url.is_some()),
                 ] {
                     if set {
                         self.problem(&at(key), "only for Slack (slack_token_file), not with url");
-                        ok = false;
+                        *ok = false;
                     }
                 }
                 let url = self.notify_url(&at("url"), &url);
-                let secret = match raw.secret_file {
+                let secret = match keys.secret_file {
                     None => Some(None),
                     Some(file) => self.first_line(&at("secret_file"), file).map(Some),
                 };
@@ -233,15 +264,15 @@ impl<'a> Checker<'a> {
                 }
             }
             (None, Some(token_file)) => {
-                if raw.secret_file.is_some() {
+                if keys.secret_file.is_some() {
                     self.problem(
                         &at("secret_file"),
                         "signs a webhook's bodies: only with url (Slack is reached with the token)",
                     );
-                    ok = false;
+                    *ok = false;
                 }
                 let token = self.first_line(&at("slack_token_file"), token_file);
-                let channel = match raw.channel {
+                let channel = match keys.channel {
                     Some(c) if !c.trim().is_empty() => Some(c.trim().to_string()),
                     _ => {
                         self.problem(
@@ -251,7 +282,7 @@ impl<'a> Checker<'a> {
                         None
                     }
                 };
-                let api_url = match raw.slack_api_url {
+                let api_url = match keys.slack_api_url {
                     Some(u) => self.notify_url(&at("slack_api_url"), &u),
                     None => Some(DEFAULT_SLACK_API_URL.to_string()),
                 };
@@ -264,17 +295,7 @@ impl<'a> Checker<'a> {
                     _ => None,
                 }
             }
-        };
-        if !ok {
-            return None;
         }
-        Some(Sink {
-            name,
-            kind: kind?,
-            repositories: raw.repositories,
-            environments: raw.environments,
-            events,
-        })
     }
 
     /// An http(s) URL with a host; a query is fine (some receivers take

@@ -88,20 +88,8 @@ impl Events for PgStore {
         owner: &Owner,
         through: EventPosition,
     ) -> Result<bool> {
-        let held = sqlx::query(
-            "UPDATE event_cursors
-                SET xid = CASE WHEN (xid, seq) < ($3, $4) THEN $3 ELSE xid END,
-                    seq = CASE WHEN (xid, seq) < ($3, $4) THEN $4 ELSE seq END
-              WHERE consumer = $1 AND leased_by = $2",
-        )
-        .bind(consumer)
-        .bind(&owner.0)
-        .bind(through.xid)
-        .bind(through.seq)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(held > 0)
+        let mut conn = self.pool.acquire().await?;
+        advance(&mut conn, consumer, owner, through).await
     }
 
     async fn prune_events(&self, before: i64) -> Result<u64> {
@@ -111,4 +99,29 @@ impl Events for PgStore {
             .await?
             .rows_affected())
     }
+}
+
+/// Moves `consumer`'s cursor past `through` if `owner` holds its lease;
+/// whether it did. Shared by [`Events::ack_events`] and the notifications'
+/// fan-out, which moves it in the transaction that stores what it read.
+pub(super) async fn advance(
+    conn: &mut sqlx::PgConnection,
+    consumer: &str,
+    owner: &Owner,
+    through: EventPosition,
+) -> Result<bool> {
+    let held = sqlx::query(
+        "UPDATE event_cursors
+            SET xid = CASE WHEN (xid, seq) < ($3, $4) THEN $3 ELSE xid END,
+                seq = CASE WHEN (xid, seq) < ($3, $4) THEN $4 ELSE seq END
+          WHERE consumer = $1 AND leased_by = $2",
+    )
+    .bind(consumer)
+    .bind(&owner.0)
+    .bind(through.xid)
+    .bind(through.seq)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(held > 0)
 }

@@ -42,20 +42,8 @@ impl Notifications for PgStore {
         through: EventPosition,
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let held = sqlx::query(
-            "UPDATE event_cursors
-                SET xid = CASE WHEN (xid, seq) < ($3, $4) THEN $3 ELSE xid END,
-                    seq = CASE WHEN (xid, seq) < ($3, $4) THEN $4 ELSE seq END
-              WHERE consumer = $1 AND leased_by = $2",
-        )
-        .bind(consumer)
-        .bind(&owner.0)
-        .bind(through.xid)
-        .bind(through.seq)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if held == 0 {
+        let held = super::events::advance(&mut tx, consumer, owner, through).await?;
+        if !held {
             return Ok(false);
         }
         // One statement for the batch: a burst fans out hundreds at a time.
