@@ -2,6 +2,7 @@
 //! repository and environment at a time, at most `runner.max_concurrent` in
 //! all, runs each over SSH, and keeps the leases on them alive.
 
+mod chores;
 mod deploy;
 pub mod link;
 mod outcome;
@@ -24,7 +25,7 @@ use crate::current::Current;
 use crate::format::duration;
 use crate::logs::Logs;
 use crate::service::Heartbeat;
-use crate::store::{Claim, DeploymentId, Owner, RENEW_EVERY, SharedStore, State};
+use crate::store::{Claim, DeploymentId, Owner, RENEW_EVERY, SharedStore};
 use deploy::Interrupt;
 pub use ssh::Connector;
 
@@ -362,15 +363,7 @@ impl Runner {
                 && !shutdown.is_cancelled()
             {
                 swept = Instant::now();
-                let config = self.shared.config.get();
-                match crate::admission::teardown::sweep_idle(&self.shared.store, &config).await {
-                    Ok(0) => {}
-                    Ok(_) => {
-                        self.wake.notify_one();
-                        self.shared.outbox.ring();
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot look for idle review apps: {e}"),
-                }
+                self.sweep_idle().await;
             }
             self.heartbeat.beat();
             metrics::counter!(crate::metrics::RUNNER_ROUNDS).increment(1);
@@ -378,29 +371,9 @@ impl Runner {
             // Counted at most once a second: the runner wakes for every
             // delivery, and in a burst the count was a query per delivery.
             if counted.elapsed() >= Duration::from_secs(1)
-                && let Ok(queued) = self.shared.store.count_by_state(State::Queued).await
+                && self.report(tasks.len(), &mut status).await
             {
                 counted = Instant::now();
-                metrics::gauge!(crate::metrics::QUEUED).set(queued as f64);
-                if let Ok(locks) = self.shared.store.locks().await {
-                    metrics::gauge!(crate::metrics::LOCKED).set(locks.len() as f64);
-                }
-                if let Ok(p) = self.shared.store.pending_summary().await {
-                    metrics::gauge!(crate::metrics::STATUSES_PENDING).set(p.count as f64);
-                    let age = p
-                        .oldest_at
-                        .map_or(0, |at| (crate::store::now_ms() - at).max(0));
-                    metrics::gauge!(crate::metrics::STATUSES_OLDEST_PENDING)
-                        .set(age as f64 / 1000.0);
-                }
-                if let Ok(n) = self.shared.store.cancelled().await {
-                    metrics::counter!(crate::metrics::CANCELLED).absolute(n as u64);
-                }
-                let now = format!("{} running, {queued} queued", tasks.len());
-                if now != status {
-                    crate::service::status(&now);
-                    status = now;
-                }
             }
             let mut woken = false;
             tokio::select! {
@@ -417,30 +390,7 @@ impl Runner {
                 tokio::time::sleep_until((at + EMPTY_GAP).into()).await;
             }
         }
-        let grace = self.shared.config.get().runner.shutdown_grace;
-        if !tasks.is_empty() {
-            tracing::info!(
-                running = tasks.len(),
-                "waiting up to {} for running deployments",
-                duration(grace)
-            );
-        }
-        let deadline = tokio::time::sleep(grace);
-        tokio::pin!(deadline);
-        let mut cancelled = false;
-        loop {
-            tokio::select! {
-                joined = tasks.join_next_with_id() => match joined {
-                    None => break,
-                    Some(ended) => self.ended(&mut by_task, ended),
-                },
-                _ = &mut deadline, if !cancelled => {
-                    tracing::warn!(running = tasks.len(), "shutdown grace is over: cancelling running deployments");
-                    self.running.interrupt(None, Interrupt::Shutdown);
-                    cancelled = true;
-                }
-            }
-        }
+        self.drain(&mut tasks, &mut by_task).await;
         done.send_replace(true);
         let _ = leases.await;
         let _ = cancels.await;
