@@ -167,6 +167,79 @@ impl<'a> Checker<'a> {
         ok.then_some(steps)
     }
 
+    /// `hosts`: at least one, each readable, none twice.
+    fn target_hosts(&mut self, i: usize, raw: Option<Vec<String>>, ok: &mut bool) -> Vec<Host> {
+        let at = |k| [Seg::Key("target"), Seg::Index(i), Seg::Key(k)];
+        let mut hosts = Vec::new();
+        match raw {
+            Some(list) if !list.is_empty() => {
+                let mut seen = HashSet::new();
+                for (j, h) in list.iter().enumerate() {
+                    let p = [
+                        Seg::Key("target"),
+                        Seg::Index(i),
+                        Seg::Key("hosts"),
+                        Seg::Index(j),
+                    ];
+                    match Host::parse(h) {
+                        Ok(host) if !seen.insert(host.clone()) => {
+                            self.problem(&p, format!("{h:?} is listed twice"));
+                            *ok = false;
+                        }
+                        Ok(host) => hosts.push(host),
+                        Err(e) => {
+                            self.problem(&p, e);
+                            *ok = false;
+                        }
+                    }
+                }
+            }
+            _ => {
+                self.problem(
+                    &at("hosts"),
+                    "missing: list at least one \"user@host[:port]\"",
+                );
+                *ok = false;
+            }
+        }
+        hosts
+    }
+
+    /// `require_checks`: names, none empty.
+    fn require_checks(&mut self, i: usize, raw: Option<Vec<String>>, ok: &mut bool) -> Vec<String> {
+        let require_checks = raw.unwrap_or_default();
+        for (j, name) in require_checks.iter().enumerate() {
+            if name.trim().is_empty() {
+                self.problem(
+                    &[
+                        Seg::Key("target"),
+                        Seg::Index(i),
+                        Seg::Key("require_checks"),
+                        Seg::Index(j),
+                    ],
+                    "an empty name: give a check run or status context, such as \"test\", or \"*\" for every one",
+                );
+                *ok = false;
+            }
+        }
+        require_checks
+    }
+
+    /// A duration that must be longer than zero, when given.
+    fn positive(
+        &mut self,
+        path: &[Seg],
+        raw: Option<RawDuration>,
+        ok: &mut bool,
+    ) -> Option<Duration> {
+        let d = self.duration(path, raw)?;
+        if d.is_zero() {
+            self.problem(path, "must be longer than 0s");
+            *ok = false;
+        }
+        Some(d)
+    }
+
     pub(super) fn target(&mut self, i: usize, raw: RawTarget) -> Option<Target> {
         let at = |k| [Seg::Key("target"), Seg::Index(i), Seg::Key(k)];
         let mut ok = true;
@@ -192,38 +265,7 @@ impl<'a> Checker<'a> {
             }
         };
         let task = raw.task.unwrap_or_else(|| DEFAULT_TASK.into());
-        let mut hosts = Vec::new();
-        match raw.hosts {
-            Some(list) if !list.is_empty() => {
-                let mut seen = HashSet::new();
-                for (j, h) in list.iter().enumerate() {
-                    let p = [
-                        Seg::Key("target"),
-                        Seg::Index(i),
-                        Seg::Key("hosts"),
-                        Seg::Index(j),
-                    ];
-                    match Host::parse(h) {
-                        Ok(host) if !seen.insert(host.clone()) => {
-                            self.problem(&p, format!("{h:?} is listed twice"));
-                            ok = false;
-                        }
-                        Ok(host) => hosts.push(host),
-                        Err(e) => {
-                            self.problem(&p, e);
-                            ok = false;
-                        }
-                    }
-                }
-            }
-            _ => {
-                self.problem(
-                    &at("hosts"),
-                    "missing: list at least one \"user@host[:port]\"",
-                );
-                ok = false;
-            }
-        }
+        let hosts = self.target_hosts(i, raw.hosts, &mut ok);
         let parallel = match raw.parallel {
             None => None,
             Some(n) => match usize::try_from(n).ok().and_then(NonZeroUsize::new) {
@@ -236,12 +278,8 @@ impl<'a> Checker<'a> {
             },
         };
         let timeout = self
-            .duration(&at("timeout"), raw.timeout)
+            .positive(&at("timeout"), raw.timeout, &mut ok)
             .unwrap_or(DEFAULT_TARGET_TIMEOUT);
-        if timeout.is_zero() {
-            self.problem(&at("timeout"), "must be longer than 0s");
-            ok = false;
-        }
         let environment_url = match raw.environment_url {
             None => None,
             Some(u) => {
@@ -258,33 +296,11 @@ impl<'a> Checker<'a> {
             Some(RawRollback::On(on)) => (on, Some(Vec::new())),
             Some(RawRollback::Steps(steps)) => (true, self.steps(i, "rollback", steps)),
         };
-        let require_checks = raw.require_checks.unwrap_or_default();
-        for (j, name) in require_checks.iter().enumerate() {
-            if name.trim().is_empty() {
-                self.problem(
-                    &[
-                        Seg::Key("target"),
-                        Seg::Index(i),
-                        Seg::Key("require_checks"),
-                        Seg::Index(j),
-                    ],
-                    "an empty name: give a check run or status context, such as \"test\", or \"*\" for every one",
-                );
-                ok = false;
-            }
-        }
+        let require_checks = self.require_checks(i, raw.require_checks, &mut ok);
         let checks_timeout = self
-            .duration(&at("checks_timeout"), raw.checks_timeout)
+            .positive(&at("checks_timeout"), raw.checks_timeout, &mut ok)
             .unwrap_or(DEFAULT_CHECKS_TIMEOUT);
-        if checks_timeout.is_zero() {
-            self.problem(&at("checks_timeout"), "must be longer than 0s");
-            ok = false;
-        }
-        let teardown_after = self.duration(&at("teardown_after"), raw.teardown_after);
-        if teardown_after.is_some_and(|t| t.is_zero()) {
-            self.problem(&at("teardown_after"), "must be longer than 0s");
-            ok = false;
-        }
+        let teardown_after = self.positive(&at("teardown_after"), raw.teardown_after, &mut ok);
         let (Some(steps), Some(teardown), Some(checks), Some(rollback_steps)) =
             (steps, teardown, checks, rollback_steps)
         else {
