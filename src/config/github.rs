@@ -18,19 +18,16 @@ impl<'a> Checker<'a> {
         }
     }
 
-    pub(super) fn github(
+    /// The webhook secrets: `FERRY_WEBHOOK_SECRET`, else one per line of
+    /// `webhook_secret_file` (rotation); never none.
+    fn webhook_secrets(
         &mut self,
-        raw: RawGitHub,
+        file: Option<PathBuf>,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Option<GitHubSettings> {
+    ) -> Option<Vec<Secret>> {
         let at = |k| [Seg::Key("github"), Seg::Key(k)];
-        let api_url = match raw.api_url {
-            Some(u) => self.http_url(&at("api_url"), &u),
-            None => Some(DEFAULT_API_URL.to_string()),
-        };
-
         let from_env = env(ENV_WEBHOOK_SECRET).filter(|s| !s.trim().is_empty());
-        let secrets = match (from_env, raw.webhook_secret_file) {
+        match (from_env, file) {
             (Some(s), _) => Some(vec![Secret::new(s.trim().as_bytes())]),
             (None, Some(file)) => {
                 let file = self.path(file);
@@ -69,15 +66,20 @@ impl<'a> Checker<'a> {
                 );
                 None
             }
-        };
+        }
+    }
 
-        let token_env = env(ENV_GITHUB_TOKEN).filter(|s| !s.trim().is_empty());
-        let auth = match (
-            token_env,
-            raw.token_file,
-            raw.app_id,
-            raw.app_private_key_file,
-        ) {
+    /// A token (`FERRY_GITHUB_TOKEN`, else `token_file`) or a GitHub App
+    /// (`app_id` and its private key), exactly one.
+    fn github_auth(
+        &mut self,
+        token_env: Option<String>,
+        token_file: Option<PathBuf>,
+        app_id: Option<u64>,
+        app_private_key_file: Option<PathBuf>,
+    ) -> Option<GitHubAuth> {
+        let at = |k| [Seg::Key("github"), Seg::Key(k)];
+        match (token_env, token_file, app_id, app_private_key_file) {
             (Some(t), _, _, _) => Some(GitHubAuth::Token(Secret::new(t.trim().as_bytes()))),
             (None, Some(_), Some(_), _) => {
                 self.problem(
@@ -140,7 +142,27 @@ impl<'a> Checker<'a> {
                 );
                 None
             }
+        }
+    }
+
+    pub(super) fn github(
+        &mut self,
+        raw: RawGitHub,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<GitHubSettings> {
+        let at = |k| [Seg::Key("github"), Seg::Key(k)];
+        let api_url = match raw.api_url {
+            Some(u) => self.http_url(&at("api_url"), &u),
+            None => Some(DEFAULT_API_URL.to_string()),
         };
+
+        let secrets = self.webhook_secrets(raw.webhook_secret_file, env);
+        let auth = self.github_auth(
+            env(ENV_GITHUB_TOKEN).filter(|s| !s.trim().is_empty()),
+            raw.token_file,
+            raw.app_id,
+            raw.app_private_key_file,
+        );
         let reconcile_every = self
             .duration(&at("reconcile_every"), raw.reconcile_every)
             .unwrap_or(DEFAULT_RECONCILE_EVERY);
