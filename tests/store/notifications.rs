@@ -53,17 +53,19 @@ async fn a_fan_out_stores_once_and_moves_the_cursor_under_its_lease(b: Backend) 
         Some(vec![])
     );
     accept(&store, 1, "p", true).await;
-    let events = loop {
-        let e = store
-            .take_events("notify", &a, 10, LEASE)
-            .await
-            .unwrap()
-            .unwrap();
-        if !e.is_empty() {
-            break e;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let events = ferry_testkit::eventually(
+        "the queued status's event",
+        Duration::from_secs(30),
+        || async {
+            let e = store
+                .take_events("notify", &a, 10, LEASE)
+                .await
+                .unwrap()
+                .unwrap();
+            (!e.is_empty()).then_some(e)
+        },
+    )
+    .await;
     let through = events.last().unwrap().position;
     let mut n = note("ops", 1, "deployment:1", Some(1));
     n.position = through;
@@ -242,16 +244,18 @@ async fn a_claim_is_one_replicas_until_its_lease_runs_out(b: Backend) {
         (&a, &one, &b_, &two)
     };
     // The holder dies mid-send: once its lease ran out, the other takes it.
-    let taken = loop {
-        let t = other_store
-            .claim_notifications("ops", other, 10, LEASE)
-            .await
-            .unwrap();
-        if !t.is_empty() {
-            break t;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let taken = ferry_testkit::eventually(
+        "the other replica takes it",
+        Duration::from_secs(30),
+        || async {
+            let t = other_store
+                .claim_notifications("ops", other, 10, LEASE)
+                .await
+                .unwrap();
+            (!t.is_empty()).then_some(t)
+        },
+    )
+    .await;
     assert_eq!(ids(&taken), ["ops-1"]);
     let delivered = NotificationOutcome::Delivered { slack: None };
     // The first holder's late answer is not recorded; the new holder's is.
