@@ -95,6 +95,14 @@ fn events_of(r: &Receiver, id: i64) -> Vec<String> {
         .collect()
 }
 
+/// Waits until `r` holds a request it has not answered.
+async fn a_try_in_flight(r: &Receiver) {
+    eventually("a try is in flight", WAIT, || async {
+        r.received().iter().any(|x| x.answered == 0).then_some(())
+    })
+    .await;
+}
+
 /// No notification was received twice (by its delivery id).
 fn assert_each_once(received: &[common::receiver::Received]) {
     let mut ids: Vec<&str> = received.iter().map(|r| r.delivery.as_str()).collect();
@@ -488,13 +496,7 @@ async fn notifications_pending_at_kill_9_are_sent_after_the_restart(database_url
     hook.hang();
     w.deploy(82, REPO, "production").await;
     assert_eq!(w.final_states(82, WAIT).await.last().unwrap(), "success");
-    eventually("a try is in flight", WAIT, || async {
-        hook.received()
-            .iter()
-            .any(|r| r.answered == 0)
-            .then_some(())
-    })
-    .await;
+    a_try_in_flight(&hook).await;
     w.restart().await;
     hook.recover();
     let delivered = eventually(
@@ -547,13 +549,7 @@ async fn replicas_send_each_notification_once_and_lose_none_to_a_kill() {
     hook.hang();
     w.deploy(97, REPO, "staging").await;
     assert_eq!(w.final_states(97, WAIT).await.last().unwrap(), "success");
-    eventually("a try is in flight", WAIT, || async {
-        hook.received()
-            .iter()
-            .any(|r| r.answered == 0)
-            .then_some(())
-    })
-    .await;
+    a_try_in_flight(&hook).await;
     b.kill9();
     hook.recover();
     eventually("the survivor delivers it", WAIT, || async {

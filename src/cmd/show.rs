@@ -134,12 +134,14 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
     let notifications = store.notifications_of(id).await?;
     let log_url = statuses.iter().rev().find_map(|s| s.log_url.clone());
     let now = now_ms();
-    let serving = statuses.iter().all(|s| s.sent_at.is_some())
-        || crate::store::daemons::running(&*store).await;
-    let notifying = notifications
+    // Whether a ferry runs to send what is still waiting: asked of the
+    // store once, and only when something waits.
+    let all_sent = statuses.iter().all(|s| s.sent_at.is_some());
+    let all_done = notifications
         .iter()
-        .all(|n| n.state != NotificationState::Pending)
-        || crate::store::daemons::running(&*store).await;
+        .all(|n| n.state != NotificationState::Pending);
+    let running = !(all_sent && all_done) && crate::store::daemons::running(&*store).await;
+    let (serving, notifying) = (all_sent || running, all_done || running);
     if json {
         let mut line = deployment_json(&d);
         let extra = serde_json::json!({

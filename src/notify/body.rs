@@ -116,7 +116,7 @@ pub fn notification(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{DeploymentId, EventPosition};
+    use crate::store::EventPosition;
 
     fn lock_event(seq: i64) -> Event {
         Event {
@@ -150,6 +150,5 @@ mod tests {
         assert_ne!(delivery_id(1, "other", &e), n.delivery);
         assert_ne!(delivery_id(1, "ops", &lock_event(8)), n.delivery);
         assert_eq!(n.delivery.len(), 36);
-        let _ = DeploymentId(1);
     }
 }

@@ -74,6 +74,22 @@ pub enum NotificationOutcome {
     GaveUp { error: String },
 }
 
+impl NotificationOutcome {
+    /// What the notification's row keeps of it: its state, the next try
+    /// (a retry) and the error (a retry or a give-up).
+    pub fn columns(&self) -> (NotificationState, Option<i64>, Option<&str>) {
+        match self {
+            NotificationOutcome::Delivered { .. } => (NotificationState::Delivered, None, None),
+            NotificationOutcome::RetryAt { at, error } => {
+                (NotificationState::Pending, Some(*at), Some(error))
+            }
+            NotificationOutcome::GaveUp { error } => {
+                (NotificationState::GivenUp, None, Some(error))
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotificationState {
     Pending,

@@ -157,16 +157,12 @@ impl Notifications for PgStore {
         );
         let mut recorded = Vec::with_capacity(tries.len());
         for (id, outcome) in tries {
-            let (state, next, error) = match outcome {
-                NotificationOutcome::Delivered { .. } => ("delivered", None, None),
-                NotificationOutcome::RetryAt { at, error } => ("pending", Some(*at), Some(error)),
-                NotificationOutcome::GaveUp { error } => ("given_up", None, Some(error)),
-            };
+            let (state, next, error) = outcome.columns();
             let row: Option<(String, Option<i64>)> =
                 sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
                     .bind(id)
                     .bind(&owner.0)
-                    .bind(state)
+                    .bind(state.as_str())
                     .bind(next)
                     .bind(error)
                     .fetch_optional(&mut *tx)

@@ -159,8 +159,9 @@ impl Notifications for SqliteStore {
             )?;
             let mut recorded = Vec::with_capacity(tries.len());
             for (id, outcome) in &tries {
-                let (state, next, error) = columns(outcome);
-                let done = (state != "pending").then_some(now);
+                let (state, next, error) = outcome.columns();
+                let done = (state != NotificationState::Pending).then_some(now);
+                let state = state.as_str();
                 let row: Option<(String, Option<i64>)> = update
                     .query_row(params![id, owner, state, next, error, done], |r| {
                         Ok((r.get(0)?, r.get(1)?))
@@ -231,14 +232,5 @@ impl Notifications for SqliteStore {
             Ok(n as u64)
         })
         .await
-    }
-}
-
-/// A try's outcome as the row keeps it: state, next try, error.
-fn columns(outcome: &NotificationOutcome) -> (&'static str, Option<i64>, Option<&str>) {
-    match outcome {
-        NotificationOutcome::Delivered { .. } => ("delivered", None, None),
-        NotificationOutcome::RetryAt { at, error } => ("pending", Some(*at), Some(error)),
-        NotificationOutcome::GaveUp { error } => ("given_up", None, Some(error)),
     }
 }
