@@ -344,8 +344,10 @@ async fn idle_and_slow_clients_never_hold_up_a_delivery() {
     let opened = Instant::now();
     let t = Instant::now();
     w.deploy(5, REPO, "production").await;
+    // Held behind the idle clients it would wait for their 10 s header
+    // timeout; 5 s leaves room for a CI machine busy with other tests.
     assert!(
-        t.elapsed() < Duration::from_secs(1),
+        t.elapsed() < Duration::from_secs(5),
         "a delivery waited {:?} behind 2,000 idle clients",
         t.elapsed()
     );
@@ -353,7 +355,8 @@ async fn idle_and_slow_clients_never_hold_up_a_delivery() {
     // Each half-sent head is cut off after 10 s.
     for c in &mut idle {
         let mut buf = [0u8; 512];
-        let left = Duration::from_secs(20).saturating_sub(opened.elapsed());
+        // 10 s, and as long again for closing 2,000 sockets on a busy box.
+        let left = Duration::from_secs(30).saturating_sub(opened.elapsed());
         match tokio::time::timeout(left, c.read(&mut buf)).await {
             Ok(Ok(n)) if n > 0 => {
                 // An answer (408) is fine too; the close must follow.
@@ -361,7 +364,7 @@ async fn idle_and_slow_clients_never_hold_up_a_delivery() {
                 assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "not closed");
             }
             Ok(_) => {}
-            Err(_) => panic!("a half-sent request head was still open after 20 s"),
+            Err(_) => panic!("a half-sent request head was still open after 30 s"),
         }
     }
     assert!(
