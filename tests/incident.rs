@@ -355,7 +355,7 @@ async fn idle_and_slow_clients_never_hold_up_a_delivery() {
     // Each half-sent head is cut off after 10 s.
     for c in &mut idle {
         let mut buf = [0u8; 512];
-        // 10 s, and as long again for closing 2,000 sockets on a busy box.
+        // 10 s, and 20 more for closing 2,000 sockets on a busy box.
         let left = Duration::from_secs(30).saturating_sub(opened.elapsed());
         match tokio::time::timeout(left, c.read(&mut buf)).await {
             Ok(Ok(n)) if n > 0 => {
