@@ -1,6 +1,11 @@
 //! Environment patterns such as `review-*`: `*` matches any run of
 //! characters, `?` one character, everything else itself.
 
+/// Whether `s` is a pattern rather than one name.
+pub fn is_glob(s: &str) -> bool {
+    s.contains(['*', '?'])
+}
+
 pub fn matches(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();

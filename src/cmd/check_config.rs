@@ -130,6 +130,9 @@ fn print_target(t: &Target) {
             checks.join(", ")
         );
     }
+    if let Some(auto) = &t.auto_deploy {
+        println!("    {}", auto.describe());
+    }
     if !t.teardown.is_empty() || t.teardown_after.is_some() {
         println!(
             "    teardown steps: {}{}",

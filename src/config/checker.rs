@@ -200,6 +200,13 @@ impl<'a> Checker<'a> {
         let mut owned = table.clone();
         owned.make_owned();
         keep_only(&mut owned, known);
+        for (table, table_keys) in raw::sub_tables() {
+            if let Some(t) = owned.get_mut(table)
+                && let DeValue::Table(t) = t.get_mut()
+            {
+                keep_only(t, table_keys);
+            }
+        }
         for (list, item_keys) in raw::item_lists() {
             if let Some(steps) = owned.get_mut(list)
                 && let DeValue::Array(steps) = steps.get_mut()

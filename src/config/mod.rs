@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+mod auto_deploy;
 mod checker;
 mod freezes;
 mod github;
@@ -29,6 +30,7 @@ mod ssh;
 mod steering;
 mod storage;
 mod targets;
+pub use auto_deploy::AutoDeploy;
 use checker::{Checker, Seg, line_of, read_text};
 pub use host::Host;
 pub use notify::{DEFAULT_SLACK_API_URL, NotifyEvent, Sink, SinkKind};
@@ -173,6 +175,8 @@ pub struct Target {
     pub require_checks: Vec<String>,
     /// How long a deployment waits for them.
     pub checks_timeout: Duration,
+    /// `[target.auto_deploy]`: ferry starts its deployments itself.
+    pub auto_deploy: Option<AutoDeploy>,
 }
 
 /// `[[target.checks]]`: a script that tells whether what was deployed on a

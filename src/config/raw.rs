@@ -93,6 +93,21 @@ pub struct RawTarget {
     pub rollback: Option<RawRollback>,
     pub require_checks: Option<Vec<String>>,
     pub checks_timeout: Option<RawDuration>,
+    pub auto_deploy: Option<RawAutoDeploy>,
+}
+
+/// `[target.auto_deploy]`: ferry starts the target's deployments itself.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAutoDeploy {
+    pub branch: Option<String>,
+    pub after: Option<String>,
+    pub soak: Option<RawDuration>,
+}
+
+/// The tables in a target, each with the keys it accepts.
+pub fn sub_tables() -> [(&'static str, &'static [&'static str]); 1] {
+    [("auto_deploy", keys::<RawAutoDeploy>())]
 }
 
 /// `rollback = true` (the target's steps put a host back), or

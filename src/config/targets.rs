@@ -47,12 +47,22 @@ impl<'a> Checker<'a> {
                 None => all_ok = false,
             }
         }
+        if all_ok {
+            self.promotions_follow_targets(&targets);
+        }
         all_ok.then_some(targets)
     }
 
-    /// Reports unknown keys inside `[[target.steps]]` and
-    /// `[[target.teardown]]`, all of them.
+    /// Reports unknown keys inside `[[target.steps]]`, the target's other
+    /// lists and its tables (`[target.auto_deploy]`), all of them.
     pub(super) fn step_keys(&mut self, target: &[Seg]) {
+        for (name, table_keys) in raw::sub_tables() {
+            let mut path = target.to_vec();
+            path.push(Seg::Key(name));
+            if let Some(DeValue::Table(t)) = self.value_at(&path).map(|v| v.get_ref()) {
+                self.known_keys(t, table_keys, &path);
+            }
+        }
         for (list, item_keys) in raw::item_lists() {
             let mut path = target.to_vec();
             path.push(Seg::Key(list));
@@ -301,6 +311,15 @@ impl<'a> Checker<'a> {
             .positive(&at("checks_timeout"), raw.checks_timeout, &mut ok)
             .unwrap_or(DEFAULT_CHECKS_TIMEOUT);
         let teardown_after = self.positive(&at("teardown_after"), raw.teardown_after, &mut ok);
+        let auto_deploy = match raw.auto_deploy {
+            None => None,
+            Some(a) => {
+                let environment = environment.as_deref().unwrap_or_default();
+                let v = self.auto_deploy(i, environment, !require_checks.is_empty(), a);
+                ok &= v.is_some();
+                v
+            }
+        };
         let (Some(steps), Some(teardown), Some(checks), Some(rollback_steps)) =
             (steps, teardown, checks, rollback_steps)
         else {
@@ -333,6 +352,7 @@ impl<'a> Checker<'a> {
             rollback_steps,
             require_checks,
             checks_timeout,
+            auto_deploy,
         })
     }
 }

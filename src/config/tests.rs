@@ -565,13 +565,16 @@ fn every_key_is_in_the_example() {
         ("ssh", keys::<RawSsh>()),
         ("target", keys::<RawTarget>()),
         ("target.checks", keys::<RawHostCheck>()),
+        ("target.auto_deploy", keys::<raw::RawAutoDeploy>()),
         ("freeze", keys::<RawFreeze>()),
         ("notify", keys::<RawNotify>()),
     ] {
         for key in keys {
             let set = text.lines().any(|l| {
                 let l = l.trim_start_matches(['#', ' ']);
-                l.starts_with(&format!("{key} =")) || l.starts_with(&format!("[[target.{key}]]"))
+                l.starts_with(&format!("{key} ="))
+                    || l.starts_with(&format!("[[target.{key}]]"))
+                    || l.starts_with(&format!("[target.{key}]"))
             });
             if !set {
                 missing.push(format!("{table}.{key}"));
