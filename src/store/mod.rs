@@ -10,12 +10,14 @@
 //! noun named alike in both; the same conformance suite (`tests/store/`,
 //! split the same way) runs against both.
 
+mod candidates;
 pub mod daemons;
 mod environments;
 mod events;
 mod freezes;
 mod gates;
 mod notifications;
+mod origins;
 pub mod postgres;
 mod requests;
 pub mod sqlite;
@@ -27,12 +29,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use candidates::*;
 pub use daemons::{Daemons, LastBeat};
 pub use environments::*;
 pub use events::*;
 pub use freezes::*;
 pub use gates::*;
 pub use notifications::*;
+pub use origins::*;
 pub use requests::*;
 pub use statuses::*;
 pub use types::*;
@@ -87,7 +91,9 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// for an environment ([`Freezes`]) and deployments waiting for their
 /// required checks ([`Gates`]), the daemons running ([`Daemons`]), and
 /// the stream of state changes its consumers read ([`Events`]) and the
-/// notifications made of it ([`Notifications`]). Each
+/// notifications made of it ([`Notifications`]), and the shas ferry may
+/// deploy by itself ([`Candidates`]), and what started each deployment
+/// ([`Origins`]). Each
 /// backend has one file per noun, named alike in `sqlite/` and `postgres/`,
 /// and the conformance suite (`tests/store/`) is split the same way.
 #[async_trait]
@@ -105,6 +111,8 @@ pub trait Store:
     + Daemons
     + Events
     + Notifications
+    + Candidates
+    + Origins
     + Send
     + Sync
     + 'static

@@ -122,6 +122,7 @@ async fn succeed(store: &SharedStore, claim: Claim) {
 
 mod actions;
 mod cancels;
+mod candidates;
 mod daemons;
 mod deployments;
 mod events;

@@ -16,6 +16,7 @@ use sqlx::{Postgres, Row, Transaction};
 
 mod actions;
 mod cancels;
+mod candidates;
 mod daemons;
 pub mod deployments;
 mod events;
@@ -27,6 +28,7 @@ mod locks;
 mod logs;
 mod migrate;
 mod notifications;
+mod origins;
 pub mod outbox;
 mod requests;
 mod steps;

@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0014_daemons.sql"),
     include_str!("../../../migrations/sqlite/0015_events.sql"),
     include_str!("../../../migrations/sqlite/0016_notifications.sql"),
+    include_str!("../../../migrations/sqlite/0017_auto_candidates.sql"),
 ];
 
 pub fn run(conn: &mut Connection) -> anyhow::Result<()> {

@@ -14,6 +14,7 @@
 
 mod actions;
 mod cancels;
+mod candidates;
 mod daemons;
 mod deployments;
 mod events;
@@ -23,6 +24,7 @@ pub mod holder;
 mod locks;
 mod migrate;
 mod notifications;
+mod origins;
 mod outbox;
 mod requests;
 mod steps;

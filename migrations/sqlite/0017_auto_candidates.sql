@@ -1,0 +1,26 @@
+-- [target.auto_deploy]: each sha offered to an environment, once (the
+-- unique key: a sha is deployed automatically at most once there), until
+-- its deployment was created on GitHub or it was dropped or replaced.
+CREATE TABLE auto_candidates (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    repository       TEXT    NOT NULL,
+    environment      TEXT    NOT NULL,
+    sha              TEXT    NOT NULL,
+    branch           TEXT,               -- a branch's head ...
+    from_environment TEXT,               -- ... or a promotion from there
+    from_deployment  INTEGER,
+    installation_id  INTEGER,
+    created_at       INTEGER NOT NULL,   -- ms since the epoch
+    due_at           INTEGER NOT NULL,   -- not before (a promotion's soak)
+    next_at          INTEGER NOT NULL,   -- the next look
+    lease_owner      TEXT,               -- who looks at it now
+    sent_at          INTEGER,            -- a creation was sent: GitHub may have it
+    state            TEXT    NOT NULL DEFAULT 'waiting', -- created, dropped, replaced
+    deployment_id    INTEGER,
+    reason           TEXT,
+    settled_at       INTEGER,
+    UNIQUE (repository, environment, sha)
+);
+CREATE INDEX auto_candidates_due ON auto_candidates (next_at) WHERE state = 'waiting';
+CREATE INDEX auto_candidates_sha ON auto_candidates (repository, sha) WHERE state = 'waiting';
+CREATE INDEX auto_candidates_deployment ON auto_candidates (deployment_id);
