@@ -9,6 +9,8 @@
 //! - `admission`: whether a deployment may run now: freeze windows,
 //!   required checks, review apps' teardowns.
 //! - `logs`: per-deployment logs, their tokens and pages.
+//! - `auto_deploy`: deployments ferry starts itself: a branch's green head,
+//!   a promotion after a soak.
 //! - `notify`: the `[[notify]]` sinks (webhooks, Slack), fed by the event stream.
 //! - `github`: statuses to GitHub (token or App) from the outbox, and the
 //!   reconciler for deliveries that never came.
@@ -31,6 +33,7 @@
 //! - `backoff`: growing pauses between tries.
 
 pub(crate) mod admission;
+pub(crate) mod auto_deploy;
 pub(crate) mod backoff;
 pub mod cmd;
 pub mod config;

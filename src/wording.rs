@@ -34,6 +34,38 @@ pub fn rollback_by(sha: &str, of: DeploymentId, by: &str) -> String {
     format!("Rollback to {} (deployment {of}) by {by}", short_sha(sha))
 }
 
+/// The description of a deployment ferry starts for a branch's head
+/// (`[target.auto_deploy] branch`).
+pub fn auto_deploy_of(branch: &str, sha: &str) -> String {
+    format!("Auto-deploy of {branch} at {}", short_sha(sha))
+}
+
+/// The description of a deployment ferry starts to promote what succeeded
+/// in another environment (`[target.auto_deploy] after`).
+pub fn promotion_of(sha: &str, from: &str) -> String {
+    format!("Promote {} from {from}", short_sha(sha))
+}
+
+/// Why a promotion is not made: its deployment is no longer the newest to
+/// have ended in the environment it would be promoted from.
+pub fn promotion_overtaken(
+    from: &str,
+    was: DeploymentId,
+    newest: Option<(DeploymentId, &str)>,
+) -> String {
+    match newest {
+        Some((id, state)) => format!(
+            "deployment {was} is no longer the newest to end in {from}: deployment {id} ended {state} since"
+        ),
+        None => format!("deployment {was} is no longer among {from}'s deployments"),
+    }
+}
+
+/// Why an auto-deploy is not made: the sha is what the environment has.
+pub fn already_newest(environment: &str, newest: DeploymentId) -> String {
+    format!("already the newest deployment of {environment} (deployment {newest})")
+}
+
 /// A queued deployment's description while its environment is locked.
 pub fn locked_waiting(environment: &str, held_by: &str) -> String {
     format!("Waiting: {environment} is locked by {held_by}")

@@ -5,7 +5,7 @@ use super::output::{clock, deployment_json};
 use super::steering::{EnvName, open_store};
 use crate::config::Steering;
 use crate::format::duration;
-use crate::store::now_ms;
+use crate::store::{Origin, now_ms};
 use std::time::Duration;
 
 /// List recent deployments.
@@ -60,12 +60,18 @@ async fn deployments(c: &Steering, l: &Deployments) -> anyhow::Result<()> {
         .collect();
     let awaiting = store.awaiting_github().await?;
     if l.json {
+        let ids: Vec<_> = list.iter().map(|d| d.id).collect();
+        let origins = store.origins(&ids).await?;
         // JSON Lines, one deployment per line.
         for d in list {
             let mut fields = deployment_json(&d);
             // Teardowns post nothing: null.
             let on_github = (!d.id.is_teardown()).then(|| !awaiting.contains(&d.id));
             fields.insert("on_github".into(), on_github.into());
+            let origin = (!d.id.is_teardown()).then(|| {
+                super::output::origin_json(origins.get(&d.id).unwrap_or(&Origin::Webhook))
+            });
+            fields.insert("started_by".into(), origin.into());
             println!("{}", serde_json::Value::Object(fields));
         }
         return Ok(());

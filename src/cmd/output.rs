@@ -72,3 +72,10 @@ pub(crate) fn deployment_json(
     };
     fields
 }
+
+/// What started a deployment, in `--json`: `{"kind": "auto-deploy",
+/// "text": "auto-deploy of main"}`; kinds are `webhook`, `deploy`,
+/// `rollback`, `auto-deploy` and `promotion`.
+pub fn origin_json(origin: &crate::store::Origin) -> serde_json::Value {
+    serde_json::json!({"kind": origin.kind(), "text": origin.describe()})
+}

@@ -132,6 +132,12 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
     let statuses = store.statuses_of(id).await?;
     let actions = store.actions_on(id).await?;
     let notifications = store.notifications_of(id).await?;
+    // A teardown is ferry's own job, started by a closed pull request,
+    // its timer or `ferry teardown`: its description says which.
+    let origin = match d.teardown_of {
+        None => Some(store.origin(id).await?),
+        Some(_) => None,
+    };
     let log_url = statuses.iter().rev().find_map(|s| s.log_url.clone());
     let now = now_ms();
     // Whether a ferry runs to send what is still waiting: asked of the
@@ -148,6 +154,7 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
             "production": d.production,
             "transient": d.transient,
             "log_url": log_url,
+            "started_by": origin.as_ref().map(super::output::origin_json),
             "statuses": statuses.iter().enumerate()
                 .map(|(i, s)| status_json(s, now, serving, waiting_before(&statuses, i)))
                 .collect::<Vec<_>>(),
@@ -164,6 +171,9 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     print_fields(&d, log_url.as_deref(), now);
+    if let Some(origin) = &origin {
+        println!("  started   by {}", origin.describe());
+    }
     println!("statuses:");
     if statuses.is_empty() {
         println!("  none (teardowns and ignored deployments post nothing)");

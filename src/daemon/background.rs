@@ -1,7 +1,7 @@
 //! What runs beside intake, the runner and the outbox while ferry serves:
 //! the heartbeat, pruning, notifications, the health probe, other
 //! replicas' announcements, reload on SIGHUP, required checks, the
-//! deployments the command line asks for, and the reconciler.
+//! deployments the command line asks for, auto-deploy, and the reconciler.
 
 use super::*;
 
@@ -185,6 +185,31 @@ impl Background {
             crate::github::create::Requester {
                 github: self.github.clone(),
                 intake: self.intake.clone(),
+            }
+            .run(stop.clone()),
+        );
+        tasks.spawn(
+            crate::auto_deploy::Deployer {
+                github: self.github.clone(),
+                intake: self.intake.clone(),
+                wake: self.wake.auto_deploy.clone(),
+            }
+            .run(stop.clone()),
+        );
+        tasks.spawn(
+            crate::auto_deploy::promotions::Promotions {
+                store: self.store.clone(),
+                config: self.config.clone(),
+                offered: self.wake.auto_deploy.clone(),
+            }
+            .run(self.wake.outbox.listener(), stop.clone()),
+        );
+        tasks.spawn(
+            crate::auto_deploy::heads::Heads {
+                store: self.store.clone(),
+                config: self.config.clone(),
+                github: self.github.clone(),
+                offered: self.wake.auto_deploy.clone(),
             }
             .run(stop.clone()),
         );

@@ -46,6 +46,9 @@ pub struct WakeUps {
     pub outbox: crate::sync::Bell,
     /// A sha's checks changed: look at the deployments waiting for them.
     pub gates: Arc<Notify>,
+    /// A candidate was offered, or a sha's checks changed: the
+    /// auto-deployer looks.
+    pub auto_deploy: Arc<Notify>,
 }
 
 impl WakeUps {
@@ -70,6 +73,7 @@ fn http_parts(
         runner: wake.runner.clone(),
         outbox: wake.outbox.clone(),
         gates: wake.gates.clone(),
+        auto_deploy: wake.auto_deploy.clone(),
     };
     let pages = Pages {
         store: store.clone(),

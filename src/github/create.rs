@@ -71,7 +71,7 @@ impl GitHub {
     /// `POST /repos/{repository}/deployments`; GitHub's deployment object.
     /// `202` (GitHub merged something instead) and every refusal are
     /// errors with GitHub's message.
-    async fn create_deployment(
+    pub(crate) async fn create_deployment(
         &self,
         q: &DeployRequest,
         installation: Option<i64>,
@@ -244,46 +244,64 @@ impl Requester {
         installation: Option<i64>,
         created: serde_json::Value,
     ) -> RequestAnswer {
-        let Some(id) = created.get("id").and_then(|v| v.as_i64()) else {
-            return RequestAnswer::InDoubt(format!(
-                "GitHub's answer has no deployment id: {}",
-                super::truncate_chars(&created.to_string(), 200)
-            ));
+        let key = DeliveryKey {
+            hook_id: "ferry".into(),
+            delivery_id: format!("request-{seq}"),
         };
-        match serde_json::from_value::<RawDeployment>(created) {
-            Ok(d) => {
-                let key = DeliveryKey {
-                    hook_id: "ferry".into(),
-                    delivery_id: format!("request-{seq}"),
-                };
-                let reason = d.description().to_string();
-                let answer = crate::webhook::take(
-                    &self.intake,
-                    &key,
-                    d.into_new(q.repository.clone(), installation),
-                    &reason,
-                )
-                .await;
-                if !answer.code.is_success() {
-                    tracing::warn!(
-                        deployment = id,
-                        "deployment {id}: not queued from GitHub's answer ({}); its webhook will queue it",
-                        answer.code
-                    );
-                }
-            }
-            Err(e) => tracing::warn!(
-                deployment = id,
-                "deployment {id}: GitHub's answer is not a full deployment ({e}); its webhook will queue it"
-            ),
+        match queue_created(&self.intake, &key, &q.repository, installation, created).await {
+            Ok(id) => RequestAnswer::Created(id),
+            Err(answer) => RequestAnswer::InDoubt(answer),
         }
-        RequestAnswer::Created(DeploymentId(id))
     }
+}
+
+/// A deployment GitHub just created for ferry (its answer, `created`),
+/// queued here at once through the webhook's own intake under `key`: the
+/// `deployment` webhook GitHub sends next then finds it there, and a
+/// webhook that never comes loses nothing. Its id, or why GitHub's
+/// answer has none.
+pub(crate) async fn queue_created(
+    intake: &Intake,
+    key: &DeliveryKey,
+    repository: &str,
+    installation: Option<i64>,
+    created: serde_json::Value,
+) -> Result<DeploymentId, String> {
+    let Some(id) = created.get("id").and_then(|v| v.as_i64()) else {
+        return Err(format!(
+            "GitHub's answer has no deployment id: {}",
+            super::truncate_chars(&created.to_string(), 200)
+        ));
+    };
+    match serde_json::from_value::<RawDeployment>(created) {
+        Ok(d) => {
+            let reason = d.description().to_string();
+            let answer = crate::webhook::take(
+                intake,
+                key,
+                d.into_new(repository.to_string(), installation),
+                &reason,
+            )
+            .await;
+            if !answer.code.is_success() {
+                tracing::warn!(
+                    deployment = id,
+                    "deployment {id}: not queued from GitHub's answer ({}); its webhook will queue it",
+                    answer.code
+                );
+            }
+        }
+        Err(e) => tracing::warn!(
+            deployment = id,
+            "deployment {id}: GitHub's answer is not a full deployment ({e}); its webhook will queue it"
+        ),
+    }
+    Ok(DeploymentId(id))
 }
 
 impl GitHub {
     /// The App installation that covers `repository` (None with a token).
-    pub(super) async fn installation_for(
+    pub(crate) async fn installation_for(
         &self,
         repository: &str,
     ) -> Result<Option<i64>, CallError> {

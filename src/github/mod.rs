@@ -3,6 +3,7 @@
 //! sorts GitHub's answers into "done", "try again later" and "never".
 
 pub mod app;
+pub mod branches;
 pub mod checks;
 pub mod create;
 pub mod outbox;

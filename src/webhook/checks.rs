@@ -23,12 +23,20 @@ pub async fn changed(app: &Intake, event: &str, checks: ChecksEvent) -> Answer {
             format!("ignored: no target of {repository} requires checks"),
         );
     }
-    match super::deployment::within_deadline(app.store.look_again(repository, sha)).await {
-        Ok(0) => Answer::ignored(
+    let looks = async {
+        let gates = app.store.look_again(repository, sha).await?;
+        let candidates = app.store.candidates_look_again(repository, sha).await?;
+        Ok::<_, crate::store::Error>((gates, candidates))
+    };
+    match super::deployment::within_deadline(looks).await {
+        Ok((0, 0)) => Answer::ignored(
             event,
             format!("ignored: no deployment waits for the checks of {sha}"),
         ),
-        Ok(n) => {
+        Ok((n, candidates)) => {
+            if candidates > 0 {
+                app.auto_deploy.notify_one();
+            }
             app.gates.notify_one();
             Answer::new(
                 StatusCode::OK,
@@ -37,7 +45,15 @@ pub async fn changed(app: &Intake, event: &str, checks: ChecksEvent) -> Answer {
                 format!(
                     "looking at the checks of {} again for {}",
                     crate::format::short_sha(sha),
-                    crate::format::plural(n as usize, "waiting deployment")
+                    [
+                        (n, "waiting deployment"),
+                        (candidates, "auto-deploy candidate")
+                    ]
+                    .iter()
+                    .filter(|(k, _)| *k > 0)
+                    .map(|(k, what)| crate::format::plural(*k as usize, what))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
                 ),
             )
         }

@@ -114,6 +114,29 @@ impl ChecksEvent {
     }
 }
 
+/// A `push` event: a branch's new head, for `[target.auto_deploy] branch`.
+#[derive(Deserialize)]
+pub struct PushEvent {
+    /// `refs/heads/main`, or `refs/tags/v1` for a tag.
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    /// The new head; all zeros when the push deleted the ref.
+    pub after: String,
+    #[serde(default)]
+    pub deleted: bool,
+    pub repository: Repository,
+    pub installation: Option<Installation>,
+}
+
+impl PushEvent {
+    /// The branch pushed to, unless the push deleted it or is a tag's.
+    pub fn branch(&self) -> Option<&str> {
+        let branch = self.git_ref.strip_prefix("refs/heads/")?;
+        let gone = self.deleted || self.after.bytes().all(|b| b == b'0');
+        (!gone).then_some(branch)
+    }
+}
+
 /// A `pull_request` event: a closed one tears its review apps down.
 #[derive(Deserialize)]
 pub struct PullRequestEvent {
@@ -205,6 +228,30 @@ mod tests {
     fn fixture(name: &str) -> Vec<u8> {
         let path = format!("{}/tests/data/github/{name}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn reads_octokit_push_examples() {
+        let branch: PushEvent =
+            decode(None, &fixture("push/with-new-branch.payload.json")).unwrap();
+        assert_eq!(branch.branch(), Some("master"));
+        assert_eq!(branch.after, "6113728f27ae82c7b1a177c8d03f9e96e0adf246");
+        assert_eq!(branch.repository.full_name, "Codertocat/Hello-World");
+        assert_eq!(branch.installation.map(|i| i.id), Some(1));
+        // A tag's deletion: no branch's head.
+        let tag: PushEvent = decode(None, &fixture("push/payload.json")).unwrap();
+        assert!(tag.deleted);
+        assert_eq!(tag.branch(), None);
+        let deleted = PushEvent {
+            git_ref: "refs/heads/main".into(),
+            after: "0".repeat(40),
+            deleted: false,
+            repository: Repository {
+                full_name: "o/r".into(),
+            },
+            installation: None,
+        };
+        assert_eq!(deleted.branch(), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
-use super::event::{self, ChecksEvent, DeploymentEvent, PullRequestEvent};
+use super::event::{self, ChecksEvent, DeploymentEvent, PullRequestEvent, PushEvent};
 use super::{Answer, Intake, SignedDelivery};
 use crate::store::{DeliveryKey, NewDeployment};
 
@@ -31,6 +31,7 @@ pub enum Event {
     /// A deployment event with another action.
     DeploymentNotCreated,
     PullRequest(PullRequestEvent),
+    Push(PushEvent),
     /// A `check_run`, `check_suite` or `status` event: a sha's checks
     /// changed.
     ChecksChanged {
@@ -90,6 +91,7 @@ impl FromRequest<Intake> for Delivery {
             "pull_request" => {
                 Event::PullRequest(event::decode(content_type, &signed.body).map_err(bad)?)
             }
+            "push" => Event::Push(event::decode(content_type, &signed.body).map_err(bad)?),
             "check_run" | "check_suite" | "status" => Event::ChecksChanged {
                 name: name.to_string(),
                 checks: event::decode(content_type, &signed.body).map_err(bad)?,

@@ -8,6 +8,7 @@ mod deployment;
 mod event;
 mod extract;
 mod pull_request;
+mod push;
 mod signature;
 
 use crate::sync::LockExt;
@@ -40,6 +41,9 @@ pub struct Intake {
     pub outbox: crate::sync::Bell,
     /// Rung when a sha's checks changed, for the gatekeeper.
     pub gates: Arc<Notify>,
+    /// Rung when a push offered a candidate or a sha's checks changed,
+    /// for the auto-deployer.
+    pub auto_deploy: Arc<Notify>,
 }
 
 impl Intake {
@@ -199,6 +203,7 @@ pub async fn receive(State(app): State<Intake>, delivery: Delivery) -> Answer {
             "ignored: only action \"created\" starts a deployment",
         ),
         Event::PullRequest(pr) => pull_request::closed(&app, pr).await,
+        Event::Push(push) => push::pushed(&app, push).await,
         Event::ChecksChanged { name, checks } => checks::changed(&app, &name, checks).await,
         Event::Other(name) => {
             tracing::debug!(event = %name, delivery = %delivery.id, "ignored event");

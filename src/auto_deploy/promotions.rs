@@ -1,0 +1,136 @@
+//! Promotions (`[target.auto_deploy] after`): the auto-deploy cursor on
+//! the event stream. A `success` in an environment some target promotes
+//! from makes its sha that target's candidate, due when its soak ends.
+//!
+//! Events are handled at least once (a crash before the ack reads them
+//! again); an offer is taken once by the store's unique key, so a sha read
+//! twice is offered once.
+
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{AutoDeploy, Config};
+use crate::current::Current;
+use crate::store::{CandidateSource, Event, EventKind, LockTask, NewCandidate, Owner, SharedStore};
+use crate::sync::Listener;
+
+/// The consumer's name on the event stream.
+pub const CONSUMER: &str = "auto_deploy";
+const BATCH: i64 = 256;
+const LEASE: Duration = Duration::from_secs(15);
+/// Successes where no bell rings (another replica's) are found this often.
+const POLL: Duration = Duration::from_secs(1);
+
+pub struct Promotions {
+    pub store: SharedStore,
+    pub config: Current<Config>,
+    /// Rung when a candidate was offered: the deployer looks.
+    pub offered: std::sync::Arc<Notify>,
+}
+
+impl Promotions {
+    pub async fn run(self, mut statuses: Listener, stop: CancellationToken) {
+        let owner = Owner::this_process();
+        loop {
+            match self.round(&owner).await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot read events for promotions: {e}")
+                }
+            }
+            tokio::select! {
+                _ = statuses.rung() => {}
+                _ = tokio::time::sleep(POLL) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// Reads one batch and offers what it promotes; whether the batch was
+    /// full (there may be more at once).
+    async fn round(&self, owner: &Owner) -> crate::store::Result<bool> {
+        let Some(events) = self
+            .store
+            .take_events(CONSUMER, owner, BATCH, LEASE)
+            .await?
+        else {
+            return Ok(false);
+        };
+        let Some(last) = events.last() else {
+            return Ok(false);
+        };
+        let config = self.config.get();
+        for e in &events {
+            for offer in self.offers(&config, e).await? {
+                if self.store.offer_candidate(&offer).await? {
+                    let CandidateSource::Promotion {
+                        environment,
+                        deployment,
+                    } = &offer.source
+                    else {
+                        continue;
+                    };
+                    tracing::info!(repository = %offer.repository, environment = %offer.environment,
+                        sha = %offer.sha,
+                        "promotion of {} from {environment} to {}:{}: a candidate (deployment {deployment} succeeded), due {}",
+                        crate::format::short_sha(&offer.sha), offer.repository, offer.environment,
+                        crate::format::rfc3339(offer.due_at));
+                    self.offered.notify_one();
+                }
+            }
+        }
+        self.store
+            .ack_events(CONSUMER, owner, last.position)
+            .await?;
+        Ok(events.len() as i64 == BATCH)
+    }
+
+    /// The candidates a `success` in `e`'s environment makes, one per
+    /// target that promotes from there.
+    async fn offers(&self, config: &Config, e: &Event) -> crate::store::Result<Vec<NewCandidate>> {
+        let (EventKind::Status, Some(id), Some("success")) =
+            (e.kind, e.deployment, e.state.as_deref())
+        else {
+            return Ok(Vec::new());
+        };
+        let promoting: Vec<_> = config
+            .targets
+            .iter()
+            .filter_map(|t| match &t.auto_deploy {
+                Some(AutoDeploy::After { environment, soak })
+                    if t.repository == e.repository && *environment == e.environment =>
+                {
+                    Some((t, *soak))
+                }
+                _ => None,
+            })
+            .collect();
+        if promoting.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A lock task's or a teardown's success promotes nothing.
+        let Some(d) = self.store.get(id).await? else {
+            return Ok(Vec::new());
+        };
+        if d.teardown_of.is_some() || LockTask::of(&d.task).is_some() {
+            return Ok(Vec::new());
+        }
+        Ok(promoting
+            .into_iter()
+            .map(|(t, soak)| NewCandidate {
+                repository: t.repository.clone(),
+                environment: t.environment.clone(),
+                sha: d.sha.clone(),
+                source: CandidateSource::Promotion {
+                    environment: e.environment.clone(),
+                    deployment: id,
+                },
+                installation_id: d.installation_id,
+                due_at: e.at + soak.as_millis() as i64,
+            })
+            .collect())
+    }
+}
