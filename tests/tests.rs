@@ -6,6 +6,7 @@
 //! `cargo test --test tests incident::` runs one module; the live systemd
 //! test is `#[ignore]`d here and run by `.ci/run` on its own.
 
+mod auto_deploy;
 mod browser;
 mod checks;
 mod deploy_cli;

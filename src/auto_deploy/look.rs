@@ -18,7 +18,7 @@ use crate::wording;
 
 /// How long a create request waits for GitHub's answer: well inside the
 /// look's lease, so that no other process looks while it may be sent.
-pub(super) const CREATE_TIMEOUT: Duration = Duration::from_secs(20);
+pub(super) const CREATE_TIMEOUT: Duration = Duration::from_secs(10);
 /// When GitHub could not be asked or did not answer: the next look.
 const RETRY: Duration = Duration::from_secs(30);
 
@@ -177,8 +177,9 @@ impl Look<'_> {
     ) -> Result<()> {
         let c = &self.candidate.offer;
         let store = &self.deployer.intake.store;
+        let until = now_ms() + super::LEASE.as_millis() as i64;
         if !store
-            .candidate_sending(self.candidate.seq, self.owner)
+            .candidate_sending(self.candidate.seq, self.owner, until)
             .await?
         {
             return Ok(());

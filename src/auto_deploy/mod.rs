@@ -28,10 +28,12 @@ use crate::webhook::Intake;
 
 /// How often the store is asked for candidates that are due.
 const POLL: Duration = Duration::from_secs(1);
-/// How long one look may take before another process may look instead:
-/// longer than a create request may wait for GitHub's answer
-/// ([`look::CREATE_TIMEOUT`]), so two never send at once.
-const LEASE: Duration = Duration::from_secs(60);
+/// How long one look may take before another process may look instead;
+/// renewed when the creation is sent, and longer than a create request
+/// may wait for GitHub's answer ([`look::CREATE_TIMEOUT`]), so that two
+/// never send at once. After a replica's `kill -9`, its candidates wait
+/// this long.
+const LEASE: Duration = Duration::from_secs(25);
 /// Candidates looked at per round.
 const PER_ROUND: i64 = 20;
 
@@ -70,6 +72,12 @@ pub struct Deployer {
 impl Deployer {
     pub async fn run(self, stop: CancellationToken) {
         let owner = Owner::this_process();
+        // Alone on the store, the last process's looks are this one's now.
+        if !self.intake.store.replicas()
+            && let Err(e) = self.intake.store.release_candidates().await
+        {
+            tracing::warn!(error = %e, "cannot take over the last run's auto-deploy looks: {e}");
+        }
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}

@@ -112,8 +112,14 @@ pub trait Candidates: Send + Sync {
     async fn candidate_later(&self, seq: i64, owner: &Owner, at: i64) -> Result<bool>;
 
     /// Its creation is about to be sent: from now on GitHub may have it.
-    /// False (and nothing to send) when `owner`'s lease was taken over.
-    async fn candidate_sending(&self, seq: i64, owner: &Owner) -> Result<bool>;
+    /// The lease is renewed until `until`, so that nobody else looks while
+    /// the request may be in flight. False (and nothing to send) when
+    /// `owner`'s lease was taken over.
+    async fn candidate_sending(&self, seq: i64, owner: &Owner, until: i64) -> Result<bool>;
+
+    /// At the start of a process that uses the store alone: the looks the
+    /// last one had leased are due at once (it is gone). How many.
+    async fn release_candidates(&self) -> Result<u64>;
 
     /// It ends, `Created` or `Dropped`. False when `owner`'s lease was
     /// taken over or it no longer waits.

@@ -129,15 +129,30 @@ async fn each_due_look_is_leased_to_one_process(b: Backend) {
     // Due again at once, for whoever asks.
     let again = due(&replica, &loser).await;
     assert_eq!(again.len(), 1);
-    assert!(!store.candidate_sending(seq, &holder).await.unwrap());
-    assert!(store.candidate_sending(seq, &loser).await.unwrap());
+    assert!(
+        !store
+            .candidate_sending(seq, &holder, now_ms() + 60_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .candidate_sending(seq, &loser, now_ms() + 60_000)
+            .await
+            .unwrap()
+    );
 }
 
 async fn a_sent_candidate_is_not_replaced_and_ends_once(b: Backend) {
     let store = (b.open)().await;
     store.offer_candidate(&offer("a1", "main")).await.unwrap();
     let seq = due(&store, &me()).await[0].seq;
-    assert!(store.candidate_sending(seq, &me()).await.unwrap());
+    assert!(
+        store
+            .candidate_sending(seq, &me(), now_ms() + 60_000)
+            .await
+            .unwrap()
+    );
     // GitHub may have it: a newer push does not take its place.
     store.offer_candidate(&offer("b2", "main")).await.unwrap();
     let looked = due(&store, &other()).await;

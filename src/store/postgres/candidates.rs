@@ -123,18 +123,31 @@ impl Candidates for PgStore {
         Ok(n == 1)
     }
 
-    async fn candidate_sending(&self, seq: i64, owner: &Owner) -> Result<bool> {
+    async fn candidate_sending(&self, seq: i64, owner: &Owner, until: i64) -> Result<bool> {
         let n = sqlx::query(
-            "UPDATE auto_candidates SET sent_at = COALESCE(sent_at, $1)
+            "UPDATE auto_candidates SET sent_at = COALESCE(sent_at, $1), next_at = $4
              WHERE seq = $2 AND lease_owner = $3 AND state = 'waiting'",
         )
         .bind(now_ms())
         .bind(seq)
         .bind(&owner.0)
+        .bind(until)
         .execute(&self.pool)
         .await?
         .rows_affected();
         Ok(n == 1)
+    }
+
+    async fn release_candidates(&self) -> Result<u64> {
+        let n = sqlx::query(
+            "UPDATE auto_candidates SET lease_owner = NULL, next_at = LEAST(next_at, $1)
+             WHERE state = 'waiting' AND lease_owner IS NOT NULL",
+        )
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n)
     }
 
     async fn settle_candidate(

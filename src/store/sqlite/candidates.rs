@@ -120,16 +120,29 @@ impl Candidates for SqliteStore {
         .await
     }
 
-    async fn candidate_sending(&self, seq: i64, owner: &Owner) -> Result<bool> {
+    async fn candidate_sending(&self, seq: i64, owner: &Owner, until: i64) -> Result<bool> {
         let owner = owner.0.clone();
         self.write(move |tx| {
             let n = tx
                 .prepare_cached(
-                    "UPDATE auto_candidates SET sent_at = COALESCE(sent_at, ?1)
+                    "UPDATE auto_candidates SET sent_at = COALESCE(sent_at, ?1), next_at = ?4
                      WHERE seq = ?2 AND lease_owner = ?3 AND state = 'waiting'",
                 )?
-                .execute(params![now_ms(), seq, owner])?;
+                .execute(params![now_ms(), seq, owner, until])?;
             Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn release_candidates(&self) -> Result<u64> {
+        self.write(move |tx| {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE auto_candidates SET lease_owner = NULL, next_at = MIN(next_at, ?1)
+                     WHERE state = 'waiting' AND lease_owner IS NOT NULL",
+                )?
+                .execute(params![now_ms()])?;
+            Ok(n as u64)
         })
         .await
     }

@@ -41,11 +41,27 @@ pub(super) async fn create_deployment(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let (answer, held) = take_create(&fake, &owner, &repo, &headers, &body);
+    if held {
+        // Created, and the answer never comes: the sender cannot know.
+        std::future::pending::<()>().await;
+    }
+    answer
+}
+
+/// The create request taken, and whether its answer is held.
+fn take_create(
+    fake: &FakeGitHub,
+    owner: &str,
+    repo: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> (Response, bool) {
     let repository = format!("{owner}/{repo}");
     let (value, problems) =
-        match checked_body(&fake, &headers, &repository, &body, &fake.create_schema) {
+        match checked_body(fake, headers, &repository, body, &fake.create_schema) {
             Ok(checked) => checked,
-            Err(answer) => return *answer,
+            Err(answer) => return (*answer, false),
         };
     let mut inner = fake.inner.lock().unwrap();
     let refuse = |inner: &mut super::Inner, f: Fault| {
@@ -65,10 +81,13 @@ pub(super) async fn create_deployment(
         inner
             .violations
             .extend(problems.iter().map(|p| format!("create deployment: {p}")));
-        return refuse(&mut inner, Fault::new(422).message("Validation Failed"));
+        return (
+            refuse(&mut inner, Fault::new(422).message("Validation Failed")),
+            false,
+        );
     }
     if let Some(f) = inner.create_fault.clone() {
-        return refuse(&mut inner, f);
+        return (refuse(&mut inner, f), false);
     }
     let git_ref = value["ref"].as_str().unwrap_or_default().to_string();
     let is_sha = git_ref.len() == 40 && git_ref.bytes().all(|b| b.is_ascii_hexdigit());
@@ -77,7 +96,7 @@ pub(super) async fn create_deployment(
         None if is_sha => git_ref.clone(),
         None => {
             let f = Fault::new(422).message(&format!("No ref found for: {git_ref}"));
-            return refuse(&mut inner, f);
+            return (refuse(&mut inner, f), false);
         }
     };
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -150,7 +169,61 @@ pub(super) async fn create_deployment(
             send_webhook(&fake, &hook, &repository, deployment, installation).await
         });
     }
-    (StatusCode::CREATED, axum::Json(deployment)).into_response()
+    (
+        (StatusCode::CREATED, axum::Json(deployment)).into_response(),
+        inner.hold_creates,
+    )
+}
+
+/// `GET /repos/{owner}/{repo}/branches/{branch}`: the branch's head from
+/// [`FakeGitHub::set_ref`], in the shape of GitHub's "Branch With
+/// Protection" (`tests/data/github/branch.json`), with an ETag; `304` for
+/// an unchanged one, `404` for an unknown branch.
+pub(super) async fn branch(
+    State(fake): State<FakeGitHub>,
+    Path((owner, repo, branch)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut inner = fake.inner.lock().unwrap();
+    inner.branch_reads += 1;
+    for (h, want) in [
+        ("accept", "application/vnd.github+json"),
+        ("x-github-api-version", "2022-11-28"),
+    ] {
+        if headers.get(h).and_then(|v| v.to_str().ok()) != Some(want) {
+            inner
+                .violations
+                .push(format!("branch read without {h}: {want}"));
+        }
+    }
+    let Some(sha) = inner.refs.get(&branch).cloned() else {
+        return (
+            StatusCode::NOT_FOUND,
+            json!({"message": "Branch not found", "status": "404"}).to_string(),
+        )
+            .into_response();
+    };
+    let mut body = crate::fixture("branch.json");
+    body["name"] = json!(branch);
+    body["commit"]["sha"] = json!(sha);
+    body["commit"]["url"] = json!(format!(
+        "https://api.github.com/repos/{owner}/{repo}/commits/{sha}"
+    ));
+    let body = serde_json::to_vec(&body).unwrap();
+    let etag = format!("W/\"{}\"", &sha[..sha.len().min(16)]);
+    if headers.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        inner.branch_not_modified += 1;
+        return (StatusCode::NOT_MODIFIED, [("etag", etag)]).into_response();
+    }
+    (
+        StatusCode::OK,
+        [
+            ("etag", etag),
+            ("content-type", "application/json".to_string()),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// The `deployment` webhook GitHub sends once it created one.

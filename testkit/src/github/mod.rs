@@ -114,8 +114,14 @@ struct Inner {
     creates: Vec<Created>,
     /// The answer every create request gets instead of a deployment.
     create_fault: Option<Fault>,
-    /// Branch or tag → sha, for create requests.
+    /// Branch or tag → sha, for create requests and branch reads.
     refs: std::collections::HashMap<String, String>,
+    /// Branch reads (`GET .../branches/{b}`), and how many were `304`.
+    branch_reads: usize,
+    branch_not_modified: usize,
+    /// Create requests are taken (the deployment exists) but never
+    /// answered while set.
+    hold_creates: bool,
     /// Where the `deployment` webhooks of created deployments go.
     hook: Option<create::Hook>,
     /// Those webhooks: (deployment id, ferry's answer; 0 for none).
@@ -178,6 +184,7 @@ async fn list_statuses(
 async fn list_deployments(
     State(fake): State<FakeGitHub>,
     Path((owner, repo)): Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
     let mut inner = fake.inner.lock().unwrap();
@@ -203,11 +210,26 @@ async fn list_deployments(
         }
     }
     let repository = format!("{owner}/{repo}");
+    // GitHub's filters (`sha`, `ref`, `task`, `environment`) and page size.
+    let field = |d: &Value, k: &str| d[k].as_str().map(str::to_string);
+    let per_page = query
+        .get("per_page")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(30usize);
     let listed: Vec<Value> = inner
         .deployments
         .iter()
         .filter(|(r, _)| *r == repository)
-        .map(|(_, d)| d.clone())
+        .map(|(_, d)| d)
+        .filter(|d| {
+            ["sha", "ref", "task", "environment"].iter().all(|k| {
+                query
+                    .get(*k)
+                    .is_none_or(|want| field(d, k).as_ref() == Some(want))
+            })
+        })
+        .take(per_page)
+        .cloned()
         .collect();
     let body = serde_json::to_vec(&listed).unwrap();
     let etag = format!(
@@ -443,6 +465,10 @@ impl FakeGitHub {
                 get(checks::combined_status),
             )
             .route(
+                &format!("{prefix}/repos/{{owner}}/{{repo}}/branches/{{*branch}}"),
+                get(create::branch),
+            )
+            .route(
                 &format!("{prefix}/repos/{{owner}}/{{repo}}/installation"),
                 get(repo_installation),
             )
@@ -486,6 +512,18 @@ impl FakeGitHub {
             .unwrap()
             .refs
             .insert(name.into(), sha.into());
+    }
+
+    /// Create requests are taken (GitHub has the deployment, and sends its
+    /// webhook) but never answered while `held`.
+    pub fn hold_creates(&self, held: bool) {
+        self.inner.lock().unwrap().hold_creates = held;
+    }
+
+    /// Branch reads so far, and how many of them were answered `304`.
+    pub fn branch_reads(&self) -> (usize, usize) {
+        let inner = self.inner.lock().unwrap();
+        (inner.branch_reads, inner.branch_not_modified)
     }
 
     /// Create-deployment requests so far, in order.
