@@ -140,6 +140,13 @@ impl<'a> Checker<'a> {
                 o.repository == t.repository && glob::matches(&o.environment, environment)
             });
             if !deployed {
+                let known: Vec<&str> = targets
+                    .iter()
+                    .filter(|o| o.repository == t.repository && !glob::is_glob(&o.environment))
+                    .map(|o| o.environment.as_str())
+                    .collect();
+                let hint = checker::suggest(environment, &known)
+                    .map_or(String::new(), |s| format!(" (did you mean {s:?}?)"));
                 self.problem(
                     &[
                         Seg::Key("target"),
@@ -148,7 +155,7 @@ impl<'a> Checker<'a> {
                         Seg::Key("after"),
                     ],
                     format!(
-                        "no target deploys {} to {environment:?}: nothing would ever be promoted from there",
+                        "no target deploys {} to {environment:?}{hint}: nothing would ever be promoted from there",
                         t.repository
                     ),
                 );

@@ -78,6 +78,14 @@ fn each_problem_is_named_by_its_key() {
         "{nowhere:?}"
     );
 
+    let typo = problems(&format!(
+        "[target.auto_deploy]\nafter = \"stagin\"\n{STAGING}"
+    ));
+    assert!(
+        typo[0].1.contains("(did you mean \"staging\"?)"),
+        "{typo:?}"
+    );
+
     let soak = problems(&format!(
         "[target.auto_deploy]\nafter = \"staging\"\nsoak = \"soon\"\n{STAGING}"
     ));
