@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -15,10 +14,6 @@ use crate::current::Current;
 use crate::github::GitHub;
 use crate::github::branches::BranchHead;
 use crate::store::{CandidateSource, NewCandidate, SharedStore, now_ms};
-
-/// How often a disabled reconciler (`reconcile_every = "0s"`) looks
-/// whether a reload turned it on.
-const DISABLED_LOOK: Duration = Duration::from_secs(30);
 
 /// Offers `sha`, the new head of `branch` of `repository`, to every target
 /// that follows the branch; the environments it became the candidate of
@@ -65,13 +60,8 @@ impl Heads {
             if !every.is_zero() {
                 self.round(&mut etags).await;
             }
-            let wait = if every.is_zero() {
-                DISABLED_LOOK
-            } else {
-                every
-            };
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(crate::github::reconcile::pause(every)) => {}
                 _ = stop.cancelled() => return,
             }
         }

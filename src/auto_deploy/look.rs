@@ -242,14 +242,7 @@ impl Look<'_> {
             Ok(id) => id,
             Err(why) => return self.retry(&why).await,
         };
-        let end = CandidateState::Created(id);
-        if self
-            .deployer
-            .intake
-            .store
-            .settle_candidate(self.candidate.seq, self.owner, &end)
-            .await?
-        {
+        if self.settle(CandidateState::Created(id)).await? {
             tracing::info!(deployment = %id, repository = %c.repository, environment = %c.environment,
                 sha = %c.sha, "{}: created as deployment {id}", self.what());
         }
@@ -259,18 +252,23 @@ impl Look<'_> {
     /// The candidate ends without a deployment, saying why.
     async fn drop(&self, why: &str) -> Result<()> {
         let c = &self.candidate.offer;
-        let end = CandidateState::Dropped(why.to_string());
         if self
-            .deployer
-            .intake
-            .store
-            .settle_candidate(self.candidate.seq, self.owner, &end)
+            .settle(CandidateState::Dropped(why.to_string()))
             .await?
         {
             tracing::info!(repository = %c.repository, environment = %c.environment,
                 sha = %c.sha, "{}: not deployed: {why}", self.what());
         }
         Ok(())
+    }
+
+    /// Whether it ended now (not under another process's lease).
+    async fn settle(&self, end: CandidateState) -> Result<bool> {
+        self.deployer
+            .intake
+            .store
+            .settle_candidate(self.candidate.seq, self.owner, &end)
+            .await
     }
 
     async fn later(&self, after: Duration) -> Result<()> {

@@ -31,6 +31,17 @@ const PER_PAGE: u32 = 30;
 /// whether a reload turned it on.
 const DISABLED_LOOK: Duration = Duration::from_secs(30);
 
+/// Until the next round of a reconciler that runs every `every`
+/// (`github.reconcile_every`); a disabled one looks whether a reload
+/// turned it on.
+pub fn pause(every: Duration) -> Duration {
+    if every.is_zero() {
+        DISABLED_LOOK
+    } else {
+        every
+    }
+}
+
 /// A repository's deployments, as GitHub answered.
 pub enum Listing {
     /// `304`: unchanged since the list with this ETag.
@@ -124,13 +135,8 @@ impl Reconciler {
                     }
                 }
             }
-            let wait = if every.is_zero() {
-                DISABLED_LOOK
-            } else {
-                every
-            };
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(pause(every)) => {}
                 _ = stop.cancelled() => return,
             }
         }

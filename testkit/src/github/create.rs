@@ -209,21 +209,9 @@ pub(super) async fn branch(
     body["commit"]["url"] = json!(format!(
         "https://api.github.com/repos/{owner}/{repo}/commits/{sha}"
     ));
-    let body = serde_json::to_vec(&body).unwrap();
-    let etag = format!("W/\"{}\"", &sha[..sha.len().min(16)]);
-    if headers.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
-        inner.branch_not_modified += 1;
-        return (StatusCode::NOT_MODIFIED, [("etag", etag)]).into_response();
-    }
-    (
-        StatusCode::OK,
-        [
-            ("etag", etag),
-            ("content-type", "application/json".to_string()),
-        ],
-        body,
-    )
-        .into_response()
+    let (answer, unchanged) = super::conditional(&headers, serde_json::to_vec(&body).unwrap());
+    inner.branch_not_modified += usize::from(unchanged);
+    answer
 }
 
 /// The `deployment` webhook GitHub sends once it created one.

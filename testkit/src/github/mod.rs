@@ -232,15 +232,26 @@ async fn list_deployments(
         .cloned()
         .collect();
     let body = serde_json::to_vec(&listed).unwrap();
+    let (answer, unchanged) = conditional(&headers, body);
+    inner.not_modified += usize::from(unchanged);
+    answer
+}
+
+/// GitHub's answer to a conditional read of `body`: `304` when the
+/// request's `If-None-Match` is the body's ETag (and true), else `200`
+/// with the body and its ETag.
+pub(super) fn conditional(headers: &HeaderMap, body: Vec<u8>) -> (Response, bool) {
     let etag = format!(
         "W/\"{}\"",
         hex::encode(&ferry::sign::sign(b"etag", &body)[..8])
     );
     if headers.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
-        inner.not_modified += 1;
-        return (StatusCode::NOT_MODIFIED, [("etag", etag)]).into_response();
+        return (
+            (StatusCode::NOT_MODIFIED, [("etag", etag)]).into_response(),
+            true,
+        );
     }
-    (
+    let answer = (
         StatusCode::OK,
         [
             ("etag", etag),
@@ -248,7 +259,8 @@ async fn list_deployments(
         ],
         body,
     )
-        .into_response()
+        .into_response();
+    (answer, false)
 }
 
 /// What GitHub would refuse in any API request's headers and credentials:
