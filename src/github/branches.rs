@@ -93,7 +93,7 @@ impl GitHub {
         let query: String = form_urlencoded::Serializer::new(String::new())
             .append_pair("sha", sha)
             .append_pair("environment", environment)
-            .append_pair("per_page", "1")
+            .append_pair("per_page", "100")
             .finish();
         let url = format!("{}/repos/{repository}/deployments?{query}", self.api_url);
         let token = self.token(installation).await?;
@@ -104,7 +104,11 @@ impl GitHub {
                 after: None,
                 reason: format!("GitHub's list of deployments is not what ferry expects: {e}"),
             })?;
-        Ok(listed.into_iter().next())
+        // Filtered here too: a GitHub (or a proxy) that ignores the query
+        // must not make another deployment look like this one.
+        Ok(listed.into_iter().find(|d| {
+            d["sha"].as_str() == Some(sha) && d["environment"].as_str() == Some(environment)
+        }))
     }
 }
 
