@@ -11,6 +11,7 @@
 //! - `logs`: per-deployment logs, their tokens and pages.
 //! - `auto_deploy`: deployments ferry starts itself: a branch's green head,
 //!   a promotion after a soak.
+//! - `commands`: `.deploy` and the other commands in pull request comments.
 //! - `notify`: the `[[notify]]` sinks (webhooks, Slack), fed by the event stream.
 //! - `github`: statuses to GitHub (token or App) from the outbox, and the
 //!   reconciler for deliveries that never came.
@@ -36,6 +37,7 @@ pub(crate) mod admission;
 pub(crate) mod auto_deploy;
 pub(crate) mod backoff;
 pub mod cmd;
+pub(crate) mod commands;
 pub mod config;
 pub(crate) mod current;
 pub mod daemon;

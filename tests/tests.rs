@@ -21,6 +21,7 @@ mod log_storage;
 mod metrics;
 mod notifications;
 mod operator_view;
+mod pr_commands;
 mod queue;
 mod reconcile;
 mod replicas;

@@ -340,6 +340,12 @@ impl<'a> Checker<'a> {
         let targets = self.targets();
         let freezes = self.freezes();
         let sinks = self.sinks();
+        let commands = if self.value_at(&[Seg::Key("commands")]).is_some() {
+            let raw: Option<RawCommands> = self.section(&[Seg::Key("commands")]);
+            raw.and_then(|r| self.commands(Some(r), targets.as_deref()))
+        } else {
+            Some(None)
+        };
         if let (Some(t), Some(f)) = (&targets, &freezes) {
             self.freezes_match_targets(f, t);
         }
@@ -354,6 +360,7 @@ impl<'a> Checker<'a> {
             targets: targets?,
             freezes: freezes?,
             sinks: sinks?,
+            commands: commands?,
             warnings: Vec::new(),
         })
     }

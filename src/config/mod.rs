@@ -18,6 +18,8 @@ use toml::de::{DeTable, DeValue};
 
 mod auto_deploy;
 mod checker;
+mod commands;
+pub use commands::{Commands, Role};
 mod freezes;
 mod github;
 mod host;
@@ -35,8 +37,8 @@ use checker::{Checker, Seg, line_of, read_text};
 pub use host::Host;
 pub use notify::{DEFAULT_SLACK_API_URL, NotifyEvent, Sink, SinkKind};
 use raw::{
-    RawConfig, RawDuration, RawFreeze, RawGitHub, RawHostCheck, RawNotify, RawRollback, RawRunner,
-    RawServer, RawSsh, RawStep, RawStorage, RawTarget, keys,
+    RawCommands, RawConfig, RawDuration, RawFreeze, RawGitHub, RawHostCheck, RawNotify,
+    RawRollback, RawRunner, RawServer, RawSsh, RawStep, RawStorage, RawTarget, keys,
 };
 pub use secret::Secret;
 pub use steering::{Owned, Steering};
@@ -64,6 +66,8 @@ pub struct Config {
     pub freezes: Vec<crate::admission::freeze::Freeze>,
     /// `[[notify]]` sinks.
     pub sinks: Vec<Sink>,
+    /// `[commands]`: commands in pull request comments, when set.
+    pub commands: Option<Commands>,
     /// Things that are legal but probably not what the operator meant.
     pub warnings: Vec<Problem>,
 }

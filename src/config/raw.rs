@@ -24,6 +24,7 @@ pub struct RawConfig {
     target: Option<toml::Value>,
     freeze: Option<toml::Value>,
     notify: Option<toml::Value>,
+    commands: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -42,6 +43,15 @@ pub struct RawGitHub {
     pub app_id: Option<u64>,
     pub app_private_key_file: Option<PathBuf>,
     pub reconcile_every: Option<RawDuration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawCommands {
+    pub prefix: Option<String>,
+    pub permission: Option<String>,
+    pub default_environment: Option<String>,
+    pub allow_forks: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -242,7 +252,8 @@ mod tests {
         assert_eq!(
             keys::<RawConfig>(),
             [
-                "server", "github", "storage", "runner", "ssh", "target", "freeze", "notify"
+                "server", "github", "storage", "runner", "ssh", "target", "freeze", "notify",
+                "commands"
             ]
         );
     }

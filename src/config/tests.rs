@@ -568,6 +568,7 @@ fn every_key_is_in_the_example() {
         ("target.auto_deploy", keys::<raw::RawAutoDeploy>()),
         ("freeze", keys::<RawFreeze>()),
         ("notify", keys::<RawNotify>()),
+        ("commands", keys::<RawCommands>()),
     ] {
         for key in keys {
             let set = text.lines().any(|l| {

@@ -1,7 +1,8 @@
 //! What runs beside intake, the runner and the outbox while ferry serves:
 //! the heartbeat, pruning, notifications, the health probe, other
 //! replicas' announcements, reload on SIGHUP, required checks, the
-//! deployments the command line asks for, auto-deploy, and the reconciler.
+//! deployments the command line asks for, auto-deploy, commands in pull
+//! requests, and the reconciler.
 
 use super::*;
 
@@ -212,6 +213,23 @@ impl Background {
                 offered: self.wake.auto_deploy.clone(),
             }
             .run(stop.clone()),
+        );
+        tasks.spawn(
+            crate::commands::Commander {
+                github: self.github.clone(),
+                intake: self.intake.clone(),
+                logs: self.logs.clone(),
+                wake: self.wake.commands.clone(),
+            }
+            .run(stop.clone()),
+        );
+        tasks.spawn(
+            crate::commands::ends::Ends {
+                store: self.store.clone(),
+                config: self.config.clone(),
+                commands: self.wake.commands.clone(),
+            }
+            .run(self.wake.outbox.listener(), stop.clone()),
         );
         tasks.spawn(
             crate::github::reconcile::Reconciler {

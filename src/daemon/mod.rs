@@ -49,6 +49,8 @@ pub struct WakeUps {
     /// A candidate was offered, or a sha's checks changed: the
     /// auto-deployer looks.
     pub auto_deploy: Arc<Notify>,
+    /// A pull request command was stored, or a deployment one made ended.
+    pub commands: Arc<Notify>,
 }
 
 impl WakeUps {
@@ -74,6 +76,7 @@ fn http_parts(
         outbox: wake.outbox.clone(),
         gates: wake.gates.clone(),
         auto_deploy: wake.auto_deploy.clone(),
+        commands: wake.commands.clone(),
     };
     let pages = Pages {
         store: store.clone(),

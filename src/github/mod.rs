@@ -5,6 +5,7 @@
 pub mod app;
 pub mod branches;
 pub mod checks;
+pub mod comments;
 pub mod create;
 pub mod outbox;
 pub mod reach;

@@ -11,6 +11,7 @@
 //! split the same way) runs against both.
 
 mod candidates;
+mod commands;
 pub mod daemons;
 mod environments;
 mod events;
@@ -30,6 +31,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use candidates::*;
+pub use commands::*;
 pub use daemons::{Daemons, LastBeat};
 pub use environments::*;
 pub use events::*;
@@ -92,7 +94,8 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// required checks ([`Gates`]), the daemons running ([`Daemons`]), and
 /// the stream of state changes its consumers read ([`Events`]) and the
 /// notifications made of it ([`Notifications`]), and the shas ferry may
-/// deploy by itself ([`Candidates`]), and what started each deployment
+/// deploy by itself ([`Candidates`]), the commands in pull request
+/// comments ([`Commands`]), and what started each deployment
 /// ([`Origins`]). Each
 /// backend has one file per noun, named alike in `sqlite/` and `postgres/`,
 /// and the conformance suite (`tests/store/`) is split the same way.
@@ -112,6 +115,7 @@ pub trait Store:
     + Events
     + Notifications
     + Candidates
+    + Commands
     + Origins
     + Send
     + Sync

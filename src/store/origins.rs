@@ -24,11 +24,13 @@ pub enum Origin {
     },
     /// `[target.auto_deploy]`: a branch's head, or a promotion.
     Auto(CandidateSource),
+    /// A command in a comment on pull request `number`, by `login`.
+    PullRequest { number: i64, login: String },
 }
 
 impl Origin {
     /// The word `--json` and scripts use: `webhook`, `deploy`, `rollback`,
-    /// `auto-deploy`, `promotion`.
+    /// `auto-deploy`, `promotion`, `pull-request`.
     pub fn kind(&self) -> &'static str {
         match self {
             Origin::Webhook => "webhook",
@@ -38,6 +40,7 @@ impl Origin {
             Origin::Command { .. } => "rollback",
             Origin::Auto(CandidateSource::Branch(_)) => "auto-deploy",
             Origin::Auto(CandidateSource::Promotion { .. }) => "promotion",
+            Origin::PullRequest { .. } => "pull-request",
         }
     }
 
@@ -59,6 +62,9 @@ impl Origin {
                 environment,
                 deployment,
             }) => format!("promotion from {environment} (deployment {deployment})"),
+            Origin::PullRequest { number, login } => {
+                format!("a comment by @{login} on pull request #{number}")
+            }
         }
     }
 }

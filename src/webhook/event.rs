@@ -137,6 +137,40 @@ impl PushEvent {
     }
 }
 
+/// An `issue_comment` event: a command in a pull request's comment.
+#[derive(Deserialize)]
+pub struct IssueCommentEvent {
+    pub action: String,
+    pub issue: Issue,
+    pub comment: Comment,
+    pub repository: Repository,
+    pub installation: Option<Installation>,
+}
+
+#[derive(Deserialize)]
+pub struct Issue {
+    pub number: i64,
+    /// Present on a pull request's comments, absent on an issue's.
+    #[serde(default)]
+    pub pull_request: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+pub struct Comment {
+    pub id: i64,
+    #[serde(default)]
+    pub body: Option<String>,
+    pub user: CommentUser,
+}
+
+#[derive(Deserialize)]
+pub struct CommentUser {
+    pub login: String,
+    /// `User` or `Bot`.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+}
+
 /// A `pull_request` event: a closed one tears its review apps down.
 #[derive(Deserialize)]
 pub struct PullRequestEvent {

@@ -7,7 +7,9 @@ use axum::extract::{FromRequest, Request};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
-use super::event::{self, ChecksEvent, DeploymentEvent, PullRequestEvent, PushEvent};
+use super::event::{
+    self, ChecksEvent, DeploymentEvent, IssueCommentEvent, PullRequestEvent, PushEvent,
+};
 use super::{Answer, Intake, SignedDelivery};
 use crate::store::{DeliveryKey, NewDeployment};
 
@@ -32,6 +34,7 @@ pub enum Event {
     DeploymentNotCreated,
     PullRequest(PullRequestEvent),
     Push(PushEvent),
+    IssueComment(IssueCommentEvent),
     /// A `check_run`, `check_suite` or `status` event: a sha's checks
     /// changed.
     ChecksChanged {
@@ -90,6 +93,9 @@ impl FromRequest<Intake> for Delivery {
             }
             "pull_request" => {
                 Event::PullRequest(event::decode(content_type, &signed.body).map_err(bad)?)
+            }
+            "issue_comment" => {
+                Event::IssueComment(event::decode(content_type, &signed.body).map_err(bad)?)
             }
             "push" => Event::Push(event::decode(content_type, &signed.body).map_err(bad)?),
             "check_run" | "check_suite" | "status" => Event::ChecksChanged {

@@ -4,6 +4,7 @@
 //! [`Answer`], which records its metric once as it becomes the response.
 
 mod checks;
+mod comment;
 mod deployment;
 mod event;
 mod extract;
@@ -44,6 +45,8 @@ pub struct Intake {
     /// Rung when a push offered a candidate or a sha's checks changed,
     /// for the auto-deployer.
     pub auto_deploy: Arc<Notify>,
+    /// Rung when a pull request command was stored, for the commander.
+    pub commands: Arc<Notify>,
 }
 
 impl Intake {
@@ -204,6 +207,7 @@ pub async fn receive(State(app): State<Intake>, delivery: Delivery) -> Answer {
         ),
         Event::PullRequest(pr) => pull_request::closed(&app, pr).await,
         Event::Push(push) => push::pushed(&app, push).await,
+        Event::IssueComment(comment) => comment::commented(&app, comment).await,
         Event::ChecksChanged { name, checks } => checks::changed(&app, &name, checks).await,
         Event::Other(name) => {
             tracing::debug!(event = %name, delivery = %delivery.id, "ignored event");

@@ -123,6 +123,7 @@ async fn succeed(store: &SharedStore, claim: Claim) {
 mod actions;
 mod cancels;
 mod candidates;
+mod commands;
 mod daemons;
 mod deployments;
 mod events;

@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0016_events.sql"),
     include_str!("../../../migrations/postgres/0017_notifications.sql"),
     include_str!("../../../migrations/postgres/0018_auto_candidates.sql"),
+    include_str!("../../../migrations/postgres/0019_pr_commands.sql"),
 ];
 
 /// `pg_advisory_xact_lock` key under which migrations run: replicas that

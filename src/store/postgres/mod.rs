@@ -17,6 +17,7 @@ use sqlx::{Postgres, Row, Transaction};
 mod actions;
 mod cancels;
 mod candidates;
+mod commands;
 mod daemons;
 pub mod deployments;
 mod events;

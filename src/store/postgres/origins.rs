@@ -43,6 +43,21 @@ impl Origins for PgStore {
                 Origin::Auto(source_of(r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)),
             );
         }
+        let commands = sqlx::query(
+            "SELECT deployment_id, number, login FROM pr_commands WHERE deployment_id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        for r in &commands {
+            found.insert(
+                DeploymentId(r.try_get(0)?),
+                Origin::PullRequest {
+                    number: r.try_get(1)?,
+                    login: r.try_get(2)?,
+                },
+            );
+        }
         Ok(found)
     }
 }

@@ -15,6 +15,7 @@
 mod actions;
 mod cancels;
 mod candidates;
+mod commands;
 mod daemons;
 mod deployments;
 mod events;

@@ -49,6 +49,23 @@ impl Origins for SqliteStore {
                 let (id, origin) = row?;
                 found.insert(id, origin);
             }
+            let mut commands = c.prepare_cached(
+                "SELECT deployment_id, number, login FROM pr_commands
+                 WHERE deployment_id IN (SELECT value FROM json_each(?))",
+            )?;
+            let rows = commands.query_map(params![ids], |r| {
+                Ok((
+                    DeploymentId(r.get(0)?),
+                    Origin::PullRequest {
+                        number: r.get(1)?,
+                        login: r.get(2)?,
+                    },
+                ))
+            })?;
+            for row in rows {
+                let (id, origin) = row?;
+                found.insert(id, origin);
+            }
             Ok(found)
         })
         .await

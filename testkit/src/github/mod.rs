@@ -18,6 +18,7 @@ use crate::schema::{check_body, create_deployment_schema, request_schema};
 
 mod app;
 mod checks;
+pub mod comments;
 mod create;
 use app::{access_token, repo_installation};
 pub use create::Created;
@@ -122,6 +123,8 @@ struct Inner {
     /// Create requests are taken (the deployment exists) but never
     /// answered while set.
     hold_creates: bool,
+    /// Pull requests, roles, reactions and comments.
+    comments: comments::Comments,
     /// Where the `deployment` webhooks of created deployments go.
     hook: Option<create::Hook>,
     /// Those webhooks: (deployment id, ferry's answer; 0 for none).
@@ -479,6 +482,26 @@ impl FakeGitHub {
             .route(
                 &format!("{prefix}/repos/{{owner}}/{{repo}}/branches/{{*branch}}"),
                 get(create::branch),
+            )
+            .route(
+                &format!("{prefix}/repos/{{owner}}/{{repo}}/issues/comments/{{id}}/reactions"),
+                post(comments::react),
+            )
+            .route(
+                &format!("{prefix}/repos/{{owner}}/{{repo}}/issues/comments/{{id}}"),
+                axum::routing::patch(comments::edit_comment),
+            )
+            .route(
+                &format!("{prefix}/repos/{{owner}}/{{repo}}/issues/{{number}}/comments"),
+                post(comments::post_comment).get(comments::list_comments),
+            )
+            .route(
+                &format!("{prefix}/repos/{{owner}}/{{repo}}/collaborators/{{login}}/permission"),
+                get(comments::permission),
+            )
+            .route(
+                &format!("{prefix}/repos/{{owner}}/{{repo}}/pulls/{{number}}"),
+                get(comments::pull),
             )
             .route(
                 &format!("{prefix}/repos/{{owner}}/{{repo}}/installation"),

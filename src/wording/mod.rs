@@ -2,6 +2,8 @@
 //! that the description on GitHub, `ferry locks`, the log and the journal
 //! say the same thing in the same words.
 
+pub mod pr;
+
 use std::time::Duration;
 
 use crate::format::{duration, plural, short_sha};
