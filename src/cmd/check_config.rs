@@ -48,6 +48,19 @@ pub async fn check_config(c: &Config) -> anyhow::Result<()> {
     for sink in &c.sinks {
         print_sink(sink);
     }
+    if let Some(commands) = &c.commands {
+        println!(
+            "  commands in pull requests: {p}deploy (to {}), {p}rollback, {p}lock, {p}unlock, {p}help; for {} and above{}",
+            commands.default_environment,
+            commands.permission.as_str(),
+            if commands.allow_forks {
+                ", forks' heads too"
+            } else {
+                ", never a fork's head"
+            },
+            p = commands.prefix,
+        );
+    }
     for w in &c.warnings {
         println!("warning: {}", w.at(&c.path));
     }
