@@ -93,6 +93,42 @@ impl Look<'_> {
         Ok(held)
     }
 
+    /// The first step, taken for every due command before any other step:
+    /// `eyes` within a second of the comment, whatever the others wait
+    /// for. A reaction GitHub refuses does not hold up the command. False
+    /// when the lease was lost.
+    pub async fn react(&mut self, github: &GitHub, installation: Option<i64>) -> Result<bool> {
+        let c = self.record.command.clone();
+        if let Err(e) = github
+            .react_eyes(&c.repository, c.comment_id, installation)
+            .await
+        {
+            tracing::warn!(repository = %c.repository, "pull request #{}: cannot react to comment {}: {e}", c.number, c.comment_id);
+        }
+        let reacted = CommandChange {
+            reacted: true,
+            lease_until: Some(renewed()),
+            ..Default::default()
+        };
+        self.change(reacted).await
+    }
+
+    /// `eyes` on a command not reacted to yet (its installation as
+    /// delivered or looked up); errors are the later steps' to report.
+    pub async fn react_first(&mut self) {
+        if self.record.reacted {
+            return;
+        }
+        let github = self.commander.github.get();
+        let c = &self.record.command;
+        if let Ok(installation) = github
+            .installation_of_deployment(&c.repository, c.installation_id)
+            .await
+        {
+            let _ = self.react(&github, installation).await;
+        }
+    }
+
     async fn steps(&mut self) -> Result<std::result::Result<(), Later>> {
         let github = self.commander.github.get();
         let c = self.record.command.clone();
@@ -103,23 +139,8 @@ impl Look<'_> {
             Ok(i) => i,
             Err(e) => return Ok(Err(e.into())),
         };
-        if !self.record.reacted {
-            // Seen, within a second of the comment; a reaction GitHub
-            // refuses does not hold up the command.
-            if let Err(e) = github
-                .react_eyes(&c.repository, c.comment_id, installation)
-                .await
-            {
-                tracing::warn!(repository = %c.repository, "pull request #{}: cannot react to comment {}: {e}", c.number, c.comment_id);
-            }
-            let reacted = CommandChange {
-                reacted: true,
-                lease_until: Some(renewed()),
-                ..Default::default()
-            };
-            if !self.change(reacted).await? {
-                return Ok(Ok(()));
-            }
+        if !self.record.reacted && !self.react(&github, installation).await? {
+            return Ok(Ok(()));
         }
         if self.record.reply.is_none() {
             let decided = match self.decide(&github, installation).await? {

@@ -60,12 +60,19 @@ impl Commander {
                 .await
             {
                 Ok(due) => {
-                    for c in due {
-                        let look = act::Look {
+                    let mut looks: Vec<act::Look> = due
+                        .into_iter()
+                        .map(|record| act::Look {
                             commander: &self,
                             owner: &owner,
-                            record: c,
-                        };
+                            record,
+                        })
+                        .collect();
+                    // Every comment is seen before any is acted on.
+                    for look in &mut looks {
+                        look.react_first().await;
+                    }
+                    for look in looks {
                         if let Err(e) = look.run().await {
                             tracing::warn!(error = %e, "a pull request command: cannot record a step: {e}");
                         }
