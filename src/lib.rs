@@ -24,6 +24,8 @@
 //! - `service`: systemd: readiness, watchdog, status, open files.
 //! - `error`: errors as one line.
 //! - `format`: durations, shas and counts as ferry writes them.
+//! - `cursor`: one consumer's cursor on the event stream (promotions,
+//!   pull request replies).
 //! - `current`: the config and what is built from it, replaced on reload.
 //! - `metrics`: Prometheus metric names and the exporter.
 //! - `sign` and `glob`: HMAC, and environment globs.
@@ -40,6 +42,7 @@ pub mod cmd;
 pub(crate) mod commands;
 pub mod config;
 pub(crate) mod current;
+pub(crate) mod cursor;
 pub mod daemon;
 pub(crate) mod error;
 pub(crate) mod format;

@@ -6,22 +6,14 @@
 //! again); an offer is taken once by the store's unique key, so a sha read
 //! twice is offered once.
 
-use std::time::Duration;
-
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::{AutoDeploy, Config};
 use crate::current::Current;
-use crate::store::{CandidateSource, Event, EventKind, LockTask, NewCandidate, Owner, SharedStore};
-use crate::sync::Listener;
+use crate::store::{CandidateSource, Event, EventKind, LockTask, NewCandidate, SharedStore};
 
 /// The consumer's name on the event stream.
 pub const CONSUMER: &str = "auto_deploy";
-const BATCH: i64 = 256;
-const LEASE: Duration = Duration::from_secs(15);
-/// Successes where no bell rings (another replica's) are found this often.
-const POLL: Duration = Duration::from_secs(1);
 
 pub struct Promotions {
     pub store: SharedStore,
@@ -30,64 +22,37 @@ pub struct Promotions {
     pub offered: std::sync::Arc<Notify>,
 }
 
-impl Promotions {
-    pub async fn run(self, mut statuses: Listener, stop: CancellationToken) {
-        let owner = Owner::this_process();
-        loop {
-            match self.round(&owner).await {
-                Ok(true) => continue,
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::debug!(error = %e, "cannot read events for promotions: {e}")
-                }
-            }
-            tokio::select! {
-                _ = statuses.rung() => {}
-                _ = tokio::time::sleep(POLL) => {}
-                _ = stop.cancelled() => return,
-            }
-        }
+#[async_trait::async_trait]
+impl crate::cursor::Handler for Promotions {
+    fn consumer(&self) -> &'static str {
+        CONSUMER
     }
 
-    /// Reads one batch and offers what it promotes; whether the batch was
-    /// full (there may be more at once).
-    async fn round(&self, owner: &Owner) -> crate::store::Result<bool> {
-        let Some(events) = self
-            .store
-            .take_events(CONSUMER, owner, BATCH, LEASE)
-            .await?
-        else {
-            return Ok(false);
-        };
-        let Some(last) = events.last() else {
-            return Ok(false);
-        };
+    /// Offers what a success promotes.
+    async fn handle(&self, e: &Event) -> crate::store::Result<()> {
         let config = self.config.get();
-        for e in &events {
-            for offer in self.offers(&config, e).await? {
-                if self.store.offer_candidate(&offer).await? {
-                    let CandidateSource::Promotion {
-                        environment,
-                        deployment,
-                    } = &offer.source
-                    else {
-                        continue;
-                    };
-                    tracing::info!(repository = %offer.repository, environment = %offer.environment,
-                        sha = %offer.sha,
-                        "promotion of {} from {environment} to {}:{}: a candidate (deployment {deployment} succeeded), due {}",
-                        crate::format::short_sha(&offer.sha), offer.repository, offer.environment,
-                        crate::format::rfc3339(offer.due_at));
-                    self.offered.notify_one();
-                }
+        for offer in self.offers(&config, e).await? {
+            if !self.store.offer_candidate(&offer).await? {
+                continue;
             }
+            if let CandidateSource::Promotion {
+                environment,
+                deployment,
+            } = &offer.source
+            {
+                tracing::info!(repository = %offer.repository, environment = %offer.environment,
+                    sha = %offer.sha,
+                    "promotion of {} from {environment} to {}:{}: a candidate (deployment {deployment} succeeded), due {}",
+                    crate::format::short_sha(&offer.sha), offer.repository, offer.environment,
+                    crate::format::rfc3339(offer.due_at));
+            }
+            self.offered.notify_one();
         }
-        self.store
-            .ack_events(CONSUMER, owner, last.position)
-            .await?;
-        Ok(events.len() as i64 == BATCH)
+        Ok(())
     }
+}
 
+impl Promotions {
     /// The candidates a `success` in `e`'s environment makes, one per
     /// target that promotes from there.
     async fn offers(&self, config: &Config, e: &Event) -> crate::store::Result<Vec<NewCandidate>> {

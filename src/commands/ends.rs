@@ -3,23 +3,16 @@
 //! are handled at least once; recording an end twice changes nothing.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::current::Current;
-use crate::store::{Event, EventKind, Owner, SharedStore};
-use crate::sync::Listener;
+use crate::store::{Event, EventKind, SharedStore};
 use crate::wording::pr as words;
 
 /// The consumer's name on the event stream.
 pub const CONSUMER: &str = "pr_replies";
-const BATCH: i64 = 256;
-const LEASE: Duration = Duration::from_secs(15);
-/// Ends where no bell rings (another replica's) are found this often.
-const POLL: Duration = Duration::from_secs(1);
 
 pub struct Ends {
     pub store: SharedStore,
@@ -28,49 +21,22 @@ pub struct Ends {
     pub commands: Arc<Notify>,
 }
 
-impl Ends {
-    pub async fn run(self, mut statuses: Listener, stop: CancellationToken) {
-        let owner = Owner::this_process();
-        loop {
-            match self.round(&owner).await {
-                Ok(true) => continue,
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::debug!(error = %e, "cannot read events for pull request replies: {e}")
-                }
-            }
-            tokio::select! {
-                _ = statuses.rung() => {}
-                _ = tokio::time::sleep(POLL) => {}
-                _ = stop.cancelled() => return,
-            }
-        }
+#[async_trait::async_trait]
+impl crate::cursor::Handler for Ends {
+    fn consumer(&self) -> &'static str {
+        CONSUMER
     }
 
-    /// One batch; whether it was full (there may be more at once).
-    async fn round(&self, owner: &Owner) -> crate::store::Result<bool> {
-        let Some(events) = self
-            .store
-            .take_events(CONSUMER, owner, BATCH, LEASE)
-            .await?
-        else {
-            return Ok(false);
-        };
-        let Some(last) = events.last() else {
-            return Ok(false);
-        };
+    async fn handle(&self, e: &Event) -> crate::store::Result<()> {
         // Without [commands] no reply waits: the cursor only moves on.
-        if self.config.get().commands.is_some() {
-            for e in &events {
-                self.ended(e).await?;
-            }
+        if self.config.get().commands.is_none() {
+            return Ok(());
         }
-        self.store
-            .ack_events(CONSUMER, owner, last.position)
-            .await?;
-        Ok(events.len() as i64 == BATCH)
+        self.ended(e).await
     }
+}
 
+impl Ends {
     async fn ended(&self, e: &Event) -> crate::store::Result<()> {
         let final_state = matches!(
             e.state.as_deref(),

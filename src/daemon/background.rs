@@ -197,14 +197,16 @@ impl Background {
             }
             .run(stop.clone()),
         );
-        tasks.spawn(
+        tasks.spawn(crate::cursor::run(
+            self.store.clone(),
             crate::auto_deploy::promotions::Promotions {
                 store: self.store.clone(),
                 config: self.config.clone(),
                 offered: self.wake.auto_deploy.clone(),
-            }
-            .run(self.wake.outbox.listener(), stop.clone()),
-        );
+            },
+            self.wake.outbox.listener(),
+            stop.clone(),
+        ));
         tasks.spawn(
             crate::auto_deploy::heads::Heads {
                 store: self.store.clone(),
@@ -223,14 +225,16 @@ impl Background {
             }
             .run(stop.clone()),
         );
-        tasks.spawn(
+        tasks.spawn(crate::cursor::run(
+            self.store.clone(),
             crate::commands::ends::Ends {
                 store: self.store.clone(),
                 config: self.config.clone(),
                 commands: self.wake.commands.clone(),
-            }
-            .run(self.wake.outbox.listener(), stop.clone()),
-        );
+            },
+            self.wake.outbox.listener(),
+            stop.clone(),
+        ));
         tasks.spawn(
             crate::github::reconcile::Reconciler {
                 github: self.github,
