@@ -540,6 +540,7 @@ async fn a_setgid_storage_dir_gets_a_group_writable_database() {
         holder: "t".into(),
         reason: String::new(),
         since: 0,
+        until: None,
     };
     assert_eq!(store.lock(&lock).await.unwrap(), None);
     for name in ["ferry.db", "ferry.db-wal", "ferry.db-shm"] {

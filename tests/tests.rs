@@ -18,6 +18,7 @@ mod intake;
 mod local_hosts;
 mod log_page;
 mod log_storage;
+mod lock_for;
 mod metrics;
 mod notifications;
 mod operator_view;

@@ -14,17 +14,42 @@ pub struct Lock {
     /// Why; shown on GitHub and in `ferry locks`.
     #[arg(long, value_name = "TEXT", default_value = "")]
     reason: String,
+    /// Lift the lock by itself after this long ("90m", "2h", "1d").
+    #[arg(long = "for", value_name = "DURATION", value_parser = lock_for)]
+    for_: Option<std::time::Duration>,
     #[command(flatten)]
     config: ConfigArg,
 }
 
 impl Lock {
     pub async fn run(self) -> anyhow::Result<()> {
-        lock(&self.config.load_for_store()?, &self.env, &self.reason).await
+        lock(
+            &self.config.load_for_store()?,
+            &self.env,
+            &self.reason,
+            self.for_,
+        )
+        .await
     }
 }
 
-pub async fn lock(c: &Steering, env: &EnvName, reason: &str) -> anyhow::Result<()> {
+/// `--for`: a duration as the config writes them, longer than zero.
+fn lock_for(s: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(s.trim()) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be longer than 0s".into()),
+        Err(e) => Err(format!(
+            "{s:?} is not a duration ({e}); write it as \"90m\", \"2h\" or \"1d\""
+        )),
+    }
+}
+
+pub async fn lock(
+    c: &Steering,
+    env: &EnvName,
+    reason: &str,
+    for_: Option<std::time::Duration>,
+) -> anyhow::Result<()> {
     owned(c, env)?;
     let store = open_store(c).await?.store;
     let lock = EnvLock {
@@ -33,14 +58,18 @@ pub async fn lock(c: &Steering, env: &EnvName, reason: &str) -> anyhow::Result<(
         holder: operator(),
         reason: reason.to_string(),
         since: crate::store::now_ms(),
+        until: for_.map(|d| crate::store::now_ms() + d.as_millis() as i64),
     };
     match store.lock(&lock).await? {
         None => {
-            let why = if reason.is_empty() {
+            let mut why = if reason.is_empty() {
                 String::new()
             } else {
                 format!(": {reason}")
             };
+            if let Some(until) = lock.until {
+                why.push_str(&format!(" (until {})", super::output::clock(until)));
+            }
             audit(
                 &store,
                 "lock",
@@ -49,9 +78,15 @@ pub async fn lock(c: &Steering, env: &EnvName, reason: &str) -> anyhow::Result<(
                 format!("locked {env}{why}"),
             )
             .await;
-            println!(
-                "locked {env}: its deployments wait until `ferry unlock {env}`; one running now finishes"
-            );
+            match lock.until {
+                None => println!(
+                    "locked {env}: its deployments wait until `ferry unlock {env}`; one running now finishes"
+                ),
+                Some(until) => println!(
+                    "locked {env} until {}: its deployments wait until then or `ferry unlock {env}`; one running now finishes",
+                    super::output::clock(until)
+                ),
+            }
             Ok(())
         }
         Some(held) => {

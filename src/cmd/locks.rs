@@ -7,7 +7,7 @@ use super::steering::warn_freeze_problems;
 use crate::config::Steering;
 use crate::store::SharedStore;
 
-/// List locked environments: who, since when, why.
+/// List locked environments: who, since when, why, until when.
 #[derive(clap::Args)]
 pub struct Locks {
     #[command(flatten)]
@@ -78,10 +78,11 @@ pub async fn locks(c: &Steering, json: bool) -> anyhow::Result<()> {
                 "by": by,
                 "since": since.map(clock),
                 "reason": reason,
+                "until": null,
             })
         };
         for l in &locks {
-            let v = line(
+            let mut v = line(
                 &l.repository,
                 &l.environment,
                 "lock",
@@ -89,6 +90,7 @@ pub async fn locks(c: &Steering, json: bool) -> anyhow::Result<()> {
                 Some(l.since),
                 &l.reason,
             );
+            v["until"] = l.until.map(clock).into();
             println!("{v}");
         }
         for h in &holds {
@@ -106,7 +108,8 @@ pub async fn locks(c: &Steering, json: bool) -> anyhow::Result<()> {
             let (r, e) = env.split_once(':').unwrap_or((env.as_str(), ""));
             let by = crate::wording::freeze_holder(freeze);
             let since = Some(crate::admission::freeze::ms(window.start));
-            let v = line(r, e, "freeze", &by, since, &format!("frozen until {until}"));
+            let mut v = line(r, e, "freeze", &by, since, &format!("frozen until {until}"));
+            v["until"] = clock(crate::admission::freeze::ms(window.end)).into();
             println!("{v}");
         }
         return Ok(());
@@ -120,8 +123,11 @@ pub async fn locks(c: &Steering, json: bool) -> anyhow::Result<()> {
         "ENVIRONMENT", "LOCKED BY", "SINCE"
     );
     for l in locks {
+        let until = l.until.map_or(String::new(), |u| {
+            format!(" (lifts by itself at {})", clock(u))
+        });
         println!(
-            "{:<40}  {:<16}  {:<20}  {}",
+            "{:<40}  {:<16}  {:<20}  {}{until}",
             format!("{}:{}", l.repository, l.environment),
             l.holder,
             clock(l.since),

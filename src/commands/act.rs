@@ -362,6 +362,7 @@ impl Look<'_> {
             holder: c.login.clone(),
             reason: reason.to_string(),
             since: now_ms(),
+            until: None,
         };
         let text = match self.store().lock(&lock).await? {
             // Held by the commenter already: this command's own lock,

@@ -42,6 +42,36 @@ async fn prune_logs(
     }
 }
 
+/// Lifts the locks whose `ferry lock --for` ran out, within a second of
+/// it (one indexed read a second while none is due), and wakes the runner
+/// for the deployments they held. The unlock event names ferry; a lock
+/// that ran out while no ferry ran is lifted at the next start.
+async fn expire_locks(store: SharedStore, wake: WakeUps, stop: CancellationToken) {
+    loop {
+        match store
+            .expire_locks(crate::store::now_ms(), crate::wording::LOCK_RAN_OUT_BY)
+            .await
+        {
+            Ok(lifted) => {
+                for l in &lifted {
+                    tracing::info!(actor = crate::wording::LOCK_RAN_OUT_BY, repository = %l.repository,
+                        environment = %l.environment,
+                        "the lock of {}:{} by {} lifted by itself: its --for ran out",
+                        l.repository, l.environment, l.holder);
+                }
+                if !lifted.is_empty() {
+                    wake.all();
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot lift the locks that ran out: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
 /// Beats in the store every second while ferry serves, so that `ferry
 /// deploy` can tell at once whether any ferry runs; says it is gone when
 /// it stops in order. A failed beat is only logged: the store's own
@@ -127,6 +157,11 @@ pub(super) struct Background {
 impl Background {
     pub(super) fn spawn(self, tasks: &TaskTracker, stop: &CancellationToken) {
         tasks.spawn(beat(self.store.clone(), stop.clone()));
+        tasks.spawn(expire_locks(
+            self.store.clone(),
+            self.wake.clone(),
+            stop.clone(),
+        ));
         tasks.spawn(prune_logs(
             self.logs.clone(),
             self.store.clone(),

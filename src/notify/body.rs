@@ -96,6 +96,7 @@ pub fn notification(
             "deployment": null,
             "actor": e.actor,
             "reason": Some(e.description.as_str()).filter(|r| !r.is_empty()),
+            "until": e.until.map(crate::format::rfc3339),
         }),
     };
     NewNotification {
@@ -129,6 +130,7 @@ mod tests {
             state: None,
             description: "incident 123".into(),
             actor: Some("alice".into()),
+            until: None,
         }
     }
 

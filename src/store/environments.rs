@@ -38,6 +38,8 @@ pub struct EnvLock {
     pub reason: String,
     /// Unix milliseconds.
     pub since: i64,
+    /// When it lifts by itself (`ferry lock --for`), unix milliseconds.
+    pub until: Option<i64>,
 }
 
 impl EnvLock {

@@ -77,6 +77,8 @@ pub struct Event {
     pub state: Option<String>,
     pub description: String,
     pub actor: Option<String>,
+    /// A lock's end (`ferry lock --for`), unix milliseconds.
+    pub until: Option<i64>,
 }
 
 #[async_trait]

@@ -298,6 +298,10 @@ pub trait Locks: Send + Sync {
         by: &str,
     ) -> Result<Option<EnvLock>>;
 
+    /// Lifts every lock whose `until` (`ferry lock --for`) is past by
+    /// `now`, the unlock events naming `by`; the locks lifted.
+    async fn expire_locks(&self, now: i64, by: &str) -> Result<Vec<EnvLock>>;
+
     /// Every lock, oldest first.
     async fn locks(&self) -> Result<Vec<EnvLock>>;
 

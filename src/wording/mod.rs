@@ -21,6 +21,8 @@ pub fn superseded_by(by: DeploymentId) -> String {
 
 /// Deployments still waiting when their environment's teardown was queued.
 pub const SUPERSEDED_BY_TEARDOWN: &str = "Superseded by a teardown of the environment";
+/// Who lifted a lock whose `--for` ran out, in its unlock event.
+pub const LOCK_RAN_OUT_BY: &str = "ferry (the lock's --for ran out)";
 /// Every deployment of an environment a teardown removed.
 pub const TORN_DOWN: &str = "Environment torn down";
 /// In the outbox's history: a `queued` never sent.

@@ -61,6 +61,7 @@ fn lock_of(env: &str, holder: &str) -> EnvLock {
         holder: holder.into(),
         reason: "incident".into(),
         since: now_ms(),
+        until: None,
     }
 }
 

@@ -9,6 +9,7 @@ backends!(
     with backend;
     a_locked_environment_is_claimed_only_after_its_unlock,
     lock_tasks_change_the_lock_once_and_are_stored_finished,
+    a_lock_for_a_while_lifts_once_its_time_is_out,
 );
 
 fn env_lock(env: &str, holder: &str) -> EnvLock {
@@ -18,6 +19,7 @@ fn env_lock(env: &str, holder: &str) -> EnvLock {
         holder: holder.into(),
         reason: "why".into(),
         since: 1_000,
+        until: None,
     }
 }
 
@@ -125,4 +127,30 @@ async fn lock_tasks_change_the_lock_once_and_are_stored_finished(b: Backend) {
     );
     let claimed = store.claim_next(&me()).await.unwrap().unwrap();
     assert_eq!(claimed.id, DeploymentId(1));
+}
+
+async fn a_lock_for_a_while_lifts_once_its_time_is_out(b: Backend) {
+    let store = (b.open)().await;
+    let now = now_ms();
+    let brief = EnvLock {
+        until: Some(now + 1_000),
+        ..env_lock("p", "alice")
+    };
+    store.lock(&brief).await.unwrap();
+    store.lock(&env_lock("s", "bob")).await.unwrap();
+    assert_eq!(store.locks().await.unwrap()[0].until, Some(now + 1_000));
+    assert!(store.expire_locks(now, "ferry").await.unwrap().is_empty());
+    // Its time is out: it lifts, the unlock event names who lifted it,
+    // and a lock without --for stays.
+    let lifted = store.expire_locks(now + 1_000, "ferry").await.unwrap();
+    assert_eq!(lifted, [brief]);
+    let left: Vec<String> = store
+        .locks()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.environment)
+        .collect();
+    assert_eq!(left, ["s"]);
+    assert!(store.expire_locks(now + 10_000, "ferry").await.unwrap().is_empty());
 }

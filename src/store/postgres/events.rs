@@ -29,6 +29,7 @@ fn event_from_row(r: &PgRow) -> Result<Event> {
         state: r.try_get("state")?,
         description: r.try_get("description")?,
         actor: r.try_get("actor")?,
+        until: r.try_get("until_at")?,
     })
 }
 

@@ -16,14 +16,15 @@ impl Locks for PgStore {
         // An unlock between the two statements: try again.
         for _ in 0..3 {
             let took = sqlx::query(
-                "INSERT INTO env_locks (repository, environment, holder, reason, since)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                "INSERT INTO env_locks (repository, environment, holder, reason, since, until_at)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
             )
             .bind(&lock.repository)
             .bind(&lock.environment)
             .bind(&lock.holder)
             .bind(&lock.reason)
             .bind(lock.since)
+            .bind(lock.until)
             .execute(&self.pool)
             .await?
             .rows_affected();
@@ -62,6 +63,34 @@ impl Locks for PgStore {
         .await?;
         tx.commit().await?;
         Ok(row.as_ref().map(lock_from_row).transpose()?)
+    }
+
+    async fn expire_locks(&self, now: i64, by: &str) -> Result<Vec<EnvLock>> {
+        // Looked at every second by each replica: one indexed read when
+        // nothing is due.
+        let due: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM env_locks WHERE until_at <= $1 LIMIT 1")
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE env_locks SET unlocked_by = $1 WHERE until_at <= $2")
+            .bind(by)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let rows = sqlx::query("DELETE FROM env_locks WHERE until_at <= $1 RETURNING *")
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(rows
+            .iter()
+            .map(lock_from_row)
+            .collect::<std::result::Result<_, _>>()?)
     }
 
     async fn locks(&self) -> Result<Vec<EnvLock>> {

@@ -193,6 +193,7 @@ fn lock_from_row(row: &PgRow) -> std::result::Result<EnvLock, sqlx::Error> {
         holder: row.try_get("holder")?,
         reason: row.try_get("reason")?,
         since: row.try_get("since")?,
+        until: row.try_get("until_at")?,
     })
 }
 

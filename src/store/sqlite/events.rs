@@ -24,6 +24,7 @@ fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Event> {
         state: r.get("state")?,
         description: r.get("description")?,
         actor: r.get("actor")?,
+        until: r.get("until_at")?,
     })
 }
 

@@ -23,15 +23,16 @@ impl Locks for SqliteStore {
                 .optional()?;
             if held.is_none() {
                 tx.prepare_cached(
-                    "INSERT INTO env_locks (repository, environment, holder, reason, since)
-                     VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO env_locks (repository, environment, holder, reason, since, until_at)
+                     VALUES (?, ?, ?, ?, ?, ?)",
                 )?
                 .execute(params![
                     lock.repository,
                     lock.environment,
                     lock.holder,
                     lock.reason,
-                    lock.since
+                    lock.since,
+                    lock.until
                 ])?;
             }
             Ok(held)
@@ -57,6 +58,30 @@ impl Locks for SqliteStore {
             )?
             .query_row(params![repository, environment], lock_from_row)
             .optional()
+        })
+        .await
+    }
+
+    async fn expire_locks(&self, now: i64, by: &str) -> Result<Vec<EnvLock>> {
+        // Looked at every few seconds: a read finds "none due" without the
+        // writer.
+        let due = self
+            .read(move |c| {
+                c.prepare_cached("SELECT 1 FROM env_locks WHERE until_at <= ? LIMIT 1")?
+                    .query_row(params![now], |_| Ok(()))
+                    .optional()
+            })
+            .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
+        let by = by.to_string();
+        self.write(move |tx| {
+            tx.prepare_cached("UPDATE env_locks SET unlocked_by = ? WHERE until_at <= ?")?
+                .execute(params![by, now])?;
+            tx.prepare_cached("DELETE FROM env_locks WHERE until_at <= ? RETURNING *")?
+                .query_map(params![now], lock_from_row)?
+                .collect()
         })
         .await
     }

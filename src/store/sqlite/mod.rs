@@ -192,6 +192,7 @@ fn lock_from_row(row: &Row<'_>) -> rusqlite::Result<EnvLock> {
         holder: row.get("holder")?,
         reason: row.get("reason")?,
         since: row.get("since")?,
+        until: row.get("until_at")?,
     })
 }
 
