@@ -12,6 +12,8 @@
 //! - `auto_deploy`: deployments ferry starts itself: a branch's green head,
 //!   a promotion after a soak.
 //! - `commands`: `.deploy` and the other commands in pull request comments.
+//! - `protection`: GitHub Actions runs gated by locks and freezes
+//!   (deployment protection rules).
 //! - `notify`: the `[[notify]]` sinks (webhooks, Slack), fed by the event stream.
 //! - `github`: statuses to GitHub (token or App) from the outbox, and the
 //!   reconciler for deliveries that never came.
@@ -54,6 +56,7 @@ pub(crate) mod known_hosts;
 pub mod logs;
 pub(crate) mod metrics;
 pub(crate) mod notify;
+pub(crate) mod protection;
 pub(crate) mod runner;
 pub(crate) mod service;
 pub mod sign;

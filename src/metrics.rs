@@ -30,6 +30,10 @@ pub const NOTIFICATIONS: &str = "ferry_notifications_total";
 /// Notifications not yet delivered or given up, by `sink` (counted in the
 /// store: every replica reports the same).
 pub const NOTIFICATIONS_PENDING: &str = "ferry_notifications_pending";
+/// GitHub Actions runs waiting at ferry's deployment protection rule.
+pub const PROTECTION_WAITING: &str = "ferry_protection_runs_waiting";
+/// Answers to protection rules, by `result` (`approved`, `reported`, `gone`).
+pub const PROTECTION_ANSWERS: &str = "ferry_protection_answers_total";
 pub const SSH_CONNECT_SECONDS: &str = "ferry_ssh_connect_seconds";
 pub const SSH_CONNECT_FAILURES: &str = "ferry_ssh_connect_failures_total";
 pub const SSH_CONNECTIONS_REUSED: &str = "ferry_ssh_connections_reused_total";
@@ -89,6 +93,14 @@ fn describe() {
     describe_counter!(
         RUNNER_ROUNDS,
         "Times the runner looked for deployments to start; a runner that stops counting is wedged."
+    );
+    describe_gauge!(
+        PROTECTION_WAITING,
+        "GitHub Actions runs waiting at ferry's deployment protection rule for their environment to be free."
+    );
+    describe_counter!(
+        PROTECTION_ANSWERS,
+        "Answers to deployment protection rules, by result: approved, reported (why it waits), gone."
     );
     describe_gauge!(
         STATUSES_PENDING,

@@ -42,7 +42,10 @@ async fn a_lock_for_a_while_holds_deployments_until_it_lifts_by_itself(
     let line: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert!(line["until"].is_string(), "{line}");
     let table = String::from_utf8_lossy(&w.cli(&["locks"]).stdout).to_string();
-    assert!(table.contains("db migration (lifts by itself at "), "{table}");
+    assert!(
+        table.contains("db migration (lifts by itself at "),
+        "{table}"
+    );
     w.deploy(61, REPO, "production").await;
     let states = w.final_states(61, WAIT).await;
     assert_eq!(states.last().unwrap(), "success", "{states:?}");
@@ -63,7 +66,9 @@ async fn a_lock_for_a_while_holds_deployments_until_it_lifts_by_itself(
     let after = String::from_utf8_lossy(&w.cli(&["locks"]).stdout).to_string();
     assert!(after.contains("no environment is locked"), "{after}");
     assert!(
-        w.ferry.output().contains("lifted by itself: its --for ran out"),
+        w.ferry
+            .output()
+            .contains("lifted by itself: its --for ran out"),
         "{}",
         w.ferry.output()
     );

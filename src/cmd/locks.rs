@@ -68,6 +68,30 @@ pub async fn locks(c: &Steering, json: bool) -> anyhow::Result<()> {
     let locks = store.locks().await?;
     let holds = store.holds().await?;
     let frozen = frozen_now(c, &store).await?;
+    let runs = store.waiting_runs().await?;
+    // The GitHub Actions runs waiting on an environment, oldest first.
+    let runs_of = |r: &str, e: &str| -> Vec<&crate::store::WaitingRun> {
+        runs.iter()
+            .filter(|w| w.run.repository == r && w.run.environment == e)
+            .collect()
+    };
+    let runs_json = |r: &str, e: &str| -> serde_json::Value {
+        runs_of(r, e)
+            .iter()
+            .map(|w| serde_json::json!({"run_id": w.run.run_id, "repository": w.run.repository, "since": clock(w.since)}))
+            .collect::<Vec<_>>()
+            .into()
+    };
+    let print_runs = |r: &str, e: &str| {
+        for w in runs_of(r, e) {
+            println!(
+                "    waiting: GitHub Actions run {} of {} since {}",
+                w.run.run_id,
+                w.run.repository,
+                clock(w.since)
+            );
+        }
+    };
     if json {
         // JSON Lines: one environment held per line, whatever holds it.
         let line = |r: &str, e: &str, kind: &str, by: &str, since: Option<i64>, reason: &str| {
@@ -79,6 +103,7 @@ pub async fn locks(c: &Steering, json: bool) -> anyhow::Result<()> {
                 "since": since.map(clock),
                 "reason": reason,
                 "until": null,
+                "waiting_runs": runs_json(r, e),
             })
         };
         for l in &locks {
@@ -133,6 +158,7 @@ pub async fn locks(c: &Steering, json: bool) -> anyhow::Result<()> {
             clock(l.since),
             l.reason
         );
+        print_runs(&l.repository, &l.environment);
     }
     for h in holds {
         println!(
@@ -142,6 +168,7 @@ pub async fn locks(c: &Steering, json: bool) -> anyhow::Result<()> {
             "-",
             h.describe()
         );
+        print_runs(&h.repository, &h.environment);
     }
     for (env, freeze, window, until) in frozen {
         println!(
@@ -150,6 +177,8 @@ pub async fn locks(c: &Steering, json: bool) -> anyhow::Result<()> {
             crate::wording::freeze_holder(&freeze),
             clock(crate::admission::freeze::ms(window.start)),
         );
+        let (r, e) = env.split_once(':').unwrap_or((env.as_str(), ""));
+        print_runs(r, e);
     }
     Ok(())
 }

@@ -340,6 +340,15 @@ impl<'a> Checker<'a> {
         let targets = self.targets();
         let freezes = self.freezes();
         let sinks = self.sinks();
+        let protection = if self.value_at(&[Seg::Key("protection")]).is_some() {
+            let app = github
+                .as_ref()
+                .map(|g| matches!(g.auth, GitHubAuth::App { .. }));
+            let raw: Option<RawProtection> = self.section(&[Seg::Key("protection")]);
+            raw.map(|r| self.protection(r, app))
+        } else {
+            Some(None)
+        };
         let commands = if self.value_at(&[Seg::Key("commands")]).is_some() {
             let raw: Option<RawCommands> = self.section(&[Seg::Key("commands")]);
             raw.and_then(|r| self.commands(Some(r), targets.as_deref()))
@@ -361,6 +370,7 @@ impl<'a> Checker<'a> {
             freezes: freezes?,
             sinks: sinks?,
             commands: commands?,
+            protection: protection?,
             warnings: Vec::new(),
         })
     }

@@ -19,7 +19,9 @@ use toml::de::{DeTable, DeValue};
 mod auto_deploy;
 mod checker;
 mod commands;
+mod protection;
 pub use commands::{Commands, Role};
+pub use protection::Protection;
 mod freezes;
 mod github;
 mod host;
@@ -38,7 +40,7 @@ pub use host::Host;
 pub use notify::{DEFAULT_SLACK_API_URL, NotifyEvent, Sink, SinkKind};
 use raw::{
     RawCommands, RawConfig, RawDuration, RawFreeze, RawGitHub, RawHostCheck, RawNotify,
-    RawRollback, RawRunner, RawServer, RawSsh, RawStep, RawStorage, RawTarget, keys,
+    RawProtection, RawRollback, RawRunner, RawServer, RawSsh, RawStep, RawStorage, RawTarget, keys,
 };
 pub use secret::Secret;
 pub use steering::{Owned, Steering};
@@ -68,6 +70,8 @@ pub struct Config {
     pub sinks: Vec<Sink>,
     /// `[commands]`: commands in pull request comments, when set.
     pub commands: Option<Commands>,
+    /// `[protection]`: GitHub Actions runs gated by locks and freezes.
+    pub protection: Option<Protection>,
     /// Things that are legal but probably not what the operator meant.
     pub warnings: Vec<Problem>,
 }

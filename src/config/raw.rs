@@ -25,6 +25,7 @@ pub struct RawConfig {
     freeze: Option<toml::Value>,
     notify: Option<toml::Value>,
     commands: Option<toml::Value>,
+    protection: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -43,6 +44,13 @@ pub struct RawGitHub {
     pub app_id: Option<u64>,
     pub app_private_key_file: Option<PathBuf>,
     pub reconcile_every: Option<RawDuration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawProtection {
+    #[serde(default)]
+    pub repositories: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -252,8 +260,16 @@ mod tests {
         assert_eq!(
             keys::<RawConfig>(),
             [
-                "server", "github", "storage", "runner", "ssh", "target", "freeze", "notify",
-                "commands"
+                "server",
+                "github",
+                "storage",
+                "runner",
+                "ssh",
+                "target",
+                "freeze",
+                "notify",
+                "commands",
+                "protection"
             ]
         );
     }

@@ -569,6 +569,7 @@ fn every_key_is_in_the_example() {
         ("freeze", keys::<RawFreeze>()),
         ("notify", keys::<RawNotify>()),
         ("commands", keys::<RawCommands>()),
+        ("protection", keys::<raw::RawProtection>()),
     ] {
         for key in keys {
             let set = text.lines().any(|l| {

@@ -252,6 +252,15 @@ impl Background {
             .run(stop.clone()),
         );
         tasks.spawn(
+            crate::protection::Protector {
+                store: self.store.clone(),
+                config: self.config.clone(),
+                github: self.github.clone(),
+                wake: self.wake.protection.clone(),
+            }
+            .run(stop.clone()),
+        );
+        tasks.spawn(
             crate::commands::Commander {
                 github: self.github.clone(),
                 intake: self.intake.clone(),

@@ -51,6 +51,8 @@ pub struct WakeUps {
     pub auto_deploy: Arc<Notify>,
     /// A pull request command was stored, or a deployment one made ended.
     pub commands: Arc<Notify>,
+    /// A run waiting at the protection rule was stored.
+    pub protection: Arc<Notify>,
 }
 
 impl WakeUps {
@@ -77,6 +79,7 @@ fn http_parts(
         gates: wake.gates.clone(),
         auto_deploy: wake.auto_deploy.clone(),
         commands: wake.commands.clone(),
+        protection: wake.protection.clone(),
     };
     let pages = Pages {
         store: store.clone(),

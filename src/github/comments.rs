@@ -180,3 +180,30 @@ impl GitHub {
             .map(drop)
     }
 }
+
+impl GitHub {
+    /// Answers a deployment protection rule at its callback URL (checked
+    /// by intake to be under `api_url`): `approved`, or with no state a
+    /// status report whose comment says why the run waits.
+    pub async fn review_protection_rule(
+        &self,
+        callback_url: &str,
+        environment: &str,
+        approve: bool,
+        comment: &str,
+        installation: Option<i64>,
+    ) -> Result<(), CallError> {
+        let mut body = json!({"environment_name": environment, "comment": comment});
+        if approve {
+            body["state"] = json!("approved");
+        }
+        let token = self.token(installation).await?;
+        let request = self
+            .http
+            .post(callback_url)
+            .timeout(TIMEOUT)
+            .bearer_auth(token.expose_str())
+            .json(&body);
+        self.send(request).await.map(drop)
+    }
+}

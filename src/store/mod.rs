@@ -20,6 +20,7 @@ mod gates;
 mod notifications;
 mod origins;
 pub mod postgres;
+mod protection;
 mod requests;
 pub mod sqlite;
 mod statuses;
@@ -39,6 +40,7 @@ pub use freezes::*;
 pub use gates::*;
 pub use notifications::*;
 pub use origins::*;
+pub use protection::*;
 pub use requests::*;
 pub use statuses::*;
 pub use types::*;
@@ -95,7 +97,8 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// the stream of state changes its consumers read ([`Events`]) and the
 /// notifications made of it ([`Notifications`]), and the shas ferry may
 /// deploy by itself ([`Candidates`]), the commands in pull request
-/// comments ([`Commands`]), and what started each deployment
+/// comments ([`Commands`]), the GitHub Actions runs waiting at ferry's
+/// deployment protection rule ([`ProtectionRuns`]), and what started each deployment
 /// ([`Origins`]). Each
 /// backend has one file per noun, named alike in `sqlite/` and `postgres/`,
 /// and the conformance suite (`tests/store/`) is split the same way.
@@ -117,6 +120,7 @@ pub trait Store:
     + Candidates
     + Commands
     + Origins
+    + ProtectionRuns
     + Send
     + Sync
     + 'static

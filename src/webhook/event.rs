@@ -171,6 +171,17 @@ pub struct CommentUser {
     pub kind: String,
 }
 
+/// A `deployment_protection_rule` event: a GitHub Actions run waits for
+/// ferry's answer before it deploys to `environment`.
+#[derive(Deserialize)]
+pub struct ProtectionRuleEvent {
+    pub action: String,
+    pub environment: Option<String>,
+    pub deployment_callback_url: Option<String>,
+    pub repository: Repository,
+    pub installation: Option<Installation>,
+}
+
 /// A `pull_request` event: a closed one tears its review apps down.
 #[derive(Deserialize)]
 pub struct PullRequestEvent {

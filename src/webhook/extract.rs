@@ -8,7 +8,8 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
 use super::event::{
-    self, ChecksEvent, DeploymentEvent, IssueCommentEvent, PullRequestEvent, PushEvent,
+    self, ChecksEvent, DeploymentEvent, IssueCommentEvent, ProtectionRuleEvent, PullRequestEvent,
+    PushEvent,
 };
 use super::{Answer, Intake, SignedDelivery};
 use crate::store::{DeliveryKey, NewDeployment};
@@ -35,6 +36,7 @@ pub enum Event {
     PullRequest(PullRequestEvent),
     Push(PushEvent),
     IssueComment(IssueCommentEvent),
+    ProtectionRule(ProtectionRuleEvent),
     /// A `check_run`, `check_suite` or `status` event: a sha's checks
     /// changed.
     ChecksChanged {
@@ -93,6 +95,9 @@ impl FromRequest<Intake> for Delivery {
             }
             "pull_request" => {
                 Event::PullRequest(event::decode(content_type, &signed.body).map_err(bad)?)
+            }
+            "deployment_protection_rule" => {
+                Event::ProtectionRule(event::decode(content_type, &signed.body).map_err(bad)?)
             }
             "issue_comment" => {
                 Event::IssueComment(event::decode(content_type, &signed.body).map_err(bad)?)

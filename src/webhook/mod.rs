@@ -8,6 +8,7 @@ mod comment;
 mod deployment;
 mod event;
 mod extract;
+mod protection;
 mod pull_request;
 mod push;
 mod signature;
@@ -47,6 +48,8 @@ pub struct Intake {
     pub auto_deploy: Arc<Notify>,
     /// Rung when a pull request command was stored, for the commander.
     pub commands: Arc<Notify>,
+    /// Rung when a protection rule's run was stored.
+    pub protection: Arc<Notify>,
 }
 
 impl Intake {
@@ -208,6 +211,7 @@ pub async fn receive(State(app): State<Intake>, delivery: Delivery) -> Answer {
         Event::PullRequest(pr) => pull_request::closed(&app, pr).await,
         Event::Push(push) => push::pushed(&app, push).await,
         Event::IssueComment(comment) => comment::commented(&app, comment).await,
+        Event::ProtectionRule(rule) => protection::requested(&app, rule).await,
         Event::ChecksChanged { name, checks } => checks::changed(&app, &name, checks).await,
         Event::Other(name) => {
             tracing::debug!(event = %name, delivery = %delivery.id, "ignored event");

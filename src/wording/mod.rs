@@ -21,6 +21,11 @@ pub fn superseded_by(by: DeploymentId) -> String {
 
 /// Deployments still waiting when their environment's teardown was queued.
 pub const SUPERSEDED_BY_TEARDOWN: &str = "Superseded by a teardown of the environment";
+/// The comment of ferry's approval of a GitHub Actions run.
+pub fn protection_approved(environment: &str) -> String {
+    format!("ferry: {environment} is free (no lock, freeze or hold): approved")
+}
+
 /// Who lifted a lock whose `--for` ran out, in its unlock event.
 pub const LOCK_RAN_OUT_BY: &str = "ferry (the lock's --for ran out)";
 /// Every deployment of an environment a teardown removed.

@@ -152,5 +152,11 @@ async fn a_lock_for_a_while_lifts_once_its_time_is_out(b: Backend) {
         .map(|l| l.environment)
         .collect();
     assert_eq!(left, ["s"]);
-    assert!(store.expire_locks(now + 10_000, "ferry").await.unwrap().is_empty());
+    assert!(
+        store
+            .expire_locks(now + 10_000, "ferry")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -31,6 +31,7 @@ mod migrate;
 mod notifications;
 mod origins;
 pub mod outbox;
+mod protection;
 mod requests;
 mod steps;
 mod teardowns;

@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0017_auto_candidates.sql"),
     include_str!("../../../migrations/sqlite/0018_pr_commands.sql"),
     include_str!("../../../migrations/sqlite/0019_lock_until.sql"),
+    include_str!("../../../migrations/sqlite/0020_protection_runs.sql"),
 ];
 
 pub fn run(conn: &mut Connection) -> anyhow::Result<()> {

@@ -27,6 +27,7 @@ mod migrate;
 mod notifications;
 mod origins;
 mod outbox;
+mod protection;
 mod requests;
 mod steps;
 mod teardowns;

@@ -20,6 +20,7 @@ mod app;
 mod checks;
 pub mod comments;
 mod create;
+pub mod protection;
 use app::{access_token, repo_installation};
 pub use create::Created;
 
@@ -125,6 +126,8 @@ struct Inner {
     hold_creates: bool,
     /// Pull requests, roles, reactions and comments.
     comments: comments::Comments,
+    /// Answers to deployment protection rules.
+    rules: protection::Rules,
     /// Where the `deployment` webhooks of created deployments go.
     hook: Option<create::Hook>,
     /// Those webhooks: (deployment id, ferry's answer; 0 for none).
@@ -502,6 +505,12 @@ impl FakeGitHub {
             .route(
                 &format!("{prefix}/repos/{{owner}}/{{repo}}/pulls/{{number}}"),
                 get(comments::pull),
+            )
+            .route(
+                &format!(
+                    "{prefix}/repos/{{owner}}/{{repo}}/actions/runs/{{run}}/deployment_protection_rule"
+                ),
+                post(protection::answer),
             )
             .route(
                 &format!("{prefix}/repos/{{owner}}/{{repo}}/installation"),

@@ -1,0 +1,135 @@
+//! Runs waiting at the deployment protection rule, on PostgreSQL: each
+//! due look is taken by one replica (`FOR UPDATE SKIP LOCKED`).
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use super::{Owner, PgStore, Result, now_ms};
+use crate::store::protection::*;
+
+fn run_from_row(r: &PgRow) -> std::result::Result<WaitingRun, sqlx::Error> {
+    Ok(WaitingRun {
+        seq: r.try_get("seq")?,
+        run: NewRun {
+            repository: r.try_get("repository")?,
+            environment: r.try_get("environment")?,
+            run_id: r.try_get("run_id")?,
+            callback_url: r.try_get("callback_url")?,
+            installation_id: r.try_get("installation_id")?,
+        },
+        since: r.try_get("since")?,
+        reported: r.try_get("reported")?,
+    })
+}
+
+fn runs_from_rows(rows: &[PgRow]) -> Result<Vec<WaitingRun>> {
+    Ok(rows
+        .iter()
+        .map(run_from_row)
+        .collect::<std::result::Result<_, _>>()?)
+}
+
+#[async_trait]
+impl ProtectionRuns for PgStore {
+    async fn record_run(&self, run: &NewRun) -> Result<bool> {
+        let now = now_ms();
+        let n = sqlx::query(
+            "INSERT INTO protection_runs (repository, environment, run_id, callback_url,
+                 installation_id, since, next_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (callback_url) DO NOTHING",
+        )
+        .bind(&run.repository)
+        .bind(&run.environment)
+        .bind(run.run_id)
+        .bind(&run.callback_url)
+        .bind(run.installation_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn due_runs(
+        &self,
+        owner: &Owner,
+        now: i64,
+        until: i64,
+        limit: i64,
+    ) -> Result<Vec<WaitingRun>> {
+        let rows = sqlx::query(
+            "UPDATE protection_runs SET next_at = $1, lease_owner = $2 WHERE seq IN (
+                 SELECT seq FROM protection_runs
+                 WHERE state = 'waiting' AND next_at <= $3
+                 ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED)
+             RETURNING *",
+        )
+        .bind(until)
+        .bind(&owner.0)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut due = runs_from_rows(&rows)?;
+        due.sort_by_key(|r| r.seq);
+        Ok(due)
+    }
+
+    async fn run_later(
+        &self,
+        seq: i64,
+        owner: &Owner,
+        at: i64,
+        reported: Option<&str>,
+    ) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE protection_runs SET next_at = $1, lease_owner = NULL,
+                 reported = COALESCE($2, reported)
+             WHERE seq = $3 AND lease_owner = $4 AND state = 'waiting'",
+        )
+        .bind(at)
+        .bind(reported)
+        .bind(seq)
+        .bind(&owner.0)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn end_run(&self, seq: i64, owner: &Owner, end: RunEnd) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE protection_runs SET state = $1, done_at = $2, lease_owner = NULL
+             WHERE seq = $3 AND lease_owner = $4 AND state = 'waiting'",
+        )
+        .bind(end.as_str())
+        .bind(now_ms())
+        .bind(seq)
+        .bind(&owner.0)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn waiting_runs(&self) -> Result<Vec<WaitingRun>> {
+        let rows =
+            sqlx::query("SELECT * FROM protection_runs WHERE state = 'waiting' ORDER BY seq")
+                .fetch_all(&self.pool)
+                .await?;
+        runs_from_rows(&rows)
+    }
+
+    async fn release_runs(&self) -> Result<u64> {
+        let n = sqlx::query(
+            "UPDATE protection_runs SET lease_owner = NULL, next_at = LEAST(next_at, $1)
+             WHERE state = 'waiting' AND lease_owner IS NOT NULL",
+        )
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n)
+    }
+}

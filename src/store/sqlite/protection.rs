@@ -1,0 +1,142 @@
+//! Runs waiting at the deployment protection rule, on SQLite.
+
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::{Owner, Result, SqliteStore, now_ms};
+use crate::store::protection::*;
+
+fn run_from_row(r: &Row<'_>) -> rusqlite::Result<WaitingRun> {
+    Ok(WaitingRun {
+        seq: r.get("seq")?,
+        run: NewRun {
+            repository: r.get("repository")?,
+            environment: r.get("environment")?,
+            run_id: r.get("run_id")?,
+            callback_url: r.get("callback_url")?,
+            installation_id: r.get("installation_id")?,
+        },
+        since: r.get("since")?,
+        reported: r.get("reported")?,
+    })
+}
+
+#[async_trait]
+impl ProtectionRuns for SqliteStore {
+    async fn record_run(&self, run: &NewRun) -> Result<bool> {
+        let run = run.clone();
+        self.write(move |tx| {
+            let now = now_ms();
+            let n = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO protection_runs (repository, environment, run_id,
+                         callback_url, installation_id, since, next_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                )?
+                .execute(params![
+                    run.repository,
+                    run.environment,
+                    run.run_id,
+                    run.callback_url,
+                    run.installation_id,
+                    now
+                ])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn due_runs(
+        &self,
+        owner: &Owner,
+        now: i64,
+        until: i64,
+        limit: i64,
+    ) -> Result<Vec<WaitingRun>> {
+        // Asked every second: a read finds "nothing" without the writer.
+        let any = self
+            .read(move |c| {
+                c.prepare_cached(
+                    "SELECT seq FROM protection_runs WHERE state = 'waiting' AND next_at <= ? LIMIT 1",
+                )?
+                .query_row(params![now], |r| r.get::<_, i64>(0))
+                .optional()
+            })
+            .await?;
+        if any.is_none() {
+            return Ok(Vec::new());
+        }
+        let owner = owner.0.clone();
+        self.write(move |tx| {
+            let mut due: Vec<WaitingRun> = tx
+                .prepare_cached(
+                    "UPDATE protection_runs SET next_at = ?1, lease_owner = ?2 WHERE seq IN (
+                         SELECT seq FROM protection_runs
+                         WHERE state = 'waiting' AND next_at <= ?3 ORDER BY seq LIMIT ?4)
+                     RETURNING *",
+                )?
+                .query_map(params![until, owner, now, limit], run_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            due.sort_by_key(|r| r.seq);
+            Ok(due)
+        })
+        .await
+    }
+
+    async fn run_later(
+        &self,
+        seq: i64,
+        owner: &Owner,
+        at: i64,
+        reported: Option<&str>,
+    ) -> Result<bool> {
+        let (owner, reported) = (owner.0.clone(), reported.map(str::to_string));
+        self.write(move |tx| {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE protection_runs SET next_at = ?1, lease_owner = NULL,
+                         reported = COALESCE(?2, reported)
+                     WHERE seq = ?3 AND lease_owner = ?4 AND state = 'waiting'",
+                )?
+                .execute(params![at, reported, seq, owner])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn end_run(&self, seq: i64, owner: &Owner, end: RunEnd) -> Result<bool> {
+        let owner = owner.0.clone();
+        self.write(move |tx| {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE protection_runs SET state = ?1, done_at = ?2, lease_owner = NULL
+                     WHERE seq = ?3 AND lease_owner = ?4 AND state = 'waiting'",
+                )?
+                .execute(params![end.as_str(), now_ms(), seq, owner])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn waiting_runs(&self) -> Result<Vec<WaitingRun>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT * FROM protection_runs WHERE state = 'waiting' ORDER BY seq")?
+                .query_map([], run_from_row)?
+                .collect()
+        })
+        .await
+    }
+
+    async fn release_runs(&self) -> Result<u64> {
+        self.write(move |tx| {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE protection_runs SET lease_owner = NULL, next_at = MIN(next_at, ?1)
+                     WHERE state = 'waiting' AND lease_owner IS NOT NULL",
+                )?
+                .execute(params![now_ms()])?;
+            Ok(n as u64)
+        })
+        .await
+    }
+}
