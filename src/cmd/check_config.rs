@@ -61,6 +61,16 @@ pub async fn check_config(c: &Config) -> anyhow::Result<()> {
             p = commands.prefix,
         );
     }
+    if let Some(p) = &c.protection {
+        let which = if p.repositories.is_empty() {
+            "every repository a target names".to_string()
+        } else {
+            p.repositories.join(", ")
+        };
+        println!(
+            "  deployment protection rules answered for {which}: GitHub Actions jobs obey locks and freezes"
+        );
+    }
     for w in &c.warnings {
         println!("warning: {}", w.at(&c.path));
     }
