@@ -173,7 +173,14 @@ run = 'echo "$FERRY_DEPLOYMENT_ID $FERRY_SHA" >> {scratch}/deployed'
         reload.text(),
         journal(&c)
     );
-    assert_eq!(c.property("ferry", "ActiveState"), "active");
+    // `systemctl reload` returns once SIGHUP is sent; the unit is
+    // "reloading" until ferry says READY=1 again.
+    common::eventually(
+        "active again after the reload",
+        Duration::from_secs(30),
+        || async { (c.property("ferry", "ActiveState") == "active").then_some(()) },
+    )
+    .await;
     assert_eq!(
         http.get(format!("{url}/healthz"))
             .send()

@@ -62,28 +62,33 @@ async fn frozen_now(
         .collect())
 }
 
-pub async fn locks(c: &Steering, json: bool) -> anyhow::Result<()> {
-    warn_freeze_problems(c);
-    let store = open_store(c).await?.store;
-    let locks = store.locks().await?;
-    let holds = store.holds().await?;
-    let frozen = frozen_now(c, &store).await?;
-    let runs = store.waiting_runs().await?;
-    // The GitHub Actions runs waiting on an environment, oldest first.
-    let runs_of = |r: &str, e: &str| -> Vec<&crate::store::WaitingRun> {
-        runs.iter()
+/// What holds environments now, as read once for the command.
+struct Held {
+    locks: Vec<crate::store::EnvLock>,
+    holds: Vec<crate::store::Hold>,
+    frozen: Vec<(String, String, crate::admission::freeze::Window, String)>,
+    runs: Vec<crate::store::WaitingRun>,
+}
+
+impl Held {
+    /// The GitHub Actions runs waiting on an environment, oldest first.
+    fn runs_of(&self, r: &str, e: &str) -> Vec<&crate::store::WaitingRun> {
+        self.runs
+            .iter()
             .filter(|w| w.run.repository == r && w.run.environment == e)
             .collect()
-    };
-    let runs_json = |r: &str, e: &str| -> serde_json::Value {
-        runs_of(r, e)
+    }
+
+    fn runs_json(&self, r: &str, e: &str) -> serde_json::Value {
+        self.runs_of(r, e)
             .iter()
             .map(|w| serde_json::json!({"run_id": w.run.run_id, "repository": w.run.repository, "since": clock(w.since)}))
             .collect::<Vec<_>>()
             .into()
-    };
-    let print_runs = |r: &str, e: &str| {
-        for w in runs_of(r, e) {
+    }
+
+    fn print_runs(&self, r: &str, e: &str) {
+        for w in self.runs_of(r, e) {
             println!(
                 "    waiting: GitHub Actions run {} of {} since {}",
                 w.run.run_id,
@@ -91,9 +96,10 @@ pub async fn locks(c: &Steering, json: bool) -> anyhow::Result<()> {
                 clock(w.since)
             );
         }
-    };
-    if json {
-        // JSON Lines: one environment held per line, whatever holds it.
+    }
+
+    /// JSON Lines: one environment held per line, whatever holds it.
+    fn print_json(&self) {
         let line = |r: &str, e: &str, kind: &str, by: &str, since: Option<i64>, reason: &str| {
             serde_json::json!({
                 "repository": r,
@@ -103,10 +109,10 @@ pub async fn locks(c: &Steering, json: bool) -> anyhow::Result<()> {
                 "since": since.map(clock),
                 "reason": reason,
                 "until": null,
-                "waiting_runs": runs_json(r, e),
+                "waiting_runs": self.runs_json(r, e),
             })
         };
-        for l in &locks {
+        for l in &self.locks {
             let mut v = line(
                 &l.repository,
                 &l.environment,
@@ -118,7 +124,7 @@ pub async fn locks(c: &Steering, json: bool) -> anyhow::Result<()> {
             v["until"] = l.until.map(clock).into();
             println!("{v}");
         }
-        for h in &holds {
+        for h in &self.holds {
             let v = line(
                 &h.repository,
                 &h.environment,
@@ -129,7 +135,7 @@ pub async fn locks(c: &Steering, json: bool) -> anyhow::Result<()> {
             );
             println!("{v}");
         }
-        for (env, freeze, window, until) in &frozen {
+        for (env, freeze, window, until) in &self.frozen {
             let (r, e) = env.split_once(':').unwrap_or((env.as_str(), ""));
             let by = crate::wording::freeze_holder(freeze);
             let since = Some(crate::admission::freeze::ms(window.start));
@@ -137,48 +143,66 @@ pub async fn locks(c: &Steering, json: bool) -> anyhow::Result<()> {
             v["until"] = clock(crate::admission::freeze::ms(window.end)).into();
             println!("{v}");
         }
-        return Ok(());
     }
-    if locks.is_empty() && holds.is_empty() && frozen.is_empty() {
-        println!("no environment is locked");
-        return Ok(());
-    }
-    println!(
-        "{:<40}  {:<16}  {:<20}  REASON",
-        "ENVIRONMENT", "LOCKED BY", "SINCE"
-    );
-    for l in locks {
-        let until = l.until.map_or(String::new(), |u| {
-            format!(" (lifts by itself at {})", clock(u))
-        });
+
+    fn print_table(&self) {
+        if self.locks.is_empty() && self.holds.is_empty() && self.frozen.is_empty() {
+            println!("no environment is locked");
+            return;
+        }
         println!(
-            "{:<40}  {:<16}  {:<20}  {}{until}",
-            format!("{}:{}", l.repository, l.environment),
-            l.holder,
-            clock(l.since),
-            l.reason
+            "{:<40}  {:<16}  {:<20}  REASON",
+            "ENVIRONMENT", "LOCKED BY", "SINCE"
         );
-        print_runs(&l.repository, &l.environment);
+        for l in &self.locks {
+            let until = l.until.map_or(String::new(), |u| {
+                format!(" (lifts by itself at {})", clock(u))
+            });
+            println!(
+                "{:<40}  {:<16}  {:<20}  {}{until}",
+                format!("{}:{}", l.repository, l.environment),
+                l.holder,
+                clock(l.since),
+                l.reason
+            );
+            self.print_runs(&l.repository, &l.environment);
+        }
+        for h in &self.holds {
+            println!(
+                "{:<40}  {:<16}  {:<20}  held: {}",
+                format!("{}:{}", h.repository, h.environment),
+                "ferry",
+                "-",
+                h.describe()
+            );
+            self.print_runs(&h.repository, &h.environment);
+        }
+        for (env, freeze, window, until) in &self.frozen {
+            println!(
+                "{:<40}  {:<16}  {:<20}  frozen until {until}",
+                env,
+                crate::wording::freeze_holder(freeze),
+                clock(crate::admission::freeze::ms(window.start)),
+            );
+            let (r, e) = env.split_once(':').unwrap_or((env.as_str(), ""));
+            self.print_runs(r, e);
+        }
     }
-    for h in holds {
-        println!(
-            "{:<40}  {:<16}  {:<20}  held: {}",
-            format!("{}:{}", h.repository, h.environment),
-            "ferry",
-            "-",
-            h.describe()
-        );
-        print_runs(&h.repository, &h.environment);
-    }
-    for (env, freeze, window, until) in frozen {
-        println!(
-            "{:<40}  {:<16}  {:<20}  frozen until {until}",
-            env,
-            crate::wording::freeze_holder(&freeze),
-            clock(crate::admission::freeze::ms(window.start)),
-        );
-        let (r, e) = env.split_once(':').unwrap_or((env.as_str(), ""));
-        print_runs(r, e);
+}
+
+pub async fn locks(c: &Steering, json: bool) -> anyhow::Result<()> {
+    warn_freeze_problems(c);
+    let store = open_store(c).await?.store;
+    let held = Held {
+        locks: store.locks().await?,
+        holds: store.holds().await?,
+        frozen: frozen_now(c, &store).await?,
+        runs: store.waiting_runs().await?,
+    };
+    if json {
+        held.print_json();
+    } else {
+        held.print_table();
     }
     Ok(())
 }

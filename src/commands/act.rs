@@ -9,20 +9,13 @@ use std::time::Duration;
 
 use super::Commander;
 use super::parse::{Command, parse};
-use crate::config::{Commands, Config};
+use crate::config::Config;
 use crate::github::{CallError, GitHub};
-use crate::store::{
-    CommandChange, CommandRecord, DeliveryKey, DeployRequest, DeploymentId, EnvLock, Owner, Result,
-    last_good, now_ms,
-};
+use crate::store::{CommandChange, CommandRecord, DeploymentId, Owner, Result, now_ms};
 use crate::wording::pr as words;
 
 /// When GitHub could not be asked or did not answer: the next look.
 const RETRY: Duration = Duration::from_secs(15);
-/// How long a create request waits for GitHub's answer.
-const CREATE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Deployments read for a rollback's last good version.
-const HISTORY: i64 = 1000;
 
 pub struct Look<'a> {
     pub commander: &'a Commander,
@@ -31,7 +24,7 @@ pub struct Look<'a> {
 }
 
 /// What a decision came to.
-enum Decided {
+pub(super) enum Decided {
     /// Reply this, having made this deployment (if any).
     Reply(String, Option<DeploymentId>),
     /// `[commands]` was turned off since: nothing to say.
@@ -39,7 +32,7 @@ enum Decided {
 }
 
 /// Something GitHub did not do now: looked at again later.
-struct Later(String);
+pub(super) struct Later(pub(super) String);
 
 impl From<CallError> for Later {
     fn from(e: CallError) -> Later {
@@ -66,12 +59,12 @@ impl Look<'_> {
         }
     }
 
-    fn store(&self) -> &crate::store::SharedStore {
+    pub(super) fn store(&self) -> &crate::store::SharedStore {
         &self.commander.intake.store
     }
 
     /// Records `change`; false when the look's lease was lost (stop).
-    async fn change(&mut self, change: CommandChange) -> Result<bool> {
+    pub(super) async fn change(&mut self, change: CommandChange) -> Result<bool> {
         let held = self
             .store()
             .change_command(self.record.seq, self.owner, &change)
@@ -353,282 +346,10 @@ impl Look<'_> {
             Command::Help => unreachable!("answered above"),
         })
     }
-
-    async fn lock(&self, environment: &str, reason: &str) -> Result<Decided> {
-        let c = &self.record.command;
-        let lock = EnvLock {
-            repository: c.repository.clone(),
-            environment: environment.to_string(),
-            holder: c.login.clone(),
-            reason: reason.to_string(),
-            since: now_ms(),
-            until: None,
-        };
-        let text = match self.store().lock(&lock).await? {
-            // Held by the commenter already: this command's own lock,
-            // taken by a look that did not get to record its reply.
-            Some(held) if held.holder != c.login => {
-                words::already_locked(&c.login, environment, &held)
-            }
-            _ => {
-                tracing::info!(actor = %c.login, repository = %c.repository, environment,
-                    "{} locked {}:{environment}{} (pull request #{})", c.login, c.repository,
-                    if reason.is_empty() { String::new() } else { format!(": {reason}") }, c.number);
-                words::locked(&c.login, environment, reason, &self.prefix())
-            }
-        };
-        Ok(Decided::Reply(text, None))
-    }
-
-    fn prefix(&self) -> String {
-        self.commander
-            .intake
-            .config
-            .get()
-            .commands
-            .as_ref()
-            .map_or(".".into(), |c| c.prefix.clone())
-    }
-
-    async fn unlock(&self, config: &Config, environment: &str) -> Result<Decided> {
-        let c = &self.record.command;
-        let store = self.store();
-        let lock = store.unlock(&c.repository, environment, &c.login).await?;
-        let holds = store.release_holds(&c.repository, environment).await?;
-        let freezes = crate::admission::freeze::lift(
-            store,
-            &config.freezes,
-            &c.repository,
-            environment,
-            &c.login,
-        )
-        .await?;
-        let mut lifted: Vec<String> = freezes
-            .iter()
-            .filter(|l| l.new)
-            .map(|l| format!("freeze {} until {}", l.freeze, l.until))
-            .collect();
-        if let Some(was) = &lock {
-            lifted.push(format!("the lock of {}", was.holder));
-        }
-        for h in &holds {
-            lifted.push(format!(
-                "the hold on deployment {}'s step on {}",
-                h.deployment,
-                h.host()
-            ));
-        }
-        if lifted.is_empty() {
-            return Ok(Decided::Reply(
-                words::not_locked(&c.login, environment),
-                None,
-            ));
-        }
-        self.commander.intake.runner.notify_one();
-        tracing::info!(actor = %c.login, repository = %c.repository, environment,
-            "{} unlocked {}:{environment} ({}) (pull request #{})",
-            c.login, c.repository, lifted.join(", "), c.number);
-        Ok(Decided::Reply(
-            words::unlocked(&c.login, environment, &lifted),
-            None,
-        ))
-    }
-
-    async fn deploy(
-        &mut self,
-        github: &GitHub,
-        installation: Option<i64>,
-        commands: &Commands,
-        environment: &str,
-    ) -> Result<std::result::Result<Decided, Later>> {
-        let c = self.record.command.clone();
-        let pr = match github
-            .pull_request(&c.repository, c.number, installation)
-            .await
-        {
-            Ok(pr) => pr,
-            Err(e) => return Ok(Err(e.into())),
-        };
-        if pr.state != "open" {
-            return Ok(Ok(Decided::Reply(words::closed(&c.login, c.number), None)));
-        }
-        if pr.is_fork() && !commands.allow_forks {
-            let fork = pr
-                .head_repository
-                .clone()
-                .unwrap_or_else(|| "a fork".into());
-            return Ok(Ok(Decided::Reply(
-                words::fork(&c.login, c.number, &fork),
-                None,
-            )));
-        }
-        let request = DeployRequest {
-            actor: c.login.clone(),
-            repository: c.repository.clone(),
-            environment: environment.to_string(),
-            git_ref: pr.head_sha.clone(),
-            task: crate::config::DEFAULT_TASK.to_string(),
-            payload: serde_json::json!({"pull_request": c.number, "requested_by": c.login})
-                .to_string(),
-            description: words::deploy_description(c.number, &c.login),
-            // GitHub checks its required contexts; its 409 is quoted.
-            skip_contexts: false,
-            production: None,
-            transient: None,
-            rollback_of: None,
-        };
-        Ok(match self.create(github, installation, &request).await? {
-            Ok(Ok(id)) => Ok(Decided::Reply(
-                words::deploying(
-                    &c.login,
-                    &pr.head_sha,
-                    c.number,
-                    environment,
-                    id,
-                    &self.commander.logs.url(id),
-                ),
-                Some(id),
-            )),
-            Ok(Err(refused)) => Ok(Decided::Reply(words::refused(&c.login, &refused), None)),
-            Err(later) => Err(later),
-        })
-    }
-
-    async fn rollback(
-        &mut self,
-        github: &GitHub,
-        installation: Option<i64>,
-        environment: &str,
-    ) -> Result<std::result::Result<Decided, Later>> {
-        let c = self.record.command.clone();
-        let history = self
-            .store()
-            .history(&c.repository, environment, HISTORY)
-            .await?;
-        let Some(good) = last_good(&history).cloned() else {
-            return Ok(Ok(Decided::Reply(
-                words::nothing_to_roll_back(&c.login, environment),
-                None,
-            )));
-        };
-        let request = DeployRequest {
-            actor: c.login.clone(),
-            repository: c.repository.clone(),
-            environment: environment.to_string(),
-            git_ref: good.sha.clone(),
-            task: good.task.clone(),
-            payload: good.payload.clone(),
-            description: crate::wording::rollback_by(&good.sha, good.id, &c.login),
-            skip_contexts: true,
-            production: Some(good.production),
-            transient: Some(good.transient),
-            rollback_of: Some(good.id),
-        };
-        Ok(match self.create(github, installation, &request).await? {
-            Ok(Ok(id)) => Ok(Decided::Reply(
-                words::rolling_back(
-                    &c.login,
-                    environment,
-                    &good.sha,
-                    good.id,
-                    id,
-                    &self.commander.logs.url(id),
-                ),
-                Some(id),
-            )),
-            Ok(Err(refused)) => Ok(Decided::Reply(words::refused(&c.login, &refused), None)),
-            Err(later) => Err(later),
-        })
-    }
-
-    /// Creates the deployment once: a creation that may have reached
-    /// GitHub is looked for first. The new deployment's id, or GitHub's
-    /// refusal in its words.
-    async fn create(
-        &mut self,
-        github: &GitHub,
-        installation: Option<i64>,
-        q: &DeployRequest,
-    ) -> Result<std::result::Result<std::result::Result<DeploymentId, String>, Later>> {
-        let key = DeliveryKey {
-            hook_id: "ferry".into(),
-            delivery_id: format!("command-{}", self.record.seq),
-        };
-        if self.record.create_sent {
-            let found = github
-                .find_deployment(&q.repository, &q.git_ref, &q.environment, installation)
-                .await;
-            match found {
-                Ok(Some(d)) if self.made_by_this_command(&d, q) => {
-                    return Ok(self.queue(&key, q, installation, d).await.map(Ok));
-                }
-                Ok(_) => {}
-                Err(e) => return Ok(Err(e.into())),
-            }
-        }
-        let sending = CommandChange {
-            create_sent: true,
-            lease_until: Some(renewed()),
-            ..Default::default()
-        };
-        if !self.change(sending).await? {
-            return Ok(Err(Later("another ferry took this command over".into())));
-        }
-        let asked = tokio::time::timeout(
-            CREATE_TIMEOUT,
-            github.create_deployment(q, installation, CREATE_TIMEOUT),
-        )
-        .await;
-        Ok(match asked {
-            Ok(Ok(created)) => self.queue(&key, q, installation, created).await.map(Ok),
-            Ok(Err(CallError::Permanent { reason }))
-                if !reason.starts_with("401") && !reason.starts_with("403") =>
-            {
-                Ok(Err(reason))
-            }
-            Ok(Err(e)) => Err(e.into()),
-            Err(_) => Err(Later("no answer from GitHub in time".into())),
-        })
-    }
-
-    /// Whether GitHub's deployment `d` is the one this command asked for:
-    /// its description, created since the command was.
-    fn made_by_this_command(&self, d: &serde_json::Value, q: &DeployRequest) -> bool {
-        let created = d["created_at"]
-            .as_str()
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-            .map_or(0, |t| t.as_millisecond());
-        d["description"].as_str() == Some(q.description.as_str())
-            && created / 1000 >= self.record.created_at / 1000
-    }
-
-    async fn queue(
-        &self,
-        key: &DeliveryKey,
-        q: &DeployRequest,
-        installation: Option<i64>,
-        created: serde_json::Value,
-    ) -> std::result::Result<DeploymentId, Later> {
-        let c = &self.record.command;
-        let id = crate::github::create::queue_created(
-            &self.commander.intake,
-            key,
-            &q.repository,
-            installation,
-            created,
-        )
-        .await
-        .map_err(Later)?;
-        tracing::info!(actor = %c.login, deployment = %id, repository = %c.repository,
-            environment = %q.environment,
-            "pull request #{} of {}: {:?} by {}: created deployment {id}",
-            c.number, c.repository, c.line, c.login);
-        Ok(id)
-    }
 }
 
 /// The end of a lease renewed now.
-fn renewed() -> i64 {
+pub(super) fn renewed() -> i64 {
     now_ms() + super::LEASE.as_millis() as i64
 }
 

@@ -8,7 +8,9 @@
 //! the deployment it made ended ([`ends`], a cursor on the event stream).
 
 pub mod act;
+mod deployments;
 pub mod ends;
+mod locks;
 pub mod parse;
 
 use std::sync::Arc;

@@ -156,6 +156,7 @@ pub(super) struct Background {
 
 impl Background {
     pub(super) fn spawn(self, tasks: &TaskTracker, stop: &CancellationToken) {
+        self.spawn_loop_parts(tasks, stop);
         tasks.spawn(beat(self.store.clone(), stop.clone()));
         tasks.spawn(expire_locks(
             self.store.clone(),
@@ -225,6 +226,20 @@ impl Background {
             .run(stop.clone()),
         );
         tasks.spawn(
+            crate::github::reconcile::Reconciler {
+                github: self.github,
+                config: self.config.clone(),
+                intake: self.intake.clone(),
+            }
+            .run(stop.clone()),
+        );
+    }
+
+    /// The parts that close the loop around a deployment: auto-deploy
+    /// (deciding, promotions, branch heads), the protection rule's runs,
+    /// and commands in pull requests with their replies' ends.
+    fn spawn_loop_parts(&self, tasks: &TaskTracker, stop: &CancellationToken) {
+        tasks.spawn(
             crate::auto_deploy::Deployer {
                 github: self.github.clone(),
                 intake: self.intake.clone(),
@@ -279,13 +294,5 @@ impl Background {
             self.wake.outbox.listener(),
             stop.clone(),
         ));
-        tasks.spawn(
-            crate::github::reconcile::Reconciler {
-                github: self.github,
-                config: self.config.clone(),
-                intake: self.intake.clone(),
-            }
-            .run(stop.clone()),
-        );
     }
 }
