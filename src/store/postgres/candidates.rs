@@ -6,8 +6,11 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::{DeploymentId, Owner, PgStore, Result, now_ms};
+use super::{DeploymentId, Owner, PgStore, Result, looks, now_ms};
 use crate::store::candidates::*;
+
+const TABLE: &str = "auto_candidates";
+const OPEN: &str = "state = 'waiting'";
 
 fn candidate_from_row(r: &PgRow) -> std::result::Result<Candidate, sqlx::Error> {
     let state: String = r.try_get("state")?;
@@ -91,36 +94,12 @@ impl Candidates for PgStore {
         until: i64,
         limit: i64,
     ) -> Result<Vec<Candidate>> {
-        let rows = sqlx::query(
-            "UPDATE auto_candidates SET next_at = $1, lease_owner = $2 WHERE seq IN (
-                 SELECT seq FROM auto_candidates
-                 WHERE state = 'waiting' AND next_at <= $3
-                 ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED)
-             RETURNING *",
-        )
-        .bind(until)
-        .bind(&owner.0)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut due = candidates_from_rows(&rows)?;
-        due.sort_by_key(|c| c.seq);
-        Ok(due)
+        let when = (now, until, limit);
+        looks::take_due(self, TABLE, OPEN, owner, when, candidate_from_row).await
     }
 
     async fn candidate_later(&self, seq: i64, owner: &Owner, at: i64) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE auto_candidates SET next_at = $1, lease_owner = NULL
-             WHERE seq = $2 AND lease_owner = $3 AND state = 'waiting'",
-        )
-        .bind(at)
-        .bind(seq)
-        .bind(&owner.0)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+        looks::later(self, TABLE, OPEN, seq, owner, at).await
     }
 
     async fn candidate_sending(&self, seq: i64, owner: &Owner, until: i64) -> Result<bool> {
@@ -139,15 +118,7 @@ impl Candidates for PgStore {
     }
 
     async fn release_candidates(&self) -> Result<u64> {
-        let n = sqlx::query(
-            "UPDATE auto_candidates SET lease_owner = NULL, next_at = LEAST(next_at, $1)
-             WHERE state = 'waiting' AND lease_owner IS NOT NULL",
-        )
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n)
+        looks::release(self, TABLE, OPEN).await
     }
 
     async fn settle_candidate(

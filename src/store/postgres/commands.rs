@@ -6,8 +6,11 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::{DeploymentId, Owner, PgStore, Result, now_ms};
+use super::{DeploymentId, Owner, PgStore, Result, looks, now_ms};
 use crate::store::commands::*;
+
+const TABLE: &str = "pr_commands";
+const OPEN: &str = "done_at IS NULL";
 
 fn record_from_row(r: &PgRow) -> std::result::Result<CommandRecord, sqlx::Error> {
     Ok(CommandRecord {
@@ -64,25 +67,8 @@ impl Commands for PgStore {
         until: i64,
         limit: i64,
     ) -> Result<Vec<CommandRecord>> {
-        let rows = sqlx::query(
-            "UPDATE pr_commands SET next_at = $1, lease_owner = $2 WHERE seq IN (
-                 SELECT seq FROM pr_commands
-                 WHERE done_at IS NULL AND next_at <= $3
-                 ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED)
-             RETURNING *",
-        )
-        .bind(until)
-        .bind(&owner.0)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut due = rows
-            .iter()
-            .map(record_from_row)
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        due.sort_by_key(|c| c.seq);
-        Ok(due)
+        let when = (now, until, limit);
+        looks::take_due(self, TABLE, OPEN, owner, when, record_from_row).await
     }
 
     async fn change_command(&self, seq: i64, owner: &Owner, ch: &CommandChange) -> Result<bool> {
@@ -121,17 +107,7 @@ impl Commands for PgStore {
     }
 
     async fn command_later(&self, seq: i64, owner: &Owner, at: i64) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE pr_commands SET next_at = $1, lease_owner = NULL
-             WHERE seq = $2 AND lease_owner = $3 AND done_at IS NULL",
-        )
-        .bind(at)
-        .bind(seq)
-        .bind(&owner.0)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+        looks::later(self, TABLE, OPEN, seq, owner, at).await
     }
 
     async fn park_command(&self, seq: i64, owner: &Owner) -> Result<bool> {
@@ -167,15 +143,7 @@ impl Commands for PgStore {
     }
 
     async fn release_commands(&self) -> Result<u64> {
-        let n = sqlx::query(
-            "UPDATE pr_commands SET lease_owner = NULL, next_at = LEAST(next_at, $1)
-             WHERE done_at IS NULL AND lease_owner IS NOT NULL",
-        )
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n)
+        looks::release(self, TABLE, OPEN).await
     }
 
     async fn command_of(&self, id: DeploymentId) -> Result<Option<CommandRecord>> {

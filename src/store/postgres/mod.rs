@@ -27,6 +27,7 @@ mod intake;
 mod listen;
 mod locks;
 mod logs;
+mod looks;
 mod migrate;
 mod notifications;
 mod origins;

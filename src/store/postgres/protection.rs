@@ -5,8 +5,11 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::{Owner, PgStore, Result, now_ms};
+use super::{Owner, PgStore, Result, looks, now_ms};
 use crate::store::protection::*;
+
+const TABLE: &str = "protection_runs";
+const OPEN: &str = "state = 'waiting'";
 
 fn run_from_row(r: &PgRow) -> std::result::Result<WaitingRun, sqlx::Error> {
     Ok(WaitingRun {
@@ -58,22 +61,8 @@ impl ProtectionRuns for PgStore {
         until: i64,
         limit: i64,
     ) -> Result<Vec<WaitingRun>> {
-        let rows = sqlx::query(
-            "UPDATE protection_runs SET next_at = $1, lease_owner = $2 WHERE seq IN (
-                 SELECT seq FROM protection_runs
-                 WHERE state = 'waiting' AND next_at <= $3
-                 ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED)
-             RETURNING *",
-        )
-        .bind(until)
-        .bind(&owner.0)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut due = runs_from_rows(&rows)?;
-        due.sort_by_key(|r| r.seq);
-        Ok(due)
+        let when = (now, until, limit);
+        looks::take_due(self, TABLE, OPEN, owner, when, run_from_row).await
     }
 
     async fn run_later(
@@ -122,14 +111,6 @@ impl ProtectionRuns for PgStore {
     }
 
     async fn release_runs(&self) -> Result<u64> {
-        let n = sqlx::query(
-            "UPDATE protection_runs SET lease_owner = NULL, next_at = LEAST(next_at, $1)
-             WHERE state = 'waiting' AND lease_owner IS NOT NULL",
-        )
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n)
+        looks::release(self, TABLE, OPEN).await
     }
 }

@@ -4,8 +4,11 @@
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{DeploymentId, Owner, Result, SqliteStore, now_ms};
+use super::{DeploymentId, Owner, Result, SqliteStore, looks, now_ms};
 use crate::store::candidates::*;
+
+const TABLE: &str = "auto_candidates";
+const OPEN: &str = "state = 'waiting'";
 
 fn candidate_from_row(r: &Row<'_>) -> rusqlite::Result<Candidate> {
     let state: String = r.get("state")?;
@@ -75,49 +78,12 @@ impl Candidates for SqliteStore {
         until: i64,
         limit: i64,
     ) -> Result<Vec<Candidate>> {
-        // Asked every second: a read finds "nothing" without the writer.
-        let any = self
-            .read(move |c| {
-                c.prepare_cached(
-                    "SELECT seq FROM auto_candidates
-                     WHERE state = 'waiting' AND next_at <= ? LIMIT 1",
-                )?
-                .query_row(params![now], |r| r.get::<_, i64>(0))
-                .optional()
-            })
-            .await?;
-        if any.is_none() {
-            return Ok(Vec::new());
-        }
-        let owner = owner.0.clone();
-        self.write(move |tx| {
-            let mut due: Vec<Candidate> = tx
-                .prepare_cached(
-                    "UPDATE auto_candidates SET next_at = ?1, lease_owner = ?2 WHERE seq IN (
-                         SELECT seq FROM auto_candidates
-                         WHERE state = 'waiting' AND next_at <= ?3 ORDER BY seq LIMIT ?4)
-                     RETURNING *",
-                )?
-                .query_map(params![until, owner, now, limit], candidate_from_row)?
-                .collect::<rusqlite::Result<_>>()?;
-            due.sort_by_key(|c| c.seq);
-            Ok(due)
-        })
-        .await
+        let when = (now, until, limit);
+        looks::take_due(self, TABLE, OPEN, owner, when, candidate_from_row).await
     }
 
     async fn candidate_later(&self, seq: i64, owner: &Owner, at: i64) -> Result<bool> {
-        let owner = owner.0.clone();
-        self.write(move |tx| {
-            let n = tx
-                .prepare_cached(
-                    "UPDATE auto_candidates SET next_at = ?1, lease_owner = NULL
-                     WHERE seq = ?2 AND lease_owner = ?3 AND state = 'waiting'",
-                )?
-                .execute(params![at, seq, owner])?;
-            Ok(n == 1)
-        })
-        .await
+        looks::later(self, TABLE, OPEN, seq, owner, at).await
     }
 
     async fn candidate_sending(&self, seq: i64, owner: &Owner, until: i64) -> Result<bool> {
@@ -135,16 +101,7 @@ impl Candidates for SqliteStore {
     }
 
     async fn release_candidates(&self) -> Result<u64> {
-        self.write(move |tx| {
-            let n = tx
-                .prepare_cached(
-                    "UPDATE auto_candidates SET lease_owner = NULL, next_at = MIN(next_at, ?1)
-                     WHERE state = 'waiting' AND lease_owner IS NOT NULL",
-                )?
-                .execute(params![now_ms()])?;
-            Ok(n as u64)
-        })
-        .await
+        looks::release(self, TABLE, OPEN).await
     }
 
     async fn settle_candidate(

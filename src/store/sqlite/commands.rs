@@ -3,8 +3,11 @@
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{DeploymentId, Owner, Result, SqliteStore, now_ms};
+use super::{DeploymentId, Owner, Result, SqliteStore, looks, now_ms};
 use crate::store::commands::*;
+
+const TABLE: &str = "pr_commands";
+const OPEN: &str = "done_at IS NULL";
 
 fn record_from_row(r: &Row<'_>) -> rusqlite::Result<CommandRecord> {
     Ok(CommandRecord {
@@ -63,34 +66,8 @@ impl Commands for SqliteStore {
         until: i64,
         limit: i64,
     ) -> Result<Vec<CommandRecord>> {
-        // Asked every second: a read finds "nothing" without the writer.
-        let any = self
-            .read(move |c| {
-                c.prepare_cached(
-                    "SELECT seq FROM pr_commands WHERE done_at IS NULL AND next_at <= ? LIMIT 1",
-                )?
-                .query_row(params![now], |r| r.get::<_, i64>(0))
-                .optional()
-            })
-            .await?;
-        if any.is_none() {
-            return Ok(Vec::new());
-        }
-        let owner = owner.0.clone();
-        self.write(move |tx| {
-            let mut due: Vec<CommandRecord> = tx
-                .prepare_cached(
-                    "UPDATE pr_commands SET next_at = ?1, lease_owner = ?2 WHERE seq IN (
-                         SELECT seq FROM pr_commands
-                         WHERE done_at IS NULL AND next_at <= ?3 ORDER BY seq LIMIT ?4)
-                     RETURNING *",
-                )?
-                .query_map(params![until, owner, now, limit], record_from_row)?
-                .collect::<rusqlite::Result<_>>()?;
-            due.sort_by_key(|c| c.seq);
-            Ok(due)
-        })
-        .await
+        let when = (now, until, limit);
+        looks::take_due(self, TABLE, OPEN, owner, when, record_from_row).await
     }
 
     async fn change_command(&self, seq: i64, owner: &Owner, ch: &CommandChange) -> Result<bool> {
@@ -133,17 +110,7 @@ impl Commands for SqliteStore {
     }
 
     async fn command_later(&self, seq: i64, owner: &Owner, at: i64) -> Result<bool> {
-        let owner = owner.0.clone();
-        self.write(move |tx| {
-            let n = tx
-                .prepare_cached(
-                    "UPDATE pr_commands SET next_at = ?1, lease_owner = NULL
-                     WHERE seq = ?2 AND lease_owner = ?3 AND done_at IS NULL",
-                )?
-                .execute(params![at, seq, owner])?;
-            Ok(n == 1)
-        })
-        .await
+        looks::later(self, TABLE, OPEN, seq, owner, at).await
     }
 
     async fn park_command(&self, seq: i64, owner: &Owner) -> Result<bool> {
@@ -179,16 +146,7 @@ impl Commands for SqliteStore {
     }
 
     async fn release_commands(&self) -> Result<u64> {
-        self.write(move |tx| {
-            let n = tx
-                .prepare_cached(
-                    "UPDATE pr_commands SET lease_owner = NULL, next_at = MIN(next_at, ?1)
-                     WHERE done_at IS NULL AND lease_owner IS NOT NULL",
-                )?
-                .execute(params![now_ms()])?;
-            Ok(n as u64)
-        })
-        .await
+        looks::release(self, TABLE, OPEN).await
     }
 
     async fn command_of(&self, id: DeploymentId) -> Result<Option<CommandRecord>> {

@@ -23,6 +23,7 @@ mod freezes;
 mod gates;
 pub mod holder;
 mod locks;
+mod looks;
 mod migrate;
 mod notifications;
 mod origins;

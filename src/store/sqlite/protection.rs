@@ -1,10 +1,13 @@
 //! Runs waiting at the deployment protection rule, on SQLite.
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{Row, params};
 
-use super::{Owner, Result, SqliteStore, now_ms};
+use super::{Owner, Result, SqliteStore, looks, now_ms};
 use crate::store::protection::*;
+
+const TABLE: &str = "protection_runs";
+const OPEN: &str = "state = 'waiting'";
 
 fn run_from_row(r: &Row<'_>) -> rusqlite::Result<WaitingRun> {
     Ok(WaitingRun {
@@ -53,34 +56,8 @@ impl ProtectionRuns for SqliteStore {
         until: i64,
         limit: i64,
     ) -> Result<Vec<WaitingRun>> {
-        // Asked every second: a read finds "nothing" without the writer.
-        let any = self
-            .read(move |c| {
-                c.prepare_cached(
-                    "SELECT seq FROM protection_runs WHERE state = 'waiting' AND next_at <= ? LIMIT 1",
-                )?
-                .query_row(params![now], |r| r.get::<_, i64>(0))
-                .optional()
-            })
-            .await?;
-        if any.is_none() {
-            return Ok(Vec::new());
-        }
-        let owner = owner.0.clone();
-        self.write(move |tx| {
-            let mut due: Vec<WaitingRun> = tx
-                .prepare_cached(
-                    "UPDATE protection_runs SET next_at = ?1, lease_owner = ?2 WHERE seq IN (
-                         SELECT seq FROM protection_runs
-                         WHERE state = 'waiting' AND next_at <= ?3 ORDER BY seq LIMIT ?4)
-                     RETURNING *",
-                )?
-                .query_map(params![until, owner, now, limit], run_from_row)?
-                .collect::<rusqlite::Result<_>>()?;
-            due.sort_by_key(|r| r.seq);
-            Ok(due)
-        })
-        .await
+        let when = (now, until, limit);
+        looks::take_due(self, TABLE, OPEN, owner, when, run_from_row).await
     }
 
     async fn run_later(
@@ -128,15 +105,6 @@ impl ProtectionRuns for SqliteStore {
     }
 
     async fn release_runs(&self) -> Result<u64> {
-        self.write(move |tx| {
-            let n = tx
-                .prepare_cached(
-                    "UPDATE protection_runs SET lease_owner = NULL, next_at = MIN(next_at, ?1)
-                     WHERE state = 'waiting' AND lease_owner IS NOT NULL",
-                )?
-                .execute(params![now_ms()])?;
-            Ok(n as u64)
-        })
-        .await
+        looks::release(self, TABLE, OPEN).await
     }
 }
