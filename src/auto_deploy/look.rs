@@ -9,16 +9,14 @@ use std::time::Duration;
 use super::Deployer;
 use crate::admission::required_checks::{LOOK_EVERY, Verdict, decide};
 use crate::config::Target;
-use crate::github::{CallError, GitHub};
+use crate::github::GitHub;
+use crate::github::create::Asked;
 use crate::store::{
     Candidate, CandidateSource, CandidateState, DeliveryKey, DeployRequest, DeploymentId, Owner,
     Result, State, now_ms,
 };
 use crate::wording;
 
-/// How long a create request waits for GitHub's answer: well inside the
-/// look's lease, so that no other process looks while it may be sent.
-pub(super) const CREATE_TIMEOUT: Duration = Duration::from_secs(10);
 /// When GitHub could not be asked or did not answer: the next look.
 const RETRY: Duration = Duration::from_secs(30);
 
@@ -204,21 +202,13 @@ impl Look<'_> {
             transient: None,
             rollback_of: None,
         };
-        let asked = tokio::time::timeout(
-            CREATE_TIMEOUT,
-            github.create_deployment(&request, installation, CREATE_TIMEOUT),
-        )
-        .await;
-        match asked {
-            Ok(Ok(created)) => self.created(created, installation).await,
-            Ok(Err(CallError::Permanent { reason }))
-                if !reason.starts_with("401") && !reason.starts_with("403") =>
-            {
+        match github.ask_to_create(&request, installation).await {
+            Asked::Created(created) => self.created(created, installation).await,
+            Asked::Refused(reason) => {
                 self.drop(&format!("GitHub refused to create it: {reason}"))
                     .await
             }
-            Ok(Err(e)) => self.retry(&e.to_string()).await,
-            Err(_) => self.retry("no answer from GitHub in time").await,
+            Asked::NotNow(why) => self.retry(&why).await,
         }
     }
 

@@ -30,7 +30,7 @@ use crate::webhook::Intake;
 const POLL: Duration = Duration::from_secs(1);
 /// How long one look may take before another process may look instead;
 /// renewed when the creation is sent, and longer than a create request
-/// may wait for GitHub's answer ([`look::CREATE_TIMEOUT`]), so that two
+/// may wait for GitHub's answer ([`crate::github::create::CREATE_TIMEOUT`]), so that two
 /// never send at once. After a replica's `kill -9`, its candidates wait
 /// this long.
 const LEASE: Duration = Duration::from_secs(25);

@@ -336,7 +336,9 @@ impl Look<'_> {
             return Ok(Ok(Decided::Reply(text, None)));
         }
         Ok(match command {
-            Command::Lock { reason, .. } => Ok(self.lock(&environment, &reason).await?),
+            Command::Lock { reason, .. } => {
+                Ok(self.lock(&environment, &reason, &commands.prefix).await?)
+            }
             Command::Unlock(_) => Ok(self.unlock(&config, &environment).await?),
             Command::Deploy(_) => {
                 self.deploy(github, installation, &commands, &environment)

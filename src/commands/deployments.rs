@@ -3,16 +3,13 @@
 //! answer finds the deployment on GitHub (its sha, environment and
 //! description, created since the command) before asking again.
 
-use std::time::Duration;
-
 use super::act::{Decided, Later, Look, renewed};
 use crate::config::Commands;
-use crate::github::{CallError, GitHub};
+use crate::github::GitHub;
+use crate::github::create::Asked;
 use crate::store::{CommandChange, DeliveryKey, DeployRequest, DeploymentId, Result, last_good};
 use crate::wording::pr as words;
 
-/// How long a create request waits for GitHub's answer.
-const CREATE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deployments read for a rollback's last good version.
 const HISTORY: i64 = 1000;
 
@@ -157,20 +154,10 @@ impl Look<'_> {
         if !self.change(sending).await? {
             return Ok(Err(Later("another ferry took this command over".into())));
         }
-        let asked = tokio::time::timeout(
-            CREATE_TIMEOUT,
-            github.create_deployment(q, installation, CREATE_TIMEOUT),
-        )
-        .await;
-        Ok(match asked {
-            Ok(Ok(created)) => self.queue(&key, q, installation, created).await.map(Ok),
-            Ok(Err(CallError::Permanent { reason }))
-                if !reason.starts_with("401") && !reason.starts_with("403") =>
-            {
-                Ok(Err(reason))
-            }
-            Ok(Err(e)) => Err(e.into()),
-            Err(_) => Err(Later("no answer from GitHub in time".into())),
+        Ok(match github.ask_to_create(q, installation).await {
+            Asked::Created(created) => self.queue(&key, q, installation, created).await.map(Ok),
+            Asked::Refused(reason) => Ok(Err(reason)),
+            Asked::NotNow(why) => Err(Later(why)),
         })
     }
 

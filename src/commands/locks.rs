@@ -8,7 +8,13 @@ use crate::store::{EnvLock, Result, now_ms};
 use crate::wording::pr as words;
 
 impl Look<'_> {
-    pub(super) async fn lock(&self, environment: &str, reason: &str) -> Result<Decided> {
+    /// `prefix` is `[commands] prefix`, for the reply's `.unlock` hint.
+    pub(super) async fn lock(
+        &self,
+        environment: &str,
+        reason: &str,
+        prefix: &str,
+    ) -> Result<Decided> {
         let c = &self.record.command;
         let lock = EnvLock {
             repository: c.repository.clone(),
@@ -28,20 +34,10 @@ impl Look<'_> {
                 tracing::info!(actor = %c.login, repository = %c.repository, environment,
                     "{} locked {}:{environment}{} (pull request #{})", c.login, c.repository,
                     if reason.is_empty() { String::new() } else { format!(": {reason}") }, c.number);
-                words::locked(&c.login, environment, reason, &self.prefix())
+                words::locked(&c.login, environment, reason, prefix)
             }
         };
         Ok(Decided::Reply(text, None))
-    }
-
-    fn prefix(&self) -> String {
-        self.commander
-            .intake
-            .config
-            .get()
-            .commands
-            .as_ref()
-            .map_or(".".into(), |c| c.prefix.clone())
     }
 
     pub(super) async fn unlock(&self, config: &Config, environment: &str) -> Result<Decided> {

@@ -111,6 +111,51 @@ impl GitHub {
     }
 }
 
+/// How long a deployment ferry decided on itself (an auto-deploy, a pull
+/// request command) waits for GitHub's answer to its create request: the
+/// leases on those decisions outlast it, so that no other process asks
+/// while it may be in flight.
+pub(crate) const CREATE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What came of asking GitHub to create a deployment ferry decided on.
+pub(crate) enum Asked {
+    /// GitHub's deployment object.
+    Created(serde_json::Value),
+    /// GitHub will never create it (a 4xx other than the credentials'):
+    /// its words.
+    Refused(String),
+    /// Not now: GitHub could not be reached, did not answer in time, or
+    /// refused the credentials (an operator may fix those). The request
+    /// may have reached GitHub.
+    NotNow(String),
+}
+
+impl GitHub {
+    /// `POST /repos/{r}/deployments` for a deployment ferry decided on,
+    /// within [`CREATE_TIMEOUT`] (the installation token's fetch included).
+    pub(crate) async fn ask_to_create(
+        &self,
+        q: &DeployRequest,
+        installation: Option<i64>,
+    ) -> Asked {
+        let asked = tokio::time::timeout(
+            CREATE_TIMEOUT,
+            self.create_deployment(q, installation, CREATE_TIMEOUT),
+        )
+        .await;
+        match asked {
+            Ok(Ok(created)) => Asked::Created(created),
+            Ok(Err(CallError::Permanent { reason }))
+                if !reason.starts_with("401") && !reason.starts_with("403") =>
+            {
+                Asked::Refused(reason)
+            }
+            Ok(Err(e)) => Asked::NotNow(e.to_string()),
+            Err(_) => Asked::NotNow("no answer from GitHub in time".into()),
+        }
+    }
+}
+
 /// Takes requests from the store and answers them, until `stop`.
 pub struct Requester {
     pub github: Current<GitHub>,
