@@ -25,11 +25,19 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Between two accept errors logged (EMFILE repeats as fast as we accept).
 const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// `metrics` is None where no recorder is installed (in-process tests,
-/// benchmarks).
-async fn metrics(State(metrics): State<Option<PrometheusHandle>>) -> Response {
+/// Where a listener's `/metrics` is.
+#[derive(Clone)]
+pub enum MetricsAt {
+    Here(PrometheusHandle),
+    /// On `server.metrics_listen`.
+    Elsewhere,
+    /// No recorder is installed (in-process tests, benchmarks).
+    Off,
+}
+
+async fn metrics(State(metrics): State<MetricsAt>) -> Response {
     match &metrics {
-        Some(handle) => (
+        MetricsAt::Here(handle) => (
             [(
                 header::CONTENT_TYPE,
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -37,8 +45,22 @@ async fn metrics(State(metrics): State<Option<PrometheusHandle>>) -> Response {
             handle.render(),
         )
             .into_response(),
-        None => (StatusCode::NOT_FOUND, "metrics are not enabled\n").into_response(),
+        MetricsAt::Elsewhere => (
+            StatusCode::NOT_FOUND,
+            "not here: /metrics is served on server.metrics_listen\n",
+        )
+            .into_response(),
+        MetricsAt::Off => (StatusCode::NOT_FOUND, "metrics are not enabled\n").into_response(),
     }
+}
+
+/// `server.metrics_listen`'s routes: `/metrics`, and `/healthz` for the
+/// scraper's own checks.
+pub fn metrics_router(handle: PrometheusHandle) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(MetricsAt::Here(handle))
 }
 
 /// `200` while serving; `503` with the reason while the store cannot take
@@ -55,7 +77,7 @@ async fn healthz() -> Response {
 }
 
 /// Each route gets the handles of its part and nothing more.
-pub fn router(intake: Intake, pages: Pages, metrics_handle: Option<PrometheusHandle>) -> Router {
+pub fn router(intake: Intake, pages: Pages, metrics_handle: MetricsAt) -> Router {
     let webhook = Router::new()
         .route("/webhook", post(crate::webhook::receive))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

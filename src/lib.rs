@@ -46,6 +46,7 @@ pub mod config;
 pub(crate) mod current;
 pub(crate) mod cursor;
 pub mod daemon;
+pub(crate) mod delivery;
 pub(crate) mod error;
 pub(crate) mod format;
 pub(crate) mod github;

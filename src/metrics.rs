@@ -8,8 +8,16 @@ pub const DELIVERIES: &str = "ferry_webhook_deliveries_total";
 pub const DEPLOYMENTS: &str = "ferry_deployments_total";
 /// Teardowns that reached a final state, by `state`.
 pub const TEARDOWNS: &str = "ferry_teardowns_total";
-/// Wall time of deployments that ran, by final `state`.
+/// Delivery metrics (`src/delivery/`), by `repository` and `environment`
+/// as their target names them: deployments that ended, by `state`
+/// (GitHub's, or `cancelled`) ...
+pub const FINISHED: &str = "ferry_deployments_finished_total";
+/// ... the wall time of those that ran ...
 pub const DEPLOYMENT_SECONDS: &str = "ferry_deployment_duration_seconds";
+/// ... a success's end - its commit's time ...
+pub const LEAD_TIME_SECONDS: &str = "ferry_lead_time_seconds";
+/// ... and a success's end - the end of the first failure it recovered from.
+pub const RECOVERY_SECONDS: &str = "ferry_recovery_seconds";
 pub const QUEUED: &str = "ferry_deployments_queued";
 pub const RUNNING: &str = "ferry_deployments_running";
 pub const LOCKED: &str = "ferry_environments_locked";
@@ -38,15 +46,24 @@ pub const SSH_CONNECT_SECONDS: &str = "ferry_ssh_connect_seconds";
 pub const SSH_CONNECT_FAILURES: &str = "ferry_ssh_connect_failures_total";
 pub const SSH_CONNECTIONS_REUSED: &str = "ferry_ssh_connections_reused_total";
 
+/// 1m, 5m, 15m, 30m, 1h, 2h, 4h, 8h, 1d, 2d, 1w, 30d.
+const MINUTES_TO_DAYS: &[f64] = &[
+    60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0, 172800.0, 604800.0,
+    2592000.0,
+];
+
 /// Installs the process-wide recorder; `serve` calls it once.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full(DEPLOYMENT_SECONDS.into()),
             &[
-                1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+                1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
             ],
         )?
+        // Minutes to days: a hotfix's lead time to a month-old branch's.
+        .set_buckets_for_metric(Matcher::Full(LEAD_TIME_SECONDS.into()), MINUTES_TO_DAYS)?
+        .set_buckets_for_metric(Matcher::Full(RECOVERY_SECONDS.into()), MINUTES_TO_DAYS)?
         .set_buckets_for_metric(
             Matcher::Full(SSH_CONNECT_SECONDS.into()),
             &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
@@ -66,10 +83,24 @@ fn describe() {
         DEPLOYMENTS,
         "Deployments that reached a final state, by state."
     );
+    describe_counter!(
+        FINISHED,
+        "Deployments that ended, by repository, environment (as their target names them) and state (success, failure, error, cancelled)."
+    );
     describe_histogram!(
         DEPLOYMENT_SECONDS,
         metrics::Unit::Seconds,
-        "Duration of deployments that ran."
+        "Duration of deployments that ran, by repository and environment."
+    );
+    describe_histogram!(
+        LEAD_TIME_SECONDS,
+        metrics::Unit::Seconds,
+        "Change lead time: a successful deployment's end - its commit's committer date, by repository and environment."
+    );
+    describe_histogram!(
+        RECOVERY_SECONDS,
+        metrics::Unit::Seconds,
+        "Failed deployment recovery time: a success's end - the end of the first of the failures it ended, by repository and environment."
     );
     describe_counter!(
         TEARDOWNS,

@@ -17,6 +17,7 @@ mod request;
 pub mod rollback;
 pub mod serve;
 pub mod show;
+pub mod stats;
 pub mod steering;
 pub mod teardown;
 pub mod unlock;
@@ -100,6 +101,9 @@ pub enum Command {
     /// Ask GitHub (through the running ferry) for a new deployment of the
     /// environment's last good version.
     Rollback(rollback::Rollback),
+    /// Delivery metrics per repository and environment: deployments,
+    /// failure rate, lead time, recovery time, rollbacks.
+    Stats(stats::Stats),
 }
 
 impl Command {
@@ -123,6 +127,7 @@ impl Command {
             Command::Cancel(c) => c.run().await,
             Command::Deploy(c) => c.run().await,
             Command::Rollback(c) => c.run().await,
+            Command::Stats(c) => c.run().await,
         }
     }
 }

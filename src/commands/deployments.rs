@@ -104,7 +104,11 @@ impl Look<'_> {
             transient: Some(good.transient),
             rollback_of: Some(good.id),
         };
-        Ok(match self.create(github, installation, &request).await? {
+        let created = self.create(github, installation, &request).await?;
+        if let Ok(Ok(id)) = &created {
+            crate::github::create::record_rollback(self.store(), *id).await;
+        }
+        Ok(match created {
             Ok(Ok(id)) => Ok(Decided::Reply(
                 words::rolling_back(
                     &c.login,

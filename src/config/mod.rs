@@ -81,6 +81,9 @@ pub struct Server {
     pub listen: SocketAddr,
     /// Without a trailing slash.
     pub public_url: String,
+    /// `/metrics` only here (and not on `listen`) when set: its labels
+    /// name repositories and environments.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]

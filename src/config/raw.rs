@@ -33,6 +33,7 @@ pub struct RawConfig {
 pub struct RawServer {
     pub listen: Option<String>,
     pub public_url: Option<String>,
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -26,9 +26,30 @@ impl<'a> Checker<'a> {
             }
             Some(u) => self.http_url(&at("public_url"), &u),
         };
+        let metrics_listen = match raw.metrics_listen.as_deref() {
+            None => Ok(None),
+            Some(m) => match m.parse::<SocketAddr>() {
+                Ok(a) if Some(a) == listen => {
+                    self.problem(
+                        &at("metrics_listen"),
+                        format!("{m:?} is server.listen too: give /metrics a port of its own, e.g. \"127.0.0.1:9184\", or leave metrics_listen out to serve it on listen"),
+                    );
+                    Err(())
+                }
+                Ok(a) => Ok(Some(a)),
+                Err(_) => {
+                    self.problem(
+                        &at("metrics_listen"),
+                        format!("{m:?} is not an address and port, e.g. \"127.0.0.1:9184\""),
+                    );
+                    Err(())
+                }
+            },
+        };
         Some(Server {
             listen: listen?,
             public_url: public_url?,
+            metrics_listen: metrics_listen.ok()?,
         })
     }
 

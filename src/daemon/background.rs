@@ -286,6 +286,23 @@ impl Background {
         );
         tasks.spawn(crate::cursor::run(
             self.store.clone(),
+            crate::delivery::Ends {
+                store: self.store.clone(),
+                config: self.config.clone(),
+            },
+            self.wake.outbox.listener(),
+            stop.clone(),
+        ));
+        tasks.spawn(
+            crate::delivery::commit_times::CommitTimes {
+                store: self.store.clone(),
+                config: self.config.clone(),
+                github: self.github.clone(),
+            }
+            .run(stop.clone()),
+        );
+        tasks.spawn(crate::cursor::run(
+            self.store.clone(),
             crate::commands::ends::Ends {
                 store: self.store.clone(),
                 config: self.config.clone(),

@@ -41,6 +41,12 @@ impl Live {
                 old.server.listen
             ));
         }
+        if new.server.metrics_listen != old.server.metrics_listen {
+            kept.push(match old.server.metrics_listen {
+                Some(m) => format!("server.metrics_listen stays {m} until ferry restarts"),
+                None => "/metrics stays on server.listen until ferry restarts".into(),
+            });
+        }
         if new.server.public_url != old.server.public_url {
             kept.push(format!(
                 "server.public_url stays {} until ferry restarts",

@@ -94,7 +94,7 @@ fn http_parts(
 pub fn routes_only(config: Config, store: SharedStore, logs: Logs) -> axum::Router {
     let config = Current::fixed(Arc::new(config));
     let (intake, pages) = http_parts(&store, &config, &logs, &WakeUps::default());
-    crate::http::router(intake, pages, None)
+    crate::http::router(intake, pages, crate::http::MetricsAt::Off)
 }
 
 /// SIGTERM or SIGINT, whichever comes first: what `ferry serve` stops on.
@@ -170,7 +170,7 @@ pub async fn serve(
         opened.database.clone(),
     )
     .await?;
-    let metrics = Some(crate::metrics::install()?);
+    let metrics = crate::metrics::install()?;
     crate::runner::ssh::sweep_control_dir();
     let built = Built::new(config)?;
     let (config, config_now) = current(built.config);
@@ -202,6 +202,14 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (server.listen)"))?;
+    let metrics_listener = match config_now.get().server.metrics_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("cannot listen on {at} (server.metrics_listen)"))?,
+        ),
+        None => None,
+    };
     // The store alone (no host): what the last process left running is
     // taken over before this one claims anything; the runner ends their
     // steps beside intake.
@@ -235,10 +243,23 @@ pub async fn serve(
         intake: intake.clone(),
     }
     .spawn(&tasks, &stop);
+    let metrics_here = match metrics_listener {
+        Some(l) => {
+            let http_stop = stop.clone();
+            tasks.spawn(crate::http::serve(
+                l,
+                crate::http::metrics_router(metrics),
+                async move { http_stop.cancelled().await },
+                Duration::from_secs(5),
+            ));
+            crate::http::MetricsAt::Elsewhere
+        }
+        None => crate::http::MetricsAt::Here(metrics),
+    };
     let http_stop = stop.clone();
     tasks.spawn(crate::http::serve(
         listener,
-        crate::http::router(intake, pages, metrics),
+        crate::http::router(intake, pages, metrics_here),
         async move { http_stop.cancelled().await },
         // Open connections (a log being read) must not hold the exit hostage.
         Duration::from_secs(5),

@@ -235,6 +235,9 @@ impl Requester {
             "{} asked for {what}: {outcome}",
             q.actor
         );
+        if let (Some(id), Some(_)) = (deployment, q.rollback_of) {
+            record_rollback(&self.intake.store, DeploymentId(id)).await;
+        }
         // The command is waiting for this: try until it has stopped.
         while let Err(e) = self.intake.store.answer_request(taken.seq, &answer).await {
             if Instant::now() > deadline + ANSWER_MARGIN * 3 {
@@ -297,6 +300,18 @@ impl Requester {
             Ok(id) => RequestAnswer::Created(id),
             Err(answer) => RequestAnswer::InDoubt(answer),
         }
+    }
+}
+
+/// Marks a deployment created for `ferry rollback` or `.rollback` as a
+/// rollback, for `ferry stats`; a store that does not take it now only
+/// makes that count one short, so it is not retried.
+pub(crate) async fn record_rollback(store: &crate::store::SharedStore, id: DeploymentId) {
+    if let Err(e) = store
+        .record_rollback(id, crate::store::RollbackKind::Requested)
+        .await
+    {
+        tracing::warn!(deployment = %id, error = %e, "cannot record deployment {id} as a rollback: {e}");
     }
 }
 

@@ -6,6 +6,7 @@ pub mod app;
 pub mod branches;
 pub mod checks;
 pub mod comments;
+pub mod commits;
 pub mod create;
 pub mod outbox;
 pub mod reach;

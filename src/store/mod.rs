@@ -19,6 +19,7 @@ mod freezes;
 mod gates;
 mod notifications;
 mod origins;
+mod outcomes;
 pub mod postgres;
 mod protection;
 mod requests;
@@ -40,6 +41,7 @@ pub use freezes::*;
 pub use gates::*;
 pub use notifications::*;
 pub use origins::*;
+pub use outcomes::*;
 pub use protection::*;
 pub use requests::*;
 pub use statuses::*;
@@ -98,7 +100,8 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// notifications made of it ([`Notifications`]), and the shas ferry may
 /// deploy by itself ([`Candidates`]), the commands in pull request
 /// comments ([`Commands`]), the GitHub Actions runs waiting at ferry's
-/// deployment protection rule ([`ProtectionRuns`]), and what started each deployment
+/// deployment protection rule ([`ProtectionRuns`]), what deployments came
+/// to for the delivery metrics ([`Outcomes`]), and what started each deployment
 /// ([`Origins`]). Each
 /// backend has one file per noun, named alike in `sqlite/` and `postgres/`,
 /// and the conformance suite (`tests/store/`) is split the same way.
@@ -121,6 +124,7 @@ pub trait Store:
     + Commands
     + Origins
     + ProtectionRuns
+    + Outcomes
     + Send
     + Sync
     + 'static

@@ -81,10 +81,17 @@ pub async fn deploy(
         return;
     }
     let state = outcome.state();
-    let description = match rolled_back {
-        Some(note) => crate::wording::with_rollback(&outcome.describe(&deployment), &note),
+    let description = match &rolled_back {
+        Some(note) => crate::wording::with_rollback(&outcome.describe(&deployment), note),
         None => outcome.describe(&deployment),
     };
+    if rolled_back.is_some() {
+        // Before the end is recorded: `ferry stats` counts it with its end.
+        let automatic = crate::store::RollbackKind::Automatic;
+        if let Err(e) = shared.store.record_rollback(id, automatic).await {
+            tracing::warn!(deployment = %id, error = %e, "cannot record that deployment {id} rolled back: {e}");
+        }
+    }
     let teardown = deployment.teardown_of.is_some();
     let mut status =
         NewStatus::new(state.final_status(), description.clone()).with_log_url(&log_url);
@@ -129,11 +136,6 @@ pub async fn deploy(
         crate::metrics::DEPLOYMENTS
     };
     metrics::counter!(counter, "state" => state.as_str()).increment(1);
-    if let Some(started) = deployment.started_at {
-        let seconds = (crate::store::now_ms() - started).max(0) as f64 / 1000.0;
-        metrics::histogram!(crate::metrics::DEPLOYMENT_SECONDS, "state" => state.as_str())
-            .record(seconds);
-    }
     // The final state must not be lost to a passing storage hiccup: a
     // deployment left "running" would only be settled at the next restart.
     let pause = crate::backoff::Backoff {

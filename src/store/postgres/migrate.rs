@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0019_pr_commands.sql"),
     include_str!("../../../migrations/postgres/0020_lock_until.sql"),
     include_str!("../../../migrations/postgres/0021_protection_runs.sql"),
+    include_str!("../../../migrations/postgres/0022_delivery_metrics.sql"),
 ];
 
 /// `pg_advisory_xact_lock` key under which migrations run: replicas that

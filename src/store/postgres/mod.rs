@@ -32,6 +32,7 @@ mod migrate;
 mod notifications;
 mod origins;
 pub mod outbox;
+mod outcomes;
 mod protection;
 mod requests;
 mod steps;

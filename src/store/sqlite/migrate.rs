@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0018_pr_commands.sql"),
     include_str!("../../../migrations/sqlite/0019_lock_until.sql"),
     include_str!("../../../migrations/sqlite/0020_protection_runs.sql"),
+    include_str!("../../../migrations/sqlite/0021_delivery_metrics.sql"),
 ];
 
 pub fn run(conn: &mut Connection) -> anyhow::Result<()> {

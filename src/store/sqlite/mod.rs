@@ -28,6 +28,7 @@ mod migrate;
 mod notifications;
 mod origins;
 mod outbox;
+mod outcomes;
 mod protection;
 mod requests;
 mod steps;

@@ -19,6 +19,7 @@ use crate::schema::{check_body, create_deployment_schema, request_schema};
 mod app;
 mod checks;
 pub mod comments;
+mod commits;
 mod create;
 pub mod protection;
 use app::{access_token, repo_installation};
@@ -138,6 +139,11 @@ struct Inner {
     checks_fault: Option<Fault>,
     /// Checks reads (both endpoints, every page).
     check_reads: usize,
+    /// (repository, sha) → committer date, for commit reads.
+    commit_dates: std::collections::HashMap<(String, String), String>,
+    /// The answer every commit read gets instead, while set.
+    commits_fault: Option<Fault>,
+    commit_reads: Vec<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -477,6 +483,10 @@ impl FakeGitHub {
             .route(
                 &format!("{prefix}/repos/{{owner}}/{{repo}}/commits/{{sha}}/check-runs"),
                 get(checks::check_runs),
+            )
+            .route(
+                &format!("{prefix}/repos/{{owner}}/{{repo}}/commits/{{sha}}"),
+                get(commits::commit),
             )
             .route(
                 &format!("{prefix}/repos/{{owner}}/{{repo}}/commits/{{sha}}/status"),

@@ -1,0 +1,143 @@
+//! What deployments came to, for the delivery metrics (`ferry stats`,
+//! `/metrics`): the deployments that ended, which of them were
+//! rollbacks, and each one's commit time.
+//!
+//! A commit time is read from GitHub once per deployment that ran and
+//! ended. The look is queued by a trigger in the transaction that ends
+//! the deployment, taken under a lease by one process (like the other
+//! leased looks, `looks.rs`), and retried while GitHub is out of reach;
+//! nothing waits for it. Each backend implements it in its `outcomes.rs`.
+
+use async_trait::async_trait;
+
+use super::{DeploymentId, Owner, Result, State};
+
+/// A deployment that ran and ended (not a teardown, not a lock task).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    pub id: DeploymentId,
+    pub repository: String,
+    pub environment: String,
+    /// `success`, `failure` or `error`.
+    pub state: State,
+    pub started_at: Option<i64>,
+    pub finished_at: i64,
+    /// Ended by `ferry cancel` (its state is `error`).
+    pub cancelled: bool,
+    /// A rollback (`ferry rollback`, `.rollback`), or it put its hosts
+    /// back itself.
+    pub rollback: bool,
+    /// Its commit's `committer.date` (ms since the epoch), once read.
+    pub committed_at: Option<i64>,
+}
+
+impl Ended {
+    /// What DORA counts as a deployment: everything that ended but a cancel.
+    pub fn counts(&self) -> bool {
+        !self.cancelled
+    }
+
+    pub fn failed(&self) -> bool {
+        self.counts() && matches!(self.state, State::Failure | State::Error)
+    }
+
+    /// The word `/metrics` uses: GitHub's state, or `cancelled`.
+    pub fn word(&self) -> &'static str {
+        if self.cancelled {
+            "cancelled"
+        } else {
+            self.state.as_str()
+        }
+    }
+}
+
+/// How a deployment came to be a rollback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollbackKind {
+    /// `ferry rollback`, `.rollback`.
+    Requested,
+    /// A failed deployment put its hosts back (`rollback = true`).
+    Automatic,
+}
+
+impl RollbackKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RollbackKind::Requested => "requested",
+            RollbackKind::Automatic => "automatic",
+        }
+    }
+}
+
+/// A commit time to read from GitHub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitLook {
+    pub seq: i64,
+    pub deployment: DeploymentId,
+    pub repository: String,
+    pub sha: String,
+    pub installation_id: Option<i64>,
+    /// Tries so far.
+    pub attempts: i64,
+}
+
+#[async_trait]
+pub trait Outcomes: Send + Sync {
+    /// Deployments that ended at or after `since` (ms since the epoch),
+    /// of one repository and environment when given, in the order they
+    /// ended.
+    async fn ended_since(
+        &self,
+        since: i64,
+        environment: Option<(&str, &str)>,
+    ) -> Result<Vec<Ended>>;
+
+    /// One ended deployment; None for one that has not ended, a
+    /// teardown or a lock task.
+    async fn ended(&self, id: DeploymentId) -> Result<Option<Ended>>;
+
+    /// The deployments of `id`'s environment that ended before it, newest
+    /// first, at most `limit` (a recovery's run of failures).
+    async fn ended_before(&self, id: DeploymentId, limit: i64) -> Result<Vec<Ended>>;
+
+    /// Marks `id` as a rollback; marking it twice changes nothing.
+    async fn record_rollback(&self, id: DeploymentId, kind: RollbackKind) -> Result<()>;
+
+    /// Commit times to read by `now`, oldest first, at most `limit`, each
+    /// leased to `owner` until `until`.
+    async fn due_commit_looks(
+        &self,
+        owner: &Owner,
+        now: i64,
+        until: i64,
+        limit: i64,
+    ) -> Result<Vec<CommitLook>>;
+
+    /// A commit time read before for this repository and sha, by any
+    /// deployment (GitHub is not asked twice for one commit).
+    async fn known_commit_time(&self, repository: &str, sha: &str) -> Result<Option<i64>>;
+
+    /// The look is done: the commit time, or None with why it cannot be
+    /// had (the commit is gone). False when `owner` no longer holds it.
+    async fn commit_look_done(
+        &self,
+        seq: i64,
+        owner: &Owner,
+        committed_at: Option<i64>,
+        error: Option<&str>,
+    ) -> Result<bool>;
+
+    /// GitHub did not answer: looked at again at `at`, one more try
+    /// counted. False when `owner` no longer holds it.
+    async fn commit_look_later(
+        &self,
+        seq: i64,
+        owner: &Owner,
+        at: i64,
+        error: &str,
+    ) -> Result<bool>;
+
+    /// At the start of a process that uses the store alone: the last
+    /// one's looks are due at once.
+    async fn release_commit_looks(&self) -> Result<u64>;
+}
