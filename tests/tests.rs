@@ -9,6 +9,7 @@
 mod auto_deploy;
 mod browser;
 mod checks;
+mod delivery;
 mod deploy_cli;
 mod first_hour;
 mod fleet;

@@ -134,6 +134,7 @@ mod locks;
 mod migrations;
 mod notifications;
 mod outbox;
+mod outcomes;
 mod protection;
 mod requests;
 mod steps;
