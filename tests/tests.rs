@@ -9,6 +9,7 @@
 mod auto_deploy;
 mod browser;
 mod checks;
+mod dashboard;
 mod delivery;
 mod deploy_cli;
 mod first_hour;

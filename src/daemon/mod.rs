@@ -172,6 +172,7 @@ pub async fn serve(
     .await?;
     let metrics = crate::metrics::install()?;
     crate::runner::ssh::sweep_control_dir();
+    crate::delivery::register(&config);
     let built = Built::new(config)?;
     let (config, config_now) = current(built.config);
     let (github, github_now) = current(built.github);

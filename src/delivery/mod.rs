@@ -47,6 +47,29 @@ pub fn labels(config: &Config, repository: &str, environment: &str) -> (String, 
     }
 }
 
+/// The finished counters of every target at zero from the start, so a
+/// deployment's first end is an increase (Prometheus' `increase()` sees a
+/// series that first appears at 1 as no change), and a dashboard has its
+/// series before anything ended.
+pub fn register(config: &Config) {
+    for t in &config.targets {
+        for state in ["success", "failure", "error", "cancelled"] {
+            metrics::counter!(crate::metrics::FINISHED,
+                "repository" => t.repository.clone(), "environment" => t.environment.clone(),
+                "state" => state)
+            .increment(0);
+        }
+    }
+    metrics::counter!(crate::metrics::SSH_CONNECT_FAILURES).increment(0);
+    for sink in &config.sinks {
+        for result in ["delivered", "retried", "given_up"] {
+            metrics::counter!(crate::metrics::NOTIFICATIONS,
+                "sink" => sink.name.clone(), "result" => result)
+            .increment(0);
+        }
+    }
+}
+
 /// The lead time of a success whose commit time is known, in seconds.
 pub fn lead_seconds(ended: &Ended) -> Option<f64> {
     let committed = ended.committed_at?;

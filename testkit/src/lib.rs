@@ -7,6 +7,7 @@ pub mod container;
 pub mod github;
 pub mod postgres;
 mod process;
+pub mod prometheus;
 pub mod receiver;
 mod schema;
 pub mod slack;
@@ -298,6 +299,8 @@ pub struct Setup {
     pub github: String,
     /// `github.api_url` instead of the fake's (one nothing answers at).
     pub api_url: Option<String>,
+    /// More lines for `[server]`.
+    pub server: String,
 }
 
 /// `count` loopback addresses from 127.0.0.`first` on.
@@ -323,6 +326,7 @@ impl Default for Setup {
             database_url: None,
             github: String::new(),
             api_url: None,
+            server: String::new(),
         }
     }
 }
@@ -428,12 +432,13 @@ impl World {
             .unwrap_or_default();
         let port = sshd::free_port();
         let config = format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\
+            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n{server}\n\
              [github]\napi_url = \"{api}\"\nwebhook_secret_file = \"secret\"\n{auth}\n{github}\n\
              [storage]\ndir = \"state\"\n{database}\
              [runner]\n{runner}\n\
                           [ssh]\nidentity_file = \"id_ed25519\"\nknown_hosts_file = \"known_hosts\"\nconnect_timeout = \"{timeout}\"\n{ssh}\n{targets}",
             timeout = setup.connect_timeout,
+            server = setup.server,
             github = setup.github,
             ssh = setup.ssh,
             api = setup.api_url.as_deref().unwrap_or(&github.url),

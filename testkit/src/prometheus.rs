@@ -1,0 +1,113 @@
+//! A real Prometheus (Debian's `prometheus` package) scraping one ferry
+//! every second with ferry's alerting rules loaded: the dashboard's
+//! queries and the rules are evaluated by the program that will run them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub struct Prometheus {
+    child: Child,
+    pub url: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// `prometheus` and `promtool`, from Debian's package.
+pub fn binary(name: &str) -> PathBuf {
+    let path = PathBuf::from("/usr/bin").join(name);
+    assert!(
+        path.exists(),
+        "{name} not found: install Debian's prometheus package (bash .ci/run does)"
+    );
+    path
+}
+
+impl Prometheus {
+    /// Scrapes `target` (host:port) as job `ferry` every second and
+    /// evaluates `rules` every second.
+    pub async fn start(target: &str, rules: &Path) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             rule_files:\n  - {rules:?}\n\
+             scrape_configs:\n  - job_name: ferry\n    static_configs:\n      - targets: [{target:?}]\n"
+        );
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let port = crate::sshd::free_port();
+        let child = Command::new(binary("prometheus"))
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("prometheus.log")).unwrap(),
+            ))
+            .spawn()
+            .expect("start prometheus");
+        let p = Prometheus {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            _dir: dir,
+        };
+        let ready = format!("{}/-/ready", p.url);
+        crate::eventually("Prometheus ready", Duration::from_secs(60), || async {
+            let r = p.http.get(&ready).send().await.ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await;
+        p
+    }
+
+    /// `GET /api/v1/query`: Prometheus' whole answer (status, data or
+    /// error).
+    pub async fn query(&self, expr: &str) -> Value {
+        self.http
+            .get(format!("{}/api/v1/query?query={}", self.url, encode(expr)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// `GET /api/v1/rules`: the rule groups with each rule's health.
+    pub async fn rules(&self) -> Value {
+        self.http
+            .get(format!("{}/api/v1/rules", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+/// `s` as one URL query value.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,208 @@
+//! The Grafana dashboard and the alerting rules in `contrib/`, against a
+//! real Prometheus scraping a ferry that ran a few deployments on
+//! `server.metrics_listen`: every panel's query returns data, every rule
+//! evaluates without error, `promtool` passes the rules, and no query
+//! names a metric ferry does not export.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ferry_testkit as common;
+use serde_json::Value;
+
+use common::prometheus::{Prometheus, binary};
+use common::receiver::Receiver;
+use common::{Setup, World, deployment_event, eventually, target};
+
+const REPO: &str = "octo-org/web";
+const WAIT: Duration = Duration::from_secs(60);
+const GOOD: &str = "f95f852bd8fca8fcc58a9a2d6c842781e32a215e";
+const BAD: &str = "badbadbadbadbadbadbadbadbadbadbadbadbad0";
+
+fn contrib(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("contrib")
+        .join(path)
+}
+
+/// Each panel's queries, with Grafana's variables as a dashboard showing
+/// everything over the last 10 minutes would fill them in.
+fn panel_queries() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(contrib("grafana/ferry.json")).unwrap();
+    let dashboard: Value = serde_json::from_str(&text).unwrap();
+    let mut out = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$__rate_interval", "1m")
+                .replace("$__range_s", "600")
+                .replace("$__range", "10m")
+                .replace("$repository", ".*")
+                .replace("$environment", ".*");
+            assert!(!expr.contains('$'), "a variable left in {expr}");
+            out.push((panel["title"].as_str().unwrap().to_string(), expr));
+        }
+    }
+    assert!(out.len() >= 15, "{out:?}");
+    out
+}
+
+/// The metric names an expression uses (histogram series by family).
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("ferry_") {
+        let word: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let family = ["_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|s| word.strip_suffix(s))
+            .unwrap_or(&word);
+        names.insert(family.to_string());
+        rest = &rest[at + word.len()..];
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_and_the_rules_work_against_a_real_prometheus() {
+    let hook = Receiver::start(None).await;
+    let metrics_port = common::sshd::free_port();
+    let setup = Setup {
+        server: format!("metrics_listen = \"127.0.0.1:{metrics_port}\""),
+        ..Setup::default()
+    };
+    let w = World::build(setup, |sshd, _| {
+        let step = [("deploy", &*format!("[ \"$FERRY_SHA\" != {BAD} ]"))];
+        let mut t = target(REPO, "production", &sshd.hosts(), &step, "");
+        t.push_str(&format!(
+            "\n[[notify]]\nname = \"ops\"\nurl = {:?}\n",
+            hook.url
+        ));
+        t
+    })
+    .await;
+    let committed = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(3);
+    w.github.set_commit(REPO, GOOD, &committed.to_string());
+    // A success, a failure, the success that recovered from it.
+    for (id, sha) in [(81, GOOD), (82, BAD), (83, GOOD)] {
+        let mut event = deployment_event(id, REPO, "production");
+        event["deployment"]["sha"] = sha.into();
+        let (code, body) = w.deliver("deployment", &event).await;
+        assert_eq!(code, 202, "{body}");
+        w.github.wait_final(id, WAIT).await;
+    }
+
+    // /metrics is on metrics_listen only.
+    let main = w
+        .http
+        .get(format!("{}/metrics", w.ferry.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(main.status(), 404);
+    let scrape_url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let exported = eventually("both lead times on /metrics", WAIT, || async {
+        let text = w
+            .http
+            .get(&scrape_url)
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .any(|l| {
+                l.starts_with("ferry_lead_time_seconds_count")
+                    && l.contains("environment=\"production\"")
+                    && l.ends_with(" 2")
+            })
+            .then_some(text)
+    })
+    .await;
+    let families: BTreeSet<String> = exported
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .flat_map(metric_names)
+        .collect();
+
+    let rules = contrib("prometheus/ferry-rules.yml");
+    let checked = std::process::Command::new(binary("promtool"))
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .unwrap();
+    assert!(checked.status.success(), "{checked:?}");
+    let rules_text = std::fs::read_to_string(&rules).unwrap();
+
+    // Every metric named is one ferry exports.
+    for (title, expr) in panel_queries() {
+        for name in metric_names(&expr) {
+            assert!(
+                families.contains(&name),
+                "panel {title:?} queries {name}, which ferry does not export: {families:?}"
+            );
+        }
+    }
+    for name in metric_names(&rules_text) {
+        assert!(
+            families.contains(&name),
+            "a rule uses {name}, which ferry does not export"
+        );
+    }
+
+    let prometheus = Prometheus::start(&format!("127.0.0.1:{metrics_port}"), &rules).await;
+    // Three scrapes at least: a rate over a minute has two samples.
+    eventually("three scrapes", WAIT, || async {
+        let a = prometheus
+            .query("count_over_time(up{job=\"ferry\"}[1m]) >= 3")
+            .await;
+        (!a["data"]["result"].as_array()?.is_empty()).then_some(())
+    })
+    .await;
+    for (title, expr) in panel_queries() {
+        let answer = prometheus.query(&expr).await;
+        assert_eq!(
+            answer["status"], "success",
+            "panel {title:?}: {expr}: {answer}"
+        );
+        let result = answer["data"]["result"].as_array().unwrap();
+        assert!(!result.is_empty(), "panel {title:?} has no data: {expr}");
+    }
+    // Each rule evaluated, without error.
+    let groups = eventually("every rule evaluated", WAIT, || async {
+        let answer = prometheus.rules().await;
+        let groups = answer["data"]["groups"].as_array()?.clone();
+        let rules: Vec<&Value> = groups
+            .iter()
+            .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+            .collect();
+        let evaluated = rules.len() == 5
+            && rules.iter().all(|r| {
+                r["lastEvaluation"]
+                    .as_str()
+                    .is_some_and(|t| !t.starts_with("0001"))
+            });
+        evaluated.then_some(groups)
+    })
+    .await;
+    for g in &groups {
+        for r in g["rules"].as_array().unwrap() {
+            assert_eq!(r["health"], "ok", "{r}");
+            assert!(r["lastError"].as_str().unwrap_or("").is_empty(), "{r}");
+        }
+    }
+    // Healthy ferry, nothing waiting: nothing fires.
+    let firing: Vec<&Value> = groups
+        .iter()
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+        .filter(|r| r["state"] == "firing")
+        .collect();
+    assert!(firing.is_empty(), "{firing:?}");
+}
