@@ -286,6 +286,15 @@ run = 'echo "$FERRY_DEPLOYMENT_ID $FERRY_SHA" >> {scratch}/deployed'
         )),
         ""
     );
+    // Delivery metrics as a member: the successes above, and the rollback.
+    let stats = c.ok(&format!(
+        "{member} stats --json --environment octo-org/web:production --config /etc/ferry/ferry.toml"
+    ));
+    let stats: serde_json::Value = serde_json::from_str(stats.trim()).unwrap();
+    assert!(stats["successes"].as_u64().unwrap() >= 3, "{stats}");
+    assert_eq!(stats["rollbacks"], 1, "{stats}");
+    // The dashboard and the rules are in the package.
+    c.ok("test -s /usr/share/ferry/grafana/ferry.json && test -s /usr/share/ferry/prometheus/ferry-rules.yml");
     assert_eq!(c.ok("find /var/lib/ferry -user root"), "");
     assert_eq!(c.ok("find /var/lib/ferry ! -group ferry"), "");
     // A closed output ends a command quietly.

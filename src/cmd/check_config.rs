@@ -90,8 +90,13 @@ fn print_summary(c: &Config, database: Option<String>) {
         plural(steps, "step"),
     );
     println!(
-        "  listen {}, public_url {}",
-        c.server.listen, c.server.public_url
+        "  listen {}, public_url {}{}",
+        c.server.listen,
+        c.server.public_url,
+        c.server
+            .metrics_listen
+            .map(|m| format!(", /metrics on {m}"))
+            .unwrap_or_default()
     );
     let auth = match &c.github.auth {
         GitHubAuth::Token(_) => "token".to_string(),

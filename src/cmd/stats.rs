@@ -92,7 +92,7 @@ fn table(figures: &[Figures], since: Duration) {
             f.deployments,
             f.successes,
             f.failures,
-            format!("{:.1}", f.per_day),
+            per_day(f.per_day),
             rough(f.lead_time_median_s),
             f.change_failure_rate
                 .map_or("-".into(), |r| format!("{:.0}%", r * 100.0)),
@@ -101,6 +101,15 @@ fn table(figures: &[Figures], since: Duration) {
         );
     }
     println!("LEAD TIME and RECOVERY are medians; - where there is nothing to measure.");
+}
+
+/// Two significant figures where they matter: "12", "1.5", "0.03".
+fn per_day(n: f64) -> String {
+    match n {
+        n if n >= 10.0 => format!("{n:.0}"),
+        n if n >= 1.0 || n == 0.0 => format!("{n:.1}"),
+        n => format!("{n:.2}"),
+    }
 }
 
 /// Seconds as people read a span: its two largest units ("2h 5m",
@@ -142,6 +151,14 @@ mod tests {
         assert_eq!(rough(Some(7_200.0)), "2h");
         assert_eq!(rough(Some(3.0 * 86_400.0 + 4.0 * 3_600.0 + 59.0)), "3d 4h");
         assert_eq!(rough(Some(86_400.0 + 30.0)), "1d");
+    }
+
+    #[test]
+    fn rates_keep_what_matters() {
+        assert_eq!(super::per_day(0.0), "0.0");
+        assert_eq!(super::per_day(1.0 / 30.0), "0.03");
+        assert_eq!(super::per_day(1.5), "1.5");
+        assert_eq!(super::per_day(42.4), "42");
     }
 
     #[test]

@@ -588,3 +588,29 @@ fn every_key_is_in_the_example() {
         "not in config/ferry.example.toml: {missing:?}"
     );
 }
+
+#[test]
+fn metrics_listen_is_an_address_of_its_own() {
+    assert_eq!(parse(BASE).unwrap().server.metrics_listen, None);
+    let with = |value: &str| {
+        BASE.replace(
+            "[server]\n",
+            &format!("[server]\nmetrics_listen = {value:?}\n"),
+        )
+    };
+    let c = parse(&with("127.0.0.1:9184")).unwrap();
+    assert_eq!(
+        c.server.metrics_listen.map(|a| a.to_string()).as_deref(),
+        Some("127.0.0.1:9184")
+    );
+    for (bad, says) in [
+        ("9184", "is not an address and port"),
+        ("127.0.0.1:8080", "is server.listen too"),
+    ] {
+        let err = parse(&with(bad)).unwrap_err();
+        let p = &err.problems[0];
+        assert_eq!(p.key, "server.metrics_listen", "{err}");
+        assert!(p.message.contains(says), "{err}");
+        assert!(p.line.is_some(), "{err}");
+    }
+}
