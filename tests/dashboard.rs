@@ -34,14 +34,7 @@ fn panel_queries() -> Vec<(String, String)> {
     let mut out = Vec::new();
     for panel in dashboard["panels"].as_array().unwrap() {
         for t in panel["targets"].as_array().into_iter().flatten() {
-            let expr = t["expr"]
-                .as_str()
-                .unwrap()
-                .replace("$__rate_interval", "1m")
-                .replace("$__range_s", "600")
-                .replace("$__range", "10m")
-                .replace("$repository", ".*")
-                .replace("$environment", ".*");
+            let expr = crate::dashboard_picture::fill(t["expr"].as_str().unwrap());
             assert!(!expr.contains('$'), "a variable left in {expr}");
             out.push((panel["title"].as_str().unwrap().to_string(), expr));
         }
@@ -85,6 +78,16 @@ async fn the_dashboard_and_the_rules_work_against_a_real_prometheus() {
             hook.url
         ));
         t
+    })
+    .await;
+    // Prometheus watches from before the first deployment, as it would.
+    let rules = contrib("prometheus/ferry-rules.yml");
+    let prometheus = Prometheus::start(&format!("127.0.0.1:{metrics_port}"), &rules).await;
+    eventually("a scrape before anything ran", WAIT, || async {
+        let a = prometheus
+            .query("ferry_deployments_finished_total{state=\"success\"} == 0")
+            .await;
+        (!a["data"]["result"].as_array()?.is_empty()).then_some(())
     })
     .await;
     let committed = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(3);
@@ -132,7 +135,6 @@ async fn the_dashboard_and_the_rules_work_against_a_real_prometheus() {
         .flat_map(metric_names)
         .collect();
 
-    let rules = contrib("prometheus/ferry-rules.yml");
     let checked = std::process::Command::new(binary("promtool"))
         .args(["check", "rules"])
         .arg(&rules)
@@ -157,15 +159,24 @@ async fn the_dashboard_and_the_rules_work_against_a_real_prometheus() {
         );
     }
 
-    let prometheus = Prometheus::start(&format!("127.0.0.1:{metrics_port}"), &rules).await;
-    // Three scrapes at least: a rate over a minute has two samples.
-    eventually("three scrapes", WAIT, || async {
+    // Prometheus saw the ends happen, and a few scrapes since: a rate over
+    // a minute has two samples.
+    eventually("the lead times scraped", WAIT, || async {
         let a = prometheus
-            .query("count_over_time(up{job=\"ferry\"}[1m]) >= 3")
+            .query("ferry_lead_time_seconds_count{environment=\"production\"} == 2")
             .await;
         (!a["data"]["result"].as_array()?.is_empty()).then_some(())
     })
     .await;
+    let since = jiff::Timestamp::now().as_second() + 3;
+    eventually("three scrapes since", WAIT, || async {
+        let a = prometheus
+            .query(&format!("timestamp(up{{job=\"ferry\"}}) > {since}"))
+            .await;
+        (!a["data"]["result"].as_array()?.is_empty()).then_some(())
+    })
+    .await;
+    let mut values = std::collections::HashMap::new();
     for (title, expr) in panel_queries() {
         let answer = prometheus.query(&expr).await;
         assert_eq!(
@@ -174,7 +185,26 @@ async fn the_dashboard_and_the_rules_work_against_a_real_prometheus() {
         );
         let result = answer["data"]["result"].as_array().unwrap();
         assert!(!result.is_empty(), "panel {title:?} has no data: {expr}");
+        values.insert(title, result[0]["value"][1].as_str().unwrap().to_string());
     }
+    // DORA's four, as Prometheus computes them from what it scraped: two
+    // successes and a failure in the last 10 minutes, a recovery, lead
+    // times of about three hours.
+    let value = |title: &str| values[title].parse::<f64>().unwrap();
+    assert!(
+        value("Deployment frequency") >= 2.0 * 144.0 - 1e-6,
+        "{values:?}"
+    );
+    assert!(
+        (value("Change failure rate") - 1.0 / 3.0).abs() < 1e-6,
+        "{values:?}"
+    );
+    let lead = value("Change lead time (median)");
+    assert!((3600.0..=4.0 * 3600.0).contains(&lead), "{values:?}");
+    assert!(
+        value("Failed deployment recovery time (median)").is_finite(),
+        "{values:?}"
+    );
     // Each rule evaluated, without error.
     let groups = eventually("every rule evaluated", WAIT, || async {
         let answer = prometheus.rules().await;
@@ -205,4 +235,18 @@ async fn the_dashboard_and_the_rules_work_against_a_real_prometheus() {
         .filter(|r| r["state"] == "firing")
         .collect();
     assert!(firing.is_empty(), "{firing:?}");
+
+    // The picture in docs/operations.md (scripts/dashboard-picture).
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(contrib("grafana/ferry.json")).unwrap())
+            .unwrap();
+    let page = crate::dashboard_picture::render(&prometheus, &dashboard).await;
+    assert!(page.contains("Change failure rate"), "{page}");
+    let png = crate::dashboard_picture::shoot(&page).await;
+    assert!(png.starts_with(b"\x89PNG"));
+    let path = std::env::var_os("FERRY_DASHBOARD_PNG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png"));
+    std::fs::write(&path, &png).unwrap();
+    eprintln!("the dashboard's panels: {}", path.display());
 }

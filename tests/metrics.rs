@@ -134,13 +134,15 @@ async fn metrics_parse_and_move_when_a_deployment_runs() {
         1.0
     );
     assert_eq!(get(&after, "ferry_ssh_connect_seconds_count"), 1.0);
-    assert_eq!(
-        get(
-            &after,
-            r#"ferry_deployment_duration_seconds_count{state="success"}"#
-        ),
-        1.0
-    );
+    // The delivery metrics count the end from the event stream, a moment
+    // after the runner recorded it.
+    let duration = r#"ferry_deployment_duration_seconds_count{repository="octo-org/web",environment="production"}"#;
+    let finished = r#"ferry_deployments_finished_total{repository="octo-org/web",environment="production",state="success"}"#;
+    common::eventually("the end counted", Duration::from_secs(30), || async {
+        let now = scrape(&w).await;
+        (get(&now, duration) == 1.0 && get(&now, finished) == 1.0).then_some(())
+    })
+    .await;
     assert!(after.contains_key("ferry_deployments_queued"), "{after:?}");
     assert!(after.contains_key("ferry_deployments_running"), "{after:?}");
 }

@@ -10,6 +10,7 @@ mod auto_deploy;
 mod browser;
 mod checks;
 mod dashboard;
+mod dashboard_picture;
 mod delivery;
 mod deploy_cli;
 mod first_hour;

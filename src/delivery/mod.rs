@@ -47,17 +47,26 @@ pub fn labels(config: &Config, repository: &str, environment: &str) -> (String, 
     }
 }
 
-/// The finished counters of every target at zero from the start, so a
-/// deployment's first end is an increase (Prometheus' `increase()` sees a
-/// series that first appears at 1 as no change), and a dashboard has its
-/// series before anything ended.
+/// The finished counters and delivery histograms of every target at zero
+/// from the start, so a deployment's first end is an increase
+/// (Prometheus' `increase()` sees a series that first appears at 1 as no
+/// change), and a dashboard has its series before anything ended.
 pub fn register(config: &Config) {
     for t in &config.targets {
+        let (r, e) = (t.repository.clone(), t.environment.clone());
         for state in ["success", "failure", "error", "cancelled"] {
             metrics::counter!(crate::metrics::FINISHED,
-                "repository" => t.repository.clone(), "environment" => t.environment.clone(),
-                "state" => state)
+                "repository" => r.clone(), "environment" => e.clone(), "state" => state)
             .increment(0);
+        }
+        // Registered: the exporter shows them with empty buckets.
+        for name in [
+            crate::metrics::DEPLOYMENT_SECONDS,
+            crate::metrics::LEAD_TIME_SECONDS,
+            crate::metrics::RECOVERY_SECONDS,
+        ] {
+            let _ =
+                metrics::histogram!(name, "repository" => r.clone(), "environment" => e.clone());
         }
     }
     metrics::counter!(crate::metrics::SSH_CONNECT_FAILURES).increment(0);

@@ -80,6 +80,27 @@ impl Prometheus {
             .unwrap()
     }
 
+    /// `GET /api/v1/query_range` over the last `seconds`, a point a second.
+    pub async fn query_range(&self, expr: &str, seconds: u64) -> Value {
+        let end = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        self.http
+            .get(format!(
+                "{}/api/v1/query_range?query={}&start={}&end={end}&step=1",
+                self.url,
+                encode(expr),
+                end - seconds
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// `GET /api/v1/rules`: the rule groups with each rule's health.
     pub async fn rules(&self) -> Value {
         self.http
