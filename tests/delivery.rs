@@ -44,12 +44,20 @@ async fn deliver(w: &World, id: i64, env: &str, sha: &str) -> String {
     got.last().unwrap().state().to_string()
 }
 
-/// A series of `/metrics` by its name and labels, in any order; 0 while
-/// it does not exist.
-async fn series(w: &World, name: &str, labels: &[(&str, &str)]) -> f64 {
+/// A series of `/metrics` by its name and labels, in any order, summed
+/// over the replicas; 0 while it does not exist.
+async fn series(w: &World, urls: &[String], name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut sum = 0.0;
+    for url in urls {
+        sum += series_of(w, url, name, labels).await;
+    }
+    sum
+}
+
+async fn series_of(w: &World, base: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     let text = w
         .http
-        .get(format!("{}/metrics", w.ferry.url))
+        .get(format!("{base}/metrics"))
         .send()
         .await
         .unwrap()
@@ -88,7 +96,18 @@ fn ended_at(w: &World, id: i64) -> f64 {
 }
 
 async fn a_scripted_history_gives_stats_and_metrics(database_url: Option<String>) {
+    let replicated = database_url.is_some();
     let w = world(database_url).await;
+    // With replicas, each end is counted once, by one of them: the sums
+    // below are over both.
+    let replica = if replicated {
+        Some(w.replica(1).await)
+    } else {
+        None
+    };
+    let mut urls = vec![w.ferry.url.clone()];
+    urls.extend(replica.iter().map(|r| r.url.clone()));
+    let urls = &urls;
     let prod = [("repository", REPO), ("environment", "production")];
     let committed = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2);
     w.github.set_commit(REPO, GOOD, &committed.to_string());
@@ -103,7 +122,7 @@ async fn a_scripted_history_gives_stats_and_metrics(database_url: Option<String>
     w.github.fail_commits(None);
     let lead = "ferry_lead_time_seconds_count";
     eventually("71's lead time", WAIT, || async {
-        (series(&w, lead, &prod).await == 1.0).then_some(())
+        (series(&w, urls, lead, &prod).await == 1.0).then_some(())
     })
     .await;
     assert_eq!(deliver(&w, 72, "production", BAD).await, "failure");
@@ -127,7 +146,7 @@ async fn a_scripted_history_gives_stats_and_metrics(database_url: Option<String>
     assert_eq!(states.last().unwrap(), "success", "{states:?}");
     assert_eq!(deliver(&w, 76, "review-7", GOOD).await, "success");
     eventually("every lead time", WAIT, || async {
-        (series(&w, lead, &prod).await == 3.0).then_some(())
+        (series(&w, urls, lead, &prod).await == 3.0).then_some(())
     })
     .await;
 
@@ -176,6 +195,7 @@ async fn a_scripted_history_gives_stats_and_metrics(database_url: Option<String>
         async move {
             series(
                 w,
+                urls,
                 finished,
                 &[("repository", REPO), ("environment", env), ("state", state)],
             )
@@ -191,10 +211,11 @@ async fn a_scripted_history_gives_stats_and_metrics(database_url: Option<String>
     assert_eq!(count("error", "production").await, 0.0);
     // Review apps are one series, under their target's glob.
     assert_eq!(count("success", "review-*").await, 1.0);
-    assert_eq!(series(&w, "ferry_recovery_seconds_count", &prod).await, 1.0);
+    assert_eq!(series(&w, urls, "ferry_recovery_seconds_count", &prod).await, 1.0);
     assert_eq!(
-        series(&w, "ferry_deployment_duration_seconds_count", &prod).await,
+        series(&w, urls, "ferry_deployment_duration_seconds_count", &prod).await,
         4.0
     );
     w.assert_no_violations();
+    drop(replica);
 }

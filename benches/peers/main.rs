@@ -67,6 +67,7 @@ mod intake;
 mod notify;
 mod reaction;
 mod rolling;
+mod stats;
 use burst::*;
 use failover::*;
 use fanout::*;
@@ -75,6 +76,7 @@ use intake::*;
 use notify::*;
 use reaction::*;
 use rolling::*;
+use stats::*;
 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -155,6 +157,11 @@ async fn main() {
     if wanted("rolling") {
         eprintln!("rolling deploy with checks ...");
         rolling(&mut report).await;
+    }
+    // `stats-sqlite`: SQLite alone.
+    if wanted("stats") || wanted("stats-sqlite") {
+        eprintln!("ferry stats on a store of 200,000 deployments ...");
+        stats(&mut report, !wanted("stats-sqlite") || wanted("stats")).await;
     }
     if wanted("footprint") {
         eprintln!("footprint ...");
