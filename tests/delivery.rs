@@ -211,7 +211,10 @@ async fn a_scripted_history_gives_stats_and_metrics(database_url: Option<String>
     assert_eq!(count("error", "production").await, 0.0);
     // Review apps are one series, under their target's glob.
     assert_eq!(count("success", "review-*").await, 1.0);
-    assert_eq!(series(&w, urls, "ferry_recovery_seconds_count", &prod).await, 1.0);
+    assert_eq!(
+        series(&w, urls, "ferry_recovery_seconds_count", &prod).await,
+        1.0
+    );
     assert_eq!(
         series(&w, urls, "ferry_deployment_duration_seconds_count", &prod).await,
         4.0

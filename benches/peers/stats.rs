@@ -122,7 +122,9 @@ pub(crate) async fn stats(report: &mut Vec<[String; 5]>, postgres: bool) {
                 None => {
                     let path = dir.path().join(format!("{store}-{name}"));
                     std::fs::create_dir_all(&path).unwrap();
-                    ferry::store::sqlite::SqliteStore::open(&path).await.unwrap();
+                    ferry::store::sqlite::SqliteStore::open(&path)
+                        .await
+                        .unwrap();
                 }
                 Some(url) => {
                     ferry::store::postgres::PgStore::connect(url).await.unwrap();

@@ -12,6 +12,20 @@ use async_trait::async_trait;
 
 use super::{DeploymentId, Owner, Result, State};
 
+/// The columns of an [`Ended`], over `deployments d`: the same SQL on
+/// both backends (each row's rollback mark and commit time by their keys).
+pub(super) const ENDED: &str = "SELECT d.id, d.repository, d.environment, d.state, d.started_at,
+        d.finished_at, d.cancelled_by IS NOT NULL AS cancelled,
+        EXISTS (SELECT 1 FROM rollbacks r WHERE r.deployment_id = d.id) AS rollback,
+        (SELECT c.committed_at FROM commit_times c WHERE c.deployment_id = d.id) AS committed_at
+    FROM deployments d";
+
+/// Which rows are [`Ended`]: not a teardown (negative ids), not a lock
+/// task. `finished_at IS NOT NULL` lets the partial indexes serve.
+pub(super) const IS_ENDED: &str = "d.finished_at IS NOT NULL AND d.id > 0
+    AND d.state IN ('success', 'failure', 'error')
+    AND d.task NOT IN ('deploy:lock', 'deploy:unlock')";
+
 /// A deployment that ran and ended (not a teardown, not a lock task).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ended {

@@ -5,21 +5,10 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use super::{DeploymentId, Owner, Result, SqliteStore, State, looks, now_ms};
 use crate::store::outcomes::*;
+use crate::store::outcomes::{ENDED, IS_ENDED};
 
 const TABLE: &str = "commit_times";
 const OPEN: &str = "done_at IS NULL";
-
-/// The columns of an [`Ended`], over `deployments d`.
-const ENDED: &str = "SELECT d.id, d.repository, d.environment, d.state, d.started_at,
-        d.finished_at, d.cancelled_by IS NOT NULL AS cancelled,
-        EXISTS (SELECT 1 FROM rollbacks r WHERE r.deployment_id = d.id) AS rollback,
-        (SELECT c.committed_at FROM commit_times c WHERE c.deployment_id = d.id) AS committed_at
-    FROM deployments d";
-
-/// Which rows are [`Ended`]: not a teardown (negative ids), not a lock task.
-const IS_ENDED: &str = "d.finished_at IS NOT NULL AND d.id > 0
-    AND d.state IN ('success', 'failure', 'error')
-    AND d.task NOT IN ('deploy:lock', 'deploy:unlock')";
 
 fn ended_from_row(r: &Row<'_>) -> rusqlite::Result<Ended> {
     let state: String = r.get("state")?;
