@@ -74,7 +74,13 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
 }
 
 fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_deployments();
+    describe_operations();
+}
+
+/// Intake and what deployments came to (the delivery metrics).
+fn describe_deployments() {
+    use metrics::{describe_counter, describe_histogram};
     describe_counter!(
         DELIVERIES,
         "Webhook deliveries received, by event and result."
@@ -106,6 +112,11 @@ fn describe() {
         TEARDOWNS,
         "Teardowns of environments that ended, by final state."
     );
+}
+
+/// The queue, the outbox, notifications, protection rules, SSH.
+fn describe_operations() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_gauge!(QUEUED, "Deployments waiting to run.");
     describe_counter!(
         NOTIFICATIONS,

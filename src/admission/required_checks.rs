@@ -151,25 +151,7 @@ impl Gatekeeper {
         .await;
         let reported = match reported {
             Ok(reported) => reported,
-            Err(e) => {
-                if waited >= target.checks_timeout {
-                    let name = required.first().map_or("*", String::as_str);
-                    let text =
-                        wording::required_check_timed_out(name, &d.sha, target.checks_timeout);
-                    return self.fail(d, &text).await;
-                }
-                let refused = matches!(&e, CallError::Permanent { reason }
-                    if reason.starts_with("403") || reason.starts_with("404"));
-                if refused {
-                    tracing::error!(deployment = %d.id, repository = %d.repository,
-                        "deployment {}: GitHub refuses to show the checks of {} ({e}): give the token or App Checks: read and Commit statuses: read", d.id, d.sha);
-                    self.waiting(d, &wording::checks_refused(&d.sha, &e.to_string()))
-                        .await?;
-                } else {
-                    tracing::warn!(deployment = %d.id, "deployment {}: cannot read the checks of {}: {e}", d.id, d.sha);
-                }
-                return Ok(());
-            }
+            Err(e) => return self.unread(d, target, waited, e).await,
         };
         let verdict = decide(required, &reported);
         match verdict {
@@ -200,6 +182,34 @@ impl Gatekeeper {
                 self.waiting(d, &wording::checks_waiting(&d.sha, &names))
                     .await?;
             }
+        }
+        Ok(())
+    }
+
+    /// GitHub did not say: fails the deployment once its checks had
+    /// their time, else says why it waits when GitHub refuses to show
+    /// them (a token without the permissions).
+    async fn unread(
+        &self,
+        d: &Deployment,
+        target: &crate::config::Target,
+        waited: Duration,
+        e: CallError,
+    ) -> crate::store::Result<()> {
+        if waited >= target.checks_timeout {
+            let name = target.require_checks.first().map_or("*", String::as_str);
+            let text = wording::required_check_timed_out(name, &d.sha, target.checks_timeout);
+            return self.fail(d, &text).await;
+        }
+        let refused = matches!(&e, CallError::Permanent { reason }
+            if reason.starts_with("403") || reason.starts_with("404"));
+        if refused {
+            tracing::error!(deployment = %d.id, repository = %d.repository,
+                "deployment {}: GitHub refuses to show the checks of {} ({e}): give the token or App Checks: read and Commit statuses: read", d.id, d.sha);
+            self.waiting(d, &wording::checks_refused(&d.sha, &e.to_string()))
+                .await?;
+        } else {
+            tracing::warn!(deployment = %d.id, "deployment {}: cannot read the checks of {}: {e}", d.id, d.sha);
         }
         Ok(())
     }

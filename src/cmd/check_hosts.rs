@@ -8,6 +8,7 @@ use crate::config::Host;
 use crate::format::duration;
 use crate::runner::Connector;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::task::JoinSet;
 
 /// Connect to every configured host and run `true`.
@@ -26,31 +27,17 @@ impl CheckHosts {
     }
 }
 
-pub async fn check_hosts(c: &Config, only: Option<&str>) -> anyhow::Result<()> {
-    let mut hosts: Vec<(String, Host)> = Vec::new();
-    for t in &c.targets {
-        let label = format!("{}:{}", t.repository, t.environment);
-        if only.is_some_and(|o| o != label) {
-            continue;
-        }
-        for h in &t.hosts {
-            if !hosts.iter().any(|(_, seen)| seen == h) {
-                hosts.push((label.clone(), h.clone()));
-            }
-        }
-    }
-    if hosts.is_empty() {
-        bail!(
-            "no target {} (targets are named REPO:ENV as in the config)",
-            only.unwrap_or_default()
-        );
-    }
+/// Connects to each host (the connector bounds concurrent handshakes)
+/// and runs `true`: the connect time, or why not; in `hosts`' order.
+async fn probe_all(
+    c: &Config,
+    hosts: &[(String, Host)],
+) -> anyhow::Result<Vec<Result<Duration, String>>> {
     let connector = Arc::new(Connector::new(&c.ssh)?);
     let mut checks = JoinSet::new();
     for (i, (_, host)) in hosts.iter().enumerate() {
         let connector = connector.clone();
         let host = host.clone();
-        // The connector bounds concurrent handshakes.
         checks.spawn(async move {
             let result = match connector.connect(&host).await {
                 Ok((link, took)) => {
@@ -72,6 +59,32 @@ pub async fn check_hosts(c: &Config, only: Option<&str>) -> anyhow::Result<()> {
         let (i, r) = joined.context("a host check panicked")?;
         results[i] = Some(r);
     }
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every check reports"))
+        .collect())
+}
+
+pub async fn check_hosts(c: &Config, only: Option<&str>) -> anyhow::Result<()> {
+    let mut hosts: Vec<(String, Host)> = Vec::new();
+    for t in &c.targets {
+        let label = format!("{}:{}", t.repository, t.environment);
+        if only.is_some_and(|o| o != label) {
+            continue;
+        }
+        for h in &t.hosts {
+            if !hosts.iter().any(|(_, seen)| seen == h) {
+                hosts.push((label.clone(), h.clone()));
+            }
+        }
+    }
+    if hosts.is_empty() {
+        bail!(
+            "no target {} (targets are named REPO:ENV as in the config)",
+            only.unwrap_or_default()
+        );
+    }
+    let results = probe_all(c, &hosts).await?;
     let width = hosts
         .iter()
         .map(|(_, h)| h.spec().len())
@@ -90,7 +103,7 @@ pub async fn check_hosts(c: &Config, only: Option<&str>) -> anyhow::Result<()> {
         } else {
             trusted.join(" ")
         };
-        match r.expect("every check reports") {
+        match r {
             Ok(took) => println!(
                 "{:<width$}  {:<6}  {:>8}  {trusted:<51}  {label}",
                 host.spec(),

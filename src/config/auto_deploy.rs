@@ -95,23 +95,7 @@ impl<'a> Checker<'a> {
                     );
                     return None;
                 }
-                let bad = branch.trim().is_empty()
-                    || branch.starts_with("refs/")
-                    || branch.chars().any(|c| c.is_whitespace() || c == '*');
-                if bad {
-                    self.problem(
-                        &at("branch"),
-                        format!("{branch:?} is not a branch name; give it as \"main\", without refs/heads/"),
-                    );
-                    return None;
-                }
-                if !has_checks {
-                    self.warning(
-                        &at("branch"),
-                        "no require_checks on this target: every push deploys at once",
-                    );
-                }
-                Some(AutoDeploy::Branch(branch))
+                self.followed_branch(i, branch, has_checks)
             }
             (None, Some(after)) => {
                 if after == environment {
@@ -127,6 +111,41 @@ impl<'a> Checker<'a> {
                 })
             }
         }
+    }
+
+    /// `branch`: a branch's name as GitHub gives it in a push, without
+    /// `refs/heads/`.
+    fn followed_branch(
+        &mut self,
+        i: usize,
+        branch: String,
+        has_checks: bool,
+    ) -> Option<AutoDeploy> {
+        let at = [
+            Seg::Key("target"),
+            Seg::Index(i),
+            Seg::Key("auto_deploy"),
+            Seg::Key("branch"),
+        ];
+        let bad = branch.trim().is_empty()
+            || branch.starts_with("refs/")
+            || branch.chars().any(|c| c.is_whitespace() || c == '*');
+        if bad {
+            self.problem(
+                &at,
+                format!(
+                    "{branch:?} is not a branch name; give it as \"main\", without refs/heads/"
+                ),
+            );
+            return None;
+        }
+        if !has_checks {
+            self.warning(
+                &at,
+                "no require_checks on this target: every push deploys at once",
+            );
+        }
+        Some(AutoDeploy::Branch(branch))
     }
 
     /// Every `after` names an environment some target of the same

@@ -71,6 +71,28 @@ impl<'a> Checker<'a> {
         self.named_tables::<RawFreeze, _>("freeze", "a freeze", Self::freeze, |f| &f.name)
     }
 
+    /// Each of `items` parsed, a problem said (and `ok` false) for each
+    /// that does not parse.
+    fn each<T, E: Into<String>>(
+        &mut self,
+        items: &[String],
+        at: impl Fn(usize) -> [Seg<'static>; 4],
+        parse: impl Fn(&str) -> Result<T, E>,
+        ok: &mut bool,
+    ) -> Vec<T> {
+        let mut parsed = Vec::new();
+        for (j, s) in items.iter().enumerate() {
+            match parse(s) {
+                Ok(v) => parsed.push(v),
+                Err(e) => {
+                    self.problem(&at(j), e);
+                    *ok = false;
+                }
+            }
+        }
+        parsed
+    }
+
     fn freeze(&mut self, i: usize, raw: RawFreeze) -> Option<Freeze> {
         let at = |k| [Seg::Key("freeze"), Seg::Index(i), Seg::Key(k)];
         let item = |k, j| {
@@ -106,26 +128,8 @@ impl<'a> Checker<'a> {
                 None
             }
         };
-        let mut weekly = Vec::new();
-        for (j, w) in raw.weekly.iter().enumerate() {
-            match Weekly::parse(w) {
-                Ok(w) => weekly.push(w),
-                Err(e) => {
-                    self.problem(&item("weekly", j), e);
-                    ok = false;
-                }
-            }
-        }
-        let mut dates = Vec::new();
-        for (j, d) in raw.dates.iter().enumerate() {
-            match Dated::parse(d) {
-                Ok(d) => dates.push(d),
-                Err(e) => {
-                    self.problem(&item("dates", j), e);
-                    ok = false;
-                }
-            }
-        }
+        let weekly = self.each(&raw.weekly, |j| item("weekly", j), Weekly::parse, &mut ok);
+        let dates = self.each(&raw.dates, |j| item("dates", j), Dated::parse, &mut ok);
         if raw.weekly.is_empty() && raw.dates.is_empty() {
             self.problem(
                 &[Seg::Key("freeze"), Seg::Index(i)],

@@ -3,6 +3,26 @@
 use super::*;
 
 impl<'a> Checker<'a> {
+    /// An empty known_hosts file is legal, and no host can be reached
+    /// with it: said at once rather than as a host key error per host
+    /// later.
+    fn warn_if_no_host_key(&mut self, f: &std::path::Path) {
+        if let Ok(text) = std::fs::read_to_string(f)
+            && !text
+                .lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        {
+            self.warning(
+                &[Seg::Key("ssh"), Seg::Key("known_hosts_file")],
+                format!(
+                    "{} holds no host key: every connection will be refused; add each host's key (`ssh-keyscan -H HOST >> {}`) and compare its fingerprint with the host's owner",
+                    f.display(),
+                    f.display()
+                ),
+            );
+        }
+    }
+
     pub(super) fn ssh(&mut self, raw: RawSsh) -> Option<Ssh> {
         let at = |k| [Seg::Key("ssh"), Seg::Key(k)];
         let mut ok = true;
@@ -30,22 +50,8 @@ impl<'a> Checker<'a> {
                 None
             }
         };
-        // An empty file is legal, and no host can be reached with it:
-        // said at once rather than as a host key error per host later.
-        if let Some(f) = &known_hosts_file
-            && let Ok(text) = std::fs::read_to_string(f)
-            && !text
-                .lines()
-                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-        {
-            self.warning(
-                &at("known_hosts_file"),
-                format!(
-                    "{} holds no host key: every connection will be refused; add each host's key (`ssh-keyscan -H HOST >> {}`) and compare its fingerprint with the host's owner",
-                    f.display(),
-                    f.display()
-                ),
-            );
+        if let Some(f) = &known_hosts_file {
+            self.warn_if_no_host_key(f);
         }
         let max = raw
             .max_connections

@@ -250,10 +250,16 @@ impl<'a> Checker<'a> {
         Some(d)
     }
 
-    pub(super) fn target(&mut self, i: usize, raw: RawTarget) -> Option<Target> {
+    /// A target's repository ("owner/name") and environment (a name or a
+    /// glob), each None with a problem said when it is missing or wrong.
+    fn target_names(
+        &mut self,
+        i: usize,
+        repository: Option<String>,
+        environment: Option<String>,
+    ) -> (Option<String>, Option<String>) {
         let at = |k| [Seg::Key("target"), Seg::Index(i), Seg::Key(k)];
-        let mut ok = true;
-        let repository = match raw.repository {
+        let repository = match repository {
             Some(r) if is_repository(&r) => Some(r),
             Some(r) => {
                 self.problem(&at("repository"), format!("{r:?} is not \"owner/name\""));
@@ -264,7 +270,7 @@ impl<'a> Checker<'a> {
                 None
             }
         };
-        let environment = match raw.environment {
+        let environment = match environment {
             Some(e) if !e.trim().is_empty() => Some(e),
             _ => {
                 self.problem(
@@ -274,30 +280,31 @@ impl<'a> Checker<'a> {
                 None
             }
         };
+        (repository, environment)
+    }
+
+    pub(super) fn target(&mut self, i: usize, raw: RawTarget) -> Option<Target> {
+        let at = |k| [Seg::Key("target"), Seg::Index(i), Seg::Key(k)];
+        let mut ok = true;
+        let (repository, environment) = self.target_names(i, raw.repository, raw.environment);
         let task = raw.task.unwrap_or_else(|| DEFAULT_TASK.into());
         let hosts = self.target_hosts(i, raw.hosts, &mut ok);
-        let parallel = match raw.parallel {
-            None => None,
-            Some(n) => match usize::try_from(n).ok().and_then(NonZeroUsize::new) {
-                Some(n) => Some(n),
-                None => {
-                    self.problem(&at("parallel"), format!("{n} is not a positive number"));
-                    ok = false;
-                    None
-                }
-            },
-        };
+        let parallel = raw.parallel.and_then(|n| {
+            let v = usize::try_from(n).ok().and_then(NonZeroUsize::new);
+            if v.is_none() {
+                self.problem(&at("parallel"), format!("{n} is not a positive number"));
+                ok = false;
+            }
+            v
+        });
         let timeout = self
             .positive(&at("timeout"), raw.timeout, &mut ok)
             .unwrap_or(DEFAULT_TARGET_TIMEOUT);
-        let environment_url = match raw.environment_url {
-            None => None,
-            Some(u) => {
-                let v = self.http_url(&at("environment_url"), &u);
-                ok &= v.is_some();
-                v
-            }
-        };
+        let environment_url = raw.environment_url.and_then(|u| {
+            let v = self.http_url(&at("environment_url"), &u);
+            ok &= v.is_some();
+            v
+        });
         let steps = self.steps(i, "steps", raw.steps);
         let teardown = self.steps(i, "teardown", raw.teardown);
         let checks = self.checks(i, raw.checks);

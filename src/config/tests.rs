@@ -1,3 +1,8 @@
+//! The config checker's tests: each reads a whole file as an operator
+//! writes it and checks every problem it names. One file (over 400 lines)
+//! because they share the base config and its helpers; the newer sections
+//! have files of their own (auto_deploy_tests.rs, notify_tests.rs).
+
 use super::*;
 
 fn no_env(_: &str) -> Option<String> {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -146,6 +147,118 @@ async fn wind_down(store: &SharedStore, connector: &Current<Connector>) {
     store.close().await;
 }
 
+/// What a reload replaces, built once from `config`: the publishers (for
+/// the reload) and what the parts read from them.
+fn live_parts(config: Config) -> anyhow::Result<(Live, Now)> {
+    let built = Built::new(config)?;
+    let (config, config_now) = current(built.config);
+    let (github, github_now) = current(built.github);
+    let (connector, connector_now) = current(built.connector);
+    let live = Live {
+        config,
+        github,
+        connector,
+    };
+    Ok((
+        live,
+        Now {
+            config: config_now,
+            github: github_now,
+            connector: connector_now,
+        },
+    ))
+}
+
+/// What the parts read, each as it is now (a reload replaces it).
+struct Now {
+    config: Current<Config>,
+    github: Current<GitHub>,
+    connector: Current<Connector>,
+}
+
+/// The store and the logs. On SQLite the store's directory is held first,
+/// before anything is read or migrated, so that a second daemon on it
+/// changes nothing; the hold lasts as long as what is returned.
+async fn open_storage(
+    config: &Config,
+) -> anyhow::Result<(
+    Option<crate::store::sqlite::holder::DirHold>,
+    crate::store::Opened,
+    Logs,
+)> {
+    let hold = match config.storage.backend {
+        Backend::Sqlite => Some(crate::store::sqlite::holder::hold(&config.storage.dir)?),
+        Backend::Postgres { .. } => None,
+    };
+    let opened = crate::store::open(&config.storage).await?;
+    let logs = Logs::open(
+        &config.storage.dir,
+        &config.server.public_url,
+        opened.database.clone(),
+    )
+    .await?;
+    Ok((hold, opened, logs))
+}
+
+/// The sockets, bound before anything slow: `server.listen`, and
+/// `server.metrics_listen` when set.
+struct Listeners {
+    webhook: tokio::net::TcpListener,
+    metrics: Option<tokio::net::TcpListener>,
+}
+
+impl Listeners {
+    async fn bind(server: &crate::config::Server) -> anyhow::Result<Listeners> {
+        let listen = server.listen;
+        let webhook = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen} (server.listen)"))?;
+        let metrics = match server.metrics_listen {
+            Some(at) => Some(
+                tokio::net::TcpListener::bind(at)
+                    .await
+                    .with_context(|| format!("cannot listen on {at} (server.metrics_listen)"))?,
+            ),
+            None => None,
+        };
+        Ok(Listeners { webhook, metrics })
+    }
+
+    /// Serves the routes until `stop`; `/metrics` on its own listener
+    /// when there is one.
+    fn serve(
+        self,
+        tasks: &TaskTracker,
+        stop: &CancellationToken,
+        intake: Intake,
+        pages: Pages,
+        metrics: PrometheusHandle,
+    ) {
+        // Open connections (a log being read) must not hold the exit hostage.
+        const DRAIN: Duration = Duration::from_secs(5);
+        let metrics_here = match self.metrics {
+            Some(l) => {
+                let stop = stop.clone();
+                tasks.spawn(crate::http::serve(
+                    l,
+                    crate::http::metrics_router(metrics),
+                    async move { stop.cancelled().await },
+                    DRAIN,
+                ));
+                crate::http::MetricsAt::Elsewhere
+            }
+            None => crate::http::MetricsAt::Here(metrics),
+        };
+        let stop = stop.clone();
+        tasks.spawn(crate::http::serve(
+            self.webhook,
+            crate::http::router(intake, pages, metrics_here),
+            async move { stop.cancelled().await },
+            DRAIN,
+        ));
+    }
+}
+
 /// Runs ferry on `config` until `shutdown` completes, then stops every
 /// part in order (mini-redis's shape): stop taking webhooks and new
 /// deployments, give running ones `runner.shutdown_grace`, let the outbox
@@ -156,32 +269,12 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let path = config.path.clone();
     let listen = config.server.listen;
-    // Before anything is read or migrated: a second daemon on this store
-    // changes nothing. Held until serve returns.
-    let _hold = match config.storage.backend {
-        Backend::Sqlite => Some(crate::store::sqlite::holder::hold(&config.storage.dir)?),
-        Backend::Postgres { .. } => None,
-    };
-    let opened = crate::store::open(&config.storage).await?;
+    let (_hold, opened, logs) = open_storage(&config).await?;
     let store = opened.store;
-    let logs = Logs::open(
-        &config.storage.dir,
-        &config.server.public_url,
-        opened.database.clone(),
-    )
-    .await?;
     let metrics = crate::metrics::install()?;
     crate::runner::ssh::sweep_control_dir();
     crate::delivery::register(&config);
-    let built = Built::new(config)?;
-    let (config, config_now) = current(built.config);
-    let (github, github_now) = current(built.github);
-    let (connector, connector_now) = current(built.connector);
-    let live = Live {
-        config,
-        github,
-        connector,
-    };
+    let (live, now) = live_parts(config)?;
     let wake = WakeUps::default();
     let heartbeat = Arc::new(Heartbeat::default());
 
@@ -189,8 +282,8 @@ pub async fn serve(
         Handles {
             store: store.clone(),
             logs: logs.clone(),
-            config: config_now.clone(),
-            connector: connector_now.clone(),
+            config: now.config.clone(),
+            connector: now.connector.clone(),
             outbox: wake.outbox.clone(),
         },
         wake.runner.clone(),
@@ -200,17 +293,7 @@ pub async fn serve(
     // Listen first: deliveries GitHub sends while ferry starts are not
     // redelivered, so nothing slow (a host that does not answer) comes
     // before the socket.
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen} (server.listen)"))?;
-    let metrics_listener = match config_now.get().server.metrics_listen {
-        Some(at) => Some(
-            tokio::net::TcpListener::bind(at)
-                .await
-                .with_context(|| format!("cannot listen on {at} (server.metrics_listen)"))?,
-        ),
-        None => None,
-    };
+    let listeners = Listeners::bind(&now.config.get().server).await?;
     // The store alone (no host): what the last process left running is
     // taken over before this one claims anything; the runner ends their
     // steps beside intake.
@@ -218,7 +301,7 @@ pub async fn serve(
         .recover()
         .await
         .context("cannot take over interrupted deployments")?;
-    announce(listen, config_now.get().targets.len(), interrupted);
+    announce(listen, now.config.get().targets.len(), interrupted);
 
     // Two stages: `stop` ends intake, the runner and the background parts;
     // the outbox stops after the runner (`outbox_stop`), so that the final
@@ -226,16 +309,16 @@ pub async fn serve(
     let stop = CancellationToken::new();
     let outbox_stop = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let (intake, pages) = http_parts(&store, &config_now, &logs, &wake);
-    let outbox = StatusPoster::new(store.clone(), github_now.clone(), wake.outbox.clone())
+    let (intake, pages) = http_parts(&store, &now.config, &logs, &wake);
+    let outbox = StatusPoster::new(store.clone(), now.github.clone(), wake.outbox.clone())
         .with_log_links(logs.clone());
     let outbox = tasks.spawn(outbox.run(outbox_stop.clone(), OUTBOX_DRAIN));
     let runner = tasks.spawn(runner.run(stop.clone()));
     Background {
         store: store.clone(),
         logs: logs.clone(),
-        config: config_now.clone(),
-        github: github_now,
+        config: now.config.clone(),
+        github: now.github,
         wake: wake.clone(),
         heartbeat,
         database: opened.database,
@@ -244,27 +327,7 @@ pub async fn serve(
         intake: intake.clone(),
     }
     .spawn(&tasks, &stop);
-    let metrics_here = match metrics_listener {
-        Some(l) => {
-            let http_stop = stop.clone();
-            tasks.spawn(crate::http::serve(
-                l,
-                crate::http::metrics_router(metrics),
-                async move { http_stop.cancelled().await },
-                Duration::from_secs(5),
-            ));
-            crate::http::MetricsAt::Elsewhere
-        }
-        None => crate::http::MetricsAt::Here(metrics),
-    };
-    let http_stop = stop.clone();
-    tasks.spawn(crate::http::serve(
-        listener,
-        crate::http::router(intake, pages, metrics_here),
-        async move { http_stop.cancelled().await },
-        // Open connections (a log being read) must not hold the exit hostage.
-        Duration::from_secs(5),
-    ));
+    listeners.serve(&tasks, &stop, intake, pages, metrics);
     tasks.close();
     // The store is open and the socket listens: now, and only now, ready.
     service::ready("serving");
@@ -276,7 +339,7 @@ pub async fn serve(
     outbox_stop.cancel();
     outbox.await.context("the outbox panicked")?;
     tasks.wait().await;
-    wind_down(&store, &connector_now).await;
+    wind_down(&store, &now.connector).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -144,33 +144,50 @@ impl StatusPoster {
                     while let Some(more) = in_flight.try_join_next() {
                         done.push(more);
                     }
-                    let posts: Vec<(i64, PostOutcome)> = done
-                        .into_iter()
-                        .flatten()
-                        .map(|(item, result)| {
-                            busy.remove(&item.deployment_id);
-                            if let Err(CallError::Retry { after: Some(wait), .. }) = &result {
-                                let until = Instant::now() + *wait;
-                                let at = paused.entry(item.installation_id).or_insert(until);
-                                *at = (*at).max(until);
-                            }
-                            (item.seq, Self::outcome(&item, result, &mut reach))
-                        })
-                        .collect();
-                    match self.store.record_posts(&posts).await {
-                        // Counted once on disk: a post not recorded is sent again.
-                        Ok(()) => Self::count(&posts),
-                        Err(e) => tracing::error!(error = %e, "cannot record status posts; they are sent again: {e}"),
-                    }
+                    let done = done.into_iter().flatten().collect();
+                    self.record(done, &mut busy, &mut paused, &mut reach).await;
                 }
                 _ = wake.rung() => woken = true,
                 _ = tokio::time::sleep(idle) => {}
-                                _ = shutdown.cancelled(), if deadline.is_none() => {
+                _ = shutdown.cancelled(), if deadline.is_none() => {
                     deadline = Some(Instant::now() + drain);
                 }
                 // Posts still in flight stay pending in the store: the next
                 // start sends them again.
                 _ = drained => return,
+            }
+        }
+    }
+
+    /// Records finished posts in one transaction: a 429's or a rate
+    /// limit's `Retry-After` pauses the installation's posts.
+    async fn record(
+        &self,
+        done: Vec<(OutboxItem, Result<bool, CallError>)>,
+        busy: &mut HashSet<DeploymentId>,
+        paused: &mut Paused,
+        reach: &mut Reach,
+    ) {
+        let posts: Vec<(i64, PostOutcome)> = done
+            .into_iter()
+            .map(|(item, result)| {
+                busy.remove(&item.deployment_id);
+                if let Err(CallError::Retry {
+                    after: Some(wait), ..
+                }) = &result
+                {
+                    let until = Instant::now() + *wait;
+                    let at = paused.entry(item.installation_id).or_insert(until);
+                    *at = (*at).max(until);
+                }
+                (item.seq, Self::outcome(&item, result, reach))
+            })
+            .collect();
+        match self.store.record_posts(&posts).await {
+            // Counted once on disk: a post not recorded is sent again.
+            Ok(()) => Self::count(&posts),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record status posts; they are sent again: {e}")
             }
         }
     }

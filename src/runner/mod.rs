@@ -3,7 +3,9 @@
 //! all, runs each over SSH, and keeps the leases on them alive.
 
 mod chores;
+mod connect_cause;
 mod deploy;
+mod leases;
 pub mod link;
 mod outcome;
 pub mod remote;
@@ -165,107 +167,6 @@ impl Runner {
         }
     }
 
-    /// Renews this process's leases every [`RENEW_EVERY`] and, with
-    /// replicas, settles deployments whose process is gone. A deployment
-    /// whose lease another process took is stopped here; when the store
-    /// cannot be reached long enough for the leases to run out, every
-    /// deployment here is stopped, since another replica will settle them.
-    async fn keep_leases(
-        shared: Handles,
-        owner: Owner,
-        running: Running,
-        mut done: watch::Receiver<bool>,
-    ) {
-        let replicas = shared.store.replicas();
-        let mut renewed = Instant::now();
-        // Settling connects to hosts (up to ssh.connect_timeout each), so it
-        // runs beside the renewals, which must not wait for it.
-        let mut settling: Option<tokio::task::JoinHandle<()>> = None;
-        let mut unholding: Option<tokio::task::JoinHandle<()>> = None;
-        loop {
-            let stop = tokio::select! {
-                _ = tokio::time::sleep(RENEW_EVERY) => false,
-                _ = done.wait_for(|d| *d) => true,
-            };
-            if stop {
-                // Connections in progress end with the process; what they
-                // did not finish is retried at the next start.
-                for task in [settling, unholding].into_iter().flatten() {
-                    task.abort();
-                    let _ = task.await;
-                }
-                return;
-            }
-            let claims = running.claims();
-            match shared.store.renew(&owner, &claims).await {
-                Ok(held) => {
-                    renewed = Instant::now();
-                    for lost in claims.iter().filter(|c| !held.contains(c)) {
-                        if Self::finished_here(&shared, lost).await {
-                            continue;
-                        }
-                        tracing::warn!(deployment = %lost.id, "deployment {}: lease lost to another replica; stopping it here", lost.id);
-                        running.interrupt(Some(lost.id), Interrupt::LeaseLost);
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot renew leases: {e}");
-                    if replicas
-                        && renewed.elapsed() + RENEW_EVERY >= crate::store::LEASE
-                        && !claims.is_empty()
-                    {
-                        tracing::error!(
-                            "leases not renewed for {}: stopping every deployment here, another replica settles them",
-                            duration(renewed.elapsed())
-                        );
-                        running.interrupt(None, Interrupt::LeaseLost);
-                    }
-                }
-            }
-            if unholding.as_ref().is_none_or(|s| s.is_finished()) {
-                let shared = shared.clone();
-                unholding = Some(tokio::spawn(async move {
-                    // The runner looks for work twice a second anyway.
-                    match rescue::end_held_steps(&shared).await {
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::debug!(error = %e, "cannot look for held environments: {e}")
-                        }
-                    }
-                }));
-            }
-            if replicas && settling.as_ref().is_none_or(|s| s.is_finished()) {
-                let (shared, owner) = (shared.clone(), owner.clone());
-                settling = Some(tokio::spawn(async move {
-                    match rescue::rescue(&shared, &owner, false).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::warn!(
-                            count = n,
-                            "settled {} of a replica that stopped",
-                            crate::format::plural(n, "deployment")
-                        ),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot look for deployments to settle: {e}")
-                        }
-                    }
-                }));
-            }
-        }
-    }
-
-    /// Whether a claim the renewal did not hold any more is one whose
-    /// deployment ended under it meanwhile: the renewal took the claims,
-    /// the deployment finished, the renewal found it no longer running. In
-    /// a burst that was several times a minute, each logged as a lease
-    /// lost to another replica, with no other replica there. A store that
-    /// cannot say counts as lost: stopping is the safe side.
-    async fn finished_here(shared: &Handles, claim: &Claim) -> bool {
-        match shared.store.get(claim.id).await {
-            Ok(Some(d)) => d.state.is_final() && d.attempt == claim.attempt,
-            _ => false,
-        }
-    }
-
     fn ended(
         &self,
         by_task: &mut HashMap<tokio::task::Id, DeploymentId>,
@@ -285,6 +186,54 @@ impl Runner {
 
     /// Runs until `shutdown`; then gives running deployments
     /// `runner.shutdown_grace` to finish and cancels the rest.
+    /// Claims and starts deployments while there is room; when the store
+    /// had none left to give, the time it said so.
+    async fn start_what_may_run(
+        &mut self,
+        tasks: &mut JoinSet<()>,
+        by_task: &mut HashMap<tokio::task::Id, DeploymentId>,
+        shutdown: &CancellationToken,
+    ) -> Option<Instant> {
+        let config = self.shared.config.get();
+        let max = config.runner.max_concurrent.get();
+        // Environments a freeze window holds are not claimed; a store
+        // that cannot say which claims nothing this round.
+        let held =
+            match crate::admission::freeze::held_now(&self.shared.store, &config.freezes).await {
+                Ok(held) => held,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read freeze lifts, retrying: {e}");
+                    return None;
+                }
+            };
+        while tasks.len() < max && !shutdown.is_cancelled() {
+            match self
+                .shared
+                .store
+                .claim_next_except(&self.owner, &held)
+                .await
+            {
+                Ok(Some(d)) => {
+                    tracing::info!(deployment = %d.id, repository = %d.repository, environment = %d.environment,
+                        "deployment {} started: {} to {}", d.id, d.repository, d.environment);
+                    let (tx, rx) = watch::channel(Interrupt::None);
+                    let id = d.id;
+                    self.running.lock().insert(id, (d.claim(), tx));
+                    let run =
+                        deploy::deploy(self.shared.clone(), self.shared.connector.get(), d, rx);
+                    let task = tasks.spawn(run);
+                    by_task.insert(task.id(), id);
+                }
+                Ok(None) => return Some(Instant::now()),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot claim a queued deployment, retrying: {e}");
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
     pub async fn run(mut self, shutdown: CancellationToken) {
         let (done, done_rx) = watch::channel(false);
         let interrupted = std::mem::take(&mut self.interrupted);
@@ -320,44 +269,11 @@ impl Runner {
         let mut swept = Instant::now() - crate::admission::teardown::SWEEP_EVERY;
         let mut found_none: Option<Instant> = None;
         loop {
-            let config = self.shared.config.get();
-            let max = config.runner.max_concurrent.get();
-            // Environments a freeze window holds are not claimed; a store
-            // that cannot say which claims nothing this round.
-            let held = match crate::admission::freeze::held_now(&self.shared.store, &config.freezes)
+            if let Some(at) = self
+                .start_what_may_run(&mut tasks, &mut by_task, &shutdown)
                 .await
             {
-                Ok(held) => Some(held),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read freeze lifts, retrying: {e}");
-                    None
-                }
-            };
-            while let Some(held) = held.as_ref()
-                && tasks.len() < max
-                && !shutdown.is_cancelled()
-            {
-                match self.shared.store.claim_next_except(&self.owner, held).await {
-                    Ok(Some(d)) => {
-                        tracing::info!(deployment = %d.id, repository = %d.repository, environment = %d.environment,
-                            "deployment {} started: {} to {}", d.id, d.repository, d.environment);
-                        let (tx, rx) = watch::channel(Interrupt::None);
-                        let id = d.id;
-                        self.running.lock().insert(id, (d.claim(), tx));
-                        let run =
-                            deploy::deploy(self.shared.clone(), self.shared.connector.get(), d, rx);
-                        let task = tasks.spawn(run);
-                        by_task.insert(task.id(), id);
-                    }
-                    Ok(None) => {
-                        found_none = Some(Instant::now());
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot claim a queued deployment, retrying: {e}");
-                        break;
-                    }
-                }
+                found_none = Some(at);
             }
             if swept.elapsed() >= crate::admission::teardown::SWEEP_EVERY
                 && !shutdown.is_cancelled()

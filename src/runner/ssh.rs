@@ -1,6 +1,9 @@
 //! SSH connections (the system `ssh`, multiplexed through a control socket)
 //! and running one step on one of them.
 
+#[cfg(test)]
+use super::connect_cause::host_key_mismatch;
+use super::connect_cause::{UNKNOWN_HOST_KEY, connect_cause};
 use crate::sync::LockExt;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -379,152 +382,6 @@ impl Connector {
     }
 }
 
-/// How a cause for a key `known_hosts` does not list begins.
-const UNKNOWN_HOST_KEY: &str = "unknown host key";
-
-/// Turns ssh's diagnostics into a cause in an operator's words.
-pub fn connect_cause(e: &openssh::Error, timeout: Duration) -> String {
-    let text = crate::error::error_chain(e);
-    let t = text.to_ascii_lowercase();
-    if t.contains("remote host identification has changed")
-        || t.contains("host key for") && t.contains("has changed")
-    {
-        host_key_mismatch(&text)
-    } else if t.contains("host key is known")
-        || t.contains("no matching host key")
-        || (t.contains("host key verification failed") && !t.contains("changed"))
-    {
-        format!(
-            "{UNKNOWN_HOST_KEY}: add the host to ssh.known_hosts_file (ssh-keyscan, then check the fingerprint)"
-        )
-    } else if t.contains("permission denied") {
-        "authentication refused: check ssh.identity_file and the user's authorized_keys".to_string()
-    } else if t.contains("connection refused") {
-        "connection refused: nothing listens on the SSH port".to_string()
-    } else if t.contains("timed out") {
-        format!(
-            "connection timed out after {}",
-            crate::format::duration(timeout)
-        )
-    } else if t.contains("could not resolve") || t.contains("name or service not known") {
-        "cannot resolve the host name".to_string()
-    } else if t.contains("no route to host") || t.contains("network is unreachable") {
-        "host unreachable".to_string()
-    } else if t.contains("connection closed")
-        || t.contains("connection reset")
-        || t.contains("kex_exchange_identification")
-    {
-        "the host closed the connection during the handshake (sshd MaxStartups or a firewall?)"
-            .to_string()
-    } else {
-        // The last line of ssh's output is usually the one that matters.
-        text.lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or(&text)
-            .trim()
-            .to_string()
-    }
-}
-
-/// A changed host key in words an operator can check against the host:
-/// the fingerprint of the key it offered and the `known_hosts` line it
-/// contradicts, both read from ssh's warning.
-fn host_key_mismatch(ssh_said: &str) -> String {
-    let fingerprint = ssh_said
-        .split_whitespace()
-        .find(|w| w.starts_with("SHA256:"))
-        .map(|w| w.trim_end_matches('.'));
-    // "Offending ED25519 key in /etc/ferry/known_hosts:3"
-    let offending = ssh_said.lines().find_map(|l| {
-        let l = l.trim();
-        let rest = l.strip_prefix("Offending ")?;
-        let (_, place) = rest.split_once(" key in ")?;
-        Some(place.trim().to_string())
-    });
-    let mut m = String::from("host key mismatch (possible man-in-the-middle): the host offered ");
-    match fingerprint {
-        Some(f) => m.push_str(&format!("key {f}")),
-        None => m.push_str("a different key"),
-    }
-    match offending {
-        Some(place) => m.push_str(&format!(", which contradicts {place}")),
-        None => m.push_str(", which contradicts ssh.known_hosts_file"),
-    }
-    m.push_str(
-        "; if the host was rebuilt, check the new fingerprint with its owner and replace that line",
-    );
-    m
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ferrys_strict_options_come_before_the_operators_config() {
-        let dir = tempfile::tempdir().unwrap();
-        let extra = dir.path().join("extra.conf");
-        std::fs::write(&extra, "Host *\n    StrictHostKeyChecking no\n").unwrap();
-        let ssh = Ssh {
-            identity_file: Some(dir.path().join("id")),
-            known_hosts_file: dir.path().join("known hosts"),
-            connect_timeout: Duration::from_secs(7),
-            config_file: Some(extra.clone()),
-            max_connections: NonZeroUsize::new(8).unwrap(),
-            idle_timeout: Duration::ZERO,
-            keepalive: Duration::from_secs(4),
-        };
-        let c = ssh_config(&ssh).unwrap();
-        let strict = c.find("StrictHostKeyChecking yes").unwrap();
-        let include = c.find("Include ").unwrap();
-        assert!(strict < include, "{c}");
-        assert!(
-            c.contains(&format!(
-                "UserKnownHostsFile \"{}\"",
-                dir.path().join("known hosts").display()
-            )),
-            "{c}"
-        );
-        assert!(c.contains("ConnectTimeout 7"), "{c}");
-        assert!(c.contains("ServerAliveInterval 4\n"), "{c}");
-        assert!(c.contains("ServerAliveCountMax 3\n"), "{c}");
-        assert!(c.contains("IdentitiesOnly yes"), "{c}");
-        assert!(
-            c.trim_end().ends_with(&format!(
-                "Include \"{}\"",
-                extra.canonicalize().unwrap().display()
-            )),
-            "{c}"
-        );
-        let bad = Ssh {
-            known_hosts_file: dir.path().join("a\"b"),
-            ..ssh
-        };
-        assert!(ssh_config(&bad).is_err());
-    }
-
-    #[test]
-    fn a_changed_host_key_names_the_fingerprint_and_the_line() {
-        let said = "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
-@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @
-@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
-IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!
-The fingerprint for the ED25519 key sent by the remote host is
-SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU.
-Please contact your system administrator.
-Add correct host key in /etc/ferry/known_hosts to get rid of this message.
-Offending ED25519 key in /etc/ferry/known_hosts:3
-Host key for [127.0.0.1]:2222 has changed and you have requested strict checking.
-Host key verification failed.";
-        let cause = host_key_mismatch(said);
-        assert!(
-            cause.contains("key SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU,"),
-            "{cause}"
-        );
-        assert!(
-            cause.contains("contradicts /etc/ferry/known_hosts:3"),
-            "{cause}"
-        );
-    }
-}
+#[path = "ssh_tests.rs"]
+mod tests;

@@ -10,6 +10,7 @@
 //! noun named alike in both; the same conformance suite (`tests/store/`,
 //! split the same way) runs against both.
 
+mod cancels;
 mod candidates;
 mod commands;
 pub mod daemons;
@@ -17,14 +18,18 @@ mod environments;
 mod events;
 mod freezes;
 mod gates;
+mod locks;
 mod notifications;
 mod origins;
+mod outbox;
 mod outcomes;
 pub mod postgres;
 mod protection;
 mod requests;
 pub mod sqlite;
 mod statuses;
+mod steps;
+mod teardowns;
 mod types;
 
 use std::sync::Arc;
@@ -32,6 +37,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use cancels::*;
 pub use candidates::*;
 pub use commands::*;
 pub use daemons::{Daemons, LastBeat};
@@ -39,12 +45,16 @@ pub use environments::*;
 pub use events::*;
 pub use freezes::*;
 pub use gates::*;
+pub use locks::*;
 pub use notifications::*;
 pub use origins::*;
+pub use outbox::*;
 pub use outcomes::*;
 pub use protection::*;
 pub use requests::*;
 pub use statuses::*;
+pub use steps::*;
+pub use teardowns::*;
 pub use types::*;
 
 /// What went wrong in the store: the driver's own words, with its error
@@ -223,166 +233,6 @@ pub trait Deployments: Send + Sync {
     async fn recent(&self, limit: i64) -> Result<Vec<Deployment>>;
 
     async fn count_by_state(&self, state: State) -> Result<i64>;
-}
-
-/// Steps running on hosts, with what it takes to end them from elsewhere;
-/// a step whose deployment ended but that ferry could not end yet is a
-/// [`Hold`] on its environment. Each backend implements it in its
-/// `steps.rs`.
-#[async_trait]
-pub trait Steps: Send + Sync {
-    /// Remembers a step's process group on a host while it runs.
-    async fn remember_step(
-        &self,
-        id: DeploymentId,
-        host: &str,
-        pgid: u32,
-        boot_id: &str,
-    ) -> Result<()>;
-
-    async fn forget_step(&self, id: DeploymentId, host: &str) -> Result<()>;
-
-    /// Steps a dead process left running.
-    async fn remote_steps(&self, id: DeploymentId) -> Result<Vec<RemoteStep>>;
-
-    /// Every hold, oldest deployment first.
-    async fn holds(&self) -> Result<Vec<Hold>>;
-
-    /// Lets an environment's deployments start again although ferry could
-    /// not end the steps left there (`ferry unlock`); returns the holds
-    /// lifted.
-    async fn release_holds(&self, repository: &str, environment: &str) -> Result<Vec<Hold>>;
-}
-
-/// The statuses queued for GitHub, sent in order per deployment. Each
-/// backend implements it in its `outbox.rs`.
-#[async_trait]
-pub trait Outbox: Send + Sync {
-    /// The first pending status of each deployment that is due by `now`,
-    /// oldest first. Later statuses of a deployment wait for its head.
-    /// Where replicas share the store, the heads returned are claimed for a
-    /// while (until [`Store::record_posts`] says what became of them), so
-    /// each status is sent by one replica at a time.
-    async fn due_statuses(&self, now: i64, limit: i64) -> Result<Vec<OutboxItem>>;
-
-    /// When the next pending status becomes due, if any is pending (and,
-    /// with replicas, this one is the one sending).
-    async fn next_status_due(&self) -> Result<Option<i64>>;
-
-    /// How many statuses wait for GitHub.
-    async fn pending_statuses(&self) -> Result<i64> {
-        Ok(self.pending_summary().await?.count)
-    }
-
-    /// The deployments with a status GitHub does not have yet (waiting or
-    /// being retried; not those ferry gave up on).
-    async fn awaiting_github(&self) -> Result<std::collections::HashSet<DeploymentId>>;
-
-    /// How many statuses wait for GitHub, and when the oldest of them was
-    /// queued (ms since the epoch): `/metrics`' view of an outage.
-    async fn pending_summary(&self) -> Result<PendingStatuses>;
-
-    /// Every status of one deployment, in order, sent or not.
-    async fn statuses_of(&self, id: DeploymentId) -> Result<Vec<StatusRecord>>;
-
-    /// Records what became of status posts, by outbox seq.
-    async fn record_posts(&self, posts: &[(i64, PostOutcome)]) -> Result<()>;
-}
-
-/// Environment locks (`ferry lock`, `deploy:lock` deployments). Each
-/// backend implements it in its `locks.rs`.
-#[async_trait]
-pub trait Locks: Send + Sync {
-    /// Locks an environment; if it is locked already, changes nothing and
-    /// returns the lock that holds it.
-    async fn lock(&self, lock: &EnvLock) -> Result<Option<EnvLock>>;
-
-    /// Lifts an environment's lock, `by` whom (the unlock event names
-    /// them); returns it, or None if there was none.
-    async fn unlock(
-        &self,
-        repository: &str,
-        environment: &str,
-        by: &str,
-    ) -> Result<Option<EnvLock>>;
-
-    /// Lifts every lock whose `until` (`ferry lock --for`) is past by
-    /// `now`, the unlock events naming `by`; the locks lifted.
-    async fn expire_locks(&self, now: i64, by: &str) -> Result<Vec<EnvLock>>;
-
-    /// Every lock, oldest first.
-    async fn locks(&self) -> Result<Vec<EnvLock>>;
-
-    /// Records a `deploy:lock` / `deploy:unlock` deployment and does what
-    /// it asks, all at once: unless the delivery or deployment is a
-    /// duplicate, the lock changes, and the deployment is stored finished
-    /// with its final status ([`LockTask::status`]) queued. `reason` is a
-    /// lock's reason; for an unlock, the freeze windows it lifted, in words.
-    async fn accept_lock_task(
-        &self,
-        delivery: &DeliveryKey,
-        deployment: &NewDeployment,
-        task: LockTask,
-        reason: &str,
-        log_url: &str,
-    ) -> Result<(Accepted, Option<(State, String)>)>;
-}
-
-/// Cancel (`ferry cancel`): a waiting deployment ends at once, a running
-/// one is flagged for the process running it. Each backend implements it
-/// in its `cancels.rs`.
-#[async_trait]
-pub trait Cancels: Send + Sync {
-    /// Ends a waiting deployment at once (`error`, with `status` queued) or
-    /// asks the process running it to stop it, recording who and why.
-    async fn cancel(
-        &self,
-        id: DeploymentId,
-        cancellation: &Cancellation,
-        status: &NewStatus,
-    ) -> Result<CancelOutcome>;
-
-    /// How many deployments were cancelled, ever (within retention).
-    async fn cancelled(&self) -> Result<i64>;
-
-    /// Running deployments someone asked to cancel, among `claims`.
-    async fn cancel_requests(&self, claims: &[Claim]) -> Result<Vec<(Claim, Cancellation)>>;
-}
-
-/// Review apps torn down: a teardown is a job in its environment's turn,
-/// stored as a deployment with a negative id ([`DeploymentId::is_teardown`])
-/// that posts nothing itself. Each backend implements it in its
-/// `teardown.rs`.
-#[async_trait]
-pub trait Teardowns: Send + Sync {
-    /// The latest deployment of each environment of `repository`
-    /// (teardowns aside).
-    async fn latest_deployments(&self, repository: &str) -> Result<Vec<Deployment>>;
-
-    /// The latest deployments of transient environments that ended and
-    /// were not torn down since, oldest first.
-    async fn ended_transient(&self) -> Result<Vec<Deployment>>;
-
-    /// Queues a teardown of an environment if `cause` applies to its latest
-    /// deployment and none since is waiting, running or done; deployments
-    /// waiting there become `inactive`, in the same transaction.
-    async fn queue_teardown(
-        &self,
-        repository: &str,
-        environment: &str,
-        cause: &TeardownCause,
-    ) -> Result<TeardownQueued>;
-
-    /// Gives a teardown its final state, if `claim` still holds (None if
-    /// not). When it succeeded, every deployment of its environment from
-    /// before it that is not `inactive` yet becomes `inactive`
-    /// ([`TORN_DOWN`]), each with its status queued; those are returned.
-    async fn finish_teardown(
-        &self,
-        claim: Claim,
-        state: State,
-        description: &str,
-    ) -> Result<Option<Vec<DeploymentId>>>;
 }
 
 /// One delivery waiting for a backend's batching writer, and where its

@@ -70,39 +70,46 @@ pub async fn take(
     )
     .await;
     match result {
-        Ok(Accepted::New { superseded }) => {
-            // One line per delivery, naming what it superseded: a burst
-            // is a line per deployment in the journal, not two.
-            let ids: Vec<String> = superseded.iter().map(|d| d.to_string()).collect();
-            let ids = ids.join(", ");
-            let superseding = if ids.is_empty() {
-                String::new()
-            } else {
-                format!("; superseded {ids} while waiting")
-            };
-            tracing::info!(
-                deployment = %deployment.id, repository = %deployment.repository,
-                environment = %deployment.environment, delivery = delivery_id,
-                superseded = %ids,
-                "deployment {} accepted: {} to {}{superseding}", deployment.id, deployment.repository, deployment.environment
-            );
-            // The log link too: GitHub's Recent Deliveries and a delivery
-            // sent by hand (scripts/try-deployment) lead straight to it.
-            app.accepted(
-                EVENT,
-                format!(
-                    "accepted deployment {}; its log: {}",
-                    deployment.id,
-                    app.logs.url(deployment.id)
-                ),
-            )
-        }
+        Ok(Accepted::New { superseded }) => accepted(app, &deployment, &superseded, delivery_id),
         Ok(duplicate) => duplicate_answer(&duplicate, &deployment),
         Err(e) => {
             tracing::error!(error = %e, deployment = %deployment.id, delivery = delivery_id, "cannot store deployment {}: {e}", deployment.id);
             Answer::unavailable(EVENT)
         }
     }
+}
+
+/// One journal line per delivery, naming what it superseded (a burst is
+/// a line per deployment, not two), and the answer with the log link:
+/// GitHub's Recent Deliveries and a delivery sent by hand
+/// (scripts/try-deployment) lead straight to it.
+fn accepted(
+    app: &Intake,
+    deployment: &NewDeployment,
+    superseded: &[crate::store::DeploymentId],
+    delivery_id: &str,
+) -> Answer {
+    let ids: Vec<String> = superseded.iter().map(|d| d.to_string()).collect();
+    let ids = ids.join(", ");
+    let superseding = if ids.is_empty() {
+        String::new()
+    } else {
+        format!("; superseded {ids} while waiting")
+    };
+    tracing::info!(
+        deployment = %deployment.id, repository = %deployment.repository,
+        environment = %deployment.environment, delivery = delivery_id,
+        superseded = %ids,
+        "deployment {} accepted: {} to {}{superseding}", deployment.id, deployment.repository, deployment.environment
+    );
+    app.accepted(
+        EVENT,
+        format!(
+            "accepted deployment {}; its log: {}",
+            deployment.id,
+            app.logs.url(deployment.id)
+        ),
+    )
 }
 
 fn duplicate_answer(accepted: &Accepted, deployment: &NewDeployment) -> Answer {

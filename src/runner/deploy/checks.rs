@@ -63,6 +63,48 @@ impl Run {
     /// fails the deployment. Every try is a line in the log; only the last
     /// try's output is kept, so a check retried thirty times does not
     /// flood it.
+    /// One try of `check` on a host, stopped after `left` or when the
+    /// deployment stops: how it ended, and what it printed (logged only
+    /// for the last try, so that a check polled every 2 s does not flood
+    /// the log).
+    async fn check_try(
+        &self,
+        link: &crate::runner::link::Link,
+        (name, spec): (&str, &str),
+        vars: &[(&'static str, String)],
+        check: &crate::config::HostCheck,
+        left: Duration,
+        stop: &watch::Receiver<Stop>,
+    ) -> (StepEnd, Vec<(Stream, String)>) {
+        self.current
+            .locked()
+            .insert(name.to_string(), check.name.clone());
+        let output = Mutex::new(Vec::<(Stream, String)>::new());
+        let emit = |stream: Stream, text: &str| {
+            output.locked().push((stream, text.to_string()));
+        };
+        let (try_stop, mut try_rx) = watch::channel(Stop::Run);
+        let mut outer = stop.clone();
+        let input = remote::stdin_for(vars, &check.run);
+        let run = self.run_tracked(link, spec, input, &mut try_rx, &emit);
+        tokio::pin!(run);
+        let end = tokio::select! {
+            end = &mut run => end,
+            why = async {
+                tokio::select! {
+                    _ = tokio::time::sleep(left) => Stop::TimedOut,
+                    s = outer.wait_for(|s| *s != Stop::Run) => s.map(|s| *s).unwrap_or(Stop::Shutdown),
+                }
+            } => {
+                try_stop.send_replace(why);
+                run.await
+            }
+        };
+        self.current.locked().remove(name);
+        let output = std::mem::take(&mut *output.locked());
+        (end, output)
+    }
+
     pub(super) async fn check_host(
         &self,
         link: &crate::runner::link::Link,
@@ -80,37 +122,15 @@ impl Run {
                 if *stop.borrow() != Stop::Run {
                     return;
                 }
-                self.current
-                    .locked()
-                    .insert(name.to_string(), check.name.clone());
-                let output = Mutex::new(Vec::<(Stream, String)>::new());
-                let emit = |stream: Stream, text: &str| {
-                    output.locked().push((stream, text.to_string()));
-                };
                 // A try may not outlast `within`: it is stopped then, and
                 // counts as failed (exit 124, as timeout(1) says).
                 let left = check
                     .within
                     .saturating_sub(first.elapsed())
                     .max(Duration::from_secs(1));
-                let (try_stop, mut try_rx) = watch::channel(Stop::Run);
-                let mut outer = stop.clone();
-                let input = remote::stdin_for(vars, &check.run);
-                let run = self.run_tracked(link, spec, input, &mut try_rx, &emit);
-                tokio::pin!(run);
-                let end = tokio::select! {
-                    end = &mut run => end,
-                    why = async {
-                        tokio::select! {
-                            _ = tokio::time::sleep(left) => Stop::TimedOut,
-                            s = outer.wait_for(|s| *s != Stop::Run) => s.map(|s| *s).unwrap_or(Stop::Shutdown),
-                        }
-                    } => {
-                        try_stop.send_replace(why);
-                        run.await
-                    }
-                };
-                self.current.locked().remove(name);
+                let (end, output) = self
+                    .check_try(link, (name, spec), vars, check, left, stop)
+                    .await;
                 let code = match end {
                     StepEnd::Exited(code) => code,
                     StepEnd::Stopped { .. } if *stop.borrow() != Stop::Run => return,
@@ -139,8 +159,7 @@ impl Run {
                     duration(spent)
                 );
                 if last {
-                    let lines = std::mem::take(&mut *output.locked());
-                    for (stream, line) in lines {
+                    for (stream, line) in output {
                         log.line(Some(name), Some(&check.name), stream, &line);
                     }
                     log.ended(name, Some(&check.name), &text, code);

@@ -146,6 +146,28 @@ impl Run {
     /// What a step's end means for the host: its log line, the
     /// deployment's failure if it failed, and what comes next. `first_on_kept`:
     /// the host's first step, on a connection left open.
+    /// The host answered no keepalive: the step may still run there, so
+    /// its environment is held until ferry ends it.
+    fn connection_lost(&self, name: &str, step: &Step, took: &str) -> After {
+        let hold = crate::wording::hold(self.deployment.id, name);
+        self.log.ended(
+            name,
+            Some(step.name.as_str()),
+            &format!(
+                "lost the connection after {took}: {name} answered none of {} keepalives; \
+                 the step may still run there, so the environment is held ({hold}) \
+                 until ferry ends it",
+                crate::config::KEEPALIVES_MISSED
+            ),
+            EXIT_LOST,
+        );
+        self.fail(Outcome::ConnectionLost {
+            step: step.name.clone(),
+            host: name.to_string(),
+        });
+        After::Stop { sound: false }
+    }
+
     fn step_ended(
         &self,
         name: &str,
@@ -204,25 +226,7 @@ impl Run {
                 });
                 After::Stop { sound: false }
             }
-            StepEnd::ConnectionLost => {
-                let hold = crate::wording::hold(self.deployment.id, name);
-                log.ended(
-                    name,
-                    step_name,
-                    &format!(
-                        "lost the connection after {took}: {name} answered none of {} keepalives; \
-                         the step may still run there, so the environment is held ({hold}) \
-                         until ferry ends it",
-                        crate::config::KEEPALIVES_MISSED
-                    ),
-                    EXIT_LOST,
-                );
-                self.fail(Outcome::ConnectionLost {
-                    step: step.name.clone(),
-                    host: name.to_string(),
-                });
-                After::Stop { sound: false }
-            }
+            StepEnd::ConnectionLost => self.connection_lost(name, step, took),
             StepEnd::Stopped { ended } => {
                 log.ended(
                     name,

@@ -10,6 +10,7 @@ use tokio::sync::{OnceCell, watch};
 use tokio::task::JoinSet;
 
 mod checks;
+mod end;
 mod host;
 mod rollback;
 
@@ -20,7 +21,7 @@ use super::step::Stop;
 use crate::config::{Host, HostCheck, Step, Target};
 use crate::format::{duration, plural, short_sha};
 use crate::logs::LogWriter;
-use crate::store::{Cancellation, Deployment, NewStatus, State, StatusState};
+use crate::store::{Cancellation, Deployment, NewStatus, StatusState};
 
 /// Exit statuses in the log for steps that did not exit on their own, as
 /// ssh and shells report them: a lost connection, a SIGTERM.
@@ -77,7 +78,7 @@ pub async fn deploy(
     let (outcome, rolled_back) =
         execute(&shared, connector, &deployment, &log_url, interrupt).await;
     if outcome == Outcome::LeaseLost {
-        lost(&shared, &deployment).await;
+        end::lost(&shared, &deployment).await;
         return;
     }
     let state = outcome.state();
@@ -92,108 +93,10 @@ pub async fn deploy(
             tracing::warn!(deployment = %id, error = %e, "cannot record that deployment {id} rolled back: {e}");
         }
     }
-    let teardown = deployment.teardown_of.is_some();
-    let mut status =
-        NewStatus::new(state.final_status(), description.clone()).with_log_url(&log_url);
-    if let Outcome::Success { .. } = outcome {
-        let config = shared.config.get();
-        let target = config.target_for(
-            &deployment.repository,
-            &deployment.environment,
-            &deployment.task,
-        );
-        status.environment_url = target.and_then(|t| t.environment_url.clone());
-        status.auto_inactive = target.map(|t| t.auto_inactive);
-    }
-    if let Ok(w) = shared.logs.writer(id).await {
-        if teardown && state != State::Success {
-            w.ferry(None, None, "no status was changed on GitHub");
-        }
-        w.ferry(None, None, &format!("{state}: {description}"));
-        // The final status says the log is complete: make it so first.
-        if let Err(e) = w.flush().await {
-            tracing::warn!(deployment = %id, "the end of deployment {id}'s log is not stored yet: {e}");
-        }
-    }
-    // docs/runbook.md: what an operator must fix (a host that
-    // cannot be reached, its key, a lost connection) at warning priority;
-    // what people chose (a cancel) and what the code did (a step's exit) at
-    // info.
-    let line = format!(
-        "deployment {id} of {} to {}: {state}: {description}",
-        deployment.repository, deployment.environment
-    );
-    if outcome.needs_an_operator() {
-        tracing::warn!(deployment = %id, repository = %deployment.repository,
-            environment = %deployment.environment, state = %state, "{line}");
-    } else {
-        tracing::info!(deployment = %id, repository = %deployment.repository,
-            environment = %deployment.environment, state = %state, "{line}");
-    }
-    let counter = if teardown {
-        crate::metrics::TEARDOWNS
-    } else {
-        crate::metrics::DEPLOYMENTS
-    };
-    metrics::counter!(counter, "state" => state.as_str()).increment(1);
-    // The final state must not be lost to a passing storage hiccup: a
-    // deployment left "running" would only be settled at the next restart.
-    let pause = crate::backoff::Backoff {
-        first: Duration::from_millis(200),
-        max: Duration::from_secs(5),
-        jitter: false,
-    };
-    for attempt in 1.. {
-        let recorded = if teardown {
-            let ended = shared
-                .store
-                .finish_teardown(deployment.claim(), state, &description)
-                .await;
-            if let Ok(Some(gone)) = &ended
-                && !gone.is_empty()
-            {
-                tracing::info!(deployment = %id, "teardown {id} of {} {}: {} now inactive",
-                    deployment.repository, deployment.environment, crate::format::plural(gone.len(), "deployment"));
-            }
-            ended.map(|e| e.is_some())
-        } else {
-            shared
-                .store
-                .finish(deployment.claim(), state, &status)
-                .await
-        };
-        match recorded {
-            Ok(true) => break,
-            Ok(false) => {
-                lost(&shared, &deployment).await;
-                break;
-            }
-            // Up to about ten minutes: a full disk or a database restart
-            // is waited out, and what outlasts it is settled at the next
-            // start.
-            Err(e) if attempt < 120 => {
-                tracing::warn!(deployment = %id, error = %e, "cannot record the final state of deployment {id}, retrying: {e}");
-                tokio::time::sleep(pause.after(attempt - 1)).await;
-            }
-            Err(e) => {
-                tracing::error!(deployment = %id, error = %e, "cannot record the final state of deployment {id}; it is settled at the next start: {e}");
-                break;
-            }
-        }
-    }
+    let status = end::final_status(&shared, &deployment, &outcome, &description, &log_url);
+    end::say(&shared, &deployment, &outcome, &description).await;
+    end::record(&shared, &deployment, state, &status, &description).await;
     shared.outbox.ring();
-}
-
-/// Another process settled the deployment: say so where people look, and
-/// write nothing more about it.
-async fn lost(shared: &Handles, d: &Deployment) {
-    let text = "this ferry lost its claim on the deployment: another replica settled it, \
-                and this one reports nothing more";
-    if let Ok(w) = shared.logs.writer(d.id).await {
-        w.ferry(None, None, text);
-    }
-    tracing::warn!(deployment = %d.id, repository = %d.repository, environment = %d.environment,
-        "deployment {} of {} to {}: {text}", d.id, d.repository, d.environment);
 }
 
 async fn execute(
@@ -216,63 +119,9 @@ async fn execute(
     let Some(target) = config.target_for(&d.repository, &d.environment, &d.task) else {
         return (Outcome::NoTarget, None);
     };
-    let hosts: Vec<String> = target.hosts.iter().map(Host::to_string).collect();
-    let steps = match d.teardown_of {
-        None if target.steps.is_empty() => return (Outcome::NoSteps, None),
-        None => {
-            log.ferry(
-                None,
-                None,
-                &format!(
-                    "deploying {} ({}) of {} to {} on {}: {}",
-                    short_sha(&d.sha),
-                    d.git_ref,
-                    d.repository,
-                    d.environment,
-                    plural(hosts.len(), "host"),
-                    hosts.join(", ")
-                ),
-            );
-            target.steps.clone()
-        }
-        Some(latest) => {
-            log.ferry(
-                None,
-                None,
-                &format!(
-                    "tearing down {} of {} (latest deployment {latest}: {} ({})): {}",
-                    d.environment,
-                    d.repository,
-                    short_sha(&d.sha),
-                    d.git_ref,
-                    d.description
-                ),
-            );
-            if target.teardown.is_empty() {
-                log.ferry(
-                    None,
-                    None,
-                    "the target has no [[target.teardown]] steps: nothing to run",
-                );
-                return (
-                    Outcome::Success {
-                        hosts: 0,
-                        elapsed: Duration::ZERO,
-                    },
-                    None,
-                );
-            }
-            log.ferry(
-                None,
-                None,
-                &format!(
-                    "teardown steps on {}: {}",
-                    plural(hosts.len(), "host"),
-                    hosts.join(", ")
-                ),
-            );
-            target.teardown.clone()
-        }
+    let steps = match steps_to_run(&log, d, target) {
+        Ok(steps) => steps,
+        Err(done) => return (done, None),
     };
     let (stop, _) = watch::channel(Stop::Run);
     let run = Arc::new(Run {
@@ -306,6 +155,57 @@ async fn execute(
     match rollback::roll_back(&run, &outcome, &mut interrupt).await {
         Err(lost) => (lost, None),
         Ok(note) => (outcome, Some(note)),
+    }
+}
+
+/// The steps a deployment runs (a teardown's for a teardown), said in
+/// its log; or how it ends without running any.
+fn steps_to_run(log: &LogWriter, d: &Deployment, target: &Target) -> Result<Vec<Step>, Outcome> {
+    let hosts: Vec<String> = target.hosts.iter().map(Host::to_string).collect();
+    let on = format!("{}: {}", plural(hosts.len(), "host"), hosts.join(", "));
+    match d.teardown_of {
+        None if target.steps.is_empty() => Err(Outcome::NoSteps),
+        None => {
+            log.ferry(
+                None,
+                None,
+                &format!(
+                    "deploying {} ({}) of {} to {} on {on}",
+                    short_sha(&d.sha),
+                    d.git_ref,
+                    d.repository,
+                    d.environment,
+                ),
+            );
+            Ok(target.steps.clone())
+        }
+        Some(latest) => {
+            log.ferry(
+                None,
+                None,
+                &format!(
+                    "tearing down {} of {} (latest deployment {latest}: {} ({})): {}",
+                    d.environment,
+                    d.repository,
+                    short_sha(&d.sha),
+                    d.git_ref,
+                    d.description
+                ),
+            );
+            if target.teardown.is_empty() {
+                log.ferry(
+                    None,
+                    None,
+                    "the target has no [[target.teardown]] steps: nothing to run",
+                );
+                return Err(Outcome::Success {
+                    hosts: 0,
+                    elapsed: Duration::ZERO,
+                });
+            }
+            log.ferry(None, None, &format!("teardown steps on {on}"));
+            Ok(target.teardown.clone())
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use super::{Interrupt, Outcome, Run, drive};
 use crate::config::Step;
 use crate::format::{plural, short_sha};
 use crate::runner::step::Stop;
+use crate::store::Deployment;
 use crate::wording;
 
 /// Whether `outcome` is one a rollback undoes: interruptions (a restart, a
@@ -29,6 +30,36 @@ pub(super) fn undoes(outcome: &Outcome) -> bool {
 
 /// Puts back the hosts `run` changed; the note its description ends with,
 /// or `Err` with the outcome that ends it instead (the lease was lost).
+/// The environment's last good version, or the note that says why there
+/// is none to put back (also in the log).
+async fn good_version(run: &Run) -> Result<Deployment, String> {
+    let d = &run.deployment;
+    match run
+        .shared
+        .store
+        .last_success(&d.repository, &d.environment)
+        .await
+    {
+        Ok(Some(good)) => Ok(good),
+        Ok(None) => {
+            run.log.ferry(
+                None,
+                None,
+                "rollback: no earlier deployment of this environment succeeded",
+            );
+            Err(wording::NOTHING_TO_ROLL_BACK_TO.into())
+        }
+        Err(e) => {
+            run.log.ferry(
+                None,
+                None,
+                &format!("rollback: cannot read the version to put back: {e}"),
+            );
+            Err(wording::rollback_failed_to_start(&e.to_string()))
+        }
+    }
+}
+
 pub(super) async fn roll_back(
     run: &Arc<Run>,
     failed: &Outcome,
@@ -36,29 +67,9 @@ pub(super) async fn roll_back(
 ) -> Result<String, Outcome> {
     let d = &run.deployment;
     let log = &run.log;
-    let good = match run
-        .shared
-        .store
-        .last_success(&d.repository, &d.environment)
-        .await
-    {
-        Ok(Some(good)) => good,
-        Ok(None) => {
-            log.ferry(
-                None,
-                None,
-                "rollback: no earlier deployment of this environment succeeded",
-            );
-            return Ok(wording::NOTHING_TO_ROLL_BACK_TO.into());
-        }
-        Err(e) => {
-            log.ferry(
-                None,
-                None,
-                &format!("rollback: cannot read the version to put back: {e}"),
-            );
-            return Ok(wording::rollback_failed_to_start(&e.to_string()));
-        }
+    let good = match good_version(run).await {
+        Ok(good) => good,
+        Err(note) => return Ok(note),
     };
     let hosts = run.started.locked().clone();
     let sha = short_sha(&good.sha).to_string();

@@ -61,7 +61,7 @@ async fn commit(
     } else {
         None
     };
-    // ferry_accept (migrations/postgres/0007) takes the batch column by
+    // ferry_accept (migrations/postgres/functions/ferry_accept.sql) takes the batch column by
     // column and answers one row per delivery, in order.
     let query = sqlx::query_as(
         "SELECT * FROM ferry_accept($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
@@ -115,8 +115,14 @@ async fn commit(
         .await?;
         tx.commit().await?;
     }
-    Ok(rows
-        .into_iter()
+    Ok(answers(rows))
+}
+
+/// ferry_accept's row per delivery (its number, whether the delivery was
+/// new, whether its deployment was, the deployments it superseded) as
+/// intake's answers.
+fn answers(rows: Vec<(i32, bool, bool, Vec<i64>)>) -> Vec<Accepted> {
+    rows.into_iter()
         .map(|(_, fresh, inserted, superseded)| match (fresh, inserted) {
             (false, _) => Accepted::DuplicateDelivery,
             (true, false) => Accepted::DuplicateDeployment,
@@ -124,5 +130,5 @@ async fn commit(
                 superseded: superseded.into_iter().map(DeploymentId).collect(),
             },
         })
-        .collect())
+        .collect()
 }

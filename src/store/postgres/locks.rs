@@ -154,53 +154,9 @@ impl Locks for PgStore {
         .as_ref()
         .map(lock_from_row)
         .transpose()?;
-        match (task, &held) {
-            (LockTask::Lock, None) => {
-                sqlx::query(
-                    "INSERT INTO env_locks (repository, environment, holder, reason, since)
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(&d.repository)
-                .bind(&d.environment)
-                .bind(&d.creator)
-                .bind(reason)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
-            (LockTask::Unlock, Some(_)) => {
-                set_unlocked_by(&mut tx, &d.repository, &d.environment, &d.creator).await?;
-                sqlx::query("DELETE FROM env_locks WHERE repository = $1 AND environment = $2")
-                    .bind(&d.repository)
-                    .bind(&d.environment)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            _ => {}
-        }
+        lock_or_unlock(&mut tx, task, held.is_some(), d, reason, now).await?;
         let (state, description) = task.outcome(&d.creator, held.as_ref(), reason);
-        sqlx::query(
-            "INSERT INTO deployments (id, repository, environment, task, git_ref, sha, payload,
-                 creator, production, transient, installation_id, state, description,
-                 created_at, started_at, finished_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14)",
-        )
-        .bind(d.id.0)
-        .bind(&d.repository)
-        .bind(&d.environment)
-        .bind(&d.task)
-        .bind(&d.git_ref)
-        .bind(&d.sha)
-        .bind(&d.payload)
-        .bind(&d.creator)
-        .bind(d.production)
-        .bind(d.transient)
-        .bind(d.installation_id)
-        .bind(state.as_str())
-        .bind(&description)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        insert_ended(&mut tx, d, state, &description, now).await?;
         insert_status(
             &mut tx,
             d.id,
@@ -230,5 +186,76 @@ async fn set_unlocked_by(
         .bind(by)
         .execute(&mut **tx)
         .await?;
+    Ok(())
+}
+
+/// Takes the lock (`deploy:lock` on a free environment) or lifts it
+/// (`deploy:unlock` on a locked one); otherwise changes nothing: the
+/// task's outcome says why.
+async fn lock_or_unlock(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    task: LockTask,
+    held: bool,
+    d: &NewDeployment,
+    reason: &str,
+    now: i64,
+) -> Result<()> {
+    match (task, held) {
+        (LockTask::Lock, false) => {
+            sqlx::query(
+                "INSERT INTO env_locks (repository, environment, holder, reason, since)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&d.repository)
+            .bind(&d.environment)
+            .bind(&d.creator)
+            .bind(reason)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        (LockTask::Unlock, true) => {
+            set_unlocked_by(tx, &d.repository, &d.environment, &d.creator).await?;
+            sqlx::query("DELETE FROM env_locks WHERE repository = $1 AND environment = $2")
+                .bind(&d.repository)
+                .bind(&d.environment)
+                .execute(&mut **tx)
+                .await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A lock task's deployment row, ended as it is stored.
+async fn insert_ended(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    d: &NewDeployment,
+    state: State,
+    description: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO deployments (id, repository, environment, task, git_ref, sha, payload,
+                 creator, production, transient, installation_id, state, description,
+                 created_at, started_at, finished_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14)",
+    )
+    .bind(d.id.0)
+    .bind(&d.repository)
+    .bind(&d.environment)
+    .bind(&d.task)
+    .bind(&d.git_ref)
+    .bind(&d.sha)
+    .bind(&d.payload)
+    .bind(&d.creator)
+    .bind(d.production)
+    .bind(d.transient)
+    .bind(d.installation_id)
+    .bind(state.as_str())
+    .bind(description)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }

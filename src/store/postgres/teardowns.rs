@@ -106,22 +106,7 @@ impl Teardowns for PgStore {
             return Ok(TeardownQueued::Already(t));
         }
         let now = now_ms();
-        let mut superseded: Vec<DeploymentId> = sqlx::query_scalar(
-            "UPDATE deployments SET state = 'inactive', finished_at = $1, description = $2
-             WHERE repository = $3 AND environment = $4 AND state = 'queued' AND id >= 0
-             RETURNING id",
-        )
-        .bind(now)
-        .bind(SUPERSEDED_BY_TEARDOWN)
-        .bind(repository)
-        .bind(environment)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(DeploymentId)
-        .collect();
-        superseded.sort();
-        inactive(&mut tx, &superseded, SUPERSEDED_BY_TEARDOWN, now).await?;
+        let superseded = supersede_waiting(&mut tx, repository, environment, now).await?;
         let sql = format!(
             "INSERT INTO deployments (id, repository, environment, task, git_ref, sha,
                  payload, creator, production, transient, installation_id, state, description,
@@ -193,4 +178,31 @@ impl Teardowns for PgStore {
         tx.commit().await?;
         Ok(Some(gone))
     }
+}
+
+/// The environment's waiting deployments become inactive, superseded by
+/// its teardown (each with that status); which, in order.
+async fn supersede_waiting(
+    tx: &mut Transaction<'static, Postgres>,
+    repository: &str,
+    environment: &str,
+    now: i64,
+) -> Result<Vec<DeploymentId>> {
+    let mut superseded: Vec<DeploymentId> = sqlx::query_scalar(
+        "UPDATE deployments SET state = 'inactive', finished_at = $1, description = $2
+         WHERE repository = $3 AND environment = $4 AND state = 'queued' AND id >= 0
+         RETURNING id",
+    )
+    .bind(now)
+    .bind(SUPERSEDED_BY_TEARDOWN)
+    .bind(repository)
+    .bind(environment)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .map(DeploymentId)
+    .collect();
+    superseded.sort();
+    inactive(tx, &superseded, SUPERSEDED_BY_TEARDOWN, now).await?;
+    Ok(superseded)
 }

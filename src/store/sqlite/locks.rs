@@ -130,55 +130,9 @@ impl Locks for SqliteStore {
                 .prepare_cached("SELECT * FROM env_locks WHERE repository = ? AND environment = ?")?
                 .query_row(params![d.repository, d.environment], lock_from_row)
                 .optional()?;
-            match (task, &held) {
-                (LockTask::Lock, None) => {
-                    tx.prepare_cached(
-                        "INSERT INTO env_locks (repository, environment, holder, reason, since)
-                         VALUES (?, ?, ?, ?, ?)",
-                    )?
-                    .execute(params![
-                        d.repository,
-                        d.environment,
-                        d.creator,
-                        reason,
-                        now
-                    ])?;
-                }
-                (LockTask::Unlock, Some(_)) => {
-                    set_unlocked_by(tx, &d.repository, &d.environment, &d.creator)?;
-                    tx.prepare_cached(
-                        "DELETE FROM env_locks WHERE repository = ? AND environment = ?",
-                    )?
-                    .execute(params![d.repository, d.environment])?;
-                }
-                _ => {}
-            }
+            lock_or_unlock(tx, task, held.is_some(), &d, &reason, now)?;
             let (state, description) = task.outcome(&d.creator, held.as_ref(), &reason);
-            tx.prepare_cached(
-                "INSERT INTO deployments (id, seq, repository, environment, task, git_ref, sha,
-                     payload, creator, production, transient, installation_id, state,
-                     description, created_at, started_at, finished_at)
-                 VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM deployments),
-                     ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )?
-            .execute(params![
-                d.id.0,
-                d.repository,
-                d.environment,
-                d.task,
-                d.git_ref,
-                d.sha,
-                d.payload,
-                d.creator,
-                d.production,
-                d.transient,
-                d.installation_id,
-                state.as_str(),
-                description,
-                now,
-                now,
-                now
-            ])?;
+            insert_ended(tx, &d, state, &description, now)?;
             insert_status(
                 tx,
                 d.id,
@@ -206,4 +160,69 @@ fn set_unlocked_by(
         "UPDATE env_locks SET unlocked_by = ?3 WHERE repository = ?1 AND environment = ?2",
     )?
     .execute(params![repository, environment, by])
+}
+
+/// Takes the lock (`deploy:lock` on a free environment) or lifts it
+/// (`deploy:unlock` on a locked one); otherwise changes nothing: the
+/// task's outcome says why.
+fn lock_or_unlock(
+    tx: &rusqlite::Transaction<'_>,
+    task: LockTask,
+    held: bool,
+    d: &NewDeployment,
+    reason: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
+    match (task, held) {
+        (LockTask::Lock, false) => {
+            tx.prepare_cached(
+                "INSERT INTO env_locks (repository, environment, holder, reason, since)
+                 VALUES (?, ?, ?, ?, ?)",
+            )?
+            .execute(params![d.repository, d.environment, d.creator, reason, now])?;
+        }
+        (LockTask::Unlock, true) => {
+            set_unlocked_by(tx, &d.repository, &d.environment, &d.creator)?;
+            tx.prepare_cached("DELETE FROM env_locks WHERE repository = ? AND environment = ?")?
+                .execute(params![d.repository, d.environment])?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A lock task's deployment row, ended as it is stored.
+fn insert_ended(
+    tx: &rusqlite::Transaction<'_>,
+    d: &NewDeployment,
+    state: State,
+    description: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO deployments (id, seq, repository, environment, task, git_ref, sha,
+                     payload, creator, production, transient, installation_id, state,
+                     description, created_at, started_at, finished_at)
+                 VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM deployments),
+                     ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )?
+    .execute(params![
+        d.id.0,
+        d.repository,
+        d.environment,
+        d.task,
+        d.git_ref,
+        d.sha,
+        d.payload,
+        d.creator,
+        d.production,
+        d.transient,
+        d.installation_id,
+        state.as_str(),
+        description,
+        now,
+        now,
+        now
+    ])?;
+    Ok(())
 }

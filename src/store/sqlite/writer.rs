@@ -158,86 +158,117 @@ fn commit(
     let superseded_by = superseded_in_batch(batch, &fresh);
     let mut results = Vec::with_capacity(batch.len());
     {
-        let mut deployment = tx.prepare_cached(
-            "INSERT INTO deployments (id, seq, repository, environment, task, git_ref, sha, \
-             payload, creator, production, transient, installation_id, state, description, \
-             created_at, finished_at, checks_gate, checks_next_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )?;
-        // Deployments of its environment still waiting become inactive,
-        // each saying which deployment took its place.
-        let mut supersede = tx.prepare_cached(
-            "UPDATE deployments SET state = 'inactive', finished_at = ?1, description = ?2 \
-             WHERE repository = ?3 AND environment = ?4 AND state = 'queued' AND seq < ?5 \
-             AND id >= 0 \
-             RETURNING id",
-        )?;
-        let mut status = tx.prepare_cached(INSERT_STATUS)?;
-        for (i, r) in batch.iter().enumerate() {
-            if let Some(duplicate) = &fresh[i] {
+        let mut statements = Statements {
+            deployment: tx.prepare_cached(
+                "INSERT INTO deployments (id, seq, repository, environment, task, git_ref, sha, \
+                 payload, creator, production, transient, installation_id, state, description, \
+                 created_at, finished_at, checks_gate, checks_next_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )?,
+            // Deployments of its environment still waiting become inactive,
+            // each saying which deployment took its place.
+            supersede: tx.prepare_cached(
+                "UPDATE deployments SET state = 'inactive', finished_at = ?1, description = ?2 \
+                 WHERE repository = ?3 AND environment = ?4 AND state = 'queued' AND seq < ?5 \
+                 AND id >= 0 \
+                 RETURNING id",
+            )?,
+            status: tx.prepare_cached(INSERT_STATUS)?,
+        };
+        for (i, fresh) in fresh.iter().enumerate() {
+            if let Some(duplicate) = fresh {
                 results.push(duplicate.clone());
                 continue;
             }
-            let d = &r.deployment;
-            // Superseded within this batch: stored inactive at once, with
-            // only that status. Its `queued` would never be posted.
-            let (state, first, finished) = match superseded_by[i] {
-                Some(j) => {
-                    let inactive = NewStatus::new(
-                        StatusState::Inactive,
-                        crate::wording::superseded_by(batch[j].deployment.id),
-                    );
-                    (StatusState::Inactive, inactive, Some(now))
-                }
-                None => (StatusState::Queued, r.queued.clone(), None),
-            };
-            deployment.execute(params![
-                d.id.0,
-                seq,
-                d.repository,
-                d.environment,
-                d.task,
-                d.git_ref,
-                d.sha,
-                d.payload,
-                d.creator,
-                d.production,
-                d.transient,
-                d.installation_id,
-                state.as_str(),
-                first.description,
-                now,
-                finished,
-                d.gated,
-                d.gated.then_some(now),
-            ])?;
-            insert_status(&mut status, d.id, &first, now)?;
-            let mut superseded: Vec<DeploymentId> = (0..i)
-                .filter(|&k| superseded_by[k] == Some(i))
-                .map(|k| batch[k].deployment.id)
-                .collect();
-            if r.supersede {
-                let inactive =
-                    NewStatus::new(StatusState::Inactive, crate::wording::superseded_by(d.id));
-                let gone = supersede
-                    .query_map(
-                        params![now, inactive.description, d.repository, d.environment, seq],
-                        |row| row.get(0).map(DeploymentId),
-                    )?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                for id in gone {
-                    insert_status(&mut status, id, &inactive, now)?;
-                    superseded.push(id);
-                }
-                superseded.sort();
-            }
+            let at = Place { i, seq, now };
+            results.push(store_one(&mut statements, batch, &superseded_by, at)?);
             seq += 1;
-            results.push(Accepted::New { superseded });
         }
     }
     tx.commit()?;
     *next_seq = Some(seq);
     Ok(results)
+}
+
+/// What one batch writes with, prepared once per transaction.
+struct Statements<'t> {
+    deployment: rusqlite::CachedStatement<'t>,
+    supersede: rusqlite::CachedStatement<'t>,
+    status: rusqlite::CachedStatement<'t>,
+}
+
+/// Where a new deployment goes: its place in the batch, its arrival
+/// order, the batch's time.
+struct Place {
+    i: usize,
+    seq: i64,
+    now: i64,
+}
+
+/// Stores the batch's `i`th delivery, a deployment new to the store: with
+/// its first status, superseding what waits in its environment (and what
+/// this batch superseded of it).
+fn store_one(
+    st: &mut Statements<'_>,
+    batch: &[IntakeJob],
+    superseded_by: &[Option<usize>],
+    Place { i, seq, now }: Place,
+) -> rusqlite::Result<Accepted> {
+    let r = &batch[i];
+    let d = &r.deployment;
+    // Superseded within this batch: stored inactive at once, with
+    // only that status. Its `queued` would never be posted.
+    let (state, first, finished) = match superseded_by[i] {
+        Some(j) => {
+            let inactive = NewStatus::new(
+                StatusState::Inactive,
+                crate::wording::superseded_by(batch[j].deployment.id),
+            );
+            (StatusState::Inactive, inactive, Some(now))
+        }
+        None => (StatusState::Queued, r.queued.clone(), None),
+    };
+    st.deployment.execute(params![
+        d.id.0,
+        seq,
+        d.repository,
+        d.environment,
+        d.task,
+        d.git_ref,
+        d.sha,
+        d.payload,
+        d.creator,
+        d.production,
+        d.transient,
+        d.installation_id,
+        state.as_str(),
+        first.description,
+        now,
+        finished,
+        d.gated,
+        d.gated.then_some(now),
+    ])?;
+    insert_status(&mut st.status, d.id, &first, now)?;
+    let mut superseded: Vec<DeploymentId> = (0..i)
+        .filter(|&k| superseded_by[k] == Some(i))
+        .map(|k| batch[k].deployment.id)
+        .collect();
+    if r.supersede {
+        let inactive = NewStatus::new(StatusState::Inactive, crate::wording::superseded_by(d.id));
+        let gone = st
+            .supersede
+            .query_map(
+                params![now, inactive.description, d.repository, d.environment, seq],
+                |row| row.get(0).map(DeploymentId),
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for id in gone {
+            insert_status(&mut st.status, id, &inactive, now)?;
+            superseded.push(id);
+        }
+        superseded.sort();
+    }
+    Ok(Accepted::New { superseded })
 }
 
 /// Records each delivery as seen; `None` for those that bring a deployment
