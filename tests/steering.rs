@@ -551,3 +551,29 @@ async fn a_setgid_storage_dir_gets_a_group_writable_database() {
         assert_eq!(mode & 0o060, 0o060, "{name}: {mode:o}");
     }
 }
+
+/// GitHub's repository names ignore case: a deployment of `Octo-Org/Web`
+/// is the `octo-org/web` target's, stored under the config's spelling, and
+/// a lock taken in yet another case holds it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repository_named_in_another_case_is_the_targets() {
+    let w =
+        World::start(|sshd, _| target(REPO, "production", &sshd.hosts(), &[("run", "true")], ""))
+            .await;
+    let env = format!("{REPO}:production");
+    // Locked as someone types it: the same environment.
+    assert!(w.cli(&["lock", "OCTO-ORG/web:production"]).status.success());
+    w.deploy(91, "Octo-Org/Web", "production").await;
+    w.github
+        .wait_state(91, "queued", Duration::from_secs(30))
+        .await;
+    w.settled().await;
+    assert_eq!(w.states(91), ["queued"], "held by the lock");
+    let listed = w.cli(&["deployments", "--json"]);
+    let line: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(line["repository"], REPO, "{line}");
+    assert!(w.cli(&["unlock", &env]).status.success());
+    let states = w.final_states(91, WAIT).await;
+    assert_eq!(states.last().unwrap(), "success", "{states:?}");
+    w.assert_no_violations();
+}

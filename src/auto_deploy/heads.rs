@@ -74,7 +74,7 @@ impl Heads {
             .targets
             .iter()
             .filter_map(|t| match &t.auto_deploy {
-                Some(AutoDeploy::Branch(b)) => Some((t.repository.clone(), b.clone())),
+                Some(AutoDeploy::Branch(b)) => Some((t.repository.to_string(), b.clone())),
                 _ => None,
             })
             .collect();

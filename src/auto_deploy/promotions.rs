@@ -86,7 +86,7 @@ impl Promotions {
         Ok(promoting
             .into_iter()
             .map(|(t, soak)| NewCandidate {
-                repository: t.repository.clone(),
+                repository: t.repository.to_string(),
                 environment: t.environment.clone(),
                 sha: d.sha.clone(),
                 source: CandidateSource::Promotion {

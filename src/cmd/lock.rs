@@ -50,7 +50,7 @@ pub async fn lock(
     reason: &str,
     for_: Option<std::time::Duration>,
 ) -> anyhow::Result<()> {
-    owned(c, env)?;
+    let env = &owned(c, env)?;
     let store = open_store(c).await?.store;
     let lock = EnvLock {
         repository: env.repository.clone(),

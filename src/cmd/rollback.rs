@@ -48,7 +48,7 @@ pub async fn rollback(
     to: Option<i64>,
     follow: bool,
 ) -> anyhow::Result<()> {
-    owned(c, env)?;
+    let env = &owned(c, env)?;
     let store = open_store(c).await?.store;
     let history = store
         .history(&env.repository, &env.environment, HISTORY)

@@ -28,7 +28,7 @@ impl Teardown {
 }
 
 pub async fn teardown(c: &Steering, env: &EnvName, yes: bool) -> anyhow::Result<()> {
-    owned(c, env)?;
+    let env = &owned(c, env)?;
     let store = open_store(c).await?.store;
     // A review app is torn down on request; anything else (production)
     // only when the operator says so twice: GitHub then shows it destroyed.

@@ -50,7 +50,7 @@ async fn lift_freezes(
 }
 
 pub async fn unlock(c: &Steering, env: &EnvName) -> anyhow::Result<()> {
-    owned(c, env)?;
+    let env = &owned(c, env)?;
     warn_freeze_problems(c);
     let store = open_store(c).await?.store;
     let lock = store

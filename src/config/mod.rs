@@ -27,6 +27,7 @@ mod github;
 mod host;
 mod notify;
 mod raw;
+mod repo_name;
 mod runner;
 mod secret;
 mod server;
@@ -42,6 +43,7 @@ use raw::{
     RawCommands, RawConfig, RawDuration, RawFreeze, RawGitHub, RawHostCheck, RawNotify,
     RawProtection, RawRollback, RawRunner, RawServer, RawSsh, RawStep, RawStorage, RawTarget, keys,
 };
+pub use repo_name::RepoName;
 pub use secret::Secret;
 pub use steering::{Owned, Steering};
 
@@ -158,7 +160,7 @@ pub struct Ssh {
 
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub repository: String,
+    pub repository: RepoName,
     /// Exact name or glob (`review-*`).
     pub environment: String,
     pub task: String,
@@ -310,6 +312,17 @@ impl Config {
     }
 
     /// The first target that owns this deployment, as docs/configuration.md says.
+    /// A repository's name as the targets spell it, when one names it
+    /// (GitHub's names ignore case); else as given. What a webhook brings
+    /// is stored under this spelling, so the store's exact comparisons
+    /// (locks, the queue, steering) agree with the config's.
+    pub fn repository_as_configured(&self, name: &str) -> String {
+        self.targets
+            .iter()
+            .find(|t| t.repository == name)
+            .map_or_else(|| name.to_string(), |t| t.repository.to_string())
+    }
+
     /// Whether any target owns the environment, whatever its task.
     pub fn owns_environment(&self, repository: &str, environment: &str) -> bool {
         self.targets

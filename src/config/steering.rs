@@ -30,7 +30,7 @@ pub struct Steering {
 /// What a target owns, as far as steering goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owned {
-    pub repository: String,
+    pub repository: super::RepoName,
     /// Exact name or glob (`review-*`).
     pub environment: String,
     pub task: String,
@@ -176,7 +176,7 @@ fn owned_targets(doc: &DeTable) -> Vec<Owned> {
         .iter()
         .filter_map(|t| match t.get_ref() {
             DeValue::Table(t) => Some(Owned {
-                repository: text(t, "repository")?,
+                repository: super::RepoName::new(text(t, "repository")?),
                 environment: text(t, "environment")?,
                 task: text(t, "task").unwrap_or_else(|| super::DEFAULT_TASK.to_string()),
             }),

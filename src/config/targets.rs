@@ -342,7 +342,7 @@ impl<'a> Checker<'a> {
             return None;
         }
         Some(Target {
-            repository: repository?,
+            repository: RepoName::new(repository?),
             environment: environment?,
             task,
             hosts,

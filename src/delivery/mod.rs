@@ -40,9 +40,9 @@ pub fn labels(config: &Config, repository: &str, environment: &str) -> (String, 
         });
     match owner {
         Some(t) if crate::glob::matches(&t.environment, environment) => {
-            (t.repository.clone(), t.environment.clone())
+            (t.repository.to_string(), t.environment.clone())
         }
-        Some(t) => (t.repository.clone(), "other".into()),
+        Some(t) => (t.repository.to_string(), "other".into()),
         None => ("other".into(), "other".into()),
     }
 }
@@ -53,7 +53,7 @@ pub fn labels(config: &Config, repository: &str, environment: &str) -> (String, 
 /// change), and a dashboard has its series before anything ended.
 pub fn register(config: &Config) {
     for t in &config.targets {
-        let (r, e) = (t.repository.clone(), t.environment.clone());
+        let (r, e) = (t.repository.to_string(), t.environment.clone());
         for state in ["success", "failure", "error", "cancelled"] {
             metrics::counter!(crate::metrics::FINISHED,
                 "repository" => r.clone(), "environment" => e.clone(), "state" => state)

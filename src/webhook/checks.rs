@@ -8,11 +8,12 @@ use super::event::ChecksEvent;
 use super::{Answer, Intake};
 
 pub async fn changed(app: &Intake, event: &str, checks: ChecksEvent) -> Answer {
-    let repository = checks.repository.full_name.as_str();
+    let config = app.config.get();
+    let repository = config.repository_as_configured(&checks.repository.full_name);
+    let repository = repository.as_str();
     let Some(sha) = checks.sha() else {
         return Answer::ignored(event, "ignored: no sha in the event");
     };
-    let config = app.config.get();
     let required = config
         .targets
         .iter()

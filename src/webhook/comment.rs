@@ -12,8 +12,9 @@ use crate::store::NewCommand;
 const EVENT: &str = "issue_comment";
 
 pub async fn commented(app: &Intake, e: IssueCommentEvent) -> Answer {
-    let repository = e.repository.full_name.as_str();
     let config = app.config.get();
+    let repository = config.repository_as_configured(&e.repository.full_name);
+    let repository = repository.as_str();
     let Some(commands) = &config.commands else {
         return Answer::ignored(EVENT, "ignored: no [commands] in the config");
     };

@@ -19,6 +19,8 @@ pub async fn take(
 ) -> Answer {
     let delivery_id = key.delivery_id.as_str();
     let config = app.config.get();
+    let mut deployment = deployment;
+    deployment.repository = config.repository_as_configured(&deployment.repository);
     if let Some(task) = LockTask::of(&deployment.task)
         && config.owns_environment(&deployment.repository, &deployment.environment)
     {
@@ -45,7 +47,6 @@ pub async fn take(
     };
     let hosts = target.hosts.len();
     // Its steps wait for the sha's required checks (docs/configuration.md, "Required checks").
-    let mut deployment = deployment;
     deployment.gated = !target.require_checks.is_empty();
     let description = match app
         .locks

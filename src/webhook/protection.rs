@@ -12,8 +12,9 @@ use crate::store::NewRun;
 const EVENT: &str = "deployment_protection_rule";
 
 pub async fn requested(app: &Intake, e: ProtectionRuleEvent) -> Answer {
-    let repository = e.repository.full_name.as_str();
     let config = app.config.get();
+    let repository = config.repository_as_configured(&e.repository.full_name);
+    let repository = repository.as_str();
     let Some(protection) = &config.protection else {
         return Answer::ignored(EVENT, "ignored: no [protection] in the config");
     };

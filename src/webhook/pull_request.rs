@@ -19,6 +19,7 @@ pub async fn closed(app: &Intake, parsed: PullRequestEvent) -> Answer {
         );
     }
     let config = app.config.get();
+    let repository = config.repository_as_configured(&repository);
     if !config.targets.iter().any(|t| t.repository == repository) {
         return Answer::ignored(EVENT, format!("ignored: no target owns {repository}"));
     }

@@ -9,7 +9,6 @@ use super::{Answer, Intake};
 const EVENT: &str = "push";
 
 pub async fn pushed(app: &Intake, push: PushEvent) -> Answer {
-    let repository = push.repository.full_name.as_str();
     let Some(branch) = push.branch() else {
         return Answer::ignored(
             EVENT,
@@ -17,6 +16,8 @@ pub async fn pushed(app: &Intake, push: PushEvent) -> Answer {
         );
     };
     let config = app.config.get();
+    let repository = config.repository_as_configured(&push.repository.full_name);
+    let repository = repository.as_str();
     if crate::auto_deploy::following(&config, repository, branch)
         .next()
         .is_none()
