@@ -450,9 +450,15 @@ async fn a_full_disk_gets_503s_and_loses_nothing_accepted() {
 
     // Deployment 1 ends while the disk is full, then space comes back.
     w.release();
-    // Deployment 1 must try to record its end while the disk is still
-    // full; its failed write leaves nothing to wait for.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Deployment 1 tries to record its end while the disk is still full,
+    // and says that it will try again.
+    common::eventually("a failed write of deployment 1's end", WAIT, || async {
+        w.ferry
+            .output()
+            .contains("cannot record the final state of deployment 1")
+            .then_some(())
+    })
+    .await;
     std::fs::remove_file(&fill).unwrap();
     w.wait_healthy(WAIT).await;
     // GitHub's "Redeliver".

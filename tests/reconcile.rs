@@ -77,10 +77,14 @@ async fn a_deployment_whose_webhook_never_came_runs_once(database_url: Option<St
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("duplicate"), "{body}");
 
-    // A few more rounds change nothing.
-    // Reconciler rounds (every second here) that find nothing leave no
-    // trace to wait for: this spans a few of them.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // A few more rounds change nothing: each round lists the deployments,
+    // a 304 when nothing changed (the ETag), the trace to wait for.
+    let (before, _) = w.github.lists();
+    common::eventually("more reconciler rounds, mostly 304s", WAIT, || async {
+        let (lists, not_modified) = w.github.lists();
+        (lists >= before + 4 && not_modified * 2 >= lists).then_some(())
+    })
+    .await;
     let ran = std::fs::read_to_string(w.scratch().join("ran")).unwrap_or_default();
     assert_eq!(ran, "301\n", "ran once, on one replica");
     assert_eq!(w.states(301), ["queued", "in_progress", "success"]);

@@ -228,8 +228,17 @@ async fn a_frozen_replica_that_wakes_after_its_lease_posts_nothing_more() {
     assert_eq!(statuses.last().unwrap().state(), "error");
     frozen.signal("CONT");
     w.github.wait_final(802, WAIT).await;
-    // Time for the woken replica to notice, and to post anything it would.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // The woken replica notices, says so, and then has rounds in which
+    // it could post anything it would.
+    let woken_ferry = if pid == w.ferry.pid() { &w.ferry } else { &b };
+    common::eventually("the woken replica to notice", WAIT, || async {
+        woken_ferry
+            .output()
+            .contains("lost its claim")
+            .then_some(())
+    })
+    .await;
+    w.settled_on(woken_ferry).await;
     let states: Vec<String> = w.states(801);
     assert_eq!(
         states,
