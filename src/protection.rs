@@ -4,7 +4,10 @@
 //! held; until then GitHub is told why, once per reason. Runs live in the
 //! store ([`crate::store::ProtectionRuns`]): a restart, `kill -9` or a
 //! replica's failover loses none, and an unlock while no ferry ran is
-//! honoured at the next start. Each waiting run is looked at every second.
+//! honoured at the next start. While a run waits it is looked at every
+//! 100 ms (a run's wait is a deploy job held up: an unlock from another
+//! process, which sends no signal on SQLite, reaches it within that); the
+//! store is asked once a second while none waits.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +21,10 @@ use crate::github::{CallError, GitHub};
 use crate::store::{Owner, RunEnd, SharedStore, WaitingRun, now_ms, waiting_on};
 
 /// How often a waiting run's environment is looked at.
-const LOOK_EVERY: Duration = Duration::from_secs(1);
+const LOOK_EVERY: Duration = Duration::from_millis(100);
+/// How often the store is asked for due runs while none waits (a new one
+/// rings `wake`), and the gauge of waiting runs is read.
+const IDLE_EVERY: Duration = Duration::from_secs(1);
 /// A look's lease: longer than one answer to GitHub may take (10 s).
 const LEASE: Duration = Duration::from_secs(30);
 /// After GitHub did not take an answer (5xx, a rate limit, no answer).
@@ -41,28 +47,45 @@ impl Protector {
         {
             tracing::warn!(error = %e, "cannot take over the last run's protection rule looks: {e}");
         }
+        let mut counted = tokio::time::Instant::now() - IDLE_EVERY;
+        let mut waiting = false;
         loop {
-            if let Err(e) = self.round(&owner).await {
-                tracing::debug!(error = %e, "cannot look at runs waiting at the protection rule: {e}");
+            match self.round(&owner).await {
+                Ok(looked) => waiting = looked || waiting && counted.elapsed() < IDLE_EVERY,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot look at runs waiting at the protection rule: {e}")
+                }
             }
+            if counted.elapsed() >= IDLE_EVERY {
+                counted = tokio::time::Instant::now();
+                match self.store.waiting_runs().await {
+                    Ok(runs) => {
+                        waiting = !runs.is_empty();
+                        metrics::gauge!(crate::metrics::PROTECTION_WAITING).set(runs.len() as f64);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot count the runs waiting at the protection rule: {e}")
+                    }
+                }
+            }
+            let pause = if waiting { LOOK_EVERY } else { IDLE_EVERY };
             tokio::select! {
-                _ = tokio::time::sleep(LOOK_EVERY) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = self.wake.notified() => {}
                 _ = stop.cancelled() => return,
             }
         }
     }
 
-    async fn round(&self, owner: &Owner) -> crate::store::Result<()> {
+    /// Looks at the runs due now; whether there were any.
+    async fn round(&self, owner: &Owner) -> crate::store::Result<bool> {
         let now = now_ms();
         let due = self
             .store
             .due_runs(owner, now, now + LEASE.as_millis() as i64, PER_ROUND)
             .await?;
         if due.is_empty() {
-            metrics::gauge!(crate::metrics::PROTECTION_WAITING)
-                .set(self.store.waiting_runs().await?.len() as f64);
-            return Ok(());
+            return Ok(false);
         }
         // What holds environments now, read once for the round.
         let locks = self.store.locks().await?;
@@ -86,9 +109,7 @@ impl Protector {
             });
             self.answer(owner, run, why).await?;
         }
-        metrics::gauge!(crate::metrics::PROTECTION_WAITING)
-            .set(self.store.waiting_runs().await?.len() as f64);
-        Ok(())
+        Ok(true)
     }
 
     /// Approves a run whose environment is free; tells GitHub why it

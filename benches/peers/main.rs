@@ -59,6 +59,7 @@ fn run(cmd: &mut Command) -> (bool, String) {
     )
 }
 
+mod around;
 mod burst;
 mod failover;
 mod fanout;
@@ -68,6 +69,7 @@ mod notify;
 mod reaction;
 mod rolling;
 mod stats;
+use around::*;
 use burst::*;
 use failover::*;
 use fanout::*;
@@ -162,6 +164,10 @@ async fn main() {
     if wanted("stats") || wanted("stats-sqlite") {
         eprintln!("ferry stats on a store of 200,000 deployments ...");
         stats(&mut report, !wanted("stats-sqlite") || wanted("stats")).await;
+    }
+    if wanted("around") {
+        eprintln!("the loop around a deployment ...");
+        around(&mut report).await;
     }
     if wanted("footprint") {
         eprintln!("footprint ...");

@@ -60,6 +60,9 @@ impl WakeUps {
     fn all(&self) {
         self.runner.notify_one();
         self.outbox.ring();
+        // An unlock another replica made, a lock that ran out: a run
+        // waiting at the protection rule may go now.
+        self.protection.notify_one();
     }
 }
 

@@ -26,6 +26,8 @@ pub struct Received {
     pub user_agent: String,
     /// The status the receiver answered (0: it never answered).
     pub answered: u16,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -132,6 +134,7 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> 
             content_type: header("content-type"),
             user_agent: header("user-agent"),
             answered: if hang { 0 } else { code },
+            at: std::time::Instant::now(),
         });
         (hang, code)
     };

@@ -17,6 +17,8 @@ pub struct RuleAnswer {
     /// `approved`, `rejected`, or None for a status report.
     pub state: Option<String>,
     pub comment: String,
+    /// When GitHub took it.
+    pub at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -69,6 +71,7 @@ pub(super) async fn answer(
         environment: environment.to_string(),
         state,
         comment: comment.to_string(),
+        at: std::time::Instant::now(),
     });
     StatusCode::NO_CONTENT.into_response()
 }
