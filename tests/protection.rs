@@ -10,7 +10,7 @@ use ferry_testkit as common;
 use ferry_testkit::backends;
 
 use common::{AppSetup, Setup, World, eventually, target};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const REPO: &str = "octo-org/web";
 const WAIT: Duration = Duration::from_secs(60);
@@ -41,18 +41,7 @@ async fn world(database_url: Option<String>) -> World {
 /// A `deployment_protection_rule` `requested` event for run `run`, in the
 /// shape of octokit's schema (tests/data/github/schemas/).
 fn rule(w: &World, run: i64, environment: &str) -> Value {
-    json!({
-        "action": "requested",
-        "environment": environment,
-        "event": "push",
-        "deployment_callback_url": format!(
-            "{}/repos/{REPO}/actions/runs/{run}/deployment_protection_rule",
-            w.github.url
-        ),
-        "repository": {"full_name": REPO, "name": "web", "id": 1},
-        "sender": {"login": "octocat", "id": 1},
-        "installation": {"id": 11},
-    })
+    common::github::protection::rule_event(&w.github.url, REPO, run, environment)
 }
 
 /// The answers GitHub took for `run`: (state, comment).

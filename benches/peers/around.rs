@@ -46,18 +46,7 @@ async fn unlock_to_approval() -> (Vec<Duration>, Vec<Duration>) {
     for round in 0..ROUNDS {
         let run = 700 + round;
         assert!(w.cli(&["lock", &env]).status.success());
-        let rule = json!({
-            "action": "requested",
-            "environment": "production",
-            "event": "push",
-            "deployment_callback_url": format!(
-                "{}/repos/{REPO}/actions/runs/{run}/deployment_protection_rule",
-                w.github.url
-            ),
-            "repository": {"full_name": REPO, "name": "web", "id": 1},
-            "sender": {"login": "octocat", "id": 1},
-            "installation": {"id": 11},
-        });
+        let rule = common::github::protection::rule_event(&w.github.url, REPO, run, "production");
         assert_eq!(w.deliver("deployment_protection_rule", &rule).await.0, 202);
         eventually("the run told why it waits", WAIT, || async {
             w.github

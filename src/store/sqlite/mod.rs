@@ -253,7 +253,10 @@ impl SqliteStore {
             let answer: writer::Reply = Box::new(move |committed: Result<()>| {
                 let _ = reply.send(committed.and(result));
             });
-            (ok, answer)
+            writer::Done {
+                commit: ok,
+                reply: answer,
+            }
         });
         self.writer
             .send(Message::Write(job))

@@ -28,10 +28,18 @@ pub const BATCH: usize = 256;
 
 pub use crate::store::IntakeJob;
 
-/// A write of its own: runs in its transaction and says whether that may
-/// commit, and what to tell its caller once the commit's outcome is known.
-pub type Job = Box<dyn FnOnce(&rusqlite::Transaction<'_>) -> (bool, Reply) + Send>;
+/// A write of its own: runs in its transaction and says what became of
+/// it ([`Done`]).
+pub type Job = Box<dyn FnOnce(&rusqlite::Transaction<'_>) -> Done + Send>;
 pub type Reply = Box<dyn FnOnce(Result<()>) + Send>;
+
+/// What a [`Job`] did: whether its transaction may commit (false: its
+/// statements failed, roll it back), and what to tell its caller once the
+/// commit's outcome is known.
+pub struct Done {
+    pub commit: bool,
+    pub reply: Reply,
+}
 
 pub enum Message {
     Deliver(Box<IntakeJob>),
@@ -119,7 +127,7 @@ fn run_job(conn: &mut Connection, job: Job) {
     let Ok(tx) = conn.transaction_with_behavior(TransactionBehavior::Immediate) else {
         return;
     };
-    let (ok, reply) = job(&tx);
+    let Done { commit: ok, reply } = job(&tx);
     if ok {
         reply(tx.commit().map_err(Error::from));
     } else {

@@ -87,3 +87,20 @@ impl FakeGitHub {
         self.inner.lock().unwrap().rules.fail_next = n;
     }
 }
+
+/// A `deployment_protection_rule` `requested` event for Actions run `run`
+/// of `repository`, calling back to the fake at `api_url`, in the shape of
+/// octokit's schema (tests/data/github/schemas/); installation 11.
+pub fn rule_event(api_url: &str, repository: &str, run: i64, environment: &str) -> Value {
+    serde_json::json!({
+        "action": "requested",
+        "environment": environment,
+        "event": "push",
+        "deployment_callback_url": format!(
+            "{api_url}/repos/{repository}/actions/runs/{run}/deployment_protection_rule"
+        ),
+        "repository": {"full_name": repository, "name": "web", "id": 1},
+        "sender": {"login": "octocat", "id": 1},
+        "installation": {"id": 11},
+    })
+}
