@@ -120,13 +120,29 @@ async fn the_dashboard_and_the_rules_work_against_a_real_prometheus() {
             .text()
             .await
             .ok()?;
-        text.lines()
-            .any(|l| {
-                l.starts_with("ferry_lead_time_seconds_count")
+        // Both successes' lead times, and every end counted (the two are
+        // recorded by different consumers).
+        let has = |name: &str, extra: &str, value: &str| {
+            text.lines().any(|l| {
+                l.starts_with(name)
                     && l.contains("environment=\"production\"")
-                    && l.ends_with(" 2")
+                    && l.contains(extra)
+                    && l.ends_with(value)
             })
-            .then_some(text)
+        };
+        let ready = has("ferry_lead_time_seconds_count", "", " 2")
+            && has(
+                "ferry_deployments_finished_total",
+                "state=\"success\"",
+                " 2",
+            )
+            && has(
+                "ferry_deployments_finished_total",
+                "state=\"failure\"",
+                " 1",
+            )
+            && has("ferry_recovery_seconds_count", "", " 1");
+        ready.then_some(text)
     })
     .await;
     let families: BTreeSet<String> = exported

@@ -185,6 +185,18 @@ async fn a_scripted_history_gives_stats_and_metrics(database_url: Option<String>
     assert!(review["recovery_median_s"].is_null(), "{review}");
     assert!(stats(&w, &["--since", "1s"]).len() <= 2);
 
+    // `show` says the commit's time, and a success's lead time.
+    let shown: Value = serde_json::from_slice(&w.cli(&["show", "71", "--json"]).stdout).unwrap();
+    assert!(shown["committed_at"].is_string(), "{shown}");
+    let text = String::from_utf8_lossy(&w.cli(&["show", "71"]).stdout).to_string();
+    assert!(text.contains("  commit    committed "), "{text}");
+    assert!(text.contains("(lead time 2h"), "{text}");
+    let unknown: Value = serde_json::from_slice(&w.cli(&["show", "72", "--json"]).stdout).unwrap();
+    assert!(
+        unknown["committed_at"].is_null(),
+        "GitHub has no such commit: {unknown}"
+    );
+
     let table = String::from_utf8_lossy(&w.cli(&["stats"]).stdout).to_string();
     assert!(table.contains("25%"), "{table}");
     assert!(table.contains("review-7"), "{table}");
@@ -202,15 +214,17 @@ async fn a_scripted_history_gives_stats_and_metrics(database_url: Option<String>
             .await
         }
     };
+    // The ends are counted in the order they happened: the review app's,
+    // the last, counted means every one before it is too.
     eventually("the ends counted", WAIT, || async {
-        (count("success", "production").await == 3.0).then_some(())
+        (count("success", "review-*").await == 1.0).then_some(())
     })
     .await;
+    assert_eq!(count("success", "production").await, 3.0);
     assert_eq!(count("failure", "production").await, 1.0);
     assert_eq!(count("cancelled", "production").await, 1.0);
     assert_eq!(count("error", "production").await, 0.0);
-    // Review apps are one series, under their target's glob.
-    assert_eq!(count("success", "review-*").await, 1.0);
+    // Review apps are one series, under their target's glob (above).
     assert_eq!(
         series(&w, urls, "ferry_recovery_seconds_count", &prod).await,
         1.0

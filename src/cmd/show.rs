@@ -139,6 +139,8 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
         Some(_) => None,
     };
     let log_url = statuses.iter().rev().find_map(|s| s.log_url.clone());
+    // Its commit's time, once the running ferry read it (delivery metrics).
+    let committed_at = store.ended(id).await?.and_then(|e| e.committed_at);
     let now = now_ms();
     // Whether a ferry runs to send what is still waiting: asked of the
     // store once, and only when something waits.
@@ -154,6 +156,7 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
             "production": d.production,
             "transient": d.transient,
             "log_url": log_url,
+            "committed_at": crate::cmd::output::json_time(committed_at),
             "started_by": origin.as_ref().map(super::output::origin_json),
             "statuses": statuses.iter().enumerate()
                 .map(|(i, s)| status_json(s, now, serving, waiting_before(&statuses, i)))
@@ -171,6 +174,16 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     print_fields(&d, log_url.as_deref(), now);
+    if let Some(at) = committed_at {
+        // The lead time counts for a success only (`ferry stats`).
+        let lead = match (d.state, d.finished_at) {
+            (crate::store::State::Success, Some(f)) => {
+                format!(" (lead time {})", duration_ms(f - at))
+            }
+            _ => String::new(),
+        };
+        println!("  commit    committed {}{lead}", clock(at));
+    }
     if let Some(origin) = &origin {
         println!("  started   by {}", origin.describe());
     }
