@@ -2,7 +2,7 @@
 
 use ferry_testkit as common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::browser::Browser;
 use common::{World, target};
@@ -39,11 +39,17 @@ async fn the_log_page_updates_live_and_runs_no_injected_script() {
         .wait_state(99, "in_progress", Duration::from_secs(60))
         .await;
     let url = w.github.statuses_of(99)[1].log_url().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !w.log_text(&url).await.contains("deploy: before") {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually(
+        "the first step's line in the log",
+        Duration::from_secs(60),
+        || async {
+            w.log_text(&url)
+                .await
+                .contains("deploy: before")
+                .then_some(())
+        },
+    )
+    .await;
 
     let mut b = Browser::start().await;
     b.navigate(&url).await;

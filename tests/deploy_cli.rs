@@ -163,11 +163,18 @@ async fn rollback_follow_deploys_the_last_good_version_and_exits_0(database_url:
     // The log followed to the end, and GitHub's webhook found it queued.
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("success"), "{}", text(&out));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !w.github.hooks_sent().iter().any(|(d, _)| *d == id) {
-        assert!(Instant::now() < deadline, "no webhook for {id}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually(
+        "the webhook of the new deployment",
+        Duration::from_secs(10),
+        || async {
+            w.github
+                .hooks_sent()
+                .iter()
+                .any(|(d, _)| *d == id)
+                .then_some(())
+        },
+    )
+    .await;
     let hooks = w.github.hooks_sent();
     assert!(
         hooks.iter().all(|(_, code)| (200..300).contains(code)),
@@ -310,11 +317,10 @@ async fn an_unreachable_github_creates_nothing_later(database_url: Option<String
     let text_now = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, text_now.replace(&dead, &w.github.url)).unwrap();
     w.ferry.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !w.ferry.output().contains("reloaded") {
-        assert!(Instant::now() < deadline, "{}", w.ferry.output());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually("the reload", Duration::from_secs(10), || async {
+        w.ferry.output().contains("reloaded").then_some(())
+    })
+    .await;
     // The request withdrawn at its deadline must stay unsent through a few
     // of the requester's rounds, which leave no trace when they find nothing.
     tokio::time::sleep(Duration::from_secs(3)).await;

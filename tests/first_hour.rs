@@ -148,13 +148,12 @@ async fn github_out_of_reach_is_visible_once_and_its_return_too() {
     assert!(listed.contains("GitHub does not have"), "{listed}");
 
     // Counted once a second, in the store.
-    let deadline = Instant::now() + WAIT;
-    while w.metric("ferry_statuses_pending").await < 9.0
-        || w.metric("ferry_statuses_oldest_pending_seconds").await <= 0.0
-    {
-        assert!(Instant::now() < deadline, "no pending gauges");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::eventually("the pending gauges", WAIT, || async {
+        let pending = w.metric("ferry_statuses_pending").await;
+        let oldest = w.metric("ferry_statuses_oldest_pending_seconds").await;
+        (pending >= 9.0 && oldest > 0.0).then_some(())
+    })
+    .await;
     let log = w.ferry.output();
     let down: Vec<&str> = log
         .lines()
@@ -178,13 +177,11 @@ async fn github_out_of_reach_is_visible_once_and_its_return_too() {
             ["queued", "in_progress", "success"]
         );
     }
-    let deadline = Instant::now() + WAIT;
-    while !w.ferry.output().contains("GitHub answers again")
-        || w.metric("ferry_statuses_pending").await != 0.0
-    {
-        assert!(Instant::now() < deadline, "{}", w.ferry.output());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::eventually("GitHub back, nothing pending", WAIT, || async {
+        let back = w.ferry.output().contains("GitHub answers again");
+        (back && w.metric("ferry_statuses_pending").await == 0.0).then_some(())
+    })
+    .await;
     assert_eq!(w.metric("ferry_statuses_oldest_pending_seconds").await, 0.0);
     assert_eq!(show_json(&w, 1)["statuses"][0]["on_github"], true);
     w.assert_no_violations();

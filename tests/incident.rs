@@ -51,12 +51,36 @@ fn ran(w: &World) -> String {
     std::fs::read_to_string(w.scratch().join("ran")).unwrap_or_default()
 }
 
+/// Waits until the store knows deployment `id`'s running step, read as
+/// the next `ferry serve` will read it.
+async fn step_remembered(w: &World, database_url: Option<String>, id: i64) {
+    use ferry::store::{DeploymentId, SharedStore};
+    let store: SharedStore = match database_url {
+        Some(url) => std::sync::Arc::new(
+            ferry::store::postgres::PgStore::connect(&url)
+                .await
+                .unwrap(),
+        ),
+        None => std::sync::Arc::new(
+            ferry::store::sqlite::SqliteStore::open(&w.dir.path().join("state"))
+                .await
+                .unwrap(),
+        ),
+    };
+    common::eventually("the step remembered in the store", WAIT, || async {
+        let steps = store.remote_steps(DeploymentId(id)).await.ok()?;
+        (!steps.is_empty()).then_some(())
+    })
+    .await;
+    store.close().await;
+}
+
 async fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually(what, within, || {
+        let done = done().then_some(());
+        async move { done }
+    })
+    .await;
 }
 
 fn signal(pids: &[u32], sig: &str) {
@@ -101,10 +125,13 @@ fn text(o: &Output) -> String {
 }
 
 async fn a_crash_while_the_host_does_not_answer_holds_the_environment(db: Option<String>) {
-    let mut w = world(db, "").await;
+    let mut w = world(db.clone(), "").await;
     let pid1 = w.scratch().join("pid-1");
     w.deploy(1, REPO, "production").await;
     wait_for("step 1 running", WAIT, || running(&pid1) == Some(true)).await;
+    // The step's process group reaches the store just after the step
+    // starts: a crash before that leaves nothing to end (or to hold).
+    step_remembered(&w, db, 1).await;
 
     // The host stops answering new connections, and ferry is killed.
     signal(&[w.sshd.pid()], "STOP");

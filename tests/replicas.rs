@@ -143,11 +143,10 @@ async fn hanging_on_one_of_two() -> (World, Ferry, u32) {
     // Let the replicas record what they posted before one of them goes: a
     // post GitHub took but nobody recorded is sent again (issue 16).
     let sent = "ferry_status_posts_total{result=\"sent\"}";
-    let deadline = Instant::now() + WAIT;
-    while w.metric(sent).await + w.metric_of(&b, sent).await < 3.0 {
-        assert!(Instant::now() < deadline, "posts never recorded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually("the posts recorded", WAIT, || async {
+        (w.metric(sent).await + w.metric_of(&b, sent).await >= 3.0).then_some(())
+    })
+    .await;
     let pid = holder(&url, 801).await.expect("801 is held");
     (w, b, pid)
 }

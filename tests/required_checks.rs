@@ -106,11 +106,10 @@ async fn pending_checks_hold_the_deployment_until_a_webhook_says_they_passed(
         .set_check_run(REPO, SHA, "lint", "completed", Some("success"));
     let told = Instant::now();
     check_run_webhook(&w).await;
-    let deadline = Instant::now() + WAIT;
-    while ran(&w).is_empty() {
-        assert!(Instant::now() < deadline, "never ran");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually("the step ran", WAIT, || async {
+        (!ran(&w).is_empty()).then_some(())
+    })
+    .await;
     let started = told.elapsed();
     assert!(
         started < Duration::from_secs(5),

@@ -44,20 +44,15 @@ async fn a_success_whose_answer_was_lost_is_not_posted_twice(database_url: Optio
     w.restart().await;
     w.github.release_answers();
 
-    let deadline = Instant::now() + WAIT;
-    while !w.github.reads().contains(&1) {
-        assert!(Instant::now() < deadline, "ferry never read the statuses");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let deadline = Instant::now() + WAIT;
-    while w
-        .metric("ferry_status_posts_total{result=\"confirmed\"}")
-        .await
-        < 1.0
-    {
-        assert!(Instant::now() < deadline, "never confirmed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::eventually("ferry read the statuses", WAIT, || async {
+        w.github.reads().contains(&1).then_some(())
+    })
+    .await;
+    common::eventually("the post confirmed", WAIT, || async {
+        let confirmed = w.metric("ferry_status_posts_total{result=\"confirmed\"}");
+        (confirmed.await >= 1.0).then_some(())
+    })
+    .await;
     // A read that was not needed would come right after the answer; no
     // event marks its absence, so this leaves it the time.
     tokio::time::sleep(Duration::from_secs(1)).await;
