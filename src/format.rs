@@ -9,15 +9,32 @@ pub fn duration(d: Duration) -> String {
     if d < Duration::from_secs(1) {
         return format!("{}ms", d.as_millis());
     }
-    let total = d.as_secs_f64().round() as u64;
+    units(d.as_secs_f64().round() as u64, 4)
+}
+
+/// A span as people read it at a glance: its two largest units ("2h 5m",
+/// "3d 4h", "45s"; "0s" under half a second).
+pub fn rough_duration(d: Duration) -> String {
+    match units(d.as_secs_f64().round() as u64, 2) {
+        s if s.is_empty() => "0s".into(),
+        s => s,
+    }
+}
+
+/// `seconds` in days, hours, minutes and seconds, from the largest unit
+/// that is not zero, at most `most` of them, the zero ones left out.
+fn units(seconds: u64, most: usize) -> String {
     let parts: Vec<String> = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")]
         .iter()
-        .scan(total, |left, &(unit, name)| {
+        .scan(seconds, |left, &(unit, name)| {
             let n = *left / unit;
             *left %= unit;
-            Some((n > 0).then(|| format!("{n}{name}")))
+            Some((n, name))
         })
-        .flatten()
+        .skip_while(|(n, _)| *n == 0)
+        .take(most)
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, name)| format!("{n}{name}"))
         .collect();
     parts.join(" ")
 }

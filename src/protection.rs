@@ -51,7 +51,8 @@ impl Protector {
         let mut waiting = false;
         loop {
             match self.round(&owner).await {
-                Ok(looked) => waiting = looked || waiting && counted.elapsed() < IDLE_EVERY,
+                // The count below, once a second, says when none waits.
+                Ok(looked) => waiting |= looked,
                 Err(e) => {
                     tracing::debug!(error = %e, "cannot look at runs waiting at the protection rule: {e}")
                 }

@@ -109,17 +109,9 @@ async fn the_dashboard_and_the_rules_work_against_a_real_prometheus() {
         .await
         .unwrap();
     assert_eq!(main.status(), 404);
-    let scrape_url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let metrics_at = format!("http://127.0.0.1:{metrics_port}");
     let exported = eventually("both lead times on /metrics", WAIT, || async {
-        let text = w
-            .http
-            .get(&scrape_url)
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let text = w.metrics_text(&metrics_at).await;
         // Both successes' lead times, and every end counted (the two are
         // recorded by different consumers).
         let has = |name: &str, extra: &str, value: &str| {

@@ -55,15 +55,7 @@ async fn series(w: &World, urls: &[String], name: &str, labels: &[(&str, &str)])
 }
 
 async fn series_of(w: &World, base: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let text = w
-        .http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = w.metrics_text(base).await;
     text.lines()
         .filter(|l| l.starts_with(&format!("{name}{{")))
         .find(|l| {

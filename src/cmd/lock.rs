@@ -35,13 +35,7 @@ impl Lock {
 
 /// `--for`: a duration as the config writes them, longer than zero.
 fn lock_for(s: &str) -> Result<std::time::Duration, String> {
-    match humantime::parse_duration(s.trim()) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err("must be longer than 0s".into()),
-        Err(e) => Err(format!(
-            "{s:?} is not a duration ({e}); write it as \"90m\", \"2h\" or \"1d\""
-        )),
-    }
+    super::positive_duration(s, "\"90m\", \"2h\" or \"1d\"")
 }
 
 pub async fn lock(

@@ -132,6 +132,18 @@ impl Command {
     }
 }
 
+/// A duration argument as the config writes them ("90m", "30d"), longer
+/// than zero; `examples` for the message when it is not one.
+pub(crate) fn positive_duration(s: &str, examples: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(s.trim()) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be longer than 0s".into()),
+        Err(e) => Err(format!(
+            "{s:?} is not a duration ({e}); write it as {examples}"
+        )),
+    }
+}
+
 pub(crate) fn parse_state(s: &str) -> Result<String, String> {
     let words = crate::store::STATE_WORDS;
     if words.contains(&s) {

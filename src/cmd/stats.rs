@@ -26,14 +26,9 @@ pub struct Stats {
     json: bool,
 }
 
+/// `--since`: the window, longer than zero.
 fn window(s: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(s.trim()) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err("must be longer than 0s".into()),
-        Err(e) => Err(format!(
-            "{s:?} is not a duration ({e}); write it as \"30d\", \"12h\" or \"90m\""
-        )),
-    }
+    super::positive_duration(s, "\"30d\", \"12h\" or \"90m\"")
 }
 
 impl Stats {
@@ -112,30 +107,11 @@ fn per_day(n: f64) -> String {
     }
 }
 
-/// Seconds as people read a span: its two largest units ("2h 5m",
-/// "3d 4h", "45s"), `-` when undefined.
+/// A median in seconds as people read a span, `-` when undefined.
 fn rough(seconds: Option<f64>) -> String {
-    let Some(s) = seconds else {
-        return "-".into();
-    };
-    let total = s.round().max(0.0) as u64;
-    let parts: Vec<String> = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")]
-        .iter()
-        .scan(total, |left, &(unit, name)| {
-            let n = *left / unit;
-            *left %= unit;
-            Some((n, name))
-        })
-        .skip_while(|(n, _)| *n == 0)
-        .take(2)
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, name)| format!("{n}{name}"))
-        .collect();
-    if parts.is_empty() {
-        "0s".into()
-    } else {
-        parts.join(" ")
-    }
+    seconds.map_or("-".into(), |s| {
+        crate::format::rough_duration(Duration::from_secs_f64(s.max(0.0)))
+    })
 }
 
 #[cfg(test)]

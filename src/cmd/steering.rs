@@ -59,9 +59,7 @@ pub(crate) async fn audit(
 /// `env` as the targets spell its repository (GitHub's names ignore
 /// case), or why no target owns it.
 pub(crate) fn owned(c: &Steering, env: &EnvName) -> anyhow::Result<EnvName> {
-    if let Some(t) = c.targets.iter().find(|t| {
-        t.repository == env.repository && crate::glob::matches(&t.environment, &env.environment)
-    }) {
+    if let Some(t) = c.owner_of(&env.repository, &env.environment) {
         return Ok(EnvName::new(
             t.repository.as_str(),
             env.environment.as_str(),

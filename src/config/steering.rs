@@ -97,9 +97,14 @@ impl Steering {
 
     /// Whether any target owns the environment, whatever its task.
     pub fn owns_environment(&self, repository: &str, environment: &str) -> bool {
+        self.owner_of(repository, environment).is_some()
+    }
+
+    /// The first target that owns the environment, whatever its task.
+    pub fn owner_of(&self, repository: &str, environment: &str) -> Option<&Owned> {
         self.targets
             .iter()
-            .any(|t| t.repository == repository && glob::matches(&t.environment, environment))
+            .find(|t| t.repository == repository && glob::matches(&t.environment, environment))
     }
 
     /// Whether a target runs `task` in the environment (or the task is

@@ -25,25 +25,13 @@ const RECOVERY_LOOKBACK: i64 = 200;
 /// The (repository, environment) labels for an environment: its
 /// target's names (a glob for review apps), or `other`.
 pub fn labels(config: &Config, repository: &str, environment: &str) -> (String, String) {
-    let owner = config
-        .targets
-        .iter()
-        .find(|t| {
-            t.repository.eq_ignore_ascii_case(repository)
-                && crate::glob::matches(&t.environment, environment)
-        })
-        .or_else(|| {
-            config
-                .targets
-                .iter()
-                .find(|t| t.repository.eq_ignore_ascii_case(repository))
-        });
-    match owner {
-        Some(t) if crate::glob::matches(&t.environment, environment) => {
-            (t.repository.to_string(), t.environment.clone())
-        }
-        Some(t) => (t.repository.to_string(), "other".into()),
-        None => ("other".into(), "other".into()),
+    let of_repository = || config.targets.iter().filter(|t| t.repository == repository);
+    match of_repository().find(|t| crate::glob::matches(&t.environment, environment)) {
+        Some(t) => (t.repository.to_string(), t.environment.clone()),
+        None => match of_repository().next() {
+            Some(t) => (t.repository.to_string(), "other".into()),
+            None => ("other".into(), "other".into()),
+        },
     }
 }
 
@@ -115,12 +103,11 @@ impl crate::cursor::Handler for Ends {
             return Ok(());
         };
         let config = self.config.get();
-        let (repository, environment) = labels(&config, &ended.repository, &ended.environment);
-        let series = [("repository", repository), ("environment", environment)];
-        let [(_, r), (_, e)] = &series;
+        let (r, e) = labels(&config, &ended.repository, &ended.environment);
         metrics::counter!(crate::metrics::FINISHED,
             "repository" => r.clone(), "environment" => e.clone(), "state" => ended.word())
         .increment(1);
+        let series = [("repository", r), ("environment", e)];
         if let Some(started) = ended.started_at {
             let seconds = (ended.finished_at - started).max(0) as f64 / 1000.0;
             metrics::histogram!(crate::metrics::DEPLOYMENT_SECONDS, &series).record(seconds);

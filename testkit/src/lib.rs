@@ -537,18 +537,22 @@ impl World {
 
     /// As [`World::metric`], of another ferry (a replica).
     pub async fn metric_of(&self, ferry: &Ferry, series: &str) -> f64 {
-        let text = self
-            .http
-            .get(format!("{}/metrics", ferry.url))
+        let text = self.metrics_text(&ferry.url).await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0.0, |v| v.parse().unwrap())
+    }
+
+    /// `GET /metrics` of the ferry at `base`, as text.
+    pub async fn metrics_text(&self, base: &str) -> String {
+        self.http
+            .get(format!("{base}/metrics"))
             .send()
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-            .map_or(0.0, |v| v.parse().unwrap())
+            .unwrap()
     }
 
     /// Waits until the runner has looked for work twice since now: what it
