@@ -210,7 +210,15 @@ impl PgStore {
         let options: PgConnectOptions = url
             .parse()
             .context("storage.database_url is not a PostgreSQL URL")?;
-        let options = options.application_name("ferry");
+        // A replica frozen in the middle of a transaction (SIGSTOP, a VM
+        // paused) would hold its row and advisory locks until it woke, and
+        // the replica settling its deployments (writing their logs, ending
+        // them) would wait as long. ferry's transactions never wait on
+        // anything outside the database, so one idle this long is such a
+        // replica: the server ends it and its locks go.
+        let options = options
+            .application_name("ferry")
+            .options([("idle_in_transaction_session_timeout", "10s")]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             // GitHub gives up on a delivery after 10 s and docs/reference.md wants a
