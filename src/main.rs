@@ -24,6 +24,14 @@ fn main() -> ExitCode {
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
+    } else {
+        // The sockets systemd passed, if any (socket activation).
+        // SAFETY: no other thread exists yet (tracing and the runtime
+        // start below), and this is the one call.
+        if let Err(e) = unsafe { ferry::daemon::sockets::inherit() } {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
     }
     cmd::init_tracing(daemon);
     let runtime = match tokio::runtime::Runtime::new() {

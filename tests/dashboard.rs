@@ -65,9 +65,8 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dashboard_and_the_rules_work_against_a_real_prometheus() {
     let hook = Receiver::start(None).await;
-    let metrics_port = common::sshd::free_port();
     let setup = Setup {
-        server: format!("metrics_listen = \"127.0.0.1:{metrics_port}\""),
+        metrics_listen: true,
         ..Setup::default()
     };
     let w = World::build(setup, |sshd, _| {
@@ -82,7 +81,8 @@ async fn the_dashboard_and_the_rules_work_against_a_real_prometheus() {
     .await;
     // Prometheus watches from before the first deployment, as it would.
     let rules = contrib("prometheus/ferry-rules.yml");
-    let prometheus = Prometheus::start(&format!("127.0.0.1:{metrics_port}"), &rules).await;
+    let metrics_at = w.metrics_url();
+    let prometheus = Prometheus::start(&metrics_at["http://".len()..], &rules).await;
     eventually("a scrape before anything ran", WAIT, || async {
         let a = prometheus
             .query("ferry_deployments_finished_total{state=\"success\"} == 0")
@@ -109,7 +109,6 @@ async fn the_dashboard_and_the_rules_work_against_a_real_prometheus() {
         .await
         .unwrap();
     assert_eq!(main.status(), 404);
-    let metrics_at = format!("http://127.0.0.1:{metrics_port}");
     let exported = eventually("both lead times on /metrics", WAIT, || async {
         let text = w.metrics_text(&metrics_at).await;
         // Both successes' lead times, and every end counted (the two are

@@ -294,7 +294,8 @@ async fn a_refused_deploy_says_why_and_force_skips_the_contexts(database_url: Op
 }
 
 async fn an_unreachable_github_creates_nothing_later(database_url: Option<String>) {
-    let dead = format!("http://127.0.0.1:{}", common::sshd::free_port());
+    let refusing = common::ports::Port::reserve();
+    let dead = refusing.url();
     let w = world(Setup {
         api_url: Some(dead.clone()),
         ..setup(database_url)

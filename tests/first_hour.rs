@@ -29,10 +29,10 @@ async fn a_second_serve_on_the_same_store_refuses_and_changes_nothing() {
     .await;
     w.deploy(1, REPO, "production").await;
     w.github.wait_state(1, "in_progress", WAIT).await;
-    let port = common::sshd::free_port();
+    let port = common::ports::Port::reserve();
     let config = std::fs::read_to_string(&w.ferry.config)
         .unwrap()
-        .replace(&w.ferry.url[7..], &format!("127.0.0.1:{port}"));
+        .replace(&w.ferry.url[7..], &port.addr());
     let copy = w.dir.path().join("by-hand.toml");
     std::fs::write(&copy, config).unwrap();
 
@@ -71,7 +71,7 @@ async fn a_second_serve_on_the_same_store_refuses_and_changes_nothing() {
     assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     assert!(err.contains(&format!("pid {}", w.ferry.pid())), "{err}");
     assert!(
-        reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        reqwest::get(format!("{}/healthz", port.url()))
             .await
             .is_err(),
         "the second serve listened"
@@ -99,7 +99,8 @@ fn show_json(w: &World, id: i64) -> serde_json::Value {
 /// back, the statuses go out and the journal says that too.
 #[tokio::test]
 async fn github_out_of_reach_is_visible_once_and_its_return_too() {
-    let dead = format!("http://127.0.0.1:{}", common::sshd::free_port());
+    let refusing = common::ports::Port::reserve();
+    let dead = refusing.url();
     let w = World::build(
         common::Setup {
             api_url: Some(dead.clone()),
@@ -277,17 +278,17 @@ async fn the_quickstart_reaches_a_successful_deployment() {
     )
     .unwrap();
     let github = common::github::FakeGitHub::start("").await;
-    let port = common::sshd::free_port();
+    let port = common::ports::Port::reserve();
     let text = example
-        .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:8080", &port.addr())
         .replace("https://api.github.com", &github.url)
         .replace("../target/ferry-example-state", "state");
     let config = config_dir.join("ferry.example.toml");
     std::fs::write(&config, text).unwrap();
-    let ferry = common::Ferry::start(config.clone(), port, dir.path().join("ferry.log")).await;
+    let ferry = common::Ferry::start(config.clone(), &[&port], dir.path().join("ferry.log")).await;
 
     let out = Command::new(root.join("scripts/try-deployment"))
-        .args(["--url", &format!("http://127.0.0.1:{port}/webhook")])
+        .args(["--url", &format!("{}/webhook", port.url())])
         .arg("--secret-file")
         .arg(config_dir.join("example/webhook-secret"))
         .output()

@@ -157,7 +157,8 @@ async fn thirty_hosts_at_once_with_hashed_known_hosts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn closed_and_silent_ports_are_errors_naming_the_host_within_connect_timeout() {
     // Nothing listens on `closed`; `silent` accepts and never says a word.
-    let closed = common::sshd::free_port();
+    let refusing = common::ports::Port::reserve();
+    let closed = refusing.port;
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
     let setup = Setup {
@@ -343,7 +344,8 @@ async fn fifty_megabytes_of_output_are_truncated_in_bounded_memory() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn check_hosts_prints_a_table_and_fails_if_any_host_fails() {
-    let closed = common::sshd::free_port();
+    let refusing = common::ports::Port::reserve();
+    let closed = refusing.port;
     let setup = Setup {
         sshds: vec![loopback(2, 2)],
         ..Setup::default()

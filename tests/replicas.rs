@@ -410,7 +410,8 @@ async fn check_config_deployments_and_logs_work_against_postgresql() {
     );
     // FERRY_DATABASE_URL wins over the file, and a database that does not
     // answer is an error naming the key.
-    let nowhere = format!("postgres://ferry@127.0.0.1:{}/x", common::sshd::free_port());
+    let refusing = common::ports::Port::reserve();
+    let nowhere = format!("postgres://ferry@{}/x", refusing.addr());
     let (code, text) = run(&["check-config"], &[("FERRY_DATABASE_URL", &nowhere)]);
     assert_eq!(code, Some(1), "{text}");
     assert!(

@@ -155,3 +155,58 @@ async fn sighup_applies_a_valid_config_and_refuses_a_bad_one() {
         ["queued", "in_progress", "success"]
     );
 }
+
+/// Sockets systemd hands over (`LISTEN_FDS`) are served where the config
+/// names their address; one it does not name, or a descriptor that is not
+/// a TCP socket, stops ferry with an error saying which. (Every test world
+/// starts ferry this way: see testkit's `ports`.)
+#[tokio::test(flavor = "multi_thread")]
+async fn sockets_systemd_passes_are_served_and_strange_ones_refused() {
+    let w = World::build(Setup::default(), |sshd, _| {
+        target(REPO, "production", &sshd.hosts(), &[("deploy", "true")], "")
+    })
+    .await;
+    let said = w.ferry.output();
+    assert!(
+        said.contains("listening on the socket systemd passed (server.listen)"),
+        "{said}"
+    );
+
+    // Another ferry on a store of its own, its port handed over, with one
+    // socket more or one descriptor that is no socket.
+    let own = common::ports::Port::reserve();
+    let config = std::fs::read_to_string(&w.ferry.config)
+        .unwrap()
+        .replacen(&w.ferry.url[7..], &own.addr(), 1)
+        .replacen("dir = \"state\"", "dir = \"state-other\"", 1);
+    let path = w.dir.path().join("other.toml");
+    std::fs::write(&path, config).unwrap();
+    let stray = common::ports::Port::reserve();
+    let not_a_socket = std::fs::File::open(&path).unwrap();
+    let cases: [(&dyn std::os::fd::AsRawFd, String); 2] = [
+        (
+            &stray.listen(),
+            format!(
+                "systemd passed a socket on {}, which neither server.listen nor \
+                 server.metrics_listen names",
+                stray.addr()
+            ),
+        ),
+        (
+            &not_a_socket,
+            "descriptor 4 that systemd passed is not a listening TCP socket".into(),
+        ),
+    ];
+    for (extra, expected) in cases {
+        let listening = own.listen();
+        let out = common::ports::hand_over(&common::ferry_binary(), &[&listening, extra])
+            .args(["serve", "--config"])
+            .arg(&path)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(&expected), "{err}");
+    }
+}

@@ -69,8 +69,12 @@ async fn the_package_installs_serves_reloads_idles_and_stops_cleanly_under_syste
     common::sshd::keygen(&client);
     let sshd = Sshd::start(&dir.path().join("sshd"), &client.with_extension("pub"));
     let github = FakeGitHub::start("").await;
-    let port = common::sshd::free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    // ferry in the container binds this itself, so the test cannot hold
+    // it from here (see testkit's `ports`); an address no other test and
+    // no outgoing connection uses (those take ports on 127.0.0.1) cannot
+    // be taken before ferry starts.
+    let listen = "127.0.80.1:8080";
+    let url = format!("http://{listen}");
     let scratch = dir.path().join("scratch");
     std::fs::create_dir(&scratch).unwrap();
 
@@ -99,7 +103,7 @@ async fn the_package_installs_serves_reloads_idles_and_stops_cleanly_under_syste
     c.ok("install -m 0640 -g ferry /usr/share/doc/ferry/ferry.example.toml /etc/ferry/ferry.toml");
     let config = format!(
         r#"[server]
-listen = "127.0.0.1:{port}"
+listen = "{listen}"
 public_url = "{url}"
 
 [github]

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -30,8 +29,10 @@ use crate::webhook::Intake;
 
 mod background;
 mod live;
+pub mod sockets;
 use background::Background;
 use live::{Built, Live};
+use sockets::Listeners;
 
 /// How long the outbox may keep posting after the runner stopped.
 const OUTBOX_DRAIN: Duration = Duration::from_secs(10);
@@ -201,65 +202,6 @@ async fn open_storage(
     )
     .await?;
     Ok((hold, opened, logs))
-}
-
-/// The sockets, bound before anything slow: `server.listen`, and
-/// `server.metrics_listen` when set.
-struct Listeners {
-    webhook: tokio::net::TcpListener,
-    metrics: Option<tokio::net::TcpListener>,
-}
-
-impl Listeners {
-    async fn bind(server: &crate::config::Server) -> anyhow::Result<Listeners> {
-        let listen = server.listen;
-        let webhook = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen} (server.listen)"))?;
-        let metrics = match server.metrics_listen {
-            Some(at) => Some(
-                tokio::net::TcpListener::bind(at)
-                    .await
-                    .with_context(|| format!("cannot listen on {at} (server.metrics_listen)"))?,
-            ),
-            None => None,
-        };
-        Ok(Listeners { webhook, metrics })
-    }
-
-    /// Serves the routes until `stop`; `/metrics` on its own listener
-    /// when there is one.
-    fn serve(
-        self,
-        tasks: &TaskTracker,
-        stop: &CancellationToken,
-        intake: Intake,
-        pages: Pages,
-        metrics: PrometheusHandle,
-    ) {
-        // Open connections (a log being read) must not hold the exit hostage.
-        const DRAIN: Duration = Duration::from_secs(5);
-        let metrics_here = match self.metrics {
-            Some(l) => {
-                let stop = stop.clone();
-                tasks.spawn(crate::http::serve(
-                    l,
-                    crate::http::metrics_router(metrics),
-                    async move { stop.cancelled().await },
-                    DRAIN,
-                ));
-                crate::http::MetricsAt::Elsewhere
-            }
-            None => crate::http::MetricsAt::Here(metrics),
-        };
-        let stop = stop.clone();
-        tasks.spawn(crate::http::serve(
-            self.webhook,
-            crate::http::router(intake, pages, metrics_here),
-            async move { stop.cancelled().await },
-            DRAIN,
-        ));
-    }
 }
 
 /// Runs ferry on `config` until `shutdown` completes, then stops every

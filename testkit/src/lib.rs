@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod container;
 pub mod github;
+pub mod ports;
 pub mod postgres;
 mod process;
 pub mod prometheus;
@@ -255,7 +256,10 @@ pub struct World {
     pub fleet: Vec<Sshd>,
     pub github: FakeGitHub,
     pub http: reqwest::Client,
-    port: u16,
+    /// `server.listen`, held for the world's life (restarts included).
+    port: ports::Port,
+    /// `server.metrics_listen`, when `Setup::metrics_listen` asks for it.
+    metrics_port: Option<ports::Port>,
     pub dir: tempfile::TempDir,
     /// Locked until [`World::release`]; see [`hold`].
     held: std::sync::Mutex<Option<std::fs::File>>,
@@ -301,6 +305,8 @@ pub struct Setup {
     pub api_url: Option<String>,
     /// More lines for `[server]`.
     pub server: String,
+    /// `server.metrics_listen` on a port of its own ([`World::metrics_url`]).
+    pub metrics_listen: bool,
 }
 
 /// `count` loopback addresses from 127.0.0.`first` on.
@@ -327,6 +333,7 @@ impl Default for Setup {
             github: String::new(),
             api_url: None,
             server: String::new(),
+            metrics_listen: false,
         }
     }
 }
@@ -430,14 +437,21 @@ impl World {
             .as_ref()
             .map(|u| format!("database_url = \"{u}\"\n"))
             .unwrap_or_default();
-        let port = sshd::free_port();
+        let port = ports::Port::reserve();
+        let metrics_port = setup.metrics_listen.then(ports::Port::reserve);
+        let metrics_listen = metrics_port
+            .as_ref()
+            .map(|m| format!("metrics_listen = \"{}\"\n", m.addr()))
+            .unwrap_or_default();
         let config = format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n{server}\n\
+            "[server]\nlisten = \"{listen}\"\npublic_url = \"{url}\"\n{metrics_listen}{server}\n\
              [github]\napi_url = \"{api}\"\nwebhook_secret_file = \"secret\"\n{auth}\n{github}\n\
              [storage]\ndir = \"state\"\n{database}\
              [runner]\n{runner}\n\
                           [ssh]\nidentity_file = \"id_ed25519\"\nknown_hosts_file = \"known_hosts\"\nconnect_timeout = \"{timeout}\"\n{ssh}\n{targets}",
             timeout = setup.connect_timeout,
+            listen = port.addr(),
+            url = port.url(),
             server = setup.server,
             github = setup.github,
             ssh = setup.ssh,
@@ -446,7 +460,9 @@ impl World {
         );
         let path = d.join("ferry.toml");
         std::fs::write(&path, config).unwrap();
-        let ferry = Ferry::start_with_env(path, port, d.join("ferry.log"), &setup.env).await;
+        let listening: Vec<_> = std::iter::once(&port).chain(&metrics_port).collect();
+        let ferry = Ferry::start_with_env(path, &listening, d.join("ferry.log"), &setup.env).await;
+        drop(listening);
         github.set_webhook(&format!("{}/webhook", ferry.url), SECRET);
         let sshd = sshds.remove(0);
         World {
@@ -456,6 +472,7 @@ impl World {
             ferry,
             http: reqwest::Client::new(),
             port,
+            metrics_port,
             dir,
             held: std::sync::Mutex::new(Some(held)),
         }
@@ -544,6 +561,15 @@ impl World {
     }
 
     /// `GET /metrics` of the ferry at `base`, as text.
+    /// Where `/metrics` is served when `Setup::metrics_listen` asked for
+    /// a port of its own (`http://127.0.0.1:PORT`).
+    pub fn metrics_url(&self) -> String {
+        self.metrics_port
+            .as_ref()
+            .expect("Setup::metrics_listen")
+            .url()
+    }
+
     pub async fn metrics_text(&self, base: &str) -> String {
         self.http
             .get(format!("{base}/metrics"))
@@ -656,19 +682,19 @@ impl World {
     /// Another `ferry serve` on the same config but its own port and
     /// state directory: a replica on another box, sharing the database.
     pub async fn replica(&self, n: usize) -> Ferry {
-        let port = sshd::free_port();
+        let port = ports::Port::reserve();
         let config = std::fs::read_to_string(&self.ferry.config)
             .unwrap()
             .replacen(
-                &format!("listen = \"127.0.0.1:{}\"", self.port),
-                &format!("listen = \"127.0.0.1:{port}\""),
+                &format!("listen = \"{}\"", self.port.addr()),
+                &format!("listen = \"{}\"", port.addr()),
                 1,
             )
             .replacen("dir = \"state\"", &format!("dir = \"state-{n}\""), 1);
         let path = self.dir.path().join(format!("ferry-{n}.toml"));
         std::fs::write(&path, config).unwrap();
         let log = self.dir.path().join(format!("ferry-{n}.log"));
-        Ferry::start(path, port, log).await
+        Ferry::start(path, &[&port], log).await.keeping(port)
     }
 
     /// Starts ferry again on the same config and state (after it stopped).
@@ -676,6 +702,9 @@ impl World {
         self.ferry.kill9();
         let config = self.ferry.config.clone();
         let log = self.dir.path().join("ferry.log");
-        self.ferry = Ferry::start(config, self.port, log).await;
+        let listening: Vec<_> = std::iter::once(&self.port)
+            .chain(&self.metrics_port)
+            .collect();
+        self.ferry = Ferry::start(config, &listening, log).await;
     }
 }

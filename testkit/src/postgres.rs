@@ -62,7 +62,7 @@ impl Cluster {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let port = super::sshd::free_port();
-        let cluster = Cluster {
+        let mut cluster = Cluster {
             port,
             dir: dir.clone(),
             bin,
@@ -89,21 +89,18 @@ impl Cluster {
                 "-D",
             ])
             .arg(&data));
-        // fsync stays on: the tests check what survives kill -9.
-        let options = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={d} \
-             -c max_connections=200 {extra}",
-            d = dir.display(),
-            // For profiling runs: `FERRY_PG_OPTIONS="-c shared_preload_libraries=pg_stat_statements"`.
-            extra = std::env::var("FERRY_PG_OPTIONS").unwrap_or_default()
-        );
-        run(cluster
-            .command("pg_ctl")
-            .args(["-w", "-t", "30", "-D"])
-            .arg(&data)
-            .args(["-l"])
-            .arg(dir.join("server.log"))
-            .args(["-o", &options, "start"]));
+        // PostgreSQL binds its port itself, so it cannot be handed one held
+        // from before (see `ports`): another process may take the free port
+        // first, and then the start fails saying so; another port is tried.
+        let mut tries = 0;
+        while let Err(e) = cluster.start_on_port(&data) {
+            tries += 1;
+            let taken = std::fs::read_to_string(dir.join("server.log"))
+                .unwrap_or_default()
+                .contains("could not bind");
+            assert!(taken && tries < 5, "{e}");
+            cluster.port = super::sshd::free_port();
+        }
         cluster.stop_when_we_exit(&data);
         cluster
     }
@@ -162,32 +159,50 @@ impl Cluster {
             .args(["-m", "fast", "stop"]));
     }
 
+    /// Starts the cluster again on its port. While it was stopped the port
+    /// was free: the stop is the test's own outage, a few seconds at most.
     pub fn start_again(&self) {
+        let data = self.dir.join("data");
+        self.start_on_port(&data).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn start_on_port(&self, data: &Path) -> Result<(), String> {
+        // fsync stays on: the tests check what survives kill -9.
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
-            self.port,
-            self.dir.display()
+            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={d} \
+             -c max_connections=200 {extra}",
+            port = self.port,
+            d = self.dir.display(),
+            // For profiling runs: `FERRY_PG_OPTIONS="-c shared_preload_libraries=pg_stat_statements"`.
+            extra = std::env::var("FERRY_PG_OPTIONS").unwrap_or_default()
         );
-        run(self
-            .command("pg_ctl")
-            .args(["-w", "-t", "30", "-D"])
-            .arg(self.dir.join("data"))
-            .args(["-l"])
-            .arg(self.dir.join("server.log"))
-            .args(["-o", &options, "start"]));
+        try_run(
+            self.command("pg_ctl")
+                .args(["-w", "-t", "30", "-D"])
+                .arg(data)
+                .args(["-l"])
+                .arg(self.dir.join("server.log"))
+                .args(["-o", &options, "start"]),
+        )
     }
 }
 
 fn run(cmd: &mut Command) {
+    try_run(cmd).unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn try_run(cmd: &mut Command) -> Result<(), String> {
     let started = Instant::now();
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
         "{cmd:?} failed after {:?}: {}{}",
         started.elapsed(),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
-    );
+    ))
 }
 
 impl Drop for Cluster {

@@ -7,12 +7,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::ferry_binary;
+use crate::ports::{Port, hand_over};
 
 pub struct Ferry {
     child: Option<Child>,
     pub url: String,
     pub config: PathBuf,
     stderr: PathBuf,
+    /// Ports held as long as this process is (a replica's own).
+    ports: Vec<Port>,
 }
 
 impl Ferry {
@@ -20,19 +23,24 @@ impl Ferry {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
-    pub async fn start(config: PathBuf, port: u16, stderr: PathBuf) -> Ferry {
-        Ferry::start_with_env(config, port, stderr, &[]).await
+    /// `ferry serve` on `config`, listening on `ports` (`server.listen`
+    /// first, then `server.metrics_listen` if the config has it), handed
+    /// over as systemd hands sockets over: see [`crate::ports`].
+    pub async fn start(config: PathBuf, ports: &[&Port], stderr: PathBuf) -> Ferry {
+        Ferry::start_with_env(config, ports, stderr, &[]).await
     }
 
     pub async fn start_with_env(
         config: PathBuf,
-        port: u16,
+        ports: &[&Port],
         stderr: PathBuf,
         env: &[(String, String)],
     ) -> Ferry {
+        let sockets: Vec<_> = ports.iter().map(|p| p.listen()).collect();
         // Debug lines for the failure message, unless the caller asks for
         // another level (a benchmark runs ferry as it runs in production).
-        let child = Command::new(ferry_binary())
+        let fds: Vec<&dyn std::os::fd::AsRawFd> = sockets.iter().map(|s| s as _).collect();
+        let child = hand_over(&ferry_binary(), &fds)
             .env("RUST_LOG", "info,ferry=debug")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["serve", "--config"])
@@ -50,11 +58,15 @@ impl Ferry {
             )
             .spawn()
             .expect("start ferry");
+        // ferry holds them now: when it dies, they close.
+        drop(fds);
+        drop(sockets);
         let mut ferry = Ferry {
             child: Some(child),
-            url: format!("http://127.0.0.1:{port}"),
+            url: ports[0].url(),
             config,
             stderr,
+            ports: Vec::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -73,6 +85,13 @@ impl Ferry {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Holds `port` as long as this is held: a port only this process
+    /// listens on.
+    pub fn keeping(mut self, port: Port) -> Ferry {
+        self.ports.push(port);
+        self
     }
 
     pub fn signal(&self, sig: &str) {

@@ -37,34 +37,57 @@ impl Prometheus {
         );
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).unwrap();
-        let port = crate::sshd::free_port();
-        let child = Command::new(binary("prometheus"))
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("prometheus.log")).unwrap(),
-            ))
-            .spawn()
-            .expect("start prometheus");
-        let p = Prometheus {
+        // Prometheus binds its port itself: another process may take the
+        // free port first; Prometheus then exits saying so, and another
+        // port is tried.
+        let log = dir.path().join("prometheus.log");
+        let mut tries = 0;
+        let (child, url) = 'started: loop {
+            tries += 1;
+            let port = crate::sshd::free_port();
+            let mut child = Command::new(binary("prometheus"))
+                .arg(format!("--config.file={}", config_path.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+                .spawn()
+                .expect("start prometheus");
+            let url = format!("http://127.0.0.1:{port}");
+            let ready = format!("{url}/-/ready");
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            let exited = loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    break status;
+                }
+                if let Ok(r) = reqwest::get(&ready).await
+                    && r.status().is_success()
+                {
+                    break 'started (child, url);
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "Prometheus not ready:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            let said = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(
+                said.contains("address already in use") && tries < 5,
+                "Prometheus exited with {exited}:\n{said}"
+            );
+        };
+        Prometheus {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url,
             http: reqwest::Client::new(),
             _dir: dir,
-        };
-        let ready = format!("{}/-/ready", p.url);
-        crate::eventually("Prometheus ready", Duration::from_secs(60), || async {
-            let r = p.http.get(&ready).send().await.ok()?;
-            r.status().is_success().then_some(())
-        })
-        .await;
-        p
+        }
     }
 
     /// `GET /api/v1/query`: Prometheus' whole answer (status, data or

@@ -16,10 +16,16 @@ pub struct Sshd {
     child: Child,
 }
 
-/// A port nothing listens on, never handed out twice in this process: the
-/// kernel may give a port just dropped to the next `bind(0)`, and with
+/// A port nothing listens on now, never handed out twice in this process:
+/// the kernel may give a port just dropped to the next `bind(0)`, and with
 /// tests running side by side two of them got the same one, so the second
 /// server failed to start.
+///
+/// Only for a server that binds its port itself (sshd, PostgreSQL,
+/// Prometheus, a peer in a benchmark, ferry inside a container) and that
+/// tries another port when this one was taken in between; ferry on this
+/// machine is handed a port it cannot lose ([`crate::ports`]), and a port
+/// that must refuse is one held ([`crate::ports::Port::reserve`]).
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
