@@ -182,15 +182,15 @@ async fn rollback_follow_deploys_the_last_good_version_and_exits_0(database_url:
     );
     assert!(started.elapsed() < WAIT);
     // The daemon says who did it (the journal's ACTOR=).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !w.ferry.output().contains("actor=alice") {
-        assert!(
-            Instant::now() < deadline,
-            "no actor=alice in: {}",
-            w.ferry.output()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually(
+        "actor=alice in ferry's log",
+        Duration::from_secs(5),
+        || async {
+            let said = w.ferry.output();
+            said.contains("actor=alice").then_some(()).ok_or(said)
+        },
+    )
+    .await;
     assert!(w.ferry.output().contains("asked for a rollback of"));
     // The deployment rolled back from says who did it.
     let shown = ferry_as("carol", &config, &["show", "2"]).await;

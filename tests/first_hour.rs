@@ -119,16 +119,18 @@ async fn github_out_of_reach_is_visible_once_and_its_return_too() {
         w.deploy(id, REPO, env).await;
     }
     // Ran as usual; its statuses tried and retried.
-    let deadline = Instant::now() + WAIT;
-    let shown = loop {
-        let shown = show_json(&w, 1);
-        let tried = shown["statuses"][0]["attempts"].as_i64().unwrap();
-        if shown["state"] == "success" && tried >= 2 {
-            break shown;
-        }
-        assert!(Instant::now() < deadline, "{shown}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let shown = common::eventually(
+        "1 succeeded, its first status tried twice",
+        WAIT,
+        || async {
+            let shown = show_json(&w, 1);
+            let tried = shown["statuses"][0]["attempts"].as_i64().unwrap();
+            (shown["state"] == "success" && tried >= 2)
+                .then_some(shown.clone())
+                .ok_or(shown.to_string())
+        },
+    )
+    .await;
     let first = &shown["statuses"][0];
     assert_eq!(first["on_github"], false, "{shown}");
     assert!(first["next_try_at"].is_string(), "{shown}");
@@ -316,8 +318,7 @@ async fn the_quickstart_reaches_a_successful_deployment() {
         })
         .unwrap();
 
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let line = common::eventually("the quickstart's deployment succeeded", WAIT, || async {
         let out = Command::new(ferry_binary())
             .args(["deployments", "--json", "--config"])
             .arg(&config)
@@ -327,12 +328,13 @@ async fn the_quickstart_reaches_a_successful_deployment() {
         let line: serde_json::Value =
             serde_json::from_str(listed.lines().next().unwrap_or("{}")).unwrap();
         if line["id"] == id && line["state"] == "success" {
-            assert_eq!(line["environment"], "staging", "{line}");
-            break;
+            Ok(line)
+        } else {
+            Err(format!("{listed}\n{}", ferry.output()))
         }
-        assert!(Instant::now() < deadline, "{listed}\n{}", ferry.output());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
+    assert_eq!(line["environment"], "staging", "{line}");
     let page = reqwest::Client::new()
         .get(&log_url)
         .header("accept", "text/plain")

@@ -424,9 +424,10 @@ async fn the_next_deployment_reuses_the_open_connection_unless_it_died() {
     // The host ends the connection while it is idle: the next deployment
     // finds it dead and opens a new one instead of failing.
     w.sshd.drop_connections();
-    while w.sshd.connections() > 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually("the host's connections gone", WAIT, || async {
+        (w.sshd.connections() == 0).then_some(())
+    })
+    .await;
     // The master hears of it a moment later; a deployment then is not
     // what this test is about.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -501,20 +502,20 @@ async fn a_step_that_cannot_start_on_a_kept_connection_starts_on_a_new_one() {
         .stdin(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::process::Command::new("pgrep")
-        .args(["-f", &format!("^{sleep}$")])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap()
-        .success()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the holding session never started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually(
+        "the holding session started",
+        Duration::from_secs(10),
+        || async {
+            std::process::Command::new("pgrep")
+                .args(["-f", &format!("^{sleep}$")])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap()
+                .success()
+                .then_some(())
+        },
+    )
+    .await;
     w.deploy(2, REPO, "production").await;
     let second = log_of(&w, 2).await;
     let _ = holder.kill();

@@ -301,24 +301,20 @@ async fn steering_works_on_the_packaged_config_and_is_logged(db: Option<String>)
     assert!(listed.status.success(), "{}", text(&listed));
 
     // The running ferry writes each action to its log, naming who.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let log = common::eventually("the audit lines", Duration::from_secs(10), || async {
         let log = w.ferry.output();
         let found = log.contains("alice locked octo-org/web:production: incident 7")
             && log.contains(&format!(
                 "{me} cancelled deployment 1 of octo-org/web:production"
             ))
             && log.contains("bob unlocked octo-org/web:production");
-        if found {
-            assert!(
-                log.contains("actor=alice") || log.contains("actor=\"alice\""),
-                "{log}"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "audit lines missing:\n{log}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        found.then_some(log.clone()).ok_or(log)
+    })
+    .await;
+    assert!(
+        log.contains("actor=alice") || log.contains("actor=\"alice\""),
+        "{log}"
+    );
 
     // A closed output ends a command quietly.
     let piped = Command::new("sh")
@@ -454,14 +450,15 @@ async fn a_full_disk_gets_503s_and_loses_nothing_accepted() {
         .unwrap();
     // The probe notices within a second.
     let noticed = Instant::now();
-    let (code, why) = loop {
+    let why = common::eventually("/healthz 503", Duration::from_secs(5), || async {
         let (code, why) = w.health().await;
-        if code == 503 || noticed.elapsed() > Duration::from_secs(5) {
-            break (code, why);
+        if code == 503 {
+            Ok(why)
+        } else {
+            Err(format!("{code} {why}"))
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(code, 503);
+    })
+    .await;
     assert!(
         noticed.elapsed() < Duration::from_millis(1500),
         "{:?}",

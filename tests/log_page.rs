@@ -198,11 +198,13 @@ async fn the_event_stream_follows_a_running_deployment_to_its_end() {
     w.deploy(88, REPO, "production").await;
     w.github.wait_state(88, "in_progress", WAIT).await;
     let url = w.github.statuses_of(88)[1].log_url().unwrap().to_string();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !w.log_text(&url).await.contains("wait: before") {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually("the running step on the log page", WAIT, || async {
+        w.log_text(&url)
+            .await
+            .contains("wait: before")
+            .then_some(())
+    })
+    .await;
     let page = w
         .http
         .get(&url)

@@ -147,16 +147,20 @@ async fn show_tells_a_deployments_story_and_why_github_lacks_a_status(
     w.github
         .refuse(301, common::github::Fault::new(502).message("Bad Gateway"));
     w.deploy(301, REPO, "staging").await;
-    let deadline = std::time::Instant::now() + WAIT;
-    let text = loop {
-        let out = ferry_as(&w, &["show", "301"]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if text.contains("GitHub answered 502 Bad Gateway") && text.contains("failure") {
-            break text;
-        }
-        assert!(std::time::Instant::now() < deadline, "{out:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let text = common::eventually(
+        "show 301 says GitHub's 502 and the failure",
+        WAIT,
+        || async {
+            let out = ferry_as(&w, &["show", "301"]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if text.contains("GitHub answered 502 Bad Gateway") && text.contains("failure") {
+                Ok(text)
+            } else {
+                Err(format!("{out:?}"))
+            }
+        },
+    )
+    .await;
     assert!(
         text.starts_with("deployment 301: octo-org/web to staging (task deploy)"),
         "{text}"

@@ -314,14 +314,7 @@ async fn after_kill_9_the_interrupted_step_is_ended_on_the_host() {
     .await;
     w.deploy(601, REPO, "production").await;
     let child = w.scratch().join("child.pid");
-    let deadline = std::time::Instant::now() + WAIT;
-    while !child.exists() || std::fs::read_to_string(&child).unwrap().trim().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the step never started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::written(&child, WAIT).await;
     assert!(alive(&w.scratch().join("shell.pid")) && alive(&child));
     w.ferry.kill9();
     // A dead ferry's step runs on: nothing has ended it yet.

@@ -109,18 +109,6 @@ fn hanging_step(scratch: &Path) -> String {
     )
 }
 
-async fn wait_for_file(path: &Path) {
-    let deadline = Instant::now() + WAIT;
-    while std::fs::read_to_string(path).map_or(true, |s| s.trim().is_empty()) {
-        assert!(
-            Instant::now() < deadline,
-            "{} never written",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Two replicas; deployment 801 hangs on the host and 802 waits behind it.
 /// Returns both replicas and the process id of the one running 801.
 async fn hanging_on_one_of_two() -> (World, Ferry, u32) {
@@ -136,7 +124,7 @@ async fn hanging_on_one_of_two() -> (World, Ferry, u32) {
     .await;
     let b = w.replica(2).await;
     w.deploy(801, REPO, "production").await;
-    wait_for_file(&w.scratch().join("child.pid")).await;
+    common::written(&w.scratch().join("child.pid"), WAIT).await;
     w.deploy(802, REPO, "production").await;
     w.github.wait_state(802, "queued", WAIT).await;
     w.github.wait_state(801, "in_progress", WAIT).await;
@@ -338,15 +326,14 @@ async fn every_replica_serves_every_log_live() {
     let path = log_url.split_once("/deployments/").unwrap().1.to_string();
     let on = |r: &Ferry| format!("{}/deployments/{path}", r.url);
     for r in [&w.ferry, &b] {
-        let deadline = Instant::now() + WAIT;
-        while !w.log_text(&on(r)).await.contains("say: before") {
-            assert!(
-                Instant::now() < deadline,
-                "{} never showed the running step",
-                r.url
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let what = format!("{} showing the running step", r.url);
+        common::eventually(&what, WAIT, || async {
+            w.log_text(&on(r))
+                .await
+                .contains("say: before")
+                .then_some(())
+        })
+        .await;
     }
     // The live event stream, from each replica.
     for r in [&w.ferry, &b] {

@@ -49,15 +49,15 @@ fn ran(w: &World) -> String {
 
 /// Waits until deployment `id`'s latest status says `text`.
 async fn wait_description(w: &World, id: i64, text: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let what = format!("{id}'s latest status says {text:?}");
+    common::eventually(&what, WAIT, || async {
         let got = w.github.statuses_of(id);
-        if got.last().is_some_and(|p| p.description() == text) {
-            return;
+        match got.last() {
+            Some(p) if p.description() == text => Ok(()),
+            _ => Err(format!("{got:?}")),
         }
-        assert!(Instant::now() < deadline, "never {text:?}: {got:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }
 
 async fn check_run_webhook(w: &World) {
@@ -175,20 +175,17 @@ async fn checks_github_refuses_to_show_are_named_with_the_permissions(
         Fault::new(403).message("Resource not accessible by integration"),
     ));
     w.deploy(105, REPO, "production").await;
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let refused = common::eventually("105 says GitHub refuses", WAIT, || async {
         let got = w.github.statuses_of(105);
-        if let Some(p) = got.iter().find(|p| p.description().contains("refuses")) {
-            assert!(
-                p.description().contains("403") && p.description().contains("Checks: read"),
-                "{}",
-                p.description()
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "{got:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        let p = got.iter().find(|p| p.description().contains("refuses"));
+        p.map(|p| p.description().to_string())
+            .ok_or(format!("{got:?}"))
+    })
+    .await;
+    assert!(
+        refused.contains("403") && refused.contains("Checks: read"),
+        "{refused}"
+    );
     assert!(
         w.ferry
             .output()

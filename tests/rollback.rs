@@ -173,14 +173,13 @@ async fn cancel_with_rollback_puts_back_what_the_deployment_changed(database_url
     let (code, _) = w.deliver("deployment", &event).await;
     assert_eq!(code, 202);
     let hosts = w.sshd.displays();
-    let deadline = std::time::Instant::now() + WAIT;
-    while !lines(&w, "ran")
-        .iter()
-        .any(|l| l.starts_with(&format!("deploy {BAD} {}", hosts[1])))
-    {
-        assert!(std::time::Instant::now() < deadline, "host 2 never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually("host 2 started", WAIT, || async {
+        lines(&w, "ran")
+            .iter()
+            .any(|l| l.starts_with(&format!("deploy {BAD} {}", hosts[1])))
+            .then_some(())
+    })
+    .await;
     let out = std::process::Command::new(common::ferry_binary())
         .args([
             "cancel",
@@ -278,14 +277,10 @@ async fn a_replica_killed_mid_rollback_is_settled_by_the_other_and_nothing_runs_
     event["deployment"]["sha"] = BAD.into();
     let (code, body) = w.deliver("deployment", &event).await;
     assert_eq!(code, 202, "{body}");
-    let deadline = std::time::Instant::now() + WAIT;
-    while lines(&w, "rolled").is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the rollback never started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually("the rollback started", WAIT, || async {
+        (!lines(&w, "rolled").is_empty()).then_some(())
+    })
+    .await;
     // Mid-rollback: its first step waits on the host. The other replica
     // comes up, and the one running the rollback dies.
     let other = w.replica(1).await;

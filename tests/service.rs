@@ -100,23 +100,19 @@ async fn sighup_applies_a_valid_config_and_refuses_a_bad_one() {
         );
     std::fs::write(&config, &with_staging).unwrap();
     w.ferry.signal("HUP");
-    let deadline = Instant::now() + WAIT;
-    let mut id = 12;
-    loop {
-        let (code, _) = w
-            .deliver("deployment", &deployment_event(id, REPO, "staging"))
-            .await;
-        if code == 202 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the new target never took effect:\n{}",
-            w.ferry.output()
-        );
-        id += 1;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually("the reload logged", WAIT, || async {
+        let said = w.ferry.output();
+        let reloaded = said
+            .lines()
+            .any(|l| l.contains("reloaded") && l.contains("targets=2"));
+        reloaded.then_some(()).ok_or(said)
+    })
+    .await;
+    let id = 12;
+    let (code, body) = w
+        .deliver("deployment", &deployment_event(id, REPO, "staging"))
+        .await;
+    assert_eq!(code, 202, "{body}");
     assert_eq!(
         w.github.wait_final(id, WAIT).await.last().unwrap().state(),
         "success"
@@ -128,15 +124,11 @@ async fn sighup_applies_a_valid_config_and_refuses_a_bad_one() {
     )
     .unwrap();
     w.ferry.signal("HUP");
-    let deadline = Instant::now() + WAIT;
-    while !w.ferry.output().contains("reload refused") {
-        assert!(
-            Instant::now() < deadline,
-            "no refusal logged:\n{}",
-            w.ferry.output()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually("the refused reload logged", WAIT, || async {
+        let said = w.ferry.output();
+        said.contains("reload refused").then_some(()).ok_or(said)
+    })
+    .await;
     assert!(
         w.ferry.output().contains("max_concurent"),
         "the refusal names the key"

@@ -60,13 +60,17 @@ async fn statuses_pending_when_ferry_is_killed_land_after_the_restart() {
     w.github.set_down(true);
     w.deploy(71, REPO, "production").await;
     let done = w.scratch().join("done");
-    let deadline = std::time::Instant::now() + WAIT;
-    while !done.exists() {
-        assert!(std::time::Instant::now() < deadline, "the step never ran");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // Let the final status reach the outbox, then die with all three pending.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    common::eventually("the step ran", WAIT, || async {
+        done.exists().then_some(())
+    })
+    .await;
+    // The final status in the outbox, then die with all three pending.
+    common::eventually("71's three statuses stored", WAIT, || async {
+        let out = w.cli(&["show", "71", "--json"]);
+        let shown: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (shown["statuses"].as_array()?.len() == 3).then_some(())
+    })
+    .await;
     assert!(w.github.statuses_of(71).is_empty());
     w.ferry.kill9();
     w.github.set_down(false);
@@ -87,15 +91,11 @@ async fn a_refused_status_is_not_retried_and_does_not_block_other_deployments() 
     w.github.wait_final(82, WAIT).await;
     assert_eq!(w.states(82), ["queued", "in_progress", "success"]);
     // 81 ran all the same; each of its statuses was tried once and given up.
-    let deadline = std::time::Instant::now() + WAIT;
-    while w.github.attempts(81).len() < 3 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "81's statuses: {:?}",
-            w.github.attempts(81)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually("81's three statuses tried", WAIT, || async {
+        let tried = w.github.attempts(81);
+        (tried.len() >= 3).then_some(()).ok_or(format!("{tried:?}"))
+    })
+    .await;
     // A fourth try would come after the backoff; no event marks that none
     // comes, so this waits out one backoff.
     tokio::time::sleep(Duration::from_millis(1500)).await;

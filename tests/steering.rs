@@ -222,31 +222,12 @@ fn two_hosts() -> Setup {
 
 /// The remote step `pid` ends within 5 s of a cancel.
 async fn gone_within_5s(pid: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while pid_alive(pid) {
-        assert!(
-            Instant::now() < deadline,
-            "the remote step outlived the cancel"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn wait_for_file(path: &Path) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Ok(s) = std::fs::read_to_string(path)
-            && !s.trim().is_empty()
-        {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} never written",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually(
+        "the remote step gone after the cancel",
+        Duration::from_secs(5),
+        || async { (!pid_alive(pid)).then_some(()) },
+    )
+    .await;
 }
 
 async fn cancel_ends_a_waiting_and_a_running_deployment(database_url: Option<String>) {
@@ -260,7 +241,7 @@ async fn cancel_ends_a_waiting_and_a_running_deployment(database_url: Option<Str
     let config = &w.ferry.config;
     w.deploy(20, REPO, "production").await;
     w.deploy(21, REPO, "production").await;
-    let pid = wait_for_file(&w.scratch().join("pid-20")).await;
+    let pid = common::written(&w.scratch().join("pid-20"), WAIT).await;
     assert!(pid_alive(&pid));
 
     // The waiting one: ended at once, never runs.
@@ -335,14 +316,15 @@ async fn cancel_ends_a_waiting_and_a_running_deployment(database_url: Option<Str
     let errors = String::from_utf8_lossy(&errors.stdout);
     assert!(!errors.contains("cancelled"), "{errors}");
     // Counted in the store once a second.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while w.metric("ferry_deployments_cancelled_total").await != 2.0 {
-        assert!(
-            Instant::now() < deadline,
-            "ferry_deployments_cancelled_total is not 2"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::eventually(
+        "ferry_deployments_cancelled_total 2",
+        Duration::from_secs(5),
+        || async {
+            let n = w.metric("ferry_deployments_cancelled_total").await;
+            (n == 2.0).then_some(()).ok_or(n.to_string())
+        },
+    )
+    .await;
     w.assert_no_violations();
 }
 
@@ -436,7 +418,7 @@ async fn with_replicas_a_lock_and_a_cancel_reach_the_other_replica() {
     assert!(w.github.statuses_of(40)[0].description().contains("alice"));
     let out = ferry_as("alice", &b.config, &["unlock", "octo-org/web:production"]);
     assert!(out.status.success(), "{}", text(&out));
-    let pid = wait_for_file(&w.scratch().join("pid-40")).await;
+    let pid = common::written(&w.scratch().join("pid-40"), WAIT).await;
 
     // Cancelled through the replica that does not run it.
     let running_on_b = common::postgres::holder(&url, 40).await;

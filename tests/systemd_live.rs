@@ -307,26 +307,19 @@ run = 'echo "$FERRY_DEPLOYMENT_ID $FERRY_SHA" >> {scratch}/deployed'
     ));
     assert!(!piped.text().contains("panicked"), "{}", piped.text());
     // The running ferry wrote each action to the journal, naming who.
-    let audit_deadline = std::time::Instant::now() + wait;
-    loop {
+    common::eventually("the audit lines in the journal", wait, || async {
         let alice = c.ok("journalctl -u ferry ACTOR=alice -o cat --no-pager");
         let oncall = c.ok("journalctl -u ferry ACTOR=oncall -o cat --no-pager");
-        if alice.contains("alice locked octo-org/web:production: live test")
+        let all = alice.contains("alice locked octo-org/web:production: live test")
             && alice.contains("alice unlocked octo-org/web:production")
             && oncall.contains("oncall locked octo-org/web:production")
             && oncall.contains("oncall unlocked octo-org/web:production")
             && alice.contains("alice asked for a deployment of main to octo-org/web:production")
-            && oncall.contains("oncall asked for a rollback of octo-org/web:production to f95f852")
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < audit_deadline,
-            "audit lines missing:\n{alice}\n{oncall}\n{}",
-            journal(&c)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            && oncall.contains("oncall asked for a rollback of octo-org/web:production to f95f852");
+        all.then_some(())
+            .ok_or_else(|| format!("{alice}\n{oncall}\n{}", journal(&c)))
+    })
+    .await;
 
     // Idle past the watchdog's interval: nothing restarts.
     let idle = watchdog_sec() + Duration::from_secs(5);

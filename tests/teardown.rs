@@ -102,25 +102,17 @@ fn teardowns_ran(w: &World) -> Vec<String> {
 /// The `ferry deployments` line of the newest teardown, once it has
 /// `state`.
 async fn wait_teardown(w: &World, state: &str) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let what = format!("a teardown {state}");
+    common::eventually(&what, WAIT, || async {
         let out = w.cli(&["deployments"]);
         let list = String::from_utf8_lossy(&out.stdout).to_string();
-        let line = list
-            .lines()
-            .find(|l| l.starts_with('-'))
-            .map(str::to_string);
-        if let Some(line) = line
-            && line.split_whitespace().nth(4) == Some(state)
-        {
-            return line;
+        let line = list.lines().find(|l| l.starts_with('-'));
+        match line {
+            Some(line) if line.split_whitespace().nth(4) == Some(state) => Ok(line.to_string()),
+            _ => Err(list),
         }
-        assert!(
-            Instant::now() < deadline,
-            "no teardown reached {state}: {list}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }
 
 fn inactive(w: &World, id: i64) -> Vec<String> {

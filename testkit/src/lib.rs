@@ -148,25 +148,61 @@ pub fn hang(scratch: &Path) -> String {
     format!("echo $$ > {s}/shell.pid\nsleep 300 &\necho $! > {s}/child.pid\necho waiting\nwait")
 }
 
-/// Polls `check` every 20 ms until it gives `Some`, and returns that;
-/// panics naming `what` (and the last answer's reason) after `within`.
-/// The one way tests wait for a signal.
-pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+/// What a look of [`eventually`] gives: found (`Some`, `Ok`) or not yet,
+/// with what was seen instead (`Err`) for the failure message.
+pub trait Look {
+    type Found;
+    fn found(self) -> Result<Self::Found, Option<String>>;
+}
+
+impl<T> Look for Option<T> {
+    type Found = T;
+    fn found(self) -> Result<T, Option<String>> {
+        self.ok_or(None)
+    }
+}
+
+impl<T> Look for Result<T, String> {
+    type Found = T;
+    fn found(self) -> Result<T, Option<String>> {
+        self.map_err(Some)
+    }
+}
+
+/// Polls `check` every 20 ms until it gives `Some` (or `Ok`), and returns
+/// that; panics naming `what`, and what the last look saw (an `Err`'s
+/// text), after `within`. The one way tests wait for a signal.
+pub async fn eventually<L, F, Fut>(what: &str, within: Duration, mut check: F) -> L::Found
 where
+    L: Look,
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
+    Fut: std::future::Future<Output = L>,
 {
     let deadline = std::time::Instant::now() + within;
     loop {
-        if let Some(found) = check().await {
-            return found;
-        }
+        let seen = match check().await.found() {
+            Ok(found) => return found,
+            Err(seen) => seen,
+        };
         assert!(
             std::time::Instant::now() < deadline,
-            "{what}: not within {within:?}"
+            "{what}: not within {within:?}{}",
+            seen.map(|s| format!("; last seen: {s}"))
+                .unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The text of `path` once something non-blank is written there (a pid a
+/// step writes, say).
+pub async fn written(path: &Path, within: Duration) -> String {
+    eventually(&format!("{} written", path.display()), within, || async {
+        std::fs::read_to_string(path)
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+    })
+    .await
 }
 
 /// The shipped example config's placeholder files (`config/example/`),

@@ -39,19 +39,20 @@ fn what(events: &[Event]) -> Vec<String> {
 /// PostgreSQL a transaction still open anywhere in the cluster (another
 /// test's database) holds back the events after it for a moment.
 async fn at_least(store: &SharedStore, consumer: &str, owner: &Owner, n: usize) -> Vec<Event> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let what = format!("{n} events for {consumer}");
+    ferry_testkit::eventually(&what, Duration::from_secs(30), || async {
         let events = store
             .take_events(consumer, owner, 100, LEASE)
             .await
             .unwrap()
             .expect("leased to this owner");
         if events.len() >= n {
-            return events;
+            Ok(events)
+        } else {
+            Err(format!("{events:?}"))
         }
-        assert!(std::time::Instant::now() < deadline, "{events:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 fn lock_of(env: &str, holder: &str) -> EnvLock {
