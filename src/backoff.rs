@@ -22,7 +22,7 @@ impl Backoff {
         if !self.jitter {
             return base;
         }
-        let spread = RandomState::new().hash_one(crate::store::now_ms()) % 1000;
+        let spread = RandomState::new().hash_one(crate::store::Timestamp::now()) % 1000;
         base.mul_f64(0.75 + spread as f64 / 2000.0)
     }
 }

@@ -41,10 +41,6 @@ fn units(seconds: u64, most: usize) -> String {
 
 /// [`duration`] of a span in milliseconds; a negative one (clocks that
 /// disagree) is none.
-pub fn duration_ms(ms: i64) -> String {
-    duration(Duration::from_millis(ms.max(0) as u64))
-}
-
 /// The first seven characters, as GitHub shows a commit.
 pub fn short_sha(sha: &str) -> &str {
     sha.get(..7).unwrap_or(sha)
@@ -57,13 +53,6 @@ pub fn plural(n: usize, one: &str) -> String {
     } else {
         format!("{n} {one}s")
     }
-}
-
-/// A time (ms since the epoch) as RFC 3339 in UTC, to the second: how
-/// `--json` and notifications write times.
-pub fn rfc3339(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 #[cfg(test)]
@@ -79,7 +68,6 @@ mod tests {
         assert_eq!(duration(Duration::from_secs(30 * 86400)), "30d");
         assert_eq!(duration(Duration::from_secs(93_784)), "1d 2h 3m 4s");
         assert_eq!(duration(Duration::from_secs(3600)), "1h");
-        assert_eq!(duration_ms(-5), "0ms");
         assert_eq!(
             short_sha("f95f852bd8fca8fcc58a9a2d6c842781e32a215e"),
             "f95f852"

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::current::Current;
 use crate::github::{CallError, GitHub};
-use crate::store::{Owner, RunEnd, SharedStore, WaitingRun, now_ms, waiting_on};
+use crate::store::{Owner, RunEnd, SharedStore, Timestamp, WaitingRun, waiting_on};
 
 /// How often a waiting run's environment is looked at.
 const LOOK_EVERY: Duration = Duration::from_millis(100);
@@ -80,10 +80,10 @@ impl Protector {
 
     /// Looks at the runs due now; whether there were any.
     async fn round(&self, owner: &Owner) -> crate::store::Result<bool> {
-        let now = now_ms();
+        let now = Timestamp::now();
         let due = self
             .store
-            .due_runs(owner, now, now + LEASE.as_millis() as i64, PER_ROUND)
+            .due_runs(owner, now, now + LEASE, PER_ROUND)
             .await?;
         if due.is_empty() {
             return Ok(false);
@@ -122,7 +122,7 @@ impl Protector {
         why: Option<String>,
     ) -> crate::store::Result<()> {
         let r = &run.run;
-        let later = |after: Duration| now_ms() + after.as_millis() as i64;
+        let later = |after: Duration| Timestamp::now() + after;
         let github = self.github.get();
         let (approve, comment) = match &why {
             None => (true, crate::wording::protection_approved(&r.environment)),

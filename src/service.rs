@@ -10,7 +10,7 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::now_ms;
+use crate::store::Timestamp;
 
 fn send(states: &[NotifyState]) {
     if let Err(e) = sd_notify::notify(states) {
@@ -45,17 +45,18 @@ impl Default for Heartbeat {
     /// Born beating: a watchdog that looks before the runner's first round
     /// must not report a runner stalled since 1970.
     fn default() -> Heartbeat {
-        Heartbeat(AtomicI64::new(now_ms()))
+        Heartbeat(AtomicI64::new(Timestamp::now().as_millis()))
     }
 }
 
 impl Heartbeat {
     pub fn beat(&self) {
-        self.0.store(now_ms(), Ordering::Relaxed);
+        self.0
+            .store(Timestamp::now().as_millis(), Ordering::Relaxed);
     }
 
     fn age(&self) -> Duration {
-        Duration::from_millis((now_ms() - self.0.load(Ordering::Relaxed)).max(0) as u64)
+        Timestamp::now() - Timestamp::from_millis(self.0.load(Ordering::Relaxed))
     }
 }
 

@@ -521,7 +521,7 @@ async fn a_setgid_storage_dir_gets_a_group_writable_database() {
         environment: "production".into(),
         holder: "t".into(),
         reason: String::new(),
-        since: 0,
+        since: ferry::store::Timestamp::EPOCH,
         until: None,
     };
     assert_eq!(store.lock(&lock).await.unwrap(), None);

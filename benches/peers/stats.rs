@@ -131,7 +131,7 @@ pub(crate) async fn stats(report: &mut Vec<[String; 5]>, postgres: bool) {
                 }
             }
         }
-        let now = ferry::store::now_ms();
+        let now = ferry::store::Timestamp::now().as_millis();
         match &full_url {
             None => fill_sqlite(&dir.path().join(format!("{store}-full/ferry.db")), now),
             Some(url) => fill_postgres(url, now).await,

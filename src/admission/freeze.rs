@@ -252,9 +252,9 @@ pub fn frozen<'a>(
         .max_by_key(|(_, w)| w.end)
 }
 
-/// Milliseconds since the epoch, as the store keeps times.
-pub fn ms(t: Timestamp) -> i64 {
-    t.as_millisecond()
+/// The moment as the store keeps times.
+pub fn ms(t: Timestamp) -> crate::store::Timestamp {
+    crate::store::Timestamp::from_jiff(t)
 }
 
 /// A freeze window lifted for one environment.

@@ -20,7 +20,7 @@ use crate::current::Current;
 use crate::github::checks::CheckState;
 use crate::github::{CallError, GitHub};
 use crate::logs::Logs;
-use crate::store::{Deployment, NewStatus, SharedStore, StatusState, now_ms};
+use crate::store::{Deployment, NewStatus, SharedStore, StatusState, Timestamp};
 use crate::wording;
 
 /// How often a waiting deployment's checks are read without a webhook.
@@ -101,8 +101,8 @@ impl Gatekeeper {
                 _ = self.wake.notified() => {}
                 _ = stop.cancelled() => return,
             }
-            let now = now_ms();
-            let next = now + LOOK_EVERY.as_millis() as i64;
+            let now = Timestamp::now();
+            let next = now + LOOK_EVERY;
             match self.store.due_gates(now, next, PER_ROUND).await {
                 Ok(due) => {
                     for d in due {
@@ -133,10 +133,10 @@ impl Gatekeeper {
             return Ok(());
         };
         let required = &target.require_checks;
-        let waited = Duration::from_millis((now_ms() - d.created_at).max(0) as u64);
+        let waited = Timestamp::now() - d.created_at;
         // The timeout is looked at when it falls, not at the round after.
-        let deadline = d.created_at + target.checks_timeout.as_millis() as i64;
-        if deadline > now_ms() && deadline < now_ms() + LOOK_EVERY.as_millis() as i64 {
+        let deadline = d.created_at + target.checks_timeout;
+        if deadline > Timestamp::now() && deadline < Timestamp::now() + LOOK_EVERY {
             self.store.next_look(d.id, deadline).await?;
         }
         let github = self.github.get();

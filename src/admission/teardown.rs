@@ -7,7 +7,7 @@
 //! environment was torn down already.
 
 use crate::config::Config;
-use crate::store::{self, SharedStore, TeardownCause, TeardownQueued, now_ms};
+use crate::store::{self, SharedStore, TeardownCause, TeardownQueued, Timestamp};
 
 /// How often ended transient environments are checked against their
 /// target's `teardown_after`.
@@ -63,7 +63,7 @@ pub async fn sweep_idle(store: &SharedStore, config: &Config) -> store::Result<u
     if config.targets.iter().all(|t| t.teardown_after.is_none()) {
         return Ok(0);
     }
-    let now = now_ms();
+    let now = Timestamp::now();
     let mut queued = 0;
     for latest in store.ended_transient().await? {
         let Some(after) = config
@@ -72,7 +72,7 @@ pub async fn sweep_idle(store: &SharedStore, config: &Config) -> store::Result<u
         else {
             continue;
         };
-        let ended_before = now - after.as_millis() as i64;
+        let ended_before = now - after;
         let cause = TeardownCause::Idle { ended_before };
         if !cause.applies_to(&latest) {
             continue;

@@ -13,7 +13,7 @@ use crate::config::{AutoDeploy, Config};
 use crate::current::Current;
 use crate::github::GitHub;
 use crate::github::branches::BranchHead;
-use crate::store::{CandidateSource, NewCandidate, SharedStore, now_ms};
+use crate::store::{CandidateSource, NewCandidate, SharedStore, Timestamp};
 
 /// Offers `sha`, the new head of `branch` of `repository`, to every target
 /// that follows the branch; the environments it became the candidate of
@@ -34,7 +34,7 @@ pub async fn offer_head(
             sha: sha.to_string(),
             source: CandidateSource::Branch(branch.to_string()),
             installation_id,
-            due_at: now_ms(),
+            due_at: Timestamp::now(),
         };
         if store.offer_candidate(&offer).await? {
             offered.push(t.environment.clone());

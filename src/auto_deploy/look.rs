@@ -13,7 +13,7 @@ use crate::github::GitHub;
 use crate::github::create::Asked;
 use crate::store::{
     Candidate, CandidateSource, CandidateState, DeliveryKey, DeployRequest, DeploymentId, Owner,
-    Result, State, now_ms,
+    Result, State, Timestamp,
 };
 use crate::wording;
 
@@ -89,7 +89,7 @@ impl Look<'_> {
         if target.require_checks.is_empty() {
             return Ok(true);
         }
-        let deadline = self.candidate.created_at + target.checks_timeout.as_millis() as i64;
+        let deadline = self.candidate.created_at + target.checks_timeout;
         let timed_out =
             |name: &str| wording::required_check_timed_out(name, &c.sha, target.checks_timeout);
         let first = target.require_checks.first().map_or("*", String::as_str);
@@ -98,7 +98,7 @@ impl Look<'_> {
             .await
         {
             Ok(r) => r,
-            Err(_) if now_ms() >= deadline => {
+            Err(_) if Timestamp::now() >= deadline => {
                 self.drop(&timed_out(first)).await?;
                 return Ok(false);
             }
@@ -117,14 +117,14 @@ impl Look<'_> {
                     .await?;
                 Ok(false)
             }
-            Verdict::Pending(names) if now_ms() >= deadline => {
+            Verdict::Pending(names) if Timestamp::now() >= deadline => {
                 self.drop(&timed_out(names.first().map_or(first, String::as_str)))
                     .await?;
                 Ok(false)
             }
             Verdict::Pending(_) => {
                 // The timeout is looked at when it falls, not a round later.
-                let next = (now_ms() + LOOK_EVERY.as_millis() as i64).min(deadline);
+                let next = (Timestamp::now() + LOOK_EVERY).min(deadline);
                 let owner = self.owner;
                 self.deployer
                     .intake
@@ -175,7 +175,7 @@ impl Look<'_> {
     ) -> Result<()> {
         let c = &self.candidate.offer;
         let store = &self.deployer.intake.store;
-        let until = now_ms() + super::LEASE.as_millis() as i64;
+        let until = Timestamp::now() + super::LEASE;
         if !store
             .candidate_sending(self.candidate.seq, self.owner, until)
             .await?
@@ -262,7 +262,7 @@ impl Look<'_> {
     }
 
     async fn later(&self, after: Duration) -> Result<()> {
-        let at = now_ms() + after.as_millis() as i64;
+        let at = Timestamp::now() + after;
         self.deployer
             .intake
             .store

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{AutoDeploy, Config, Target};
 use crate::current::Current;
 use crate::github::GitHub;
-use crate::store::{Owner, now_ms};
+use crate::store::{Owner, Timestamp};
 use crate::webhook::Intake;
 
 /// How often the store is asked for candidates that are due.
@@ -84,8 +84,8 @@ impl Deployer {
                 _ = self.wake.notified() => {}
                 _ = stop.cancelled() => return,
             }
-            let now = now_ms();
-            let until = now + LEASE.as_millis() as i64;
+            let now = Timestamp::now();
+            let until = now + LEASE;
             let due = match self
                 .intake
                 .store

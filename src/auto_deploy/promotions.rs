@@ -44,7 +44,7 @@ impl crate::cursor::Handler for Promotions {
                     sha = %offer.sha,
                     "promotion of {} from {environment} to {}:{}: a candidate (deployment {deployment} succeeded), due {}",
                     crate::format::short_sha(&offer.sha), offer.repository, offer.environment,
-                    crate::format::rfc3339(offer.due_at));
+                    offer.due_at.rfc3339());
             }
             self.offered.notify_one();
         }
@@ -94,7 +94,7 @@ impl Promotions {
                     deployment: id,
                 },
                 installation_id: d.installation_id,
-                due_at: e.at + soak.as_millis() as i64,
+                due_at: e.at + soak,
             })
             .collect())
     }

@@ -5,8 +5,7 @@ use super::output::{clock, deployment_json};
 use super::steering::{EnvName, open_store};
 use crate::config::Steering;
 use crate::format::duration;
-use crate::store::{Origin, now_ms};
-use std::time::Duration;
+use crate::store::{Origin, Timestamp};
 
 /// List recent deployments.
 #[derive(clap::Args)]
@@ -84,11 +83,8 @@ async fn deployments(c: &Steering, l: &Deployments) -> anyhow::Result<()> {
     for d in list {
         let started = d.started_at.map_or("-".to_string(), clock);
         let took = match (d.started_at, d.finished_at) {
-            (Some(s), Some(f)) => duration(Duration::from_millis((f - s).max(0) as u64)),
-            (Some(s), None) => format!(
-                "{} so far",
-                duration(Duration::from_millis((now_ms() - s).max(0) as u64))
-            ),
+            (Some(s), Some(f)) => duration(f - s),
+            (Some(s), None) => format!("{} so far", duration(Timestamp::now() - s)),
             _ => "-".to_string(),
         };
         let state = if awaiting.contains(&d.id) {

@@ -51,8 +51,8 @@ pub async fn lock(
         environment: env.environment.clone(),
         holder: operator(),
         reason: reason.to_string(),
-        since: crate::store::now_ms(),
-        until: for_.map(|d| crate::store::now_ms() + d.as_millis() as i64),
+        since: crate::store::Timestamp::now(),
+        until: for_.map(|d| crate::store::Timestamp::now() + d),
     };
     match store.lock(&lock).await? {
         None => {

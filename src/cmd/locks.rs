@@ -6,6 +6,7 @@ use super::steering::open_store;
 use super::steering::warn_freeze_problems;
 use crate::config::Steering;
 use crate::store::SharedStore;
+use crate::store::Timestamp;
 
 /// List locked environments: who, since when, why, until when.
 #[derive(clap::Args)]
@@ -100,18 +101,19 @@ impl Held {
 
     /// JSON Lines: one environment held per line, whatever holds it.
     fn print_json(&self) {
-        let line = |r: &str, e: &str, kind: &str, by: &str, since: Option<i64>, reason: &str| {
-            serde_json::json!({
-                "repository": r,
-                "environment": e,
-                "kind": kind,
-                "by": by,
-                "since": since.map(clock),
-                "reason": reason,
-                "until": null,
-                "waiting_runs": self.runs_json(r, e),
-            })
-        };
+        let line =
+            |r: &str, e: &str, kind: &str, by: &str, since: Option<Timestamp>, reason: &str| {
+                serde_json::json!({
+                    "repository": r,
+                    "environment": e,
+                    "kind": kind,
+                    "by": by,
+                    "since": since.map(clock),
+                    "reason": reason,
+                    "until": null,
+                    "waiting_runs": self.runs_json(r, e),
+                })
+            };
         for l in &self.locks {
             let mut v = line(
                 &l.repository,

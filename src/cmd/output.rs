@@ -40,13 +40,13 @@ pub fn colour(out: &impl std::io::IsTerminal) -> bool {
     out.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-pub fn clock(ms: i64) -> String {
-    crate::format::rfc3339(ms)
+pub fn clock(t: crate::store::Timestamp) -> String {
+    t.rfc3339()
 }
 
 /// A time as `--json` writes it: RFC 3339, or null.
-pub(crate) fn json_time(ms: Option<i64>) -> serde_json::Value {
-    ms.map_or(serde_json::Value::Null, |t| clock(t).into())
+pub(crate) fn json_time(t: Option<crate::store::Timestamp>) -> serde_json::Value {
+    t.map_or(serde_json::Value::Null, |t| clock(t).into())
 }
 
 /// A deployment as `--json` writes it (`ferry deployments`, `ferry show`),

@@ -6,9 +6,9 @@ use super::ConfigArg;
 use super::output::{clock, deployment_json};
 use super::steering::{open_store, where_stored};
 use crate::config::Steering;
-use crate::format::duration_ms;
+use crate::format::duration;
 use crate::store::{
-    DeploymentId, NotificationRecord, NotificationState, OperatorAction, StatusRecord, now_ms,
+    DeploymentId, NotificationRecord, NotificationState, OperatorAction, StatusRecord, Timestamp,
 };
 
 /// One deployment: its fields, log link, statuses (and whether GitHub
@@ -36,7 +36,7 @@ impl Show {
 /// `behind`: an earlier status of the deployment that GitHub must get first.
 pub fn not_on_github(
     s: &StatusRecord,
-    now: i64,
+    now: Timestamp,
     serving: bool,
     behind: Option<&StatusRecord>,
 ) -> Option<String> {
@@ -105,7 +105,7 @@ fn waiting_before(statuses: &[StatusRecord], i: usize) -> Option<&StatusRecord> 
 /// A status as `show --json` writes it: null where a field does not apply.
 fn status_json(
     s: &StatusRecord,
-    now: i64,
+    now: Timestamp,
     serving: bool,
     behind: Option<&StatusRecord>,
 ) -> serde_json::Value {
@@ -141,7 +141,7 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
     let log_url = statuses.iter().rev().find_map(|s| s.log_url.clone());
     // Its commit's time, once the running ferry read it (delivery metrics).
     let committed_at = store.ended(id).await?.and_then(|e| e.committed_at);
-    let now = now_ms();
+    let now = Timestamp::now();
     // Whether a ferry runs to send what is still waiting: asked of the
     // store once, and only when something waits.
     let all_sent = statuses.iter().all(|s| s.sent_at.is_some());
@@ -178,7 +178,7 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
         // The lead time counts for a success only (`ferry stats`).
         let lead = match (d.state, d.finished_at) {
             (crate::store::State::Success, Some(f)) => {
-                format!(" (lead time {})", duration_ms(f - at))
+                format!(" (lead time {})", duration(f - at))
             }
             _ => String::new(),
         };
@@ -207,7 +207,7 @@ pub async fn show(c: &Steering, id: i64, json: bool) -> anyhow::Result<()> {
 }
 
 /// The deployment's own fields, one a line.
-fn print_fields(d: &crate::store::Deployment, log_url: Option<&str>, now: i64) {
+fn print_fields(d: &crate::store::Deployment, log_url: Option<&str>, now: Timestamp) {
     println!(
         "deployment {}: {} to {} (task {})",
         d.id, d.repository, d.environment, d.task
@@ -226,8 +226,8 @@ fn print_fields(d: &crate::store::Deployment, log_url: Option<&str>, now: i64) {
     let state = d.state_word();
     println!("  state     {state}: {}", d.description);
     let took = match (d.started_at, d.finished_at) {
-        (Some(s), Some(f)) => format!(", took {}", duration_ms(f - s)),
-        (Some(s), None) => format!(", running for {}", duration_ms(now - s)),
+        (Some(s), Some(f)) => format!(", took {}", duration(f - s)),
+        (Some(s), None) => format!(", running for {}", duration(now - s)),
         _ => String::new(),
     };
     println!(
@@ -250,7 +250,7 @@ fn print_actions(actions: &[OperatorAction]) {
 }
 
 /// Each notification about it and what became of it.
-fn print_notifications(notifications: &[NotificationRecord], now: i64, notifying: bool) {
+fn print_notifications(notifications: &[NotificationRecord], now: Timestamp, notifying: bool) {
     if !notifications.is_empty() {
         println!("notifications:");
         for (i, n) in notifications.iter().enumerate() {
@@ -269,7 +269,7 @@ fn print_notifications(notifications: &[NotificationRecord], now: i64, notifying
 /// the same sink still pending, which goes first.
 fn notification_fate(
     n: &NotificationRecord,
-    now: i64,
+    now: Timestamp,
     serving: bool,
     behind: Option<&NotificationRecord>,
 ) -> String {
@@ -310,7 +310,7 @@ fn notification_behind(all: &[NotificationRecord], i: usize) -> Option<&Notifica
 
 fn notification_json(
     n: &NotificationRecord,
-    now: i64,
+    now: Timestamp,
     serving: bool,
     behind: Option<&NotificationRecord>,
 ) -> serde_json::Value {

@@ -8,7 +8,7 @@ use super::ConfigArg;
 use super::steering::{EnvName, open_store};
 use crate::delivery::figures::{Figures, compute};
 use crate::format::duration;
-use crate::store::now_ms;
+use crate::store::Timestamp;
 
 /// Delivery metrics per repository and environment.
 #[derive(clap::Args)]
@@ -35,7 +35,7 @@ impl Stats {
     pub async fn run(self) -> anyhow::Result<()> {
         let c = self.config.load_for_store()?;
         let store = open_store(&c).await?.store;
-        let since = now_ms() - self.since.as_millis().min(i64::MAX as u128) as i64;
+        let since = Timestamp::now() - self.since;
         let filter = self
             .environment
             .as_ref()

@@ -43,7 +43,7 @@ pub(crate) async fn audit(
 ) {
     let a = OperatorAction {
         seq: 0,
-        at: crate::store::now_ms(),
+        at: crate::store::Timestamp::now(),
         actor: operator(),
         action: action.to_string(),
         repository: env.0.to_string(),

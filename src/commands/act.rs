@@ -11,7 +11,7 @@ use super::Commander;
 use super::parse::{Command, parse};
 use crate::config::Config;
 use crate::github::{CallError, GitHub};
-use crate::store::{CommandChange, CommandRecord, DeploymentId, Owner, Result, now_ms};
+use crate::store::{CommandChange, CommandRecord, DeploymentId, Owner, Result, Timestamp};
 use crate::wording::pr as words;
 
 /// When GitHub could not be asked or did not answer: the next look.
@@ -49,7 +49,7 @@ impl Look<'_> {
                 tracing::warn!(repository = %c.repository,
                     "pull request #{} of {}: {:?} by {}: GitHub did not do its part ({why}); trying again in {}",
                     c.number, c.repository, c.line, c.login, crate::format::duration(RETRY));
-                let at = now_ms() + RETRY.as_millis() as i64;
+                let at = Timestamp::now() + RETRY;
                 self.store()
                     .command_later(self.record.seq, self.owner, at)
                     .await
@@ -351,8 +351,8 @@ impl Look<'_> {
 }
 
 /// The end of a lease renewed now.
-pub(super) fn renewed() -> i64 {
-    now_ms() + super::LEASE.as_millis() as i64
+pub(super) fn renewed() -> Timestamp {
+    Timestamp::now() + super::LEASE
 }
 
 /// The environments the repository's targets deploy to, as written

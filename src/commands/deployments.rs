@@ -173,7 +173,7 @@ impl Look<'_> {
             .and_then(|t| t.parse::<jiff::Timestamp>().ok())
             .map_or(0, |t| t.as_millisecond());
         d["description"].as_str() == Some(q.description.as_str())
-            && created / 1000 >= self.record.created_at / 1000
+            && created / 1000 >= self.record.created_at.as_millis() / 1000
     }
 
     async fn queue(

@@ -69,7 +69,7 @@ pub async fn ended_text(
         return Ok(None);
     }
     let took = match (d.started_at, d.finished_at) {
-        (Some(s), Some(f)) => Some(crate::format::duration_ms(f - s)),
+        (Some(s), Some(f)) => Some(crate::format::duration(f - s)),
         _ => None,
     };
     Ok(Some(words::ended(

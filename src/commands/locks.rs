@@ -4,7 +4,7 @@
 
 use super::act::{Decided, Look};
 use crate::config::Config;
-use crate::store::{EnvLock, Result, now_ms};
+use crate::store::{EnvLock, Result, Timestamp};
 use crate::wording::pr as words;
 
 impl Look<'_> {
@@ -21,7 +21,7 @@ impl Look<'_> {
             environment: environment.to_string(),
             holder: c.login.clone(),
             reason: reason.to_string(),
-            since: now_ms(),
+            since: Timestamp::now(),
             until: None,
         };
         let text = match self.store().lock(&lock).await? {

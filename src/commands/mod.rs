@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::current::Current;
 use crate::github::GitHub;
 use crate::logs::Logs;
-use crate::store::{Owner, now_ms};
+use crate::store::{Owner, Timestamp};
 use crate::webhook::Intake;
 
 /// How often the store is asked for commands that are due.
@@ -53,8 +53,8 @@ impl Commander {
             tracing::warn!(error = %e, "cannot take over the last run's pull request commands: {e}");
         }
         loop {
-            let now = now_ms();
-            let until = now + LEASE.as_millis() as i64;
+            let now = Timestamp::now();
+            let until = now + LEASE;
             match self
                 .intake
                 .store

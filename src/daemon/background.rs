@@ -16,12 +16,12 @@ async fn prune_logs(
     stop: CancellationToken,
 ) {
     loop {
-        let before = crate::store::now_ms() - crate::store::EVENT_RETENTION.as_millis() as i64;
+        let before = crate::store::Timestamp::now() - crate::store::EVENT_RETENTION;
         if let Err(e) = store.prune_events(before).await {
             tracing::warn!(error = %e, "cannot prune old events: {e}");
         }
         let retention = config.get().storage.log_retention;
-        let done_before = crate::store::now_ms() - retention.as_millis() as i64;
+        let done_before = crate::store::Timestamp::now() - retention;
         if let Err(e) = store.prune_notifications(done_before).await {
             tracing::warn!(error = %e, "cannot prune old notifications: {e}");
         }
@@ -49,7 +49,10 @@ async fn prune_logs(
 async fn expire_locks(store: SharedStore, wake: WakeUps, stop: CancellationToken) {
     loop {
         match store
-            .expire_locks(crate::store::now_ms(), crate::wording::LOCK_RAN_OUT_BY)
+            .expire_locks(
+                crate::store::Timestamp::now(),
+                crate::wording::LOCK_RAN_OUT_BY,
+            )
             .await
         {
             Ok(lifted) => {

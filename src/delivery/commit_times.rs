@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::current::Current;
 use crate::github::commits::CommitTime;
 use crate::github::{CallError, GitHub};
-use crate::store::{CommitLook, Owner, SharedStore, now_ms};
+use crate::store::{CommitLook, Owner, SharedStore, Timestamp};
 
 /// How often the store is asked for due looks.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
@@ -54,10 +54,10 @@ impl CommitTimes {
     }
 
     async fn round(&self, owner: &Owner) -> crate::store::Result<()> {
-        let now = now_ms();
+        let now = Timestamp::now();
         let due = self
             .store
-            .due_commit_looks(owner, now, now + LEASE.as_millis() as i64, PER_ROUND)
+            .due_commit_looks(owner, now, now + LEASE, PER_ROUND)
             .await?;
         for look in &due {
             self.look(owner, look).await?;
@@ -112,7 +112,7 @@ impl CommitTimes {
                 };
                 tracing::debug!(deployment = %look.deployment,
                     "deployment {}: cannot read the time of commit {sha} yet: {e}", look.deployment);
-                let at = now_ms() + after.as_millis() as i64;
+                let at = Timestamp::now() + after;
                 self.store
                     .commit_look_later(look.seq, owner, at, &e.to_string())
                     .await?;

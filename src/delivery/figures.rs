@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::store::{Ended, State};
+use crate::store::{Ended, State, Timestamp};
 
 /// One repository and environment's figures. `None`: undefined (no
 /// deployment, no success with a known commit time, no recovery).
@@ -47,7 +47,7 @@ pub fn compute(ended: &[Ended], window: Duration) -> Vec<Figures> {
             let leads: Vec<i64> = list
                 .iter()
                 .filter(|e| e.state == State::Success)
-                .filter_map(|e| e.committed_at.map(|c| (e.finished_at - c).max(0)))
+                .filter_map(|e| e.committed_at.map(|c| millis(e.finished_at - c)))
                 .collect();
             Figures {
                 repository: repository.to_string(),
@@ -82,7 +82,7 @@ fn recoveries(list: &[&Ended]) -> Vec<i64> {
         } else if e.state == State::Success
             && let Some(first) = first_failure.take()
         {
-            out.push((e.finished_at - first).max(0));
+            out.push(millis(e.finished_at - first));
         }
     }
     out
@@ -91,7 +91,7 @@ fn recoveries(list: &[&Ended]) -> Vec<i64> {
 /// The end of the first failure of the run of failures just before a
 /// success; `before`: the deployments that ended before it, newest first.
 /// None when the one before it was not a failure.
-pub fn recovered_from(before: &[Ended]) -> Option<i64> {
+pub fn recovered_from(before: &[Ended]) -> Option<Timestamp> {
     before
         .iter()
         .filter(|e| e.counts())
@@ -119,3 +119,8 @@ fn median_seconds(mut ms: Vec<i64>) -> Option<f64> {
 #[cfg(test)]
 #[path = "figures_tests.rs"]
 mod tests;
+
+/// A span as the figures compute with it: whole milliseconds.
+fn millis(d: std::time::Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}

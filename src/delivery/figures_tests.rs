@@ -12,12 +12,17 @@ fn ended(id: i64, state: State, end_h: f64, committed_h: Option<f64>) -> Ended {
         repository: "octo-org/web".into(),
         environment: "production".into(),
         state,
-        started_at: Some(T0 + (end_h * HOUR as f64) as i64 - 60_000),
-        finished_at: T0 + (end_h * HOUR as f64) as i64,
+        started_at: Some(at(end_h) - Duration::from_secs(60)),
+        finished_at: at(end_h),
         cancelled: false,
         rollback: false,
-        committed_at: committed_h.map(|h| T0 + (h * HOUR as f64) as i64),
+        committed_at: committed_h.map(at),
     }
+}
+
+/// `hours` after T0.
+fn at(hours: f64) -> Timestamp {
+    Timestamp::from_millis(T0 + (hours * HOUR as f64) as i64)
 }
 
 /// Successes, a failure and an error that a success ended, a cancel in
@@ -109,7 +114,7 @@ fn a_recovery_counts_from_the_first_failure_of_its_run() {
         ended(2, State::Error, 2.0, None),
         ended(1, State::Success, 1.0, None),
     ];
-    assert_eq!(recovered_from(&before), Some(T0 + 2 * HOUR));
+    assert_eq!(recovered_from(&before), Some(at(2.0)));
     assert_eq!(recovered_from(&before[3..]), None, "after a success");
     assert_eq!(recovered_from(&[]), None, "the first deployment");
 }

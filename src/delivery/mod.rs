@@ -71,7 +71,7 @@ pub fn register(config: &Config) {
 pub fn lead_seconds(ended: &Ended) -> Option<f64> {
     let committed = ended.committed_at?;
     (ended.state == State::Success && !ended.cancelled)
-        .then(|| (ended.finished_at - committed).max(0) as f64 / 1000.0)
+        .then(|| (ended.finished_at - committed).as_secs_f64())
 }
 
 /// Counts each deployment's end on `/metrics`: the cursor is shared by
@@ -109,14 +109,14 @@ impl crate::cursor::Handler for Ends {
         .increment(1);
         let series = [("repository", r), ("environment", e)];
         if let Some(started) = ended.started_at {
-            let seconds = (ended.finished_at - started).max(0) as f64 / 1000.0;
+            let seconds = (ended.finished_at - started).as_secs_f64();
             metrics::histogram!(crate::metrics::DEPLOYMENT_SECONDS, &series).record(seconds);
         }
         // The lead time waits for the commit time: `commit_times` records it.
         if ended.state == State::Success && !ended.cancelled {
             let before = self.store.ended_before(id, RECOVERY_LOOKBACK).await?;
             if let Some(first) = figures::recovered_from(&before) {
-                let seconds = (ended.finished_at - first).max(0) as f64 / 1000.0;
+                let seconds = (ended.finished_at - first).as_secs_f64();
                 metrics::histogram!(crate::metrics::RECOVERY_SECONDS, &series).record(seconds);
             }
         }

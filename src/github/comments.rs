@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::{CallError, GitHub};
 use crate::config::Role;
+use crate::store::Timestamp;
 
 /// Every call here waits this long for GitHub at most.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -140,10 +141,10 @@ impl GitHub {
         repository: &str,
         number: i64,
         marker: &str,
-        since_ms: i64,
+        since: Timestamp,
         installation: Option<i64>,
     ) -> Result<Option<i64>, CallError> {
-        let since = crate::format::rfc3339(since_ms - 60_000);
+        let since = (since - std::time::Duration::from_secs(60)).rfc3339();
         let query: String = form_urlencoded::Serializer::new(String::new())
             .append_pair("since", &since)
             .append_pair("per_page", "100")

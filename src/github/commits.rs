@@ -2,12 +2,13 @@
 //! lead time of the deployments that shipped it.
 
 use super::{CallError, GitHub};
+use crate::store::Timestamp;
 
 /// A commit's time, as GitHub answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommitTime {
-    /// `commit.committer.date`, ms since the epoch.
-    At(i64),
+    /// `commit.committer.date`.
+    At(Timestamp),
     /// `404`/`422`: no such commit (force-pushed away, or a sha GitHub
     /// does not know): asking again will not help.
     Missing,
@@ -42,7 +43,7 @@ impl GitHub {
         })?;
         let date = commit["commit"]["committer"]["date"].as_str();
         match date.and_then(|d| d.parse::<jiff::Timestamp>().ok()) {
-            Some(at) => Ok(CommitTime::At(at.as_millisecond())),
+            Some(at) => Ok(CommitTime::At(Timestamp::from_jiff(at))),
             None => Err(CallError::Permanent {
                 reason: format!(
                     "GitHub's commit {sha} has no commit.committer.date: {}",

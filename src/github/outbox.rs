@@ -12,7 +12,7 @@ use super::reach::Reach;
 use super::{CallError, GitHub};
 use crate::current::Current;
 use crate::logs::Logs;
-use crate::store::{DeploymentId, OutboxItem, PostOutcome, SharedStore, StatusState, now_ms};
+use crate::store::{DeploymentId, OutboxItem, PostOutcome, SharedStore, StatusState, Timestamp};
 
 /// Status posts in flight at once.
 const IN_FLIGHT: usize = 16;
@@ -194,9 +194,7 @@ impl StatusPoster {
 
     async fn until_next_due(&self) -> Duration {
         match self.store.next_status_due().await {
-            Ok(Some(at)) => {
-                Duration::from_millis((at - now_ms()).clamp(0, IDLE_POLL.as_millis() as i64) as u64)
-            }
+            Ok(Some(at)) => (at - Timestamp::now()).min(IDLE_POLL),
             _ => IDLE_POLL,
         }
     }
@@ -214,7 +212,10 @@ impl StatusPoster {
         let room = IN_FLIGHT.saturating_sub(in_flight.len());
         let due = self
             .store
-            .due_statuses(now_ms(), (room + busy.len() + COALESCE_AHEAD) as i64)
+            .due_statuses(
+                Timestamp::now(),
+                (room + busy.len() + COALESCE_AHEAD) as i64,
+            )
             .await?;
         let mut start = Vec::new();
         let mut records = Vec::new();
@@ -331,7 +332,7 @@ impl StatusPoster {
                 );
                 retry_line(quiet, item, &line);
                 PostOutcome::Unanswered {
-                    at: now_ms() + wait.as_millis() as i64,
+                    at: Timestamp::now() + wait,
                     error: reason,
                 }
             }
@@ -348,7 +349,7 @@ impl StatusPoster {
                 );
                 retry_line(quiet, item, &line);
                 PostOutcome::RetryAt {
-                    at: now_ms() + wait.as_millis() as i64,
+                    at: Timestamp::now() + wait,
                     error: reason,
                 }
             }

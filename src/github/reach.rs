@@ -7,13 +7,13 @@
 use std::time::Instant;
 
 use crate::cmd::clock;
-use crate::store::now_ms;
+use crate::store::Timestamp;
 
 #[derive(Default)]
 pub struct Reach {
     /// Since when (ms since the epoch, and this process's clock), and how
     /// many tries failed since.
-    down: Option<(i64, Instant, u64)>,
+    down: Option<(Timestamp, Instant, u64)>,
 }
 
 impl Reach {
@@ -24,7 +24,7 @@ impl Reach {
         match &mut self.down {
             Some((_, _, n)) => *n += 1,
             None => {
-                let since = now_ms();
+                let since = Timestamp::now();
                 tracing::warn!(
                     since = %clock(since),
                     "GitHub unreachable since {}: {reason}; statuses wait in the store and are retried (ferry show ID says where each stands)",

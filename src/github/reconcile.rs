@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::{CallError, GitHub};
 use crate::config::Config;
 use crate::current::Current;
+use crate::store::Timestamp;
 use crate::store::{DeliveryKey, DeploymentId, LockTask};
 use crate::webhook::{Intake, RawDeployment};
 
@@ -219,7 +220,7 @@ impl Reconciler {
         github: &GitHub,
         repository: &str,
         installation: Option<i64>,
-        store_created: i64,
+        store_created: Timestamp,
         item: serde_json::Value,
     ) -> anyhow::Result<bool> {
         let Ok(d) = serde_json::from_value::<RawDeployment>(item) else {
@@ -240,7 +241,7 @@ impl Reconciler {
             .unwrap_or_default();
         // GitHub's times are whole seconds: one created in the second the
         // store was is after it.
-        if created_ms / 1000 < store_created / 1000 || age > MAX_AGE {
+        if created_ms / 1000 < store_created.as_millis() / 1000 || age > MAX_AGE {
             return Ok(false);
         }
         let owned = config

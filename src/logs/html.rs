@@ -10,8 +10,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use maud::{DOCTYPE, Markup, Render, html};
 
 use super::{LogLine, Stream};
-pub use crate::format::duration_ms as duration;
+pub use crate::format::duration;
 use crate::format::short_sha;
+use crate::store::Timestamp;
 use crate::store::{Deployment, State};
 
 /// Text as the page has always escaped it (`'` too, as `&#39;`), for
@@ -206,8 +207,8 @@ pub fn ansi_to_html(text: &str) -> String {
     html.finish()
 }
 
-fn clock(ms: i64) -> (String, String) {
-    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+fn clock(at: Timestamp) -> (String, String) {
+    let t = UNIX_EPOCH + Duration::from_millis(at.as_millis().max(0) as u64);
     let full = humantime::format_rfc3339_millis(t).to_string();
     let short = full.get(11..23).unwrap_or(&full).to_string();
     (full, short)
@@ -238,8 +239,8 @@ fn line(n: usize, l: &LogLine) -> Markup {
 struct Group<'a> {
     host: Option<&'a str>,
     step: Option<&'a str>,
-    first: i64,
-    last: i64,
+    first: Timestamp,
+    last: Timestamp,
     exit: Option<i32>,
     lines: Vec<(usize, &'a LogLine)>,
 }
@@ -302,7 +303,7 @@ pub fn page(
     let started = d.started_at.map(|t| clock(t).0);
     let took = match (d.started_at, d.finished_at) {
         (Some(s), Some(f)) => duration(f - s),
-        (Some(s), None) => format!("{} so far", duration(crate::store::now_ms() - s)),
+        (Some(s), None) => format!("{} so far", duration(crate::store::Timestamp::now() - s)),
         _ => "not started".into(),
     };
     let events = format!("events?token={token}&from={next_offset}&line={n_lines}");

@@ -50,7 +50,7 @@ fn osc_sequences_are_dropped_whole() {
 
 fn line(host: Option<&str>, step: Option<&str>, text: &str, exit: Option<i32>) -> LogLine {
     LogLine {
-        t: 1_700_000_000_000,
+        t: crate::store::Timestamp::from_millis(1_700_000_000_000),
         host: host.map(Into::into),
         step: step.map(Into::into),
         stream: Stream::Out,

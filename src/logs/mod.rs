@@ -22,7 +22,7 @@ use tokio::sync::broadcast;
 
 use crate::sign;
 use crate::store::postgres::{Database, LogBuffer};
-use crate::store::{DeploymentId, now_ms};
+use crate::store::{DeploymentId, Timestamp};
 
 pub use crate::store::postgres::LOG_CHANNEL as NOTIFY_CHANNEL;
 pub use render::text;
@@ -46,7 +46,7 @@ pub enum Stream {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
     /// Unix milliseconds.
-    pub t: i64,
+    pub t: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -236,7 +236,7 @@ impl Logs {
                     .await
                     .map_err(io::Error::other)?
             }
-            Storage::Database(db) => db.prune_logs(now_ms() - retention.as_millis() as i64).await,
+            Storage::Database(db) => db.prune_logs(Timestamp::now() - retention).await,
         }
     }
 }
@@ -282,7 +282,7 @@ impl LogWriter {
 
     pub fn line(&self, host: Option<&str>, step: Option<&str>, stream: Stream, text: &str) {
         let line = LogLine {
-            t: now_ms(),
+            t: Timestamp::now(),
             host: host.map(str::to_string),
             step: step.map(str::to_string),
             stream,
@@ -315,7 +315,7 @@ impl LogWriter {
     /// ferry's line that ends a step (or a connection attempt) with `exit`.
     pub fn ended(&self, host: &str, step: Option<&str>, text: &str, exit: i32) {
         let line = LogLine {
-            t: now_ms(),
+            t: Timestamp::now(),
             host: Some(host.to_string()),
             step: step.map(str::to_string),
             stream: Stream::Ferry,

@@ -10,7 +10,7 @@ use super::{LogLine, Stream};
 pub fn text(lines: &[LogLine]) -> String {
     let mut out = String::new();
     for l in lines {
-        let at = UNIX_EPOCH + Duration::from_millis(l.t.max(0) as u64);
+        let at = UNIX_EPOCH + Duration::from_millis(l.t.as_millis().max(0) as u64);
         let _ = write!(out, "{}", humantime::format_rfc3339_millis(at));
         if l.stream == Stream::Ferry {
             out.push_str(" ferry");
@@ -36,7 +36,7 @@ mod tests {
     #[test]
     fn names_host_step_and_stream() {
         let line = |host: Option<&str>, step: Option<&str>, stream, text: &str| LogLine {
-            t: 1_700_000_000_123,
+            t: crate::store::Timestamp::from_millis(1_700_000_000_123),
             host: host.map(Into::into),
             step: step.map(Into::into),
             stream,

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::config::NotifyEvent;
+use crate::store::Timestamp;
 use crate::store::{
     Deployment, Event, EventKind, NewNotification, chain_of_deployment, chain_of_environment,
 };
@@ -23,11 +24,13 @@ pub fn event_name(e: &Event) -> Option<NotifyEvent> {
 
 /// An id unique to (store, sink, event), the same however often the event
 /// is read: a UUID-shaped hex string receivers can dedupe by.
-pub fn delivery_id(store_created: i64, sink: &str, e: &Event) -> String {
+pub fn delivery_id(store_created: Timestamp, sink: &str, e: &Event) -> String {
     let mut h = Sha256::new();
     h.update(format!(
-        "ferry notification\0{store_created}\0{sink}\0{}\0{}",
-        e.position.xid, e.position.seq
+        "ferry notification\0{}\0{sink}\0{}\0{}",
+        store_created.as_millis(),
+        e.position.xid,
+        e.position.seq
     ));
     let hex: String = h.finalize()[..16]
         .iter()
@@ -49,7 +52,7 @@ pub fn delivery_id(store_created: i64, sink: &str, e: &Event) -> String {
 fn deployment_json(d: &Deployment, event: NotifyEvent, e: &Event, log_url: &str) -> Value {
     let started = !matches!(event, NotifyEvent::Queued);
     let finished = !matches!(event, NotifyEvent::Queued | NotifyEvent::InProgress);
-    let time = |ms: Option<i64>| ms.map_or(Value::Null, |t| crate::format::rfc3339(t).into());
+    let time = |t: Option<Timestamp>| t.map_or(Value::Null, |t| t.rfc3339().into());
     json!({
         "id": d.id.0,
         "ref": d.git_ref,
@@ -73,14 +76,14 @@ pub fn notification(
     e: &Event,
     deployment: Option<&Deployment>,
     log_url: Option<&str>,
-    store_created: i64,
+    store_created: Timestamp,
 ) -> NewNotification {
     let delivery = delivery_id(store_created, sink, e);
     let body = match deployment {
         Some(d) => json!({
             "event": event.as_str(),
             "delivery": delivery,
-            "at": crate::format::rfc3339(e.at),
+            "at": e.at.rfc3339(),
             "repository": e.repository,
             "environment": e.environment,
             "deployment": deployment_json(d, event, e, log_url.unwrap_or_default()),
@@ -90,13 +93,13 @@ pub fn notification(
         None => json!({
             "event": event.as_str(),
             "delivery": delivery,
-            "at": crate::format::rfc3339(e.at),
+            "at": e.at.rfc3339(),
             "repository": e.repository,
             "environment": e.environment,
             "deployment": null,
             "actor": e.actor,
             "reason": Some(e.description.as_str()).filter(|r| !r.is_empty()),
-            "until": e.until.map(crate::format::rfc3339),
+            "until": e.until.map(Timestamp::rfc3339),
         }),
     };
     NewNotification {
@@ -122,7 +125,7 @@ mod tests {
     fn lock_event(seq: i64) -> Event {
         Event {
             position: EventPosition { xid: 0, seq },
-            at: 1_765_101_600_000,
+            at: Timestamp::from_millis(1_765_101_600_000),
             kind: EventKind::Lock,
             deployment: None,
             repository: "octo-org/web".into(),
@@ -137,7 +140,14 @@ mod tests {
     #[test]
     fn a_lock_names_who_and_why_and_its_delivery_is_stable() {
         let e = lock_event(7);
-        let n = notification("ops", NotifyEvent::Locked, &e, None, None, 1);
+        let n = notification(
+            "ops",
+            NotifyEvent::Locked,
+            &e,
+            None,
+            None,
+            Timestamp::from_millis(1),
+        );
         let body: Value = serde_json::from_str(&n.body).unwrap();
         assert_eq!(body["event"], "locked");
         assert_eq!(body["deployment"], Value::Null);
@@ -147,10 +157,23 @@ mod tests {
         assert_eq!(body["delivery"], n.delivery.as_str());
         assert_eq!(n.chain, "environment:octo-org/web:production");
         // Read again, the same id; another sink or event, another.
-        let again = notification("ops", NotifyEvent::Locked, &e, None, None, 1);
+        let again = notification(
+            "ops",
+            NotifyEvent::Locked,
+            &e,
+            None,
+            None,
+            Timestamp::from_millis(1),
+        );
         assert_eq!(again.delivery, n.delivery);
-        assert_ne!(delivery_id(1, "other", &e), n.delivery);
-        assert_ne!(delivery_id(1, "ops", &lock_event(8)), n.delivery);
+        assert_ne!(
+            delivery_id(Timestamp::from_millis(1), "other", &e),
+            n.delivery
+        );
+        assert_ne!(
+            delivery_id(Timestamp::from_millis(1), "ops", &lock_event(8)),
+            n.delivery
+        );
         assert_eq!(n.delivery.len(), 36);
     }
 }

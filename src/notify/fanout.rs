@@ -12,6 +12,7 @@ use super::body;
 use crate::config::Config;
 use crate::current::Current;
 use crate::logs::Logs;
+use crate::store::Timestamp;
 use crate::store::{Deployment, DeploymentId, Event, NewNotification, Owner, SharedStore};
 use crate::sync::{Bell, Listener};
 
@@ -37,7 +38,7 @@ pub struct Fanout {
     pub store: SharedStore,
     pub config: Current<Config>,
     pub logs: Logs,
-    pub store_created: i64,
+    pub store_created: Timestamp,
     /// Rung when notifications were stored: the sinks' workers listen.
     pub stored: Bell,
 }

@@ -78,8 +78,7 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let at = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
-    let wait = at.as_millisecond() - crate::store::now_ms();
-    Some(Duration::from_millis(wait.max(0) as u64))
+    Some(crate::store::Timestamp::from_jiff(at) - crate::store::Timestamp::now())
 }
 
 /// The notifier: the fan-out and a worker per configured sink.

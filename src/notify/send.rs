@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Tried, slack, webhook};
 use crate::config::{Config, Sink, SinkKind};
 use crate::current::Current;
-use crate::store::{Notification, NotificationOutcome, Owner, SharedStore, now_ms};
+use crate::store::{Notification, NotificationOutcome, Owner, SharedStore, Timestamp};
 use crate::sync::Listener;
 
 /// A receiver that has not answered by then is tried again later.
@@ -194,7 +194,7 @@ fn outcome(
             NotificationOutcome::Delivered { slack }
         }
         Tried::Retry { after, reason } => {
-            if now_ms() - n.created_at > GIVE_UP_AFTER.as_millis() as i64 {
+            if Timestamp::now() - n.created_at > GIVE_UP_AFTER {
                 let error = format!("not delivered within 24 hours; the last try: {reason}");
                 tracing::warn!(sink = %name, delivery = %n.delivery,
                     "gave up notifying {name} of {what}: {error}");
@@ -211,7 +211,7 @@ fn outcome(
                 tracing::debug!(sink = %name, delivery = %n.delivery, attempt = n.attempts + 1, "{line}");
             }
             NotificationOutcome::RetryAt {
-                at: now_ms() + wait.as_millis() as i64,
+                at: Timestamp::now() + wait,
                 error: reason,
             }
         }

@@ -3,6 +3,7 @@
 //! `Runner::run` so that the loop reads as its rounds.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use tokio::task::JoinSet;
 
@@ -38,8 +39,8 @@ impl Runner {
             metrics::gauge!(crate::metrics::STATUSES_PENDING).set(p.count as f64);
             let age = p
                 .oldest_at
-                .map_or(0, |at| (crate::store::now_ms() - at).max(0));
-            metrics::gauge!(crate::metrics::STATUSES_OLDEST_PENDING).set(age as f64 / 1000.0);
+                .map_or(Duration::ZERO, |at| crate::store::Timestamp::now() - at);
+            metrics::gauge!(crate::metrics::STATUSES_OLDEST_PENDING).set(age.as_secs_f64());
         }
         if let Ok(n) = self.shared.store.cancelled().await {
             metrics::counter!(crate::metrics::CANCELLED).absolute(n as u64);

@@ -13,6 +13,7 @@
 use async_trait::async_trait;
 
 use super::{DeploymentId, Owner, Result};
+use crate::store::Timestamp;
 
 /// What made a sha a candidate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +37,7 @@ pub struct NewCandidate {
     /// The App installation the event came from (None with a token).
     pub installation_id: Option<i64>,
     /// Not looked at before this (ms since the epoch): a promotion's soak.
-    pub due_at: i64,
+    pub due_at: Timestamp,
 }
 
 /// Where a candidate is.
@@ -79,7 +80,7 @@ pub struct Candidate {
     pub offer: NewCandidate,
     /// When it became a candidate (ms since the epoch): its checks'
     /// timeout counts from here.
-    pub created_at: i64,
+    pub created_at: Timestamp,
     pub state: CandidateState,
     /// A creation was sent before: GitHub may have the deployment.
     pub sent: bool,
@@ -101,21 +102,21 @@ pub trait Candidates: Send + Sync {
     async fn due_candidates(
         &self,
         owner: &Owner,
-        now: i64,
-        until: i64,
+        now: Timestamp,
+        until: Timestamp,
         limit: i64,
     ) -> Result<Vec<Candidate>>;
 
     /// Looks at it again at `at` (its checks are pending, GitHub did not
     /// answer). False when `owner`'s lease was taken over or it no longer
     /// waits.
-    async fn candidate_later(&self, seq: i64, owner: &Owner, at: i64) -> Result<bool>;
+    async fn candidate_later(&self, seq: i64, owner: &Owner, at: Timestamp) -> Result<bool>;
 
     /// Its creation is about to be sent: from now on GitHub may have it.
     /// The lease is renewed until `until`, so that nobody else looks while
     /// the request may be in flight. False (and nothing to send) when
     /// `owner`'s lease was taken over.
-    async fn candidate_sending(&self, seq: i64, owner: &Owner, until: i64) -> Result<bool>;
+    async fn candidate_sending(&self, seq: i64, owner: &Owner, until: Timestamp) -> Result<bool>;
 
     /// At the start of a process that uses the store alone: the looks the
     /// last one had leased are due at once (it is gone). How many.

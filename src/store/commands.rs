@@ -12,6 +12,7 @@
 use async_trait::async_trait;
 
 use super::{DeploymentId, Owner, Result};
+use crate::store::Timestamp;
 
 /// A comment that is a command, as delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +33,7 @@ pub struct NewCommand {
 pub struct CommandRecord {
     pub seq: i64,
     pub command: NewCommand,
-    pub created_at: i64,
+    pub created_at: Timestamp,
     pub reacted: bool,
     /// A deployment was asked of GitHub: it may have it.
     pub create_sent: bool,
@@ -62,7 +63,7 @@ pub struct CommandChange {
     /// The look's lease runs until then from now on: renewed before each
     /// call to GitHub that changes something, so that nobody else looks
     /// while it may be in flight.
-    pub lease_until: Option<i64>,
+    pub lease_until: Option<Timestamp>,
 }
 
 /// The commands, in each backend's `commands.rs`.
@@ -76,8 +77,8 @@ pub trait Commands: Send + Sync {
     async fn due_commands(
         &self,
         owner: &Owner,
-        now: i64,
-        until: i64,
+        now: Timestamp,
+        until: Timestamp,
         limit: i64,
     ) -> Result<Vec<CommandRecord>>;
 
@@ -87,7 +88,7 @@ pub trait Commands: Send + Sync {
     -> Result<bool>;
 
     /// Looks at it again at `at` and lets go of the lease.
-    async fn command_later(&self, seq: i64, owner: &Owner, at: i64) -> Result<bool>;
+    async fn command_later(&self, seq: i64, owner: &Owner, at: Timestamp) -> Result<bool>;
 
     /// Its reply is posted and its deployment runs: it waits, leased to
     /// nobody, until the deployment ends ([`Commands::command_deployment_ended`])
@@ -107,4 +108,4 @@ pub trait Commands: Send + Sync {
 }
 
 /// Never, for a parked command: far enough, and far from overflowing.
-pub const PARKED: i64 = i64::MAX / 4;
+pub const PARKED: Timestamp = Timestamp::from_millis(i64::MAX / 4);

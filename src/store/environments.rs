@@ -6,6 +6,7 @@ use std::fmt;
 use crate::wording;
 
 use super::*;
+use crate::store::Timestamp;
 
 /// What a deployment arriving in (or waiting in) an environment waits
 /// for, as its `queued` description and log page say: a lock first, then
@@ -37,9 +38,9 @@ pub struct EnvLock {
     /// Why, as given; may be empty.
     pub reason: String,
     /// Unix milliseconds.
-    pub since: i64,
+    pub since: Timestamp,
     /// When it lifts by itself (`ferry lock --for`), unix milliseconds.
-    pub until: Option<i64>,
+    pub until: Option<Timestamp>,
 }
 
 impl EnvLock {
@@ -62,8 +63,8 @@ impl EnvLock {
 
     /// "alice since 2026-11-21 14:05 UTC: reason".
     pub fn describe(&self) -> String {
-        let since =
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.since.max(0) as u64);
+        let since = std::time::UNIX_EPOCH
+            + std::time::Duration::from_millis(self.since.as_millis().max(0) as u64);
         let since = humantime::format_rfc3339_seconds(since).to_string();
         // 2026-11-21T14:05:09Z → 2026-11-21 14:05 UTC
         let since = format!("{} {} UTC", &since[..10], &since[11..16]);

@@ -20,6 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{DeploymentId, Owner, Result};
+use crate::store::Timestamp;
 
 /// What changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +70,7 @@ pub struct EventPosition {
 pub struct Event {
     pub position: EventPosition,
     /// When it happened (ms since the epoch).
-    pub at: i64,
+    pub at: Timestamp,
     pub kind: EventKind,
     pub deployment: Option<DeploymentId>,
     pub repository: String,
@@ -78,7 +79,7 @@ pub struct Event {
     pub description: String,
     pub actor: Option<String>,
     /// A lock's end (`ferry lock --for`), unix milliseconds.
-    pub until: Option<i64>,
+    pub until: Option<Timestamp>,
 }
 
 #[async_trait]
@@ -106,7 +107,7 @@ pub trait Events: Send + Sync {
     ) -> Result<bool>;
 
     /// Forgets events from before `before` (ms since the epoch); how many.
-    async fn prune_events(&self, before: i64) -> Result<u64>;
+    async fn prune_events(&self, before: Timestamp) -> Result<u64>;
 }
 
 /// How long events are kept: a consumer stopped for longer misses what

@@ -6,6 +6,7 @@
 use async_trait::async_trait;
 
 use super::Result;
+use crate::store::Timestamp;
 
 /// A freeze that no longer holds an environment until its window ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,15 +17,21 @@ pub struct FreezeLift {
     pub freeze: String,
     /// The end of the window lifted (ms since the epoch): the next window
     /// holds the environment again.
-    pub until: i64,
+    pub until: Timestamp,
     pub by: String,
-    pub at: i64,
+    pub at: Timestamp,
 }
 
 impl FreezeLift {
     /// Whether this lift lets `environment` through `freeze`'s window
     /// ending at `until`.
-    pub fn covers(&self, repository: &str, environment: &str, freeze: &str, until: i64) -> bool {
+    pub fn covers(
+        &self,
+        repository: &str,
+        environment: &str,
+        freeze: &str,
+        until: Timestamp,
+    ) -> bool {
         self.repository == repository
             && self.environment == environment
             && self.freeze == freeze
@@ -40,5 +47,5 @@ pub trait Freezes: Send + Sync {
     async fn lift_freeze(&self, lift: &FreezeLift) -> Result<bool>;
 
     /// The lifts whose window has not ended by `now`.
-    async fn freeze_lifts(&self, now: i64) -> Result<Vec<FreezeLift>>;
+    async fn freeze_lifts(&self, now: Timestamp) -> Result<Vec<FreezeLift>>;
 }

@@ -6,6 +6,7 @@
 use async_trait::async_trait;
 
 use super::{Deployment, DeploymentId, NewStatus, Result};
+use crate::store::Timestamp;
 
 /// The gates, in each backend's `gates.rs`.
 #[async_trait]
@@ -13,7 +14,12 @@ pub trait Gates: Send + Sync {
     /// Deployments waiting for their checks whose look is due by `now`,
     /// oldest first, at most `limit`; each one's next look moves to `next`,
     /// so that with replicas each look is one replica's.
-    async fn due_gates(&self, now: i64, next: i64, limit: i64) -> Result<Vec<Deployment>>;
+    async fn due_gates(
+        &self,
+        now: Timestamp,
+        next: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<Deployment>>;
 
     /// Its checks passed: it runs in its turn. False if it no longer waits
     /// (superseded, cancelled, ended).
@@ -29,7 +35,7 @@ pub trait Gates: Send + Sync {
 
     /// Its next look is at `at` (sooner than the round's: its checks
     /// timeout is nearer).
-    async fn next_look(&self, id: DeploymentId, at: i64) -> Result<()>;
+    async fn next_look(&self, id: DeploymentId, at: Timestamp) -> Result<()>;
 
     /// A check of `sha` changed (a `check_run`, `check_suite` or `status`
     /// webhook): its waiting deployments are looked at now. How many.

@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 
 use super::*;
+use crate::store::Timestamp;
 
 #[async_trait]
 pub trait Locks: Send + Sync {
@@ -22,7 +23,7 @@ pub trait Locks: Send + Sync {
 
     /// Lifts every lock whose `until` (`ferry lock --for`) is past by
     /// `now`, the unlock events naming `by`; the locks lifted.
-    async fn expire_locks(&self, now: i64, by: &str) -> Result<Vec<EnvLock>>;
+    async fn expire_locks(&self, now: Timestamp, by: &str) -> Result<Vec<EnvLock>>;
 
     /// Every lock, oldest first.
     async fn locks(&self) -> Result<Vec<EnvLock>>;

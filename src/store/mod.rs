@@ -30,6 +30,7 @@ pub mod sqlite;
 mod statuses;
 mod steps;
 mod teardowns;
+mod timestamp;
 mod types;
 
 use std::sync::Arc;
@@ -55,6 +56,7 @@ pub use requests::*;
 pub use statuses::*;
 pub use steps::*;
 pub use teardowns::*;
+pub use timestamp::Timestamp;
 pub use types::*;
 
 /// What went wrong in the store: the driver's own words, with its error
@@ -144,7 +146,7 @@ pub trait Store:
     fn replicas(&self) -> bool;
 
     /// When this store was created (ms since the epoch).
-    async fn created_at(&self) -> Result<i64>;
+    async fn created_at(&self) -> Result<Timestamp>;
 
     /// A cheap round trip: the database answers (for `/healthz`).
     async fn probe(&self) -> Result<()>;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{DeploymentId, EventPosition, Owner, Result};
+use crate::store::Timestamp;
 
 /// A notification to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +27,7 @@ pub struct NewNotification {
     /// The JSON body, the same on every try.
     pub body: String,
     /// When the event happened (ms since the epoch).
-    pub at: i64,
+    pub at: Timestamp,
     /// The event it tells of: with the sink, its unique key.
     pub position: EventPosition,
 }
@@ -56,7 +57,7 @@ pub struct Notification {
     pub deployment: Option<DeploymentId>,
     pub delivery: String,
     pub body: String,
-    pub created_at: i64,
+    pub created_at: Timestamp,
     /// Tries before this one.
     pub attempts: i64,
     /// The deployment's message in this sink, if one was posted.
@@ -69,7 +70,7 @@ pub enum NotificationOutcome {
     /// Delivered; for Slack, the message it posted or updated.
     Delivered { slack: Option<SlackMessage> },
     /// Not delivered; tried again at `at` (ms since the epoch).
-    RetryAt { at: i64, error: String },
+    RetryAt { at: Timestamp, error: String },
     /// Not delivered, and never tried again.
     GaveUp { error: String },
 }
@@ -77,7 +78,7 @@ pub enum NotificationOutcome {
 impl NotificationOutcome {
     /// What the notification's row keeps of it: its state, the next try
     /// (a retry) and the error (a retry or a give-up).
-    pub fn columns(&self) -> (NotificationState, Option<i64>, Option<&str>) {
+    pub fn columns(&self) -> (NotificationState, Option<Timestamp>, Option<&str>) {
         match self {
             NotificationOutcome::Delivered { .. } => (NotificationState::Delivered, None, None),
             NotificationOutcome::RetryAt { at, error } => {
@@ -124,12 +125,12 @@ pub struct NotificationRecord {
     pub delivery: String,
     pub state: NotificationState,
     pub attempts: i64,
-    pub created_at: i64,
+    pub created_at: Timestamp,
     /// Pending: when it is tried next.
-    pub next_try_at: Option<i64>,
+    pub next_try_at: Option<Timestamp>,
     pub last_error: Option<String>,
     /// Delivered or given up: when.
-    pub done_at: Option<i64>,
+    pub done_at: Option<Timestamp>,
 }
 
 #[async_trait]
@@ -193,5 +194,5 @@ pub trait Notifications: Send + Sync {
     /// Forgets delivered and given-up notifications done before `before`
     /// (ms since the epoch), and the Slack messages of deployments that
     /// have none left; how many notifications.
-    async fn prune_notifications(&self, before: i64) -> Result<u64>;
+    async fn prune_notifications(&self, before: Timestamp) -> Result<u64>;
 }

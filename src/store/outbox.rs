@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 
 use super::*;
+use crate::store::Timestamp;
 
 #[async_trait]
 pub trait Outbox: Send + Sync {
@@ -12,11 +13,11 @@ pub trait Outbox: Send + Sync {
     /// Where replicas share the store, the heads returned are claimed for a
     /// while (until [`Store::record_posts`] says what became of them), so
     /// each status is sent by one replica at a time.
-    async fn due_statuses(&self, now: i64, limit: i64) -> Result<Vec<OutboxItem>>;
+    async fn due_statuses(&self, now: Timestamp, limit: i64) -> Result<Vec<OutboxItem>>;
 
     /// When the next pending status becomes due, if any is pending (and,
     /// with replicas, this one is the one sending).
-    async fn next_status_due(&self) -> Result<Option<i64>>;
+    async fn next_status_due(&self) -> Result<Option<Timestamp>>;
 
     /// How many statuses wait for GitHub.
     async fn pending_statuses(&self) -> Result<i64> {

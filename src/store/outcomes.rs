@@ -11,6 +11,7 @@
 use async_trait::async_trait;
 
 use super::{DeploymentId, Owner, Result, State};
+use crate::store::Timestamp;
 
 /// The columns of an [`Ended`], over `deployments d`: the same SQL on
 /// both backends (each row's rollback mark and commit time by their keys).
@@ -34,15 +35,15 @@ pub struct Ended {
     pub environment: String,
     /// `success`, `failure` or `error`.
     pub state: State,
-    pub started_at: Option<i64>,
-    pub finished_at: i64,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Timestamp,
     /// Ended by `ferry cancel` (its state is `error`).
     pub cancelled: bool,
     /// A rollback (`ferry rollback`, `.rollback`), or it put its hosts
     /// back itself.
     pub rollback: bool,
     /// Its commit's `committer.date` (ms since the epoch), once read.
-    pub committed_at: Option<i64>,
+    pub committed_at: Option<Timestamp>,
 }
 
 impl Ended {
@@ -102,7 +103,7 @@ pub trait Outcomes: Send + Sync {
     /// ended.
     async fn ended_since(
         &self,
-        since: i64,
+        since: Timestamp,
         environment: Option<(&str, &str)>,
     ) -> Result<Vec<Ended>>;
 
@@ -122,14 +123,14 @@ pub trait Outcomes: Send + Sync {
     async fn due_commit_looks(
         &self,
         owner: &Owner,
-        now: i64,
-        until: i64,
+        now: Timestamp,
+        until: Timestamp,
         limit: i64,
     ) -> Result<Vec<CommitLook>>;
 
     /// A commit time read before for this repository and sha, by any
     /// deployment (GitHub is not asked twice for one commit).
-    async fn known_commit_time(&self, repository: &str, sha: &str) -> Result<Option<i64>>;
+    async fn known_commit_time(&self, repository: &str, sha: &str) -> Result<Option<Timestamp>>;
 
     /// The look is done: the commit time, or None with why it cannot be
     /// had (the commit is gone). False when `owner` no longer holds it.
@@ -137,7 +138,7 @@ pub trait Outcomes: Send + Sync {
         &self,
         seq: i64,
         owner: &Owner,
-        committed_at: Option<i64>,
+        committed_at: Option<Timestamp>,
         error: Option<&str>,
     ) -> Result<bool>;
 
@@ -147,7 +148,7 @@ pub trait Outcomes: Send + Sync {
         &self,
         seq: i64,
         owner: &Owner,
-        at: i64,
+        at: Timestamp,
         error: &str,
     ) -> Result<bool>;
 

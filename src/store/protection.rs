@@ -8,6 +8,7 @@
 use async_trait::async_trait;
 
 use super::{Owner, Result};
+use crate::store::Timestamp;
 
 /// A run as the `deployment_protection_rule` event names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +27,7 @@ pub struct NewRun {
 pub struct WaitingRun {
     pub seq: i64,
     pub run: NewRun,
-    pub since: i64,
+    pub since: Timestamp,
     /// What ferry last reported to GitHub about it, if anything.
     pub reported: Option<String>,
 }
@@ -60,8 +61,8 @@ pub trait ProtectionRuns: Send + Sync {
     async fn due_runs(
         &self,
         owner: &Owner,
-        now: i64,
-        until: i64,
+        now: Timestamp,
+        until: Timestamp,
         limit: i64,
     ) -> Result<Vec<WaitingRun>>;
 
@@ -71,7 +72,7 @@ pub trait ProtectionRuns: Send + Sync {
         &self,
         seq: i64,
         owner: &Owner,
-        at: i64,
+        at: Timestamp,
         reported: Option<&str>,
     ) -> Result<bool>;
 

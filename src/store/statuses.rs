@@ -2,6 +2,7 @@
 //! queued for the outbox, its record, and how a post went.
 
 use super::*;
+use crate::store::Timestamp;
 
 /// A deployment status as GitHub names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +96,7 @@ pub enum PostOutcome {
     /// Sent, but no answer came (a timeout, a dropped connection): tried
     /// again at this time (unix ms), after reading GitHub's statuses.
     Unanswered {
-        at: i64,
+        at: Timestamp,
         error: String,
     },
     /// Not sent: a `queued` status of a deployment superseded before it
@@ -103,7 +104,7 @@ pub enum PostOutcome {
     Coalesced,
     /// Try again at this time (unix ms).
     RetryAt {
-        at: i64,
+        at: Timestamp,
         error: String,
     },
     /// GitHub refused it for good.
@@ -119,13 +120,13 @@ pub struct StatusRecord {
     pub description: String,
     pub log_url: Option<String>,
     /// When it was queued (ms since the epoch).
-    pub created_at: i64,
+    pub created_at: Timestamp,
     pub attempts: i64,
-    pub next_attempt_at: i64,
+    pub next_attempt_at: Timestamp,
     /// When GitHub took it.
-    pub sent_at: Option<i64>,
+    pub sent_at: Option<Timestamp>,
     /// When ferry gave up on it (refused for good, or coalesced).
-    pub failed_at: Option<i64>,
+    pub failed_at: Option<Timestamp>,
     pub last_error: Option<String>,
     /// Sent, and no answer recorded: GitHub's statuses are read before it
     /// is sent again.
@@ -137,5 +138,5 @@ pub struct StatusRecord {
 pub struct PendingStatuses {
     pub count: i64,
     /// When the oldest was queued (ms since the epoch).
-    pub oldest_at: Option<i64>,
+    pub oldest_at: Option<Timestamp>,
 }

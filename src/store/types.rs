@@ -4,6 +4,7 @@ use crate::wording;
 use std::fmt;
 
 use super::StatusState;
+use crate::store::Timestamp;
 
 /// GitHub's id of a deployment; also ferry's primary key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -113,9 +114,9 @@ pub struct Deployment {
     pub state: State,
     pub description: String,
     /// Unix milliseconds.
-    pub created_at: i64,
-    pub started_at: Option<i64>,
-    pub finished_at: Option<i64>,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
     /// How many times it was claimed: the fencing token of the claim that
     /// returned it. A write that names an older attempt changes nothing.
     pub attempt: i64,
@@ -230,13 +231,6 @@ pub struct DeliveryKey {
     pub delivery_id: String,
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// A step running on a host, with what it takes to end it from elsewhere.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteStep {
@@ -297,7 +291,7 @@ pub enum TeardownCause {
     },
     /// The latest deployment (a transient one) ended at or before this
     /// (unix ms): `teardown_after` passed.
-    Idle { ended_before: i64 },
+    Idle { ended_before: Timestamp },
     /// `ferry teardown`, by this person: any environment.
     Operator(String),
 }
@@ -371,7 +365,7 @@ pub use crate::wording::{COALESCED, SUPERSEDED_BY_TEARDOWN, TORN_DOWN};
 pub struct OperatorAction {
     /// Order of recording; 0 for one not recorded yet.
     pub seq: i64,
-    pub at: i64,
+    pub at: Timestamp,
     /// NAME: who ran the command.
     pub actor: String,
     /// `lock`, `unlock`, `cancel`, `teardown`.

@@ -122,7 +122,7 @@ impl LockCache {
         let lifts = if freezes.is_empty() {
             Vec::new()
         } else {
-            let now = crate::store::now_ms();
+            let now = crate::store::Timestamp::now();
             tokio::time::timeout(quick, store.freeze_lifts(now))
                 .await
                 .ok()

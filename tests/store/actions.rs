@@ -14,7 +14,7 @@ backends!(
 fn action(actor: &str, detail: &str) -> OperatorAction {
     OperatorAction {
         seq: 0,
-        at: now_ms(),
+        at: Timestamp::now(),
         actor: actor.into(),
         action: "lock".into(),
         repository: "octo-org/web".into(),

@@ -2,6 +2,8 @@
 //! newer offer replaces the ones not sent yet, each due look goes to one
 //! of several replicas, and a look lost to another process writes nothing.
 
+use std::time::Duration;
+
 use ferry::store::*;
 use ferry_testkit::backends;
 
@@ -22,7 +24,7 @@ fn offer(sha: &str, branch: &str) -> NewCandidate {
         sha: sha.into(),
         source: CandidateSource::Branch(branch.into()),
         installation_id: Some(7),
-        due_at: now_ms(),
+        due_at: Timestamp::now(),
     }
 }
 
@@ -31,9 +33,9 @@ fn other() -> Owner {
 }
 
 async fn due(store: &SharedStore, owner: &Owner) -> Vec<Candidate> {
-    let now = now_ms() + 1;
+    let now = Timestamp::now() + Duration::from_millis(1);
     store
-        .due_candidates(owner, now, now + 60_000, 10)
+        .due_candidates(owner, now, now + Duration::from_millis(60_000), 10)
         .await
         .unwrap()
 }
@@ -82,11 +84,11 @@ async fn a_sha_is_a_candidate_once_and_a_newer_one_replaces_it(b: Backend) {
 }
 
 trait WithDue {
-    fn with_due(self, due_at: i64) -> Self;
+    fn with_due(self, due_at: Timestamp) -> Self;
 }
 
 impl WithDue for NewCandidate {
-    fn with_due(self, due_at: i64) -> Self {
+    fn with_due(self, due_at: Timestamp) -> Self {
         NewCandidate { due_at, ..self }
     }
 }
@@ -101,7 +103,7 @@ async fn each_due_look_is_leased_to_one_process(b: Backend) {
             environment: "staging".into(),
             deployment: DeploymentId(41),
         },
-        due_at: now_ms() + 3_600_000,
+        due_at: Timestamp::now() + Duration::from_millis(3_600_000),
         ..offer("a1", "main")
     };
     store.offer_candidate(&soaking).await.unwrap();
@@ -122,22 +124,38 @@ async fn each_due_look_is_leased_to_one_process(b: Backend) {
         "leased until its next look"
     );
     assert!(
-        !store.candidate_later(seq, &loser, 0).await.unwrap(),
+        !store
+            .candidate_later(seq, &loser, Timestamp::EPOCH)
+            .await
+            .unwrap(),
         "not the loser's to push back"
     );
-    assert!(store.candidate_later(seq, &holder, 0).await.unwrap());
+    assert!(
+        store
+            .candidate_later(seq, &holder, Timestamp::EPOCH)
+            .await
+            .unwrap()
+    );
     // Due again at once, for whoever asks.
     let again = due(&replica, &loser).await;
     assert_eq!(again.len(), 1);
     assert!(
         !store
-            .candidate_sending(seq, &holder, now_ms() + 60_000)
+            .candidate_sending(
+                seq,
+                &holder,
+                Timestamp::now() + Duration::from_millis(60_000)
+            )
             .await
             .unwrap()
     );
     assert!(
         store
-            .candidate_sending(seq, &loser, now_ms() + 60_000)
+            .candidate_sending(
+                seq,
+                &loser,
+                Timestamp::now() + Duration::from_millis(60_000)
+            )
             .await
             .unwrap()
     );
@@ -149,7 +167,7 @@ async fn a_sent_candidate_is_not_replaced_and_ends_once(b: Backend) {
     let seq = due(&store, &me()).await[0].seq;
     assert!(
         store
-            .candidate_sending(seq, &me(), now_ms() + 60_000)
+            .candidate_sending(seq, &me(), Timestamp::now() + Duration::from_millis(60_000))
             .await
             .unwrap()
     );
@@ -160,7 +178,10 @@ async fn a_sent_candidate_is_not_replaced_and_ends_once(b: Backend) {
     assert_eq!(looked[0].offer.sha, "b2");
     assert_eq!(states(&store).await[0].1, CandidateState::Waiting);
     // The lease ran out: the next look knows it was sent.
-    store.candidate_later(seq, &me(), 0).await.unwrap();
+    store
+        .candidate_later(seq, &me(), Timestamp::EPOCH)
+        .await
+        .unwrap();
     let retried = due(&store, &other()).await;
     assert_eq!(retried.len(), 1);
     assert!(retried[0].sent);
@@ -198,7 +219,7 @@ async fn a_checks_webhook_brings_the_look_forward_and_origins_say_who_started_it
     store.offer_candidate(&offer("a1", "main")).await.unwrap();
     let seq = due(&store, &me()).await[0].seq;
     store
-        .candidate_later(seq, &me(), now_ms() + 15_000)
+        .candidate_later(seq, &me(), Timestamp::now() + Duration::from_millis(15_000))
         .await
         .unwrap();
     assert!(due(&store, &me()).await.is_empty());

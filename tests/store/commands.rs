@@ -2,6 +2,8 @@
 //! to one process, every step is fenced by the lease, and a command whose
 //! deployment runs waits for its end.
 
+use std::time::Duration;
+
 use ferry::store::*;
 use ferry_testkit::backends;
 
@@ -29,9 +31,9 @@ fn other() -> Owner {
 }
 
 async fn due(store: &SharedStore, owner: &Owner) -> Vec<CommandRecord> {
-    let now = now_ms() + 1;
+    let now = Timestamp::now() + Duration::from_millis(1);
     store
-        .due_commands(owner, now, now + 60_000, 10)
+        .due_commands(owner, now, now + Duration::from_millis(60_000), 10)
         .await
         .unwrap()
 }
@@ -57,7 +59,12 @@ async fn a_comment_is_a_command_once_and_each_look_is_one_processes(b: Backend) 
     assert!(!store.change_command(seq, &loser, &reacted).await.unwrap());
     assert!(store.change_command(seq, &holder, &reacted).await.unwrap());
     // The holder dies: after its lease the other looks, and sees the step.
-    assert!(store.command_later(seq, &holder, 0).await.unwrap());
+    assert!(
+        store
+            .command_later(seq, &holder, Timestamp::EPOCH)
+            .await
+            .unwrap()
+    );
     let again = due(&replica, &loser).await;
     assert!(again[0].reacted && !again[0].create_sent);
     // A process alone on its store takes the last one's looks at once.
@@ -72,7 +79,7 @@ async fn steps_are_recorded_and_a_parked_command_wakes_when_its_deployment_ends(
     for change in [
         CommandChange {
             create_sent: true,
-            lease_until: Some(now_ms() + 60_000),
+            lease_until: Some(Timestamp::now() + Duration::from_millis(60_000)),
             ..Default::default()
         },
         CommandChange {

@@ -102,7 +102,7 @@ async fn a_newer_deployment_supersedes_waiting_ones_only(b: Backend) {
     assert_eq!(two.state, State::Inactive);
     assert_eq!(two.description, "Superseded by deployment 3");
     let statuses: Vec<StatusState> = store
-        .due_statuses(now_ms(), 10)
+        .due_statuses(Timestamp::now(), 10)
         .await
         .unwrap()
         .into_iter()
@@ -287,7 +287,7 @@ async fn a_burst_with_repeats_ends_as_one_delivery_at_a_time_would(b: Backend) {
 async fn drain_outbox(store: &SharedStore) -> HashMap<i64, Vec<&'static str>> {
     let mut statuses: HashMap<i64, Vec<&'static str>> = HashMap::new();
     loop {
-        let due = store.due_statuses(now_ms(), 1000).await.unwrap();
+        let due = store.due_statuses(Timestamp::now(), 1000).await.unwrap();
         if due.is_empty() {
             return statuses;
         }
@@ -394,7 +394,7 @@ async fn finished_deployments_are_listed_newest_first(b: Backend) {
     assert_eq!(failed[0].description, "Step 'x' failed on h (exit 3)");
     assert_eq!(store.count_by_state(State::Queued).await.unwrap(), 2);
     let statuses: Vec<StatusState> = store
-        .due_statuses(now_ms(), 10)
+        .due_statuses(Timestamp::now(), 10)
         .await
         .unwrap()
         .iter()
@@ -556,7 +556,7 @@ async fn accept_batch<'e>(
         "SELECT * FROM ferry_accept($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
          $13, $14, $15, $16, $17, $18, $19, $20) ORDER BY n",
     )
-    .bind(now_ms())
+    .bind(Timestamp::now())
     .bind(text("1"))
     .bind(batch.iter().map(|b| b.0).collect::<Vec<_>>())
     .bind(batch.iter().map(|b| b.1).collect::<Vec<_>>())

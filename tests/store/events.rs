@@ -61,7 +61,7 @@ fn lock_of(env: &str, holder: &str) -> EnvLock {
         environment: env.into(),
         holder: holder.into(),
         reason: "incident".into(),
-        since: now_ms(),
+        since: Timestamp::now(),
         until: None,
     }
 }
@@ -183,8 +183,14 @@ async fn consumers_read_apart_and_start_at_the_end(b: Backend) {
         Some(vec![])
     );
     // Past their retention, events are forgotten.
-    assert_eq!(store.prune_events(0).await.unwrap(), 0);
-    assert!(store.prune_events(now_ms() + 1).await.unwrap() >= 3);
+    assert_eq!(store.prune_events(Timestamp::EPOCH).await.unwrap(), 0);
+    assert!(
+        store
+            .prune_events(Timestamp::now() + Duration::from_millis(1))
+            .await
+            .unwrap()
+            >= 3
+    );
     assert_eq!(
         store.take_events("metrics", &me, 10, LEASE).await.unwrap(),
         Some(vec![])

@@ -65,11 +65,17 @@ async fn lifts_are_recorded_once_and_forgotten_after_their_window(b: Backend) {
         repository: "o/r".into(),
         environment: env.into(),
         freeze: "weekend".into(),
-        until,
+        until: Timestamp::from_millis(until),
         by: "alice".into(),
-        at,
+        at: Timestamp::from_millis(at),
     };
-    assert!(store.freeze_lifts(1_000).await.unwrap().is_empty());
+    assert!(
+        store
+            .freeze_lifts(Timestamp::from_millis(1_000))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(
         store
             .lift_freeze(&lift("production", 5_000, 1_000))
@@ -89,7 +95,10 @@ async fn lifts_are_recorded_once_and_forgotten_after_their_window(b: Backend) {
             .unwrap()
     );
     let other = (b.open)().await;
-    let lifts = other.freeze_lifts(2_000).await.unwrap();
+    let lifts = other
+        .freeze_lifts(Timestamp::from_millis(2_000))
+        .await
+        .unwrap();
     assert_eq!(
         lifts,
         [
@@ -97,12 +106,25 @@ async fn lifts_are_recorded_once_and_forgotten_after_their_window(b: Backend) {
             lift("staging", 9_000, 2_000)
         ]
     );
-    assert!(lifts[0].covers("o/r", "production", "weekend", 5_000));
-    assert!(!lifts[0].covers("o/r", "production", "weekend", 6_000));
-    assert!(!lifts[0].covers("o/r", "production", "nights", 5_000));
+    assert!(lifts[0].covers(
+        "o/r",
+        "production",
+        "weekend",
+        Timestamp::from_millis(5_000)
+    ));
+    assert!(!lifts[0].covers(
+        "o/r",
+        "production",
+        "weekend",
+        Timestamp::from_millis(6_000)
+    ));
+    assert!(!lifts[0].covers("o/r", "production", "nights", Timestamp::from_millis(5_000)));
     // After its window, a lift means nothing.
     assert_eq!(
-        store.freeze_lifts(5_000).await.unwrap(),
+        store
+            .freeze_lifts(Timestamp::from_millis(5_000))
+            .await
+            .unwrap(),
         [lift("staging", 9_000, 2_000)]
     );
     // The next window of the same freeze may be lifted anew.
@@ -113,7 +135,10 @@ async fn lifts_are_recorded_once_and_forgotten_after_their_window(b: Backend) {
             .unwrap()
     );
     assert_eq!(
-        store.freeze_lifts(10_000).await.unwrap(),
+        store
+            .freeze_lifts(Timestamp::from_millis(10_000))
+            .await
+            .unwrap(),
         [lift("production", 12_000, 10_000)]
     );
 }

@@ -2,6 +2,8 @@
 //! environment's turn without running, each due look goes to one of
 //! several replicas, and they open, fail or say what they wait for once.
 
+use std::time::Duration;
+
 use ferry::store::*;
 use ferry_testkit::backends;
 
@@ -54,10 +56,10 @@ async fn each_due_look_is_taken_once_and_pushed_to_the_next(b: Backend) {
     let other = (b.open)().await;
     accept_gated(&store, 1, "p").await;
     accept_gated(&store, 2, "q").await;
-    let now = now_ms() + 1;
+    let now = Timestamp::now() + Duration::from_millis(1);
     let (a, b2) = tokio::join!(
-        store.due_gates(now, now + 15_000, 10),
-        other.due_gates(now, now + 15_000, 10)
+        store.due_gates(now, now + Duration::from_millis(15_000), 10),
+        other.due_gates(now, now + Duration::from_millis(15_000), 10)
     );
     let mut ids: Vec<i64> = a
         .unwrap()
@@ -69,7 +71,11 @@ async fn each_due_look_is_taken_once_and_pushed_to_the_next(b: Backend) {
     assert_eq!(ids, [1, 2], "each look once");
     assert!(
         store
-            .due_gates(now + 1_000, now + 16_000, 10)
+            .due_gates(
+                now + Duration::from_millis(1_000),
+                now + Duration::from_millis(16_000),
+                10
+            )
             .await
             .unwrap()
             .is_empty()
@@ -83,13 +89,21 @@ async fn each_due_look_is_taken_once_and_pushed_to_the_next(b: Backend) {
         .await
         .unwrap();
     store
-        .due_gates(now_ms() + 1, now_ms() + 15_000, 10)
+        .due_gates(
+            Timestamp::now() + Duration::from_millis(1),
+            Timestamp::now() + Duration::from_millis(15_000),
+            10,
+        )
         .await
         .unwrap();
     assert_eq!(store.look_again("o/r", "abc").await.unwrap(), 2);
     assert_eq!(store.look_again("o/r", "nothing").await.unwrap(), 0);
     let due: Vec<i64> = store
-        .due_gates(now_ms() + 1, now_ms() + 15_000, 10)
+        .due_gates(
+            Timestamp::now() + Duration::from_millis(1),
+            Timestamp::now() + Duration::from_millis(15_000),
+            10,
+        )
         .await
         .unwrap()
         .iter()
@@ -97,16 +111,27 @@ async fn each_due_look_is_taken_once_and_pushed_to_the_next(b: Backend) {
         .collect();
     assert_eq!(due, [1, 2]);
     // A nearer timeout: looked at then.
-    let at = now_ms() + 2_000;
+    let at = Timestamp::now() + Duration::from_millis(2_000);
     store.next_look(DeploymentId(3), at).await.unwrap();
     assert!(
         store
-            .due_gates(at - 1, at + 15_000, 10)
+            .due_gates(
+                at - Duration::from_millis(1),
+                at + Duration::from_millis(15_000),
+                10
+            )
             .await
             .unwrap()
             .is_empty()
     );
-    assert_eq!(store.due_gates(at, at + 15_000, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .due_gates(at, at + Duration::from_millis(15_000), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 async fn a_gate_fails_or_waits_saying_so_once(b: Backend) {

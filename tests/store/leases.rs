@@ -53,7 +53,7 @@ async fn a_process_that_lost_its_claim_writes_nothing_more(b: Backend) {
     let settled = store.get(d.id).await.unwrap().unwrap();
     assert_eq!(settled.state, State::Error);
     let statuses: Vec<String> = store
-        .due_statuses(now_ms(), 10)
+        .due_statuses(Timestamp::now(), 10)
         .await
         .unwrap()
         .iter()

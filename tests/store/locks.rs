@@ -1,5 +1,7 @@
 //! Environment locks and lock tasks.
 
+use std::time::Duration;
+
 use ferry::store::*;
 use ferry_testkit::backends;
 
@@ -18,7 +20,7 @@ fn env_lock(env: &str, holder: &str) -> EnvLock {
         environment: env.into(),
         holder: holder.into(),
         reason: "why".into(),
-        since: 1_000,
+        since: Timestamp::from_millis(1_000),
         until: None,
     }
 }
@@ -131,18 +133,24 @@ async fn lock_tasks_change_the_lock_once_and_are_stored_finished(b: Backend) {
 
 async fn a_lock_for_a_while_lifts_once_its_time_is_out(b: Backend) {
     let store = (b.open)().await;
-    let now = now_ms();
+    let now = Timestamp::now();
     let brief = EnvLock {
-        until: Some(now + 1_000),
+        until: Some(now + Duration::from_millis(1_000)),
         ..env_lock("p", "alice")
     };
     store.lock(&brief).await.unwrap();
     store.lock(&env_lock("s", "bob")).await.unwrap();
-    assert_eq!(store.locks().await.unwrap()[0].until, Some(now + 1_000));
+    assert_eq!(
+        store.locks().await.unwrap()[0].until,
+        Some(now + Duration::from_millis(1_000))
+    );
     assert!(store.expire_locks(now, "ferry").await.unwrap().is_empty());
     // Its time is out: it lifts, the unlock event names who lifted it,
     // and a lock without --for stays.
-    let lifted = store.expire_locks(now + 1_000, "ferry").await.unwrap();
+    let lifted = store
+        .expire_locks(now + Duration::from_millis(1_000), "ferry")
+        .await
+        .unwrap();
     assert_eq!(lifted, [brief]);
     let left: Vec<String> = store
         .locks()
@@ -154,7 +162,7 @@ async fn a_lock_for_a_while_lifts_once_its_time_is_out(b: Backend) {
     assert_eq!(left, ["s"]);
     assert!(
         store
-            .expire_locks(now + 10_000, "ferry")
+            .expire_locks(now + Duration::from_millis(10_000), "ferry")
             .await
             .unwrap()
             .is_empty()

@@ -28,7 +28,7 @@ fn note(sink: &str, seq: i64, chain: &str, deployment: Option<i64>) -> NewNotifi
         deployment: deployment.map(DeploymentId),
         delivery: format!("{sink}-{seq}"),
         body: format!("{{\"seq\": {seq}}}"),
-        at: now_ms(),
+        at: Timestamp::now(),
         position: EventPosition { xid: 0, seq },
     }
 }
@@ -155,7 +155,7 @@ async fn a_chain_goes_in_order_and_other_chains_pass_it(b: Backend) {
     );
     // A retry keeps the chain's later notification waiting.
     let retry = NotificationOutcome::RetryAt {
-        at: now_ms() - 1,
+        at: Timestamp::now() - Duration::from_millis(1),
         error: "HTTP 500".into(),
     };
     assert!(
@@ -201,7 +201,7 @@ async fn a_chain_goes_in_order_and_other_chains_pass_it(b: Backend) {
     assert_eq!(ids(&next), ["ops-2"]);
     // A retry not yet due is not handed out.
     let later = NotificationOutcome::RetryAt {
-        at: now_ms() + 60_000,
+        at: Timestamp::now() + Duration::from_millis(60_000),
         error: "timeout".into(),
     };
     assert!(
@@ -333,7 +333,7 @@ async fn what_show_and_the_gauge_read_and_pruning(b: Backend) {
         .await
         .unwrap();
     let retry = NotificationOutcome::RetryAt {
-        at: now_ms() + 60_000,
+        at: Timestamp::now() + Duration::from_millis(60_000),
         error: "HTTP 502".into(),
     };
     assert!(
@@ -356,7 +356,7 @@ async fn what_show_and_the_gauge_read_and_pruning(b: Backend) {
         ("ops", NotificationState::Pending)
     );
     assert_eq!(of_one[0].last_error.as_deref(), Some("HTTP 502"));
-    assert!(of_one[0].next_try_at.unwrap() > now_ms());
+    assert!(of_one[0].next_try_at.unwrap() > Timestamp::now());
     assert_eq!(of_one[0].delivery, "ops-1");
     let of_two = store.notifications_of(DeploymentId(2)).await.unwrap();
     assert_eq!(of_two[0].state, NotificationState::Delivered);
@@ -366,7 +366,13 @@ async fn what_show_and_the_gauge_read_and_pruning(b: Backend) {
         ("ops".to_string(), 1)
     );
     // Pruning forgets what is done, never what is pending.
-    assert_eq!(store.prune_notifications(now_ms() + 1).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .prune_notifications(Timestamp::now() + Duration::from_millis(1))
+            .await
+            .unwrap(),
+        1
+    );
     assert!(
         store
             .notifications_of(DeploymentId(2))

@@ -1,5 +1,7 @@
 //! The outbox: statuses in order per deployment, urgent first, in doubt, one replica at a time.
 
+use std::time::Duration;
+
 use ferry::store::*;
 use ferry_testkit::backends;
 
@@ -14,13 +16,13 @@ backends!(
 
 async fn statuses_in_doubt_superseded_and_urgent_are_marked(b: Backend) {
     let store = (b.open)().await;
-    let now = now_ms();
+    let now = Timestamp::now();
     // 1 runs; 2 and 3 wait, 3 supersedes 2.
     accept(&store, 1, "p", true).await;
     let one = store.claim_next(&me()).await.unwrap().unwrap();
     accept(&store, 2, "p", true).await;
     accept(&store, 3, "p", true).await;
-    let due = store.due_statuses(now_ms(), 10).await.unwrap();
+    let due = store.due_statuses(Timestamp::now(), 10).await.unwrap();
     let by_id = |id: i64| {
         due.iter()
             .find(|i| i.deployment_id.0 == id)
@@ -43,7 +45,7 @@ async fn statuses_in_doubt_superseded_and_urgent_are_marked(b: Backend) {
         ])
         .await
         .unwrap();
-    let due = store.due_statuses(now_ms(), 10).await.unwrap();
+    let due = store.due_statuses(Timestamp::now(), 10).await.unwrap();
     let again = due.iter().find(|i| i.seq == q1.seq).unwrap();
     assert!(again.in_doubt);
     // 2's queued is settled: its head is now its inactive.
@@ -60,7 +62,7 @@ async fn statuses_in_doubt_superseded_and_urgent_are_marked(b: Backend) {
         )])
         .await
         .unwrap();
-    let due = store.due_statuses(now_ms(), 10).await.unwrap();
+    let due = store.due_statuses(Timestamp::now(), 10).await.unwrap();
     assert!(!due.iter().find(|i| i.seq == q1.seq).unwrap().in_doubt);
     store
         .record_posts(&[
@@ -75,7 +77,7 @@ async fn statuses_in_doubt_superseded_and_urgent_are_marked(b: Backend) {
         ])
         .await
         .unwrap();
-    let due = store.due_statuses(now_ms(), 10).await.unwrap();
+    let due = store.due_statuses(Timestamp::now(), 10).await.unwrap();
     assert!(due.iter().find(|i| i.seq == q1.seq).unwrap().in_doubt);
     store
         .record_posts(&[(q1.seq, PostOutcome::Confirmed)])
@@ -94,7 +96,7 @@ async fn statuses_in_doubt_superseded_and_urgent_are_marked(b: Backend) {
 
     // 1 finishes: its success comes first even with room for one only.
     succeed(&store, one.claim()).await;
-    let due = store.due_statuses(now_ms(), 1).await.unwrap();
+    let due = store.due_statuses(Timestamp::now(), 1).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].deployment_id, DeploymentId(1));
     assert_eq!(due[0].status.state, StatusState::Success);
@@ -114,7 +116,7 @@ async fn outbox_sends_in_order_per_deployment_and_survives_reopen(b: Backend) {
             .await
             .unwrap()
     );
-    let due = store.due_statuses(now_ms(), 10).await.unwrap();
+    let due = store.due_statuses(Timestamp::now(), 10).await.unwrap();
     assert_eq!(due.len(), 2, "one head per deployment");
     assert!(due.iter().all(|i| i.status.state == StatusState::Queued));
     assert_eq!(due[0].deployment_id, DeploymentId(1));
@@ -126,7 +128,7 @@ async fn outbox_sends_in_order_per_deployment_and_survives_reopen(b: Backend) {
             (
                 due[0].seq,
                 PostOutcome::RetryAt {
-                    at: now_ms() + 60_000,
+                    at: Timestamp::now() + Duration::from_millis(60_000),
                     error: "503".into(),
                 },
             ),
@@ -136,9 +138,18 @@ async fn outbox_sends_in_order_per_deployment_and_survives_reopen(b: Backend) {
         .unwrap();
     store.close().await;
     let store = (b.open)().await;
-    assert!(store.due_statuses(now_ms(), 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .due_statuses(Timestamp::now(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(store.next_status_due().await.unwrap().is_some());
-    let later = store.due_statuses(now_ms() + 61_000, 10).await.unwrap();
+    let later = store
+        .due_statuses(Timestamp::now() + Duration::from_millis(61_000), 10)
+        .await
+        .unwrap();
     assert_eq!(later.len(), 1);
     assert_eq!(later[0].status.state, StatusState::Queued);
     assert_eq!(later[0].attempts, 1);
@@ -151,7 +162,10 @@ async fn outbox_sends_in_order_per_deployment_and_survives_reopen(b: Backend) {
         )])
         .await
         .unwrap();
-    let next = store.due_statuses(now_ms() + 61_000, 10).await.unwrap();
+    let next = store
+        .due_statuses(Timestamp::now() + Duration::from_millis(61_000), 10)
+        .await
+        .unwrap();
     assert_eq!(
         next[0].status.state,
         StatusState::InProgress,
@@ -173,25 +187,33 @@ async fn each_status_is_handed_to_one_replica_at_a_time(b: Backend) {
         return;
     }
     accept(&one, 1, "p", false).await;
-    let first = one.due_statuses(now_ms(), 10).await.unwrap();
+    let first = one.due_statuses(Timestamp::now(), 10).await.unwrap();
     assert_eq!(first.len(), 1);
     assert!(
-        two.due_statuses(now_ms(), 10).await.unwrap().is_empty(),
+        two.due_statuses(Timestamp::now(), 10)
+            .await
+            .unwrap()
+            .is_empty(),
         "the other replica is sending"
     );
     one.record_posts(&[(
         first[0].seq,
         PostOutcome::RetryAt {
-            at: now_ms(),
+            at: Timestamp::now(),
             error: "503".into(),
         },
     )])
     .await
     .unwrap();
-    assert!(two.due_statuses(now_ms(), 10).await.unwrap().is_empty());
+    assert!(
+        two.due_statuses(Timestamp::now(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // A replica that stops lets go at once.
     one.close().await;
-    let again = two.due_statuses(now_ms(), 10).await.unwrap();
+    let again = two.due_statuses(Timestamp::now(), 10).await.unwrap();
     assert_eq!(again.len(), 1, "the next replica sends it");
     assert_eq!(again[0].seq, first[0].seq);
 }

@@ -2,6 +2,8 @@
 //! rollbacks and commit times; a commit-time look queued when a
 //! deployment that ran ends, taken by one process, done once.
 
+use std::time::Duration;
+
 use ferry::store::*;
 use ferry_testkit::backends;
 
@@ -56,7 +58,7 @@ async fn history(store: &SharedStore) {
 
 async fn ended_deployments_are_read_with_cancels_rollbacks_and_commit_times(b: Backend) {
     let store = (b.open)().await;
-    let start = now_ms();
+    let start = Timestamp::now();
     history(&store).await;
     store
         .record_rollback(DeploymentId(2), RollbackKind::Automatic)
@@ -66,7 +68,10 @@ async fn ended_deployments_are_read_with_cancels_rollbacks_and_commit_times(b: B
         .record_rollback(DeploymentId(2), RollbackKind::Requested)
         .await
         .unwrap();
-    let all = store.ended_since(start - 1, None).await.unwrap();
+    let all = store
+        .ended_since(start - Duration::from_millis(1), None)
+        .await
+        .unwrap();
     let ids: Vec<i64> = all.iter().map(|e| e.id.0).collect();
     let mut by_end = ids.clone();
     by_end.sort_by_key(|id| all.iter().find(|e| e.id.0 == *id).unwrap().finished_at);
@@ -85,14 +90,14 @@ async fn ended_deployments_are_read_with_cancels_rollbacks_and_commit_times(b: B
     assert!(get(3).started_at.is_none(), "it never ran");
     assert_eq!((get(4).environment.as_str(), get(4).word()), ("q", "error"));
     let p = store
-        .ended_since(start - 1, Some(("o/r", "p")))
+        .ended_since(start - Duration::from_millis(1), Some(("o/r", "p")))
         .await
         .unwrap();
     assert_eq!(p.len(), 3);
     assert!(p.iter().all(|e| e.environment == "p"));
     assert!(
         store
-            .ended_since(now_ms() + 60_000, None)
+            .ended_since(Timestamp::now() + Duration::from_millis(60_000), None)
             .await
             .unwrap()
             .is_empty(),
@@ -120,11 +125,11 @@ async fn a_commit_look_is_queued_once_per_deployment_that_ran_and_done_once(b: B
     let store = (b.open)().await;
     let replica = (b.open)().await;
     history(&store).await;
-    let now = now_ms() + 1;
+    let now = Timestamp::now() + Duration::from_millis(1);
     let (other, mine_owner) = (Owner("other (pid 2)".into()), me());
     let (mine, theirs) = tokio::join!(
-        store.due_commit_looks(&mine_owner, now, now + 60_000, 10),
-        replica.due_commit_looks(&other, now, now + 60_000, 10)
+        store.due_commit_looks(&mine_owner, now, now + Duration::from_millis(60_000), 10),
+        replica.due_commit_looks(&other, now, now + Duration::from_millis(60_000), 10)
     );
     let (mine, theirs) = (mine.unwrap(), theirs.unwrap());
     let mut looks: Vec<CommitLook> = mine.iter().chain(&theirs).cloned().collect();
@@ -147,7 +152,7 @@ async fn a_commit_look_is_queued_once_per_deployment_that_ran_and_done_once(b: B
         }
     };
     let (first, second) = (&looks[0], &looks[1]);
-    let committed = 1_700_000_000_000;
+    let committed = Timestamp::from_millis(1_700_000_000_000);
     let stranger = Owner("stranger (pid 3)".into());
     assert!(
         !store
@@ -192,7 +197,12 @@ async fn a_commit_look_is_queued_once_per_deployment_that_ran_and_done_once(b: B
             .unwrap()
     );
     let again = store
-        .due_commit_looks(&stranger, now + 1, now + 60_000, 10)
+        .due_commit_looks(
+            &stranger,
+            now + Duration::from_millis(1),
+            now + Duration::from_millis(60_000),
+            10,
+        )
         .await
         .unwrap();
     assert_eq!(again.len(), 1, "{again:?}");
@@ -212,7 +222,12 @@ async fn a_commit_look_is_queued_once_per_deployment_that_ran_and_done_once(b: B
     if !store.replicas() {
         assert_eq!(store.release_commit_looks().await.unwrap(), 1);
         let left = store
-            .due_commit_looks(&me(), now_ms() + 1, now_ms() + 60_000, 10)
+            .due_commit_looks(
+                &me(),
+                Timestamp::now() + Duration::from_millis(1),
+                Timestamp::now() + Duration::from_millis(60_000),
+                10,
+            )
             .await
             .unwrap();
         assert_eq!(left.len(), 1);

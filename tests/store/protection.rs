@@ -1,6 +1,8 @@
 //! Runs waiting at the deployment protection rule: recorded once, each
 //! look leased to one process, a reason kept once reported, ended once.
 
+use std::time::Duration;
+
 use ferry::store::*;
 use ferry_testkit::backends;
 
@@ -31,12 +33,12 @@ async fn a_run_is_recorded_once_looked_at_by_one_and_ended_once(b: Backend) {
         !replica.record_run(&run(1)).await.unwrap(),
         "once by its callback"
     );
-    let now = now_ms() + 1;
+    let now = Timestamp::now() + Duration::from_millis(1);
     let other = Owner("other (pid 2)".into());
     let mine_owner = me();
     let (mine, theirs) = tokio::join!(
-        store.due_runs(&mine_owner, now, now + 30_000, 10),
-        replica.due_runs(&other, now, now + 30_000, 10)
+        store.due_runs(&mine_owner, now, now + Duration::from_millis(30_000), 10),
+        replica.due_runs(&other, now, now + Duration::from_millis(30_000), 10)
     );
     let (mine, theirs) = (mine.unwrap(), theirs.unwrap());
     assert_eq!(mine.len() + theirs.len(), 1, "{mine:?} {theirs:?}");
@@ -47,17 +49,20 @@ async fn a_run_is_recorded_once_looked_at_by_one_and_ended_once(b: Backend) {
     };
     assert!(
         !store
-            .run_later(seq, &loser, 0, Some("locked"))
+            .run_later(seq, &loser, Timestamp::EPOCH, Some("locked"))
             .await
             .unwrap()
     );
     assert!(
         store
-            .run_later(seq, &holder, 0, Some("locked"))
+            .run_later(seq, &holder, Timestamp::EPOCH, Some("locked"))
             .await
             .unwrap()
     );
-    let again = store.due_runs(&loser, now, now + 30_000, 10).await.unwrap();
+    let again = store
+        .due_runs(&loser, now, now + Duration::from_millis(30_000), 10)
+        .await
+        .unwrap();
     assert_eq!(again[0].reported.as_deref(), Some("locked"));
     assert_eq!(again[0].run, run(1));
     assert_eq!(store.waiting_runs().await.unwrap().len(), 1);
@@ -71,13 +76,23 @@ async fn a_run_is_recorded_once_looked_at_by_one_and_ended_once(b: Backend) {
     // A process alone on its store takes over the last one's looks.
     store.record_run(&run(2)).await.unwrap();
     store
-        .due_runs(&other, now_ms() + 1, now_ms() + 60_000, 10)
+        .due_runs(
+            &other,
+            Timestamp::now() + Duration::from_millis(1),
+            Timestamp::now() + Duration::from_millis(60_000),
+            10,
+        )
         .await
         .unwrap();
     assert_eq!(store.release_runs().await.unwrap(), 1);
     assert_eq!(
         store
-            .due_runs(&me(), now_ms() + 1, now_ms() + 60_000, 10)
+            .due_runs(
+                &me(),
+                Timestamp::now() + Duration::from_millis(1),
+                Timestamp::now() + Duration::from_millis(60_000),
+                10
+            )
             .await
             .unwrap()
             .len(),

@@ -1,5 +1,7 @@
 //! Teardowns: in the environment's turn, by cause.
 
+use std::time::Duration;
+
 use ferry::store::*;
 use ferry_testkit::backends;
 
@@ -70,12 +72,12 @@ async fn a_teardown_takes_the_environments_turn_and_inactivates_what_came_before
     );
     // The teardown posts nothing itself; each inactive once.
     let mut inactive = HashMap::new();
-    for item in store.due_statuses(now_ms(), 100).await.unwrap() {
+    for item in store.due_statuses(Timestamp::now(), 100).await.unwrap() {
         assert!(!item.deployment_id.is_teardown(), "{item:?}");
     }
     let mut posted = Vec::new();
     loop {
-        let due = store.due_statuses(now_ms(), 100).await.unwrap();
+        let due = store.due_statuses(Timestamp::now(), 100).await.unwrap();
         if due.is_empty() {
             break;
         }
@@ -121,7 +123,7 @@ async fn teardowns_of_transient_environments_follow_their_cause(b: Backend) {
     assert_eq!(ended.len(), 1);
     assert_eq!(ended[0].id, DeploymentId(1));
     let idle = TeardownCause::Idle {
-        ended_before: ended[0].finished_at.unwrap() - 1,
+        ended_before: ended[0].finished_at.unwrap() - Duration::from_millis(1),
     };
     assert!(matches!(
         store

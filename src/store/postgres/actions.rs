@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::{DeploymentId, OperatorAction, PgStore, Result, now_ms};
+use super::{DeploymentId, OperatorAction, PgStore, Result, Timestamp};
 use crate::store::Actions;
 
 fn action_from_row(r: &PgRow) -> std::result::Result<OperatorAction, sqlx::Error> {
@@ -52,7 +52,7 @@ impl Actions for PgStore {
                  ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED)
              RETURNING *",
         )
-        .bind(now_ms())
+        .bind(Timestamp::now())
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

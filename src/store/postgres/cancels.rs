@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use crate::store::Cancels;
 
 use super::{
-    CancelOutcome, Cancellation, Claim, DeploymentId, NewStatus, PgStore, Result, State,
-    insert_status, now_ms,
+    CancelOutcome, Cancellation, Claim, DeploymentId, NewStatus, PgStore, Result, State, Timestamp,
+    insert_status,
 };
 
 #[async_trait]
@@ -28,7 +28,7 @@ impl Cancels for PgStore {
         let Some(state) = state.as_deref().and_then(State::parse) else {
             return Ok(CancelOutcome::Unknown);
         };
-        let now = now_ms();
+        let now = Timestamp::now();
         let outcome = match state {
             State::Queued => {
                 sqlx::query(

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::{DeploymentId, Owner, PgStore, Result, looks, now_ms};
+use super::{DeploymentId, Owner, PgStore, Result, Timestamp, looks};
 use crate::store::candidates::*;
 
 const TABLE: &str = "auto_candidates";
@@ -48,7 +48,7 @@ fn candidates_from_rows(rows: &[PgRow]) -> Result<Vec<Candidate>> {
 #[async_trait]
 impl Candidates for PgStore {
     async fn offer_candidate(&self, c: &NewCandidate) -> Result<bool> {
-        let now = now_ms();
+        let now = Timestamp::now();
         let (branch, from_env, from_dep) = source_columns(&c.source);
         let mut tx = self.pool.begin().await?;
         let added = sqlx::query(
@@ -90,24 +90,24 @@ impl Candidates for PgStore {
     async fn due_candidates(
         &self,
         owner: &Owner,
-        now: i64,
-        until: i64,
+        now: Timestamp,
+        until: Timestamp,
         limit: i64,
     ) -> Result<Vec<Candidate>> {
         let when = (now, until, limit);
         looks::take_due(self, TABLE, OPEN, owner, when, candidate_from_row).await
     }
 
-    async fn candidate_later(&self, seq: i64, owner: &Owner, at: i64) -> Result<bool> {
+    async fn candidate_later(&self, seq: i64, owner: &Owner, at: Timestamp) -> Result<bool> {
         looks::later(self, TABLE, OPEN, seq, owner, at).await
     }
 
-    async fn candidate_sending(&self, seq: i64, owner: &Owner, until: i64) -> Result<bool> {
+    async fn candidate_sending(&self, seq: i64, owner: &Owner, until: Timestamp) -> Result<bool> {
         let n = sqlx::query(
             "UPDATE auto_candidates SET sent_at = COALESCE(sent_at, $1), next_at = $4
              WHERE seq = $2 AND lease_owner = $3 AND state = 'waiting'",
         )
-        .bind(now_ms())
+        .bind(Timestamp::now())
         .bind(seq)
         .bind(&owner.0)
         .bind(until)
@@ -136,7 +136,7 @@ impl Candidates for PgStore {
         .bind(kind)
         .bind(deployment)
         .bind(reason)
-        .bind(now_ms())
+        .bind(Timestamp::now())
         .bind(seq)
         .bind(&owner.0)
         .execute(&self.pool)
@@ -151,7 +151,7 @@ impl Candidates for PgStore {
              WHERE repository = $2 AND sha = $3 AND state = 'waiting'
                AND due_at <= $1 AND next_at > $1 AND lease_owner IS NULL",
         )
-        .bind(now_ms())
+        .bind(Timestamp::now())
         .bind(repository)
         .bind(sha)
         .execute(&self.pool)

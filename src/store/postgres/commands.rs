@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::{DeploymentId, Owner, PgStore, Result, looks, now_ms};
+use super::{DeploymentId, Owner, PgStore, Result, Timestamp, looks};
 use crate::store::commands::*;
 
 const TABLE: &str = "pr_commands";
@@ -53,7 +53,7 @@ impl Commands for PgStore {
         .bind(&c.login)
         .bind(&c.line)
         .bind(c.installation_id)
-        .bind(now_ms())
+        .bind(Timestamp::now())
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -63,8 +63,8 @@ impl Commands for PgStore {
     async fn due_commands(
         &self,
         owner: &Owner,
-        now: i64,
-        until: i64,
+        now: Timestamp,
+        until: Timestamp,
         limit: i64,
     ) -> Result<Vec<CommandRecord>> {
         let when = (now, until, limit);
@@ -98,7 +98,7 @@ impl Commands for PgStore {
         .bind(ch.reply_id)
         .bind(ch.edited)
         .bind(ch.done)
-        .bind(now_ms())
+        .bind(Timestamp::now())
         .bind(ch.lease_until)
         .execute(&self.pool)
         .await?
@@ -106,7 +106,7 @@ impl Commands for PgStore {
         Ok(n == 1)
     }
 
-    async fn command_later(&self, seq: i64, owner: &Owner, at: i64) -> Result<bool> {
+    async fn command_later(&self, seq: i64, owner: &Owner, at: Timestamp) -> Result<bool> {
         looks::later(self, TABLE, OPEN, seq, owner, at).await
     }
 
@@ -117,7 +117,7 @@ impl Commands for PgStore {
              WHERE seq = $3 AND lease_owner = $4 AND done_at IS NULL",
         )
         .bind(PARKED)
-        .bind(now_ms())
+        .bind(Timestamp::now())
         .bind(seq)
         .bind(&owner.0)
         .execute(&self.pool)
@@ -134,7 +134,7 @@ impl Commands for PgStore {
              WHERE deployment_id = $3 AND done_at IS NULL",
         )
         .bind(text)
-        .bind(now_ms())
+        .bind(Timestamp::now())
         .bind(id.0)
         .execute(&self.pool)
         .await?

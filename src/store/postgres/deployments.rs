@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::store::Deployments;
+use crate::store::Timestamp;
 
 /// What leaves a queued deployment `d` free to run: nothing running in its
 /// environment, no lock, no step left on a host, not held (`$1`, `$2`:
@@ -110,7 +111,7 @@ impl Deployments for PgStore {
             match sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(&held_repos)
                 .bind(&held_envs)
-                .bind(now_ms())
+                .bind(Timestamp::now())
                 .bind(&owner.0)
                 .bind(lease_ms())
                 .fetch_optional(&self.pool)
@@ -209,14 +210,14 @@ impl Deployments for PgStore {
         if holds.is_none() {
             return Ok(false);
         }
-        insert_status(&mut tx, claim.id, status, now_ms()).await?;
+        insert_status(&mut tx, claim.id, status, Timestamp::now()).await?;
         tx.commit().await?;
         Ok(true)
     }
 
     async fn finish(&self, claim: Claim, state: State, status: &NewStatus) -> Result<bool> {
         debug_assert!(state.is_final());
-        let now = now_ms();
+        let now = Timestamp::now();
         let mut tx = self.pool.begin().await?;
         let changed = sqlx::query(
             "UPDATE deployments SET state = $1, description = $2, finished_at = $3,

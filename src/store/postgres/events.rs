@@ -10,6 +10,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::{DB_NOW, DeploymentId, Owner, PgStore, Result};
+use crate::store::Timestamp;
 use crate::store::events::{Event, EventKind, EventPosition, Events};
 
 fn event_from_row(r: &PgRow) -> Result<Event> {
@@ -93,7 +94,7 @@ impl Events for PgStore {
         advance(&mut conn, consumer, owner, through).await
     }
 
-    async fn prune_events(&self, before: i64) -> Result<u64> {
+    async fn prune_events(&self, before: Timestamp) -> Result<u64> {
         Ok(sqlx::query("DELETE FROM events WHERE at < $1")
             .bind(before)
             .execute(&self.pool)

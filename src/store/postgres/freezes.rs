@@ -6,6 +6,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::{PgStore, Result};
+use crate::store::Timestamp;
 use crate::store::freezes::{FreezeLift, Freezes};
 
 fn lift_from_row(r: &PgRow) -> std::result::Result<FreezeLift, sqlx::Error> {
@@ -45,7 +46,7 @@ impl Freezes for PgStore {
         Ok(added == 1)
     }
 
-    async fn freeze_lifts(&self, now: i64) -> Result<Vec<FreezeLift>> {
+    async fn freeze_lifts(&self, now: Timestamp) -> Result<Vec<FreezeLift>> {
         let rows = sqlx::query(
             "SELECT * FROM freeze_lifts WHERE until > $1
              ORDER BY lifted_at, repository, environment",

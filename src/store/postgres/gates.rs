@@ -5,14 +5,19 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::{
-    DEPLOYMENT_COLUMNS, Deployment, DeploymentId, NewStatus, PgStore, Result, deployment_from_row,
-    insert_status, now_ms,
+    DEPLOYMENT_COLUMNS, Deployment, DeploymentId, NewStatus, PgStore, Result, Timestamp,
+    deployment_from_row, insert_status,
 };
 use crate::store::gates::Gates;
 
 #[async_trait]
 impl Gates for PgStore {
-    async fn due_gates(&self, now: i64, next: i64, limit: i64) -> Result<Vec<Deployment>> {
+    async fn due_gates(
+        &self,
+        now: Timestamp,
+        next: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<Deployment>> {
         let sql = format!(
             "UPDATE deployments SET checks_next_at = $1 WHERE id IN (
                  SELECT id FROM deployments
@@ -47,7 +52,7 @@ impl Gates for PgStore {
     }
 
     async fn fail_gate(&self, id: DeploymentId, status: &NewStatus) -> Result<bool> {
-        let now = now_ms();
+        let now = Timestamp::now();
         let state = match status.state {
             crate::store::StatusState::Error => "error",
             _ => "failure",
@@ -84,13 +89,13 @@ impl Gates for PgStore {
         .await?
         .rows_affected();
         if n == 1 {
-            insert_status(&mut tx, id, status, now_ms()).await?;
+            insert_status(&mut tx, id, status, Timestamp::now()).await?;
         }
         tx.commit().await?;
         Ok(n == 1)
     }
 
-    async fn next_look(&self, id: DeploymentId, at: i64) -> Result<()> {
+    async fn next_look(&self, id: DeploymentId, at: Timestamp) -> Result<()> {
         sqlx::query(
             "UPDATE deployments SET checks_next_at = $1
              WHERE id = $2 AND checks_gate AND state = 'queued'",
@@ -107,7 +112,7 @@ impl Gates for PgStore {
             "UPDATE deployments SET checks_next_at = $1
              WHERE checks_gate AND state = 'queued' AND repository = $2 AND sha = $3",
         )
-        .bind(now_ms())
+        .bind(Timestamp::now())
         .bind(repository)
         .bind(sha)
         .execute(&self.pool)

@@ -11,7 +11,7 @@
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
-use crate::store::{Accepted, DeploymentId, Error, now_ms};
+use crate::store::{Accepted, DeploymentId, Error, Timestamp};
 
 /// Deliveries committed together at most.
 pub const BATCH: usize = 128;
@@ -67,7 +67,7 @@ async fn commit(
         "SELECT * FROM ferry_accept($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
          $14, $15, $16, $17, $18, $19, $20) ORDER BY n",
     )
-    .bind(now_ms())
+    .bind(Timestamp::now())
     .bind(column(batch, |r| r.delivery.hook_id.as_str()))
     .bind(column(batch, |r| r.delivery.delivery_id.as_str()))
     .bind(column(batch, |r| r.deployment.id.0))
@@ -109,7 +109,7 @@ async fn commit(
             "UPDATE deployments SET checks_gate = true, checks_next_at = $1
              WHERE id = ANY($2) AND state = 'queued'",
         )
-        .bind(now_ms())
+        .bind(Timestamp::now())
         .bind(&ids)
         .execute(&mut *tx)
         .await?;

@@ -7,7 +7,7 @@ use crate::store::Locks;
 
 use super::{
     Accepted, DeliveryKey, EnvLock, Error, LockTask, NewDeployment, PgStore, Result, State,
-    insert_status, lock_from_row, now_ms,
+    Timestamp, insert_status, lock_from_row,
 };
 
 #[async_trait]
@@ -65,7 +65,7 @@ impl Locks for PgStore {
         Ok(row.as_ref().map(lock_from_row).transpose()?)
     }
 
-    async fn expire_locks(&self, now: i64, by: &str) -> Result<Vec<EnvLock>> {
+    async fn expire_locks(&self, now: Timestamp, by: &str) -> Result<Vec<EnvLock>> {
         // Looked at every second by each replica: one indexed read when
         // nothing is due.
         let due: Option<i32> =
@@ -112,7 +112,7 @@ impl Locks for PgStore {
         log_url: &str,
     ) -> Result<(Accepted, Option<(State, String)>)> {
         let d = deployment;
-        let now = now_ms();
+        let now = Timestamp::now();
         let mut tx = self.pool.begin().await?;
         // The environment's turn, as intake takes it (see intake.rs).
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || E'\\n' || $2, 0))")
@@ -198,7 +198,7 @@ async fn lock_or_unlock(
     held: bool,
     d: &NewDeployment,
     reason: &str,
-    now: i64,
+    now: Timestamp,
 ) -> Result<()> {
     match (task, held) {
         (LockTask::Lock, false) => {
@@ -233,7 +233,7 @@ async fn insert_ended(
     d: &NewDeployment,
     state: State,
     description: &str,
-    now: i64,
+    now: Timestamp,
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO deployments (id, repository, environment, task, git_ref, sha, payload,

@@ -16,7 +16,7 @@ use sqlx::PgPool;
 use tokio::sync::{Notify, broadcast};
 
 use crate::error::error_chain;
-use crate::store::{DeploymentId, now_ms};
+use crate::store::{DeploymentId, Timestamp};
 
 pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
 pub const FLUSH_BYTES: usize = 64 * 1024;
@@ -89,7 +89,7 @@ pub(super) async fn length(pool: &PgPool, id: DeploymentId) -> io::Result<u64> {
 
 /// Deletes the logs of deployments whose last line is older than `cutoff`
 /// (unix ms); how many logs went.
-pub(super) async fn prune(pool: &PgPool, cutoff: i64) -> io::Result<usize> {
+pub(super) async fn prune(pool: &PgPool, cutoff: Timestamp) -> io::Result<usize> {
     let gone: i64 = sqlx::query_scalar(
         "WITH old AS (
              SELECT deployment_id FROM log_chunks GROUP BY deployment_id
@@ -217,7 +217,7 @@ impl Shared {
         .bind(self.id.0)
         .bind(chunk.len() as i64)
         .bind(chunk)
-        .bind(now_ms())
+        .bind(Timestamp::now())
         .execute(&mut *tx)
         .await?;
         sqlx::query("SELECT pg_notify($1, $2)")

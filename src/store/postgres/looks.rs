@@ -7,7 +7,7 @@
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::{Owner, PgStore, Result, now_ms};
+use super::{Owner, PgStore, Result, Timestamp};
 
 /// The open rows of `table` due by `now`, oldest first, at most `limit`,
 /// each leased to `owner` until `until` (its next look moves there).
@@ -16,7 +16,7 @@ pub(super) async fn take_due<T>(
     table: &'static str,
     open: &'static str,
     owner: &Owner,
-    (now, until, limit): (i64, i64, i64),
+    (now, until, limit): (Timestamp, Timestamp, i64),
     map: fn(&PgRow) -> std::result::Result<T, sqlx::Error>,
 ) -> Result<Vec<T>> {
     let sql = format!(
@@ -48,7 +48,7 @@ pub(super) async fn later(
     open: &'static str,
     seq: i64,
     owner: &Owner,
-    at: i64,
+    at: Timestamp,
 ) -> Result<bool> {
     let sql = format!(
         "UPDATE {table} SET next_at = $1, lease_owner = NULL
@@ -76,7 +76,7 @@ pub(super) async fn release(
          WHERE {open} AND lease_owner IS NOT NULL"
     );
     Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(now_ms())
+        .bind(Timestamp::now())
         .execute(&store.pool)
         .await?
         .rows_affected())

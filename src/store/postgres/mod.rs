@@ -71,7 +71,7 @@ impl Database {
     }
 
     /// Deletes logs of deployments that ended before `cutoff`; how many.
-    pub async fn prune_logs(&self, cutoff: i64) -> std::io::Result<usize> {
+    pub async fn prune_logs(&self, cutoff: Timestamp) -> std::io::Result<usize> {
         logs::prune(&self.0, cutoff).await
     }
 
@@ -94,7 +94,7 @@ impl Database {
 use super::{
     Accepted, CancelOutcome, Cancellation, Claim, DeliveryKey, Deployment, DeploymentId, EnvLock,
     Error, Hold, LEASE, LockTask, NewDeployment, NewStatus, OperatorAction, OutboxItem, Owner,
-    PostOutcome, RemoteStep, Result, State, StatusState, Store, now_ms,
+    PostOutcome, RemoteStep, Result, State, StatusState, Store, Timestamp,
 };
 
 /// Leases run on the database's clock, which every replica shares, in
@@ -272,7 +272,7 @@ async fn insert_status(
     tx: &mut Transaction<'static, Postgres>,
     id: DeploymentId,
     s: &NewStatus,
-    now: i64,
+    now: Timestamp,
 ) -> std::result::Result<(), sqlx::Error> {
     if id.is_teardown() {
         return Ok(());
@@ -331,7 +331,7 @@ impl Store for PgStore {
         true
     }
 
-    async fn created_at(&self) -> Result<i64> {
+    async fn created_at(&self) -> Result<Timestamp> {
         Ok(sqlx::query_scalar("SELECT created_at FROM store_info")
             .fetch_one(&self.pool)
             .await?)

@@ -8,6 +8,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::{DB_NOW, DeploymentId, Owner, PgStore, Result};
+use crate::store::Timestamp;
 use crate::store::events::EventPosition;
 use crate::store::notifications::*;
 
@@ -70,7 +71,7 @@ impl Notifications for PgStore {
         )
         .bind(col(|n| n.delivery.clone()))
         .bind(col(|n| n.body.clone()))
-        .bind(num(|n| n.at))
+        .bind(notes.iter().map(|n| n.at).collect::<Vec<_>>())
         .bind(num(|n| n.position.xid))
         .bind(num(|n| n.position.seq))
         .execute(&mut *tx)
@@ -216,7 +217,7 @@ impl Notifications for PgStore {
         .await?)
     }
 
-    async fn prune_notifications(&self, before: i64) -> Result<u64> {
+    async fn prune_notifications(&self, before: Timestamp) -> Result<u64> {
         let n = sqlx::query("DELETE FROM notifications WHERE state <> 'pending' AND done_at < $1")
             .bind(before)
             .execute(&self.pool)

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use super::*;
 use crate::store::Outbox;
 use crate::store::Owner;
+use crate::store::Timestamp;
 use sqlx::PgPool;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -67,7 +68,7 @@ pub const BACKLOG_HEADS: &str = concat!(
 impl Outbox for PgStore {
     /// Only the replica holding the outbox's lease gets any: one sends at
     /// a time (see `outbox`).
-    async fn due_statuses(&self, now: i64, limit: i64) -> Result<Vec<OutboxItem>> {
+    async fn due_statuses(&self, now: Timestamp, limit: i64) -> Result<Vec<OutboxItem>> {
         if !self.outbox.held(&self.pool).await? {
             return Ok(Vec::new());
         }
@@ -89,7 +90,7 @@ impl Outbox for PgStore {
         ))
     }
 
-    async fn next_status_due(&self) -> Result<Option<i64>> {
+    async fn next_status_due(&self) -> Result<Option<Timestamp>> {
         if !self.outbox.held(&self.pool).await? {
             return Ok(None);
         }
@@ -112,7 +113,7 @@ impl Outbox for PgStore {
     }
 
     async fn pending_summary(&self) -> Result<PendingStatuses> {
-        let (count, oldest_at): (i64, Option<i64>) = sqlx::query_as(
+        let (count, oldest_at): (i64, Option<Timestamp>) = sqlx::query_as(
             "SELECT COUNT(*), MIN(created_at) FROM status_outbox
              WHERE sent_at IS NULL AND failed_at IS NULL",
         )
@@ -149,7 +150,7 @@ impl Outbox for PgStore {
         if posts.is_empty() {
             return Ok(());
         }
-        let now = now_ms();
+        let now = Timestamp::now();
         let mut tx = self.pool.begin().await?;
         for (seq, outcome) in posts {
             let query = match outcome {

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::{DeploymentId, Owner, PgStore, Result, State, looks, now_ms};
+use super::{DeploymentId, Owner, PgStore, Result, State, Timestamp, looks};
 use crate::store::outcomes::*;
 use crate::store::outcomes::{ENDED, IS_ENDED};
 
@@ -49,7 +49,7 @@ fn look_from_row(r: &PgRow) -> std::result::Result<CommitLook, sqlx::Error> {
 impl Outcomes for PgStore {
     async fn ended_since(
         &self,
-        since: i64,
+        since: Timestamp,
         environment: Option<(&str, &str)>,
     ) -> Result<Vec<Ended>> {
         let rows = match environment {
@@ -111,7 +111,7 @@ impl Outcomes for PgStore {
         )
         .bind(id.0)
         .bind(kind.as_str())
-        .bind(now_ms())
+        .bind(Timestamp::now())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -120,15 +120,15 @@ impl Outcomes for PgStore {
     async fn due_commit_looks(
         &self,
         owner: &Owner,
-        now: i64,
-        until: i64,
+        now: Timestamp,
+        until: Timestamp,
         limit: i64,
     ) -> Result<Vec<CommitLook>> {
         let when = (now, until, limit);
         looks::take_due(self, TABLE, OPEN, owner, when, look_from_row).await
     }
 
-    async fn known_commit_time(&self, repository: &str, sha: &str) -> Result<Option<i64>> {
+    async fn known_commit_time(&self, repository: &str, sha: &str) -> Result<Option<Timestamp>> {
         Ok(sqlx::query_scalar(
             "SELECT committed_at FROM commit_times
              WHERE repository = $1 AND sha = $2 AND committed_at IS NOT NULL LIMIT 1",
@@ -143,7 +143,7 @@ impl Outcomes for PgStore {
         &self,
         seq: i64,
         owner: &Owner,
-        committed_at: Option<i64>,
+        committed_at: Option<Timestamp>,
         error: Option<&str>,
     ) -> Result<bool> {
         let n = sqlx::query(
@@ -153,7 +153,7 @@ impl Outcomes for PgStore {
         )
         .bind(committed_at)
         .bind(error)
-        .bind(now_ms())
+        .bind(Timestamp::now())
         .bind(seq)
         .bind(&owner.0)
         .execute(&self.pool)
@@ -166,7 +166,7 @@ impl Outcomes for PgStore {
         &self,
         seq: i64,
         owner: &Owner,
-        at: i64,
+        at: Timestamp,
         error: &str,
     ) -> Result<bool> {
         let n = sqlx::query(

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::{Owner, PgStore, Result, looks, now_ms};
+use super::{Owner, PgStore, Result, Timestamp, looks};
 use crate::store::protection::*;
 
 const TABLE: &str = "protection_runs";
@@ -36,7 +36,7 @@ fn runs_from_rows(rows: &[PgRow]) -> Result<Vec<WaitingRun>> {
 #[async_trait]
 impl ProtectionRuns for PgStore {
     async fn record_run(&self, run: &NewRun) -> Result<bool> {
-        let now = now_ms();
+        let now = Timestamp::now();
         let n = sqlx::query(
             "INSERT INTO protection_runs (repository, environment, run_id, callback_url,
                  installation_id, since, next_at)
@@ -57,8 +57,8 @@ impl ProtectionRuns for PgStore {
     async fn due_runs(
         &self,
         owner: &Owner,
-        now: i64,
-        until: i64,
+        now: Timestamp,
+        until: Timestamp,
         limit: i64,
     ) -> Result<Vec<WaitingRun>> {
         let when = (now, until, limit);
@@ -69,7 +69,7 @@ impl ProtectionRuns for PgStore {
         &self,
         seq: i64,
         owner: &Owner,
-        at: i64,
+        at: Timestamp,
         reported: Option<&str>,
     ) -> Result<bool> {
         let n = sqlx::query(
@@ -93,7 +93,7 @@ impl ProtectionRuns for PgStore {
              WHERE seq = $3 AND lease_owner = $4 AND state = 'waiting'",
         )
         .bind(end.as_str())
-        .bind(now_ms())
+        .bind(Timestamp::now())
         .bind(seq)
         .bind(&owner.0)
         .execute(&self.pool)

@@ -10,7 +10,7 @@ use crate::store::{
     TORN_DOWN, TeardownCause, TeardownQueued, Teardowns,
 };
 
-use super::{DEPLOYMENT_COLUMNS, PgStore, deployment_from_row, insert_status, now_ms};
+use super::{DEPLOYMENT_COLUMNS, PgStore, Timestamp, deployment_from_row, insert_status};
 
 /// The latest deployment of each environment (teardowns aside), as a
 /// condition on `d`.
@@ -22,7 +22,7 @@ async fn inactive(
     tx: &mut Transaction<'static, Postgres>,
     ids: &[DeploymentId],
     description: &str,
-    now: i64,
+    now: Timestamp,
 ) -> std::result::Result<(), sqlx::Error> {
     let status = NewStatus::new(StatusState::Inactive, description.to_string());
     for id in ids {
@@ -105,7 +105,7 @@ impl Teardowns for PgStore {
         {
             return Ok(TeardownQueued::Already(t));
         }
-        let now = now_ms();
+        let now = Timestamp::now();
         let superseded = supersede_waiting(&mut tx, repository, environment, now).await?;
         let sql = format!(
             "INSERT INTO deployments (id, repository, environment, task, git_ref, sha,
@@ -137,7 +137,7 @@ impl Teardowns for PgStore {
         description: &str,
     ) -> Result<Option<Vec<DeploymentId>>> {
         debug_assert!(state.is_final());
-        let now = now_ms();
+        let now = Timestamp::now();
         let mut tx = self.pool.begin().await?;
         let ended: Option<(String, String, i64)> = sqlx::query_as(
             "UPDATE deployments SET state = $1, description = $2, finished_at = $3,
@@ -186,7 +186,7 @@ async fn supersede_waiting(
     tx: &mut Transaction<'static, Postgres>,
     repository: &str,
     environment: &str,
-    now: i64,
+    now: Timestamp,
 ) -> Result<Vec<DeploymentId>> {
     let mut superseded: Vec<DeploymentId> = sqlx::query_scalar(
         "UPDATE deployments SET state = 'inactive', finished_at = $1, description = $2

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{DeploymentId, OperatorAction, Result, SqliteStore, now_ms};
+use super::{DeploymentId, OperatorAction, Result, SqliteStore, Timestamp};
 use crate::store::Actions;
 
 fn action_from_row(r: &Row<'_>) -> rusqlite::Result<OperatorAction> {
@@ -66,7 +66,7 @@ impl Actions for SqliteStore {
                          ORDER BY seq LIMIT ?)
                      RETURNING *",
                 )?
-                .query_map(params![now_ms(), limit], action_from_row)?
+                .query_map(params![Timestamp::now(), limit], action_from_row)?
                 .collect::<rusqlite::Result<_>>()?;
             taken.sort_by_key(|a| a.seq);
             Ok(taken)

@@ -9,7 +9,7 @@ use crate::store::Cancels;
 
 use super::{
     CancelOutcome, Cancellation, Claim, DeploymentId, NewStatus, Result, SqliteStore, State,
-    insert_status, now_ms,
+    Timestamp, insert_status,
 };
 
 #[async_trait]
@@ -29,7 +29,7 @@ impl Cancels for SqliteStore {
             let Some(state) = state.as_deref().and_then(State::parse) else {
                 return Ok(CancelOutcome::Unknown);
             };
-            let now = now_ms();
+            let now = Timestamp::now();
             Ok(match state {
                 State::Queued => {
                     tx.prepare_cached(

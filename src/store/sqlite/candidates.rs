@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{DeploymentId, Owner, Result, SqliteStore, looks, now_ms};
+use super::{DeploymentId, Owner, Result, SqliteStore, Timestamp, looks};
 use crate::store::candidates::*;
 
 const TABLE: &str = "auto_candidates";
@@ -37,7 +37,7 @@ impl Candidates for SqliteStore {
     async fn offer_candidate(&self, offer: &NewCandidate) -> Result<bool> {
         let c = offer.clone();
         self.write(move |tx| {
-            let now = now_ms();
+            let now = Timestamp::now();
             let (branch, from_env, from_dep) = source_columns(&c.source);
             let added = tx
                 .prepare_cached(
@@ -74,19 +74,19 @@ impl Candidates for SqliteStore {
     async fn due_candidates(
         &self,
         owner: &Owner,
-        now: i64,
-        until: i64,
+        now: Timestamp,
+        until: Timestamp,
         limit: i64,
     ) -> Result<Vec<Candidate>> {
         let when = (now, until, limit);
         looks::take_due(self, TABLE, OPEN, owner, when, candidate_from_row).await
     }
 
-    async fn candidate_later(&self, seq: i64, owner: &Owner, at: i64) -> Result<bool> {
+    async fn candidate_later(&self, seq: i64, owner: &Owner, at: Timestamp) -> Result<bool> {
         looks::later(self, TABLE, OPEN, seq, owner, at).await
     }
 
-    async fn candidate_sending(&self, seq: i64, owner: &Owner, until: i64) -> Result<bool> {
+    async fn candidate_sending(&self, seq: i64, owner: &Owner, until: Timestamp) -> Result<bool> {
         let owner = owner.0.clone();
         self.write(move |tx| {
             let n = tx
@@ -94,7 +94,7 @@ impl Candidates for SqliteStore {
                     "UPDATE auto_candidates SET sent_at = COALESCE(sent_at, ?1), next_at = ?4
                      WHERE seq = ?2 AND lease_owner = ?3 AND state = 'waiting'",
                 )?
-                .execute(params![now_ms(), seq, owner, until])?;
+                .execute(params![Timestamp::now(), seq, owner, until])?;
             Ok(n == 1)
         })
         .await
@@ -121,7 +121,14 @@ impl Candidates for SqliteStore {
                          lease_owner = NULL
                      WHERE seq = ?5 AND lease_owner = ?6 AND state = 'waiting'",
                 )?
-                .execute(params![kind, deployment, reason, now_ms(), seq, owner])?;
+                .execute(params![
+                    kind,
+                    deployment,
+                    reason,
+                    Timestamp::now(),
+                    seq,
+                    owner
+                ])?;
             Ok(n == 1)
         })
         .await
@@ -130,7 +137,7 @@ impl Candidates for SqliteStore {
     async fn candidates_look_again(&self, repository: &str, sha: &str) -> Result<u64> {
         let (repository, sha) = (repository.to_string(), sha.to_string());
         self.write(move |tx| {
-            let now = now_ms();
+            let now = Timestamp::now();
             let n = tx
                 .prepare_cached(
                     "UPDATE auto_candidates SET next_at = ?1

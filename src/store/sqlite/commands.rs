@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{DeploymentId, Owner, Result, SqliteStore, looks, now_ms};
+use super::{DeploymentId, Owner, Result, SqliteStore, Timestamp, looks};
 use crate::store::commands::*;
 
 const TABLE: &str = "pr_commands";
@@ -38,7 +38,7 @@ impl Commands for SqliteStore {
     async fn record_command(&self, c: &NewCommand) -> Result<bool> {
         let c = c.clone();
         self.write(move |tx| {
-            let now = now_ms();
+            let now = Timestamp::now();
             let n = tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO pr_commands (repository, comment_id, number, login,
@@ -62,8 +62,8 @@ impl Commands for SqliteStore {
     async fn due_commands(
         &self,
         owner: &Owner,
-        now: i64,
-        until: i64,
+        now: Timestamp,
+        until: Timestamp,
         limit: i64,
     ) -> Result<Vec<CommandRecord>> {
         let when = (now, until, limit);
@@ -101,7 +101,7 @@ impl Commands for SqliteStore {
                     ch.reply_id,
                     ch.edited,
                     ch.done,
-                    now_ms(),
+                    Timestamp::now(),
                     ch.lease_until
                 ])?;
             Ok(n == 1)
@@ -109,7 +109,7 @@ impl Commands for SqliteStore {
         .await
     }
 
-    async fn command_later(&self, seq: i64, owner: &Owner, at: i64) -> Result<bool> {
+    async fn command_later(&self, seq: i64, owner: &Owner, at: Timestamp) -> Result<bool> {
         looks::later(self, TABLE, OPEN, seq, owner, at).await
     }
 
@@ -123,7 +123,7 @@ impl Commands for SqliteStore {
                          lease_owner = NULL
                      WHERE seq = ?3 AND lease_owner = ?4 AND done_at IS NULL",
                 )?
-                .execute(params![PARKED, now_ms(), seq, owner])?;
+                .execute(params![PARKED, Timestamp::now(), seq, owner])?;
             Ok(n == 1)
         })
         .await
@@ -139,7 +139,7 @@ impl Commands for SqliteStore {
                          next_at = CASE WHEN lease_owner IS NULL THEN ?2 ELSE next_at END
                      WHERE deployment_id = ?3 AND done_at IS NULL",
                 )?
-                .execute(params![text, now_ms(), id.0])?;
+                .execute(params![text, Timestamp::now(), id.0])?;
             Ok(n as u64)
         })
         .await

@@ -5,24 +5,24 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use super::{Owner, Result, SqliteStore, now_ms};
+use super::{Owner, Result, SqliteStore, Timestamp};
 use crate::store::daemons::{Daemons, LastBeat};
 
-const DAY_MS: i64 = 24 * 3600 * 1000;
+const DAY: Duration = Duration::from_secs(24 * 3600);
 
 #[async_trait]
 impl Daemons for SqliteStore {
     async fn beat(&self, me: &Owner) -> Result<()> {
         let name = me.0.clone();
         self.write(move |tx| {
-            let now = now_ms();
+            let now = Timestamp::now();
             tx.prepare_cached(
                 "INSERT INTO daemons (name, started_at, beat_at) VALUES (?1, ?2, ?2)
                  ON CONFLICT (name) DO UPDATE SET beat_at = excluded.beat_at",
             )?
             .execute(params![name, now])?;
             tx.prepare_cached("DELETE FROM daemons WHERE beat_at < ?")?
-                .execute(params![now - DAY_MS])?;
+                .execute(params![now - DAY])?;
             Ok(())
         })
         .await
@@ -42,10 +42,10 @@ impl Daemons for SqliteStore {
         self.read(|c| {
             c.prepare_cached("SELECT name, beat_at FROM daemons ORDER BY beat_at DESC LIMIT 1")?
                 .query_row([], |r| {
-                    let at: i64 = r.get(1)?;
+                    let at: Timestamp = r.get(1)?;
                     Ok(LastBeat {
                         name: r.get(0)?,
-                        ago: Duration::from_millis((now_ms() - at).max(0) as u64),
+                        ago: (Timestamp::now() - at),
                     })
                 })
                 .optional()

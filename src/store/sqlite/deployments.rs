@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::store::Deployments;
+use crate::store::Timestamp;
 
 /// The claim's look: the oldest deployment that may run now. `held`
 /// travels as one JSON array of [repository, environment]. A
@@ -92,7 +93,7 @@ impl Deployments for SqliteStore {
             );
             tx.prepare_cached(&sql)?
                 .query_row(
-                    params![now_ms(), owner, lease_ms(), held],
+                    params![Timestamp::now(), owner, lease_ms(), held],
                     deployment_from_row,
                 )
                 .optional()
@@ -122,7 +123,14 @@ impl Deployments for SqliteStore {
             )?;
             let mut held = Vec::with_capacity(claims.len());
             for c in claims {
-                if renew.execute(params![now_ms(), lease_ms(), c.id.0, c.attempt, owner])? == 1 {
+                if renew.execute(params![
+                    Timestamp::now(),
+                    lease_ms(),
+                    c.id.0,
+                    c.attempt,
+                    owner
+                ])? == 1
+                {
                     held.push(c);
                 }
             }
@@ -134,7 +142,7 @@ impl Deployments for SqliteStore {
     async fn rescue(&self, owner: &Owner, all: bool) -> Result<Vec<Deployment>> {
         let owner = owner.0.clone();
         self.write(move |tx| {
-            let now = now_ms();
+            let now = Timestamp::now();
             let sql = format!(
                 "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE state = 'running'
                  AND (?1 OR lease_until IS NULL OR lease_until < ?2) ORDER BY seq"
@@ -168,7 +176,7 @@ impl Deployments for SqliteStore {
             // to 2 hosts"), for `ferry deployments` and the log page.
             tx.prepare_cached("UPDATE deployments SET description = ? WHERE id = ?")?
                 .execute(params![status.description, claim.id.0])?;
-            insert_status(tx, claim.id, &status, now_ms())?;
+            insert_status(tx, claim.id, &status, Timestamp::now())?;
             Ok(true)
         })
         .await
@@ -178,7 +186,7 @@ impl Deployments for SqliteStore {
         debug_assert!(state.is_final());
         let status = status.clone();
         self.write(move |tx| {
-            let now = now_ms();
+            let now = Timestamp::now();
             let changed = tx
                 .prepare_cached(
                     "UPDATE deployments SET state = ?, description = ?, finished_at = ?,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{DeploymentId, Owner, Result, SqliteStore, now_ms};
+use super::{DeploymentId, Owner, Result, SqliteStore, Timestamp};
 use crate::store::events::{Event, EventKind, EventPosition, Events};
 
 fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Event> {
@@ -42,7 +42,7 @@ impl Events for SqliteStore {
         // committed: the writer's time is intake's.
         let cursor = self
             .write(move |tx| {
-                let now = now_ms();
+                let now = Timestamp::now();
                 // A new consumer starts at the end of the stream.
                 tx.prepare_cached(
                     "INSERT OR IGNORE INTO event_cursors (consumer, seq)
@@ -55,10 +55,9 @@ impl Events for SqliteStore {
                        AND (leased_by IS NULL OR leased_by = ?2 OR lease_until < ?4)
                      RETURNING seq",
                 )?
-                .query_row(
-                    params![consumer, owner, now + lease.as_millis() as i64, now],
-                    |r| r.get::<_, i64>(0),
-                )
+                .query_row(params![consumer, owner, now + lease, now], |r| {
+                    r.get::<_, i64>(0)
+                })
                 .optional()
             })
             .await?;
@@ -93,7 +92,7 @@ impl Events for SqliteStore {
         .await
     }
 
-    async fn prune_events(&self, before: i64) -> Result<u64> {
+    async fn prune_events(&self, before: Timestamp) -> Result<u64> {
         self.write(move |tx| {
             Ok(tx
                 .prepare_cached("DELETE FROM events WHERE at < ?")?

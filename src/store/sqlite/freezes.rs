@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use rusqlite::{Row, params};
 
 use super::{Result, SqliteStore};
+use crate::store::Timestamp;
 use crate::store::freezes::{FreezeLift, Freezes};
 
 fn lift_from_row(r: &Row<'_>) -> rusqlite::Result<FreezeLift> {
@@ -44,7 +45,7 @@ impl Freezes for SqliteStore {
         .await
     }
 
-    async fn freeze_lifts(&self, now: i64) -> Result<Vec<FreezeLift>> {
+    async fn freeze_lifts(&self, now: Timestamp) -> Result<Vec<FreezeLift>> {
         self.read(move |c| {
             c.prepare_cached(
                 "SELECT * FROM freeze_lifts WHERE until > ?

@@ -4,14 +4,19 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
 use super::{
-    DEPLOYMENT_COLUMNS, Deployment, DeploymentId, NewStatus, Result, SqliteStore,
-    deployment_from_row, insert_status, now_ms,
+    DEPLOYMENT_COLUMNS, Deployment, DeploymentId, NewStatus, Result, SqliteStore, Timestamp,
+    deployment_from_row, insert_status,
 };
 use crate::store::gates::Gates;
 
 #[async_trait]
 impl Gates for SqliteStore {
-    async fn due_gates(&self, now: i64, next: i64, limit: i64) -> Result<Vec<Deployment>> {
+    async fn due_gates(
+        &self,
+        now: Timestamp,
+        next: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<Deployment>> {
         // Asked every second: a read finds "nothing" without the writer.
         let any = self
             .read(move |c| {
@@ -62,7 +67,7 @@ impl Gates for SqliteStore {
     async fn fail_gate(&self, id: DeploymentId, status: &NewStatus) -> Result<bool> {
         let status = status.clone();
         self.write(move |tx| {
-            let now = now_ms();
+            let now = Timestamp::now();
             let state = match status.state {
                 crate::store::StatusState::Error => "error",
                 _ => "failure",
@@ -92,14 +97,14 @@ impl Gates for SqliteStore {
                 )?
                 .execute(params![status.description, id.0, status.description])?;
             if n == 1 {
-                insert_status(tx, id, &status, now_ms())?;
+                insert_status(tx, id, &status, Timestamp::now())?;
             }
             Ok(n == 1)
         })
         .await
     }
 
-    async fn next_look(&self, id: DeploymentId, at: i64) -> Result<()> {
+    async fn next_look(&self, id: DeploymentId, at: Timestamp) -> Result<()> {
         self.write(move |tx| {
             tx.prepare_cached(
                 "UPDATE deployments SET checks_next_at = ?
@@ -119,7 +124,7 @@ impl Gates for SqliteStore {
                     "UPDATE deployments SET checks_next_at = ?
                      WHERE checks_gate = 1 AND state = 'queued' AND repository = ? AND sha = ?",
                 )?
-                .execute(params![now_ms(), repository, sha])?;
+                .execute(params![Timestamp::now(), repository, sha])?;
             Ok(n as u64)
         })
         .await

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use crate::store::Locks;
 
 use super::{
-    Accepted, DeliveryKey, EnvLock, LockTask, NewDeployment, Result, SqliteStore, State,
-    insert_status, lock_from_row, now_ms,
+    Accepted, DeliveryKey, EnvLock, LockTask, NewDeployment, Result, SqliteStore, State, Timestamp,
+    insert_status, lock_from_row,
 };
 
 #[async_trait]
@@ -62,7 +62,7 @@ impl Locks for SqliteStore {
         .await
     }
 
-    async fn expire_locks(&self, now: i64, by: &str) -> Result<Vec<EnvLock>> {
+    async fn expire_locks(&self, now: Timestamp, by: &str) -> Result<Vec<EnvLock>> {
         // Looked at every few seconds: a read finds "none due" without the
         // writer.
         let due = self
@@ -110,7 +110,7 @@ impl Locks for SqliteStore {
             log_url.to_string(),
         );
         self.write(move |tx| {
-            let now = now_ms();
+            let now = Timestamp::now();
             if !key.delivery_id.is_empty() {
                 let fresh = tx
                     .prepare_cached(super::writer::INSERT_DELIVERY)?
@@ -171,7 +171,7 @@ fn lock_or_unlock(
     held: bool,
     d: &NewDeployment,
     reason: &str,
-    now: i64,
+    now: Timestamp,
 ) -> rusqlite::Result<()> {
     match (task, held) {
         (LockTask::Lock, false) => {
@@ -197,7 +197,7 @@ fn insert_ended(
     d: &NewDeployment,
     state: State,
     description: &str,
-    now: i64,
+    now: Timestamp,
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO deployments (id, seq, repository, environment, task, git_ref, sha,

@@ -5,7 +5,7 @@
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{Owner, Result, SqliteStore, now_ms};
+use super::{Owner, Result, SqliteStore, Timestamp};
 
 /// The open rows of `table` due by `now`, oldest first, at most `limit`,
 /// each leased to `owner` until `until` (its next look moves there).
@@ -14,7 +14,7 @@ pub(super) async fn take_due<T: Send + 'static>(
     table: &'static str,
     open: &'static str,
     owner: &Owner,
-    (now, until, limit): (i64, i64, i64),
+    (now, until, limit): (Timestamp, Timestamp, i64),
     map: fn(&Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Vec<T>> {
     // Asked every second: a read finds "nothing" without the writer.
@@ -58,7 +58,7 @@ pub(super) async fn later(
     open: &'static str,
     seq: i64,
     owner: &Owner,
-    at: i64,
+    at: Timestamp,
 ) -> Result<bool> {
     let owner = owner.0.clone();
     store
@@ -88,7 +88,7 @@ pub(super) async fn release(
                     "UPDATE {table} SET lease_owner = NULL, next_at = MIN(next_at, ?1)
                      WHERE {open} AND lease_owner IS NOT NULL"
                 ))?
-                .execute(params![now_ms()])?;
+                .execute(params![Timestamp::now()])?;
             Ok(n as u64)
         })
         .await

@@ -48,7 +48,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     Accepted, CancelOutcome, Cancellation, Claim, DeliveryKey, Deployment, DeploymentId, EnvLock,
     Error, Hold, LEASE, LockTask, NewDeployment, NewStatus, OperatorAction, OutboxItem, Owner,
-    PostOutcome, RemoteStep, Result, State, StatusState, Store, now_ms,
+    PostOutcome, RemoteStep, Result, State, StatusState, Store, Timestamp,
 };
 use writer::{Job, Message};
 
@@ -305,7 +305,7 @@ fn insert_status(
     tx: &rusqlite::Transaction<'_>,
     id: DeploymentId,
     s: &NewStatus,
-    now: i64,
+    now: Timestamp,
 ) -> rusqlite::Result<()> {
     writer::insert_status(&mut tx.prepare_cached(writer::INSERT_STATUS)?, id, s, now)
 }
@@ -316,7 +316,7 @@ impl Store for SqliteStore {
         false
     }
 
-    async fn created_at(&self) -> Result<i64> {
+    async fn created_at(&self) -> Result<Timestamp> {
         self.read(|c| c.query_row("SELECT created_at FROM store_info", [], |r| r.get(0)))
             .await
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{DeploymentId, Owner, Result, SqliteStore, now_ms};
+use super::{DeploymentId, Owner, Result, SqliteStore, Timestamp};
 use crate::store::events::EventPosition;
 use crate::store::notifications::*;
 
@@ -80,7 +80,7 @@ impl Notifications for SqliteStore {
     ) -> Result<Vec<Notification>> {
         let (sink, owner) = (sink.to_string(), owner.0.clone());
         self.write(move |tx| {
-            let now = now_ms();
+            let now = Timestamp::now();
             let ids: Vec<i64> = tx
                 .prepare_cached(
                     "SELECT n.id FROM notifications n INDEXED BY notifications_due
@@ -103,20 +103,19 @@ impl Notifications for SqliteStore {
                 "SELECT channel, ts FROM slack_messages WHERE sink = ?1 AND deployment_id = ?2",
             )?;
             for id in ids {
-                let mut n =
-                    take.query_row(params![id, owner, now + lease.as_millis() as i64], |r| {
-                        Ok(Notification {
-                            id: r.get(0)?,
-                            sink: r.get(1)?,
-                            event: r.get(2)?,
-                            deployment: r.get::<_, Option<i64>>(3)?.map(DeploymentId),
-                            delivery: r.get(4)?,
-                            body: r.get(5)?,
-                            created_at: r.get(6)?,
-                            attempts: r.get(7)?,
-                            slack: None,
-                        })
-                    })?;
+                let mut n = take.query_row(params![id, owner, now + lease], |r| {
+                    Ok(Notification {
+                        id: r.get(0)?,
+                        sink: r.get(1)?,
+                        event: r.get(2)?,
+                        deployment: r.get::<_, Option<i64>>(3)?.map(DeploymentId),
+                        delivery: r.get(4)?,
+                        body: r.get(5)?,
+                        created_at: r.get(6)?,
+                        attempts: r.get(7)?,
+                        slack: None,
+                    })
+                })?;
                 if let Some(d) = n.deployment {
                     n.slack = message
                         .query_row(params![n.sink, d.0], |r| {
@@ -141,7 +140,7 @@ impl Notifications for SqliteStore {
     ) -> Result<Vec<bool>> {
         let (owner, tries) = (owner.0.clone(), tries.to_vec());
         self.write(move |tx| {
-            let now = now_ms();
+            let now = Timestamp::now();
             let mut update = tx.prepare_cached(
                 "UPDATE notifications
                     SET state = ?3, attempts = attempts + 1,
@@ -215,7 +214,7 @@ impl Notifications for SqliteStore {
         .await
     }
 
-    async fn prune_notifications(&self, before: i64) -> Result<u64> {
+    async fn prune_notifications(&self, before: Timestamp) -> Result<u64> {
         self.write(move |tx| {
             let n = tx
                 .prepare_cached(

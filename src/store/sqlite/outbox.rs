@@ -4,11 +4,12 @@
 use async_trait::async_trait;
 
 use super::*;
+use crate::store::Timestamp;
 use crate::store::{Outbox, PendingStatuses, StatusRecord};
 
 #[async_trait]
 impl Outbox for SqliteStore {
-    async fn due_statuses(&self, now: i64, limit: i64) -> Result<Vec<OutboxItem>> {
+    async fn due_statuses(&self, now: Timestamp, limit: i64) -> Result<Vec<OutboxItem>> {
         self.read(move |c| {
             let item = |r: &Row<'_>| {
                 let state: String = r.get("state")?;
@@ -64,7 +65,7 @@ impl Outbox for SqliteStore {
         .await
     }
 
-    async fn next_status_due(&self) -> Result<Option<i64>> {
+    async fn next_status_due(&self) -> Result<Option<Timestamp>> {
         self.read(|c| {
             c.prepare_cached(
                 "SELECT MIN(next_attempt_at) FROM status_outbox

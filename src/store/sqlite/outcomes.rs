@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{DeploymentId, Owner, Result, SqliteStore, State, looks, now_ms};
+use super::{DeploymentId, Owner, Result, SqliteStore, State, Timestamp, looks};
 use crate::store::outcomes::*;
 use crate::store::outcomes::{ENDED, IS_ENDED};
 
@@ -40,7 +40,7 @@ fn look_from_row(r: &Row<'_>) -> rusqlite::Result<CommitLook> {
 impl Outcomes for SqliteStore {
     async fn ended_since(
         &self,
-        since: i64,
+        since: Timestamp,
         environment: Option<(&str, &str)>,
     ) -> Result<Vec<Ended>> {
         let environment = environment.map(|(r, e)| (r.to_string(), e.to_string()));
@@ -92,7 +92,7 @@ impl Outcomes for SqliteStore {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO rollbacks (deployment_id, kind, at) VALUES (?1, ?2, ?3)",
             )?
-            .execute(params![id.0, kind.as_str(), now_ms()])?;
+            .execute(params![id.0, kind.as_str(), Timestamp::now()])?;
             Ok(())
         })
         .await
@@ -101,15 +101,15 @@ impl Outcomes for SqliteStore {
     async fn due_commit_looks(
         &self,
         owner: &Owner,
-        now: i64,
-        until: i64,
+        now: Timestamp,
+        until: Timestamp,
         limit: i64,
     ) -> Result<Vec<CommitLook>> {
         let when = (now, until, limit);
         looks::take_due(self, TABLE, OPEN, owner, when, look_from_row).await
     }
 
-    async fn known_commit_time(&self, repository: &str, sha: &str) -> Result<Option<i64>> {
+    async fn known_commit_time(&self, repository: &str, sha: &str) -> Result<Option<Timestamp>> {
         let (repository, sha) = (repository.to_string(), sha.to_string());
         self.read(move |c| {
             c.prepare_cached(
@@ -126,7 +126,7 @@ impl Outcomes for SqliteStore {
         &self,
         seq: i64,
         owner: &Owner,
-        committed_at: Option<i64>,
+        committed_at: Option<Timestamp>,
         error: Option<&str>,
     ) -> Result<bool> {
         let (owner, error) = (owner.0.clone(), error.map(str::to_string));
@@ -137,7 +137,7 @@ impl Outcomes for SqliteStore {
                          lease_owner = NULL, attempts = attempts + 1
                      WHERE seq = ?4 AND lease_owner = ?5 AND done_at IS NULL",
                 )?
-                .execute(params![committed_at, error, now_ms(), seq, owner])?;
+                .execute(params![committed_at, error, Timestamp::now(), seq, owner])?;
             Ok(n == 1)
         })
         .await
@@ -147,7 +147,7 @@ impl Outcomes for SqliteStore {
         &self,
         seq: i64,
         owner: &Owner,
-        at: i64,
+        at: Timestamp,
         error: &str,
     ) -> Result<bool> {
         let (owner, error) = (owner.0.clone(), error.to_string());

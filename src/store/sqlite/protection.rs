@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use rusqlite::{Row, params};
 
-use super::{Owner, Result, SqliteStore, looks, now_ms};
+use super::{Owner, Result, SqliteStore, Timestamp, looks};
 use crate::store::protection::*;
 
 const TABLE: &str = "protection_runs";
@@ -29,7 +29,7 @@ impl ProtectionRuns for SqliteStore {
     async fn record_run(&self, run: &NewRun) -> Result<bool> {
         let run = run.clone();
         self.write(move |tx| {
-            let now = now_ms();
+            let now = Timestamp::now();
             let n = tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO protection_runs (repository, environment, run_id,
@@ -52,8 +52,8 @@ impl ProtectionRuns for SqliteStore {
     async fn due_runs(
         &self,
         owner: &Owner,
-        now: i64,
-        until: i64,
+        now: Timestamp,
+        until: Timestamp,
         limit: i64,
     ) -> Result<Vec<WaitingRun>> {
         let when = (now, until, limit);
@@ -64,7 +64,7 @@ impl ProtectionRuns for SqliteStore {
         &self,
         seq: i64,
         owner: &Owner,
-        at: i64,
+        at: Timestamp,
         reported: Option<&str>,
     ) -> Result<bool> {
         let (owner, reported) = (owner.0.clone(), reported.map(str::to_string));
@@ -89,7 +89,7 @@ impl ProtectionRuns for SqliteStore {
                     "UPDATE protection_runs SET state = ?1, done_at = ?2, lease_owner = NULL
                      WHERE seq = ?3 AND lease_owner = ?4 AND state = 'waiting'",
                 )?
-                .execute(params![end.as_str(), now_ms(), seq, owner])?;
+                .execute(params![end.as_str(), Timestamp::now(), seq, owner])?;
             Ok(n == 1)
         })
         .await

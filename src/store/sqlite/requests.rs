@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{DeploymentId, Owner, Result, SqliteStore, now_ms};
+use super::{DeploymentId, Owner, Result, SqliteStore, Timestamp};
 use crate::store::requests::{
     DeployRequest, RequestAnswer, RequestState, Requests, TakenRequest, state_of,
 };
@@ -50,7 +50,7 @@ impl Requests for SqliteStore {
     async fn request_deployment(&self, q: &DeployRequest, within: Duration) -> Result<i64> {
         let q = q.clone();
         self.write(move |tx| {
-            let now = now_ms();
+            let now = Timestamp::now();
             tx.prepare_cached(
                 "INSERT INTO deploy_requests (actor, repository, environment, git_ref, task,
                      payload, description, skip_contexts, production, transient, rollback_of,
@@ -72,7 +72,7 @@ impl Requests for SqliteStore {
                     q.transient,
                     q.rollback_of.map(|d| d.0),
                     now,
-                    now + within.as_millis() as i64
+                    now + within
                 ],
                 |r| r.get(0),
             )
@@ -81,7 +81,6 @@ impl Requests for SqliteStore {
     }
 
     async fn take_request(&self, owner: &Owner, margin: Duration) -> Result<Option<TakenRequest>> {
-        let margin = margin.as_millis() as i64;
         // Asked twice a second: a read finds "nothing" without the writer.
         let any = self
             .read(move |c| {
@@ -89,7 +88,7 @@ impl Requests for SqliteStore {
                     "SELECT seq FROM deploy_requests
                      WHERE taken_at IS NULL AND withdrawn_at IS NULL AND deadline > ? LIMIT 1",
                 )?
-                .query_row(params![now_ms() + margin], |r| r.get::<_, i64>(0))
+                .query_row(params![Timestamp::now() + margin], |r| r.get::<_, i64>(0))
                 .optional()
             })
             .await?;
@@ -98,7 +97,7 @@ impl Requests for SqliteStore {
         }
         let owner = owner.0.clone();
         self.write(move |tx| {
-            let now = now_ms();
+            let now = Timestamp::now();
             tx.prepare_cached(
                 "UPDATE deploy_requests SET taken_at = ?, taken_by = ? WHERE seq = (
                      SELECT seq FROM deploy_requests
@@ -110,7 +109,7 @@ impl Requests for SqliteStore {
                 Ok(TakenRequest {
                     seq: r.get("seq")?,
                     request: request_from_row(r)?,
-                    left: Duration::from_millis((r.get::<_, i64>("deadline")? - now).max(0) as u64),
+                    left: r.get::<_, Timestamp>("deadline")? - now,
                 })
             })
             .optional()
@@ -146,7 +145,7 @@ impl Requests for SqliteStore {
                 "UPDATE deploy_requests SET withdrawn_at = ?
                  WHERE seq = ? AND taken_at IS NULL AND withdrawn_at IS NULL",
             )?
-            .execute(params![now_ms(), seq])?;
+            .execute(params![Timestamp::now(), seq])?;
             tx.prepare_cached("SELECT * FROM deploy_requests WHERE seq = ?")?
                 .query_row(params![seq], state_from_row)
                 .optional()

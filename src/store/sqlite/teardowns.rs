@@ -9,7 +9,7 @@ use crate::store::{
     TORN_DOWN, TeardownCause, TeardownQueued, Teardowns,
 };
 
-use super::{DEPLOYMENT_COLUMNS, SqliteStore, deployment_from_row, insert_status, now_ms};
+use super::{DEPLOYMENT_COLUMNS, SqliteStore, Timestamp, deployment_from_row, insert_status};
 
 /// The latest deployment of each environment (teardowns aside), as a
 /// condition on `d`.
@@ -22,7 +22,7 @@ fn inactive(
     tx: &Transaction<'_>,
     ids: &[DeploymentId],
     description: &str,
-    now: i64,
+    now: Timestamp,
 ) -> rusqlite::Result<()> {
     let status = NewStatus::new(StatusState::Inactive, description.to_string());
     for id in ids {
@@ -68,7 +68,7 @@ fn queue(
     {
         return Ok(TeardownQueued::Already(t));
     }
-    let now = now_ms();
+    let now = Timestamp::now();
     let mut superseded: Vec<DeploymentId> = tx
         .prepare_cached(
             "UPDATE deployments SET state = 'inactive', finished_at = ?1, description = ?2
@@ -149,7 +149,7 @@ impl Teardowns for SqliteStore {
         debug_assert!(state.is_final());
         let description = description.to_string();
         self.write(move |tx| {
-            let now = now_ms();
+            let now = Timestamp::now();
             let ended = tx
                 .prepare_cached(
                     "UPDATE deployments SET state = ?, description = ?, finished_at = ?,

@@ -20,7 +20,7 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{
-    Accepted, DeploymentId, Error, NewStatus, PostOutcome, Result, StatusState, now_ms,
+    Accepted, DeploymentId, Error, NewStatus, PostOutcome, Result, StatusState, Timestamp,
 };
 
 /// Deliveries committed together at most; more wait for the next commit.
@@ -145,7 +145,7 @@ fn commit(
     records: &Records,
     next_seq: &mut Option<i64>,
 ) -> rusqlite::Result<Vec<Accepted>> {
-    let now = now_ms();
+    let now = Timestamp::now();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for (posts, _) in records {
         record_posts(&tx, posts, now)?;
@@ -210,7 +210,7 @@ struct Statements<'t> {
 struct Place {
     i: usize,
     seq: i64,
-    now: i64,
+    now: Timestamp,
 }
 
 /// Stores the batch's `i`th delivery, a deployment new to the store: with
@@ -284,7 +284,7 @@ fn store_one(
 fn new_deployments(
     tx: &rusqlite::Transaction<'_>,
     batch: &[IntakeJob],
-    now: i64,
+    now: Timestamp,
 ) -> rusqlite::Result<Vec<Option<Accepted>>> {
     let mut delivery = tx.prepare_cached(INSERT_DELIVERY)?;
     let mut stored = tx.prepare_cached("SELECT 1 FROM deployments WHERE id = ?")?;
@@ -344,7 +344,7 @@ pub fn insert_status(
     statement: &mut rusqlite::CachedStatement<'_>,
     id: DeploymentId,
     s: &NewStatus,
-    now: i64,
+    now: Timestamp,
 ) -> rusqlite::Result<()> {
     // Teardowns are ferry's own: GitHub hears of them only through the
     // `inactive` of the deployments they tear down.
@@ -367,7 +367,7 @@ pub fn insert_status(
 fn record_posts(
     tx: &rusqlite::Transaction<'_>,
     posts: &[(i64, PostOutcome)],
-    now: i64,
+    now: Timestamp,
 ) -> rusqlite::Result<()> {
     let mut sent = tx.prepare_cached(
         "UPDATE status_outbox SET sent_at = ?, attempts = attempts + 1 WHERE seq = ?",
