@@ -506,7 +506,13 @@ impl World {
             fleet: sshds,
             github,
             ferry,
-            http: reqwest::Client::new(),
+            // ferry closes a kept connection idle for its header timeout
+            // (10 s); a request sent on it in that instant was reset (a
+            // test waiting 8 s for a soak met it). The client lets go at 5 s.
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(5))
+                .build()
+                .unwrap(),
             port,
             metrics_port,
             dir,
