@@ -11,9 +11,13 @@ pub(crate) fn fleet_setup(max_connections: usize) -> Setup {
             loopback(34, 16),
             loopback(50, 2),
         ],
-        // Room for every tool to open all 50 at once.
-        sshd_config: "MaxStartups 100".into(),
-        ssh: format!("max_connections = {max_connections}"),
+        // Room for every tool to open all 50 at once. SHLVL=1: Debian's
+        // bash then skips ~/.bashrc (this machine's starts pyenv, ~120 ms
+        // a host), the lab hosts' shell start-up, not ferry's or ssh's.
+        sshd_config: "MaxStartups 100\nSetEnv SHLVL=1".into(),
+        // Cold: every deployment opens its connections, as parallel-ssh
+        // does every run (none is left open for the next).
+        ssh: format!("max_connections = {max_connections}\nidle_timeout = \"0s\""),
         ..Setup::default()
     }
 }
@@ -22,9 +26,10 @@ pub(crate) fn fleet_hosts(sshds: &[&Sshd]) -> Vec<String> {
     sshds.iter().flat_map(|s| s.hosts()).collect()
 }
 
-/// Runs one 50-host deployment of `true` three times; median wall time from
-/// the 202 to `success`, and ferry's peak RSS.
-pub(crate) async fn ferry_fanout(max_connections: usize) -> (Duration, u64, World) {
+/// Runs one 50-host deployment of `true` three times, each opening its
+/// connections; the wall times from the 202 to `success`, and ferry's peak
+/// RSS.
+pub(crate) async fn ferry_fanout(max_connections: usize) -> (Vec<Duration>, u64, World) {
     let w = World::build_fleet(fleet_setup(max_connections), |sshds, _| {
         target(
             REPO,
@@ -48,7 +53,7 @@ pub(crate) async fn ferry_fanout(max_connections: usize) -> (Duration, u64, Worl
         times.push(last.at - t);
     }
     let peak = kib(w.ferry.pid(), "VmHWM:");
-    (median(times), peak, w)
+    (times, peak, w)
 }
 
 pub(crate) fn timed(mut cmd: Command) -> Duration {
@@ -61,7 +66,10 @@ pub(crate) fn timed(mut cmd: Command) -> Duration {
 
 pub(crate) async fn fanout(report: &mut Vec<[String; 5]>, rss: &mut Vec<[String; 5]>) {
     let (default_cap, _, _) = ferry_fanout(ferry::config::DEFAULT_MAX_CONNECTIONS).await;
-    let (ferry, peak, w) = ferry_fanout(50).await;
+    let default_cap = median(default_cap);
+    let (ferry_times, peak, w) = ferry_fanout(50).await;
+    let ferry = median(ferry_times.clone());
+    let ferry_worst = ferry_times.iter().copied().max().unwrap();
     let d = w.dir.path();
     let sshds: Vec<&Sshd> = std::iter::once(&w.sshd).chain(w.fleet.iter()).collect();
 
@@ -75,31 +83,31 @@ pub(crate) async fn fanout(report: &mut Vec<[String; 5]>, rss: &mut Vec<[String;
         })
         .collect();
     std::fs::write(&hosts_file, lines.join("\n")).unwrap();
-    let pssh = median(
-        (0..3)
-            .map(|_| {
-                let mut c = Command::new("parallel-ssh");
-                c.arg("-h")
-                    .arg(&hosts_file)
-                    .args(["-p", "50", "-t", "60"])
-                    .args([
-                        "-O",
-                        "BatchMode=yes",
-                        "-O",
-                        "StrictHostKeyChecking=yes",
-                        "-O",
-                    ])
-                    .arg(format!(
-                        "UserKnownHostsFile={}",
-                        d.join("known_hosts").display()
-                    ))
-                    .arg("-x")
-                    .arg(format!("-F none -i {}", d.join("id_ed25519").display()))
-                    .arg("true");
-                timed(c)
-            })
-            .collect(),
-    );
+    let pssh_times: Vec<Duration> = (0..3)
+        .map(|_| {
+            let mut c = Command::new("parallel-ssh");
+            c.arg("-h")
+                .arg(&hosts_file)
+                .args(["-p", "50", "-t", "60"])
+                .args([
+                    "-O",
+                    "BatchMode=yes",
+                    "-O",
+                    "StrictHostKeyChecking=yes",
+                    "-O",
+                ])
+                .arg(format!(
+                    "UserKnownHostsFile={}",
+                    d.join("known_hosts").display()
+                ))
+                .arg("-x")
+                .arg(format!("-F none -i {}", d.join("id_ed25519").display()))
+                .arg("true");
+            timed(c)
+        })
+        .collect();
+    let pssh = median(pssh_times.clone());
+    let pssh_best = pssh_times.iter().copied().min().unwrap();
 
     let inventory = d.join("inventory.ini");
     let mut inv = String::from("[fleet]\n");
@@ -140,11 +148,21 @@ pub(crate) async fn fanout(report: &mut Vec<[String; 5]>, rss: &mut Vec<[String;
     );
 
     report.push([
-        "Fan-out: `true` on 50 hosts, wall time".into(),
+        "Fan-out: `true` on 50 hosts, every connection new, wall time (median of 3)".into(),
         format!("{} (all at once)", secs(ferry)),
         format!("parallel-ssh -p 50 {}", secs(pssh)),
         format!("{:.2}x", ferry.as_secs_f64() / pssh.as_secs_f64()),
-        "<= 1.1x".into(),
+        "<= 1.0x".into(),
+    ]);
+    report.push([
+        "Fan-out, same: ferry's worst round against parallel-ssh's best".into(),
+        secs(ferry_worst),
+        format!("parallel-ssh -p 50 {}", secs(pssh_best)),
+        format!(
+            "{:.2}x",
+            ferry_worst.as_secs_f64() / pssh_best.as_secs_f64()
+        ),
+        "<= 1.0x".into(),
     ]);
     report.push([
         "Fan-out, same run".into(),

@@ -64,6 +64,7 @@ mod burst;
 mod failover;
 mod fanout;
 mod footprint;
+mod growth;
 mod intake;
 mod notify;
 mod reaction;
@@ -74,6 +75,7 @@ use burst::*;
 use failover::*;
 use fanout::*;
 use footprint::*;
+use growth::*;
 use intake::*;
 use notify::*;
 use reaction::*;
@@ -143,6 +145,11 @@ async fn main() {
     if wanted("notify") || wanted("notify-sqlite") {
         eprintln!("burst with notification sinks ...");
         notify(&mut report, !wanted("notify-sqlite") || wanted("notify")).await;
+    }
+    // `growth-sqlite`: SQLite alone.
+    if wanted("growth") || wanted("growth-sqlite") {
+        eprintln!("the burst before and after the store grows ...");
+        growth(&mut report, !wanted("growth-sqlite") || wanted("growth")).await;
     }
     if wanted("failover") {
         eprintln!("failover ...");

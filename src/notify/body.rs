@@ -140,14 +140,9 @@ mod tests {
     #[test]
     fn a_lock_names_who_and_why_and_its_delivery_is_stable() {
         let e = lock_event(7);
-        let n = notification(
-            "ops",
-            NotifyEvent::Locked,
-            &e,
-            None,
-            None,
-            Timestamp::from_millis(1),
-        );
+        let store_created = Timestamp::from_millis(1);
+        let made = || notification("ops", NotifyEvent::Locked, &e, None, None, store_created);
+        let n = made();
         let body: Value = serde_json::from_str(&n.body).unwrap();
         assert_eq!(body["event"], "locked");
         assert_eq!(body["deployment"], Value::Null);
@@ -157,21 +152,11 @@ mod tests {
         assert_eq!(body["delivery"], n.delivery.as_str());
         assert_eq!(n.chain, "environment:octo-org/web:production");
         // Read again, the same id; another sink or event, another.
-        let again = notification(
-            "ops",
-            NotifyEvent::Locked,
-            &e,
-            None,
-            None,
-            Timestamp::from_millis(1),
-        );
+        let again = made();
         assert_eq!(again.delivery, n.delivery);
+        assert_ne!(delivery_id(store_created, "other", &e), n.delivery);
         assert_ne!(
-            delivery_id(Timestamp::from_millis(1), "other", &e),
-            n.delivery
-        );
-        assert_ne!(
-            delivery_id(Timestamp::from_millis(1), "ops", &lock_event(8)),
+            delivery_id(store_created, "ops", &lock_event(8)),
             n.delivery
         );
         assert_eq!(n.delivery.len(), 36);
