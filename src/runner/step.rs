@@ -50,12 +50,21 @@ pub enum StepEnd {
 /// Runs one step's input through the wrapper; every output line goes to
 /// `emit`. Returns when the step ends or `stop` says to stop (after killing
 /// the step's process group on the host).
+///
+/// The wrapper announces its process group (`started`) before it reads its
+/// script from stdin, and the script is sent only once `recorded` is done
+/// (the caller has stored the group) or the wrapper announced none. Sent at
+/// once, a ferry that died in between left a step running that nothing
+/// recorded, so the next ferry could neither end it nor hold its
+/// environment; now such a wrapper's stdin closes and its empty script
+/// runs nothing.
 pub async fn run_step(
     link: &Link,
     input: Vec<u8>,
     stop: &mut watch::Receiver<Stop>,
     emit: &(dyn Fn(Stream, &str) + Sync),
     started: &(dyn Fn(&RemoteGroup) + Sync),
+    recorded: impl std::future::Future<Output = ()>,
 ) -> StepEnd {
     let child = match link.spawn(remote::WRAPPER).await {
         Ok(c) => c,
@@ -64,11 +73,17 @@ pub async fn run_step(
     let (mut stdin, stdout, stderr, child) = (child.stdin, child.stdout, child.stderr, child.child);
     let pgid = OnceLock::new();
     let announced = tokio::sync::Notify::new();
+    let no_group = tokio::sync::Notify::new();
     let announce = |group: &RemoteGroup| {
         started(group);
         announced.notify_one();
     };
+    let no_group_ref = &no_group;
     let feed = async move {
+        tokio::select! {
+            _ = recorded => {}
+            _ = no_group_ref.notified() => {}
+        }
         // A write error means the step already ended; its status says why.
         let _ = stdin.write_all(&input).await;
         let _ = stdin.shutdown().await;
@@ -78,7 +93,12 @@ pub async fn run_step(
         tokio::join!(
             feed,
             pump(stdout, Stream::Out, emit, None),
-            pump(stderr, Stream::Err, emit, Some((&pgid, &announce))),
+            pump(
+                stderr,
+                Stream::Err,
+                emit,
+                Some((&pgid, &announce, &no_group))
+            ),
         )
     };
     tokio::pin!(io);
@@ -168,8 +188,13 @@ async fn kill_group(link: &Link, pgid: Option<u32>, emit: &(dyn Fn(Stream, &str)
 
 /// Reads a stream to its end, emitting lines: invalid UTF-8 replaced, very
 /// long lines split. With `group`, the wrapper's first line is taken from
-/// it, and announced.
-type GroupSink<'a> = (&'a OnceLock<RemoteGroup>, &'a (dyn Fn(&RemoteGroup) + Sync));
+/// it, and announced; if that line names no group (or the stream ends
+/// first), the last `Notify` says so.
+type GroupSink<'a> = (
+    &'a OnceLock<RemoteGroup>,
+    &'a (dyn Fn(&RemoteGroup) + Sync),
+    &'a tokio::sync::Notify,
+);
 
 async fn pump(
     mut r: impl AsyncRead + Unpin,
@@ -185,15 +210,24 @@ async fn pump(
             line.pop();
         }
         let text = String::from_utf8_lossy(line);
-        if std::mem::take(marker_pending)
-            && let Some(g) = text.strip_prefix(remote::PGID_MARKER)
-        {
-            if let (Some((cell, started)), Some(g)) = (pgid, RemoteGroup::parse(g)) {
+        let first = std::mem::take(marker_pending);
+        let group = first
+            .then(|| text.strip_prefix(remote::PGID_MARKER))
+            .flatten()
+            .map(RemoteGroup::parse);
+        match (pgid, group) {
+            (Some((cell, started, _)), Some(Some(g))) => {
                 started(&g);
                 let _ = cell.set(g);
             }
-        } else {
-            emit(stream, &text);
+            (Some((_, _, none)), Some(None)) => none.notify_one(),
+            (sink, None) => {
+                if let (Some((_, _, none)), true) = (sink, first) {
+                    none.notify_one();
+                }
+                emit(stream, &text);
+            }
+            (None, Some(_)) => emit(stream, &text),
         }
         line.clear();
     };
@@ -216,6 +250,9 @@ async fn pump(
     if !line.is_empty() {
         flush(&mut line, &mut marker_pending);
     }
+    if let (Some((_, _, none)), true) = (pgid, marker_pending) {
+        none.notify_one();
+    }
 }
 
 #[cfg(test)]
@@ -228,11 +265,12 @@ mod tests {
         let pgid = OnceLock::new();
         let emit = |_: Stream, t: &str| seen.lock().unwrap().push(t.to_string());
         let started = |_: &RemoteGroup| {};
+        let none = tokio::sync::Notify::new();
         pump(
             input,
             Stream::Err,
             &emit,
-            with_marker.then_some((&pgid, &started)),
+            with_marker.then_some((&pgid, &started, &none)),
         )
         .await;
         (
@@ -256,5 +294,48 @@ mod tests {
         let (lines, g) = pumped(b"x\nferry-pgid:1\n", true).await;
         assert_eq!(g, None);
         assert_eq!(lines, vec!["x", "ferry-pgid:1"]);
+    }
+
+    /// Whether process `pid` has exited (a zombie not yet reaped, or gone).
+    fn exited(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z'))
+        })
+    }
+
+    /// A run dropped after the wrapper announced its group but before the
+    /// group was recorded (ferry killed in between) leaves a wrapper that
+    /// never got its script: it ends having run nothing.
+    #[tokio::test]
+    async fn the_script_waits_until_the_group_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let ran = dir.path().join("ran");
+        let input = format!("touch '{}'\n", ran.display()).into_bytes();
+        let (_keep, mut stop) = watch::channel(Stop::Run);
+        let group = Mutex::new(None);
+        let announced = tokio::sync::Notify::new();
+        let started = |g: &RemoteGroup| {
+            *group.lock().unwrap() = Some(g.pgid);
+            announced.notify_one();
+        };
+        let emit = |_: Stream, _: &str| {};
+        let never = std::future::pending::<()>();
+        tokio::select! {
+            end = run_step(&Link::Local, input.clone(), &mut stop, &emit, &started, never) => {
+                panic!("the step ended before its group was recorded: {end:?}")
+            }
+            _ = announced.notified() => {}
+        }
+        let pgid = group.lock().unwrap().expect("announced");
+        ferry_testkit::eventually("the wrapper's end", Duration::from_secs(10), || async {
+            exited(pgid).then_some(())
+        })
+        .await;
+        assert!(!ran.exists(), "the script ran with nothing recorded");
+
+        // Recorded: the script runs.
+        let end = run_step(&Link::Local, input, &mut stop, &emit, &started, async {}).await;
+        assert_eq!(end, StepEnd::Exited(0));
+        assert!(ran.exists());
     }
 }

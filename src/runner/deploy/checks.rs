@@ -27,12 +27,14 @@ impl Run {
         emit: &(dyn Fn(Stream, &str) + Sync),
     ) -> StepEnd {
         let (groups, mut announced) = tokio::sync::mpsc::unbounded_channel::<RemoteGroup>();
+        let (recorded, is_recorded) = tokio::sync::oneshot::channel::<()>();
         let (store, id, remembered) = (
             self.shared.store.clone(),
             self.deployment.id,
             spec.to_string(),
         );
         let remember = tokio::spawn(async move {
+            let mut recorded = Some(recorded);
             while let Some(g) = announced.recv().await {
                 if let Err(e) = store
                     .remember_step(id, &remembered, g.pgid, &g.boot_id)
@@ -40,12 +42,20 @@ impl Run {
                 {
                     tracing::warn!(deployment = %id, error = %e, "cannot record a running step of deployment {id}: {e}");
                 }
+                // The step's script goes out now (recorded or not: a store
+                // that cannot take the write must not stop deployments).
+                if let Some(r) = recorded.take() {
+                    let _ = r.send(());
+                }
             }
         });
         let announce = move |g: &RemoteGroup| {
             let _ = groups.send(g.clone());
         };
-        let end = run_step(link, input, stop, emit, &announce).await;
+        let end = run_step(link, input, stop, emit, &announce, async {
+            let _ = is_recorded.await;
+        })
+        .await;
         drop(announce);
         let _ = remember.await;
         let gone = !matches!(
