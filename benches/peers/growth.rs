@@ -37,6 +37,7 @@ pub(crate) async fn growth(report: &mut Vec<[String; 5]>, postgres: bool) {
                     seconds,
                     connections,
                 ));
+                let _ = std::fs::remove_file(&path);
             }
             loads
         };
@@ -51,6 +52,8 @@ pub(crate) async fn growth(report: &mut Vec<[String; 5]>, postgres: bool) {
             let path = fresh(100_000);
             let load = wrk(&w.ferry.url, "/webhook", &path, dir.path(), 8, connections);
             assert!(load.requests < 100_000, "a fill chunk ran out");
+            // 900 MB a chunk: gone once sent.
+            let _ = std::fs::remove_file(&path);
             stored += load.requests - load.non_2xx;
         }
         let filled_in = started.elapsed();
