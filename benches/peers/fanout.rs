@@ -27,9 +27,11 @@ pub(crate) fn fleet_hosts(sshds: &[&Sshd]) -> Vec<String> {
 }
 
 /// Runs one 50-host deployment of `true` three times, each opening its
-/// connections; the wall times from the 202 to `success`, and ferry's peak
-/// RSS.
-pub(crate) async fn ferry_fanout(max_connections: usize) -> (Vec<Duration>, u64, World) {
+/// connections; the wall times from the 202 to `success` with the CPU the
+/// whole machine spent meanwhile, and ferry's peak RSS.
+pub(crate) async fn ferry_fanout(
+    max_connections: usize,
+) -> (Vec<(Duration, Duration)>, u64, World) {
     let w = World::build_fleet(fleet_setup(max_connections), |sshds, _| {
         target(
             REPO,
@@ -42,6 +44,7 @@ pub(crate) async fn ferry_fanout(max_connections: usize) -> (Vec<Duration>, u64,
     .await;
     let mut times = Vec::new();
     for i in 0..3 {
+        let cpu = machine_cpu();
         w.deploy(2000 + i, REPO, "production").await;
         let t = Instant::now();
         let statuses = w
@@ -50,10 +53,30 @@ pub(crate) async fn ferry_fanout(max_connections: usize) -> (Vec<Duration>, u64,
             .await;
         let last = statuses.last().unwrap();
         assert_eq!(last.state(), "success", "{}", last.description());
-        times.push(last.at - t);
+        times.push((last.at - t, machine_cpu() - cpu));
     }
     let peak = kib(w.ferry.pid(), "VmHWM:");
     (times, peak, w)
+}
+
+/// CPU time the whole machine has spent (user, system, interrupts; not
+/// idle or waiting), from /proc/stat: the hosts' sshd and shells, ssh,
+/// ferry and the tools alike.
+pub(crate) fn machine_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .enumerate()
+        // user nice system idle iowait irq softirq steal
+        .filter(|(i, _)| matches!(i, 0 | 1 | 2 | 5 | 6))
+        .filter_map(|(_, v)| v.parse::<u64>().ok())
+        .sum();
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
 }
 
 pub(crate) fn timed(mut cmd: Command) -> Duration {
@@ -66,8 +89,10 @@ pub(crate) fn timed(mut cmd: Command) -> Duration {
 
 pub(crate) async fn fanout(report: &mut Vec<[String; 5]>, rss: &mut Vec<[String; 5]>) {
     let (default_cap, _, _) = ferry_fanout(ferry::config::DEFAULT_MAX_CONNECTIONS).await;
-    let default_cap = median(default_cap);
-    let (ferry_times, peak, w) = ferry_fanout(50).await;
+    let default_cap = median(default_cap.into_iter().map(|(t, _)| t).collect());
+    let (ferry_runs, peak, w) = ferry_fanout(50).await;
+    let ferry_times: Vec<Duration> = ferry_runs.iter().map(|(t, _)| *t).collect();
+    let ferry_cpu = median(ferry_runs.iter().map(|(_, c)| *c).collect());
     let ferry = median(ferry_times.clone());
     let ferry_worst = ferry_times.iter().copied().max().unwrap();
     let d = w.dir.path();
@@ -83,6 +108,7 @@ pub(crate) async fn fanout(report: &mut Vec<[String; 5]>, rss: &mut Vec<[String;
         })
         .collect();
     std::fs::write(&hosts_file, lines.join("\n")).unwrap();
+    let mut pssh_cpu = Vec::new();
     let pssh_times: Vec<Duration> = (0..3)
         .map(|_| {
             let mut c = Command::new("parallel-ssh");
@@ -103,9 +129,13 @@ pub(crate) async fn fanout(report: &mut Vec<[String; 5]>, rss: &mut Vec<[String;
                 .arg("-x")
                 .arg(format!("-F none -i {}", d.join("id_ed25519").display()))
                 .arg("true");
-            timed(c)
+            let cpu = machine_cpu();
+            let took = timed(c);
+            pssh_cpu.push(machine_cpu() - cpu);
+            took
         })
         .collect();
+    let pssh_cpu = median(pssh_cpu);
     let pssh = median(pssh_times.clone());
     let pssh_best = pssh_times.iter().copied().min().unwrap();
 
@@ -156,6 +186,13 @@ pub(crate) async fn fanout(report: &mut Vec<[String; 5]>, rss: &mut Vec<[String;
         format!("parallel-ssh -p 50 {}", secs(pssh)),
         format!("{:.2}x", ferry.as_secs_f64() / pssh.as_secs_f64()),
         "<= 1.0x".into(),
+    ]);
+    report.push([
+        "Fan-out, same: CPU the whole machine spent per run (hosts included), median".into(),
+        secs(ferry_cpu),
+        format!("parallel-ssh -p 50 {}", secs(pssh_cpu)),
+        format!("{:.2}x", ferry_cpu.as_secs_f64() / pssh_cpu.as_secs_f64()),
+        String::new(),
     ]);
     report.push([
         "Fan-out, same: ferry's worst round against parallel-ssh's best".into(),
