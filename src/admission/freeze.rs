@@ -296,23 +296,36 @@ pub async fn lift(
     Ok(lifted)
 }
 
-/// The environments with a deployment waiting that a freeze holds now:
-/// what the runner must not claim. Nothing is read when no freeze is
-/// configured.
-pub async fn held_now(
-    store: &SharedStore,
-    freezes: &[Freeze],
-) -> crate::store::Result<Vec<crate::store::EnvKey>> {
+/// What the runner may claim while freezes are configured.
+#[derive(Debug, Default)]
+pub struct Held {
+    /// The waiting environments a freeze holds now.
+    pub frozen: Vec<crate::store::EnvKey>,
+    /// Every environment that was looked at (None: no freeze, no look):
+    /// a deployment to another arrived after the look and waits for the
+    /// next one, or a frozen environment's first deployment could be
+    /// claimed before anything knew it was waiting.
+    pub looked_at: Option<Vec<crate::store::EnvKey>>,
+}
+
+/// The environments with a deployment waiting that a freeze holds now,
+/// and those looked at. Nothing is read when no freeze is configured.
+pub async fn held_now(store: &SharedStore, freezes: &[Freeze]) -> crate::store::Result<Held> {
     if freezes.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Held::default());
     }
     let now = Timestamp::now();
     let waiting = store.waiting_environments().await?;
     let lifts = store.freeze_lifts(ms(now)).await?;
-    Ok(waiting
-        .into_iter()
+    let frozen = waiting
+        .iter()
         .filter(|k| frozen(freezes, &lifts, &k.repository, &k.environment, now).is_some())
-        .collect())
+        .cloned()
+        .collect();
+    Ok(Held {
+        frozen,
+        looked_at: Some(waiting),
+    })
 }
 
 #[cfg(test)]

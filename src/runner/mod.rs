@@ -210,7 +210,7 @@ impl Runner {
             match self
                 .shared
                 .store
-                .claim_next_except(&self.owner, &held)
+                .claim_next_except(&self.owner, &held.frozen, held.looked_at.as_deref())
                 .await
             {
                 Ok(Some(d)) => {

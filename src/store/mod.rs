@@ -179,14 +179,21 @@ pub trait Deployments: Send + Sync {
     /// no other deployment of its repository and environment runs, and the
     /// environment is not locked.
     async fn claim_next(&self, owner: &Owner) -> Result<Option<Deployment>> {
-        self.claim_next_except(owner, &[]).await
+        self.claim_next_except(owner, &[], None).await
     }
 
     /// As [`Deployments::claim_next`], with the environments in `held`
     /// (repository, environment) not runnable either: those a freeze
-    /// window holds now.
-    async fn claim_next_except(&self, owner: &Owner, held: &[EnvKey])
-    -> Result<Option<Deployment>>;
+    /// window holds now. With `within`, only the environments it names
+    /// are: those the caller looked at when it chose `held`, so that a
+    /// deployment to an environment that arrived after the look (a frozen
+    /// one too) waits for the next look instead of slipping through.
+    async fn claim_next_except(
+        &self,
+        owner: &Owner,
+        held: &[EnvKey],
+        within: Option<&[EnvKey]>,
+    ) -> Result<Option<Deployment>>;
 
     /// The environments with a deployment waiting, each once.
     async fn waiting_environments(&self) -> Result<Vec<EnvKey>>;

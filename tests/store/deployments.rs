@@ -438,6 +438,8 @@ async fn the_postgres_claims_look_never_walks_past_deployments() {
     )))
     .bind(&empty)
     .bind(&empty)
+    .bind(None::<Vec<String>>)
+    .bind(None::<Vec<String>>)
     .fetch_all(&pool)
     .await
     .unwrap();
@@ -457,6 +459,8 @@ async fn the_postgres_claims_look_never_walks_past_deployments() {
     let runnable: Option<i32> = sqlx::query_scalar(ferry::store::postgres::deployments::CLAIM_LOOK)
         .bind(&empty)
         .bind(&empty)
+        .bind(None::<Vec<String>>)
+        .bind(None::<Vec<String>>)
         .fetch_optional(&pool)
         .await
         .unwrap();

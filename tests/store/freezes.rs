@@ -33,14 +33,14 @@ async fn a_held_environment_is_not_claimed_and_others_are(b: Backend) {
     );
     // production is held: staging's deployment goes, though it came later.
     let first = store
-        .claim_next_except(&me(), &held("production"))
+        .claim_next_except(&me(), &held("production"), None)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(first.id, DeploymentId(3));
     assert!(
         store
-            .claim_next_except(&me(), &held("production"))
+            .claim_next_except(&me(), &held("production"), None)
             .await
             .unwrap()
             .is_none()
@@ -48,12 +48,31 @@ async fn a_held_environment_is_not_claimed_and_others_are(b: Backend) {
     // Another repository's environment of the same name is not held.
     let other = vec![EnvKey::new("x/y", "production")];
     let next = store
-        .claim_next_except(&me(), &other)
+        .claim_next_except(&me(), &other, None)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(next.id, DeploymentId(1));
     succeed(&store, next.claim()).await;
+    succeed(&store, first.claim()).await;
+    // Only the environments looked at: a deployment to one that arrived
+    // after the look waits for the next look, frozen or not.
+    let looked_at = [EnvKey::new("o/r", "staging")];
+    assert!(
+        store
+            .claim_next_except(&me(), &[], Some(&looked_at))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    accept(&store, 4, "staging", false).await;
+    let staging = store
+        .claim_next_except(&me(), &[], Some(&looked_at))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(staging.id, DeploymentId(4));
+    succeed(&store, staging.claim()).await;
     // Released: production's next one, in its turn.
     let last = store.claim_next(&me()).await.unwrap().unwrap();
     assert_eq!(last.id, DeploymentId(2));

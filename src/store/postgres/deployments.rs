@@ -22,13 +22,15 @@ macro_rules! may_run {
                  SELECT h.repository = d.repository AND h.environment = d.environment
                  FROM deployments h WHERE h.id = s.deployment_id))
            AND NOT EXISTS (SELECT 1 FROM unnest($1::text[], $2::text[]) AS f(r, e)
-                 WHERE f.r = d.repository AND f.e = d.environment)"
+                 WHERE f.r = d.repository AND f.e = d.environment)
+           AND ($3::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest($3::text[], $4::text[]) AS w(r, e)
+                 WHERE w.r = d.repository AND w.e = d.environment))"
     };
 }
 
 /// Whether any deployment may be claimed now. Public for its plan test
 /// (tests/store/deployments.rs); `$1`, `$2`: held repositories and
-/// environments.
+/// environments; `$3`, `$4`: the only ones that may run, or NULL for all.
 ///
 /// Runners ask after every delivery; in a burst the answer is mostly
 /// "nothing", and a read finds that out without locking the row a
@@ -74,14 +76,23 @@ impl Deployments for PgStore {
         &self,
         owner: &Owner,
         held: &[EnvKey],
+        within: Option<&[EnvKey]>,
     ) -> Result<Option<Deployment>> {
-        let (held_repos, held_envs): (Vec<&str>, Vec<&str>) = held
-            .iter()
-            .map(|k| (k.repository.as_str(), k.environment.as_str()))
-            .unzip();
+        let split = |keys: &[EnvKey]| -> (Vec<String>, Vec<String>) {
+            keys.iter()
+                .map(|k| (k.repository.clone(), k.environment.clone()))
+                .unzip()
+        };
+        let (held_repos, held_envs) = split(held);
+        let (within_repos, within_envs) = match within.map(split) {
+            Some((r, e)) => (Some(r), Some(e)),
+            None => (None, None),
+        };
         let runnable: Option<i32> = sqlx::query_scalar(CLAIM_LOOK)
             .bind(&held_repos)
             .bind(&held_envs)
+            .bind(&within_repos)
+            .bind(&within_envs)
             .fetch_optional(&self.pool)
             .await?;
         if runnable.is_none() {
@@ -92,8 +103,8 @@ impl Deployments for PgStore {
         // claiming never runs a newer one out of turn; one waiting for its
         // checks holds the environment's turn.
         let sql = format!(
-            "UPDATE deployments SET state = 'running', started_at = $3,
-                 attempt = attempt + 1, owner = $4, lease_until = {DB_NOW} + $5
+            "UPDATE deployments SET state = 'running', started_at = $5,
+                 attempt = attempt + 1, owner = $6, lease_until = {DB_NOW} + $7
              WHERE id = (
                  SELECT d.id FROM deployments d
                  WHERE d.state = 'queued' AND NOT d.checks_gate
@@ -111,6 +122,8 @@ impl Deployments for PgStore {
             match sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(&held_repos)
                 .bind(&held_envs)
+                .bind(&within_repos)
+                .bind(&within_envs)
                 .bind(Timestamp::now())
                 .bind(&owner.0)
                 .bind(lease_ms())

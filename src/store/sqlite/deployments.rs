@@ -37,6 +37,9 @@ const RUNNABLE: &str = "SELECT d.id FROM deployments d
      AND NOT EXISTS (
          SELECT 1 FROM json_each(:held) f
          WHERE f.value ->> 0 = d.repository AND f.value ->> 1 = d.environment)
+     AND (:within IS NULL OR EXISTS (
+         SELECT 1 FROM json_each(:within) w
+         WHERE w.value ->> 0 = d.repository AND w.value ->> 1 = d.environment))
      ORDER BY d.seq LIMIT 1";
 
 #[async_trait]
@@ -67,17 +70,19 @@ impl Deployments for SqliteStore {
         &self,
         owner: &Owner,
         held: &[EnvKey],
+        within: Option<&[EnvKey]>,
     ) -> Result<Option<Deployment>> {
         let held = serde_json::to_string(held).unwrap_or_else(|_| "[]".into());
+        let within = within.map(|w| serde_json::to_string(w).unwrap_or_else(|_| "[]".into()));
         // The runner asks after every delivery; during a burst the answer is
         // mostly "nothing", and a read finds that out without the writer.
-        let read_held = held.clone();
+        let (read_held, read_within) = (held.clone(), within.clone());
         let any = self
             .read(move |c| {
-                // `:held` takes the index after the numbered ones: 1 here,
-                // 4 in the claim below.
+                // `:held` and `:within` take the indexes after the numbered
+                // ones: 1 and 2 here, 4 and 5 in the claim below.
                 c.prepare_cached(RUNNABLE)?
-                    .query_row(params![read_held], |r| r.get::<_, i64>(0))
+                    .query_row(params![read_held, read_within], |r| r.get::<_, i64>(0))
                     .optional()
             })
             .await?;
@@ -93,7 +98,7 @@ impl Deployments for SqliteStore {
             );
             tx.prepare_cached(&sql)?
                 .query_row(
-                    params![Timestamp::now(), owner, lease_ms(), held],
+                    params![Timestamp::now(), owner, lease_ms(), held, within],
                     deployment_from_row,
                 )
                 .optional()
@@ -283,7 +288,9 @@ mod tests {
         let plan: Vec<String> = conn
             .prepare(&format!("EXPLAIN QUERY PLAN {RUNNABLE}"))
             .unwrap()
-            .query_map([&"[]"], |r| r.get::<_, String>(3))
+            .query_map(rusqlite::params!["[]", None::<String>], |r| {
+                r.get::<_, String>(3)
+            })
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
