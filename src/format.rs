@@ -39,8 +39,6 @@ fn units(seconds: u64, most: usize) -> String {
     parts.join(" ")
 }
 
-/// [`duration`] of a span in milliseconds; a negative one (clocks that
-/// disagree) is none.
 /// The first seven characters, as GitHub shows a commit.
 pub fn short_sha(sha: &str) -> &str {
     sha.get(..7).unwrap_or(sha)

@@ -247,13 +247,13 @@ pub fn frozen<'a>(
         .filter(|(f, w)| {
             !lifts
                 .iter()
-                .any(|l| l.covers(repository, environment, &f.name, ms(w.end)))
+                .any(|l| l.covers(repository, environment, &f.name, stored(w.end)))
         })
         .max_by_key(|(_, w)| w.end)
 }
 
 /// The moment as the store keeps times.
-pub fn ms(t: Timestamp) -> crate::store::Timestamp {
+pub fn stored(t: Timestamp) -> crate::store::Timestamp {
     crate::store::Timestamp::from_jiff(t)
 }
 
@@ -282,9 +282,9 @@ pub async fn lift(
             repository: repository.to_string(),
             environment: environment.to_string(),
             freeze: f.name.clone(),
-            until: ms(w.end),
+            until: stored(w.end),
             by: by.to_string(),
-            at: ms(now),
+            at: stored(now),
         };
         let new = store.lift_freeze(&lift).await?;
         lifted.push(Lifted {
@@ -316,7 +316,7 @@ pub async fn held_now(store: &SharedStore, freezes: &[Freeze]) -> crate::store::
     }
     let now = Timestamp::now();
     let waiting = store.waiting_environments().await?;
-    let lifts = store.freeze_lifts(ms(now)).await?;
+    let lifts = store.freeze_lifts(stored(now)).await?;
     let frozen = waiting
         .iter()
         .filter(|k| frozen(freezes, &lifts, &k.repository, &k.environment, now).is_some())

@@ -36,7 +36,7 @@ async fn frozen_now(
     }
     let now = jiff::Timestamp::now();
     let lifts = store
-        .freeze_lifts(crate::admission::freeze::ms(now))
+        .freeze_lifts(crate::admission::freeze::stored(now))
         .await?;
     let mut candidates: Vec<crate::store::EnvKey> = c
         .targets
@@ -140,9 +140,9 @@ impl Held {
         for (env, freeze, window, until) in &self.frozen {
             let (r, e) = env.split_once(':').unwrap_or((env.as_str(), ""));
             let by = crate::wording::freeze_holder(freeze);
-            let since = Some(crate::admission::freeze::ms(window.start));
+            let since = Some(crate::admission::freeze::stored(window.start));
             let mut v = line(r, e, "freeze", &by, since, &format!("frozen until {until}"));
-            v["until"] = clock(crate::admission::freeze::ms(window.end)).into();
+            v["until"] = clock(crate::admission::freeze::stored(window.end)).into();
             println!("{v}");
         }
     }
@@ -184,7 +184,7 @@ impl Held {
                 "{:<40}  {:<16}  {:<20}  frozen until {until}",
                 env,
                 crate::wording::freeze_holder(freeze),
-                clock(crate::admission::freeze::ms(window.start)),
+                clock(crate::admission::freeze::stored(window.start)),
             );
             let (r, e) = env.split_once(':').unwrap_or((env.as_str(), ""));
             self.print_runs(r, e);

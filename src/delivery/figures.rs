@@ -44,10 +44,10 @@ pub fn compute(ended: &[Ended], window: Duration) -> Vec<Figures> {
             let deployments = list.len() as u64;
             let successes = list.iter().filter(|e| e.state == State::Success).count() as u64;
             let failures = list.iter().filter(|e| e.failed()).count() as u64;
-            let leads: Vec<i64> = list
+            let leads: Vec<Duration> = list
                 .iter()
                 .filter(|e| e.state == State::Success)
-                .filter_map(|e| e.committed_at.map(|c| millis(e.finished_at - c)))
+                .filter_map(|e| e.committed_at.map(|c| e.finished_at - c))
                 .collect();
             Figures {
                 repository: repository.to_string(),
@@ -73,7 +73,7 @@ pub fn compute(ended: &[Ended], window: Duration) -> Vec<Figures> {
 /// For each run of consecutive failures that a success ended: that
 /// success's end - the first failure's end (ms). `list`: one
 /// environment's deployments, oldest end first, cancels left out.
-fn recoveries(list: &[&Ended]) -> Vec<i64> {
+fn recoveries(list: &[&Ended]) -> Vec<Duration> {
     let mut out = Vec::new();
     let mut first_failure = None;
     for e in list {
@@ -82,7 +82,7 @@ fn recoveries(list: &[&Ended]) -> Vec<i64> {
         } else if e.state == State::Success
             && let Some(first) = first_failure.take()
         {
-            out.push(millis(e.finished_at - first));
+            out.push(e.finished_at - first);
         }
     }
     out
@@ -100,27 +100,22 @@ pub fn recovered_from(before: &[Ended]) -> Option<Timestamp> {
         .map(|e| e.finished_at)
 }
 
-/// The median of `ms`, in seconds; the mean of the middle two for an even
-/// count.
-fn median_seconds(mut ms: Vec<i64>) -> Option<f64> {
-    if ms.is_empty() {
+/// The median of `spans`, in seconds; the mean of the middle two for an
+/// even count.
+fn median_seconds(mut spans: Vec<Duration>) -> Option<f64> {
+    if spans.is_empty() {
         return None;
     }
-    ms.sort_unstable();
-    let mid = ms.len() / 2;
-    let median = if ms.len() % 2 == 1 {
-        ms[mid] as f64
+    spans.sort_unstable();
+    let mid = spans.len() / 2;
+    let ms = if spans.len() % 2 == 1 {
+        spans[mid].as_millis() as f64
     } else {
-        (ms[mid - 1] + ms[mid]) as f64 / 2.0
+        (spans[mid - 1] + spans[mid]).as_millis() as f64 / 2.0
     };
-    Some(median / 1000.0)
+    Some(ms / 1000.0)
 }
 
 #[cfg(test)]
 #[path = "figures_tests.rs"]
 mod tests;
-
-/// A span as the figures compute with it: whole milliseconds.
-fn millis(d: std::time::Duration) -> i64 {
-    d.as_millis().min(i64::MAX as u128) as i64
-}

@@ -5,7 +5,6 @@
 //! only appends what comes after.
 
 use std::fmt::Write;
-use std::time::{Duration, UNIX_EPOCH};
 
 use maud::{DOCTYPE, Markup, Render, html};
 
@@ -208,8 +207,7 @@ pub fn ansi_to_html(text: &str) -> String {
 }
 
 fn clock(at: Timestamp) -> (String, String) {
-    let t = UNIX_EPOCH + Duration::from_millis(at.as_millis().max(0) as u64);
-    let full = humantime::format_rfc3339_millis(t).to_string();
+    let full = at.rfc3339_millis();
     let short = full.get(11..23).unwrap_or(&full).to_string();
     (full, short)
 }

@@ -1,8 +1,5 @@
 //! Plain-text rendering of a log, for `Accept: text/plain` and `ferry logs`.
 
-use std::fmt::Write;
-use std::time::{Duration, UNIX_EPOCH};
-
 use super::{LogLine, Stream};
 
 /// One line of text per log line:
@@ -10,8 +7,7 @@ use super::{LogLine, Stream};
 pub fn text(lines: &[LogLine]) -> String {
     let mut out = String::new();
     for l in lines {
-        let at = UNIX_EPOCH + Duration::from_millis(l.t.as_millis().max(0) as u64);
-        let _ = write!(out, "{}", humantime::format_rfc3339_millis(at));
+        out.push_str(&l.t.rfc3339_millis());
         if l.stream == Stream::Ferry {
             out.push_str(" ferry");
         }

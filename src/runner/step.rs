@@ -210,24 +210,26 @@ async fn pump(
             line.pop();
         }
         let text = String::from_utf8_lossy(line);
-        let first = std::mem::take(marker_pending);
-        let group = first
-            .then(|| text.strip_prefix(remote::PGID_MARKER))
-            .flatten()
-            .map(RemoteGroup::parse);
-        match (pgid, group) {
-            (Some((cell, started, _)), Some(Some(g))) => {
-                started(&g);
-                let _ = cell.set(g);
-            }
-            (Some((_, _, none)), Some(None)) => none.notify_one(),
-            (sink, None) => {
-                if let (Some((_, _, none)), true) = (sink, first) {
-                    none.notify_one();
+        // Only the first line may be the marker (and only with a sink).
+        match std::mem::take(marker_pending).then_some(pgid).flatten() {
+            Some((cell, started, none)) => {
+                match text
+                    .strip_prefix(remote::PGID_MARKER)
+                    .map(RemoteGroup::parse)
+                {
+                    Some(Some(g)) => {
+                        started(&g);
+                        let _ = cell.set(g);
+                    }
+                    // A marker naming no group is not output either.
+                    Some(None) => none.notify_one(),
+                    None => {
+                        none.notify_one();
+                        emit(stream, &text);
+                    }
                 }
-                emit(stream, &text);
             }
-            (None, Some(_)) => emit(stream, &text),
+            None => emit(stream, &text),
         }
         line.clear();
     };

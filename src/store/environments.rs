@@ -63,9 +63,7 @@ impl EnvLock {
 
     /// "alice since 2026-11-21 14:05 UTC: reason".
     pub fn describe(&self) -> String {
-        let since = std::time::UNIX_EPOCH
-            + std::time::Duration::from_millis(self.since.as_millis().max(0) as u64);
-        let since = humantime::format_rfc3339_seconds(since).to_string();
+        let since = self.since.rfc3339();
         // 2026-11-21T14:05:09Z → 2026-11-21 14:05 UTC
         let since = format!("{} {} UTC", &since[..10], &since[11..16]);
         crate::wording::held_by(&self.holder, &since, &self.reason)

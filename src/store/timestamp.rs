@@ -40,14 +40,16 @@ impl Timestamp {
 
     /// `2026-12-08T01:30:00Z`, to the second.
     pub fn rfc3339(self) -> String {
-        let t = UNIX_EPOCH + Duration::from_millis(self.0.max(0) as u64);
-        humantime::format_rfc3339_seconds(t).to_string()
+        humantime::format_rfc3339_seconds(self.system_time()).to_string()
     }
 
-    /// The same moment as jiff's type, for calendar arithmetic and
-    /// formatting with a zone.
-    pub fn to_jiff(self) -> jiff::Timestamp {
-        jiff::Timestamp::from_millisecond(self.0).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+    /// `2026-12-08T01:30:00.123Z`, to the millisecond (log lines).
+    pub fn rfc3339_millis(self) -> String {
+        humantime::format_rfc3339_millis(self.system_time()).to_string()
+    }
+
+    fn system_time(self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.0.max(0) as u64)
     }
 
     pub fn from_jiff(t: jiff::Timestamp) -> Timestamp {

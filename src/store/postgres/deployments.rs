@@ -51,6 +51,13 @@ pub const CLAIM_LOOK: &str = concat!(
     " ORDER BY d.repository, d.environment, d.seq LIMIT 1"
 );
 
+/// Environments as the two arrays the claim's `unnest` reads.
+fn columns(keys: &[EnvKey]) -> (Vec<&str>, Vec<&str>) {
+    keys.iter()
+        .map(|k| (k.repository.as_str(), k.environment.as_str()))
+        .unzip()
+}
+
 #[async_trait]
 impl Deployments for PgStore {
     async fn accept(
@@ -78,16 +85,8 @@ impl Deployments for PgStore {
         held: &[EnvKey],
         within: Option<&[EnvKey]>,
     ) -> Result<Option<Deployment>> {
-        let split = |keys: &[EnvKey]| -> (Vec<String>, Vec<String>) {
-            keys.iter()
-                .map(|k| (k.repository.clone(), k.environment.clone()))
-                .unzip()
-        };
-        let (held_repos, held_envs) = split(held);
-        let (within_repos, within_envs) = match within.map(split) {
-            Some((r, e)) => (Some(r), Some(e)),
-            None => (None, None),
-        };
+        let (held_repos, held_envs) = columns(held);
+        let (within_repos, within_envs) = within.map(columns).unzip();
         let runnable: Option<i32> = sqlx::query_scalar(CLAIM_LOOK)
             .bind(&held_repos)
             .bind(&held_envs)
