@@ -42,10 +42,10 @@ impl Prometheus {
         // port is tried.
         let log = dir.path().join("prometheus.log");
         let mut tries = 0;
-        let (child, url) = 'started: loop {
+        let (child, url) = loop {
             tries += 1;
             let port = crate::sshd::free_port();
-            let mut child = Command::new(binary("prometheus"))
+            let child = Command::new(binary("prometheus"))
                 .arg(format!("--config.file={}", config_path.display()))
                 .arg(format!(
                     "--storage.tsdb.path={}",
@@ -59,22 +59,22 @@ impl Prometheus {
                 .expect("start prometheus");
             let url = format!("http://127.0.0.1:{port}");
             let ready = format!("{url}/-/ready");
-            let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            let exited = loop {
-                if let Some(status) = child.try_wait().unwrap() {
-                    break status;
+            let child = std::sync::Mutex::new(child);
+            // Ready, or exited (its status); not yet: what it logged so far.
+            let ended = crate::eventually("Prometheus ready", Duration::from_secs(60), || async {
+                let exited = child.lock().unwrap().try_wait().unwrap();
+                if let Some(status) = exited {
+                    return Ok(Err(status));
                 }
-                if let Ok(r) = reqwest::get(&ready).await
-                    && r.status().is_success()
-                {
-                    break 'started (child, url);
+                match reqwest::get(&ready).await {
+                    Ok(r) if r.status().is_success() => Ok(Ok(())),
+                    _ => Err(std::fs::read_to_string(&log).unwrap_or_default()),
                 }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "Prometheus not ready:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            })
+            .await;
+            let child = child.into_inner().unwrap();
+            let Err(exited) = ended else {
+                break (child, url);
             };
             let said = std::fs::read_to_string(&log).unwrap_or_default();
             assert!(
